@@ -1,0 +1,43 @@
+"""kaiju: a config-driven service runner for asyncio back ends, built on aiomisc.
+
+The public API is re-exported here and imported lazily, so `import kaiju` loads
+nothing but this module and changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "App": "kaiju.runtime.service",
+    "Namespace": "kaiju.runtime.service",
+    "Service": "kaiju.runtime.service",
+    "Entrypoint": "kaiju.runtime.entrypoint",
+    "entrypoint": "kaiju.runtime.entrypoint",
+    "run": "kaiju.runtime.entrypoint",
+    "ConfigError": "kaiju.config.errors",
+    "load_config": "kaiju.config.loader",
+    "rpc": "kaiju.rpc",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju import rpc
+    from kaiju.config.errors import ConfigError
+    from kaiju.config.loader import load_config
+    from kaiju.runtime.entrypoint import Entrypoint, entrypoint, run
+    from kaiju.runtime.service import App, Namespace, Service
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kaiju' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"kaiju.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""The runtime: service base class, class registry, dependency graph and the entrypoint."""
