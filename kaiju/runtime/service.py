@@ -141,7 +141,7 @@ class Service(aiomisc.Service):
 
     service_name: ClassVar[str | None] = None
     # names the runtime owns; never settings
-    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loop", "service_name"})
+    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name"})
 
     name: str
     app: App
