@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import typing
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from msgspec import UNSET
+from msgspec.structs import astuple as _astuple
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
@@ -38,7 +40,12 @@ _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _BYTES = (bytes, bytearray, memoryview)
-_current_task = asyncio.current_task
+try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
+    from asyncio.tasks import _current_tasks
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover
+    _current_task = asyncio.current_task
 
 
 class RPCServer(Service):
@@ -76,6 +83,8 @@ class RPCServer(Service):
         self._background: set[asyncio.Task] = set()
         self._state = _State()
         self._hot = False
+        self._hot_methods: dict[type, Method] = {}
+        self._hot_decode: Any = None
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
 
@@ -94,7 +103,8 @@ class RPCServer(Service):
         self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
         self._threshold = float(self.watchdog_threshold)
         self._default_time = float(self.default_request_time)
-        self._hot = self._default_time >= self._threshold  # the hot path relies on the shared deadline tick
+        # the hot path relies on the shared deadline tick
+        self._hot = self._default_time >= self._threshold
         self._max_time = float(self.max_request_time)
         self._debug = self.app.debug if self.debug is None else bool(self.debug)
         self._methods = {}
@@ -135,12 +145,21 @@ class RPCServer(Service):
                 raise ValueError(f"RPC method {name} is defined twice")
             self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
             added.append(name)
+        self._build_hot_decoder()
         return added
+
+    def _build_hot_decoder(self) -> None:
+        """One decoder for a plain request to any method: a union of the methods' request Structs
+        tagged by "method", so the envelope and the params decode and validate in one pass."""
+        by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
+        self._hot_methods = by_type
+        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type else None
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
         for name in [n for n, m in self._methods.items() if m.service == service_name]:
             del self._methods[name]
+        self._build_hot_decoder()
 
     def may_call(self, m: Method, scope: Scope, session: Session | None = None) -> bool:
         """Whether a caller with `scope` (and `session`) may use method `m`."""
@@ -201,22 +220,78 @@ class RPCServer(Service):
 
         Never raises for bad input: every problem is answered as a JSON-RPC error.
         """
-        try:
-            h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
-        except E.InvalidRequest as exc:
-            return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        if headers:
+            try:
+                h = parse_headers(headers, self.max_retries)
+            except E.InvalidRequest as exc:
+                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        else:
+            h = _NO_HEADERS
         if session is not None:
             scope = session.scope
-        if h is _NO_HEADERS and type(body) is bytes and self._hot and _current.get() is None:
-            try:
-                req = _decode_request(body)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass
+        if h is not _NO_HEADERS or type(body) is not bytes or not self._hot or _current.get() is not None:
+            return await self._handle(body, h, scope, session, headers)
+        try:
+            req = self._hot_decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            # anything else (batch, unknown method, by-position or bad params, bad JSON) takes the long way
+            return await self._handle(body, h, scope, session, headers)
+        m = self._hot_methods[type(req)]
+        if m.permission < scope or req.id is UNSET:
+            return await self._handle(body, h, scope, session, headers)
+
+        # The hot path: one well-formed request for a permitted method, no kaiju headers, not
+        # nested. The same steps as `_context` + `_run` (keep them in step), written out because
+        # this is what every plain request costs.
+        loop = self._loop
+        now = self._clock()
+        cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
+        ctx = RequestContext(cid, now + self._default_time, scope, session, headers, m.name, now, _current_task(loop))
+        out_headers = {CORRELATION_ID: cid}
+        coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
+        token = _current.set(ctx)
+        inflight = self._inflight
+        inflight[ctx] = None
+        state = self._state
+        if state.watchdog is None:
+            state.watchdog = loop.call_at(now + self._tick, self._watch)
+        try:
+            if state.free > 0:
+                state.free -= 1
             else:
-                if req.id is not UNSET:
-                    m = self._methods.get(req.method)
-                    if m is not None and m.permission >= scope:
-                        return await self._handle_hot(req, m, scope, session, headers)
+                await self._acquire(coro)
+            try:
+                try:
+                    result = await coro
+                except (E.RPCError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    result = await self._recover(ctx, m, exc, msgspec.structs.asdict(req.params), False, 0)
+            finally:
+                if state.waiters:
+                    self._release()
+                else:
+                    state.free += 1
+            if ctx.expired:  # the method swallowed the cancellation
+                ctx.task.uncancel()
+                raise E.RequestTimeout(data={"deadline": ctx.deadline})
+        except asyncio.CancelledError:
+            if not ctx.expired:
+                raise
+            ctx.task.uncancel()
+            return self._enc(ErrorResponse(id=req.id, error=E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict())), out_headers
+        except E.RPCError as exc:
+            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+        finally:
+            del inflight[ctx]
+            _current.reset(token)
+        try:
+            return self._enc(Response(id=req.id, result=result)), out_headers
+        except (TypeError, ValueError) as exc:
+            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+
+    async def _handle(self, body: Any, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> tuple[bytes | None, dict]:
+        """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
         raw = type(body) in _BYTES
@@ -248,62 +323,6 @@ class RPCServer(Service):
         if type(body) in (list, tuple):
             return await self._batch(ctx, list(body), False, h), out_headers
         return await self._single_slow(ctx, body, h), out_headers
-
-    async def _handle_hot(self, req: RawRequest, m: Method, scope: Scope, session: Any, headers: Any) -> tuple[bytes, dict]:
-        """The hot path: one well-formed request for a permitted method, no kaiju headers, not nested.
-
-        The same steps as `_context` + `_run` (keep them in step), written out because this
-        is what every plain request costs.
-        """
-        loop = self._loop
-        now = self._clock()
-        cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
-        ctx = RequestContext(cid, now + self._default_time, scope, session, headers, m.name, now, _current_task(loop))
-        out_headers = {CORRELATION_ID: cid}
-        try:
-            coro = m.call_raw(req.params)
-        except E.RPCError as exc:
-            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
-        token = _current.set(ctx)
-        inflight = self._inflight
-        inflight[ctx] = None
-        state = self._state
-        if state.watchdog is None:
-            state.watchdog = loop.call_at(now + self._tick, self._watch)
-        try:
-            if state.free > 0:
-                state.free -= 1
-            else:
-                await self._acquire(coro)
-            try:
-                try:
-                    result = await coro
-                except (E.RPCError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    result = await self._recover(ctx, m, exc, req.params, True, 0)
-            finally:
-                if state.waiters:
-                    self._release()
-                else:
-                    state.free += 1
-            if ctx.expired:  # the method swallowed the cancellation
-                ctx.task.uncancel()
-                raise E.RequestTimeout(data={"deadline": ctx.deadline})
-        except asyncio.CancelledError:
-            if not ctx.expired:
-                raise
-            ctx.task.uncancel()
-            return self._enc(ErrorResponse(id=req.id, error=E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict())), out_headers
-        except E.RPCError as exc:
-            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
-        finally:
-            del inflight[ctx]
-            _current.reset(token)
-        try:
-            return self._enc(Response(id=req.id, result=result)), out_headers
-        except (TypeError, ValueError) as exc:
-            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
 
     # -- execution --------------------------------------------------------
 
