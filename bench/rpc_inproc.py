@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from kaiju.rpc import RPCServer, Scope, method
-from kaiju.runtime.service import Service
+from echo_service import EchoService
+
+from kaiju.rpc import RPCServer
 from kaiju.testing.services import started
 
 
@@ -42,17 +43,6 @@ N = int(os.environ.get("N", "200000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 PARALLEL = 128
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"echo.echo","params":{"data":{"hello":"world","n":[1,2,3]}}}'
-
-
-class EchoService(Service):
-    service_name = "echo"
-
-    async def start(self) -> None:
-        pass
-
-    @method(permission=Scope.GUEST)
-    async def echo(self, data: object = None) -> object:
-        return data
 
 
 async def ours(n: int) -> float:

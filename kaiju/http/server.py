@@ -8,6 +8,7 @@ clear message (SO_REUSEPORT only when `reuse_port` is set).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -21,7 +22,7 @@ from aiohttp import web
 from aiomisc.service.aiohttp import AIOHTTPService
 
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.rpc.errors import InternalError, InvalidRequest, RPCError
+from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
@@ -86,8 +87,9 @@ class HTTPServer(Service, _BindAtStart):
         if getattr(self, "runner", None) is not None:
             raise RuntimeError(f"{self.name}: cannot start twice")
         self._scope: Scope = parse_scope(self.scope)
+        self._max_body = int(self.max_body_size)
+        self._loop = asyncio.get_running_loop()
         self.socket = self._bind()
-        self.runner_kwargs = {"access_log": self.logger.logger if self.access_log else None, "handler_cancellation": True}
         try:
             await _BindAtStart.start(self)
         except BaseException:
@@ -108,10 +110,22 @@ class HTTPServer(Service, _BindAtStart):
                     os.unlink(self.unix_socket)
 
     async def create_application(self) -> web.Application:
-        # client_max_size: aiohttp refuses larger bodies while reading (chunked ones too)
-        app = web.Application(client_max_size=int(self.max_body_size))
-        app.router.add_route("*", self.rpc_path, self._handle)
-        return app
+        # Kept for AIOHTTPService's start(); requests never reach it: make_runner serves
+        # them with aiohttp's low-level Server, since one route needs no router or middlewares.
+        return web.Application(client_max_size=int(self.max_body_size))
+
+    async def make_runner(self, application: web.Application) -> web.BaseRunner:
+        server = web.Server(
+            self._handle,
+            request_factory=self._make_request,
+            handler_cancellation=True,
+            access_log=self.logger.logger if self.access_log else None,
+        )
+        return web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+
+    def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=self._max_body)
 
     async def create_site(self) -> web.SockSite:
         return web.SockSite(self.runner, self.socket, backlog=int(self.backlog))
@@ -168,7 +182,9 @@ class HTTPServer(Service, _BindAtStart):
 
     # -- requests -----------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.Response:
+        if request.raw_path != self.rpc_path and request.path != self.rpc_path:  # raw first: no URL parsing
+            return _error(404, MethodNotFound(f"No JSON-RPC endpoint at {request.path}; it is at {self.rpc_path}"))
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
         try:

@@ -117,6 +117,13 @@ async def test_get_is_405_with_jsonrpc_error(server, session):
         assert resp.status == 405 and (await resp.json())["error"]["code"] == -32600
 
 
+async def test_other_path_is_404_with_jsonrpc_error(server, session):
+    status, _, raw = await post(session, server.url.replace("/public/rpc", "/other"), b"{}")
+    assert status == 404 and msgspec.json.decode(raw)["error"]["code"] == -32601
+    status, _, raw = await post(session, server.url + "?x=1", b'{"jsonrpc":"2.0","id":1,"method":"shop.add","params":[1,2]}')
+    assert status == 200 and msgspec.json.decode(raw)["result"] == 3
+
+
 async def test_notification_is_204(server, session):
     status, _, raw = await post(session, server.url, b'{"jsonrpc":"2.0","method":"shop.note","params":[1]}')
     assert status == 204 and raw == b""
