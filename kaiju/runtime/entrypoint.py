@@ -102,6 +102,8 @@ class Entrypoint(aiomisc.Entrypoint):
         log_config: bool = True,
         **kwargs: Any,
     ):
+        # aiomisc's __del__ reads these; a bad config raises before its __init__ sets them
+        self._loop, self._runner, self._loop_owner = None, None, False
         self.config = _load(config, env, env_files, os_env)
         self.plan: Plan = build_plan(self.config, services, registry=registry)
         main = self.config.settings.main
