@@ -44,12 +44,7 @@ class LoadedConfig:
         A ``services`` element may be addressed by index or by its name (or class).
         For a value filled by a template this is the file where the template stands.
         """
-        path = self._indexed(path)
-        for end in range(len(path), -1, -1):
-            found = self.origins.get(path[:end])
-            if found is not None:
-                return found
-        return self.files[0] if self.files else ""
+        return _source_of(self._indexed(path), self.origins, self.files)
 
     def format_path(self, path: Sequence[Any]) -> str:
         """`path` as a person reads it, e.g. ``services[http].settings.port``."""
@@ -85,10 +80,12 @@ def load_config(
 
     Raises `ConfigError` (naming the file and key path) for anything wrong: a missing or
     unreadable file, bad YAML, a bad env file line, a template without a value, a wrong
-    type, a missing or unknown key, a service named twice in one file.
+    type, a missing or unknown key, a service named twice in one file, no file at all.
     """
     if isinstance(files, (str, FilePath, Mapping)):
         files = [files]  # one source given bare: a common slip, and unambiguous
+    if not files:
+        raise ConfigError("no config given: name at least one config file (-c FILE)")
     layers = [_read_layer(item) for item in files]
     values: dict[str, Any] = {}
     for path in env_files:
@@ -149,5 +146,12 @@ def _build(
 
 
 def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:
-    loaded = LoadedConfig(settings=None, data=data, files=files, origins=origins)  # type: ignore[arg-type]
-    return loaded.error(exc.path, exc.message)
+    return ConfigError(exc.message, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data))
+
+
+def _source_of(path: Path, origins: Origins, files: tuple[str, ...]) -> str:
+    for end in range(len(path), -1, -1):
+        found = origins.get(path[:end])
+        if found is not None:
+            return found
+    return files[0] if files else ""

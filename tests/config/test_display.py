@@ -21,13 +21,20 @@ def test_ordinary_key_names(name):
 def test_mask_secrets_masks_values_and_keeps_the_rest():
     data = {
         "main": {"name": "demo"},
-        "services": [{"cls": "RedisConnection", "settings": {"url": "redis://:pw@host:6379/0", "password": "pw", "token": None}}],
+        "services": [
+            {"cls": "RedisConnection", "settings": {"url": "redis://:pw@host:6379/0", "password": "pw", "token": None}}
+        ],
         "etc": {"api_key": 123, "keys": ["a", "b"], "nested": {"secret": {"x": 1}}},
     }
     masked = mask_secrets(data)
     assert masked == {
         "main": {"name": "demo"},
-        "services": [{"cls": "RedisConnection", "settings": {"url": "redis://:***@host:6379/0", "password": "***", "token": None}}],
+        "services": [
+            {
+                "cls": "RedisConnection",
+                "settings": {"url": "redis://:***@host:6379/0", "password": "***", "token": None},
+            }
+        ],
         "etc": {"api_key": "***", "keys": ["a", "b"], "nested": {"secret": "***"}},
     }
     assert data["services"][0]["settings"]["password"] == "pw"

@@ -52,7 +52,13 @@ def test_a_full_config_loads_into_typed_settings():
     assert settings.main.shutdown_timeout == 30.0
     assert settings.packages == ["myapp.services"]
     assert settings.services == [
-        ServiceSettings(cls="HTTPServer", name="http", loglevel="DEBUG", start_timeout=5.0, settings={"port": 8080, "host": "127.0.0.1"}),
+        ServiceSettings(
+            cls="HTTPServer",
+            name="http",
+            loglevel="DEBUG",
+            start_timeout=5.0,
+            settings={"port": 8080, "host": "127.0.0.1"},
+        ),
         ServiceSettings(cls="EchoService"),
     ]
     assert settings.etc == {"url": "http://localhost:80/x"}
@@ -61,7 +67,10 @@ def test_a_full_config_loads_into_typed_settings():
 
 
 def test_precedence_files_then_env_files_then_os_env_then_explicit(monkeypatch):
-    write("conf/app.yml", 'main: {name: demo}\netc: {a: "[A:file]", b: "[B:file]", c: "[C:file]", d: "[D:file]", e: "[E:file]"}\n')
+    write(
+        "conf/app.yml",
+        'main: {name: demo}\netc: {a: "[A:file]", b: "[B:file]", c: "[C:file]", d: "[D:file]", e: "[E:file]"}\n',
+    )
     write("conf/one.env", "B=env1\nC=env1\nD=env1\nE=env1\n")
     write("conf/two.json", '{"C": "env2", "D": "env2", "E": "env2"}')
     monkeypatch.setenv("D", "os")
@@ -127,13 +136,22 @@ def test_load_config_data_rejects_a_non_mapping():
         ("main: {name: a}\nextra: 1\n", "conf/app.yml: extra: unknown key"),
         ("main: {name: a, debug: maybe}\n", 'conf/app.yml: main.debug: expected bool, got "maybe"'),
         ("main: {name: a, version: 1.0}\n", "conf/app.yml: main.version: expected str, got 1.0"),
-        ("main: {name: a, loglevel: loud}\n", 'conf/app.yml: main.loglevel: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got "loud"'),
+        (
+            "main: {name: a, loglevel: loud}\n",
+            'conf/app.yml: main.loglevel: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got "loud"',
+        ),
         ("main: {name: a, shutdown_timeout: 0}\n", "conf/app.yml: main.shutdown_timeout: expected float > 0.0, got 0"),
         ("main: {name: ''}\n", 'conf/app.yml: main.name: expected a non-empty str, got ""'),
         ("main: [a]\n", "conf/app.yml: main: expected mapping, got a list"),
         ("main: {name: a}\npackages: a.b\n", 'conf/app.yml: packages: expected list, got "a.b"'),
-        ("main: {name: a}\nservices: [{cls: A, name: http, settings: [1]}]\n", "conf/app.yml: services[http].settings: expected mapping, got a list"),
-        ("main: {name: a}\nservices: [{cls: A, name: http, start_timeout: abc}]\n", 'conf/app.yml: services[http].start_timeout: expected float or null, got "abc"'),
+        (
+            "main: {name: a}\nservices: [{cls: A, name: http, settings: [1]}]\n",
+            "conf/app.yml: services[http].settings: expected mapping, got a list",
+        ),
+        (
+            "main: {name: a}\nservices: [{cls: A, name: http, start_timeout: abc}]\n",
+            'conf/app.yml: services[http].start_timeout: expected float or null, got "abc"',
+        ),
         ("main: {name: a}\nservices: [{cls: A, prot: 1}]\n", "conf/app.yml: services[A].prot: unknown key"),
         ("main: {name: a}\nservices: [A, 5]\n", "conf/app.yml: services[1]: expected mapping, got 5"),
         ("main: {name: a}\nservices: [{name: http}]\n", "conf/app.yml: services[http].cls: required key missing"),
@@ -156,26 +174,30 @@ def test_error_names_the_file_that_set_the_key():
     write("conf/over.yml", "main: {loglevel: noisy}\n")
     assert error_of(["conf/base.yml", "conf/over.yml"]).startswith("conf/over.yml: main.loglevel: expected one of")
     write("conf/over.yml", "services: [{name: http, start_timeout: -1}]\n")
-    assert error_of(["conf/base.yml", "conf/over.yml"]) == "conf/over.yml: services[http].start_timeout: expected float > 0.0, got -1"
+    expected = "conf/over.yml: services[http].start_timeout: expected float > 0.0, got -1"
+    assert error_of(["conf/base.yml", "conf/over.yml"]) == expected
 
 
 def test_missing_template_names_the_file_where_it_stands():
     write("conf/base.yml", "main: {name: a}\n")
     write("conf/over.yml", "services: [{cls: A, name: db, settings: {url: 'redis://[KJ_HOST]/0'}}]\n")
     message = error_of(["conf/base.yml", "conf/over.yml"], os_env=False)
-    assert message.startswith('conf/over.yml: services[db].settings.url: template key "KJ_HOST" has no value and no default')
+    expected = 'conf/over.yml: services[db].settings.url: template key "KJ_HOST" has no value and no default'
+    assert message.startswith(expected)
 
 
 def test_a_typed_template_value_that_does_not_fit_is_reported_at_its_key():
     write("conf/app.yml", 'main: {name: a, debug: "[KJ_DEBUG:false]"}\n')
-    assert error_of(["conf/app.yml"], env={"KJ_DEBUG": "sometimes"}) == 'conf/app.yml: main.debug: expected bool, got "sometimes"'
+    expected = 'conf/app.yml: main.debug: expected bool, got "sometimes"'
+    assert error_of(["conf/app.yml"], env={"KJ_DEBUG": "sometimes"}) == expected
 
 
 def test_source_errors_are_config_errors():
     assert error_of(["conf/missing.yml"]) == "conf/missing.yml: file not found"
     write("conf/app.yml", "main: {name: a}\n")
     write("conf/bad.env", "oops\n")
-    assert error_of(["conf/app.yml"], env_files=["conf/bad.env"]) == "conf/bad.env: line 1: expected KEY=VALUE (KEY: letters, digits, _)"
+    expected = "conf/bad.env: line 1: expected KEY=VALUE (KEY: letters, digits, _)"
+    assert error_of(["conf/app.yml"], env_files=["conf/bad.env"]) == expected
 
 
 def test_loaded_config_locates_keys_for_later_errors():
@@ -184,7 +206,9 @@ def test_loaded_config_locates_keys_for_later_errors():
     config = load_config(["conf/base.yml", "conf/over.yml"])
     error = config.error(("services", 0, "settings", "port"), 'expected int, got "abc"')
     assert str(error) == 'conf/over.yml: services[http].settings.port: expected int, got "abc"'
-    assert (error.source, error.path, error.message) == ("conf/over.yml", "services[http].settings.port", 'expected int, got "abc"')
+    assert error.source == "conf/over.yml"
+    assert error.path == "services[http].settings.port"
+    assert error.message == 'expected int, got "abc"'
     assert config.source(("services", "http", "settings", "host")) == "conf/base.yml"
     assert config.source(("services", 1)) == "conf/base.yml"
     assert config.source(("services", "EchoService", "cls")) == "conf/base.yml"
@@ -196,3 +220,7 @@ def test_loaded_config_locates_keys_for_later_errors():
 def test_one_path_given_bare_is_accepted():
     write("conf/app.yml", "main: {name: a}\n")
     assert load_config("conf/app.yml").files == ("conf/app.yml",)
+
+
+def test_no_config_at_all_is_an_error():
+    assert error_of([]) == "no config given: name at least one config file (-c FILE)"

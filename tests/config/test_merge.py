@@ -15,7 +15,9 @@ def test_mappings_are_deep_merged_and_later_wins():
 
 
 def test_lists_are_replaced():
-    merged, _ = merge_layers([("a", {"packages": ["p1", "p2"], "etc": {"l": [1, 2]}}), ("b", {"packages": ["p3"], "etc": {"l": []}})])
+    merged, _ = merge_layers(
+        [("a", {"packages": ["p1", "p2"], "etc": {"l": [1, 2]}}), ("b", {"packages": ["p3"], "etc": {"l": []}})]
+    )
     assert merged == {"packages": ["p3"], "etc": {"l": []}}
 
 
@@ -25,7 +27,12 @@ def test_a_mapping_replaces_a_scalar_and_back():
 
 
 def test_services_are_concatenated_and_bare_names_expanded():
-    merged, _ = merge_layers([("a", {"services": ["Echo", {"cls": "HTTPServer", "name": "http"}]}), ("b", {"services": [{"cls": "Other"}]})])
+    merged, _ = merge_layers(
+        [
+            ("a", {"services": ["Echo", {"cls": "HTTPServer", "name": "http"}]}),
+            ("b", {"services": [{"cls": "Other"}]}),
+        ]
+    )
     assert merged["services"] == [{"cls": "Echo"}, {"cls": "HTTPServer", "name": "http"}, {"cls": "Other"}]
 
 
@@ -43,7 +50,9 @@ def test_service_with_an_earlier_name_updates_that_entry():
 
 
 def test_unnamed_service_with_an_earlier_class_updates_that_entry():
-    merged, _ = merge_layers([("a", {"services": ["Echo"]}), ("b", {"services": [{"cls": "Echo", "settings": {"x": 1}}]})])
+    merged, _ = merge_layers(
+        [("a", {"services": ["Echo"]}), ("b", {"services": [{"cls": "Echo", "settings": {"x": 1}}]})]
+    )
     assert merged["services"] == [{"cls": "Echo", "settings": {"x": 1}}]
 
 

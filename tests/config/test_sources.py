@@ -74,7 +74,8 @@ def test_json_env_file_detected_by_content():
 
 def test_bad_json_env_file():
     write("conf/env.json", '{\n"A": 1,\n}')
-    assert error_of(read_env_file, "conf/env.json") == "conf/env.json: line 3: Expecting property name enclosed in double quotes"
+    expected = "conf/env.json: line 3: Expecting property name enclosed in double quotes"
+    assert error_of(read_env_file, "conf/env.json") == expected
     write("conf/list.json", "[1]")
     assert error_of(read_env_file, "conf/list.json") == "conf/list.json: expected a JSON object, got a list"
 

@@ -31,7 +31,16 @@ def test_default_takes_the_type_of_a_yaml_scalar(template, expected):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("42", 42), ("-3", -3), ("1.5e+3", 1500.0), ("1e3", "1e3"), ("off", False), ("NULL", None), ("'q'", "'q'"), ("[1, 2]", "[1, 2]")],
+    [
+        ("42", 42),
+        ("-3", -3),
+        ("1.5e+3", 1500.0),
+        ("1e3", "1e3"),
+        ("off", False),
+        ("NULL", None),
+        ("'q'", "'q'"),
+        ("[1, 2]", "[1, 2]"),
+    ],
 )
 def test_read_scalar(text, expected):
     assert read_scalar(text) == expected
