@@ -17,7 +17,7 @@ from kaiju.config.errors import ConfigError, Path, PathError, describe_value, fo
 from kaiju.config.merge import Origins, merge_layers, service_identity
 from kaiju.config.settings import ProjectSettings, convert_settings
 from kaiju.config.sources import read_env_file, read_yaml_file
-from kaiju.config.templates import fill_templates, template_keys
+from kaiju.config.templates import fill_templates, template_keys, texts_under
 
 __all__ = ["LoadedConfig", "load_config", "load_config_data"]
 
@@ -37,6 +37,7 @@ class LoadedConfig:
     files: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
     origins: Origins = field(default_factory=dict, repr=False)
+    template_texts: dict[Path, str] = field(default_factory=dict, repr=False)
 
     def source(self, path: Sequence[Any]) -> str:
         """The source (file) that set the value at `path`, or its nearest recorded ancestor.
@@ -57,6 +58,14 @@ class LoadedConfig:
         prints as ``conf/app.yml: services[http].settings.port: expected int, got "abc"``.
         """
         return ConfigError(message, source=self.source(path), path=self.format_path(path))
+
+    def texts_under(self, path: Sequence[Any]) -> dict[Path, str]:
+        """Template texts below `path` (relative to it), for `convert_with_texts`.
+
+        E.g. ``convert_with_texts(entry_settings, SettingsStruct, config.texts_under(("services", 0, "settings")))``
+        lets ``password: "[PW]"`` with ``PW=123456`` reach a ``str`` setting as ``"123456"``.
+        """
+        return texts_under(self.template_texts, self._indexed(path))
 
     def _indexed(self, path: Sequence[Any]) -> Path:
         path = tuple(path)
@@ -134,15 +143,18 @@ def _build(
         values.update({key: os.environ[key] for key in sorted(template_keys(merged)) if key in os.environ})
     if env:
         values.update(env)
+    texts: dict[Path, str] = {}
     try:
-        filled = fill_templates(merged, values)
+        filled = fill_templates(merged, values, texts)
     except PathError as exc:
         raise _located(exc, merged, origins, files) from None
     try:
-        settings = convert_settings(filled)
+        settings = convert_settings(filled, texts)
     except PathError as exc:
         raise _located(exc, filled, origins, files) from None
-    return LoadedConfig(settings=settings, data=filled, files=files, env_files=env_files, origins=origins)
+    return LoadedConfig(
+        settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts
+    )
 
 
 def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:

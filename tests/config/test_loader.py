@@ -224,3 +224,32 @@ def test_one_path_given_bare_is_accepted():
 
 def test_no_config_at_all_is_an_error():
     assert error_of([]) == "no config given: name at least one config file (-c FILE)"
+
+
+def test_a_string_setting_gets_the_template_text_back():
+    write("conf/app.yml", 'main: {name: "[KJ_NAME]", version: "[KJ_VERSION:1.10]", debug: "[KJ_DEBUG:true]"}\n')
+    main = load_config(["conf/app.yml"], env={"KJ_NAME": "007"}, os_env=False).settings.main
+    assert (main.name, main.version, main.debug) == ("007", "1.10", True)
+
+
+def test_template_texts_are_kept_for_service_settings():
+    import msgspec
+
+    from kaiju.config import convert_with_texts
+
+    class Redis(msgspec.Struct):
+        password: str
+        db: int
+
+    write(
+        "conf/app.yml",
+        "main: {name: a}\nservices:\n  - {cls: R, settings: {password: '[KJ_PW]', db: '[KJ_DB:1]'}}\n",
+    )
+    config = load_config(["conf/app.yml"], env={"KJ_PW": "123456"}, os_env=False)
+    assert config.data["services"][0]["settings"] == {"password": 123456, "db": 1}
+    texts = config.texts_under(("services", "R", "settings"))
+    assert texts == {("password",): "123456", ("db",): "1"}
+    settings = config.data["services"][0]["settings"]
+    assert convert_with_texts(settings, Redis, texts) == Redis(password="123456", db=1)
+    with pytest.raises(msgspec.ValidationError):
+        convert_with_texts(settings, Redis, {})

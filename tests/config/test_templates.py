@@ -93,3 +93,9 @@ def test_empty_env_value_is_a_value():
 def test_template_keys_collects_every_key():
     data = {"a": "[A]", "b": ["x[B:1]y[C]"], "c": {"d": "[D:http://x:1]"}, "e": 1}
     assert template_keys(data) == {"A", "B", "C", "D"}
+
+
+def test_texts_of_typed_whole_templates_are_recorded():
+    texts = {}
+    fill_templates({"a": "[A]", "b": ["[B:0.50]"], "c": "[C:null]", "d": "x[A]", "e": "[E:word]"}, {"A": "007"}, texts)
+    assert texts == {("a",): "007", ("b", 0): "0.50"}
