@@ -91,3 +91,9 @@ def test_origins_record_the_source_of_each_set_key():
     assert origins[("services", 0, "settings", "y")] == "b"
     assert origins[("services", 1)] == "b"
     assert origins[("etc", "l")] == "b"
+
+
+def test_empty_top_level_sections_add_nothing():
+    first = {"main": {"name": "a"}, "services": ["A"], "etc": {"x": 1}}
+    merged, _ = merge_layers([("a", first), ("b", {"services": None, "etc": None})])
+    assert merged == {"main": {"name": "a"}, "services": [{"cls": "A"}], "etc": {"x": 1}}
