@@ -444,3 +444,35 @@ def msgspec_bytes(obj) -> bytes:
     import msgspec
 
     return msgspec.json.encode(obj)
+
+
+# -- the hot path (plain bytes, no kaiju headers) falls back correctly ------------------
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"calc.sum","params":{"a":1,"_x":9}}', 1),
+        (b'{"jsonrpc":"2.0","id":1,"method":"calc.sum","params":[1,2]}', 3),
+        (b'{"id":1,"method":"calc.sum","params":{"a":2},"jsonrpc":"2.0","extra":true}', 2),
+        (b'{"jsonrpc":"2.0","id":1,"method":"calc.update"}', None),
+        (b'{"jsonrpc":"2.0","id":1,"method":"calc.update","params":null}', None),
+        (b'{"jsonrpc":"2.0","id":1,"method":"calc.get_data","params":{}}', ["hello", 5]),
+    ],
+)
+async def test_plain_requests(server, body, expected):
+    response, _ = await handle(server, body)
+    assert response == {"jsonrpc": "2.0", "id": 1, "result": expected}
+
+
+async def test_plain_request_missing_required_params(server):
+    response, _ = await handle(server, b'{"jsonrpc":"2.0","id":"x","method":"calc.subtract"}')
+    assert response["id"] == "x" and response["error"]["data"]["field"] == "minuend"
+
+
+async def test_plain_request_ids(server):
+    for raw_id, expected in ((b'"abc"', "abc"), (b"1.5", 1.5), (b"null", None)):
+        response, _ = await handle(server, b'{"jsonrpc":"2.0","method":"calc.get_data","id":' + raw_id + b"}")
+        assert response["id"] == expected and response["result"] == ["hello", 5]
+    response, _ = await handle(server, b'{"jsonrpc":"2.0","method":"calc.get_data","id":{"a":1}}')
+    assert response["id"] is None and response["error"]["code"] == -32600
