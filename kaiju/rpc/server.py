@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import time
 import typing
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,9 @@ from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.context import _counter as _cid_counter
 from kaiju.rpc.context import _prefix as _cid_prefix
-from kaiju.rpc.methods import Method, method, method_spec
+from kaiju.rpc.methods import Method, method_spec
+from kaiju.rpc.introspection import Introspection
+from kaiju.rpc.slots import Slots
 from kaiju.rpc.protocol import (
     CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
     parse_request,
@@ -48,7 +49,7 @@ except ImportError:  # pragma: no cover
     _current_task = asyncio.current_task
 
 
-class RPCServer(Service):
+class RPCServer(Service, Introspection):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
@@ -81,7 +82,7 @@ class RPCServer(Service):
         self._methods: dict[str, Method] = {}
         self._inflight: dict[RequestContext, None] = {}
         self._background: set[asyncio.Task] = set()
-        self._state = _State()
+        self._slots = Slots()
         self._hot = False
         self._hot_methods: dict[type, Method] = {}
         self._hot_decode: Any = None
@@ -99,7 +100,7 @@ class RPCServer(Service):
         self._loop = loop = asyncio.get_running_loop()
         # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        self._state = _State(int(self.max_parallel_tasks))
+        self._slots = Slots(int(self.max_parallel_tasks))
         self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
         self._threshold = float(self.watchdog_threshold)
         self._default_time = float(self.default_request_time)
@@ -124,9 +125,9 @@ class RPCServer(Service):
         for ctx in list(self._inflight):
             if ctx.task is not None and not ctx.task.done():
                 ctx.task.cancel()
-        if self._state.watchdog is not None:
-            self._state.watchdog.cancel()
-            self._state.watchdog = None
+        if self._slots.watchdog is not None:
+            self._slots.watchdog.cancel()
+            self._slots.watchdog = None
 
     # -- methods ----------------------------------------------------------
 
@@ -175,7 +176,7 @@ class RPCServer(Service):
 
     def describe(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[dict[str, Any]]:
         """One line of facts per callable method: name, permission, params (with types and defaults), doc."""
-        return [_describe(m) for m in self.list_methods(scope, session)]
+        return [m.describe() for m in self.list_methods(scope, session)]
 
     def _resolve(self, name: Any, scope: Scope, session: Session | None) -> Method:
         m = self._methods.get(name)
@@ -252,14 +253,14 @@ class RPCServer(Service):
         token = _current.set(ctx)
         inflight = self._inflight
         inflight[ctx] = None
-        state = self._state
-        if state.watchdog is None:
-            state.watchdog = loop.call_at(now + self._tick, self._watch)
+        slots = self._slots
+        if slots.watchdog is None:
+            slots.watchdog = loop.call_at(now + self._tick, self._watch)
         try:
-            if state.free > 0:
-                state.free -= 1
+            if slots.free > 0:
+                slots.free -= 1
             else:
-                await self._acquire(coro)
+                await slots.acquire(coro)
             try:
                 try:
                     result = await coro
@@ -268,10 +269,10 @@ class RPCServer(Service):
                 except Exception as exc:
                     result = await self._recover(ctx, m, exc, msgspec.structs.asdict(req.params), False, 0)
             finally:
-                if state.waiters:
-                    self._release()
+                if slots.waiters:
+                    slots.release()
                 else:
-                    state.free += 1
+                    slots.free += 1
             if ctx.expired:  # the method swallowed the cancellation
                 ctx.task.uncancel()
                 raise E.RequestTimeout(data={"deadline": ctx.deadline})
@@ -364,15 +365,15 @@ class RPCServer(Service):
         try:
             if ctx.loop_deadline - now < self._threshold:
                 return await self._run_timed(ctx, m, coro, params, raw, retries, take_slot, now)
-            state = self._state
-            if state.watchdog is None:
-                state.watchdog = loop.call_at(now + self._tick, self._watch)
+            slots = self._slots
+            if slots.watchdog is None:
+                slots.watchdog = loop.call_at(now + self._tick, self._watch)
             try:
                 if take_slot:
-                    if state.free > 0:
-                        state.free -= 1
+                    if slots.free > 0:
+                        slots.free -= 1
                     else:
-                        await self._acquire(coro)
+                        await slots.acquire(coro)
                 try:
                     try:
                         result = await coro
@@ -382,10 +383,10 @@ class RPCServer(Service):
                         result = await self._recover(ctx, m, exc, params, raw, retries)
                 finally:
                     if take_slot:
-                        if state.waiters:
-                            self._release()
+                        if slots.waiters:
+                            slots.release()
                         else:
-                            state.free += 1
+                            slots.free += 1
             except asyncio.CancelledError:
                 if ctx.expired:
                     task.uncancel()
@@ -404,13 +405,14 @@ class RPCServer(Service):
     ) -> Any:
         """`_run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
         ctx.expired = None
+        slots = self._slots
         if ctx.loop_deadline <= now:
             coro.close()
             raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
         try:
             async with asyncio.timeout_at(ctx.loop_deadline):
                 if take_slot:
-                    await self._acquire(coro)
+                    await slots.acquire(coro)
                 try:
                     try:
                         return await coro
@@ -420,7 +422,7 @@ class RPCServer(Service):
                         return await self._recover(ctx, m, exc, params, raw, retries)
                 finally:
                     if take_slot:
-                        self._release()
+                        slots.release()
         except TimeoutError:
             raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
 
@@ -445,31 +447,6 @@ class RPCServer(Service):
     def _unencodable(self, exc: Exception) -> dict:
         return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
 
-    async def _acquire(self, coro: Any) -> None:
-        """Take a slot of max_parallel_tasks, waiting in line when none is free."""
-        state = self._state
-        if state.free > 0:
-            state.free -= 1
-            return
-        fut = self._loop.create_future()
-        state.waiters.append(fut)
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled():
-                self._release()  # the slot was handed over just as we were cancelled: pass it on
-            coro.close()
-            raise
-
-    def _release(self) -> None:
-        waiters = self._state.waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # hand the slot straight over: no window for a newcomer to take it
-                return
-        self._state.free += 1
-
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""
         now = self._loop.time()
@@ -477,7 +454,7 @@ class RPCServer(Service):
             if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
                 ctx.expired = True
                 ctx.task.cancel()
-        self._state.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
+        self._slots.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
 
     # -- the less travelled paths --------------------------------------------
 
@@ -588,72 +565,6 @@ class RPCServer(Service):
                 responses.append(response)
         return responses
 
-    # -- introspection ----------------------------------------------------
-
-    @method(permission=Scope.GUEST)
-    async def api(self, pattern: str = "*") -> dict:
-        """The methods the caller may call (names matching `pattern`), with their params and docs."""
-        from fnmatch import fnmatchcase
-
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
-        return {
-            "api": "jsonrpc",
-            "version": "2.0",
-            "methods": [d for d in self.describe(scope, session) if fnmatchcase(d["name"], pattern)],
-        }
-
-    @method(permission=Scope.GUEST)
-    async def discover(self) -> dict:
-        """An OpenRPC document of the methods the caller may call."""
-        from kaiju.rpc.openrpc import openrpc_document
-
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
-        return openrpc_document(self.list_methods(scope, session), title=self.app.name, version=self.app.version)
-
-    @method
-    async def status(self) -> dict:
-        """The dispatcher's load and limits."""
-        busy = int(self.max_parallel_tasks) - self._state.free
-        return {
-            "app": self.app.name,
-            "env": self.app.env,
-            "debug": self._debug,
-            "methods": len(self._methods),
-            "running": busy,
-            "waiting": sum(1 for f in self._state.waiters if not f.done()),
-            "in_flight": len(self._inflight),
-            "notifications": len(self._background),
-            "max_parallel_tasks": int(self.max_parallel_tasks),
-            "default_request_time": self.default_request_time,
-            "max_request_time": self.max_request_time,
-            "server_time": time.time(),
-        }
-
-    @method
-    async def tasks(self) -> list[dict]:
-        """The requests in flight: method, correlation id, seconds elapsed and left."""
-        now = self._loop.time()
-        return sorted(
-            (
-                {"method": c.method, "correlation_id": c.correlation_id, "elapsed": round(now - c.started, 3), "left": round(c.loop_deadline - now, 3)}
-                for c in self._inflight
-            ),
-            key=lambda d: -d["elapsed"],
-        )
-
-
-class _State:
-    """The dispatcher's mutable counters (apart from the service, whose attribute writes are slow)."""
-
-    __slots__ = ("free", "waiters", "watchdog")
-
-    def __init__(self, free: int = 0):
-        self.free = free
-        self.waiters: deque[asyncio.Future] = deque()
-        self.watchdog: asyncio.TimerHandle | None = None
-
 
 async def _ready(value: Any) -> Any:
     return value
@@ -663,26 +574,3 @@ def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-def _describe(m: Method) -> dict[str, Any]:
-    params = []
-    for p in m.params:
-        entry: dict[str, Any] = {"name": p.name, "type": _type_name(p.annotation), "required": p.default is p.empty}
-        if p.default is not p.empty:
-            entry["default"] = p.default
-        params.append(entry)
-    return {
-        "name": m.name,
-        "permission": m.permission.name.lower(),
-        "params": params,
-        "var_kwargs": m.var_kwargs,
-        "returns": _type_name(m.returns),
-        "doc": m.doc.split("\n\n", 1)[0],
-    }
-
-
-def _type_name(tp: Any) -> str:
-    if tp is Any or tp is inspect.Parameter.empty:
-        return "Any"
-    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
