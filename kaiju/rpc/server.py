@@ -83,6 +83,7 @@ class RPCServer(Service, Introspection):
         self._inflight: dict[RequestContext, None] = {}
         self._background: set[asyncio.Task] = set()
         self._slots = Slots()
+        self._clock = _not_started
         self._hot = False
         self._hot_methods: dict[type, Method] = {}
         self._hot_decode: Any = None
@@ -564,6 +565,10 @@ class RPCServer(Service, Introspection):
             if type(req) is ErrorResponse or req.id is not UNSET:
                 responses.append(response)
         return responses
+
+
+def _not_started() -> float:
+    raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
 
 
 async def _ready(value: Any) -> Any:

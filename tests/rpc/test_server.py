@@ -434,6 +434,14 @@ async def test_add_service_later_and_duplicates(server):
         await server.call("later.subtract", [3, 1])
 
 
+async def test_calls_before_start_say_so():
+    srv = RPCServer()
+    with pytest.raises(RuntimeError, match="not started"):
+        await srv.call("rpc.status")
+    with pytest.raises(RuntimeError, match="not started"):
+        await srv.handle(b'{"jsonrpc":"2.0","id":1,"method":"rpc.status"}')
+
+
 async def test_bad_settings_fail_start(calc):
     with pytest.raises(ValueError):
         async with started(calc, RPCServer(max_parallel_tasks=0)):
