@@ -58,7 +58,8 @@ def method(func: Callable | None = None, /, *, name: str | None = None, permissi
 
 def method_spec(obj: Any) -> MethodSpec | None:
     """The MethodSpec of a function marked with `@method`, else None."""
-    return getattr(obj, _MARK, None)
+    spec = getattr(obj, _MARK, None) if callable(obj) else None
+    return spec if isinstance(spec, MethodSpec) else None
 
 
 def _hints(func: Callable) -> dict[str, Any]:

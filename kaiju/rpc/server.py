@@ -25,13 +25,13 @@ from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.context import _counter as _cid_counter
 from kaiju.rpc.context import _prefix as _cid_prefix
-from kaiju.rpc.methods import Method, method_spec
 from kaiju.rpc.introspection import Introspection
-from kaiju.rpc.slots import Slots
+from kaiju.rpc.methods import Method, method_spec
 from kaiju.rpc.protocol import (
     CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
     parse_request,
 )
+from kaiju.rpc.slots import Slots
 from kaiju.runtime.service import Service
 
 __all__ = ["RPCServer"]
@@ -114,7 +114,8 @@ class RPCServer(Service, Introspection):
         if self not in services:
             services.append(self)
         for service in services:
-            self.add_service(service)
+            self._collect(service)
+        self._build_hot_decoder()
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
@@ -134,6 +135,11 @@ class RPCServer(Service, Introspection):
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
+        added = self._collect(service)
+        self._build_hot_decoder()
+        return added
+
+    def _collect(self, service: Service) -> list[str]:
         added = []
         for attr in dir(type(service)):
             raw = inspect.getattr_static(type(service), attr, None)
@@ -147,7 +153,6 @@ class RPCServer(Service, Introspection):
                 raise ValueError(f"RPC method {name} is defined twice")
             self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
             added.append(name)
-        self._build_hot_decoder()
         return added
 
     def _build_hot_decoder(self) -> None:
