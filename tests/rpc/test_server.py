@@ -217,6 +217,19 @@ async def test_batch_template_to_missing_result(server):
     assert response[1]["error"]["code"] == -32602
 
 
+async def test_batch_item_past_the_deadline_times_out_alone(server):
+    batch = [request("calc.sleep", [0], 1), request("calc.sleep", [5], 2), request("calc.sum", [1], 3)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": 0.1}), 5)
+    assert response[0]["result"] == 0 and response[2]["result"] == 1
+    assert response[1]["error"]["data"]["type"] == "RequestTimeout"
+
+
+async def test_ordered_batch_aborts_after_a_timeout(server):
+    batch = [request("calc.sleep", [5], 1), request("calc.sum", [1], 2)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": "0.1", "RPC-Batch-Abort-Error": "?1"}), 5)
+    assert [r["error"]["data"]["type"] for r in response] == ["RequestTimeout", "Aborted"]
+
+
 async def test_batch_size_limit(calc):
     srv = RPCServer(max_batch_size=2)
     async with started(calc, srv):
