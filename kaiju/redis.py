@@ -61,6 +61,8 @@ class RedisConnection(Service):
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""
     max_connections: int = 32
     """Pool size: commands beyond this many in flight wait for a free connection."""
+    pool_timeout: float | None = 10.0
+    """Seconds a command waits for a free connection before raising ConnectionError (None: no limit)."""
     socket_timeout: float | None = 10.0
     """Seconds to wait for a reply before raising a TimeoutError (None: no limit)."""
     connect_timeout: float = 5.0
@@ -78,6 +80,7 @@ class RedisConnection(Service):
     async def start(self) -> None:
         options: dict[str, Any] = {
             "max_connections": self.max_connections,
+            "timeout": self.pool_timeout,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": self.health_check_interval,
@@ -90,7 +93,7 @@ class RedisConnection(Service):
             if self.ssl_ca_certs:
                 options["ssl_ca_certs"] = self.ssl_ca_certs
         try:
-            pool = aioredis.ConnectionPool.from_url(self.url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
             raise ValueError(f"{self.name}: bad Redis URL {mask_url(self.url)!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=pool)
