@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from kaiju.runtime.service import Service
@@ -69,6 +72,8 @@ class RedisConnection(Service):
     """Seconds to wait for a connection to open."""
     health_check_interval: float = 0
     """Seconds a connection may stay idle before it is PINGed on reuse (0: never)."""
+    retries: int = 3
+    """Times a command is retried, with jittered backoff, when its connection breaks (e.g. Redis restarted)."""
     ssl_ca_certs: str | None = None
     """CA bundle to verify the server with over `rediss://` (default: the system's)."""
     ssl_cert_reqs: str = "required"
@@ -85,6 +90,8 @@ class RedisConnection(Service):
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": self.health_check_interval,
             "decode_responses": False,
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self.retries),
+            "retry_on_error": [RedisConnectionError],
         }
         if self.password is not None:
             options["password"] = self.password

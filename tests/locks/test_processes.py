@@ -73,3 +73,15 @@ async def test_live_holder_in_other_process_keeps_lock_past_ttl(redis_url):
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_locks_work_after_redis_restart(redis_server, redis_url):
+    async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
+        locks = app.services["locks"]
+        info = await locks.acquire("r", ttl=30, renew=False)
+        # the test server keeps its data (appendonly) but forgets its scripts and connections
+        await asyncio.to_thread(redis_server.restart)
+        assert await locks.owner("r") == info.id
+        await locks.release("r", info.id)
+        again = await locks.acquire("r", ttl=30, renew=False)
+        assert again.token > info.token
