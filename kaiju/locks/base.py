@@ -168,10 +168,12 @@ class Locks(Service, abc.ABC):
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
         lock_id = f"{self._instance}:{next(self._ids)}"
         token = await self._acquire(self._prefix + key, lock_id, ttl, wait, timeout)
+        held = _Held(key, lock_id, ttl, self._loop.time())
         if renew:
-            held = _Held(key, lock_id, ttl, self._loop.time())
             held.timer = self._loop.call_later(ttl / 3, self._renew_due, held)
-            self._held[(key, lock_id)] = held
+        else:  # remembered until it expires, so that stop() can release it
+            held.timer = self._loop.call_later(ttl, self._forget, held)
+        self._held[(key, lock_id)] = held
         return LockInfo(lock_id, token)
 
     async def release(self, key: str, lock_id: str) -> None:
@@ -261,6 +263,10 @@ class Locks(Service, abc.ABC):
         if not isinstance(ttl, (int, float)) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         return float(ttl)
+
+    def _forget(self, held: _Held) -> None:
+        if self._held.get((held.key, held.id)) is held:
+            del self._held[(held.key, held.id)]
 
     def _renew_due(self, held: _Held) -> None:
         held.timer = None

@@ -155,3 +155,14 @@ async def test_bad_input(locks):
         await locks.acquire("a", ttl=0)
     with pytest.raises(ValueError):
         await locks.acquire("a", ttl=1, timeout=-1)
+
+
+async def test_stop_releases_unrenewed_locks_too(make_locks, backend):
+    if backend == "memory":
+        pytest.skip("memory locks live and die with their service: nobody else can see them")
+    services, other = make_locks(), make_locks()
+    async with started(*other):
+        async with started(*services):
+            await services[-1].acquire("once", ttl=30, renew=False)
+            assert await other[-1].exists("once")
+        assert not await other[-1].exists("once")
