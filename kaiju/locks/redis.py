@@ -26,10 +26,15 @@ from kaiju.redis import RedisConnection
 __all__ = ["ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "RENEW_SCRIPT", "RedisLocks"]
 
 # KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
-# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0).
+# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0). Running it twice
+# with one id (a retry after a lost reply) returns the same token instead of waiting for ourselves.
 ACQUIRE_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  -- ours already: a retry after a lost reply
+  return tonumber(redis.call('GET', KEYS[2]))
 end
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then left = 0 end

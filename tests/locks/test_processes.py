@@ -85,3 +85,14 @@ async def test_locks_work_after_redis_restart(redis_server, redis_url):
         await locks.release("r", info.id)
         again = await locks.acquire("r", ttl=30, renew=False)
         assert again.token > info.token
+
+
+async def test_acquire_retried_under_same_id_returns_same_token(redis_url):
+    # what a command retry after a lost reply does: run the acquire script twice with one id
+    async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
+        locks = app.services["locks"]
+        key = locks.full_key("retry")
+        first = await locks._acquire(key, "me:1", 5, False, None)
+        assert await locks._acquire(key, "me:1", 5, False, None) == first
+        with pytest.raises(LockExistsError):
+            await locks._acquire(key, "other:1", 5, False, None)
