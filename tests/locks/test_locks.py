@@ -166,3 +166,15 @@ async def test_stop_releases_unrenewed_locks_too(make_locks, backend):
             await services[-1].acquire("once", ttl=30, renew=False)
             assert await other[-1].exists("once")
         assert not await other[-1].exists("once")
+
+
+async def test_cancelled_waiter_does_not_block_the_next(locks):
+    first = await locks.acquire("c", ttl=5)
+    cancelled = asyncio.create_task(locks.acquire("c", ttl=5))
+    patient = asyncio.create_task(locks.acquire("c", ttl=5, timeout=4))
+    await asyncio.sleep(0.02)
+    await locks.release("c", first.id)
+    cancelled.cancel()  # woken (or about to be) but gone: the wake-up must reach the other waiter
+    info = await asyncio.wait_for(patient, 5)
+    assert await locks.owner("c") == info.id
+    assert cancelled.cancelled() or cancelled.result().id != info.id

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kaiju.locks.base import LockExistsError
+from kaiju.locks.base import LockExistsError, LockLostError
 from kaiju.locks.redis import RedisLocks
 from kaiju.redis import RedisConnection
 from kaiju.testing.services import started
@@ -96,3 +96,16 @@ async def test_acquire_retried_under_same_id_returns_same_token(redis_url):
         assert await locks._acquire(key, "me:1", 5, False, None) == first
         with pytest.raises(LockExistsError):
             await locks._acquire(key, "other:1", 5, False, None)
+
+
+async def test_lock_lost_when_redis_goes_away(redis_server, redis_url):
+    async with started(RedisConnection(url=redis_url, retries=1, connect_timeout=0.5), RedisLocks()) as app:
+        locks = app.services["locks"]
+        try:
+            with pytest.raises(LockLostError):
+                async with locks.lock("gone", ttl=0.3):
+                    await asyncio.to_thread(redis_server.stop)
+                    # renewals fail until the TTL has passed: the block is cancelled
+                    await asyncio.wait_for(asyncio.Event().wait(), 10)
+        finally:
+            await asyncio.to_thread(redis_server.start)
