@@ -26,10 +26,16 @@ async def test_two_processes_exclude_each_other(redis_url):
     rounds = 40
     procs = [spawn(redis_url, "count", str(rounds)) for _ in range(2)]
     outputs = []
-    for proc in procs:
-        out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
-        assert proc.returncode == 0
-        outputs.append([int(t) for t in out.split()])
+    try:
+        for proc in procs:
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+            assert proc.returncode == 0
+            outputs.append([int(t) for t in out.split()])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     async with started(RedisConnection(url=redis_url)) as app:
         counter = int(await app.services["redis"].client.get("counter"))
     # every read-modify-write ran alone: no increment was lost
