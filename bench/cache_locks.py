@@ -111,7 +111,10 @@ async def run(url: str, ops: int, concurrency: int, rounds: int) -> None:
     await raw.aclose(close_connection_pool=True)
 
     print(f"ops: {ops} (memory: {ops * 10}), concurrency: {concurrency}, best of {rounds} rounds, ops/s")
-    header = f"{'operation':<22}{'raw redis-py':>14}{'kaiju redis':>14}{'redis/raw':>11}{'kaiju memory':>15}{'memory/redis':>14}"
+    header = (
+        f"{'operation':<22}{'raw redis-py':>14}{'kaiju redis':>14}{'redis/raw':>11}"
+        f"{'kaiju memory':>15}{'memory/redis':>14}"
+    )
     print(header)
     print("-" * len(header))
     for name, _ in cases:
