@@ -102,13 +102,13 @@ class RedisConnection(Service):
         try:
             pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
-            raise ValueError(f"{self.name}: bad Redis URL {mask_url(self.url)!r}: {exc}") from None
+            raise ValueError(f"bad Redis URL {mask_url(self.url)!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=pool)
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
-            await self.client.aclose(close_connection_pool=True)
-            raise RedisUnavailable(f"{self.name}: Redis at {mask_url(self.url)} does not answer: {exc}") from None
+            await self.__dict__.pop("client").aclose(close_connection_pool=True)
+            raise RedisUnavailable(f"Redis at {mask_url(self.url)} does not answer: {exc}") from None
         self.logger.info("connected", url=mask_url(self.url))
 
     async def stop(self, exception: Exception | None = None) -> None:

@@ -50,9 +50,11 @@ class Cache(Service, abc.ABC):
         self._filling: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_running_loop()
         await self._open()
+        self._opened = True
 
     async def stop(self, exception: Exception | None = None) -> None:
-        await self._close()
+        if self.__dict__.pop("_opened", False):  # nothing to close when start() failed
+            await self._close()
 
     async def _open(self) -> None:
         """Backend set-up at start."""

@@ -103,9 +103,15 @@ class Locks(Service, abc.ABC):
         self._held: dict[tuple[str, str], _Held] = {}
         self._renewals: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
-        await self._open()
+        try:
+            await self._open()
+        except BaseException:
+            del self._loop
+            raise
 
     async def stop(self, exception: Exception | None = None) -> None:
+        if "_loop" not in self.__dict__:
+            return  # start() failed before anything was set up
         held, self._held = list(self._held.values()), {}
         for item in held:
             if item.timer is not None:
@@ -117,6 +123,7 @@ class Locks(Service, abc.ABC):
         if self._renewals:
             await asyncio.wait(self._renewals, timeout=5)
         await self._close()
+        del self._loop
 
     async def _open(self) -> None:
         """Backend set-up at start."""
