@@ -83,7 +83,8 @@ class Locks(Service, abc.ABC):
     renewals keep failing until `ttl` seconds have passed since the last good one, the lock is
     *lost*: renewing stops, a warning is logged, and the body of the `lock()` block holding it
     is cancelled and `LockLostError` is raised out of the block. When the service stops, it
-    releases every lock it still holds.
+    releases every lock it is renewing; a lock taken with `renew=False` lives out its TTL
+    (a pause or a singleton claim must outlast a restart of the process that took it).
     """
 
     service_name = "locks"
@@ -167,20 +168,18 @@ class Locks(Service, abc.ABC):
 
         `wait=False` raises LockExistsError at once when the lock is taken; else wait for it,
         at most `timeout` seconds (None: no limit) before raising LockTimeout. With
-        `renew=True` the lock is renewed every ttl/3 until `release()`; with `renew=False`
-        it simply expires after `ttl`.
+        `renew=True` the lock is renewed every ttl/3 until `release()` or until the service
+        stops; with `renew=False` it simply expires after `ttl`, whatever becomes of us.
         """
         ttl = self._check(key, ttl)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
         lock_id = f"{self._instance}:{next(self._ids)}"
         token = await self._acquire(self._prefix + key, lock_id, ttl, wait, timeout)
-        held = _Held(key, lock_id, ttl, self._loop.time())
         if renew:
+            held = _Held(key, lock_id, ttl, self._loop.time())
             held.timer = self._loop.call_later(ttl / 3, self._renew_due, held)
-        else:  # remembered until it expires, so that stop() can release it
-            held.timer = self._loop.call_later(ttl, self._forget, held)
-        self._held[(key, lock_id)] = held
+            self._held[(key, lock_id)] = held
         return LockInfo(lock_id, token)
 
     async def release(self, key: str, lock_id: str) -> None:
@@ -270,10 +269,6 @@ class Locks(Service, abc.ABC):
         if not isinstance(ttl, (int, float)) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         return float(ttl)
-
-    def _forget(self, held: _Held) -> None:
-        if self._held.get((held.key, held.id)) is held:
-            del self._held[(held.key, held.id)]
 
     def _renew_due(self, held: _Held) -> None:
         held.timer = None
