@@ -63,7 +63,6 @@ async def run(url: str, ops: int, concurrency: int, rounds: int) -> None:
     async with started(conn, rcache, rlocks, mcache, mlocks, app=app):
         raw_keys = [rcache.full_key(k) for k in keys]
         raw_lock_keys = [rlocks.full_key(f"l{w}") for w in range(concurrency)]
-        raw_fence_keys = [rlocks._fence_key(k) for k in raw_lock_keys]
 
         def key(w: int, i: int) -> str:
             return keys[w * 100 + i % 100]
@@ -74,7 +73,7 @@ async def run(url: str, ops: int, concurrency: int, rounds: int) -> None:
         async def raw_lock_cycle(w: int, i: int) -> None:
             lock_id = f"raw:{w}.{i}"
             k = raw_lock_keys[w]
-            await raw.evalsha(acquire_sha, 2, k, raw_fence_keys[w], lock_id, 10000)
+            await raw.evalsha(acquire_sha, 2, k, rlocks.fence_key, lock_id, 10000)
             await raw.evalsha(release_sha, 1, k, lock_id)
 
         def lock_cycle(locks) -> Op:

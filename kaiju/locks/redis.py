@@ -27,13 +27,14 @@ __all__ = ["ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "RENEW_SCRIPT", "RedisLocks"]
 
 # KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
 # Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0). Running it twice
-# with one id (a retry after a lost reply) returns the same token instead of waiting for ourselves.
+# with one id (a retry after a lost reply) returns a token instead of waiting for ourselves.
 ACQUIRE_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  -- ours already: a retry after a lost reply
+  -- ours already (a retry after a lost reply): the counter now is >= our token and below
+  -- the next holder's, so it fences as well as our token would
   return tonumber(redis.call('GET', KEYS[2]))
 end
 local left = redis.call('PTTL', KEYS[1])
@@ -63,8 +64,9 @@ _SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ACQUIR
 class RedisLocks(Locks):
     """Locks in Redis (see `kaiju.locks.base.Locks` for the API); needs a `RedisConnection`.
 
-    The fencing counter of `<ns>._lock.<key>` is `<ns>._lock_fence.<key>`; it is never
-    expired, so tokens keep growing for as long as Redis keeps its data.
+    Fencing tokens come from one counter per namespace, `<ns>._lock_fence` (never expired):
+    a token grows with every acquisition of any key, hence with every acquisition of a given
+    key, and locks on ever-new keys (one per task run) leave no counter behind.
     """
 
     redis: RedisConnection
@@ -77,7 +79,7 @@ class RedisLocks(Locks):
     async def _open(self) -> None:
         client = self.redis.client
         self._client = client
-        self._fence_prefix = self._prefix[: -len("_lock.")] + "_lock_fence."
+        self.fence_key = self._prefix[: -len("_lock.")] + "_lock_fence"
         self._released: dict[str, list[asyncio.Future]] = {}
 
     async def _close(self) -> None:
@@ -96,11 +98,8 @@ class RedisLocks(Locks):
             await self._client.script_load(script)
             return await self._client.evalsha(sha, numkeys, *keys_and_args)
 
-    def _fence_key(self, key: str) -> str:
-        return self._fence_prefix + key[len(self._prefix) :]
-
     async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
-        fence_key = self._fence_key(key)
+        fence_key = self.fence_key
         px = int(ttl * 1000) or 1
         loop = self._loop
         deadline = None if timeout is None else loop.time() + timeout

@@ -179,3 +179,18 @@ async def test_cancelled_waiter_does_not_block_the_next(locks):
     info = await asyncio.wait_for(patient, 5)
     assert await locks.owner("c") == info.id
     assert cancelled.cancelled() or cancelled.result().id != info.id
+
+
+async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):
+    for batch in range(5):  # e.g. one singleton claim per task run
+        for i in range(500):
+            await locks.acquire(f"run.{batch}.{i}", ttl=0.01, renew=False)
+        await asyncio.sleep(0.03)
+    info = await locks.acquire("run.last", ttl=5, renew=False)
+    if backend == "memory":
+        assert len(locks._entries) <= 1024  # expired ones are forgotten as the table grows
+    else:
+        client = locks.redis.client
+        assert await client.exists(locks.fence_key) == 1
+        assert len(await client.keys("*")) == 2  # the last lock and the one fencing counter
+    assert info.token == 2501

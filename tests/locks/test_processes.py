@@ -93,7 +93,7 @@ async def test_locks_work_after_redis_restart(redis_server, redis_url):
         assert again.token > info.token
 
 
-async def test_acquire_retried_under_same_id_returns_same_token(redis_url):
+async def test_acquire_retried_under_same_id_returns_a_token(redis_url):
     # what a command retry after a lost reply does: run the acquire script twice with one id
     async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
         locks = app.services["locks"]
