@@ -79,3 +79,20 @@ async def test_single_flight_across_services(make_cache, backend):
         )
     assert results == ["loaded"] * 1000
     assert len(calls) == 1
+
+
+async def test_typed_get_or_set(cache):
+    import uuid
+    from decimal import Decimal
+
+    import msgspec
+
+    class Price(msgspec.Struct):
+        id: uuid.UUID
+        amount: Decimal
+
+    price = Price(uuid.uuid4(), Decimal("3.50"))
+    loaded = await cache.get_or_set("p", lambda: price, type=Price)
+    cached = await cache.get_or_set("p", lambda: None, type=Price)
+    assert loaded == cached == price
+    assert isinstance(cached.id, uuid.UUID) and isinstance(cached.amount, Decimal)
