@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from decimal import Decimal
 
+import msgspec
 import pytest
 
 from kaiju.testing.services import started
@@ -81,16 +84,12 @@ async def test_single_flight_across_services(make_cache, backend):
     assert len(calls) == 1
 
 
+class Price(msgspec.Struct):
+    id: uuid.UUID
+    amount: Decimal
+
+
 async def test_typed_get_or_set(cache):
-    import uuid
-    from decimal import Decimal
-
-    import msgspec
-
-    class Price(msgspec.Struct):
-        id: uuid.UUID
-        amount: Decimal
-
     price = Price(uuid.uuid4(), Decimal("3.50"))
     loaded = await cache.get_or_set("p", lambda: price, type=Price)
     cached = await cache.get_or_set("p", lambda: None, type=Price)
