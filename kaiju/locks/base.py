@@ -63,7 +63,7 @@ class LockInfo(NamedTuple):
 class _Held:
     """A lock this service renews in the background until it is released."""
 
-    __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost")
+    __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost", "cancelled")
 
     def __init__(self, key: str, lock_id: str, ttl: float, now: float):
         self.key = key
@@ -73,6 +73,7 @@ class _Held:
         self.timer: asyncio.TimerHandle | None = None
         self.body: asyncio.Task | None = None
         self.lost = False
+        self.cancelled = False  # we cancelled `body` because the lock was lost
 
 
 class Locks(Service, abc.ABC):
@@ -248,7 +249,7 @@ class Locks(Service, abc.ABC):
             yield info
         except asyncio.CancelledError:
             # our own cancellation (the lock was lost) becomes LockLostError; any other stays
-            if held.lost and task is not None and task.uncancel() == 0:
+            if held.cancelled and task is not None and task.uncancel() == 0:
                 raise LockLostError(f"lock {key!r} was lost while held") from None
             raise
         finally:
@@ -257,6 +258,9 @@ class Locks(Service, abc.ABC):
                 with suppress(NotLockOwnerError):
                     await self.release(key, info.id)
         if held.lost:
+            # the block swallowed our cancellation and finished: still say the lock was lost
+            if held.cancelled and task is not None:
+                task.uncancel()
             raise LockLostError(f"lock {key!r} was lost while held")
 
     # -- renewal ----------------------------------------------------------
@@ -301,4 +305,4 @@ class Locks(Service, abc.ABC):
         held.lost = True
         self.logger.warning("lock lost", lock=held.key, lock_id=held.id, reason=reason)
         if held.body is not None and not held.body.done():
-            held.body.cancel()
+            held.cancelled = held.body.cancel()

@@ -194,3 +194,15 @@ async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):
         assert await client.exists(locks.fence_key) == 1
         assert len(await client.keys("*")) == 2  # the last lock and the one fencing counter
     assert info.token == 2501
+
+
+async def test_lost_lock_reported_when_body_swallows_the_cancel(locks):
+    with pytest.raises(LockLostError):
+        async with locks.lock("l", ttl=TTL):
+            time.sleep(TTL * 2)  # stalled past the TTL
+            try:
+                await asyncio.wait_for(asyncio.Event().wait(), 5)
+            except asyncio.CancelledError:
+                pass  # a careless body
+    assert asyncio.current_task().cancelling() == 0
+    await asyncio.sleep(0)  # no stray cancellation left for the caller
