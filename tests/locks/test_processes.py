@@ -67,13 +67,13 @@ async def test_killed_holder_frees_lock_after_ttl(redis_url):
 
 
 async def test_live_holder_in_other_process_keeps_lock_past_ttl(redis_url):
-    proc = spawn(redis_url, "hold", "0.3")
+    proc = spawn(redis_url, "hold", "0.6")
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert line.strip() == "held"
         async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
             locks = app.services["locks"]
-            await asyncio.sleep(1.0)  # over three TTLs: only renewal keeps it
+            await asyncio.sleep(1.8)  # three TTLs: only renewal keeps it
             with pytest.raises(LockExistsError):
                 await locks.acquire("held", ttl=5, wait=False)
     finally:
