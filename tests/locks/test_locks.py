@@ -184,7 +184,7 @@ async def test_cancelled_waiter_does_not_block_the_next(locks):
 
 async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):
     for batch in range(5):  # e.g. one singleton claim per task run
-        for i in range(500):
+        for i in range(300):
             await locks.acquire(f"run.{batch}.{i}", ttl=0.01, renew=False)
         await asyncio.sleep(0.03)
     info = await locks.acquire("run.last", ttl=5, renew=False)
@@ -194,7 +194,7 @@ async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):
         client = locks.redis.client
         assert await client.exists(locks.fence_key) == 1
         assert len(await client.keys("*")) == 2  # the last lock and the one fencing counter
-    assert info.token == 2501
+    assert info.token == 1501
 
 
 async def test_lost_lock_reported_when_body_swallows_the_cancel(locks):
