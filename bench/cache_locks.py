@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--url", help="a Redis to use (default: start a redis-server on a free port)")
     parser.add_argument("--ops", type=int, default=20000, help="operations per Redis measurement")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent workers (and pool size)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; the best of each figure is kept")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best of each figure is kept")
     args = parser.parse_args()
     server = None
     url = args.url
