@@ -313,3 +313,9 @@ def test_call_without_rpc_server_in_config(tmp_path):
     result = run("-c", str(cfg), "--log-level", "ERROR", "call", "demo.stats")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"calls": 0, "ticks": 0}
+
+
+def test_failed_start_is_reported_once(tmp_path, events):
+    cfg = write_config(tmp_path, recorder("Database", events, fail=True))
+    _, err = finish(kaiju("-c", str(cfg), "--log-format", "plain"))
+    assert err.count("db was told to fail") == 1, err
