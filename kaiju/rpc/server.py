@@ -89,6 +89,7 @@ class RPCServer(Service, Introspection):
         self._hot_decode: Any = None
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
+        self._app_ready = False  # flips once App.started is set; checked per request
 
     # -- lifetime -----------------------------------------------------------
 
@@ -132,6 +133,13 @@ class RPCServer(Service, Introspection):
             self._slots.watchdog = None
 
     # -- methods ----------------------------------------------------------
+
+    async def _wait_app_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self.app.started.wait(), self._default_time)
+        except TimeoutError:
+            pass  # the start-up is stuck; let the request meet whatever is there
+        self._app_ready = self.app.started.is_set()
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
@@ -225,8 +233,12 @@ class RPCServer(Service, Introspection):
     ) -> tuple[bytes | None, dict[str, str]]:
         """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
 
-        Never raises for bad input: every problem is answered as a JSON-RPC error.
+        Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
+        app has started (`App.started`), requests wait, so no method runs on a service that
+        has not started yet.
         """
+        if not self._app_ready:
+            await self._wait_app_ready()
         if headers:
             try:
                 h = parse_headers(headers, self.max_retries)
