@@ -135,6 +135,8 @@ class RPCServer(Service, Introspection):
     # -- methods ----------------------------------------------------------
 
     async def _wait_app_ready(self) -> None:
+        if self._clock is _not_started:
+            _not_started()
         try:
             await asyncio.wait_for(self.app.started.wait(), self._default_time)
         except TimeoutError:
