@@ -46,7 +46,7 @@ wait_up() {  # port
 
 start_server() {  # which port
   case $1 in
-    ceiling) "$PEER_PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
