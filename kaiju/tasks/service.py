@@ -1,0 +1,411 @@
+"""Periodic and cron tasks: services that call an RPC method or a coroutine function on a schedule.
+
+Each task is its own service, timed with `loop.call_at` against the wall clock (aiomisc's
+recurring callback sleeps a relative delay after each run, which gives neither an
+overlap policy, nor a time zone, nor waiting for a run on stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import msgspec
+
+from kaiju.runtime.registry import ClassNotFound, import_object
+from kaiju.runtime.service import Service
+from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire, with_jitter
+
+try:  # pragma: no cover -- the RPC and locks packages land separately
+    from kaiju.locks.base import LockExistsError, Locks
+except ImportError:  # pragma: no cover
+    Locks = None  # type: ignore[assignment,misc]
+    LockExistsError = type("LockExistsError", (Exception,), {})  # type: ignore[assignment,misc]
+try:  # pragma: no cover
+    from kaiju.rpc import Scope
+    from kaiju.rpc.server import RPCServer
+except ImportError:  # pragma: no cover
+    RPCServer = None  # type: ignore[assignment,misc]
+    Scope = None  # type: ignore[assignment,misc]
+
+__all__ = ["CronTask", "PeriodicTask", "ScheduledTask"]
+
+POLICIES = ("skip", "wait", "cancel")
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Fire times this far behind are given up (counted as misses) instead of fired in a burst.
+_MAX_CATCH_UP = 10_000
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _plain(value: Any) -> Any:
+    """`value` if it encodes as JSON, else its repr (a status must always be sendable)."""
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        return repr(value)
+    return value
+
+
+class ScheduledTask(Service):
+    """What periodic and cron tasks share: the job, the overlap policy, timeouts, counters.
+
+    Subclasses give the schedule through `_first_fire(now)` and `_next_fire(fire)`.
+    Settings are validated at construction; TaskSettingsError (a ValueError) names the bad one.
+    """
+
+    kind: ClassVar[str] = "task"
+
+    method: str | None = None
+    params: dict | list | None = None
+    call: str | None = None
+    policy: str = "skip"
+    timeout: float | None = None
+    jitter: float = 0.0
+    enabled: bool = True
+    singleton: bool = False
+    shutdown_timeout: float | None = None
+
+    rpc: RPCServer | None = None
+    locks: Locks | None = None
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._func = self._check_settings()
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Task | None = None
+        self._pending: float | None = None  # a fire waiting for the running one (policy "wait")
+        self._next_base: float | None = None  # next fire on the schedule, before jitter
+        self._next_at: float | None = None  # the same, jitter added
+        self._stopping = False
+        self.runs = 0
+        self.misses = 0
+        self.failures = 0
+        self.cancelled = 0
+        self.elsewhere = 0  # fires run by another process (singleton)
+        self.last_fire: float | None = None  # scheduled time of the latest fire
+        self.last_lateness: float | None = None  # seconds between it and the timer firing
+        self.last_run: float | None = None
+        self.last_duration: float | None = None
+        self.last_result: Any = None
+        self.last_error: str | None = None
+
+    # -- settings -----------------------------------------------------
+
+    def _check_settings(self) -> Callable[..., Awaitable[Any]] | None:
+        if (self.method is None) == (self.call is None):
+            raise TaskSettingsError(f"{self.name}: give exactly one of `method` (an RPC method) and `call` (a function)")
+        if self.method is not None and (not isinstance(self.method, str) or "." not in self.method):
+            raise TaskSettingsError(f'{self.name}: method: expected "service.method", got {self.method!r}')
+        if self.params is not None and not isinstance(self.params, (dict, list)):
+            raise TaskSettingsError(f"{self.name}: params: expected a mapping or a list, got {self.params!r}")
+        if self.policy not in POLICIES:
+            raise TaskSettingsError(f"{self.name}: policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
+        for attr in ("timeout", "shutdown_timeout"):
+            value = getattr(self, attr)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise TaskSettingsError(f"{self.name}: {attr}: expected a positive number of seconds, got {value!r}")
+        if not (isinstance(self.jitter, (int, float)) and self.jitter >= 0):
+            raise TaskSettingsError(f"{self.name}: jitter: expected seconds >= 0, got {self.jitter!r}")
+        if self.call is None:
+            return None
+        func: Any = self.call
+        if isinstance(func, str):
+            if ":" not in func:
+                raise TaskSettingsError(f'{self.name}: call: expected "package.module:function", got {func!r}')
+            try:
+                func = import_object(func)
+            except ClassNotFound as exc:
+                raise TaskSettingsError(f"{self.name}: call: {exc}") from None
+        if not inspect.iscoroutinefunction(func):
+            raise TaskSettingsError(f"{self.name}: call: {self.call!r} is not an async function")
+        return func
+
+    # -- schedule (subclasses) ------------------------------------------
+
+    def _first_fire(self, now: float) -> float:
+        raise NotImplementedError
+
+    def _next_fire(self, fire: float) -> float:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The schedule as plain data, for `status()`."""
+        raise NotImplementedError
+
+    # -- lifetime -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
+        if not self.enabled:
+            self.logger.info("task disabled", task=self.name)
+            return
+        if self.method is not None and self.rpc is None:
+            raise TaskSettingsError(f"{self.name}: method {self.method!r} needs an RPCServer service in the app")
+        if self.singleton and self.locks is None:
+            raise TaskSettingsError(f"{self.name}: singleton: true needs a Locks service in the app")
+        self._stopping = False
+        self._arm(self._first_fire(time.time()))
+        self.logger.info("task scheduled", task=self.name, next_run=_iso(self._next_at))
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop firing; await a running run up to `shutdown_timeout` seconds, then cancel it."""
+        self._stopping = True
+        self._pending = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._next_at = self._next_base = None
+        task = self._running
+        if task is None or task.done():
+            return
+        limit = self._shutdown_timeout()
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if done:
+            return
+        self.logger.warning("task run still going at stop, cancelling it", task=self.name, waited=limit)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:
+            self.logger.error("task run ignored cancellation", task=self.name)
+
+    def _shutdown_timeout(self) -> float:
+        if self.shutdown_timeout is not None:
+            return float(self.shutdown_timeout)
+        app_limit = getattr(self.app, "shutdown_timeout", None)
+        return float(app_limit) if app_limit else DEFAULT_SHUTDOWN_TIMEOUT
+
+    # -- firing -------------------------------------------------------
+
+    def _arm(self, base: float) -> None:
+        self._next_base = base
+        self._next_at = at = with_jitter(base, self.jitter)
+        # wall-clock fire time -> loop clock; recomputed for every fire, so clock drift never adds up
+        self._timer = self.loop.call_at(self.loop.time() + (at - time.time()), self._on_timer, base, at)
+
+    def _on_timer(self, fire: float, at: float) -> None:
+        now = time.time()
+        self._timer = None
+        if self._stopping:
+            return
+        self.last_fire = fire
+        self.last_lateness = now - at
+        nxt = self._next_fire(fire)
+        skipped = 0
+        # the loop was held up past whole periods: give those fires up rather than burst
+        while nxt <= now and skipped < _MAX_CATCH_UP:
+            skipped += 1
+            nxt = self._next_fire(nxt)
+        if skipped:
+            self.misses += skipped
+            self.logger.warning("task fell behind, fires skipped", task=self.name, skipped=skipped)
+        if nxt <= now:
+            nxt = self._next_fire(now)
+        self._arm(nxt)
+        self._fire(fire)
+
+    def _fire(self, fire: float) -> None:
+        running = self._running
+        if running is None or running.done():
+            self._launch(fire)
+        elif self.policy == "skip":
+            self.misses += 1
+            self.logger.info("task still running, tick skipped", task=self.name, fire=_iso(fire))
+        elif self.policy == "wait":
+            if self._pending is not None:
+                self.misses += 1  # one run waits; more ticks meanwhile are misses
+            self._pending = fire
+        else:  # cancel
+            running.cancel()
+            self.cancelled += 1
+            self.logger.info("task still running, cancelled for a new run", task=self.name, fire=_iso(fire))
+            self._launch(fire, previous=running)
+
+    def _launch(self, fire: float, previous: asyncio.Task | None = None) -> None:
+        task = self.loop.create_task(self._run(fire, previous), name=f"task:{self.name}")
+        self._running = task
+        task.add_done_callback(self._on_run_done)
+
+    def _on_run_done(self, task: asyncio.Task) -> None:
+        if task is not self._running:
+            return
+        self._running = None
+        if self._pending is not None and not self._stopping:
+            fire, self._pending = self._pending, None
+            self._launch(fire)
+
+    async def _run(self, fire: float, previous: asyncio.Task | None) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})  # a cancelled run finishes unwinding first
+        if self.singleton and not await self._claim(fire):
+            return
+        self.runs += 1
+        started = self.last_run = time.time()
+        correlation_id = uuid.uuid4().hex
+        try:
+            async with asyncio.timeout(self.timeout) as limit:
+                result = await self._job(correlation_id)
+        except asyncio.CancelledError:
+            self.last_error = "CancelledError: the run was cancelled"
+            raise
+        except TimeoutError as exc:
+            self.failures += 1
+            if limit.expired():
+                self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
+            else:
+                self.last_error = f"TimeoutError: {exc}"
+            self.logger.error(f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id)
+        except Exception as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.logger.error(
+                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id, exc_info=exc
+            )
+        else:
+            self.last_result = _plain(result)
+            self.last_error = None
+        finally:
+            self.last_duration = time.time() - started
+
+    async def _claim(self, fire: float) -> bool:
+        """Take this fire's lock until the next fire; False when another process has it."""
+        key = f"_tasks.{self.name}.{round(fire * 1000)}"
+        ttl = max(self._next_fire(fire) - time.time(), 0.001)
+        try:
+            await self.locks.acquire(key, ttl, wait=False, renew=False)
+        except LockExistsError:
+            self.elsewhere += 1
+            self.logger.debug("task fire taken by another process", task=self.name, fire=_iso(fire))
+            return False
+        except Exception as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: cannot take the singleton lock: {exc}"
+            self.logger.error(f"task {self.name} not run: {self.last_error}", task=self.name)
+            return False
+        return True
+
+    async def _job(self, correlation_id: str) -> Any:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        if self.method is not None:
+            headers = {"Correlation-Id": correlation_id}
+            if self.timeout is not None:
+                headers["Timeout"] = str(self.timeout)
+            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
+        if isinstance(self.params, dict):
+            kwargs = self.params
+        elif isinstance(self.params, list):
+            args = self.params
+        return await self._func(*args, **kwargs)
+
+    # -- status -------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None and not self._running.done()
+
+    def status(self) -> dict[str, Any]:
+        """This task's schedule and counters as plain (JSON-ready) data."""
+        return {
+            "name": self.name,
+            **self.describe(),
+            "job": {"method": self.method} if self.method is not None else {"call": self._call_name()},
+            "enabled": self.enabled,
+            "policy": self.policy,
+            "singleton": self.singleton,
+            "running": self.running,
+            "next_run": _iso(self._next_at),
+            "last_run": _iso(self.last_run),
+            "last_duration": self.last_duration,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "runs": self.runs,
+            "misses": self.misses,
+            "failures": self.failures,
+            "cancelled": self.cancelled,
+            "elsewhere": self.elsewhere,
+        }
+
+    def _call_name(self) -> str:
+        if isinstance(self.call, str):
+            return self.call
+        return f"{self._func.__module__}:{self._func.__qualname__}"  # type: ignore[union-attr]
+
+
+class PeriodicTask(ScheduledTask):
+    """Runs every `interval` seconds, the first time `delay` seconds after start.
+
+    Fire times are fixed (start + delay + k * interval), so a run's length never shifts
+    the schedule. With `singleton: true` they are aligned on multiples of `interval`
+    since the Unix epoch, so that every process sees the same fire times.
+    """
+
+    kind: ClassVar[str] = "periodic"
+    __required__ = ("interval",)
+
+    interval: float
+    delay: float = 0.0
+
+    def __init__(self, **kwargs: Any):
+        if "interval" not in kwargs:
+            raise TaskSettingsError(f"{kwargs.get('name') or 'PeriodicTask'}: interval: required (seconds between runs)")
+        super().__init__(**kwargs)
+        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or self.interval <= 0:
+            raise TaskSettingsError(f"{self.name}: interval: expected a positive number of seconds, got {self.interval!r}")
+        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or self.delay < 0:
+            raise TaskSettingsError(f"{self.name}: delay: expected seconds >= 0, got {self.delay!r}")
+        self._anchor = 0.0
+
+    def _first_fire(self, now: float) -> float:
+        if self.singleton:
+            self._anchor = 0.0
+            return next_periodic_fire(0.0, self.interval, now + self.delay - 1e-6)
+        self._anchor = now + self.delay
+        return self._anchor
+
+    def _next_fire(self, fire: float) -> float:
+        return next_periodic_fire(self._anchor, self.interval, fire)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "schedule": f"every {self.interval:g} s", "interval": self.interval, "delay": self.delay}
+
+
+class CronTask(ScheduledTask):
+    """Runs at the times a cron spec gives, read on the wall clock of `timezone`.
+
+    `cron` has 5 fields, or 6 with seconds last, as croniter reads them. See
+    `kaiju.tasks.schedule` for what happens when the clocks change.
+    """
+
+    kind: ClassVar[str] = "cron"
+    __required__ = ("cron",)
+
+    cron: str
+    timezone: str = "UTC"
+
+    def __init__(self, **kwargs: Any):
+        if "cron" not in kwargs:
+            raise TaskSettingsError(f"{kwargs.get('name') or 'CronTask'}: cron: required (e.g. \"*/5 * * * *\")")
+        super().__init__(**kwargs)
+        try:
+            self.schedule = CronSchedule(self.cron, self.timezone)
+        except TaskSettingsError as exc:
+            raise TaskSettingsError(f"{self.name}: {exc}") from None
+
+    def _first_fire(self, now: float) -> float:
+        return self.schedule.next_fire(now)
+
+    def _next_fire(self, fire: float) -> float:
+        return self.schedule.next_fire(fire)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "schedule": self.cron, "timezone": self.timezone}
