@@ -126,7 +126,7 @@ class ScheduledTask(Service):
                 func = import_object(func)
             except ClassNotFound as exc:
                 raise TaskSettingsError(f"{self.name}: call: {exc}") from None
-        if not inspect.iscoroutinefunction(func):
+        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))):
             raise TaskSettingsError(f"{self.name}: call: {self.call!r} is not an async function")
         return func
 
@@ -338,7 +338,8 @@ class ScheduledTask(Service):
     def _call_name(self) -> str:
         if isinstance(self.call, str):
             return self.call
-        return f"{self._func.__module__}:{self._func.__qualname__}"  # type: ignore[union-attr]
+        qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
+        return f"{self._func.__module__}:{qualname}"
 
 
 class PeriodicTask(ScheduledTask):
