@@ -10,6 +10,7 @@ their schedule; `Tasks` lists every task of the app over RPC (`tasks.list`).
 """
 
 from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire
+from kaiju.tasks.listing import Tasks
 from kaiju.tasks.service import CronTask, PeriodicTask, ScheduledTask
 
-__all__ = ["CronSchedule", "CronTask", "PeriodicTask", "ScheduledTask", "TaskSettingsError", "next_periodic_fire"]
+__all__ = ["CronSchedule", "CronTask", "PeriodicTask", "ScheduledTask", "TaskSettingsError", "Tasks", "next_periodic_fire"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -21,17 +21,10 @@ from kaiju.runtime.registry import ClassNotFound, import_object
 from kaiju.runtime.service import Service
 from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire, with_jitter
 
-try:  # pragma: no cover -- the RPC and locks packages land separately
-    from kaiju.locks.base import LockExistsError, Locks
-except ImportError:  # pragma: no cover
-    Locks = None  # type: ignore[assignment,misc]
-    LockExistsError = type("LockExistsError", (Exception,), {})  # type: ignore[assignment,misc]
-try:  # pragma: no cover
-    from kaiju.rpc import Scope
-    from kaiju.rpc.server import RPCServer
-except ImportError:  # pragma: no cover
-    RPCServer = None  # type: ignore[assignment,misc]
-    Scope = None  # type: ignore[assignment,misc]
+from kaiju.locks.base import LockExistsError, Locks
+from kaiju.rpc.access import Scope
+from kaiju.rpc.context import RequestContext, _current, new_correlation_id
+from kaiju.rpc.server import RPCServer
 
 __all__ = ["CronTask", "PeriodicTask", "ScheduledTask"]
 
@@ -250,7 +243,7 @@ class ScheduledTask(Service):
             return
         self.runs += 1
         started = self.last_run = time.time()
-        correlation_id = uuid.uuid4().hex
+        correlation_id = new_correlation_id()
         try:
             async with asyncio.timeout(self.timeout) as limit:
                 result = await self._job(correlation_id)
@@ -301,6 +294,10 @@ class ScheduledTask(Service):
             if self.timeout is not None:
                 headers["Timeout"] = str(self.timeout)
             return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
+        # a function gets the request context a method would: its own correlation id, system scope
+        now = time.time()
+        deadline = now + self.timeout if self.timeout is not None else math.inf
+        _current.set(RequestContext(correlation_id, deadline, self.loop.time() + (deadline - now), Scope.SYSTEM))
         if isinstance(self.params, dict):
             kwargs = self.params
         elif isinstance(self.params, list):
