@@ -259,9 +259,11 @@ class ScheduledTask(Service):
             self.logger.error(f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id)
         except Exception as exc:
             self.failures += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            # the dispatcher wraps a method's own exception in InternalError: report the original
+            error = getattr(exc, "base_exc", None) or exc
+            self.last_error = f"{type(error).__name__}: {error}"
             self.logger.error(
-                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id, exc_info=exc
+                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id, exc_info=error
             )
         else:
             self.last_result = _plain(result)
