@@ -192,6 +192,7 @@ class ScheduledTask(Service):
             return
         self.last_fire = fire
         self.last_lateness = now - at
+        self._fire(fire)  # first: the run's task starts on the next loop pass either way
         nxt = self._next_fire(fire)
         skipped = 0
         # the loop was held up past whole periods: give those fires up rather than burst
@@ -204,7 +205,6 @@ class ScheduledTask(Service):
         if nxt <= now:
             nxt = self._next_fire(now)
         self._arm(nxt)
-        self._fire(fire)
 
     def _fire(self, fire: float) -> None:
         running = self._running
@@ -274,7 +274,8 @@ class ScheduledTask(Service):
     async def _claim(self, fire: float) -> bool:
         """Take this fire's lock until the next fire; False when another process has it."""
         key = f"_tasks.{self.name}.{round(fire * 1000)}"
-        ttl = max(self._next_fire(fire) - time.time(), 0.001)
+        nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
+        ttl = max(nxt - time.time(), 0.001)
         try:
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:
