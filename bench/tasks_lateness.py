@@ -8,10 +8,16 @@ Lateness = the time the job starts - the time it was scheduled for (wall clock),
 - kaiju CronTask / PeriodicTask (scheduled time: the task's `last_fire`);
 - aiomisc CronService (scheduled: the whole second) / PeriodicService (scheduled: the end
   of the previous run + interval, since aiomisc sleeps `interval` after each run);
-- a bare `loop.call_at` timer re-armed every interval: the ceiling of this loop and machine.
+- a bare `loop.call_at` timer on whole seconds and one re-armed every interval: the
+  ceiling of this loop and machine.
+
+aiomisc's PeriodicService counts each period from the end of the previous run, so its
+lateness is small but its schedule slides by that much every period: the `drift` column
+shows how far. kaiju's fire times are fixed. asyncio's selector rounds its timeout up to
+a whole millisecond, which puts 0-1 ms into any wall-clock-aligned timer (the ceiling row).
 
 Each is measured alone, one after the other, in this one process. Takes about
-2 * fires seconds for the cron rows.
+3 * fires seconds for the rows on whole seconds.
 """
 
 from __future__ import annotations
@@ -37,14 +43,16 @@ def percentile(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-async def collect(fires: int, arm: Callable[[Callable[[float, float], None]], Awaitable[Callable[[], Awaitable]]]) -> list[float]:
-    """Run one scheduler until it has fired `fires` times; lateness of each fire in ms."""
+async def collect(fires: int, arm: Callable[[Callable[[float, float], None]], Awaitable[Callable[[], Awaitable]]]):
+    """Run one scheduler until it has fired `fires` times; (lateness of each fire in ms, fire times)."""
     lateness: list[float] = []
+    actual: list[float] = []
     done = asyncio.Event()
 
-    def record(actual: float, scheduled: float) -> None:
+    def record(now: float, scheduled: float) -> None:
         if len(lateness) < fires:
-            lateness.append((actual - scheduled) * 1000)
+            lateness.append((now - scheduled) * 1000)
+            actual.append(now)
         if len(lateness) >= fires:
             done.set()
 
@@ -53,7 +61,7 @@ async def collect(fires: int, arm: Callable[[Callable[[float, float], None]], Aw
         await asyncio.wait_for(done.wait(), timeout=fires * 3 + 10)
     finally:
         await stop()
-    return lateness
+    return lateness, actual
 
 
 async def kaiju_cron(record):
@@ -110,11 +118,12 @@ def aiomisc_periodic(interval):
     return arm
 
 
-def bare_timer(interval):
+def bare_timer(interval, whole_seconds=False):
     async def arm(record):
         loop = asyncio.get_running_loop()
         handle: list[asyncio.TimerHandle] = []
-        state = {"next": time.time() + interval}
+        first = math.floor(time.time()) + 1 if whole_seconds else time.time() + interval
+        state = {"next": first}
 
         def fire():
             now = time.time()
@@ -122,7 +131,7 @@ def bare_timer(interval):
             state["next"] += interval
             handle[:] = [loop.call_at(loop.time() + (state["next"] - time.time()), fire)]
 
-        handle.append(loop.call_at(loop.time() + interval, fire))
+        handle.append(loop.call_at(loop.time() + (first - time.time()), fire))
 
         async def stop():
             handle[0].cancel()
@@ -139,17 +148,23 @@ async def main() -> None:
     args = parser.parse_args()
     n, interval = args.fires, args.interval
     rows = [
-        (f'kaiju CronTask "* * * * * *"', kaiju_cron),
-        ('aiomisc CronService "* * * * * *"', aiomisc_cron),
-        (f"kaiju PeriodicTask {interval:g} s", kaiju_periodic(interval)),
-        (f"aiomisc PeriodicService {interval:g} s", aiomisc_periodic(interval)),
-        (f"ceiling: bare loop.call_at {interval:g} s", bare_timer(interval)),
+        ('kaiju CronTask "* * * * * *"', 1.0, kaiju_cron),
+        ('aiomisc CronService "* * * * * *"', 1.0, aiomisc_cron),
+        ("ceiling: bare loop.call_at on whole seconds", 1.0, bare_timer(1.0, whole_seconds=True)),
+        (f"kaiju PeriodicTask {interval:g} s", interval, kaiju_periodic(interval)),
+        (f"aiomisc PeriodicService {interval:g} s", interval, aiomisc_periodic(interval)),
+        (f"ceiling: bare loop.call_at {interval:g} s", interval, bare_timer(interval)),
     ]
-    print(f"lateness of {n} consecutive fires, ms (actual start - scheduled time)")
-    print(f"{'':42} {'p50':>8} {'p99':>8} {'max':>8}")
-    for title, arm in rows:
-        values = await collect(n, arm)
-        print(f"{title:42} {percentile(values, 50):8.3f} {percentile(values, 99):8.3f} {max(values):8.3f}", flush=True)
+    print(f"lateness of {n} consecutive fires, ms (job start - the time it was scheduled for);")
+    print(f"drift, ms: (last fire - first fire) - {n - 1} periods, i.e. how far the schedule itself slid")
+    print(f"{'':42} {'p50':>8} {'p99':>8} {'max':>8} {'drift':>8}")
+    for title, period, arm in rows:
+        values, actual = await collect(n, arm)
+        drift = (actual[-1] - actual[0] - (len(actual) - 1) * period) * 1000
+        print(
+            f"{title:42} {percentile(values, 50):8.3f} {percentile(values, 99):8.3f} {max(values):8.3f} {drift:8.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -192,7 +192,13 @@ class ScheduledTask(Service):
             return
         self.last_fire = fire
         self.last_lateness = now - at
-        self._fire(fire)  # first: the run's task starts on the next loop pass either way
+        self._fire(fire)
+        # the run's first step is queued already: let it go before the next fire is worked out
+        self.loop.call_soon(self._rearm, fire, now)
+
+    def _rearm(self, fire: float, now: float) -> None:
+        if self._stopping:
+            return
         nxt = self._next_fire(fire)
         skipped = 0
         # the loop was held up past whole periods: give those fires up rather than burst
