@@ -7,6 +7,7 @@ overlap policy, nor a time zone, nor waiting for a run on stop).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import math
@@ -32,6 +33,8 @@ POLICIES = ("skip", "wait", "cancel")
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # Fire times this far behind are given up (counted as misses) instead of fired in a burst.
 _MAX_CATCH_UP = 10_000
+# A timer firing this much before its wall-clock time means the clock was set back.
+_EARLY = 0.05
 
 
 def _iso(ts: float | None) -> str | None:
@@ -77,6 +80,7 @@ class ScheduledTask(Service):
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task | None = None
         self._pending: float | None = None  # a fire waiting for the running one (policy "wait")
+        self._skip_logged: asyncio.Task | None = None
         self._next_base: float | None = None  # next fire on the schedule, before jitter
         self._next_at: float | None = None  # the same, jitter added
         self._stopping = False
@@ -125,15 +129,17 @@ class ScheduledTask(Service):
 
     # -- schedule (subclasses) ------------------------------------------
 
+    @abc.abstractmethod
     def _first_fire(self, now: float) -> float:
-        raise NotImplementedError
+        """The first fire time (Unix seconds) for a task started at `now`."""
 
+    @abc.abstractmethod
     def _next_fire(self, fire: float) -> float:
-        raise NotImplementedError
+        """The fire time following `fire`."""
 
+    @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
         """The schedule as plain data, for `status()`."""
-        raise NotImplementedError
 
     # -- lifetime -------------------------------------------------------
 
@@ -190,6 +196,10 @@ class ScheduledTask(Service):
         self._timer = None
         if self._stopping:
             return
+        if now < at - _EARLY:
+            # the wall clock was set back since the timer was armed: wait for the fire time again
+            self._timer = self.loop.call_at(self.loop.time() + (at - now), self._on_timer, fire, at)
+            return
         self.last_fire = fire
         self.last_lateness = now - at
         self._fire(fire)
@@ -218,7 +228,9 @@ class ScheduledTask(Service):
             self._launch(fire)
         elif self.policy == "skip":
             self.misses += 1
-            self.logger.info("task still running, tick skipped", task=self.name, fire=_iso(fire))
+            if self._skip_logged is not running:  # once per overlong run, not at every tick
+                self._skip_logged = running
+                self.logger.info("task still running, tick skipped", task=self.name, fire=_iso(fire))
         elif self.policy == "wait":
             if self._pending is not None:
                 self.misses += 1  # one run waits; more ticks meanwhile are misses

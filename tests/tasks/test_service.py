@@ -109,6 +109,37 @@ async def test_delay_moves_the_first_fire():
         assert task.runs == 0
 
 
+async def test_jitter_moves_fires_later_within_bounds():
+    task = periodic(Recorder(), interval=0.05, jitter=0.02)
+    offsets = []
+    async with started(task):
+        for _ in range(5):
+            base = task._next_base
+            await wait_until(lambda: task._next_base != base)
+            offsets.append(task._next_at - task._next_base)
+    assert all(0 <= o <= 0.02 for o in offsets)
+    assert len(set(offsets)) > 1
+
+
+async def test_a_timer_woken_before_its_wall_clock_time_waits_again():
+    job = Recorder()
+    task = CronTask(name="far", cron="0 0 1 1 *", call=job)  # next new year
+    async with started(task):
+        task._timer.cancel()
+        # as if the clock had been set back: the timer comes while the fire time is hours away
+        task._on_timer(task._next_base, task._next_at)
+        await asyncio.sleep(0.05)
+        assert job.calls == 0 and task.runs == 0
+        assert task._timer is not None
+
+
+def test_a_task_needs_a_schedule():
+    from kaiju.tasks import ScheduledTask
+
+    with pytest.raises(TypeError):
+        ScheduledTask(call=noop)
+
+
 async def test_disabled_task_never_fires():
     job = Recorder()
     task = periodic(job, enabled=False)
