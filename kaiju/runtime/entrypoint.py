@@ -162,6 +162,7 @@ class Entrypoint(aiomisc.Entrypoint):
             raise
         self.startup_seconds = time.perf_counter() - began
         self.state = "running"
+        self.app.started.set()
         self.notifier.ready()
         self.notifier.start_watchdog(self.loop)
         log.info("%s started %d services in %.3f s", self.app.name, sum(map(len, self.started_layers)), self.startup_seconds)

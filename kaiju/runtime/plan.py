@@ -17,7 +17,7 @@ import msgspec
 
 from kaiju.config.errors import ConfigError
 from kaiju.config.loader import LoadedConfig, load_config_data
-from kaiju.config.settings import validation_problem
+from kaiju.config.settings import convert_with_texts, validation_problem
 from kaiju.runtime.graph import CycleError, layers
 from kaiju.runtime.registry import ClassNotFound, Registry
 from kaiju.runtime.service import App, Service
@@ -96,12 +96,14 @@ def settings_type(cls: type[Service]) -> type[msgspec.Struct]:
     return struct
 
 
-def validate_settings(cls: type[Service], settings: dict[str, Any]) -> dict[str, Any]:
+def validate_settings(cls: type[Service], settings: dict[str, Any], texts: dict | None = None) -> dict[str, Any]:
     """Check `settings` against what `cls` accepts; returns the converted keyword arguments.
 
-    Raises `msgspec.ValidationError` (`kaiju.config.settings.validation_problem` reads it).
+    `texts` holds the template texts under the settings, so `password: "[PW]"` with
+    `PW=123456` still reaches a `str` setting. Raises `msgspec.ValidationError`
+    (`kaiju.config.settings.validation_problem` reads it).
     """
-    converted = msgspec.convert(settings, settings_type(cls), strict=True)
+    converted = convert_with_texts(settings, settings_type(cls), texts or {})
     return {key: getattr(converted, key) for key in settings}
 
 
@@ -136,7 +138,7 @@ class _Builder:
                 if given is not None:
                     wanted[dep.attr] = given
         try:
-            kwargs = validate_settings(cls, settings)
+            kwargs = validate_settings(cls, settings, self.config.texts_under((*path, "settings")))
         except msgspec.ValidationError as exc:
             sub, message = validation_problem(str(exc), settings)
             raise self.error((*path, "settings", *sub), message) from None

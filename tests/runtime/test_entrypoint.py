@@ -34,8 +34,9 @@ def make(cfg, *services):
 
 async def test_layers_start_in_order_and_stop_in_reverse(events):
     ep = make(config(events, "Api", "Cache", "Database"))
+    assert not ep.app.started.is_set()
     async with ep:
-        assert ep.state == "running"
+        assert ep.state == "running" and ep.app.started.is_set()
         assert ep.startup_seconds is not None
     assert lines(events) == [
         "start db", "started db", "start cache", "started cache", "start api", "started api",

@@ -151,3 +151,14 @@ class Loop1(Worker):
 class Loop2(Worker):
     service_name = "loop2"
     other: Loop1
+
+
+def test_numeric_template_reaches_a_string_setting_as_text():
+    data = {"main": {"name": "t"}, "services": [{"cls": "tests.runtime.test_plan:SecretHolder", "settings": {"password": "[PW]"}}]}
+    plan = build_plan(load_config_data(data, env={"PW": "123456"}, os_env=False))
+    assert plan.specs["SecretHolder"].service.password == "123456"
+
+
+class SecretHolder(Database):
+    service_name = None
+    password: str = ""
