@@ -9,8 +9,18 @@
 their schedule; `Tasks` lists every task of the app over RPC (`tasks.list`).
 """
 
-from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire
+from kaiju.tasks.cron import CronTask
 from kaiju.tasks.listing import Tasks
-from kaiju.tasks.service import CronTask, PeriodicTask, ScheduledTask
+from kaiju.tasks.periodic import PeriodicTask
+from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire
+from kaiju.tasks.service import ScheduledTask
 
-__all__ = ["CronSchedule", "CronTask", "PeriodicTask", "ScheduledTask", "TaskSettingsError", "Tasks", "next_periodic_fire"]
+__all__ = [
+    "CronSchedule",
+    "CronTask",
+    "PeriodicTask",
+    "ScheduledTask",
+    "TaskSettingsError",
+    "Tasks",
+    "next_periodic_fire",
+]

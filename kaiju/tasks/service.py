@@ -1,4 +1,4 @@
-"""Periodic and cron tasks: services that call an RPC method or a coroutine function on a schedule.
+"""What periodic and cron tasks share: the job, the overlap policy, timeouts, singleton runs, status.
 
 Each task is its own service, timed with `loop.call_at` against the wall clock (aiomisc's
 recurring callback sleeps a relative delay after each run, which gives neither an
@@ -20,14 +20,14 @@ import msgspec
 
 from kaiju.runtime.registry import ClassNotFound, import_object
 from kaiju.runtime.service import Service
-from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire, with_jitter
+from kaiju.tasks.schedule import TaskSettingsError, with_jitter
 
 from kaiju.locks.base import LockExistsError, Locks
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.server import RPCServer
 
-__all__ = ["CronTask", "PeriodicTask", "ScheduledTask"]
+__all__ = ["ScheduledTask"]
 
 POLICIES = ("skip", "wait", "cancel")
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
@@ -100,7 +100,9 @@ class ScheduledTask(Service):
 
     def _check_settings(self) -> Callable[..., Awaitable[Any]] | None:
         if (self.method is None) == (self.call is None):
-            raise TaskSettingsError(f"{self.name}: give exactly one of `method` (an RPC method) and `call` (a function)")
+            raise TaskSettingsError(
+                f"{self.name}: give exactly one of `method` (an RPC method) and `call` (a function)"
+            )
         if self.method is not None and (not isinstance(self.method, str) or "." not in self.method):
             raise TaskSettingsError(f'{self.name}: method: expected "service.method", got {self.method!r}')
         if self.params is not None and not isinstance(self.params, (dict, list)):
@@ -274,14 +276,19 @@ class ScheduledTask(Service):
                 self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
             else:
                 self.last_error = f"TimeoutError: {exc}"
-            self.logger.error(f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id)
+            self.logger.error(
+                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id
+            )
         except Exception as exc:
             self.failures += 1
             # the dispatcher wraps a method's own exception in InternalError: report the original
             error = getattr(exc, "base_exc", None) or exc
             self.last_error = f"{type(error).__name__}: {error}"
             self.logger.error(
-                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id, exc_info=error
+                f"task {self.name} failed: {self.last_error}",
+                task=self.name,
+                correlation_id=correlation_id,
+                exc_info=error,
             )
         else:
             self.last_result = _plain(result)
@@ -358,73 +365,3 @@ class ScheduledTask(Service):
             return self.call
         qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
         return f"{self._func.__module__}:{qualname}"
-
-
-class PeriodicTask(ScheduledTask):
-    """Runs every `interval` seconds, the first time `delay` seconds after start.
-
-    Fire times are fixed (start + delay + k * interval), so a run's length never shifts
-    the schedule. With `singleton: true` they are aligned on multiples of `interval`
-    since the Unix epoch, so that every process sees the same fire times.
-    """
-
-    kind: ClassVar[str] = "periodic"
-    __required__ = ("interval",)
-
-    interval: float
-    delay: float = 0.0
-
-    def __init__(self, **kwargs: Any):
-        if "interval" not in kwargs:
-            raise TaskSettingsError(f"{kwargs.get('name') or 'PeriodicTask'}: interval: required (seconds between runs)")
-        super().__init__(**kwargs)
-        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or self.interval <= 0:
-            raise TaskSettingsError(f"{self.name}: interval: expected a positive number of seconds, got {self.interval!r}")
-        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or self.delay < 0:
-            raise TaskSettingsError(f"{self.name}: delay: expected seconds >= 0, got {self.delay!r}")
-        self._anchor = 0.0
-
-    def _first_fire(self, now: float) -> float:
-        if self.singleton:
-            self._anchor = 0.0
-            return next_periodic_fire(0.0, self.interval, now + self.delay - 1e-6)
-        self._anchor = now + self.delay
-        return self._anchor
-
-    def _next_fire(self, fire: float) -> float:
-        return next_periodic_fire(self._anchor, self.interval, fire)
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "schedule": f"every {self.interval:g} s", "interval": self.interval, "delay": self.delay}
-
-
-class CronTask(ScheduledTask):
-    """Runs at the times a cron spec gives, read on the wall clock of `timezone`.
-
-    `cron` has 5 fields, or 6 with seconds last, as croniter reads them. See
-    `kaiju.tasks.schedule` for what happens when the clocks change.
-    """
-
-    kind: ClassVar[str] = "cron"
-    __required__ = ("cron",)
-
-    cron: str
-    timezone: str = "UTC"
-
-    def __init__(self, **kwargs: Any):
-        if "cron" not in kwargs:
-            raise TaskSettingsError(f"{kwargs.get('name') or 'CronTask'}: cron: required (e.g. \"*/5 * * * *\")")
-        super().__init__(**kwargs)
-        try:
-            self.schedule = CronSchedule(self.cron, self.timezone)
-        except TaskSettingsError as exc:
-            raise TaskSettingsError(f"{self.name}: {exc}") from None
-
-    def _first_fire(self, now: float) -> float:
-        return self.schedule.next_fire(now)
-
-    def _next_fire(self, fire: float) -> float:
-        return self.schedule.next_fire(fire)
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "schedule": self.cron, "timezone": self.timezone}

@@ -68,12 +68,20 @@ def test_jitter_stays_in_bounds():
 
 def test_cron_five_fields_utc():
     start = datetime(2024, 1, 1, 12, 7, 30, tzinfo=UTC)
-    assert local(fires("*/15 * * * *", "UTC", start, 3)) == ["01-01 12:15:00+0000", "01-01 12:30:00+0000", "01-01 12:45:00+0000"]
+    assert local(fires("*/15 * * * *", "UTC", start, 3)) == [
+        "01-01 12:15:00+0000",
+        "01-01 12:30:00+0000",
+        "01-01 12:45:00+0000",
+    ]
 
 
 def test_cron_sixth_field_is_seconds():
     start = datetime(2024, 1, 1, 12, 0, 0, 500_000, tzinfo=UTC)
-    assert local(fires("* * * * * *", "UTC", start, 3)) == ["01-01 12:00:01+0000", "01-01 12:00:02+0000", "01-01 12:00:03+0000"]
+    assert local(fires("* * * * * *", "UTC", start, 3)) == [
+        "01-01 12:00:01+0000",
+        "01-01 12:00:02+0000",
+        "01-01 12:00:03+0000",
+    ]
     assert local(fires("0 * * * * 30", "UTC", start, 2)) == ["01-01 12:00:30+0000", "01-01 13:00:30+0000"]
 
 

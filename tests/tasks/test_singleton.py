@@ -15,7 +15,7 @@ from kaiju.runtime.service import App
 from kaiju.tasks import CronTask, PeriodicTask
 from kaiju.testing.services import started
 
-from tests.tasks.test_service import WAIT, wait_until
+from tests.tasks.test_service import wait_until
 
 WORKER = str(Path(__file__).with_name("singleton_worker.py"))
 
@@ -87,7 +87,8 @@ async def test_redis_singleton_in_two_apps(redis_url):
 
 async def test_redis_singleton_in_two_processes(redis_url):
     procs = [
-        subprocess.Popen([sys.executable, WORKER, redis_url, "1.5"], stdout=subprocess.PIPE, text=True) for _ in range(2)
+        subprocess.Popen([sys.executable, WORKER, redis_url, "1.5"], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
     ]
     fires: list[str] = []
     elsewhere = 0
