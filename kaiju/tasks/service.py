@@ -111,7 +111,7 @@ class ScheduledTask(Service):
             raise TaskSettingsError(f"{self.name}: policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
         for attr in ("timeout", "shutdown_timeout"):
             value = getattr(self, attr)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0)):
                 raise TaskSettingsError(f"{self.name}: {attr}: expected a positive number of seconds, got {value!r}")
         if not (isinstance(self.jitter, (int, float)) and self.jitter >= 0):
             raise TaskSettingsError(f"{self.name}: jitter: expected seconds >= 0, got {self.jitter!r}")
@@ -209,7 +209,7 @@ class ScheduledTask(Service):
         self.loop.call_soon(self._rearm, fire, now)
 
     def _rearm(self, fire: float, now: float) -> None:
-        if self._stopping:
+        if self._stopping or self._timer is not None:  # stopped, or stopped and started again meanwhile
             return
         nxt = self._next_fire(fire)
         skipped = 0
