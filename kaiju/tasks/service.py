@@ -148,7 +148,7 @@ class ScheduledTask(Service):
     async def start(self) -> None:
         """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
         if not self.enabled:
-            self.logger.info("task disabled", task=self.name)
+            self.logger.info(f"task {self.name} disabled", task=self.name)
             return
         if self.method is not None and self.rpc is None:
             raise TaskSettingsError(f"{self.name}: method {self.method!r} needs an RPCServer service in the app")
@@ -156,7 +156,7 @@ class ScheduledTask(Service):
             raise TaskSettingsError(f"{self.name}: singleton: true needs a Locks service in the app")
         self._stopping = False
         self._arm(self._first_fire(time.time()))
-        self.logger.info("task scheduled", task=self.name, next_run=_iso(self._next_at))
+        self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop firing; await a running run up to `shutdown_timeout` seconds, then cancel it."""
@@ -173,11 +173,11 @@ class ScheduledTask(Service):
         done, _ = await asyncio.wait({task}, timeout=limit)
         if done:
             return
-        self.logger.warning("task run still going at stop, cancelling it", task=self.name, waited=limit)
+        self.logger.warning(f"task {self.name} still running {limit:g} s after stop, cancelling it", task=self.name)
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=limit)
         if not done:
-            self.logger.error("task run ignored cancellation", task=self.name)
+            self.logger.error(f"task {self.name} ignored cancellation", task=self.name)
 
     def _shutdown_timeout(self) -> float:
         if self.shutdown_timeout is not None:
@@ -219,7 +219,7 @@ class ScheduledTask(Service):
             nxt = self._next_fire(nxt)
         if skipped:
             self.misses += skipped
-            self.logger.warning("task fell behind, fires skipped", task=self.name, skipped=skipped)
+            self.logger.warning(f"task {self.name} fell behind, {skipped} fires skipped", task=self.name)
         if nxt <= now:
             nxt = self._next_fire(now)
         self._arm(nxt)
@@ -232,7 +232,7 @@ class ScheduledTask(Service):
             self.misses += 1
             if self._skip_logged is not running:  # once per overlong run, not at every tick
                 self._skip_logged = running
-                self.logger.info("task still running, tick skipped", task=self.name, fire=_iso(fire))
+                self.logger.info(f"task {self.name} still running, fire at {_iso(fire)} skipped", task=self.name)
         elif self.policy == "wait":
             if self._pending is not None:
                 self.misses += 1  # one run waits; more ticks meanwhile are misses
@@ -240,7 +240,7 @@ class ScheduledTask(Service):
         else:  # cancel
             running.cancel()
             self.cancelled += 1
-            self.logger.info("task still running, cancelled for a new run", task=self.name, fire=_iso(fire))
+            self.logger.info(f"task {self.name} still running, cancelled for the fire at {_iso(fire)}", task=self.name)
             self._launch(fire, previous=running)
 
     def _launch(self, fire: float, previous: asyncio.Task | None = None) -> None:
@@ -305,7 +305,7 @@ class ScheduledTask(Service):
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:
             self.elsewhere += 1
-            self.logger.debug("task fire taken by another process", task=self.name, fire=_iso(fire))
+            self.logger.debug(f"task {self.name}: the fire at {_iso(fire)} ran elsewhere", task=self.name)
             return False
         except Exception as exc:
             self.failures += 1
