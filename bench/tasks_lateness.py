@@ -163,7 +163,8 @@ async def main() -> None:
     ]
     per_round = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
     print(f"lateness of {n} fires per row, ms (job start - the time it was scheduled for),")
-    print(f"taken as {rounds} runs of {'/'.join(map(str, per_round))} consecutive fires, the rows of a group taking turns;")
+    runs = "/".join(map(str, per_round))
+    print(f"taken as {rounds} runs of {runs} consecutive fires, the rows of a group taking turns;")
     print("drift, ms: how far the schedule itself slid: (last fire - first fire) - periods between, summed over runs")
     print(f"{'':44} {'p50':>8} {'p99':>8} {'max':>8} {'drift':>8}")
     for group in groups:
@@ -175,10 +176,8 @@ async def main() -> None:
                 old_values, old_drift = results[title]
                 results[title] = (old_values + values, old_drift + drift)
         for title, (values, drift) in results.items():
-            print(
-                f"{title:44} {percentile(values, 50):8.3f} {percentile(values, 99):8.3f} {max(values):8.3f} {drift:8.3f}",
-                flush=True,
-            )
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            print(f"{title:44} {p50:8.3f} {p99:8.3f} {max(values):8.3f} {drift:8.3f}", flush=True)
 
 if __name__ == "__main__":
     asyncio.run(main())
