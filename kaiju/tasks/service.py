@@ -336,6 +336,7 @@ class ScheduledTask(Service):
 
     @property
     def running(self) -> bool:
+        """Whether a run is going now."""
         return self._running is not None and not self._running.done()
 
     def status(self) -> dict[str, Any]:
