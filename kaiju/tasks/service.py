@@ -323,9 +323,8 @@ class ScheduledTask(Service):
                 headers["Timeout"] = str(self.timeout)
             return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
         # a function gets the request context a method would: its own correlation id, system scope
-        now = time.time()
-        deadline = now + self.timeout if self.timeout is not None else math.inf
-        _current.set(RequestContext(correlation_id, deadline, self.loop.time() + (deadline - now), Scope.SYSTEM))
+        limit = self.loop.time() + self.timeout if self.timeout is not None else math.inf
+        _current.set(RequestContext(correlation_id=correlation_id, loop_deadline=limit, scope=Scope.SYSTEM))
         if isinstance(self.params, dict):
             kwargs = self.params
         elif isinstance(self.params, list):

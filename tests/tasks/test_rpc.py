@@ -63,13 +63,14 @@ async def test_function_runs_get_a_request_context_of_their_own():
 
     async def job():
         ctx = rpc.current()
-        seen.append((ctx.correlation_id, ctx.scope))
+        seen.append((ctx.correlation_id, ctx.scope, ctx.time_left()))
 
-    task = PeriodicTask(name="fn", interval=0.05, call=job)
+    task = PeriodicTask(name="fn", interval=0.05, call=job, timeout=5)
     async with started(task):
         await wait_until(lambda: len(seen) >= 3)
-    assert len({cid for cid, _ in seen}) == len(seen)
-    assert {scope for _, scope in seen} == {rpc.Scope.SYSTEM}
+    assert len({cid for cid, _, _ in seen}) == len(seen)
+    assert {scope for _, scope, _ in seen} == {rpc.Scope.SYSTEM}
+    assert all(0 < left <= 5 for _, _, left in seen), "the run's deadline is its timeout"
 
 
 async def test_tasks_list_over_rpc():
