@@ -11,7 +11,7 @@ from kaiju.runtime.service import Service
 from kaiju.tasks import CronTask, PeriodicTask, Tasks
 from kaiju.testing.services import started
 
-from tests.tasks.test_service import wait_until
+from tests.tasks.helpers import wait_until
 
 
 class Reports(Service):

@@ -15,7 +15,7 @@ from kaiju.runtime.service import App
 from kaiju.tasks import CronTask, PeriodicTask
 from kaiju.testing.services import started
 
-from tests.tasks.test_service import wait_until
+from tests.tasks.helpers import wait_until
 
 WORKER = str(Path(__file__).with_name("singleton_worker.py"))
 
