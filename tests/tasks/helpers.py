@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-WAIT = 5.0  # upper bound of any wait in this file, seconds
+WAIT = 5.0  # upper bound of any wait in the task tests, seconds
 
 
 async def wait_until(predicate, timeout: float = WAIT) -> None:
