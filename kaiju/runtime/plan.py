@@ -202,6 +202,7 @@ def build_plan(
         config = load_config_data({"main": {"name": "app"}}, source="<python>", os_env=False)
     main = config.settings.main
     app = App(main.name, main.env, main.version, debug=main.debug, etc=dict(config.settings.etc))
+    app.managed = True
     if registry is None:
         try:
             registry = Registry(config.settings.packages)

@@ -59,8 +59,9 @@ class Namespace:
 class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
-    `started` is an `asyncio.Event` set once every service has started. One `App` exists
-    per entrypoint; nothing here is global.
+    `started` is an `asyncio.Event` set once every service has started; `managed` is true
+    when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
+    set it. One `App` exists per entrypoint; nothing here is global.
     """
 
     def __init__(
@@ -82,8 +83,9 @@ class App:
         self.services: dict[str, Service] = {}
         self.logger = KaijuLogger(logging.getLogger(name))
         # set by the entrypoint once every layer has started; transports that open early
-        # (HTTP, streams) hold requests until then
+        # (HTTP, streams) hold requests until then -- when a kaiju entrypoint manages the app
         self.started = asyncio.Event()
+        self.managed = False
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"
