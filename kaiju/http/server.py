@@ -58,6 +58,7 @@ class HTTPServer(Service, _BindAtStart):
     """
 
     service_name = "http"
+    transport = True
 
     rpc: RPCServer
 

@@ -138,6 +138,7 @@ class Service(aiomisc.Service):
     Class attributes a subclass may set:
 
     - `service_name`: the default instance name (else the class name);
+    - `transport`: True for services bringing work in from outside (HTTP, streams, schedules);
     - annotations with defaults: the settings, given as keyword arguments;
     - `__required__`: settings that must be given;
     - annotations typed with a `Service` subclass: dependencies (see `dependencies()`).
@@ -147,8 +148,11 @@ class Service(aiomisc.Service):
     """
 
     service_name: ClassVar[str | None] = None
+    # True for services that bring work in from outside (HTTP, stream listeners, schedules):
+    # `kaiju-run call` leaves them out, so a one-off call neither binds ports nor consumes.
+    transport: ClassVar[bool] = False
     # names the runtime owns; never settings
-    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name"})
+    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name", "transport"})
 
     name: str
     app: App

@@ -59,6 +59,8 @@ class ScheduledTask(Service):
     Settings are validated at construction; TaskSettingsError (a ValueError) names the bad one.
     """
 
+    transport = True  # `kaiju-run call` runs no schedules
+
     kind: ClassVar[str] = "task"
 
     method: str | None = None
