@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiomisc.service.aiohttp import AIOHTTPService
 
+from kaiju.runtime.types import NonNegative, Port, PositiveInt
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
@@ -65,13 +66,13 @@ class HTTPServer(Service, _BindAtStart):
     rpc: RPCServer
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     unix_socket: str | None = None
     rpc_path: str = "/public/rpc"
-    max_body_size: int = 1024 * 1024
+    max_body_size: PositiveInt = 1024 * 1024
     reuse_port: bool = False
-    shutdown_timeout: float = 5.0
-    backlog: int = 128
+    shutdown_timeout: NonNegative = 5.0
+    backlog: PositiveInt = 128
     scope: str = "guest"
     access_log: bool = False
 

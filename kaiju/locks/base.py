@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, suppress
 from typing import NamedTuple
 
+from kaiju.runtime.types import Positive
 from kaiju.runtime.service import Service
 
 __all__ = [
@@ -90,7 +91,7 @@ class Locks(Service, abc.ABC):
 
     service_name = "locks"
 
-    ttl: float = 10.0
+    ttl: Positive = 10.0
     """Seconds a lock lives when `acquire()` is given no ttl."""
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kaiju.runtime.types import NonNegative, Positive
 from kaiju.tasks.schedule import TaskSettingsError, next_periodic_fire
 from kaiju.tasks.service import ScheduledTask
 
@@ -21,8 +22,8 @@ class PeriodicTask(ScheduledTask):
     kind: ClassVar[str] = "periodic"
     __required__ = ("interval",)
 
-    interval: float
-    delay: float = 0.0
+    interval: Positive
+    delay: NonNegative = 0.0
 
     def __init__(self, **kwargs: Any):
         if "interval" not in kwargs:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from kaiju.runtime.types import NonNegative, Positive
 from kaiju.runtime.registry import ClassNotFound, import_object
 from kaiju.runtime.service import Service
 from kaiju.tasks.schedule import TaskSettingsError, with_jitter
@@ -67,11 +68,11 @@ class ScheduledTask(Service):
     params: dict | list | None = None
     call: str | None = None
     policy: str = "skip"
-    timeout: float | None = None
-    jitter: float = 0.0
+    timeout: Positive | None = None
+    jitter: NonNegative = 0.0
     enabled: bool = True
     singleton: bool = False
-    shutdown_timeout: float | None = None
+    shutdown_timeout: NonNegative | None = None
 
     rpc: RPCServer | None = None
     locks: Locks | None = None
