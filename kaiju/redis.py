@@ -20,8 +20,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import msgspec
 
-from kaiju.runtime.types import Positive
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import Positive
 
 __all__ = ["Cache"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-from kaiju.runtime.types import NonNegative, NonNegativeInt
 from kaiju.cache.base import Cache
+from kaiju.runtime.types import NonNegative, NonNegativeInt
 
 __all__ = ["MemoryCache"]
 

@@ -23,12 +23,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiomisc.service.aiohttp import AIOHTTPService
 
-from kaiju.runtime.types import NonNegative, Port, PositiveInt
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegative, Port, PositiveInt
 
 __all__ = ["HTTPServer"]
 

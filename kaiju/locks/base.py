@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, suppress
 from typing import NamedTuple
 
-from kaiju.runtime.types import Positive
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import Positive
 
 __all__ = [
     "LockError",

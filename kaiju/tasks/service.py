@@ -18,15 +18,14 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kaiju.runtime.types import NonNegative, Positive
-from kaiju.runtime.registry import ClassNotFound, import_object
-from kaiju.runtime.service import Service
-from kaiju.tasks.schedule import TaskSettingsError, with_jitter
-
 from kaiju.locks.base import LockExistsError, Locks
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.server import RPCServer
+from kaiju.runtime.registry import ClassNotFound, import_object
+from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegative, Positive
+from kaiju.tasks.schedule import TaskSettingsError, with_jitter
 
 __all__ = ["ScheduledTask"]
 
