@@ -59,7 +59,8 @@ class Namespace:
 class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
-    `started` is an `asyncio.Event` set once every service has started; `managed` is true
+    `shutdown_timeout` is the budget of the whole stop, so a service can keep its own
+    graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `managed` is true
     when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
     set it. One `App` exists per entrypoint; nothing here is global.
     """
@@ -72,11 +73,13 @@ class App:
         *,
         debug: bool = False,
         etc: dict[str, Any] | None = None,
+        shutdown_timeout: float = 30.0,
     ):
         self.name = name
         self.env = env
         self.version = version
         self.debug = debug
+        self.shutdown_timeout = shutdown_timeout  # seconds the whole stop may take (main.shutdown_timeout)
         self.etc: dict[str, Any] = etc if etc is not None else {}
         self.namespace = Namespace(env, name)
         self.shared_namespace = Namespace(env, "_shared")
