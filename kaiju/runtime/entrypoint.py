@@ -118,6 +118,7 @@ class Entrypoint(aiomisc.Entrypoint):
         # aiomisc would install its handlers only after start-up and configure logging itself
         super().__init__(catch_signals=(), log_config=False, **kwargs)
         self.app = self.plan.app
+        self.app.shutdown_timeout = self.shutdown_timeout  # a shutdown_timeout argument wins over main's
         self.notifier = SystemdNotifier()
         self.state = "created"  # created -> starting -> running -> stopping -> stopped
         self.started_layers: list[list[Service]] = []
