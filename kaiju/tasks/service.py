@@ -30,7 +30,10 @@ from kaiju.tasks.schedule import TaskSettingsError, with_jitter
 __all__ = ["ScheduledTask"]
 
 POLICIES = ("skip", "wait", "cancel")
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Shares of the app's shutdown budget a task may spend on stop: waiting for a run, then for it to unwind.
+_GRACE_SHARE = 0.5
+_UNWIND_SHARE = 0.25
+_MAX_UNWIND = 1.0  # seconds; a cancelled run unwinding longer than this is left behind
 # Fire times this far behind are given up (counted as misses) instead of fired in a burst.
 _MAX_CATCH_UP = 10_000
 # A timer firing this much before its wall-clock time means the clock was set back.
@@ -161,7 +164,11 @@ class ScheduledTask(Service):
         self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
 
     async def stop(self, exception: Exception | None = None) -> None:
-        """Stop firing; await a running run up to `shutdown_timeout` seconds, then cancel it."""
+        """Stop firing; await a running run for a grace period (see `stop_limits`), then cancel it.
+
+        After cancelling, waits only briefly for the run to unwind, so a run that ignores
+        cancellation cannot hold up the services stopping after this one.
+        """
         self._stopping = True
         self._pending = None
         if self._timer is not None:
@@ -171,21 +178,32 @@ class ScheduledTask(Service):
         task = self._running
         if task is None or task.done():
             return
-        limit = self._shutdown_timeout()
-        done, _ = await asyncio.wait({task}, timeout=limit)
+        grace, unwind = self.stop_limits()
+        done, _ = await asyncio.wait({task}, timeout=grace)
         if done:
             return
-        self.logger.warning(f"task {self.name} still running {limit:g} s after stop, cancelling it", task=self.name)
+        self.logger.warning(f"task {self.name} still running {grace:g} s after stop, cancelling it", task=self.name)
         task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=limit)
+        done, _ = await asyncio.wait({task}, timeout=unwind)
         if not done:
-            self.logger.error(f"task {self.name} ignored cancellation", task=self.name)
+            self.logger.error(
+                f"task {self.name} did not unwind within {unwind:g} s of being cancelled; left behind", task=self.name
+            )
 
-    def _shutdown_timeout(self) -> float:
+    def stop_limits(self) -> tuple[float, float]:
+        """(grace, unwind): seconds `stop()` waits for a running run, then for it to unwind once cancelled.
+
+        The app's `shutdown_timeout` is the budget of the whole stop, every layer included, so
+        a task takes at most half of it to let a run finish (less if its own `shutdown_timeout`
+        says so) and at most a quarter of it (and never more than a second) to let a cancelled
+        run unwind: the services stopping after it (the RPC server, locks, connections) keep
+        the rest.
+        """
+        budget = float(self.app.shutdown_timeout)
+        grace = budget * _GRACE_SHARE
         if self.shutdown_timeout is not None:
-            return float(self.shutdown_timeout)
-        app_limit = getattr(self.app, "shutdown_timeout", None)
-        return float(app_limit) if app_limit else DEFAULT_SHUTDOWN_TIMEOUT
+            grace = min(grace, float(self.shutdown_timeout))
+        return grace, min(_MAX_UNWIND, budget * _UNWIND_SHARE)
 
     # -- firing -------------------------------------------------------
 
