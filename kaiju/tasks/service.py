@@ -83,7 +83,9 @@ class ScheduledTask(Service):
         super().__init__(**kwargs)
         self._func = self._check_settings()
         self._timer: asyncio.TimerHandle | None = None
-        self._running: asyncio.Task | None = None
+        self._running: asyncio.Task | None = None  # the latest run
+        self._runs: set[asyncio.Task] = set()  # every run not finished yet (cancelled ones unwinding)
+        self._started: set[asyncio.Task] = set()  # those of them whose job has begun
         self._pending: float | None = None  # a fire waiting for the running one (policy "wait")
         self._skip_logged: asyncio.Task | None = None
         self._next_base: float | None = None  # next fire on the schedule, before jitter
@@ -175,17 +177,18 @@ class ScheduledTask(Service):
             self._timer.cancel()
             self._timer = None
         self._next_at = self._next_base = None
-        task = self._running
-        if task is None or task.done():
+        runs = {run for run in self._runs if not run.done()}
+        if not runs:
             return
         grace, unwind = self.stop_limits()
-        done, _ = await asyncio.wait({task}, timeout=grace)
-        if done:
+        _, runs = await asyncio.wait(runs, timeout=grace)
+        if not runs:
             return
         self.logger.warning(f"task {self.name} still running {grace:g} s after stop, cancelling it", task=self.name)
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=unwind)
-        if not done:
+        for run in runs:
+            run.cancel()
+        _, runs = await asyncio.wait(runs, timeout=unwind)
+        if runs:
             self.logger.error(
                 f"task {self.name} did not unwind within {unwind:g} s of being cancelled; left behind", task=self.name
             )
@@ -259,16 +262,26 @@ class ScheduledTask(Service):
             self._pending = fire
         else:  # cancel
             running.cancel()
-            self.cancelled += 1
-            self.logger.info(f"task {self.name} still running, cancelled for the fire at {_iso(fire)}", task=self.name)
-            self._launch(fire, previous=running)
+            if running in self._started:
+                self.cancelled += 1
+                self.logger.info(
+                    f"task {self.name} still running, cancelled for the fire at {_iso(fire)}", task=self.name
+                )
+            else:  # its fire never ran: it was still waiting for an earlier run to unwind
+                self.misses += 1
+            self._launch(fire)
 
-    def _launch(self, fire: float, previous: asyncio.Task | None = None) -> None:
+    def _launch(self, fire: float) -> None:
+        # a run starts only once every earlier one has finished (unwinding after a cancel included)
+        previous = {run for run in self._runs if not run.done()}
         task = self.loop.create_task(self._run(fire, previous), name=f"task:{self.name}")
         self._running = task
+        self._runs.add(task)
         task.add_done_callback(self._on_run_done)
 
     def _on_run_done(self, task: asyncio.Task) -> None:
+        self._runs.discard(task)
+        self._started.discard(task)
         if task is not self._running:
             return
         self._running = None
@@ -276,11 +289,12 @@ class ScheduledTask(Service):
             fire, self._pending = self._pending, None
             self._launch(fire)
 
-    async def _run(self, fire: float, previous: asyncio.Task | None) -> None:
-        if previous is not None:
-            await asyncio.wait({previous})  # a cancelled run finishes unwinding first
+    async def _run(self, fire: float, previous: set[asyncio.Task]) -> None:
+        if previous:
+            await asyncio.wait(previous)  # cancelled runs finish unwinding first
         if self.singleton and not await self._claim(fire):
             return
+        self._started.add(asyncio.current_task())  # type: ignore[arg-type]
         self.runs += 1
         started = self.last_run = time.time()
         correlation_id = new_correlation_id()
@@ -355,8 +369,8 @@ class ScheduledTask(Service):
 
     @property
     def running(self) -> bool:
-        """Whether a run is going now."""
-        return self._running is not None and not self._running.done()
+        """Whether a run is going now (or a cancelled one is still unwinding)."""
+        return any(not run.done() for run in self._runs)
 
     def status(self) -> dict[str, Any]:
         """This task's schedule and counters as plain (JSON-ready) data."""

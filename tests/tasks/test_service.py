@@ -148,6 +148,44 @@ async def test_policy_cancel_cancels_the_running_one_and_starts_anew():
     assert job.events[:4] == ["start1", "end1", "start2", "end2"]
 
 
+class SlowUnwind:
+    """A job that runs until cancelled, then unwinds only once `unwind` is set."""
+
+    def __init__(self):
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self.unwind = asyncio.Event()
+
+    async def __call__(self):
+        self.calls += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await self.unwind.wait()  # cleanup outlasting several periods
+            raise
+        finally:
+            self.active -= 1
+
+
+async def test_policy_cancel_starts_no_run_while_a_cancelled_one_unwinds():
+    job = SlowUnwind()
+    task = periodic(job, policy="cancel", shutdown_timeout=WAIT)
+    async with started(task):
+        # fires keep coming while the first run unwinds; before the fix the third one started
+        await wait_until(lambda: job.calls >= 2 or task.misses >= 2)
+        assert job.calls == 1 and job.active == 1
+        # only the run that had started counts as cancelled; the fires replaced while waiting are misses
+        assert task.cancelled == 1
+        job.unwind.set()
+        await wait_until(lambda: job.calls >= 3)
+    assert job.max_active == 1
+    assert job.active == 0 and not task.running, "stop waits for every unfinished run"
+    assert job.calls - 1 <= task.cancelled <= job.calls
+
+
 # -- stop ------------------------------------------------------------------------
 
 
