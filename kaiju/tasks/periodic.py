@@ -36,6 +36,11 @@ class PeriodicTask(ScheduledTask):
             )
         if isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or self.delay < 0:
             raise TaskSettingsError(f"{self.name}: delay: expected seconds >= 0, got {self.delay!r}")
+        if self.jitter >= self.interval:
+            # a fire jittered past the next one would be taken for a fire the loop fell behind on
+            raise TaskSettingsError(
+                f"{self.name}: jitter: must be less than interval ({self.interval:g} s), got {self.jitter!r}"
+            )
         self._anchor = 0.0
 
     def _first_fire(self, now: float) -> float:

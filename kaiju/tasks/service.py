@@ -331,10 +331,11 @@ class ScheduledTask(Service):
             self.last_duration = time.time() - started
 
     async def _claim(self, fire: float) -> bool:
-        """Take this fire's lock until the next fire; False when another process has it."""
+        """Take this fire's lock until the next fire plus `jitter`; False when another process has it."""
         key = f"_tasks.{self.name}.{round(fire * 1000)}"
         nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
-        ttl = max(nxt - time.time(), 0.001)
+        # another process may fire the same time up to `jitter` later: it must still find the lock
+        ttl = max(nxt + self.jitter - time.time(), 0.001)
         try:
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:

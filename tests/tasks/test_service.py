@@ -309,6 +309,8 @@ def sync_function():
         ({"interval": 1, "delay": -1, "call": noop}, "delay"),
         ({"interval": 1, "timeout": 0, "call": noop}, "timeout"),
         ({"interval": 1, "jitter": -1, "call": noop}, "jitter"),
+        ({"interval": 1, "jitter": 1, "call": noop}, "jitter: must be less than interval (1 s), got 1"),
+        ({"interval": 0.1, "jitter": 0.3, "call": noop}, "jitter: must be less than interval (0.1 s)"),
         ({"interval": 1, "params": "x", "call": noop}, "params"),
         ({"interval": 1, "call": "no_such_module_xyz:f"}, 'cannot import module "no_such_module_xyz"'),
         ({"interval": 1, "call": "asyncio"}, '"package.module:function"'),

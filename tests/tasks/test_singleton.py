@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -72,6 +73,33 @@ async def test_fires_are_aligned_so_every_process_sees_the_same_ones():
             # both wait for a multiple of the interval since the epoch
             for task in (a, b):
                 assert round(task._next_base / 0.05, 6) == round(task._next_base / 0.05)
+
+
+class TTLRecordingLocks(MemoryLocks):
+    """MemoryLocks remembering when each lock was asked for and for how long."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.asked: list[tuple[float, float]] = []  # (time asked, ttl)
+
+    async def acquire(self, key, ttl, *args, **kwargs):
+        self.asked.append((time.time(), ttl))
+        return await super().acquire(key, ttl, *args, **kwargs)
+
+
+async def test_a_fire_lock_lasts_past_the_next_fire_by_the_jitter():
+    locks = TTLRecordingLocks()
+    fires: list[float] = []
+
+    async def job():
+        fires.append(task.last_fire)
+
+    task = PeriodicTask(name="jittered", interval=0.1, jitter=0.08, singleton=True, call=job)
+    async with started(locks, task):
+        await wait_until(lambda: len(fires) >= 3)
+    for (asked, ttl), fire in zip(locks.asked, fires):
+        # a process whose jitter put it late on this same fire must still find the lock taken
+        assert asked + ttl >= fire + 0.1 + 0.08 - 1e-6
 
 
 async def test_redis_singleton_in_two_apps(redis_url):
