@@ -21,7 +21,7 @@ from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
-from kaiju.logging import LOG_FORMATS
+from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -212,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
         return 2
     try:
+        if args.log_format:
+            check_format(args.log_format)
         return command.run(args)
-    except ConfigError as exc:
+    except (ConfigError, LogFormatError) as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "configure", "record_extras"]
+__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "check_format", "configure", "record_extras"]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
 
@@ -118,6 +118,23 @@ class JSONFormatter(logging.Formatter):
         return self._encode(data).decode()
 
 
+class LogFormatError(ValueError):
+    """A log format that is unknown, or cannot work here (journald without a journal)."""
+
+
+def check_format(log_format: str) -> None:
+    """Raise LogFormatError unless `log_format` can be used on this machine."""
+    if log_format not in LOG_FORMATS:
+        raise LogFormatError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    if log_format == "journald":
+        try:
+            from logging_journald import JournaldLogHandler
+        except ImportError:
+            raise LogFormatError('log format "journald" needs the logging-journald package') from None
+        if not JournaldLogHandler.SOCKET_PATH.exists():
+            raise LogFormatError(f'log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}') from None
+
+
 def configure(
     level: str | int = "INFO",
     log_format: str = "plain",
@@ -127,8 +144,7 @@ def configure(
 lines; returns the filter stamping request context on records."""
     import aiomisc_log
 
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    check_format(log_format)
     if log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JSONFormatter())
