@@ -1,0 +1,155 @@
+"""`kaiju-run`: build an app from config and run it, or inspect it.
+
+    kaiju-run -c FILE [-c FILE ...] [-f ENVFILE ...] [-e KEY=VALUE ...] [--no-os-env]
+              [--log-level LEVEL] [--log-format plain|color|json|journald] [COMMAND ...]
+
+Exit status: 0 done, 1 a service failed (to start, or a called method failed),
+2 a bad config or bad arguments.
+
+A command is a `Command` in `COMMANDS`: a name, a help line, a function adding its
+arguments and a function running it. Adding one is adding an entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kaiju import __version__
+from kaiju.config.errors import ConfigError
+from kaiju.logging import LOG_FORMATS
+
+__all__ = ["COMMANDS", "Command", "main"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `kaiju-run` command."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+# -- shared steps -------------------------------------------------------------------
+
+
+def load(args: argparse.Namespace):
+    """The effective config from the command line's sources (raises ConfigError)."""
+    from kaiju.config.loader import load_config, parse_env_assignment
+
+    env = dict(parse_env_assignment(item) for item in args.env)
+    loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
+    if args.log_level:
+        loaded.settings.main.loglevel = args.log_level.upper()
+    return loaded
+
+
+def make_entrypoint(args: argparse.Namespace, **kwargs: Any):
+    from kaiju.runtime.entrypoint import Entrypoint
+
+    if args.log_format:
+        kwargs["log_format"] = args.log_format
+    return Entrypoint(config=load(args), **kwargs)
+
+
+def run_app(args: argparse.Namespace, body: Callable[[Any], Any] | None = None) -> int:
+    """Start the app; run `body(entrypoint)` inside it if given, else run until a signal."""
+    from kaiju.runtime.entrypoint import StartupError, StartupInterrupted
+
+    ep = make_entrypoint(args)
+    try:
+        with ep as loop:
+            if body is None:
+                loop.run_forever()
+                return 0
+            return loop.run_until_complete(body(ep))
+    except StartupInterrupted:
+        return 0
+    except StartupError as exc:
+        print(f"kaiju-run: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_app(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from kaiju.runtime.plan import build_plan
+
+    print(build_plan(load(args)).describe())
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from kaiju.config.loader import dump_yaml, mask_secrets
+
+    loaded = load(args)
+    data = loaded.data if args.show_secrets else mask_secrets(loaded.data)
+    sys.stdout.write(dump_yaml(data))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("run", "start the services and run until SIGINT or SIGTERM (the default)", cmd_run),
+        Command("check", "load and validate the config, resolve classes and dependencies, print the start layers", cmd_check),
+        Command(
+            "config",
+            "print the effective config after templates as YAML, secrets masked",
+            cmd_config,
+            lambda p: p.add_argument("--show-secrets", action="store_true", help="do not mask secret values"),
+        ),
+    )
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kaiju-run",
+        description="Run a kaiju app from config files.",
+        epilog="Sources, lowest to highest precedence: config files, env files, OS environment, -e.",
+    )
+    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="YAML config file; repeatable, merged in order")
+    p.add_argument("-f", "--env-file", action="append", default=[], metavar="ENVFILE", help="JSON or KEY=VALUE env file; repeatable")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
+    p.add_argument("--no-os-env", dest="os_env", action="store_false", help="do not read template values from the OS environment")
+    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="override main.loglevel")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="log format (default: color on a terminal, journald under systemd, else plain)")
+    p.add_argument("--version", action="version", version=f"kaiju {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS.values():
+        cp = sub.add_parser(command.name, help=command.help, description=command.help)
+        if command.add_arguments:
+            command.add_arguments(cp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = COMMANDS[args.command or "run"]
+    if not args.config:
+        print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
+        return 2
+    try:
+        return command.run(args)
+    except ConfigError as exc:
+        print(f"kaiju-run: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Loading a project config: sources -> merge -> fill templates -> validate.
+
+Sources, lowest to highest precedence: YAML files (or dicts) merged in order, then the
+values templates are filled from: env files, OS environment variables (only the keys
+templates use), and an explicit mapping (``-e KEY=VALUE``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any
+
+from kaiju.config.errors import ConfigError, Path, PathError, describe_value, format_path
+from kaiju.config.merge import Origins, merge_layers, service_identity
+from kaiju.config.settings import ProjectSettings, convert_settings
+from kaiju.config.sources import read_env_file, read_yaml_file
+from kaiju.config.templates import fill_templates, template_keys
+
+__all__ = ["LoadedConfig", "load_config", "load_config_data"]
+
+PYTHON_SOURCE = "<python>"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedConfig:
+    """A loaded, validated config and where each part of it came from.
+
+    `settings` is the typed config, `data` the effective config (after templates) as plain
+    data, `files` the config sources in merge order, `env_files` the env files read.
+    """
+
+    settings: ProjectSettings
+    data: dict[str, Any]
+    files: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    origins: Origins = field(default_factory=dict, repr=False)
+
+    def source(self, path: Sequence[Any]) -> str:
+        """The source (file) that set the value at `path`, or its nearest recorded ancestor.
+
+        A ``services`` element may be addressed by index or by its name (or class).
+        For a value filled by a template this is the file where the template stands.
+        """
+        path = self._indexed(path)
+        for end in range(len(path), -1, -1):
+            found = self.origins.get(path[:end])
+            if found is not None:
+                return found
+        return self.files[0] if self.files else ""
+
+    def format_path(self, path: Sequence[Any]) -> str:
+        """`path` as a person reads it, e.g. ``services[http].settings.port``."""
+        return format_path(self._indexed(path), self.data)
+
+    def error(self, path: Sequence[Any], message: str) -> ConfigError:
+        """Build (not raise) a `ConfigError` for `path`, naming the file that set it.
+
+        ``config.error(("services", 0, "settings", "port"), 'expected int, got "abc"')``
+        prints as ``conf/app.yml: services[http].settings.port: expected int, got "abc"``.
+        """
+        return ConfigError(message, source=self.source(path), path=self.format_path(path))
+
+    def _indexed(self, path: Sequence[Any]) -> Path:
+        path = tuple(path)
+        if len(path) > 1 and path[0] == "services" and isinstance(path[1], str):
+            for index, entry in enumerate(self.data.get("services") or ()):
+                if service_identity(entry) == path[1]:
+                    return ("services", index) + path[2:]
+        return path
+
+
+def load_config(
+    files: Sequence[str | FilePath | Mapping[str, Any]],
+    env_files: Sequence[str | FilePath] = (),
+    env: Mapping[str, Any] | None = None,
+    os_env: bool = True,
+) -> LoadedConfig:
+    """Load, merge, fill and validate a config from YAML files (or dicts, in order).
+
+    `env_files` (JSON objects or ``KEY=VALUE`` files), the OS environment (unless
+    `os_env` is false) and `env` give template values, each overriding the one before.
+
+    Raises `ConfigError` (naming the file and key path) for anything wrong: a missing or
+    unreadable file, bad YAML, a bad env file line, a template without a value, a wrong
+    type, a missing or unknown key, a service named twice in one file.
+    """
+    if isinstance(files, (str, FilePath, Mapping)):
+        files = [files]  # one source given bare: a common slip, and unambiguous
+    layers = [_read_layer(item) for item in files]
+    values: dict[str, Any] = {}
+    for path in env_files:
+        values.update(read_env_file(path))
+    return _build(layers, values, env, os_env, tuple(str(p) for p in env_files))
+
+
+def load_config_data(
+    data: Mapping[str, Any],
+    source: str = PYTHON_SOURCE,
+    env: Mapping[str, Any] | None = None,
+    os_env: bool = True,
+) -> LoadedConfig:
+    """Like `load_config`, from an already-parsed mapping; errors name `source`."""
+    return _build([(source, _check_mapping(data, source))], {}, env, os_env, ())
+
+
+def _read_layer(item: str | FilePath | Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    if isinstance(item, Mapping):
+        return PYTHON_SOURCE, item
+    if isinstance(item, (str, FilePath)):
+        return str(item), read_yaml_file(item)
+    raise ConfigError(f"expected a file path or a mapping, got {describe_value(item)}", source=PYTHON_SOURCE)
+
+
+def _check_mapping(data: Any, source: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping at the top level, got {describe_value(data)}", source=source)
+    return data
+
+
+def _build(
+    layers: list[tuple[str, Mapping[str, Any]]],
+    values: dict[str, Any],
+    env: Mapping[str, Any] | None,
+    os_env: bool,
+    env_files: tuple[str, ...],
+) -> LoadedConfig:
+    files = tuple(source for source, _ in layers)
+    try:
+        merged, origins = merge_layers(layers)
+    except PathError as exc:
+        raw = next((data for source, data in layers if source == exc.source), {})
+        raise ConfigError(exc.message, source=exc.source or "", path=format_path(exc.path, raw)) from None
+    if os_env:
+        values.update({key: os.environ[key] for key in sorted(template_keys(merged)) if key in os.environ})
+    if env:
+        values.update(env)
+    try:
+        filled = fill_templates(merged, values)
+    except PathError as exc:
+        raise _located(exc, merged, origins, files) from None
+    try:
+        settings = convert_settings(filled)
+    except PathError as exc:
+        raise _located(exc, filled, origins, files) from None
+    return LoadedConfig(settings=settings, data=filled, files=files, env_files=env_files, origins=origins)
+
+
+def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:
+    loaded = LoadedConfig(settings=None, data=data, files=files, origins=origins)  # type: ignore[arg-type]
+    return loaded.error(exc.path, exc.message)

@@ -1,0 +1,133 @@
+"""The typed shape of a project config (msgspec Structs) and readable validation errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from kaiju.config.errors import Path, PathError, describe_value
+
+__all__ = ["LOG_LEVELS", "MainSettings", "ProjectSettings", "ServiceSettings", "convert_settings"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOGLEVEL_PATTERN = "(?i)^(" + "|".join(LOG_LEVELS) + ")$"
+
+LogLevel = Annotated[str, msgspec.Meta(pattern=_LOGLEVEL_PATTERN)]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class MainSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The ``main`` section: who the process is and its process-wide defaults."""
+
+    name: Name
+    version: str = "0.0.0"
+    env: Name = "dev"
+    loglevel: LogLevel = "INFO"
+    debug: bool = False
+    shutdown_timeout: Seconds = 30.0
+    start_timeout: Seconds = 30.0
+
+    def __post_init__(self) -> None:
+        self.loglevel = self.loglevel.upper()
+
+
+class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """One ``services`` entry: which class, under which name, with which keyword arguments."""
+
+    cls: Name
+    name: Name | None = None
+    enabled: bool = True
+    required: bool = True
+    loglevel: LogLevel | None = None
+    start_timeout: Seconds | None = None
+    settings: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if self.loglevel is not None:
+            self.loglevel = self.loglevel.upper()
+
+
+class ProjectSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """A whole config: ``main``, ``packages``, ``services`` and the free-form ``etc``."""
+
+    main: MainSettings
+    packages: list[str] = []
+    services: list[ServiceSettings] = []
+    etc: dict[str, Any] = {}
+
+
+def convert_settings(data: Any) -> ProjectSettings:
+    """Validate config data (after templates) into `ProjectSettings`.
+
+    Raises `PathError` with the key path and a message such as ``required key missing``,
+    ``unknown key`` or ``expected int, got "abc"``.
+    """
+    try:
+        return msgspec.convert(data, ProjectSettings)
+    except msgspec.ValidationError as exc:
+        raise PathError(*validation_problem(str(exc), data)) from None
+
+
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`]*)`| - at `(?P<path>\$[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`(?P<rest>.*)", re.S)
+_TYPE_NAMES = {"object": "mapping", "array": "list"}
+
+
+def validation_problem(message: str, data: Any) -> tuple[Path, str]:
+    """Turn a msgspec validation message into `(key path, readable message)`."""
+    match = _AT.match(message)
+    assert match is not None  # the pattern matches any text
+    what = match.group("what")
+    if match.group("key"):
+        return parse_msgspec_path(match.group("keypath")), "keys must be strings"
+    path = parse_msgspec_path(match.group("path") or "$")
+    if found := _MISSING.match(what):
+        return path + (found.group("field"),), "required key missing"
+    if found := _UNKNOWN.match(what):
+        return path + (found.group("field"),), "unknown key"
+    return path, _expected(what, data, path)
+
+
+def _expected(what: str, data: Any, path: Path) -> str:
+    found = _EXPECTED.match(what)
+    if found is None:
+        return what[:1].lower() + what[1:]
+    expected = " or ".join(_TYPE_NAMES.get(part, part) for part in found.group("type").split(" | "))
+    rest = found.group("rest")
+    if "matching regex" in rest and _LOGLEVEL_PATTERN in rest:
+        expected = "one of " + ", ".join(LOG_LEVELS)
+    elif rest.strip() == "of length >= 1":
+        expected = "a non-empty " + expected
+    elif not rest.startswith(", got"):
+        expected += rest
+    return f"expected {expected}, got {describe_value(_lookup(data, path))}"
+
+
+def parse_msgspec_path(text: str) -> Path:
+    """``$.services[0].settings`` -> ``("services", 0, "settings")``."""
+    path: list[Any] = []
+    for name, index in re.findall(r"\.([^.\[]+)|\[([^\]]*)\]", text.removeprefix("$")):
+        if name:
+            path.append(name)
+        elif index.lstrip("-").isdigit():
+            path.append(int(index))
+        else:
+            path.append(index.strip("'\""))
+    return tuple(path)
+
+
+def _lookup(data: Any, path: Path) -> Any:
+    node = data
+    for key in path:
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node

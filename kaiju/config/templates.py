@@ -1,0 +1,120 @@
+"""Templates in config values: ``"[KEY]"`` and ``"[KEY:default]"``, filled from env values.
+
+A value that is exactly one template takes the type its value has when read as a plain
+YAML scalar (``"[PORT:8080]"`` gives 8080); a template inside a longer string is
+interpolated as text. Pure functions, no I/O, no ``eval``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from kaiju.config.errors import Path, PathError
+
+__all__ = ["TEMPLATE", "fill_templates", "read_scalar", "template_keys"]
+
+# The default runs to the first "]": it may contain ":" (URLs), never "]".
+TEMPLATE = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)(?::([^\]]*))?\]")
+
+_MISSING = object()
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:null",
+}
+
+
+def read_scalar(text: str) -> Any:
+    """Type `text` as YAML types a plain scalar: int, float, bool or null, else the string.
+
+    Only the scalar's own form is looked at: no comments, quotes, flow collections, tags or
+    dates, so ``"p#ss"`` and ``"[a]"`` stay strings. An empty string stays an empty string.
+    """
+    if not text:
+        return text
+    loader = yaml.SafeLoader("")
+    try:
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if tag not in _SCALAR_TAGS:
+            return text
+        return loader.construct_object(yaml.ScalarNode(tag, text))
+    except yaml.YAMLError:
+        return text
+    finally:
+        loader.dispose()
+
+
+def template_keys(data: Any) -> set[str]:
+    """Every template key used in the string values found anywhere in `data`."""
+    keys: set[str] = set()
+    for _path, text in _strings(data, ()):
+        keys.update(match.group(1) for match in TEMPLATE.finditer(text))
+    return keys
+
+
+def fill_templates(data: Any, env: Mapping[str, Any]) -> Any:
+    """Return a copy of `data` with every template filled from `env`.
+
+    `env` values that are strings are typed with `read_scalar` when they fill a whole
+    value; other values (from JSON env files) are used as they are.
+
+    Raises `PathError` (the path where the template stands) for a key with no value in
+    `env` and no default.
+    """
+    return _fill(data, env, ())
+
+
+def _fill(node: Any, env: Mapping[str, Any], path: Path) -> Any:
+    if isinstance(node, str):
+        return _fill_string(node, env, path)
+    if isinstance(node, Mapping):
+        return {key: _fill(value, env, path + (key,)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(value, env, path + (i,)) for i, value in enumerate(node)]
+    return node
+
+
+def _fill_string(text: str, env: Mapping[str, Any], path: Path) -> Any:
+    whole = TEMPLATE.fullmatch(text)
+    if whole:
+        value = _lookup(whole, env, path)
+        return read_scalar(value) if isinstance(value, str) else value
+    return TEMPLATE.sub(lambda match: _as_text(_lookup(match, env, path)), text)
+
+
+def _lookup(match: re.Match[str], env: Mapping[str, Any], path: Path) -> Any:
+    key, default = match.group(1), match.group(2)
+    value = env.get(key, _MISSING)
+    if value is not _MISSING:
+        return value
+    if default is not None:
+        return default
+    raise PathError(
+        path,
+        f'template key "{key}" has no value and no default '
+        f"(give one with -e {key}=..., an env file or the environment, or write [{key}:default])",
+    )
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    # JSON env file values: render as they were written there
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _strings(node: Any, path: Path):
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _strings(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, path + (i,))

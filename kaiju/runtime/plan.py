@@ -1,0 +1,254 @@
+"""From settings to a start plan: service instances, their dependencies and start layers.
+
+Everything that can be checked before a service starts is checked here, so
+`kaiju-run check` and a real start reject a bad config in the same words: an unknown
+class, settings of the wrong type or unknown, a duplicate name, a missing or ambiguous
+dependency, a cycle.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from kaiju.config.errors import ConfigError
+from kaiju.config.loader import LoadedConfig, load_config_data
+from kaiju.runtime.graph import CycleError, layers
+from kaiju.runtime.registry import ClassNotFound, Registry
+from kaiju.runtime.service import App, Service
+
+__all__ = ["Plan", "ServiceSpec", "build_plan", "settings_type"]
+
+
+@dataclass
+class ServiceSpec:
+    """One service of a plan: its instance and how to start it."""
+
+    service: Service
+    required: bool = True
+    start_timeout: float | None = None
+    path: tuple = ()  # config key path of the entry, () for a service passed in from Python
+    needs: dict[str, str] = field(default_factory=dict)  # attribute -> service name (None-valued deps left out)
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+
+@dataclass
+class Plan:
+    """The services of one app in start order."""
+
+    app: App
+    specs: dict[str, ServiceSpec]
+    layers: list[list[str]]
+    config: LoadedConfig
+
+    def graph(self) -> dict[str, set[str]]:
+        return {name: set(spec.needs.values()) for name, spec in self.specs.items()}
+
+    def describe(self) -> str:
+        """Human-readable start layers, as `kaiju-run check` prints them."""
+        lines = [f"{self.app.name} {self.app.version} (env {self.app.env}): {len(self.specs)} services"]
+        for number, layer in enumerate(self.layers, 1):
+            lines.append(f"layer {number}:")
+            for name in layer:
+                spec = self.specs[name]
+                needs = ", ".join(sorted(set(spec.needs.values())))
+                flags = "" if spec.required else " (optional)"
+                cls = type(spec.service)
+                lines.append(f"  {name} [{cls.__module__}:{cls.__qualname__}]{flags}" + (f" <- {needs}" if needs else ""))
+        return "\n".join(lines)
+
+
+# -- settings validation --------------------------------------------------------
+
+_SETTINGS_TYPES: dict[type, type[msgspec.Struct]] = {}
+
+
+def _supported(hint: Any) -> bool:
+    try:
+        msgspec.json.Decoder(hint)
+    except Exception:
+        return False
+    return True
+
+
+def settings_type(cls: type[Service]) -> type[msgspec.Struct]:
+    """A Struct type checking the settings `cls` accepts (cached per class)."""
+    struct = _SETTINGS_TYPES.get(cls)
+    if struct is None:
+        fields: list[tuple] = []
+        for name, (hint, _default) in cls.settings_fields().items():
+            hint = hint if _supported(hint) else Any
+            if name in cls.__required__:
+                fields.append((name, hint))
+            else:  # the class default stays in place when the setting is not given
+                fields.append((name, typing.Union[hint, msgspec.UnsetType], msgspec.UNSET))
+        fields.sort(key=len)  # required (2-tuples) first, as Structs want
+        struct = msgspec.defstruct(f"{cls.__name__}Settings", fields, forbid_unknown_fields=True)
+        _SETTINGS_TYPES[cls] = struct
+    return struct
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+
+
+def _split_msgspec_error(error: msgspec.ValidationError, value: Any) -> tuple[tuple, str]:
+    """(sub path, readable message) from a msgspec validation error about `value`."""
+    match = _MSGSPEC_ERROR.match(str(error))
+    message, raw_path = match["msg"], match["path"] or ""
+    path: list = []
+    for name, index in _PATH_PART.findall(raw_path):
+        path.append(name if name else int(index))
+    unknown = re.match(r"^Object contains unknown field `(.+)`$", message)
+    if unknown:
+        return (*path, unknown[1]), "unknown setting"
+    missing = re.match(r"^Object missing required field `(.+)`$", message)
+    if missing:
+        return (*path, missing[1]), "required setting missing"
+    expected = _EXPECTED.match(message)
+    if expected:
+        got = value
+        try:
+            for part in path:
+                got = got[part]
+            shown = msgspec.json.encode(got).decode()
+        except Exception:
+            shown = expected["got"]
+        return tuple(path), f"expected {expected['want']}, got {shown}"
+    return tuple(path), message[:1].lower() + message[1:]
+
+
+def validate_settings(cls: type[Service], settings: dict[str, Any]) -> dict[str, Any]:
+    """Check `settings` against what `cls` accepts; returns the converted keyword arguments.
+
+    Raises `msgspec.ValidationError` (see `_split_msgspec_error` for reading it).
+    """
+    converted = msgspec.convert(settings, settings_type(cls), strict=True)
+    return {key: getattr(converted, key) for key in settings}
+
+
+# -- building ---------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, config: LoadedConfig, registry: Registry, app: App):
+        self.config = config
+        self.registry = registry
+        self.app = app
+        self.specs: dict[str, ServiceSpec] = {}
+        self.wanted: dict[str, dict[str, str]] = {}  # service -> {attr: name given in config}
+
+    def error(self, path: tuple, message: str) -> ConfigError:
+        return self.config.error(path, message)
+
+    def add_entry(self, index: int, entry: Any) -> None:
+        path = ("services", index)
+        try:
+            cls = self.registry.resolve(entry.cls)
+        except ClassNotFound as exc:
+            raise self.error((*path, "cls"), str(exc)) from None
+        name = entry.name or cls.default_name()
+        settings = dict(entry.settings)
+        wanted: dict[str, str] = {}
+        for dep in cls.dependencies():
+            if dep.attr in settings:
+                given = settings.pop(dep.attr)
+                if given is not None and not isinstance(given, str):
+                    raise self.error((*path, "settings", dep.attr), f"expected the name of a {dep.cls.__name__} service")
+                if given is not None:
+                    wanted[dep.attr] = given
+        try:
+            kwargs = validate_settings(cls, settings)
+        except msgspec.ValidationError as exc:
+            sub, message = _split_msgspec_error(exc, settings)
+            raise self.error((*path, "settings", *sub), message) from None
+        try:
+            service = cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)
+        except (TypeError, ValueError, AttributeError, LookupError) as exc:
+            raise self.error((*path, "settings"), f"{cls.__name__}: {exc}") from None
+        self.add(ServiceSpec(service, entry.required, entry.start_timeout, path), wanted)
+
+    def add(self, spec: ServiceSpec, wanted: dict[str, str]) -> None:
+        if spec.name in self.specs:
+            other = self.specs[spec.name].path
+            where = f" (also at {self.config.format_path(other)})" if other else ""
+            raise self.error((*spec.path, "name") if spec.path else (), f'duplicate service name "{spec.name}"{where}')
+        self.specs[spec.name] = spec
+        self.wanted[spec.name] = wanted
+
+    def resolve(self) -> None:
+        """Point each dependency at one service: by the name given, else by type."""
+        for name, spec in self.specs.items():
+            service = spec.service
+            for dep in type(service).dependencies():
+                given = self.wanted[name].get(dep.attr)
+                path = (*spec.path, "settings", dep.attr) if spec.path else ()
+                current = service.__dict__.get(dep.attr)
+                if given is None and isinstance(current, Service):
+                    given = current.name  # an instance passed in from Python, already wired
+                if given is not None:
+                    target = self.specs.get(given)
+                    if target is None:
+                        raise self.error(path, f'{name} needs "{given}", but no service has that name')
+                    if not isinstance(target.service, dep.cls):
+                        raise self.error(path, f'"{given}" is a {type(target.service).__name__}, not a {dep.cls.__name__}')
+                else:
+                    found = [s for n, s in self.specs.items() if n != name and isinstance(s.service, dep.cls)]
+                    if not found:
+                        if dep.optional:
+                            setattr(service, dep.attr, None)
+                            continue
+                        raise self.error(path, f"{name} needs a {dep.cls.__name__} service ({dep.attr}), and there is none")
+                    if len(found) > 1:
+                        names = ", ".join(sorted(s.name for s in found))
+                        raise self.error(
+                            path, f"{name} needs one {dep.cls.__name__} ({dep.attr}) and there are several: {names}; "
+                            f"name one in settings: {{{dep.attr}: NAME}}"
+                        )
+                    target = found[0]
+                setattr(service, dep.attr, target.service)
+                spec.needs[dep.attr] = target.name
+
+
+def build_plan(
+    config: LoadedConfig | None = None,
+    services: Sequence[Service] = (),
+    *,
+    registry: Registry | None = None,
+) -> Plan:
+    """Instantiate the enabled services of `config`, add `services` passed in, wire dependencies
+    and order them in start layers. Raises ConfigError on anything wrong."""
+    if config is None:
+        config = load_config_data({"main": {"name": "app"}}, source="<python>", os_env=False)
+    main = config.settings.main
+    app = App(main.name, main.env, main.version, debug=main.debug, etc=dict(config.settings.etc))
+    if registry is None:
+        try:
+            registry = Registry(config.settings.packages)
+        except ClassNotFound as exc:
+            raise config.error(("packages",), str(exc)) from None
+    builder = _Builder(config, registry, app)
+    for index, entry in enumerate(config.settings.services):
+        if entry.enabled:
+            builder.add_entry(index, entry)
+    for service in services:
+        service.bind(app)
+        builder.add(ServiceSpec(service), {})
+    builder.resolve()
+    app.services.update({name: spec.service for name, spec in builder.specs.items()})
+    graph = {name: set(spec.needs.values()) for name, spec in builder.specs.items()}
+    try:
+        order = layers(graph)
+    except CycleError as exc:
+        first = builder.specs[exc.cycle[0]]
+        raise config.error(first.path, str(exc)) from None
+    return Plan(app, builder.specs, order, config)

@@ -1,0 +1,58 @@
+import sys
+
+import pytest
+
+from kaiju.runtime.registry import BUILTIN, ClassNotFound, Registry
+from kaiju.runtime.service import Service
+from tests.runtime.sample_services import Api
+
+
+def test_builtin_names_are_imported_only_when_named():
+    sys.modules.pop("kaiju.demo", None)
+    registry = Registry()
+    assert "kaiju.demo" not in sys.modules
+    cls = registry.resolve("DemoService")
+    assert cls.__name__ == "DemoService" and "kaiju.demo" in sys.modules
+
+
+def test_every_builtin_reference_is_well_formed():
+    for name, ref in BUILTIN.items():
+        module, _, attr = ref.partition(":")
+        assert module.startswith("kaiju.") and attr == name
+
+
+def test_packages_make_their_classes_addressable():
+    registry = Registry(["tests.runtime.sample_services"])
+    assert registry.resolve("Api") is Api
+    assert "Recorder" in registry.names()
+
+
+def test_module_colon_class_always_works():
+    assert Registry().resolve("tests.runtime.sample_services:Api") is Api
+
+
+def test_unknown_class_suggests_close_names():
+    with pytest.raises(ClassNotFound, match=r'unknown service class "DemoServce" \(did you mean DemoService'):
+        Registry().resolve("DemoServce")
+
+
+def test_unknown_module_and_attribute():
+    with pytest.raises(ClassNotFound, match='cannot import module "no.such"'):
+        Registry().resolve("no.such:Thing")
+    with pytest.raises(ClassNotFound, match='has no attribute "Nope"'):
+        Registry().resolve("tests.runtime.sample_services:Nope")
+
+
+def test_not_a_service():
+    with pytest.raises(ClassNotFound, match="not a kaiju.Service subclass"):
+        Registry().resolve("collections:OrderedDict")
+
+
+def test_add_registers_one_class():
+    class Local(Service):
+        async def start(self):
+            pass
+
+    registry = Registry()
+    registry.add(Local, "Alias")
+    assert registry.resolve("Alias") is Local
