@@ -1,0 +1,296 @@
+"""Locks: the interface every backend implements, its errors, and what the backends share.
+
+    async with locks.lock("report", ttl=10) as info:   # renewed every ttl/3 while held
+        await build_report(fencing_token=info.token)
+
+    info = await locks.acquire("nightly", ttl=60, wait=False, renew=False)   # LockExistsError if taken
+
+A lock has an id (who holds it) and a fencing token (a number that grows with every
+acquisition of that key). Times are seconds (float). Keys are namespaced by the service
+(`<env>.<app>._lock.<key>`, or `<env>._shared._lock.<key>` with `shared: true`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager, suppress
+from typing import NamedTuple
+
+from kaiju.runtime.service import Service
+
+__all__ = [
+    "LockError",
+    "LockExistsError",
+    "LockInfo",
+    "LockLostError",
+    "LockTimeout",
+    "Locks",
+    "NotLockOwnerError",
+]
+
+
+class LockError(Exception):
+    """Base class of the lock errors."""
+
+
+class LockExistsError(LockError):
+    """The lock is held by someone else and the caller asked not to wait (`wait=False`)."""
+
+
+class LockTimeout(LockError, TimeoutError):
+    """The lock was not acquired within `timeout` seconds."""
+
+
+class NotLockOwnerError(LockError):
+    """The lock is not held under this id (it expired, was released, or belongs to another holder)."""
+
+
+class LockLostError(LockError):
+    """Raised out of `lock()` when the lock was lost while its body ran (a renewal failed)."""
+
+
+class LockInfo(NamedTuple):
+    """A held lock: `id` identifies the holder; `token` is the fencing token of this acquisition."""
+
+    id: str
+    token: int
+
+
+class _Held:
+    """A lock this service renews in the background until it is released."""
+
+    __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost")
+
+    def __init__(self, key: str, lock_id: str, ttl: float, now: float):
+        self.key = key
+        self.id = lock_id
+        self.ttl = ttl
+        self.renewed_at = now
+        self.timer: asyncio.TimerHandle | None = None
+        self.body: asyncio.Task | None = None
+        self.lost = False
+
+
+class Locks(Service, abc.ABC):
+    """Named locks with a TTL, fencing tokens and background renewal.
+
+    Renewal: a lock acquired with `renew=True` (the default) is renewed every `ttl/3` while
+    it is held. When a renewal finds the lock gone (it expired or another holder has it), or
+    renewals keep failing until `ttl` seconds have passed since the last good one, the lock is
+    *lost*: renewing stops, a warning is logged, and the body of the `lock()` block holding it
+    is cancelled and `LockLostError` is raised out of the block. When the service stops, it
+    releases every lock it still holds.
+    """
+
+    service_name = "locks"
+
+    ttl: float = 10.0
+    """Seconds a lock lives when `acquire()` is given no ttl."""
+    shared: bool = False
+    """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
+
+    # -- lifetime ---------------------------------------------------------
+
+    async def start(self) -> None:
+        namespace = self.app.shared_namespace if self.shared else self.app.namespace
+        self._prefix = namespace.get_key("_lock") + "."
+        self._instance = uuid.uuid4().hex[:16]
+        self._ids = itertools.count(1)
+        self._held: dict[tuple[str, str], _Held] = {}
+        self._renewals: set[asyncio.Task] = set()
+        self._loop = asyncio.get_running_loop()
+        await self._open()
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        held, self._held = list(self._held.values()), {}
+        for item in held:
+            if item.timer is not None:
+                item.timer.cancel()
+            if item.body is not None and not item.body.done():
+                self._lose(item, "the locks service is stopping")
+            with suppress(Exception):
+                await self._release(self._prefix + item.key, item.id)
+        if self._renewals:
+            await asyncio.wait(self._renewals, timeout=5)
+        await self._close()
+
+    async def _open(self) -> None:
+        """Backend set-up at start."""
+
+    async def _close(self) -> None:
+        """Backend tear-down at stop."""
+
+    # -- backend primitives (keys are full, namespaced keys) ----------------
+
+    @abc.abstractmethod
+    async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
+        """Take `key` for `lock_id`; return the fencing token. Raise LockExistsError / LockTimeout."""
+
+    @abc.abstractmethod
+    async def _release(self, key: str, lock_id: str) -> bool:
+        """Delete `key` if `lock_id` holds it; False when it does not."""
+
+    @abc.abstractmethod
+    async def _renew(self, key: str, lock_id: str, ttl: float) -> bool:
+        """Reset the TTL of `key` if `lock_id` holds it; False when it does not."""
+
+    @abc.abstractmethod
+    async def _owners(self, keys: list[str]) -> list[str | None]:
+        """The holder id of each key (None when free)."""
+
+    # -- public API -------------------------------------------------------
+
+    def full_key(self, key: str) -> str:
+        """The namespaced key under which `key` is stored."""
+        return self._prefix + key
+
+    async def acquire(
+        self,
+        key: str,
+        ttl: float | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        renew: bool = True,
+    ) -> LockInfo:
+        """Take the lock `key` for `ttl` seconds (default: the `ttl` setting).
+
+        `wait=False` raises LockExistsError at once when the lock is taken; else wait for it,
+        at most `timeout` seconds (None: no limit) before raising LockTimeout. With
+        `renew=True` the lock is renewed every ttl/3 until `release()`; with `renew=False`
+        it simply expires after `ttl`.
+        """
+        ttl = self._check(key, ttl)
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        lock_id = f"{self._instance}:{next(self._ids)}"
+        token = await self._acquire(self._prefix + key, lock_id, ttl, wait, timeout)
+        if renew:
+            held = _Held(key, lock_id, ttl, self._loop.time())
+            held.timer = self._loop.call_later(ttl / 3, self._renew_due, held)
+            self._held[(key, lock_id)] = held
+        return LockInfo(lock_id, token)
+
+    async def release(self, key: str, lock_id: str) -> None:
+        """Release the lock `key` held under `lock_id`.
+
+        Raises NotLockOwnerError when `lock_id` does not hold it (anymore): a stale holder
+        cannot release a lock someone else has taken since.
+        """
+        held = self._held.pop((key, lock_id), None)
+        if held is not None and held.timer is not None:
+            held.timer.cancel()
+        if not await self._release(self._prefix + key, lock_id):
+            raise NotLockOwnerError(f"lock {key!r} is not held by {lock_id!r}")
+
+    async def renew(self, key: str, lock_id: str, ttl: float | None = None) -> None:
+        """Extend the lock `key` held under `lock_id` to `ttl` seconds from now.
+
+        Raises NotLockOwnerError when `lock_id` does not hold it (anymore).
+        """
+        ttl = self._check(key, ttl)
+        if not await self._renew(self._prefix + key, lock_id, ttl):
+            raise NotLockOwnerError(f"lock {key!r} is not held by {lock_id!r}")
+
+    async def owner(self, key: str) -> str | None:
+        """The id of the holder of `key`, or None when it is free."""
+        self._check(key, self.ttl)
+        return (await self._owners([self._prefix + key]))[0]
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` is held by anyone."""
+        return await self.owner(key) is not None
+
+    async def is_owner(self, key: str, lock_id: str | None = None) -> bool:
+        """Whether `key` is held under `lock_id`, or (without one) by any lock this service took."""
+        owner = await self.owner(key)
+        if owner is None:
+            return False
+        if lock_id is not None:
+            return owner == lock_id
+        return owner.startswith(self._instance + ":")
+
+    async def m_exists(self, keys: Collection[str]) -> frozenset[str]:
+        """The subset of `keys` that are held by anyone."""
+        keys = list(keys)
+        for key in keys:
+            self._check(key, self.ttl)
+        if not keys:
+            return frozenset()
+        owners = await self._owners([self._prefix + key for key in keys])
+        return frozenset(key for key, owner in zip(keys, owners) if owner is not None)
+
+    @asynccontextmanager
+    async def lock(
+        self, key: str, ttl: float | None = None, *, wait: bool = True, timeout: float | None = None
+    ) -> AsyncIterator[LockInfo]:
+        """Hold `key` for the duration of the block, renewing it; release it on exit.
+
+        Raises what `acquire()` raises; raises LockLostError (after cancelling the block) when
+        the lock is lost while the block runs.
+        """
+        info = await self.acquire(key, ttl, wait=wait, timeout=timeout, renew=True)
+        held = self._held[(key, info.id)]
+        task = asyncio.current_task()
+        held.body = task
+        try:
+            yield info
+        except asyncio.CancelledError:
+            # our own cancellation (the lock was lost) becomes LockLostError; any other stays
+            if held.lost and task is not None and task.uncancel() == 0:
+                raise LockLostError(f"lock {key!r} was lost while held") from None
+            raise
+        finally:
+            held.body = None
+            if not held.lost and (key, info.id) in self._held:
+                with suppress(NotLockOwnerError):
+                    await self.release(key, info.id)
+        if held.lost:
+            raise LockLostError(f"lock {key!r} was lost while held")
+
+    # -- renewal ----------------------------------------------------------
+
+    def _check(self, key: str, ttl: float | None) -> float:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"a lock key must be a non-empty string, got {key!r}")
+        if ttl is None:
+            ttl = self.ttl
+        if not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return float(ttl)
+
+    def _renew_due(self, held: _Held) -> None:
+        held.timer = None
+        task = self._loop.create_task(self._renew_held(held))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+
+    async def _renew_held(self, held: _Held) -> None:
+        sent = self._loop.time()
+        try:
+            renewed: bool | None = await self._renew(self._prefix + held.key, held.id, held.ttl)
+        except Exception as exc:
+            renewed = None
+            self.logger.warning("lock renewal failed", lock=held.key, error=repr(exc))
+        if self._held.get((held.key, held.id)) is not held:
+            return  # released while the renewal was in flight
+        if renewed:
+            held.renewed_at = sent
+            delay = held.ttl / 3
+        elif renewed is None and sent - held.renewed_at < held.ttl:
+            # a transient error: retry before the lock could expire
+            delay = min(held.ttl / 3, max(held.renewed_at + held.ttl - self._loop.time(), 0) / 2)
+        else:
+            del self._held[(held.key, held.id)]
+            self._lose(held, "renewal found it expired or taken" if renewed is False else "renewals kept failing")
+            return
+        held.timer = self._loop.call_later(delay, self._renew_due, held)
+
+    def _lose(self, held: _Held, reason: str) -> None:
+        held.lost = True
+        self.logger.warning("lock lost", lock=held.key, lock_id=held.id, reason=reason)
+        if held.body is not None and not held.body.done():
+            held.body.cancel()

@@ -1,0 +1,140 @@
+"""Locks on Redis: for many processes on many hosts.
+
+Each operation is one Lua script, so it is atomic on the server:
+
+- acquire: `SET key id NX PX ttl`, and on success `INCR` of the key's fencing counter;
+  on failure it returns the holder's remaining TTL, so a waiter never sleeps past it;
+- release: delete the key only if it still holds our id (compare-and-delete);
+- renew: `PEXPIRE` the key only if it still holds our id (compare-and-pexpire).
+
+Waiters retry with jittered exponential backoff (`wait_min` doubling up to `wait_max`),
+and are woken at once when a lock is released by this same service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from kaiju.locks.base import LockExistsError, Locks, LockTimeout
+from kaiju.redis import RedisConnection
+
+__all__ = ["ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "RENEW_SCRIPT", "RedisLocks"]
+
+# KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
+# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0).
+ACQUIRE_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then left = 0 end
+return -left
+"""
+
+# KEYS: lock key; ARGV: lock id. Returns 1 when deleted, 0 when not ours.
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lock key; ARGV: lock id, ttl in ms. Returns 1 when extended, 0 when not ours.
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisLocks(Locks):
+    """Locks in Redis (see `kaiju.locks.base.Locks` for the API); needs a `RedisConnection`.
+
+    The fencing counter of `<ns>._lock.<key>` is `<ns>._lock_fence.<key>`; it is never
+    expired, so tokens keep growing for as long as Redis keeps its data.
+    """
+
+    redis: RedisConnection
+
+    wait_min: float = 0.005
+    """Seconds of the first wait between attempts on a taken lock."""
+    wait_max: float = 0.25
+    """Longest wait between attempts (the wait doubles up to this, with random jitter)."""
+
+    async def _open(self) -> None:
+        client = self.redis.client
+        self._client = client
+        self._fence_prefix = self._prefix[: -len("_lock.")] + "_lock_fence."
+        self._acquire_script = client.register_script(ACQUIRE_SCRIPT)
+        self._release_script = client.register_script(RELEASE_SCRIPT)
+        self._renew_script = client.register_script(RENEW_SCRIPT)
+        self._released: dict[str, list[asyncio.Future]] = {}
+
+    async def _close(self) -> None:
+        for waiters in self._released.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        self._released.clear()
+
+    def _fence_key(self, key: str) -> str:
+        return self._fence_prefix + key[len(self._prefix) :]
+
+    async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
+        keys = (key, self._fence_key(key))
+        args = (lock_id, int(ttl * 1000) or 1)
+        loop = self._loop
+        deadline = None if timeout is None else loop.time() + timeout
+        delay = self.wait_min
+        while True:
+            result = await self._acquire_script(keys, args)
+            if result > 0:
+                return result
+            if not wait:
+                raise LockExistsError(f"lock {key!r} is taken")
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                raise LockTimeout(f"lock {key!r} not acquired within {timeout}s")
+            sleep = random.uniform(delay / 2, delay)
+            if result < 0:
+                sleep = min(sleep, -result / 1000)  # no later than the holder's expiry
+            if deadline is not None:
+                sleep = min(sleep, deadline - now)
+            await self._sleep_until_released(key, sleep)
+            delay = min(delay * 2, self.wait_max)
+
+    async def _sleep_until_released(self, key: str, seconds: float) -> None:
+        """Sleep `seconds`, or less if this service releases `key` meanwhile."""
+        fut = self._loop.create_future()
+        waiters = self._released.setdefault(key, [])
+        waiters.append(fut)
+        try:
+            async with asyncio.timeout(seconds):
+                await fut
+        except TimeoutError:
+            pass
+        finally:
+            if not fut.done():
+                fut.cancel()
+                waiters.remove(fut)
+                if not waiters and self._released.get(key) is waiters:
+                    del self._released[key]
+
+    async def _release(self, key: str, lock_id: str) -> bool:
+        released = await self._release_script((key,), (lock_id,)) == 1
+        if released:
+            waiters = self._released.pop(key, None)
+            if waiters:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+        return released
+
+    async def _renew(self, key: str, lock_id: str, ttl: float) -> bool:
+        return await self._renew_script((key,), (lock_id, int(ttl * 1000) or 1)) == 1
+
+    async def _owners(self, keys: list[str]) -> list[str | None]:
+        values = await self._client.mget(keys)
+        return [None if value is None else value.decode() for value in values]
