@@ -26,6 +26,7 @@ __all__ = [
     "decode_fields",
     "encode_fields",
     "GroupInfo",
+    "GroupMissing",
     "StreamBackend",
     "StreamError",
     "StreamMessage",
@@ -45,6 +46,11 @@ class StreamUnavailable(StreamError):
     """The stream server cannot be reached right now (the listener retries with backoff)."""
 
 
+class GroupMissing(StreamError):
+    """The group (or the whole stream) does not exist, e.g. after a server lost its data;
+    the listener creates it again."""
+
+
 class StreamMessage(msgspec.Struct, frozen=True, gc=False):
     """One message read from a stream.
 
@@ -62,11 +68,12 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False):
 
 class GroupInfo(msgspec.Struct, frozen=True):
     """A group's view of one stream: entries in the stream, pending (delivered, not yet
-    acknowledged) and lag (not yet delivered to any consumer of the group)."""
+    acknowledged) and lag (not yet delivered to any consumer of the group; None when the
+    server cannot tell, e.g. Redis after entries were deleted out of order)."""
 
     length: int
     pending: int
-    lag: int
+    lag: int | None
     last_delivered_id: str
 
 

@@ -17,7 +17,7 @@ from kaiju.streams.base import (
     DEAD_LETTER_SUFFIX,
     GroupInfo,
     StreamBackend,
-    StreamError,
+    GroupMissing,
     StreamMessage,
     dead_letter_fields,
     decode_fields,
@@ -102,7 +102,7 @@ class MemoryStream(StreamBackend):
         s = self._streams.get(stream)
         g = s.groups.get(group) if s is not None else None
         if g is None:
-            raise StreamError(f"NOGROUP: no group {group!r} on stream {stream!r}")
+            raise GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
         return s, g
 
     # -- writing ----------------------------------------------------------------
