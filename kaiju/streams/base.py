@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from kaiju.locks.base import LockExistsError, Locks, NotLockOwnerError
+from kaiju.rpc.methods import method
 from kaiju.runtime.service import Namespace, Service
 
 __all__ = [
@@ -154,13 +156,20 @@ class StreamBackend(Service, abc.ABC):
     Every method takes the full stream key (see `topic_key`). Methods raise
     `StreamUnavailable` when the server cannot be reached; a backend never acknowledges,
     drops or trims a message on its own.
+
+    It also keeps the topic locks (pausing a topic for every listener of the app, through
+    the `Locks` service when there is one, else for this process only) and answers the RPC
+    methods `streams.status`, `streams.lock_topic` and `streams.unlock_topic`.
     """
 
     service_name: ClassVar[str | None] = "streams"
 
+    locks: Locks | None = None
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._listeners: list[Any] = []
+        self._local_locks: set[str] = set()
 
     # -- writing ------------------------------------------------------------
 
@@ -228,6 +237,77 @@ class StreamBackend(Service, abc.ABC):
     @abc.abstractmethod
     async def length(self, stream: str) -> int:
         """Number of entries in `stream` (0 when missing)."""
+
+    # -- topic locks -----------------------------------------------------------
+
+    @staticmethod
+    def _lock_key(stream: str) -> str:
+        return "stream." + stream
+
+    def stream_key(self, topic: str, shared: bool = False) -> str:
+        """The stream key of `topic` in this app's namespace (or the shared one)."""
+        return topic_key(self.app.shared_namespace if shared else self.app.namespace, topic)
+
+    async def topic_locked(self, stream: str) -> bool:
+        """Whether `stream` is paused by a topic lock."""
+        if self.locks is None:
+            return stream in self._local_locks
+        return await self.locks.exists(self._lock_key(stream))
+
+    async def lock_stream(self, stream: str, ttl: float = 3600.0) -> bool:
+        """Pause every listener of `stream` (they finish what they hold) until `unlock_stream`
+        or until `ttl` seconds pass; False when it was already locked."""
+        if self.locks is None:
+            locked = stream not in self._local_locks
+            self._local_locks.add(stream)
+        else:
+            try:
+                await self.locks.acquire(self._lock_key(stream), ttl=ttl, wait=False, renew=False)
+                locked = True
+            except LockExistsError:
+                locked = False
+        self._recheck(stream)
+        return locked
+
+    async def unlock_stream(self, stream: str) -> bool:
+        """Resume the listeners of `stream`, whoever locked it; False when it was not locked."""
+        if self.locks is None:
+            unlocked = stream in self._local_locks
+            self._local_locks.discard(stream)
+        else:
+            key, unlocked = self._lock_key(stream), False
+            owner = await self.locks.owner(key)
+            if owner is not None:
+                try:
+                    await self.locks.release(key, owner)
+                    unlocked = True
+                except NotLockOwnerError:
+                    pass  # expired or released meanwhile
+        self._recheck(stream)
+        return unlocked
+
+    def _recheck(self, stream: str) -> None:
+        for listener in self._listeners:
+            if listener.stream_key == stream:
+                listener.recheck_lock()
+
+    @method
+    async def lock_topic(self, topic: str, shared: bool = False, ttl: float = 3600.0) -> bool:
+        """Pause `topic` for every listener of this app (or of the env with `shared`) until
+        `unlock_topic`, at most `ttl` seconds. Returns False when it was already locked."""
+        if not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return await self.lock_stream(self.stream_key(topic, shared), ttl)
+
+    @method
+    async def unlock_topic(self, topic: str, shared: bool = False) -> bool:
+        """Resume `topic`; returns False when it was not locked."""
+        return await self.unlock_stream(self.stream_key(topic, shared))
+
+    @method
+    async def status(self) -> list[dict[str, Any]]:
+        """One entry per listener of this process: topic, pending, lag, processed, failed, dead-lettered."""
+        return [await listener.status() for listener in self._listeners]
 
     # -- listeners of this process ------------------------------------------
 
