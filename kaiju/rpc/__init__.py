@@ -1,0 +1,57 @@
+"""JSON-RPC: expose service methods with `@rpc.method`, serve them with `RPCServer`.
+
+    from kaiju import rpc
+
+    class Users(kaiju.Service):
+        @rpc.method(permission=rpc.Scope.GUEST)
+        async def get(self, id: int) -> dict: ...
+
+Names are imported lazily: `import kaiju.rpc` loads only what is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "method": "kaiju.rpc.methods",
+    "Method": "kaiju.rpc.methods",
+    "Scope": "kaiju.rpc.access",
+    "Session": "kaiju.rpc.access",
+    "RPCServer": "kaiju.rpc.server",
+    "RequestContext": "kaiju.rpc.context",
+    "current": "kaiju.rpc.context",
+    "RPCError": "kaiju.rpc.errors",
+    "JSONParseError": "kaiju.rpc.errors",
+    "ParseError": "kaiju.rpc.errors",
+    "InvalidRequest": "kaiju.rpc.errors",
+    "MethodNotFound": "kaiju.rpc.errors",
+    "InvalidParams": "kaiju.rpc.errors",
+    "InternalError": "kaiju.rpc.errors",
+    "NotAuthorized": "kaiju.rpc.errors",
+    "Aborted": "kaiju.rpc.errors",
+    "RequestTimeout": "kaiju.rpc.errors",
+    "PermissionDenied": "kaiju.rpc.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.rpc.access import Scope, Session
+    from kaiju.rpc.context import RequestContext, current
+    from kaiju.rpc.errors import (
+        Aborted, InternalError, InvalidParams, InvalidRequest, JSONParseError, MethodNotFound, NotAuthorized,
+        ParseError, PermissionDenied, RequestTimeout, RPCError,
+    )
+    from kaiju.rpc.methods import Method, method
+    from kaiju.rpc.server import RPCServer
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kaiju.rpc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,168 @@
+"""JSON-RPC errors: one exception class per error type, each with its code.
+
+A method may raise any of these to answer with that error; any other exception a
+method raises is answered as `InternalError` (the original kept in `base_exc`).
+On the wire an error is `{"code": int, "message": str, "data": {"type": <class name>, ...}}`,
+with kaiju-tools' type names, so clients map `data.type` back to the class (`error_from_dict`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+__all__ = [
+    "Aborted",
+    "ERRORS",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "JSONParseError",
+    "MethodNotFound",
+    "NotAuthorized",
+    "ParseError",
+    "PermissionDenied",
+    "RPCError",
+    "RequestTimeout",
+    "RETRYABLE",
+    "error_from_dict",
+]
+
+
+class RPCError(Exception):
+    """Base of every JSON-RPC error.
+
+    `message` is the human text, `data` extra fields sent in `error.data` (beside `type`),
+    `base_exc` the exception this one wraps (its details leave the server only in debug mode).
+    """
+
+    code: int = -32603
+    default_message: str = "Internal error"
+
+    def __init__(self, message: str | None = None, *, data: dict[str, Any] | None = None, base_exc: BaseException | None = None):
+        self.message = message or self.default_message
+        self.data = data or {}
+        self.base_exc = base_exc
+        super().__init__(self.message)
+
+    @property
+    def type(self) -> str:
+        """The error's type name as sent in `error.data.type`."""
+        return type(self).__name__
+
+    def to_dict(self, debug: bool = False) -> dict[str, Any]:
+        """The JSON-RPC error object; with `debug` it also carries the wrapped exception and its traceback."""
+        data = {"type": self.type, **self.data}
+        if debug and self.base_exc is not None:
+            exc = self.base_exc
+            data["base_exc_type"] = type(exc).__name__
+            data["base_exc_message"] = str(exc)
+            data["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return {"code": self.code, "message": self.message, "data": data}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, data={self.data!r})"
+
+
+class JSONParseError(RPCError):
+    """The request body is not valid JSON (-32700)."""
+
+    code = -32700
+    default_message = "Parse error"
+
+
+ParseError = JSONParseError
+
+
+class InvalidRequest(RPCError):
+    """The request is not a valid JSON-RPC 2.0 request object, or a header value is malformed (-32600)."""
+
+    code = -32600
+    default_message = "Invalid request"
+
+
+class MethodNotFound(RPCError):
+    """No such method, or the caller may not use it (-32601)."""
+
+    code = -32601
+    default_message = "Method not found"
+
+
+class InvalidParams(RPCError):
+    """The params do not fit the method's signature; `data` names the `field` and the `reason` (-32602)."""
+
+    code = -32602
+    default_message = "Invalid params"
+
+
+class InternalError(RPCError):
+    """The method failed with an exception of its own (kept in `base_exc`) (-32603)."""
+
+    code = -32603
+    default_message = "Internal error"
+
+
+class NotAuthorized(RPCError):
+    """The request needs (valid) credentials (-32000)."""
+
+    code = -32000
+    default_message = "Not authorized"
+
+
+class Aborted(RPCError):
+    """Not run: an earlier request of the batch failed and the batch aborts on error (-32001)."""
+
+    code = -32001
+    default_message = "Aborted"
+
+
+class RequestTimeout(RPCError):
+    """The request's timeout or deadline passed before the method finished (-32002)."""
+
+    code = -32002
+    default_message = "Request timeout"
+
+
+class PermissionDenied(RPCError):
+    """A method refuses the caller for a reason of its own (e.g. not the object's owner) (-32003)."""
+
+    code = -32003
+    default_message = "Permission denied"
+
+
+ERRORS: dict[str, type[RPCError]] = {
+    cls.__name__: cls
+    for cls in (
+        RPCError,
+        JSONParseError,
+        InvalidRequest,
+        MethodNotFound,
+        InvalidParams,
+        InternalError,
+        NotAuthorized,
+        Aborted,
+        RequestTimeout,
+        PermissionDenied,
+    )
+}
+ERRORS["ParseError"] = JSONParseError
+
+# What `RPC-Retries` retries: failures that may pass on a second try.
+RETRYABLE: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+
+
+def error_from_dict(error: Any) -> RPCError:
+    """The exception for a JSON-RPC error object received from a server (by `data.type`, else by code)."""
+    if not isinstance(error, dict):
+        return InternalError("Malformed error object", data={"error": error})
+    data = error.get("data")
+    data = dict(data) if isinstance(data, dict) else {}
+    type_name = data.pop("type", None)
+    cls = ERRORS.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        code = error.get("code")
+        cls = next((c for c in ERRORS.values() if c.code == code and c is not RPCError), RPCError)
+    exc = cls(str(error.get("message") or cls.default_message), data=data)
+    if type(exc) is RPCError and isinstance(error.get("code"), int):
+        exc.code = error["code"]
+    return exc

@@ -1,0 +1,240 @@
+"""RPC methods: the `@method` decorator and the per-method binding built once from a signature.
+
+Parameters are validated with msgspec against a Struct type made from the method's
+annotations (unannotated means `Any`). By-name params (a JSON object) decode straight from
+the request bytes into that Struct; by-position params (a JSON array) map onto the
+parameters in order. Names starting with `_` are dropped from requests and are never
+settable over RPC; unknown names are rejected unless the method takes `**kwargs`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import typing
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
+
+import msgspec
+from msgspec.structs import astuple
+
+from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.errors import InvalidParams, InvalidRequest
+
+__all__ = ["Method", "MethodSpec", "method", "method_spec"]
+
+_MARK = "__kaiju_rpc__"
+_generic_decoder = msgspec.json.Decoder()
+_error_path = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_error_field = re.compile(r"field `(?P<name>[^`]+)`")
+
+
+class MethodSpec(NamedTuple):
+    """What `@method` records on a function: its RPC name (None: the function's) and permission."""
+
+    name: str | None
+    permission: Scope
+
+
+def method(func: Callable | None = None, /, *, name: str | None = None, permission: Scope | int | str = Scope.SYSTEM):
+    """Mark an `async def` of a service as an RPC method named `<service name>.<name or function name>`.
+
+    Usable bare (`@method`) or with options (`@method(name="get", permission=Scope.GUEST)`).
+    The default permission is SYSTEM: nothing is public unless it says so.
+    Raises TypeError for a function that is not `async def`, ValueError for an unknown scope.
+    """
+    spec = MethodSpec(name, parse_scope(permission))
+
+    def mark(f: Callable) -> Callable:
+        target = f.__func__ if isinstance(f, (classmethod, staticmethod)) else f
+        if not inspect.iscoroutinefunction(target):
+            raise TypeError(f"@rpc.method needs an async def, got {getattr(target, '__qualname__', target)!r}")
+        setattr(target, _MARK, spec)
+        return f
+
+    return mark(func) if func is not None else mark
+
+
+def method_spec(obj: Any) -> MethodSpec | None:
+    """The MethodSpec of a function marked with `@method`, else None."""
+    return getattr(obj, _MARK, None)
+
+
+def _hints(func: Callable) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # unresolvable forward references: validate what can be, the rest is Any
+        return {k: (v if not isinstance(v, str) else Any) for k, v in getattr(func, "__annotations__", {}).items()}
+
+
+def _msgspec_type(hint: Any) -> Any:
+    """`hint` when msgspec can decode it, else Any (so an exotic annotation never blocks a method)."""
+    try:
+        msgspec.json.Decoder(hint)
+        return hint
+    except Exception:
+        return Any
+
+
+def _invalid(exc: msgspec.ValidationError, fields: tuple[str, ...], positional: bool = False) -> InvalidParams:
+    """InvalidParams naming the field and the reason, from a msgspec validation error."""
+    match = _error_path.match(str(exc))
+    reason, path = (match["reason"], match["path"]) if match else (str(exc), None)
+    field = None
+    if path:
+        field = path.lstrip(".")
+        if positional and field.startswith("["):
+            index, _, rest = field[1:].partition("]")
+            if index.isdigit() and int(index) < len(fields):
+                field = fields[int(index)] + rest
+    else:
+        named = _error_field.search(reason)
+        if named:
+            field = named["name"]
+    message = f"Invalid params: {field}: {reason}" if field else f"Invalid params: {reason}"
+    return InvalidParams(message, data={"field": field, "reason": reason})
+
+
+class Method:
+    """One RPC method: the bound function, its permission, and its params binding, built once."""
+
+    __slots__ = (
+        "name", "service", "func", "permission", "doc", "params", "returns", "fields", "field_set",
+        "var_kwargs", "n_pos", "kw_names", "object_type", "array_type", "object_decoder", "_fast",
+    )
+
+    def __init__(self, name: str, service: str, func: Callable[..., Coroutine], permission: Scope):
+        self.name = name
+        self.service = service
+        self.func = func
+        self.permission = permission
+        self.doc = inspect.getdoc(func) or ""
+        target = getattr(func, "__func__", func)
+        hints = _hints(target)
+        self.returns = _msgspec_type(hints.get("return", Any))
+        signature = inspect.signature(func)
+        struct_fields: list[tuple] = []
+        self.params: list[inspect.Parameter] = []
+        names: list[str] = []
+        n_pos: int | None = None
+        self.var_kwargs = False
+        for param in signature.parameters.values():
+            if param.kind is param.VAR_KEYWORD:
+                self.var_kwargs = True
+                continue
+            if param.kind is param.VAR_POSITIONAL or param.name.startswith("_"):
+                if param.kind is not param.VAR_POSITIONAL and param.default is param.empty:
+                    raise TypeError(f"{name}: parameter {param.name} starts with '_' and so needs a default")
+                if n_pos is None:
+                    n_pos = len(names)
+                continue
+            if param.kind is param.KEYWORD_ONLY and n_pos is None:
+                n_pos = len(names)
+            hint = _msgspec_type(hints.get(param.name, Any))
+            if param.default is param.empty:
+                struct_fields.append((param.name, hint))
+            elif isinstance(param.default, (list, dict, set)) and param.default:
+                default = param.default
+                struct_fields.append((param.name, hint, msgspec.field(default_factory=lambda d=default: copy.deepcopy(d))))
+            else:
+                struct_fields.append((param.name, hint, param.default))
+            names.append(param.name)
+            self.params.append(param.replace(annotation=hint))
+        self.fields = tuple(names)
+        self.field_set = frozenset(names)
+        # fields past n_pos go by keyword (keyword-only, or after a hidden `_` parameter)
+        self.n_pos = len(names) if n_pos is None else n_pos
+        self.kw_names = None if self.n_pos == len(names) else names[self.n_pos:]
+        base = f"{name.replace('.', '_')}_params"
+        self.object_type = msgspec.defstruct(base, struct_fields, kw_only=True, forbid_unknown_fields=not self.var_kwargs)
+        self.array_type = msgspec.defstruct(base + "_by_position", struct_fields, kw_only=True, array_like=True)
+        self.object_decoder = msgspec.json.Decoder(self.object_type)
+        self._fast = not self.var_kwargs
+
+    def __repr__(self) -> str:
+        return f"<Method {self.name} permission={self.permission.name}>"
+
+    # -- binding: params -> a coroutine of the method (raises InvalidParams) -----
+
+    def _call(self, p: Any, extra: dict | None = None) -> Coroutine:
+        values = astuple(p)
+        if self.kw_names is None and not extra:
+            return self.func(*values)
+        n = self.n_pos
+        kwargs = dict(zip(self.kw_names or (), values[n:]))
+        if extra:
+            kwargs.update(extra)
+        return self.func(*values[:n], **kwargs)
+
+    def call_raw(self, raw: Any) -> Coroutine:
+        """The method's coroutine for params given as raw JSON (`msgspec.Raw`, or UNSET for none)."""
+        if raw is msgspec.UNSET:
+            return self.call_params(None)
+        if self._fast:
+            try:
+                p = self.object_decoder.decode(raw)
+            except msgspec.ValidationError:
+                pass  # by-position params, `_` names or a real error: the general path tells which
+            else:
+                values = astuple(p)
+                return self.func(*values) if self.kw_names is None else self._call(p)
+        return self.call_params(_generic_decoder.decode(raw))
+
+    def call_params(self, params: Any) -> Coroutine:
+        """The method's coroutine for params already decoded (a dict, a list, or None for none)."""
+        if params is None or params is msgspec.UNSET:
+            params = {}
+        if type(params) is dict:
+            if any(type(k) is str and k.startswith("_") for k in params):
+                params = {k: v for k, v in params.items() if not k.startswith("_")}
+            extra = None
+            if self.var_kwargs:
+                extra = {k: v for k, v in params.items() if k not in self.field_set}
+                if extra:
+                    params = {k: v for k, v in params.items() if k in self.field_set}
+            try:
+                p = msgspec.convert(params, self.object_type)
+            except msgspec.ValidationError as exc:
+                raise _invalid(exc, self.fields) from None
+            return self._call(p, extra)
+        if type(params) in (list, tuple):
+            if len(params) > len(self.fields):
+                raise InvalidParams(
+                    f"Invalid params: expected at most {len(self.fields)} positional params, got {len(params)}",
+                    data={"field": None, "reason": f"expected at most {len(self.fields)} positional params"},
+                )
+            try:
+                p = msgspec.convert(list(params), self.array_type)
+            except msgspec.ValidationError as exc:
+                raise _invalid(exc, self.fields, positional=True) from None
+            return self._call(p)
+        raise InvalidRequest("params must be an object or an array", data={"field": "params"})
+
+    # -- description ------------------------------------------------------
+
+    def signature(self) -> dict[str, Any]:
+        """Params and result as JSON Schemas: `{"params": {...}, "result": {...}, "doc": str}`."""
+        return {
+            "params": _schema(self.object_type),
+            "result": _schema(self.returns),
+            "doc": self.doc,
+        }
+
+
+def _schema(tp: Any) -> dict[str, Any]:
+    try:
+        schema = msgspec.json.schema(tp)
+    except Exception:
+        return {}
+    defs = schema.pop("$defs", None)
+    if "$ref" in schema and defs:
+        ref = schema["$ref"].rsplit("/", 1)[-1]
+        resolved = dict(defs.pop(ref, {}))
+        resolved.pop("title", None)
+        if defs:
+            resolved["$defs"] = defs
+        return resolved
+    if defs:
+        schema["$defs"] = defs
+    return schema

@@ -1,0 +1,186 @@
+"""JSON-RPC 2.0 messages and the kaiju request headers.
+
+Requests decode straight from bytes into `RawRequest` (params kept as raw JSON for the
+method's own decoder); anything that does not fit goes through `parse_request`, which
+says exactly what is wrong. Responses are Structs encoded by one shared encoder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, Raw, UnsetType
+
+from kaiju.rpc.errors import InvalidParams, InvalidRequest
+
+__all__ = [
+    "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
+    "USE_TEMPLATE", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
+    "fill_template", "parse_headers", "parse_request",
+]
+
+JSONRPC = "2.0"
+
+CORRELATION_ID = "Correlation-Id"
+TIMEOUT = "Timeout"
+DEADLINE = "Deadline"
+RETRIES = "RPC-Retries"
+ABORT_ON_ERROR = "RPC-Batch-Abort-Error"
+USE_TEMPLATE = "RPC-Batch-Template"
+SESSION_ID = "Session-Id"
+AUTHORIZATION = "Authorization"
+
+RequestId = int | float | str | None
+
+
+class RawRequest(msgspec.Struct):
+    """A well-formed request as decoded from bytes; `params` stays raw JSON."""
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    id: RequestId | UnsetType = UNSET
+    params: Raw | UnsetType = UNSET
+
+
+class Request(msgspec.Struct):
+    """A well-formed request with params already decoded (dict, list, or UNSET)."""
+
+    method: str
+    id: RequestId | UnsetType = UNSET
+    params: Any = UNSET
+
+
+class Response(msgspec.Struct, kw_only=True):
+    jsonrpc: str = JSONRPC
+    id: Any
+    result: Any
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    jsonrpc: str = JSONRPC
+    id: Any
+    error: dict[str, Any]
+
+
+def parse_request(obj: Any) -> Request:
+    """Check one decoded request object; raises InvalidRequest (carrying `id` when one is readable)."""
+    if type(obj) is not dict:
+        raise InvalidRequest("Invalid request: expected an object")
+    req_id = obj.get("id", UNSET)
+    if req_id is not UNSET and req_id is not None and type(req_id) not in (int, float, str):
+        exc = InvalidRequest("Invalid request: id must be a string, a number or null", data={"field": "id"})
+        raise exc
+    usable_id = None if req_id is UNSET else req_id
+    if obj.get("jsonrpc") != JSONRPC:
+        raise _with_id(InvalidRequest('Invalid request: "jsonrpc" must be "2.0"', data={"field": "jsonrpc"}), usable_id)
+    method = obj.get("method")
+    if type(method) is not str:
+        raise _with_id(InvalidRequest('Invalid request: "method" must be a string', data={"field": "method"}), usable_id)
+    params = obj.get("params", UNSET)
+    if params is not UNSET and params is not None and type(params) not in (dict, list):
+        raise _with_id(InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"}), usable_id)
+    return Request(method=method, id=req_id, params=params)
+
+
+def _with_id(exc: InvalidRequest, req_id: Any) -> InvalidRequest:
+    exc.request_id = req_id  # type: ignore[attr-defined]
+    return exc
+
+
+class RequestHeaders:
+    """The request headers the dispatcher reads, parsed; `None` where not given."""
+
+    __slots__ = ("correlation_id", "timeout", "deadline", "retries", "abort_on_error", "use_template", "session_id", "authorization")
+
+    def __init__(self) -> None:
+        self.correlation_id: str | None = None
+        self.timeout: float | None = None
+        self.deadline: float | None = None
+        self.retries = 0
+        self.abort_on_error = False
+        self.use_template = False
+        self.session_id: str | None = None
+        self.authorization: str | None = None
+
+
+_KEYS = {
+    "correlation-id": "correlation_id", "timeout": "timeout", "deadline": "deadline", "rpc-retries": "retries",
+    "rpc-batch-abort-error": "abort_on_error", "rpc-batch-template": "use_template", "session-id": "session_id",
+    "authorization": "authorization",
+}
+_TRUE = frozenset({"?1", "1", "true", "yes", "on"})
+_FALSE = frozenset({"?0", "0", "false", "no", "off", ""})
+_CORRELATION_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise InvalidRequest(f"Invalid request: header {name} must be a positive number, got {value!r}", data={"header": name})
+    return number
+
+
+def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestHeaders:
+    """Read the kaiju request headers (names in any case); raises InvalidRequest for a malformed value."""
+    parsed = RequestHeaders()
+    for key, value in headers.items():
+        attr = _KEYS.get(key.lower())
+        if attr is None:
+            continue
+        value = value.strip()
+        if attr == "correlation_id":
+            if not _CORRELATION_ID.match(value):
+                raise InvalidRequest("Invalid request: header Correlation-Id must be 1-128 visible ASCII characters", data={"header": key})
+            parsed.correlation_id = value
+        elif attr == "timeout":
+            parsed.timeout = _number(key, value)
+        elif attr == "deadline":
+            parsed.deadline = _number(key, value)
+        elif attr == "retries":
+            if not value.isdigit():
+                raise InvalidRequest(f"Invalid request: header {key} must be a whole number, got {value!r}", data={"header": key})
+            parsed.retries = min(int(value), max_retries)
+        elif attr in ("abort_on_error", "use_template"):
+            flag = value.lower()
+            if flag not in _TRUE and flag not in _FALSE:
+                raise InvalidRequest(f"Invalid request: header {key} must be ?1 or ?0, got {value!r}", data={"header": key})
+            setattr(parsed, attr, flag in _TRUE)
+        else:
+            setattr(parsed, attr, value or None)
+    return parsed
+
+
+_TEMPLATE = re.compile(r"^\[(\d+)((?:\.[^.\[\]]+)*)\]$")
+
+
+def fill_template(value: Any, results: dict[int, Any]) -> Any:
+    """Replace every string `"[N]"` / `"[N.key.0]"` in `value` by (a part of) result N of the batch.
+
+    Raises InvalidParams when the template names a result that is missing or has no such key.
+    """
+    if type(value) is str:
+        match = _TEMPLATE.match(value)
+        if match is None:
+            return value
+        index = int(match[1])
+        if index not in results:
+            raise InvalidParams(f"Invalid params: template {value} refers to no earlier result", data={"field": None, "reason": "template"})
+        found = results[index]
+        for part in match[2].split(".")[1:]:
+            try:
+                found = found[int(part)] if isinstance(found, list) and part.lstrip("-").isdigit() else found[part]
+            except (KeyError, IndexError, TypeError):
+                raise InvalidParams(f"Invalid params: template {value}: no {part!r} in result {index}", data={"field": None, "reason": "template"}) from None
+        return found
+    if type(value) is dict:
+        return {k: fill_template(v, results) for k, v in value.items()}
+    if type(value) is list:
+        return [fill_template(v, results) for v in value]
+    return value

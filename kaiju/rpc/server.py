@@ -1,0 +1,546 @@
+"""RPCServer: the one JSON-RPC dispatcher every transport enters.
+
+Transports hand it a request body (bytes, or already decoded) and headers, and get the
+response body and headers back (`handle`); in-process callers use `call`. A single
+request runs in the caller's own task: no task, and usually no timer, per call. Deadlines
+longer than `watchdog_threshold` are enforced by one watchdog tick shared by all requests;
+shorter ones by `asyncio.timeout_at`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from kaiju.rpc import errors as E
+from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.context import RequestContext, _current, new_correlation_id
+from kaiju.rpc.methods import Method, method, method_spec
+from kaiju.rpc.protocol import (
+    CORRELATION_ID, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
+    parse_request,
+)
+from kaiju.runtime.service import Service
+
+__all__ = ["RPCServer"]
+
+_NO_HEADERS = RequestHeaders()
+_decode_request = msgspec.json.Decoder(RawRequest).decode
+_decode_any = msgspec.json.Decoder().decode
+_decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_BYTES = (bytes, bytearray, memoryview)
+
+
+class RPCServer(Service):
+    """The JSON-RPC 2.0 dispatcher (service name "rpc").
+
+    At start it collects the `@rpc.method` methods of every service of the app;
+    `add_service` adds one later. Settings:
+
+    - max_parallel_tasks: methods running at once; more requests wait inside their deadline;
+    - default_request_time / max_request_time: seconds a request may run without / with
+      a Timeout or Deadline header (longer ones are cut to the maximum);
+    - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
+    - enable_permissions: check scopes and session permissions (off: everything is callable);
+    - debug: send tracebacks in error data (None: the app's debug flag);
+    - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
+    - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick.
+    """
+
+    service_name = "rpc"
+
+    max_parallel_tasks: int = 128
+    default_request_time: float = 90.0
+    max_request_time: float = 600.0
+    max_batch_size: int = 200
+    max_retries: int = 10
+    enable_permissions: bool = True
+    debug: bool | None = None
+    stop_timeout: float = 30.0
+    watchdog_threshold: float = 5.0
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._methods: dict[str, Method] = {}
+        self._free = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._inflight: dict[RequestContext, None] = {}
+        self._background: set[asyncio.Task] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick = 0.5
+        self._debug = False
+        self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
+
+    # -- lifetime -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the settings and collect the methods; raises ValueError for a bad setting or a duplicate method."""
+        if int(self.max_parallel_tasks) < 1:
+            raise ValueError(f"{self.name}: max_parallel_tasks must be at least 1, got {self.max_parallel_tasks}")
+        if not 0 < float(self.default_request_time) <= float(self.max_request_time):
+            raise ValueError(f"{self.name}: need 0 < default_request_time <= max_request_time")
+        self._loop = asyncio.get_running_loop()
+        self._free = int(self.max_parallel_tasks)
+        self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
+        self._debug = self.app.debug if self.debug is None else bool(self.debug)
+        self._methods = {}
+        services = list(self.app.services.values())
+        if self not in services:
+            services.append(self)
+        for service in services:
+            self.add_service(service)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
+        deadline = time.monotonic() + float(self.stop_timeout)
+        while (self._inflight or self._background) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for task in list(self._background):
+            task.cancel()
+        for ctx in list(self._inflight):
+            if ctx.task is not None and not ctx.task.done():
+                ctx.task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    # -- methods ----------------------------------------------------------
+
+    def add_service(self, service: Service) -> list[str]:
+        """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
+        added = []
+        for attr in dir(type(service)):
+            raw = inspect.getattr_static(type(service), attr, None)
+            func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+            spec = method_spec(func)
+            if spec is None:
+                continue
+            name = f"{service.name}.{spec.name or attr}"
+            existing = self._methods.get(name)
+            if existing is not None and getattr(existing.func, "__self__", None) is not service:
+                raise ValueError(f"RPC method {name} is defined twice")
+            self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
+            added.append(name)
+        return added
+
+    def remove_service(self, service_name: str) -> None:
+        """Forget the methods of one service."""
+        for name in [n for n, m in self._methods.items() if m.service == service_name]:
+            del self._methods[name]
+
+    def may_call(self, m: Method, scope: Scope, session: Session | None = None) -> bool:
+        """Whether a caller with `scope` (and `session`) may use method `m`."""
+        return (
+            not self.enable_permissions
+            or m.permission >= scope
+            or (session is not None and session.grants(m.name, m.service))
+        )
+
+    def list_methods(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[Method]:
+        """The methods a caller may use, sorted by name (all of them for SYSTEM)."""
+        return [m for name, m in sorted(self._methods.items()) if self.may_call(m, scope, session)]
+
+    def describe(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[dict[str, Any]]:
+        """One line of facts per callable method: name, permission, params (with types and defaults), doc."""
+        return [_describe(m) for m in self.list_methods(scope, session)]
+
+    def _resolve(self, name: Any, scope: Scope, session: Session | None) -> Method:
+        m = self._methods.get(name)
+        if m is None or not (
+            m.permission >= scope or not self.enable_permissions or (session is not None and session.grants(m.name, m.service))
+        ):
+            raise E.MethodNotFound(f"Method not found: {name}", data={"method": name})
+        return m
+
+    # -- entry points -----------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        params: dict | list | None = None,
+        *,
+        scope: Scope = Scope.SYSTEM,
+        headers: Mapping[str, str] | None = None,
+        session: Session | None = None,
+    ) -> Any:
+        """Call one method in-process and return its result.
+
+        Raises an `RPCError`: MethodNotFound, InvalidParams, RequestTimeout, InvalidRequest for a
+        malformed header, or InternalError carrying the method's own exception in `base_exc`.
+        """
+        h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
+        if session is not None:
+            scope = session.scope
+        ctx = self._context(h, scope, session, headers)
+        m = self._resolve(method, scope, session)
+        return await self._run(ctx, m, params, False, h.retries)
+
+    async def handle(
+        self,
+        body: bytes | dict | list,
+        headers: Mapping[str, str] | None = None,
+        *,
+        scope: Scope = Scope.GUEST,
+        session: Session | None = None,
+    ) -> tuple[bytes | None, dict[str, str]]:
+        """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
+
+        Never raises for bad input: every problem is answered as a JSON-RPC error.
+        """
+        try:
+            h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
+        except E.InvalidRequest as exc:
+            return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        if session is not None:
+            scope = session.scope
+        ctx = self._context(h, scope, session, headers)
+        out_headers = {CORRELATION_ID: ctx.correlation_id}
+        raw = type(body) in _BYTES
+        if raw:
+            try:
+                req = _decode_request(body)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                try:
+                    body = _decode_any(body) if body[:1] != b"[" else _decode_batch(body)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out_headers
+                if type(body) is list:
+                    return await self._batch(ctx, body, True, h), out_headers
+                return await self._single_slow(ctx, body, h), out_headers
+            if req.id is UNSET:
+                self._notify(ctx, req, True, h)
+                return None, out_headers
+            try:
+                m = self._resolve(req.method, ctx.scope, ctx.session)
+                result = await self._run(ctx, m, req.params, True, h.retries)
+            except E.RPCError as exc:
+                return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+            try:
+                return self._enc(Response(id=req.id, result=result)), out_headers
+            except (TypeError, ValueError) as exc:
+                return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+        if type(body) in (list, tuple):
+            return await self._batch(ctx, list(body), False, h), out_headers
+        return await self._single_slow(ctx, body, h), out_headers
+
+    # -- execution --------------------------------------------------------
+
+    def _context(self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> RequestContext:
+        parent = _current.get()
+        now = time.time()
+        timeout = min(h.timeout, self.max_request_time) if h.timeout else self.default_request_time
+        deadline = now + timeout
+        if h.deadline is not None:
+            deadline = min(h.deadline, now + self.max_request_time)
+        if parent is not None and parent.deadline < deadline:
+            deadline = parent.deadline  # a nested call never outlives its caller
+        cid = h.correlation_id or (parent.correlation_id if parent is not None else new_correlation_id())
+        return RequestContext(cid, deadline, self._loop.time() + (deadline - now), scope, session, headers)
+
+    async def _run(self, ctx: RequestContext, m: Method, params: Any, raw: bool, retries: int) -> Any:
+        """Run method `m` under `ctx` in the current task: validate, take a slot, call, enforce the deadline."""
+        coro = m.call_raw(params) if raw else m.call_params(params)  # raises InvalidParams before any waiting
+        loop = self._loop
+        parent = _current.get()
+        ctx.method = m.name
+        ctx.task = task = asyncio.current_task(loop)
+        ctx.started = now = loop.time()
+        remaining = ctx.loop_deadline - now
+        token = _current.set(ctx)
+        self._inflight[ctx] = None
+        try:
+            if remaining <= 0:
+                coro.close()
+                raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
+            if remaining >= self.watchdog_threshold:
+                if self._watchdog is None:
+                    self._watchdog = loop.call_at(now + self._tick, self._watch)
+                try:
+                    result = await self._invoke(ctx, m, coro, params, raw, retries, parent is None)
+                except asyncio.CancelledError:
+                    if ctx.expired:
+                        task.uncancel()
+                        raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                    raise
+                if ctx.expired:  # the method swallowed the cancellation
+                    task.uncancel()
+                    raise E.RequestTimeout(data={"deadline": ctx.deadline})
+                return result
+            ctx.expired = None  # guarded by asyncio.timeout, not by the watchdog
+            try:
+                async with asyncio.timeout_at(ctx.loop_deadline):
+                    return await self._invoke(ctx, m, coro, params, raw, retries, parent is None)
+            except TimeoutError:
+                raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+        finally:
+            del self._inflight[ctx]
+            _current.reset(token)
+
+    async def _invoke(self, ctx: RequestContext, m: Method, coro: Any, params: Any, raw: bool, retries: int, take_slot: bool) -> Any:
+        # a nested call runs under its caller's slot: taking another could deadlock at max_parallel_tasks
+        if take_slot:
+            if self._free > 0:
+                self._free -= 1
+            else:
+                try:
+                    await self._acquire()
+                except BaseException:
+                    coro.close()
+                    raise
+        try:
+            attempt = 0
+            while True:
+                try:
+                    return await coro
+                except (E.RPCError, asyncio.CancelledError):
+                    raise
+                except E.RETRYABLE as exc:
+                    if attempt >= retries or ctx.loop_deadline - self._loop.time() <= 0:
+                        raise self._internal(m, exc) from exc
+                    attempt += 1
+                    await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self._loop.time())))
+                    coro = m.call_raw(params) if raw else m.call_params(params)
+                except Exception as exc:
+                    raise self._internal(m, exc) from exc
+        finally:
+            if take_slot:
+                self._release()
+
+    def _internal(self, m: Method, exc: Exception) -> E.InternalError:
+        self.logger.error("RPC method failed", method=m.name, exc_info=exc)
+        return E.InternalError(data={"method": m.name}, base_exc=exc)
+
+    def _unencodable(self, exc: Exception) -> dict:
+        return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
+
+    async def _acquire(self) -> None:
+        fut = self._loop.create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # the slot was handed over just as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # hand the slot straight over: no window for a newcomer to starve it
+                return
+        self._free += 1
+
+    def _watch(self) -> None:
+        """The shared deadline tick: cancel the requests whose deadline has passed."""
+        now = self._loop.time()
+        for ctx in list(self._inflight):
+            if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
+                ctx.expired = True
+                ctx.task.cancel()
+        self._watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
+
+    # -- the less travelled paths --------------------------------------------
+
+    def _notify(self, ctx: RequestContext, req: Any, raw: bool, h: RequestHeaders) -> None:
+        """Run a notification in the background (kept until done so stop() can wait for it)."""
+
+        async def run() -> None:
+            try:
+                m = self._resolve(req.method, ctx.scope, ctx.session)
+                await self._run(ctx, m, req.params, raw, h.retries)
+            except E.RPCError as exc:
+                self.logger.info("RPC notification failed", method=req.method, error=exc.type)
+
+        task = self._loop.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _single_slow(self, ctx: RequestContext, body: Any, h: RequestHeaders) -> bytes | None:
+        try:
+            req = parse_request(body)
+        except E.InvalidRequest as exc:
+            return self._enc(ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict()))
+        if req.id is UNSET:
+            self._notify(ctx, req, False, h)
+            return None
+        response = await self._item(ctx, req, False, h.retries)
+        return self._encode_response(response)
+
+    def _encode_response(self, response: Any) -> bytes:
+        try:
+            return self._enc(response)
+        except (TypeError, ValueError) as exc:
+            if type(response) is list:
+                return self._enc([self._encodable(r) for r in response])
+            return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
+
+    def _encodable(self, response: Any) -> Any:
+        try:
+            self._enc(response)
+            return response
+        except (TypeError, ValueError) as exc:
+            return ErrorResponse(id=response.id, error=self._unencodable(exc))
+
+    async def _item(self, ctx: RequestContext, req: Any, raw: bool, retries: int) -> Response | ErrorResponse:
+        try:
+            m = self._resolve(req.method, ctx.scope, ctx.session)
+            result = await self._run(ctx, m, req.params, raw, retries)
+        except E.RPCError as exc:
+            return ErrorResponse(id=None if req.id is UNSET else req.id, error=exc.to_dict(self._debug))
+        return Response(id=None if req.id is UNSET else req.id, result=result)
+
+    def _parse_item(self, item: Any, raw: bool) -> Any:
+        """A batch item as a request, or an ErrorResponse when it is not one."""
+        try:
+            if raw:
+                try:
+                    return _decode_request(item)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    item = _decode_any(item)
+            req = parse_request(item)
+        except E.InvalidRequest as exc:
+            return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
+        return req
+
+    async def _batch(self, ctx: RequestContext, items: list, raw: bool, h: RequestHeaders) -> bytes | None:
+        if not items:
+            return self._enc(ErrorResponse(id=None, error=E.InvalidRequest("Invalid request: empty batch").to_dict()))
+        if len(items) > self.max_batch_size:
+            error = E.InvalidRequest(f"Invalid request: more than {self.max_batch_size} requests in a batch")
+            return self._enc(ErrorResponse(id=None, error=error.to_dict()))
+        reqs = [self._parse_item(item, raw) for item in items]
+        if h.abort_on_error or h.use_template:
+            responses = await self._batch_in_order(ctx, reqs, raw, h)
+        else:
+            responses = await asyncio.gather(*(
+                self._item(ctx.copy(), r, raw, h.retries) if type(r) is not ErrorResponse else _ready(r) for r in reqs
+            ))
+            responses = [resp for req, resp in zip(reqs, responses) if type(req) is ErrorResponse or req.id is not UNSET]
+        return self._encode_response(responses) if responses else None
+
+    async def _batch_in_order(self, ctx: RequestContext, reqs: list, raw: bool, h: RequestHeaders) -> list:
+        responses: list = []
+        results: dict[int, Any] = {}
+        failed = False
+        for n, req in enumerate(reqs):
+            if type(req) is ErrorResponse:
+                response = req
+            elif failed:
+                response = ErrorResponse(id=None if req.id is UNSET else req.id, error=E.Aborted().to_dict())
+            else:
+                if h.use_template:
+                    try:
+                        params = req.params
+                        if raw and params is not UNSET:
+                            params = _decode_any(params)
+                        req = Request(method=req.method, id=req.id, params=fill_template(params, results))
+                    except E.RPCError as exc:
+                        req_id = None if req.id is UNSET else req.id
+                        responses.append(ErrorResponse(id=req_id, error=exc.to_dict()))
+                        failed = h.abort_on_error
+                        continue
+                response = await self._item(ctx.copy(), req, raw and not h.use_template, h.retries)
+                if type(response) is Response:
+                    results[n] = response.result
+            if type(response) is ErrorResponse:
+                failed = failed or h.abort_on_error
+            if type(req) is ErrorResponse or req.id is not UNSET:
+                responses.append(response)
+        return responses
+
+    # -- introspection ----------------------------------------------------
+
+    @method(permission=Scope.GUEST)
+    async def api(self, pattern: str = "*") -> dict:
+        """The methods the caller may call (names matching `pattern`), with their params and docs."""
+        from fnmatch import fnmatchcase
+
+        ctx = _current.get()
+        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
+        return {
+            "api": "jsonrpc",
+            "version": "2.0",
+            "methods": [d for d in self.describe(scope, session) if fnmatchcase(d["name"], pattern)],
+        }
+
+    @method(permission=Scope.GUEST)
+    async def discover(self) -> dict:
+        """An OpenRPC document of the methods the caller may call."""
+        from kaiju.rpc.openrpc import openrpc_document
+
+        ctx = _current.get()
+        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
+        return openrpc_document(self.list_methods(scope, session), title=self.app.name, version=self.app.version)
+
+    @method
+    async def status(self) -> dict:
+        """The dispatcher's load and limits."""
+        busy = int(self.max_parallel_tasks) - self._free
+        return {
+            "app": self.app.name,
+            "env": self.app.env,
+            "debug": self._debug,
+            "methods": len(self._methods),
+            "running": busy,
+            "waiting": sum(1 for f in self._waiters if not f.done()),
+            "in_flight": len(self._inflight),
+            "notifications": len(self._background),
+            "max_parallel_tasks": int(self.max_parallel_tasks),
+            "default_request_time": self.default_request_time,
+            "max_request_time": self.max_request_time,
+            "server_time": time.time(),
+        }
+
+    @method
+    async def tasks(self) -> list[dict]:
+        """The requests in flight: method, correlation id, seconds elapsed and left."""
+        now = self._loop.time()
+        return sorted(
+            (
+                {"method": c.method, "correlation_id": c.correlation_id, "elapsed": round(now - c.started, 3), "left": round(c.loop_deadline - now, 3)}
+                for c in self._inflight
+            ),
+            key=lambda d: -d["elapsed"],
+        )
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _describe(m: Method) -> dict[str, Any]:
+    params = []
+    for p in m.params:
+        entry: dict[str, Any] = {"name": p.name, "type": _type_name(p.annotation), "required": p.default is p.empty}
+        if p.default is not p.empty:
+            entry["default"] = p.default
+        params.append(entry)
+    return {
+        "name": m.name,
+        "permission": m.permission.name.lower(),
+        "params": params,
+        "var_kwargs": m.var_kwargs,
+        "returns": _type_name(m.returns),
+        "doc": m.doc.split("\n\n", 1)[0],
+    }
+
+
+def _type_name(tp: Any) -> str:
+    if tp is Any or tp is inspect.Parameter.empty:
+        return "Any"
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
