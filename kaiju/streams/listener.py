@@ -38,6 +38,14 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _header(headers: dict[str, str], lower_name: str) -> str | None:
+    """A header by name in any case (the dispatcher reads them so too)."""
+    for key, value in headers.items():
+        if key.lower() == lower_name:
+            return value
+    return None
+
+
 class _Backoff:
     """Growing, jittered pauses between attempts to reach a lost server."""
 
@@ -227,7 +235,7 @@ class StreamListener(Service):
                      "data": {"type": "MaxDeliveries"}}
             await self._dead_letter(msg, error)
             return False
-        deadline = msg.headers.get("Deadline")
+        deadline = _header(msg.headers, "deadline")
         if deadline is not None:
             try:
                 expired = float(deadline) < time.time()
