@@ -199,10 +199,14 @@ class StreamListener(Service):
             except BaseException:
                 self._slots.release()
                 raise
-            if msgs:
-                self._spawn(msgs)
-            else:
+            if not msgs:
                 self._slots.release()
+                continue
+            self._spawn(msgs)
+            if len(msgs) < self.batch_size:
+                # drained: let the batches in hand finish first, so that batches grow with the
+                # load instead of shrinking to one message (and two round trips) each
+                await asyncio.wait(list(self._batches))
 
     def _spawn(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
