@@ -67,9 +67,21 @@ async def _echo(value: Any) -> Any:
     return value
 
 
-async def raw_loop(url: str, n: int, batch: int, prefill: bool) -> float:
-    """The ceiling: redis-py straight, no framework."""
+async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool = False) -> float:
+    """The ceiling: redis-py straight, no framework; with `dispatch`, each request also goes
+    through `RPCServer.handle` (the least any listener on this dispatcher must spend)."""
     client = aioredis.from_url(url)
+    server = None
+    if dispatch:
+        echo = Echo()
+        echo.target = n + 1
+        server = RPCServer()
+        app = App(name="bench", env="bench")
+        for svc in (echo, server):
+            svc.bind(app)
+            app.services[svc.name] = svc
+            svc.set_loop(asyncio.get_running_loop())
+            await svc.start()
     stream, group = f"raw.{time.monotonic_ns()}", "g"
     await client.xgroup_create(stream, group, id="0", mkstream=True)
     decode = msgspec.json.decode
@@ -88,9 +100,12 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool) -> float:
                 continue
             ids = []
             for msg_id, fields in reply[0][1]:
-                request = decode(fields[b"b"])
-                decode(fields[b"h"])
-                await _echo(request["params"]["value"])
+                if server is not None:
+                    await server.handle(b'{"id":0,' + fields[b"b"][1:], decode(fields[b"h"]), scope=0)
+                else:
+                    request = decode(fields[b"b"])
+                    decode(fields[b"h"])
+                    await _echo(request["params"]["value"])
                 ids.append(msg_id)
             await client.xack(stream, group, *ids)
             done += len(ids)
@@ -105,6 +120,8 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool) -> float:
     elapsed = time.perf_counter() - start
     await client.delete(stream)
     await client.aclose()
+    if server is not None:
+        await server.stop()
     return n / elapsed
 
 
@@ -114,7 +131,7 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> floa
     echo = Echo()
     echo.target = n
     producer = StreamProducer()
-    listener = StreamListener(topic=f"t{time.monotonic_ns()}", batch_size=batch, max_parallel_batches=PAR, block_ms=1000)
+    listener = StreamListener(topic=f"t{time.monotonic_ns()}", batch_size=batch, block_ms=1000)
     app = App(name="bench", env="bench")
 
     async def produce() -> None:
@@ -138,9 +155,6 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> floa
     return n / elapsed
 
 
-PAR = 2
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
@@ -155,10 +169,12 @@ async def main() -> None:
         for prefill in (False, True):
             shape = "consume only (pre-filled stream)" if prefill else "end-to-end (write + consume)"
             raw = max([await raw_loop(server.url, args.messages, args.batch, prefill) for _ in range(args.rounds)])
+            raw_rpc = max([await raw_loop(server.url, args.messages, args.batch, prefill, True) for _ in range(args.rounds)])
             ours = max([await kaiju_loop(server.url, args.messages, args.batch, prefill) for _ in range(args.rounds)])
             mem = max([await kaiju_loop(None, args.messages, args.batch, prefill) for _ in range(args.rounds)])
             print(f"\n{shape}")
             print(f"  raw redis-py XADD/XREADGROUP/XACK loop  {raw:10,.0f} req/s  (ceiling)")
+            print(f"  same loop + RPCServer.handle per request {raw_rpc:10,.0f} req/s  ({raw_rpc / raw:.0%} of raw)")
             print(f"  kaiju StreamListener, RedisStream       {ours:10,.0f} req/s  ({ours / raw:.0%} of raw)")
             print(f"  kaiju StreamListener, MemoryStream      {mem:10,.0f} req/s")
     finally:
