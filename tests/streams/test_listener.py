@@ -118,3 +118,94 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
         await until(lambda: set(rec2.values()) | set(rec2.values("slow")) | done == set(range(12)), what="the rest")
         assert not (set(rec2.values()) & done), "a processed message was redelivered: not acknowledged?"
         assert listener2.counters["claimed"] >= 2  # the slow one and its batch-mate, left pending by c1
+
+
+async def test_status_and_topic_lock_over_rpc(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        server = next(s for s in services if s.name == "rpc")
+        await producer.call("rec.echo", {"value": 1})
+        await until(lambda: listener.counters["processed"] == 1 and not listener._in_hand, what="one processed")
+        (status,) = await server.call("streams.status")
+        assert (status["topic"], status["processed"], status["pending"], status["lag"]) == ("rpc", 1, 0, 0)
+        assert (await server.call("listener0.status"))["consumer"] == "c1"
+        assert await server.call("streams.lock_topic", {"topic": "rpc"}) is True
+        await until(lambda: listener.state == "paused", what="paused over RPC")
+        await producer.call("rec.echo", {"value": 2})
+        await asyncio.sleep(0.2)
+        (status,) = await server.call("streams.status")
+        assert status["state"] == "paused" and status["lag"] == 1 and len(rec.calls) == 1
+        assert await server.call("streams.unlock_topic", {"topic": "rpc"}) is True
+        await until(lambda: len(rec.calls) == 2, what="resumed over RPC")
+
+
+async def test_a_restarted_consumer_rereads_its_own_pending_first(make_stack) -> None:
+    # claim_idle_ms is long: only the re-read of its own pending list can bring them back
+    services, backend, (listener,), producer, rec = make_stack(claim_idle_ms=600_000, stop_timeout=0.05, batch_size=3)
+    async with started(*services, app=App(**APP)):
+        for n in range(3):
+            await producer.call("rec.slow", {"value": n})
+        await until(lambda: rec.started_runs == [0], what="first in hand")
+    assert rec.values("slow") == []
+    services2, backend2, (listener2,), _, rec2 = make_stack(claim_idle_ms=600_000)  # same consumer name, c1
+    if backend.__class__.__name__ == "MemoryStream":
+        services2[0] = backend
+    rec2.release.set()
+    async with started(*services2, app=App(**APP)):
+        await until(lambda: sorted(rec2.values("slow")) == [0, 1, 2], what="own pending re-read")
+        assert listener2.counters["claimed"] == 0
+
+
+async def test_maxlen_trims_only_what_every_group_is_done_with(make_stack) -> None:
+    services, backend, listeners, producer, rec = make_stack(
+        listeners=[{"maxlen": 10, "consumer": "a"}, {"group": "other", "consumer": "b"}]
+    )
+    async with started(*services, app=App(**APP)):
+        main, other = listeners
+        await backend.lock_stream(main.stream_key)  # hold both back while writing
+        await until(lambda: main.state == other.state == "paused", what="paused")
+        for n in range(300):
+            await producer.call("rec.echo", {"value": n})
+        await backend.unlock_stream(main.stream_key)
+        await until(lambda: main.counters["processed"] == other.counters["processed"] == 300, what="both groups done")
+        await until(lambda: main._processed_since_trim == 0, timeout=5, what="a trim pass")
+        for _ in range(100):  # the trim pass runs at most once a second
+            if await backend.length(main.stream_key) < 300:
+                break
+            await asyncio.sleep(0.05)
+        assert await backend.length(main.stream_key) < 300
+
+
+async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
+    import pytest
+
+    services, *_ = make_stack(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        async with started(*services, app=App(**APP)):
+            pass
+    services, *_ = make_stack(scope="nobody")
+    with pytest.raises(ValueError, match="unknown scope"):
+        async with started(*services, app=App(**APP)):
+            pass
+
+
+async def test_producer_addresses_other_apps_and_the_shared_namespace(make_stack) -> None:
+    services, backend, _, producer, _ = make_stack()
+    async with started(*services, app=App(**APP)):
+        assert producer.stream_key() == "test.test._stream.rpc"
+        assert producer.stream_key("jobs", app="billing") == "test.billing._stream.jobs"
+        assert producer.stream_key(shared=True) == "test._shared._stream.rpc"
+        await producer.call("x.y", {"a": 1}, app="billing", timeout=5, key="k")
+        ((_, fields),) = await backend.read_range("test.billing._stream.rpc")
+        assert msgspec.json.decode(fields["b"]) == {"jsonrpc": "2.0", "method": "x.y", "params": {"a": 1}}
+        headers = msgspec.json.decode(fields["h"])
+        assert float(headers["Deadline"]) > time.time() and headers["Correlation-Id"]
+        assert fields["k"] == b"k"
+        import pytest
+
+        with pytest.raises(TypeError):
+            await producer.call("x.y", "not params")
+        with pytest.raises(ValueError):
+            await producer.call_multiple([])
+        with pytest.raises(TypeError):
+            await producer.write("not bytes")
