@@ -42,7 +42,7 @@ class Command:
 
 def load(args: argparse.Namespace):
     """The effective config from the command line's sources (raises ConfigError)."""
-    from kaiju.config.loader import load_config, parse_env_assignment
+    from kaiju.config import load_config, parse_env_assignment
 
     env = dict(parse_env_assignment(item) for item in args.env)
     loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
@@ -51,19 +51,13 @@ def load(args: argparse.Namespace):
     return loaded
 
 
-def make_entrypoint(args: argparse.Namespace, **kwargs: Any):
-    from kaiju.runtime.entrypoint import Entrypoint
+def run_app(args: argparse.Namespace, body: Callable[[Any], Any] | None = None, *services: Any, config: Any = None) -> int:
+    """Start the app (`config`, else the command line's, plus `services`); run `body(entrypoint)`
+    inside it if given, else run until a signal."""
+    from kaiju.runtime.entrypoint import Entrypoint, StartupError, StartupInterrupted
 
-    if args.log_format:
-        kwargs["log_format"] = args.log_format
-    return Entrypoint(config=load(args), **kwargs)
-
-
-def run_app(args: argparse.Namespace, body: Callable[[Any], Any] | None = None) -> int:
-    """Start the app; run `body(entrypoint)` inside it if given, else run until a signal."""
-    from kaiju.runtime.entrypoint import StartupError, StartupInterrupted
-
-    ep = make_entrypoint(args)
+    kwargs = {"log_format": args.log_format} if args.log_format else {}
+    ep = Entrypoint(*services, config=config or load(args), **kwargs)
     try:
         with ep as loop:
             if body is None:
@@ -92,12 +86,68 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from kaiju.config.loader import dump_yaml, mask_secrets
+    from kaiju.config import dump_yaml, mask_secrets
 
     loaded = load(args)
     data = loaded.data if args.show_secrets else mask_secrets(loaded.data)
     sys.stdout.write(dump_yaml(data))
     return 0
+
+
+def _rpc_servers(services: Any) -> list:
+    from kaiju.rpc.server import RPCServer
+
+    return [s for s in services if isinstance(s, RPCServer)]
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from kaiju.rpc.server import RPCServer
+    from kaiju.runtime.plan import build_plan
+
+    app = build_plan(load(args)).app
+    servers = _rpc_servers(app.services.values())
+    rpc = servers[0] if servers else RPCServer(app=app)
+    for service in app.services.values():
+        rpc.add_service(service)
+    for m in rpc.describe():
+        params = ", ".join(p if isinstance(p, str) else p.get("name", "") for p in m.get("params", ()))
+        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {m['doc']}" if m.get("doc") else ""))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import json
+
+    from kaiju.rpc.errors import RPCError
+    from kaiju.rpc.server import RPCServer
+
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError as exc:
+        print(f"kaiju-run: PARAMS_JSON is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if params is not None and not isinstance(params, dict | list):
+        print("kaiju-run: PARAMS_JSON must be an object or an array", file=sys.stderr)
+        return 2
+
+    async def call(ep: Any) -> int:
+        rpc = _rpc_servers(ep.app.services.values())[0]
+        try:
+            result = await rpc.call(args.method, params)
+        except RPCError as exc:
+            print(json.dumps({"error": exc.to_dict()}, default=str), file=sys.stderr)
+            return 1
+        print(json.dumps(result, default=str, indent=2))
+        return 0
+
+    config = load(args)
+    extra = [] if any(e.cls in ("RPCServer", "kaiju.rpc.server:RPCServer") for e in config.settings.services) else [RPCServer()]
+    return run_app(args, call, *extra, config=config)
+
+
+def _call_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", metavar="METHOD", help="RPC method name, e.g. demo.echo")
+    p.add_argument("params", metavar="PARAMS_JSON", nargs="?", help="params as a JSON object or array")
 
 
 COMMANDS: dict[str, Command] = {
@@ -111,6 +161,9 @@ COMMANDS: dict[str, Command] = {
             cmd_config,
             lambda p: p.add_argument("--show-secrets", action="store_true", help="do not mask secret values"),
         ),
+        Command("methods", "list the RPC methods the app exposes", cmd_methods),
+        Command("call", "start the services, call one RPC method with system scope, print the result as JSON, stop",
+                cmd_call, _call_arguments),
     )
 }
 

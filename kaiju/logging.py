@@ -7,10 +7,11 @@ entrypoint when it starts.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["ContextFilter", "KaijuLogger", "LOG_FORMATS", "configure"]
+__all__ = ["ContextFilter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "configure"]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
 
@@ -37,6 +38,7 @@ class KaijuLogger(logging.LoggerAdapter):
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller, not this adapter
             self.logger.log(level, msg, *args, **kwargs)
 
     def getChild(self, suffix: str) -> KaijuLogger:  # noqa: N802 -- the logging module's name
@@ -68,17 +70,56 @@ class ContextFilter(logging.Filter):
         return True
 
 
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "critical"}
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, then the record's extras
+    (keyword extras of the call, the request's correlation id) and `exception` if any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import msgspec
+
+        self._encode = msgspec.json.Encoder(enc_hook=repr).encode
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": _LEVELS.get(record.levelno, record.levelname.lower()),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return self._encode(data).decode()
+
+
 def configure(
     level: str | int = "INFO",
     log_format: str = "plain",
     providers: list[ContextProvider] | None = None,
 ) -> ContextFilter:
-    """Configure the root logger with one of aiomisc's formats; returns the context filter."""
+    """Configure the root logger: aiomisc's plain, color or journald format, or kaiju's JSON
+lines; returns the filter stamping request context on records."""
     import aiomisc_log
 
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    aiomisc_log.basic_config(level=level, log_format=log_format, buffered=False)
+    if log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        root = logging.getLogger()
+        for old in root.handlers[:]:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level.upper() if isinstance(level, str) else level)
+    else:
+        aiomisc_log.basic_config(level=level, log_format=log_format)
     context_filter = ContextFilter(list(providers or ()))
     for handler in logging.getLogger().handlers:
         handler.addFilter(context_filter)

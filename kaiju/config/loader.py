@@ -17,7 +17,7 @@ from kaiju.config.errors import ConfigError, Path, PathError, describe_value, fo
 from kaiju.config.merge import Origins, merge_layers, service_identity
 from kaiju.config.settings import ProjectSettings, convert_settings
 from kaiju.config.sources import read_env_file, read_yaml_file
-from kaiju.config.templates import fill_templates, template_keys
+from kaiju.config.templates import fill_templates, template_keys, texts_under
 
 __all__ = ["LoadedConfig", "load_config", "load_config_data"]
 
@@ -37,6 +37,7 @@ class LoadedConfig:
     files: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
     origins: Origins = field(default_factory=dict, repr=False)
+    template_texts: dict[Path, str] = field(default_factory=dict, repr=False)
 
     def source(self, path: Sequence[Any]) -> str:
         """The source (file) that set the value at `path`, or its nearest recorded ancestor.
@@ -44,12 +45,7 @@ class LoadedConfig:
         A ``services`` element may be addressed by index or by its name (or class).
         For a value filled by a template this is the file where the template stands.
         """
-        path = self._indexed(path)
-        for end in range(len(path), -1, -1):
-            found = self.origins.get(path[:end])
-            if found is not None:
-                return found
-        return self.files[0] if self.files else ""
+        return _source_of(self._indexed(path), self.origins, self.files)
 
     def format_path(self, path: Sequence[Any]) -> str:
         """`path` as a person reads it, e.g. ``services[http].settings.port``."""
@@ -62,6 +58,14 @@ class LoadedConfig:
         prints as ``conf/app.yml: services[http].settings.port: expected int, got "abc"``.
         """
         return ConfigError(message, source=self.source(path), path=self.format_path(path))
+
+    def texts_under(self, path: Sequence[Any]) -> dict[Path, str]:
+        """Template texts below `path` (relative to it), for `convert_with_texts`.
+
+        E.g. ``convert_with_texts(entry_settings, SettingsStruct, config.texts_under(("services", 0, "settings")))``
+        lets ``password: "[PW]"`` with ``PW=123456`` reach a ``str`` setting as ``"123456"``.
+        """
+        return texts_under(self.template_texts, self._indexed(path))
 
     def _indexed(self, path: Sequence[Any]) -> Path:
         path = tuple(path)
@@ -85,10 +89,12 @@ def load_config(
 
     Raises `ConfigError` (naming the file and key path) for anything wrong: a missing or
     unreadable file, bad YAML, a bad env file line, a template without a value, a wrong
-    type, a missing or unknown key, a service named twice in one file.
+    type, a missing or unknown key, a service named twice in one file, no file at all.
     """
     if isinstance(files, (str, FilePath, Mapping)):
         files = [files]  # one source given bare: a common slip, and unambiguous
+    if not files:
+        raise ConfigError("no config given: name at least one config file (-c FILE)")
     layers = [_read_layer(item) for item in files]
     values: dict[str, Any] = {}
     for path in env_files:
@@ -137,17 +143,27 @@ def _build(
         values.update({key: os.environ[key] for key in sorted(template_keys(merged)) if key in os.environ})
     if env:
         values.update(env)
+    texts: dict[Path, str] = {}
     try:
-        filled = fill_templates(merged, values)
+        filled = fill_templates(merged, values, texts)
     except PathError as exc:
         raise _located(exc, merged, origins, files) from None
     try:
-        settings = convert_settings(filled)
+        settings = convert_settings(filled, texts)
     except PathError as exc:
         raise _located(exc, filled, origins, files) from None
-    return LoadedConfig(settings=settings, data=filled, files=files, env_files=env_files, origins=origins)
+    return LoadedConfig(
+        settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts
+    )
 
 
 def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:
-    loaded = LoadedConfig(settings=None, data=data, files=files, origins=origins)  # type: ignore[arg-type]
-    return loaded.error(exc.path, exc.message)
+    return ConfigError(exc.message, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data))
+
+
+def _source_of(path: Path, origins: Origins, files: tuple[str, ...]) -> str:
+    for end in range(len(path), -1, -1):
+        found = origins.get(path[:end])
+        if found is not None:
+            return found
+    return files[0] if files else ""

@@ -2,7 +2,8 @@
 
 Mappings are deep-merged and lists replaced, except the top-level ``services`` list:
 its entries are appended, and an entry whose identity (its ``name``, or lacking a name
-its ``cls``) matches an earlier entry updates that entry (deep-merged). Pure functions.
+its ``cls``) matches an earlier entry updates that entry (deep-merged). A top-level
+section whose value is null adds nothing. Pure functions.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def service_identity(entry: Any) -> str | None:
 def _merge_mapping(dst: dict[Any, Any], src: Mapping[Any, Any], path: Path, source: str, origins: Origins) -> None:
     for key, value in src.items():
         at = path + (key,)
+        if not path and value is None:
+            continue  # a top-level section left empty ("services:" with every entry commented out)
         if at == ("services",):
             _merge_services(dst, value, source, origins)
         elif isinstance(dst.get(key), dict) and isinstance(value, Mapping):

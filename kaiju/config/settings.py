@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from kaiju.config.errors import Path, PathError, describe_value
 
-__all__ = ["LOG_LEVELS", "MainSettings", "ProjectSettings", "ServiceSettings", "convert_settings"]
+__all__ = [
+    "LOG_LEVELS",
+    "MainSettings",
+    "ProjectSettings",
+    "ServiceSettings",
+    "convert_settings",
+    "convert_with_texts",
+    "validation_problem",
+]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOGLEVEL_PATTERN = "(?i)^(" + "|".join(LOG_LEVELS) + ")$"
@@ -59,16 +68,49 @@ class ProjectSettings(msgspec.Struct, forbid_unknown_fields=True):
     etc: dict[str, Any] = {}
 
 
-def convert_settings(data: Any) -> ProjectSettings:
+def convert_settings(data: Any, texts: Mapping[Path, str] | None = None) -> ProjectSettings:
     """Validate config data (after templates) into `ProjectSettings`.
 
+    `texts` are the template texts recorded by `fill_templates` (see `convert_with_texts`).
     Raises `PathError` with the key path and a message such as ``required key missing``,
     ``unknown key`` or ``expected int, got "abc"``.
     """
     try:
-        return msgspec.convert(data, ProjectSettings)
+        return convert_with_texts(data, ProjectSettings, texts or {})
     except msgspec.ValidationError as exc:
         raise PathError(*validation_problem(str(exc), data)) from None
+
+
+def convert_with_texts(data: Any, type_: Any, texts: Mapping[Path, str]) -> Any:
+    """``msgspec.convert(data, type_)``, giving a template its text back where a string is wanted.
+
+    A whole template such as ``"[PASSWORD]"`` with ``PASSWORD=123456`` fills in the int
+    123456; where the setting expects a string, the value becomes ``"123456"`` again.
+    `texts` maps paths (relative to `data`) to those texts. Raises `msgspec.ValidationError`.
+    """
+    for _ in range(len(texts) + 1):
+        try:
+            return msgspec.convert(data, type_)
+        except msgspec.ValidationError as exc:
+            match = _AT.match(str(exc))
+            wanted = _EXPECTED.match(match.group("what")) if match and match.group("path") else None
+            path = parse_msgspec_path(match.group("path")) if wanted else None
+            if path not in texts or "str" not in wanted.group("type").split(" | "):
+                raise
+            data = _replaced(data, path, texts[path])
+            texts = {p: t for p, t in texts.items() if p != path}
+    return msgspec.convert(data, type_)
+
+
+def _replaced(node: Any, path: Path, value: Any) -> Any:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(node, dict):
+        return {**node, head: _replaced(node[head], rest, value)}
+    copied = list(node)
+    copied[head] = _replaced(node[head], rest, value)
+    return copied
 
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`]*)`| - at `(?P<path>\$[^`]*)`)?$", re.S)

@@ -168,5 +168,7 @@ def parse_env_assignment(text: str) -> tuple[str, str]:
     if not sep:
         raise ConfigError(f"expected KEY=VALUE, got {describe_value(text)}", source="-e")
     if not ENV_KEY.match(key):
-        raise ConfigError(f"expected KEY=VALUE with KEY made of letters, digits and _, got {describe_value(key)}", source="-e")
+        raise ConfigError(
+            f"expected KEY=VALUE with KEY made of letters, digits and _, got {describe_value(key)}", source="-e"
+        )
     return key, value

@@ -16,7 +16,7 @@ import yaml
 
 from kaiju.config.errors import Path, PathError
 
-__all__ = ["TEMPLATE", "fill_templates", "read_scalar", "template_keys"]
+__all__ = ["TEMPLATE", "fill_templates", "read_scalar", "template_keys", "texts_under"]
 
 # The default runs to the first "]": it may contain ":" (URLs), never "]".
 TEMPLATE = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)(?::([^\]]*))?\]")
@@ -58,33 +58,41 @@ def template_keys(data: Any) -> set[str]:
     return keys
 
 
-def fill_templates(data: Any, env: Mapping[str, Any]) -> Any:
+def fill_templates(data: Any, env: Mapping[str, Any], texts: dict[Path, str] | None = None) -> Any:
     """Return a copy of `data` with every template filled from `env`.
 
     `env` values that are strings are typed with `read_scalar` when they fill a whole
-    value; other values (from JSON env files) are used as they are.
+    value; other values (from JSON env files) are used as they are. When `texts` is
+    given, it receives ``path -> text`` for every whole-template value typed as a number
+    or a boolean, so a setting that wants a string can have the text back
+    (`kaiju.config.settings.convert_with_texts`).
 
     Raises `PathError` (the path where the template stands) for a key with no value in
     `env` and no default.
     """
-    return _fill(data, env, ())
+    return _fill(data, env, (), texts if texts is not None else {})
 
 
-def _fill(node: Any, env: Mapping[str, Any], path: Path) -> Any:
+def _fill(node: Any, env: Mapping[str, Any], path: Path, texts: dict[Path, str]) -> Any:
     if isinstance(node, str):
-        return _fill_string(node, env, path)
+        return _fill_string(node, env, path, texts)
     if isinstance(node, Mapping):
-        return {key: _fill(value, env, path + (key,)) for key, value in node.items()}
+        return {key: _fill(value, env, path + (key,), texts) for key, value in node.items()}
     if isinstance(node, list):
-        return [_fill(value, env, path + (i,)) for i, value in enumerate(node)]
+        return [_fill(value, env, path + (i,), texts) for i, value in enumerate(node)]
     return node
 
 
-def _fill_string(text: str, env: Mapping[str, Any], path: Path) -> Any:
+def _fill_string(text: str, env: Mapping[str, Any], path: Path, texts: dict[Path, str]) -> Any:
     whole = TEMPLATE.fullmatch(text)
     if whole:
         value = _lookup(whole, env, path)
-        return read_scalar(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        typed = read_scalar(value)
+        if isinstance(typed, (bool, int, float)):
+            texts[path] = value
+        return typed
     return TEMPLATE.sub(lambda match: _as_text(_lookup(match, env, path)), text)
 
 
@@ -118,3 +126,9 @@ def _strings(node: Any, path: Path):
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _strings(value, path + (i,))
+
+
+def texts_under(texts: Mapping[Path, str], prefix: Path) -> dict[Path, str]:
+    """The entries of `texts` below `prefix`, with paths made relative to it."""
+    n = len(prefix)
+    return {path[n:]: text for path, text in texts.items() if path[:n] == tuple(prefix) and len(path) > n}

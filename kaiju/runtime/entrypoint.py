@@ -102,6 +102,8 @@ class Entrypoint(aiomisc.Entrypoint):
         log_config: bool = True,
         **kwargs: Any,
     ):
+        # aiomisc's __del__ reads these; a bad config raises before its __init__ sets them
+        self._loop, self._runner, self._loop_owner = None, None, False
         self.config = _load(config, env, env_files, os_env)
         self.plan: Plan = build_plan(self.config, services, registry=registry)
         main = self.config.settings.main
@@ -160,6 +162,7 @@ class Entrypoint(aiomisc.Entrypoint):
             raise
         self.startup_seconds = time.perf_counter() - began
         self.state = "running"
+        self.app.started.set()
         self.notifier.ready()
         self.notifier.start_watchdog(self.loop)
         log.info("%s started %d services in %.3f s", self.app.name, sum(map(len, self.started_layers)), self.startup_seconds)

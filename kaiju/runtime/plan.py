@@ -8,7 +8,6 @@ dependency, a cycle.
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import msgspec
 
 from kaiju.config.errors import ConfigError
 from kaiju.config.loader import LoadedConfig, load_config_data
+from kaiju.config.settings import convert_with_texts, validation_problem
 from kaiju.runtime.graph import CycleError, layers
 from kaiju.runtime.registry import ClassNotFound, Registry
 from kaiju.runtime.service import App, Service
@@ -96,43 +96,14 @@ def settings_type(cls: type[Service]) -> type[msgspec.Struct]:
     return struct
 
 
-_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-
-
-def _split_msgspec_error(error: msgspec.ValidationError, value: Any) -> tuple[tuple, str]:
-    """(sub path, readable message) from a msgspec validation error about `value`."""
-    match = _MSGSPEC_ERROR.match(str(error))
-    message, raw_path = match["msg"], match["path"] or ""
-    path: list = []
-    for name, index in _PATH_PART.findall(raw_path):
-        path.append(name if name else int(index))
-    unknown = re.match(r"^Object contains unknown field `(.+)`$", message)
-    if unknown:
-        return (*path, unknown[1]), "unknown setting"
-    missing = re.match(r"^Object missing required field `(.+)`$", message)
-    if missing:
-        return (*path, missing[1]), "required setting missing"
-    expected = _EXPECTED.match(message)
-    if expected:
-        got = value
-        try:
-            for part in path:
-                got = got[part]
-            shown = msgspec.json.encode(got).decode()
-        except Exception:
-            shown = expected["got"]
-        return tuple(path), f"expected {expected['want']}, got {shown}"
-    return tuple(path), message[:1].lower() + message[1:]
-
-
-def validate_settings(cls: type[Service], settings: dict[str, Any]) -> dict[str, Any]:
+def validate_settings(cls: type[Service], settings: dict[str, Any], texts: dict | None = None) -> dict[str, Any]:
     """Check `settings` against what `cls` accepts; returns the converted keyword arguments.
 
-    Raises `msgspec.ValidationError` (see `_split_msgspec_error` for reading it).
+    `texts` holds the template texts under the settings, so `password: "[PW]"` with
+    `PW=123456` still reaches a `str` setting. Raises `msgspec.ValidationError`
+    (`kaiju.config.settings.validation_problem` reads it).
     """
-    converted = msgspec.convert(settings, settings_type(cls), strict=True)
+    converted = convert_with_texts(settings, settings_type(cls), texts or {})
     return {key: getattr(converted, key) for key in settings}
 
 
@@ -167,9 +138,9 @@ class _Builder:
                 if given is not None:
                     wanted[dep.attr] = given
         try:
-            kwargs = validate_settings(cls, settings)
+            kwargs = validate_settings(cls, settings, self.config.texts_under((*path, "settings")))
         except msgspec.ValidationError as exc:
-            sub, message = _split_msgspec_error(exc, settings)
+            sub, message = validation_problem(str(exc), settings)
             raise self.error((*path, "settings", *sub), message) from None
         try:
             service = cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)

@@ -9,6 +9,7 @@ is not a setting but a dependency: the runtime sets it to a service instance bef
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import types
@@ -58,7 +59,8 @@ class Namespace:
 class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
-    One `App` exists per entrypoint; nothing here is global.
+    `started` is an `asyncio.Event` set once every service has started. One `App` exists
+    per entrypoint; nothing here is global.
     """
 
     def __init__(
@@ -79,6 +81,9 @@ class App:
         self.shared_namespace = Namespace(env, "_shared")
         self.services: dict[str, Service] = {}
         self.logger = KaijuLogger(logging.getLogger(name))
+        # set by the entrypoint once every layer has started; transports that open early
+        # (HTTP, streams) hold requests until then
+        self.started = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"

@@ -53,6 +53,7 @@ async def started(*services: Service, app: App | None = None) -> AsyncIterator[A
             svc.set_loop(loop)
             await svc.start()
             running.append(svc)
+        app.started.set()
         yield app
     finally:
         for svc in reversed(running):

@@ -56,3 +56,14 @@ def test_add_registers_one_class():
     registry = Registry()
     registry.add(Local, "Alias")
     assert registry.resolve("Alias") is Local
+
+
+def test_entry_point_group_makes_classes_addressable(tmp_path, monkeypatch):
+    dist = tmp_path / "kaiju_plugin_demo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kaiju-plugin-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kaiju.services]\nPluginApi = tests.runtime.sample_services:Api\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Registry().resolve("PluginApi") is Api
+    with pytest.raises(ClassNotFound):
+        Registry(use_entry_points=False).resolve("PluginApi")

@@ -1,0 +1,117 @@
+"""Time from starting `kaiju-run -c conf/example.yml` to ready, beside the kaiju-tools peer app.
+
+    .venv/bin/python bench/startup.py [RUNS]        (default 5 runs each; prints medians)
+
+kaiju: time from spawn to systemd's READY=1 (sent after the last layer started), and to
+the first answered JSON-RPC request over HTTP. kaiju-tools 2.4.26 (../shared/peers,
+installed by its setup.sh) has no notify support: time from spawn to its first answered
+request. Both run on a free loopback port, one process at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = Path(os.environ.get("KAIJU_PEERS", ROOT.parent / "shared" / "peers"))
+BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "demo.echo", "params": {"data": 1}}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answered(url: str, body: bytes) -> bool:
+    try:
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=0.5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait_http(url: str, body: bytes, proc: subprocess.Popen, began: float, limit: float = 30) -> float:
+    while time.perf_counter() - began < limit:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        if answered(url, body):
+            return time.perf_counter() - began
+        time.sleep(0.005)
+    raise RuntimeError(f"no answer from {url} in {limit}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def kaiju_once() -> tuple[float, float]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(30)
+        env = {**os.environ, "NOTIFY_SOCKET": path}
+        cmd = [str(ROOT / ".venv" / "bin" / "kaiju-run"), "-c", "conf/example.yml", "-e", f"PORT={port}",
+               "-e", "LOGLEVEL=WARNING"]
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            while sock.recv(64) != b"READY=1":
+                pass
+            ready = time.perf_counter() - began
+            http = wait_http(f"http://127.0.0.1:{port}/public/rpc", BODY, proc, began)
+        finally:
+            stop(proc)
+            sock.close()
+    return ready, http
+
+
+def peer_once(python: str) -> float:
+    port = free_port()
+    body = json.dumps({"id": 1, "method": "echo.echo", "params": {"data": 1}}).encode()
+    began = time.perf_counter()
+    proc = subprocess.Popen(
+        [python, "run.py", "-e", f"PEER_PORT={port}"], cwd=PEERS / "kaiju_tools_app",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        return wait_http(f"http://127.0.0.1:{port}/public/rpc", body, proc, began)
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    peer_python = subprocess.run([str(PEERS / "setup.sh")], capture_output=True, text=True, check=True).stdout.strip()
+    kaiju_runs = [kaiju_once() for _ in range(runs)]
+    peer_runs = [peer_once(peer_python) for _ in range(runs)]
+    ready = statistics.median(r for r, _ in kaiju_runs) * 1000
+    http = statistics.median(h for _, h in kaiju_runs) * 1000
+    peer = statistics.median(peer_runs) * 1000
+    print(f"startup, median of {runs} runs (spawn -> ready):")
+    print(f"  kaiju-run -c conf/example.yml   READY=1          {ready:8.1f} ms")
+    print(f"  kaiju-run -c conf/example.yml   first HTTP answer {http:7.1f} ms")
+    print(f"  kaiju-tools 2.4.26 peer app     first HTTP answer {peer:7.1f} ms")
+    print(f"  ratio peer/kaiju (first HTTP answer): {peer / http:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""`kaiju-run` as a real process: commands, config errors, real signals, systemd notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = "tests.runtime.sample_services"
+
+
+def write_config(tmp_path: Path, services: str, main: str = "") -> Path:
+    path = tmp_path / "app.yml"
+    path.write_text(f"main:\n  name: t\n  shutdown_timeout: 10\n{main}packages: [{PKG}]\nservices:\n{services}")
+    return path
+
+
+def recorder(cls: str, events: Path, name: str = "", **settings) -> str:
+    items = {"events": str(events), **settings}
+    body = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {str(v).lower()}" for k, v in items.items())
+    text = f"  - cls: {cls}\n"
+    if name:
+        text += f"    name: {name}\n"
+    return text + f"    settings: {{{body}}}\n"
+
+
+def kaiju(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kaiju", *args], cwd=ROOT, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+    )
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = kaiju(*args, **kwargs)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for_line(events: Path, line: str, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.exists() and line in events.read_text().splitlines():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited ({proc.returncode}) before {line!r}: {proc.stderr.read()}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"{line!r} not seen in {timeout}s: {events.read_text() if events.exists() else ''}")
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+@pytest.fixture
+def events(tmp_path):
+    return tmp_path / "events"
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def test_check_prints_layers(tmp_path, events):
+    cfg = write_config(tmp_path, recorder("Api", events) + recorder("Cache", events) + recorder("Database", events))
+    result = run("-c", str(cfg), "check")
+    assert result.returncode == 0, result.stderr
+    assert "layer 1:\n  db [tests.runtime.sample_services:Database]" in result.stdout
+    assert "layer 3:\n  api [tests.runtime.sample_services:Api] <- cache, db" in result.stdout
+    assert not events.exists()  # nothing started
+
+
+def test_check_of_the_example_config():
+    result = run("-c", "conf/example.yml", "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("example ") and "layer 1:" in result.stdout
+
+
+def test_config_prints_effective_yaml_with_secrets_masked(tmp_path):
+    cfg = tmp_path / "app.yml"
+    cfg.write_text('main: {name: t}\netc:\n  db_password: "[PW]"\n  url: "redis://:[PW]@host:6379/0"\n  port: "[PORT:80]"\n')
+    result = run("-c", str(cfg), "-e", "PW=hunter2", "-e", "PORT=8080", "config")
+    assert result.returncode == 0, result.stderr
+    assert "db_password: '***'" in result.stdout and "port: 8080" in result.stdout
+    assert "hunter2" not in result.stdout
+    shown = run("-c", str(cfg), "-e", "PW=hunter2", "config", "--show-secrets")
+    assert "db_password: hunter2" in shown.stdout
+
+
+def test_env_sources_precedence(tmp_path):
+    cfg = tmp_path / "app.yml"
+    cfg.write_text('main: {name: t}\netc: {a: "[A]", b: "[B]", c: "[C:dflt]"}\n')
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=from_file\nB=from_file\n")
+    result = run("-c", str(cfg), "-f", str(env_file), "-e", "B=x=y", "config", env={"A": "from_os"})
+    assert "a: from_os" in result.stdout and "b: x=y" in result.stdout and "c: dflt" in result.stdout
+    result = run("-c", str(cfg), "-f", str(env_file), "--no-os-env", "config", env={"A": "from_os"})
+    assert "a: from_file" in result.stdout
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("kaiju ")
+    help_text = run("--help").stdout
+    for word in ("--config", "--env-file", "--no-os-env", "--log-format", "check", "config", "run"):
+        assert word in help_text
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("kaiju-run")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("kaiju ")
+
+
+# -- config errors: one line, file and key path, exit 2, no traceback --------------
+
+CASES = {
+    "wrong type": ("  - cls: Database\n    settings: {delay: slow}\n", 'services[Database].settings.delay: expected float, got "slow"'),
+    "unknown key": ("  - cls: Database\n    setings: {}\n", "services[Database].setings: unknown key"),
+    "unknown setting": ("  - cls: Database\n    settings: {dealy: 1}\n", "services[Database].settings.dealy: unknown key"),
+    "unknown class": ("  - cls: Databse\n", 'services[Databse].cls: unknown service class "Databse"'),
+    "template without value": ("  - cls: Database\n    settings: {delay: '[NO_SUCH_KEY]'}\n", "NO_SUCH_KEY"),
+    "duplicate name": ("  - cls: Database\n  - cls: Worker\n    name: db\n", 'duplicate service name "db"'),
+    "missing dependency": ("  - cls: Cache\n", "cache needs a Database service (db), and there is none"),
+    "cycle": (
+        "  - cls: tests.runtime.test_plan:Loop1\n  - cls: tests.runtime.test_plan:Loop2\n",
+        "dependency cycle: loop1 -> loop2 -> loop1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_config_error_exits_2_with_one_line(tmp_path, case):
+    services, expected = CASES[case]
+    cfg = write_config(tmp_path, services)
+    for command in ("check", "run"):
+        result = run("-c", str(cfg), "--no-os-env", command)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1, message
+        assert message.startswith(f"kaiju-run: {cfg}: ") and expected in message
+
+
+def test_missing_file(tmp_path):
+    result = run("-c", str(tmp_path / "nope.yml"), "check")
+    assert result.returncode == 2 and str(tmp_path / "nope.yml") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text("main:\n  name: t\n  env: [oops\n")
+    result = run("-c", str(cfg), "check")
+    assert result.returncode == 2 and f"{cfg}: line " in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_config_given():
+    result = run("check")
+    assert result.returncode == 2 and "-c FILE" in result.stderr
+
+
+# -- running, with real signals ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_running_stops_in_reverse(tmp_path, events, signum):
+    cfg = write_config(tmp_path, recorder("Api", events) + recorder("Cache", events) + recorder("Database", events))
+    proc = kaiju("-c", str(cfg))
+    wait_for_line(events, "started api", proc)
+    proc.send_signal(signum)
+    code, err = finish(proc)
+    assert code == 0, err
+    assert events.read_text().splitlines()[-3:] == ["stop api", "stop cache", "stop db"]
+
+
+def test_sigterm_during_start_up_stops_what_has_started(tmp_path, events):
+    cfg = write_config(
+        tmp_path, recorder("Database", events) + recorder("Cache", events, delay=30) + recorder("Api", events),
+    )
+    proc = kaiju("-c", str(cfg))
+    wait_for_line(events, "start cache", proc)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 0, err
+    assert "start-up interrupted by SIGTERM" in err
+    assert events.read_text().splitlines() == ["start db", "started db", "start cache", "stop cache", "stop db"]
+
+
+def test_second_signal_exits_at_once(tmp_path, events):
+    cfg = write_config(tmp_path, recorder("Database", events, stop_delay=30))
+    proc = kaiju("-c", str(cfg))
+    wait_for_line(events, "started db", proc)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # let the first one begin the graceful stop
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 128 + signal.SIGTERM, err
+    assert "stop db" not in events.read_text()
+
+
+def test_failed_start_rolls_back_and_exits_1(tmp_path, events):
+    cfg = write_config(
+        tmp_path, recorder("Database", events) + recorder("Cache", events) + recorder("Api", events, fail=True),
+    )
+    code, err = finish(kaiju("-c", str(cfg)))
+    assert code == 1
+    assert 'kaiju-run: service "api" failed to start: RuntimeError: api was told to fail' in err
+    assert "Traceback" not in err
+    assert events.read_text().splitlines()[-3:] == ["stop api", "stop cache", "stop db"]
+
+
+def test_optional_service_failure_keeps_the_app_running(tmp_path, events):
+    services = recorder("Database", events) + recorder("Cache", events, fail=True) + recorder("Worker", events)
+    services = services.replace("  - cls: Cache\n", "  - cls: Cache\n    required: false\n")
+    services = services.replace("  - cls: Worker\n", "  - cls: Worker\n    required: false\n")
+    proc = kaiju("-c", str(write_config(tmp_path, services)))
+    wait_for_line(events, "started db", proc)
+    time.sleep(0.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 0 and 'optional service "cache" failed to start' in err and "left out with it: worker" in err
+    assert "start worker" not in events.read_text()
+
+
+# -- systemd notify -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(15)
+    yield sock, str(path)
+    sock.close()
+
+
+def receive(sock: socket.socket, until: str) -> list[str]:
+    got = []
+    while until not in got:
+        got.append(sock.recv(256).decode())
+    return got
+
+
+def test_systemd_ready_after_last_layer_then_stopping(tmp_path, events, notify_socket):
+    sock, path = notify_socket
+    cfg = write_config(tmp_path, recorder("Database", events) + recorder("Cache", events, delay=0.3))
+    proc = kaiju("-c", str(cfg), env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    first = receive(sock, "READY=1")
+    assert first == ["READY=1"]
+    assert events.read_text().splitlines()[-1] == "started cache"  # READY only after the last layer
+    assert receive(sock, "WATCHDOG=1")[-1] == "WATCHDOG=1"
+    proc.send_signal(signal.SIGTERM)
+    assert "STOPPING=1" in receive(sock, "STOPPING=1")
+    assert finish(proc)[0] == 0
+
+
+def test_systemd_never_ready_after_failed_start(tmp_path, events, notify_socket):
+    sock, path = notify_socket
+    cfg = write_config(tmp_path, recorder("Database", events, fail=True))
+    code, _ = finish(kaiju("-c", str(cfg), env={"NOTIFY_SOCKET": path}))
+    assert code == 1
+    sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        print(sock.recv(256))

@@ -1,0 +1,67 @@
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_record(logger_name="app.db", msg="saved %s", args=("x",), **extra):
+    record = logging.LogRecord(logger_name, logging.INFO, __file__, 1, msg, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_json_line_has_time_level_logger_message_and_extras():
+    line = json.loads(JSONFormatter().format(make_record(user_id=1, correlation_id="abc")))
+    assert line["level"] == "info" and line["logger"] == "app.db" and line["message"] == "saved x"
+    assert line["user_id"] == 1 and line["correlation_id"] == "abc"
+    assert line["time"].endswith("+00:00")
+    assert "args" not in line and "lineno" not in line
+
+
+def test_json_line_carries_exception_and_unencodable_values():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("a", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    record.obj = object()
+    line = json.loads(JSONFormatter().format(record))
+    assert "ValueError: boom" in line["exception"] and line["obj"].startswith("<object")
+
+
+def test_logger_keyword_extras_and_caller(caplog):
+    logger = KaijuLogger(logging.getLogger("kaiju-test"))
+    with caplog.at_level(logging.INFO, logger="kaiju-test"):
+        logger.info("saved", user_id=1, exc_info=False)
+    record = caplog.records[-1]
+    assert record.user_id == 1 and record.filename == "test_logging.py"
+
+
+def test_context_filter_stamps_provider_fields():
+    record = make_record()
+    ContextFilter([lambda: {"correlation_id": "c1"}, lambda: None]).filter(record)
+    assert record.correlation_id == "c1"
+
+
+def test_kaiju_run_writes_json_lines(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "--log-format", "json", "--no-os-env"],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+    )
+    lines = []
+    while not lines or "started" not in lines[-1]["message"]:  # running: the start-up log line
+        lines.append(json.loads(proc.stderr.readline()))
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0
+    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
+    ready = next(x for x in lines if x["message"] == "demo service ready")
+    assert ready["logger"] == "example.demo" and ready["greeting"] == "hello" and ready["level"] == "info"
+    assert any(x["message"] == "SIGTERM received, shutting down" for x in lines)
