@@ -314,29 +314,32 @@ class StreamListener(Service):
     # -- upkeep: topic lock, keeping in-hand messages fresh, claiming, trimming -----------
 
     async def _upkeep_loop(self) -> None:
-        tick = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
-        last_lock_check = time.monotonic()
+        claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
+        lock_every = self.lock_check_ms / 1000
+        next_claim = next_lock = time.monotonic()
         last_trim = 0.0
         while self._running:
             try:
-                await asyncio.wait_for(self._lock_recheck.wait(), tick)
+                await asyncio.wait_for(self._lock_recheck.wait(), max(min(next_claim, next_lock) - time.monotonic(), 0))
             except asyncio.TimeoutError:
                 pass
             if not self._running:
                 return
             try:
                 now = time.monotonic()
-                if self._lock_recheck.is_set() or now - last_lock_check >= self.lock_check_ms / 1000:
+                if self._lock_recheck.is_set() or now >= next_lock:
                     self._lock_recheck.clear()
-                    last_lock_check = now
+                    next_lock = now + lock_every
                     self._set_paused(await self._topic_locked())
-                await self._touch_in_hand(now)
-                if not self._paused:
-                    await self._claim()
-                if self.maxlen and self._processed_since_trim and now - last_trim >= 1.0:
-                    self._processed_since_trim = 0
-                    last_trim = now
-                    await self.streams.trim(self.stream_key, self.maxlen)
+                if now >= next_claim:
+                    next_claim = now + claim_every
+                    await self._touch_in_hand(now)
+                    if not self._paused:
+                        await self._claim()
+                    if self.maxlen and self._processed_since_trim and now - last_trim >= 1.0:
+                        self._processed_since_trim = 0
+                        last_trim = now
+                        await self.streams.trim(self.stream_key, self.maxlen)
             except asyncio.CancelledError:
                 raise
             except GroupMissing:
@@ -345,7 +348,7 @@ class StreamListener(Service):
                 await self._wait_for_server(exc)
             except Exception:
                 self.logger.exception("stream upkeep failed")
-                await asyncio.sleep(tick)
+                await asyncio.sleep(claim_every)
 
     async def _touch_in_hand(self, now: float) -> None:
         stale = self.claim_idle_ms / 2000
