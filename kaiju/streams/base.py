@@ -106,24 +106,25 @@ _json_encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
 
-def encode_fields(body: bytes, headers: Mapping[str, str] | None, key: str | None) -> dict[str, bytes]:
-    """A message as stored: `b` the body, `h` the headers as JSON, `k` the key (when given)."""
+def encode_fields(body: bytes, headers: Mapping[str, str] | None, key: str | None) -> dict[bytes, bytes]:
+    """A message as stored: `b` the body, `h` the headers as JSON, `k` the key (when given).
+    Field names are bytes, as Redis replies them, so decoding needs no conversion."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f"a stream message body must be bytes, got {type(body).__name__}")
-    fields = {"b": bytes(body)}
+    fields = {b"b": bytes(body)}
     if headers:
-        fields["h"] = _json_encode(headers)
+        fields[b"h"] = _json_encode(headers)
     if key is not None:
-        fields["k"] = str(key).encode()
+        fields[b"k"] = str(key).encode()
     return fields
 
 
-def decode_fields(msg_id: str, fields: Mapping[Any, bytes], deliveries: int = 1) -> StreamMessage:
-    """The inverse of `encode_fields` (field names as str or bytes)."""
+def decode_fields(msg_id: str, fields: Mapping[bytes, bytes], deliveries: int = 1) -> StreamMessage:
+    """The inverse of `encode_fields`."""
     get = fields.get
-    body = get("b", get(b"b", b""))
-    raw_headers = get("h", get(b"h"))
-    raw_key = get("k", get(b"k"))
+    body = get(b"b", b"")
+    raw_headers = get(b"h")
+    raw_key = get(b"k")
     return StreamMessage(
         msg_id,
         body,
@@ -133,11 +134,11 @@ def decode_fields(msg_id: str, fields: Mapping[Any, bytes], deliveries: int = 1)
     )
 
 
-def dead_letter_fields(message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]) -> dict[str, bytes]:
+def dead_letter_fields(message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]) -> dict[bytes, bytes]:
     """A dead-letter entry: the message's own fields plus `x`, a JSON record of who gave up on
     which message, after how many deliveries, and why."""
     fields = encode_fields(message.body, message.headers, message.key)
-    fields["x"] = _json_encode(
+    fields[b"x"] = _json_encode(
         {
             "id": message.id,
             "group": group,

@@ -19,7 +19,8 @@ __all__ = ["Outcome", "as_request", "response_error", "PERMANENT_ERRORS"]
 # Errors that no redelivery can cure: the message is not a valid request at all.
 PERMANENT_ERRORS = frozenset({-32700, -32600, -32602})
 
-_ID = 0
+# How StreamProducer writes a request; with no "id" anywhere in it, it is a notification.
+_PRODUCER_PREFIX = b'{"jsonrpc":"2.0","method":'
 
 
 class _Envelope(msgspec.Struct):
@@ -57,6 +58,8 @@ def as_request(body: bytes) -> bytes | list[Any]:
     with a `method` and no `id`). A batch is decoded and its notifications get ids. Anything
     else is returned as is, for the dispatcher to reject with a proper error.
     """
+    if body.startswith(_PRODUCER_PREFIX) and b'"id"' not in body:
+        return b'{"id":0,' + body[1:]  # the common case, without decoding
     try:
         env = _decode_envelope(body)
     except (msgspec.ValidationError, msgspec.DecodeError):

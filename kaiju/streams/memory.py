@@ -58,12 +58,12 @@ class _Stream:
 
     def __init__(self) -> None:
         self.ids: list[_Id] = []
-        self.entries: dict[_Id, dict[str, bytes]] = {}
+        self.entries: dict[_Id, dict[bytes, bytes]] = {}
         self.last_id: _Id = (0, 0)
         self.groups: dict[str, _Group] = {}
         self.changed = asyncio.Event()
 
-    def append(self, fields: dict[str, bytes]) -> _Id:
+    def append(self, fields: dict[bytes, bytes]) -> _Id:
         ms = int(time.time() * 1000)
         last_ms, last_seq = self.last_id
         new_id = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
@@ -240,7 +240,7 @@ class MemoryStream(StreamBackend):
         if s is None:
             return []
         start = bisect.bisect_left(s.ids, parse_id(start_id))
-        return [(format_id(*i), dict(s.entries[i])) for i in s.ids[start : start + count]]
+        return [(format_id(*i), {k.decode(): v for k, v in s.entries[i].items()}) for i in s.ids[start : start + count]]
 
     async def length(self, stream: str) -> int:
         s = self._streams.get(stream)
