@@ -16,7 +16,7 @@ def test_a_notification_gets_an_id_and_keeps_the_rest() -> None:
 
 
 def test_a_request_with_an_id_and_a_bad_body_pass_unchanged() -> None:
-    for body in (b'{"jsonrpc":"2.0","method":"a.b","id":7}', b"not json", b'{"no":"method"}', b"[]", b"1"):
+    for body in (b'{"jsonrpc":"2.0","method":"a.b","id":7}', b"not json", b'{"no":"method"}', b"1"):
         assert as_request(body) == body
 
 
