@@ -226,6 +226,12 @@ class StreamBackend(Service, abc.ABC):
         """Drop the oldest entries beyond about `maxlen`, but only those every group of the
         stream has read and acknowledged; returns how many were removed."""
 
+    async def prune_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
+        """Forget consumers of `group` that hold no pending message and have not read for
+        `min_idle_ms` (dead processes under per-process names); returns how many. Nothing is
+        lost: a live consumer removed so reappears on its next read."""
+        return 0
+
     @abc.abstractmethod
     async def group_info(self, stream: str, group: str) -> GroupInfo:
         """Length, pending count and lag of `group` on `stream`."""

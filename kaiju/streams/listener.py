@@ -317,6 +317,9 @@ class StreamListener(Service):
         claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
         lock_every = self.lock_check_ms / 1000
         next_claim = next_lock = time.monotonic()
+        # consumers gone quiet (dead processes' names) are forgotten after an hour, or 10 claim periods
+        prune_every = max(3600.0, self.claim_idle_ms / 100)
+        next_prune = next_claim + prune_every
         last_trim = 0.0
         while self._running:
             try:
@@ -336,6 +339,9 @@ class StreamListener(Service):
                     await self._touch_in_hand(now)
                     if not self._paused:
                         await self._claim()
+                    if now >= next_prune:
+                        next_prune = now + prune_every
+                        await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
                     if self.maxlen and self._processed_since_trim and now - last_trim >= 1.0:
                         self._processed_since_trim = 0
                         last_trim = now

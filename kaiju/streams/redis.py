@@ -74,6 +74,25 @@ return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', ms, seq + 1
 
 _TRIM_STEP = 10_000
 
+# Delete the consumers of group ARGV[1] with nothing pending, idle for ARGV[2] ms; in a script,
+# so that no consumer can take a message between the check and the delete (which would drop
+# the message from the pending list).
+_PRUNE_CONSUMERS = """
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if pending == 0 and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    n = n + 1
+  end
+end
+return n
+"""
+
 
 def _unavailable(exc: Exception) -> StreamUnavailable:
     return StreamUnavailable(f"Redis is unreachable: {exc}")
@@ -106,6 +125,7 @@ class RedisStream(StreamBackend):
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(_SAFE_TRIM)
+        self._prune_script = self._client.register_script(_PRUNE_CONSUMERS)
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
@@ -229,6 +249,14 @@ class RedisStream(StreamBackend):
             return int(await self._trim_script(keys=[stream], args=[maxlen, _TRIM_STEP]))
         except ResponseError as exc:
             raise StreamError(f"{stream}: trim failed: {exc}") from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def prune_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
+        try:
+            return int(await self._prune_script(keys=[stream], args=[group, min_idle_ms]))
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
         except _NET_ERRORS as exc:
             raise _unavailable(exc) from exc
 

@@ -127,3 +127,21 @@ async def test_trim_removes_consumed_entries(backend: StreamBackend) -> None:
 async def test_missing_group_is_reported(backend: StreamBackend) -> None:
     with pytest.raises(GroupMissing):
         await backend.read_new(S, "nope", "c", 1, 0)
+
+
+async def test_prune_forgets_only_idle_consumers_with_nothing_pending(backend: StreamBackend) -> None:
+    await backend.create_group(S, "g")
+    await backend.add(S, b"1")
+    await backend.add(S, b"2")
+    (m1,) = await backend.read_new(S, "g", "holder", 1, 0)
+    (m2,) = await backend.read_new(S, "g", "done", 1, 0)
+    await backend.ack(S, "g", [m2.id])
+    await asyncio.sleep(0.05)
+    pruned = await backend.prune_consumers(S, "g", 20)
+    if backend.__class__.__name__ == "MemoryStream":
+        assert pruned == 0  # consumers are not tracked apart from their pending messages
+    else:
+        assert pruned == 1
+        client = backend.redis.client
+        assert [c["name"] for c in await client.xinfo_consumers(S, "g")] == [b"holder"]
+    assert [m.id for m in await backend.read_pending(S, "g", "holder", 10)] == [m1.id]
