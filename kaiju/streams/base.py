@@ -66,6 +66,9 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False):
     headers: dict[str, str]
     deliveries: int = 1
     key: str | None = None
+    defect: str | None = None
+    """Why the stored entry is not a readable message (no body, headers not a JSON object of
+    strings), else None; the listener dead-letters such a message at once."""
 
 
 class GroupInfo(msgspec.Struct, frozen=True):
@@ -122,16 +125,17 @@ def encode_fields(body: bytes, headers: Mapping[str, str] | None, key: str | Non
 def decode_fields(msg_id: str, fields: Mapping[bytes, bytes], deliveries: int = 1) -> StreamMessage:
     """The inverse of `encode_fields`."""
     get = fields.get
-    body = get(b"b", b"")
+    body = get(b"b")
     raw_headers = get(b"h")
     raw_key = get(b"k")
-    return StreamMessage(
-        msg_id,
-        body,
-        _decode_headers(raw_headers) if raw_headers else {},
-        deliveries,
-        raw_key.decode() if raw_key is not None else None,
-    )
+    try:
+        headers = _decode_headers(raw_headers) if raw_headers else {}
+        key = raw_key.decode() if raw_key is not None else None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return StreamMessage(msg_id, body or b"", {}, deliveries, None, f"unreadable headers or key: {exc}")
+    if body is None:
+        return StreamMessage(msg_id, b"", headers, deliveries, key, "no body field (b) in the entry")
+    return StreamMessage(msg_id, body, headers, deliveries, key)
 
 
 def dead_letter_fields(message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]) -> dict[bytes, bytes]:

@@ -196,9 +196,14 @@ class StreamListener(Service):
                 self._slots.release()
                 await self._recreate_group()
                 continue
-            except BaseException:
+            except asyncio.CancelledError:
                 self._slots.release()
                 raise
+            except Exception as exc:  # never let one bad reply end the reading
+                self._slots.release()
+                self.logger.exception("stream read failed")
+                await self._wait_for_server(exc)
+                continue
             if not msgs:
                 self._slots.release()
                 continue
@@ -221,8 +226,13 @@ class StreamListener(Service):
         done: list[str] = []
         try:
             for msg in msgs:
-                if await self._process(msg):
-                    done.append(msg.id)
+                try:
+                    if await self._process(msg):
+                        done.append(msg.id)
+                except StreamError as exc:  # left pending: redelivered after claim_idle_ms
+                    self.logger.warning("message left pending", message_id=msg.id, error=str(exc))
+                except Exception:
+                    self.logger.exception("message left pending", message_id=msg.id)
         finally:
             try:
                 if done:
@@ -234,6 +244,9 @@ class StreamListener(Service):
 
     async def _process(self, msg: StreamMessage) -> bool:
         """Run one message; True when it is to be acknowledged (it succeeded)."""
+        if msg.defect is not None:
+            await self._dead_letter(msg, {"code": -32600, "message": msg.defect, "data": {"type": "InvalidRequest"}})
+            return False
         if msg.deliveries > self.max_deliveries:
             error = {"code": -32603, "message": f"not acknowledged after {msg.deliveries - 1} deliveries",
                      "data": {"type": "MaxDeliveries"}}

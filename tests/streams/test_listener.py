@@ -209,3 +209,14 @@ async def test_producer_addresses_other_apps_and_the_shared_namespace(make_stack
             await producer.call_multiple([])
         with pytest.raises(TypeError):
             await producer.write("not bytes")
+
+
+async def test_entries_written_by_others_in_a_bad_shape_are_dead_lettered(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        await producer.write(b'{"jsonrpc":"2.0","method":"rec.echo","params":[1]}', {"n": 1})  # type: ignore[dict-item]
+        await producer.call("rec.echo", {"value": 2})
+        await until(lambda: listener.counters["dead_lettered"] == 1 and rec.values() == [2], what="bad one out")
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        assert "unreadable headers" in msgspec.json.decode(fields["x"])["error"]["message"]
+        assert listener.state == "running"
