@@ -120,6 +120,7 @@ class StreamListener(Service):
         self._batches: set[asyncio.Task] = set()
         self._backoff = _Backoff()
         self._processed_since_trim = 0
+        self._claim_cursor = "0-0"
         await self.streams.create_group(self.stream_key, self.group_name)
         self._paused = await self._topic_locked()
         if self._paused:
@@ -383,8 +384,11 @@ class StreamListener(Service):
             return  # every slot is busy: claimed messages would only wait (and go idle again)
         await self._slots.acquire()
         try:
-            _, msgs = await self.streams.claim_idle(
-                self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size
+            # go on from where the last scan stopped: a scan looks at a bounded stretch of the
+            # pending list, and busy entries at its head must not hide idle ones further on
+            self._claim_cursor, msgs = await self.streams.claim_idle(
+                self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
+                self._claim_cursor,
             )
         except BaseException:
             self._slots.release()
