@@ -119,7 +119,6 @@ class StreamListener(Service):
         self._in_hand: dict[str, float] = {}
         self._batches: set[asyncio.Task] = set()
         self._backoff = _Backoff()
-        self._processed_since_trim = 0
         self._claim_cursor = "0-0"
         await self.streams.create_group(self.stream_key, self.group_name)
         self._paused = await self._topic_locked()
@@ -273,7 +272,6 @@ class StreamListener(Service):
             outcome = Outcome({"code": -32603, "message": repr(exc), "data": {"type": "InternalError"}})
         if outcome.error is None:
             self.counters["processed"] += 1
-            self._processed_since_trim += 1
             return True
         self.counters["failed"] += 1
         if outcome.permanent or msg.deliveries >= self.max_deliveries:
@@ -334,7 +332,7 @@ class StreamListener(Service):
         # consumers gone quiet (dead processes' names) are forgotten after an hour, or 10 claim periods
         prune_every = max(3600.0, self.claim_idle_ms / 100)
         next_prune = next_claim + prune_every
-        last_trim = 0.0
+        last_trim, trimmed_at = 0.0, 0  # trim only after new messages were processed
         while self._running:
             try:
                 await asyncio.wait_for(self._lock_recheck.wait(), max(min(next_claim, next_lock) - time.monotonic(), 0))
@@ -356,8 +354,8 @@ class StreamListener(Service):
                     if now >= next_prune:
                         next_prune = now + prune_every
                         await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
-                    if self.maxlen and self._processed_since_trim and now - last_trim >= 1.0:
-                        self._processed_since_trim = 0
+                    if self.maxlen and self.counters["processed"] != trimmed_at and now - last_trim >= 1.0:
+                        trimmed_at = self.counters["processed"]
                         last_trim = now
                         await self.streams.trim(self.stream_key, self.maxlen)
             except asyncio.CancelledError:
