@@ -260,10 +260,14 @@ class StreamBackend(Service, abc.ABC):
         return topic_key(self.app.shared_namespace if shared else self.app.namespace, topic)
 
     async def topic_locked(self, stream: str) -> bool:
-        """Whether `stream` is paused by a topic lock."""
+        """Whether `stream` is paused by a topic lock; raises StreamUnavailable when the
+        locks service cannot answer."""
         if self.locks is None:
             return stream in self._local_locks
-        return await self.locks.exists(self._lock_key(stream))
+        try:
+            return await self.locks.exists(self._lock_key(stream))
+        except Exception as exc:  # the lock store is down: the listener backs off as for its own server
+            raise StreamUnavailable(f"cannot check the topic lock: {exc!r}") from exc
 
     async def lock_stream(self, stream: str, ttl: float = 3600.0) -> bool:
         """Pause every listener of `stream` (they finish what they hold) until `unlock_stream`
