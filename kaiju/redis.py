@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from kaiju.runtime.service import Service
@@ -61,12 +64,16 @@ class RedisConnection(Service):
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""
     max_connections: int = 32
     """Pool size: commands beyond this many in flight wait for a free connection."""
+    pool_timeout: float | None = 10.0
+    """Seconds a command waits for a free connection before raising ConnectionError (None: no limit)."""
     socket_timeout: float | None = 10.0
     """Seconds to wait for a reply before raising a TimeoutError (None: no limit)."""
     connect_timeout: float = 5.0
     """Seconds to wait for a connection to open."""
     health_check_interval: float = 0
     """Seconds a connection may stay idle before it is PINGed on reuse (0: never)."""
+    retries: int = 3
+    """Times a command is retried, with jittered backoff, when its connection breaks (e.g. Redis restarted)."""
     ssl_ca_certs: str | None = None
     """CA bundle to verify the server with over `rediss://` (default: the system's)."""
     ssl_cert_reqs: str = "required"
@@ -78,10 +85,13 @@ class RedisConnection(Service):
     async def start(self) -> None:
         options: dict[str, Any] = {
             "max_connections": self.max_connections,
+            "timeout": self.pool_timeout,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": self.health_check_interval,
             "decode_responses": False,
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self.retries),
+            "retry_on_error": [RedisConnectionError],
         }
         if self.password is not None:
             options["password"] = self.password
@@ -90,15 +100,15 @@ class RedisConnection(Service):
             if self.ssl_ca_certs:
                 options["ssl_ca_certs"] = self.ssl_ca_certs
         try:
-            pool = aioredis.ConnectionPool.from_url(self.url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
-            raise ValueError(f"{self.name}: bad Redis URL {mask_url(self.url)!r}: {exc}") from None
+            raise ValueError(f"bad Redis URL {mask_url(self.url)!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=pool)
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
-            await self.client.aclose(close_connection_pool=True)
-            raise RedisUnavailable(f"{self.name}: Redis at {mask_url(self.url)} does not answer: {exc}") from None
+            await self.__dict__.pop("client").aclose(close_connection_pool=True)
+            raise RedisUnavailable(f"Redis at {mask_url(self.url)} does not answer: {exc}") from None
         self.logger.info("connected", url=mask_url(self.url))
 
     async def stop(self, exception: Exception | None = None) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+
 import pytest
 
 from kaiju.redis import RedisConnection, RedisUnavailable, mask_url
@@ -38,3 +42,41 @@ async def test_bad_url_is_a_clear_error():
 def test_mask_url():
     assert mask_url("redis://:pw@h:6379/1") == "redis://:***@h:6379/1"
     assert mask_url("rediss://h:6380/0") == "rediss://h:6380/0"
+
+
+@pytest.fixture
+def password_redis(redis_server):
+    """A second redis-server that requires a password (the `redis_server` fixture proves one is installed)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [redis_server.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_password_setting(password_redis):
+    conn = RedisConnection(url=f"redis://127.0.0.1:{password_redis}/0", password="s3cret")
+    async with started(conn):
+        assert await conn.client.ping()
+
+
+async def test_wrong_password_is_a_clear_error(password_redis):
+    conn = RedisConnection(url=f"redis://:wrong@127.0.0.1:{password_redis}/0")
+    with pytest.raises(RedisUnavailable) as err:
+        async with started(conn):
+            pass
+    assert f"redis://:***@127.0.0.1:{password_redis}/0" in str(err.value)
+    assert "wrong" not in str(err.value)

@@ -63,7 +63,7 @@ class LockInfo(NamedTuple):
 class _Held:
     """A lock this service renews in the background until it is released."""
 
-    __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost")
+    __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost", "cancelled")
 
     def __init__(self, key: str, lock_id: str, ttl: float, now: float):
         self.key = key
@@ -73,6 +73,7 @@ class _Held:
         self.timer: asyncio.TimerHandle | None = None
         self.body: asyncio.Task | None = None
         self.lost = False
+        self.cancelled = False  # we cancelled `body` because the lock was lost
 
 
 class Locks(Service, abc.ABC):
@@ -83,7 +84,8 @@ class Locks(Service, abc.ABC):
     renewals keep failing until `ttl` seconds have passed since the last good one, the lock is
     *lost*: renewing stops, a warning is logged, and the body of the `lock()` block holding it
     is cancelled and `LockLostError` is raised out of the block. When the service stops, it
-    releases every lock it still holds.
+    releases every lock it is renewing; a lock taken with `renew=False` lives out its TTL
+    (a pause or a singleton claim must outlast a restart of the process that took it).
     """
 
     service_name = "locks"
@@ -103,9 +105,15 @@ class Locks(Service, abc.ABC):
         self._held: dict[tuple[str, str], _Held] = {}
         self._renewals: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
-        await self._open()
+        try:
+            await self._open()
+        except BaseException:
+            del self._loop
+            raise
 
     async def stop(self, exception: Exception | None = None) -> None:
+        if "_loop" not in self.__dict__:
+            return  # start() failed before anything was set up
         held, self._held = list(self._held.values()), {}
         for item in held:
             if item.timer is not None:
@@ -117,6 +125,7 @@ class Locks(Service, abc.ABC):
         if self._renewals:
             await asyncio.wait(self._renewals, timeout=5)
         await self._close()
+        del self._loop
 
     async def _open(self) -> None:
         """Backend set-up at start."""
@@ -160,8 +169,8 @@ class Locks(Service, abc.ABC):
 
         `wait=False` raises LockExistsError at once when the lock is taken; else wait for it,
         at most `timeout` seconds (None: no limit) before raising LockTimeout. With
-        `renew=True` the lock is renewed every ttl/3 until `release()`; with `renew=False`
-        it simply expires after `ttl`.
+        `renew=True` the lock is renewed every ttl/3 until `release()` or until the service
+        stops; with `renew=False` it simply expires after `ttl`, whatever becomes of us.
         """
         ttl = self._check(key, ttl)
         if timeout is not None and timeout < 0:
@@ -240,7 +249,7 @@ class Locks(Service, abc.ABC):
             yield info
         except asyncio.CancelledError:
             # our own cancellation (the lock was lost) becomes LockLostError; any other stays
-            if held.lost and task is not None and task.uncancel() == 0:
+            if held.cancelled and task is not None and task.uncancel() == 0:
                 raise LockLostError(f"lock {key!r} was lost while held") from None
             raise
         finally:
@@ -249,6 +258,9 @@ class Locks(Service, abc.ABC):
                 with suppress(NotLockOwnerError):
                     await self.release(key, info.id)
         if held.lost:
+            # the block swallowed our cancellation and finished: still say the lock was lost
+            if held.cancelled and task is not None:
+                task.uncancel()
             raise LockLostError(f"lock {key!r} was lost while held")
 
     # -- renewal ----------------------------------------------------------
@@ -293,4 +305,4 @@ class Locks(Service, abc.ABC):
         held.lost = True
         self.logger.warning("lock lost", lock=held.key, lock_id=held.id, reason=reason)
         if held.body is not None and not held.body.done():
-            held.body.cancel()
+            held.cancelled = held.body.cancel()

@@ -25,12 +25,13 @@ class _Entry:
 class MemoryLocks(Locks):
     """Locks held in this process's memory (see `kaiju.locks.base.Locks` for the API).
 
-    Fencing tokens count per key from 1 for the life of the service.
+    Fencing tokens come from one counter for all keys, from 1 for the life of the service.
     """
 
     async def _open(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._fences: dict[str, int] = {}
+        self._fence = 0  # one counter for all keys: no per-key state outlives a lock
+        self._purge_at = 1024
         self._waiters: dict[str, deque[asyncio.Future]] = {}
 
     async def _close(self) -> None:
@@ -46,10 +47,18 @@ class MemoryLocks(Locks):
         entry = self._entries.get(key)
         if entry is not None and entry.expires > now:
             return 0
-        token = self._fences.get(key, 0) + 1
-        self._fences[key] = token
+        self._fence += 1
         self._entries[key] = _Entry(lock_id, now + ttl)
-        return token
+        if len(self._entries) >= self._purge_at:
+            self._purge(now)
+        return self._fence
+
+    def _purge(self, now: float) -> None:
+        """Forget expired locks nobody waits for (locks on ever-new keys would pile up)."""
+        expired = [k for k, e in self._entries.items() if e.expires <= now and k not in self._waiters]
+        for key in expired:
+            del self._entries[key]
+        self._purge_at = max(1024, 2 * len(self._entries))
 
     def _wake(self, key: str) -> None:
         """Wake the first live waiter on `key`."""

@@ -14,7 +14,11 @@ and are woken at once when a lock is released by this same service.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
+from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from kaiju.locks.base import LockExistsError, Locks, LockTimeout
 from kaiju.redis import RedisConnection
@@ -22,10 +26,16 @@ from kaiju.redis import RedisConnection
 __all__ = ["ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "RENEW_SCRIPT", "RedisLocks"]
 
 # KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
-# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0).
+# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0). Running it twice
+# with one id (a retry after a lost reply) returns a token instead of waiting for ourselves.
 ACQUIRE_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  -- ours already (a retry after a lost reply): the counter now is >= our token and below
+  -- the next holder's, so it fences as well as our token would
+  return tonumber(redis.call('GET', KEYS[2]))
 end
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then left = 0 end
@@ -48,12 +58,15 @@ end
 return 0
 """
 
+_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT)}
+
 
 class RedisLocks(Locks):
     """Locks in Redis (see `kaiju.locks.base.Locks` for the API); needs a `RedisConnection`.
 
-    The fencing counter of `<ns>._lock.<key>` is `<ns>._lock_fence.<key>`; it is never
-    expired, so tokens keep growing for as long as Redis keeps its data.
+    Fencing tokens come from one counter per namespace, `<ns>._lock_fence` (never expired):
+    a token grows with every acquisition of any key, hence with every acquisition of a given
+    key, and locks on ever-new keys (one per task run) leave no counter behind.
     """
 
     redis: RedisConnection
@@ -66,10 +79,7 @@ class RedisLocks(Locks):
     async def _open(self) -> None:
         client = self.redis.client
         self._client = client
-        self._fence_prefix = self._prefix[: -len("_lock.")] + "_lock_fence."
-        self._acquire_script = client.register_script(ACQUIRE_SCRIPT)
-        self._release_script = client.register_script(RELEASE_SCRIPT)
-        self._renew_script = client.register_script(RENEW_SCRIPT)
+        self.fence_key = self._prefix[: -len("_lock.")] + "_lock_fence"
         self._released: dict[str, list[asyncio.Future]] = {}
 
     async def _close(self) -> None:
@@ -79,17 +89,23 @@ class RedisLocks(Locks):
                     fut.set_result(None)
         self._released.clear()
 
-    def _fence_key(self, key: str) -> str:
-        return self._fence_prefix + key[len(self._prefix) :]
+    async def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """Run `script` by its SHA, loading it first if the server does not know it (e.g. after a restart)."""
+        sha = _SHAS[script]
+        try:
+            return await self._client.evalsha(sha, numkeys, *keys_and_args)
+        except NoScriptError:
+            await self._client.script_load(script)
+            return await self._client.evalsha(sha, numkeys, *keys_and_args)
 
     async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
-        keys = (key, self._fence_key(key))
-        args = (lock_id, int(ttl * 1000) or 1)
+        fence_key = self.fence_key
+        px = int(ttl * 1000) or 1
         loop = self._loop
         deadline = None if timeout is None else loop.time() + timeout
         delay = self.wait_min
         while True:
-            result = await self._acquire_script(keys, args)
+            result = await self._eval(ACQUIRE_SCRIPT, 2, key, fence_key, lock_id, px)
             if result > 0:
                 return result
             if not wait:
@@ -123,7 +139,7 @@ class RedisLocks(Locks):
                     del self._released[key]
 
     async def _release(self, key: str, lock_id: str) -> bool:
-        released = await self._release_script((key,), (lock_id,)) == 1
+        released = await self._eval(RELEASE_SCRIPT, 1, key, lock_id) == 1
         if released:
             waiters = self._released.pop(key, None)
             if waiters:
@@ -133,7 +149,7 @@ class RedisLocks(Locks):
         return released
 
     async def _renew(self, key: str, lock_id: str, ttl: float) -> bool:
-        return await self._renew_script((key,), (lock_id, int(ttl * 1000) or 1)) == 1
+        return await self._eval(RENEW_SCRIPT, 1, key, lock_id, int(ttl * 1000) or 1) == 1
 
     async def _owners(self, keys: list[str]) -> list[str | None]:
         values = await self._client.mget(keys)

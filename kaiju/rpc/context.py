@@ -12,66 +12,57 @@ import itertools
 import os
 import time
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import msgspec
 
 from kaiju.rpc.access import Scope
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kaiju.rpc.access import Session
 
 __all__ = ["RequestContext", "current", "log_fields", "new_correlation_id"]
 
 _current: ContextVar[RequestContext | None] = ContextVar("kaiju_rpc_request", default=None)
 
 # A random per-process prefix and a counter: unique enough for tracing, and no syscall per request.
-_prefix = os.urandom(4).hex()
+_prefix = os.urandom(4).hex() + "-"
 _counter = itertools.count(1)
 
 
 def new_correlation_id() -> str:
-    """A fresh correlation id (16 hex digits)."""
-    return f"{_prefix}{next(_counter) & 0xFFFFFFFF:08x}"
+    """A fresh correlation id: a random per-process prefix and a counter."""
+    return _prefix + str(next(_counter))
 
 
-class RequestContext:
-    """One request in flight.
+class RequestContext(msgspec.Struct, eq=False):
+    """One request in flight (a msgspec Struct: cheap to create, compared by identity).
 
-    `deadline` is unix time (seconds); `loop_deadline` the same moment on the loop's clock.
-    `session` is the caller's `Session` (or None); `headers` the request headers as given.
+    `loop_deadline` is the deadline on the event loop's clock; `deadline` the same moment
+    as unix time. `session` is the caller's `Session` (or None); `headers` the request
+    headers as given; `method` the RPC method being run.
     """
 
-    __slots__ = (
-        "correlation_id", "deadline", "loop_deadline", "scope", "session", "headers",
-        "method", "started", "task", "expired",
-    )
+    correlation_id: str
+    loop_deadline: float
+    scope: Scope = Scope.GUEST
+    session: Any = None
+    headers: Any = None
+    method: str | None = None
+    started: float = 0.0
+    task: Any = None
+    # False: watched by the server's shared deadline tick; True: expired by it; None: not watched
+    expired: bool | None = False
 
-    def __init__(
-        self,
-        correlation_id: str,
-        deadline: float,
-        loop_deadline: float,
-        scope: Scope = Scope.GUEST,
-        session: Session | None = None,
-        headers: Any = None,
-    ):
-        self.correlation_id = correlation_id
-        self.deadline = deadline
-        self.loop_deadline = loop_deadline
-        self.scope = scope
-        self.session = session
-        self.headers = headers
-        self.method: str | None = None
-        self.started = 0.0
-        self.task: asyncio.Task | None = None
-        self.expired = False
+    @property
+    def deadline(self) -> float:
+        """The deadline as unix time (seconds); call inside the running loop."""
+        return self.loop_deadline - asyncio.get_running_loop().time() + time.time()
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (negative once past); call inside the running loop."""
+        return self.loop_deadline - asyncio.get_running_loop().time()
 
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
-        return RequestContext(self.correlation_id, self.deadline, self.loop_deadline, self.scope, self.session, self.headers)
-
-    def time_left(self) -> float:
-        """Seconds until the deadline (negative once past)."""
-        return self.deadline - time.time()
+        return RequestContext(self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers)
 
     def __repr__(self) -> str:
         return f"<RequestContext {self.correlation_id} method={self.method} scope={self.scope.name}>"

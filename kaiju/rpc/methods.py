@@ -14,7 +14,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 from msgspec.structs import astuple
@@ -101,7 +101,7 @@ class Method:
 
     __slots__ = (
         "name", "service", "func", "permission", "doc", "params", "returns", "fields", "field_set",
-        "var_kwargs", "n_pos", "kw_names", "object_type", "array_type", "object_decoder", "_fast",
+        "var_kwargs", "n_pos", "kw_names", "object_type", "array_type", "object_decoder", "_fast", "request_type",
     )
 
     def __init__(self, name: str, service: str, func: Callable[..., Coroutine], permission: Scope):
@@ -151,6 +151,17 @@ class Method:
         self.array_type = msgspec.defstruct(base + "_by_position", struct_fields, kw_only=True, array_like=True)
         self.object_decoder = msgspec.json.Decoder(self.object_type)
         self._fast = not self.var_kwargs
+        # The whole request as one Struct, tagged by its method name: the server decodes a plain
+        # request for any method in one pass through a tagged union of these.
+        self.request_type = None
+        if self._fast:
+            required = any(len(f) == 2 for f in struct_fields)
+            params_field = ("params", self.object_type) if required else ("params", self.object_type, msgspec.field(default_factory=self.object_type))
+            self.request_type = msgspec.defstruct(
+                base.replace("_params", "_request"),
+                [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None | msgspec.UnsetType, msgspec.UNSET), params_field],
+                tag_field="method", tag=name, kw_only=True,
+            )
 
     def __repr__(self) -> str:
         return f"<Method {self.name} permission={self.permission.name}>"

@@ -19,7 +19,7 @@ from kaiju.rpc.errors import InvalidParams, InvalidRequest
 
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
-    "USE_TEMPLATE", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
+    "USE_TEMPLATE", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
     "fill_template", "parse_headers", "parse_request",
 ]
 
@@ -107,6 +107,8 @@ class RequestHeaders:
         self.authorization: str | None = None
 
 
+NO_HEADERS = RequestHeaders()  # read-only: what no kaiju header means
+
 _KEYS = {
     "correlation-id": "correlation_id", "timeout": "timeout", "deadline": "deadline", "rpc-retries": "retries",
     "rpc-batch-abort-error": "abort_on_error", "rpc-batch-template": "use_template", "session-id": "session_id",
@@ -128,12 +130,17 @@ def _number(name: str, value: str) -> float:
 
 
 def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestHeaders:
-    """Read the kaiju request headers (names in any case); raises InvalidRequest for a malformed value."""
-    parsed = RequestHeaders()
+    """Read the kaiju request headers (names in any case); raises InvalidRequest for a malformed value.
+
+    Returns the shared `NO_HEADERS` when none of them is given.
+    """
+    parsed = NO_HEADERS
     for key, value in headers.items():
         attr = _KEYS.get(key.lower())
         if attr is None:
             continue
+        if parsed is NO_HEADERS:
+            parsed = RequestHeaders()
         value = value.strip()
         if attr == "correlation_id":
             if not _CORRELATION_ID.match(value):

@@ -12,30 +12,40 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import typing
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from msgspec import UNSET
+from msgspec.structs import astuple as _astuple
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
+from kaiju.rpc.context import _counter as _cid_counter
+from kaiju.rpc.context import _prefix as _cid_prefix
 from kaiju.rpc.methods import Method, method, method_spec
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
+    CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
     parse_request,
 )
 from kaiju.runtime.service import Service
 
 __all__ = ["RPCServer"]
 
-_NO_HEADERS = RequestHeaders()
+_NO_HEADERS = NO_HEADERS
 _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _BYTES = (bytes, bytearray, memoryview)
+try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
+    from asyncio.tasks import _current_tasks
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover
+    _current_task = asyncio.current_task
 
 
 class RPCServer(Service):
@@ -69,14 +79,15 @@ class RPCServer(Service):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._methods: dict[str, Method] = {}
-        self._free = 0
-        self._waiters: deque[asyncio.Future] = deque()
         self._inflight: dict[RequestContext, None] = {}
         self._background: set[asyncio.Task] = set()
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._tick = 0.5
+        self._state = _State()
+        self._hot = False
+        self._hot_methods: dict[type, Method] = {}
+        self._hot_decode: Any = None
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
+        self._app_ready = False  # flips once App.started is set; checked per request
 
     # -- lifetime -----------------------------------------------------------
 
@@ -86,9 +97,16 @@ class RPCServer(Service):
             raise ValueError(f"{self.name}: max_parallel_tasks must be at least 1, got {self.max_parallel_tasks}")
         if not 0 < float(self.default_request_time) <= float(self.max_request_time):
             raise ValueError(f"{self.name}: need 0 < default_request_time <= max_request_time")
-        self._loop = asyncio.get_running_loop()
-        self._free = int(self.max_parallel_tasks)
+        self._loop = loop = asyncio.get_running_loop()
+        # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
+        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        self._state = _State(int(self.max_parallel_tasks))
         self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
+        self._threshold = float(self.watchdog_threshold)
+        self._default_time = float(self.default_request_time)
+        # the hot path relies on the shared deadline tick
+        self._hot = self._default_time >= self._threshold
+        self._max_time = float(self.max_request_time)
         self._debug = self.app.debug if self.debug is None else bool(self.debug)
         self._methods = {}
         services = list(self.app.services.values())
@@ -107,11 +125,18 @@ class RPCServer(Service):
         for ctx in list(self._inflight):
             if ctx.task is not None and not ctx.task.done():
                 ctx.task.cancel()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        if self._state.watchdog is not None:
+            self._state.watchdog.cancel()
+            self._state.watchdog = None
 
     # -- methods ----------------------------------------------------------
+
+    async def _wait_app_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self.app.started.wait(), self._default_time)
+        except TimeoutError:
+            pass  # the start-up is stuck; let the request meet whatever is there
+        self._app_ready = self.app.started.is_set()
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
@@ -128,12 +153,21 @@ class RPCServer(Service):
                 raise ValueError(f"RPC method {name} is defined twice")
             self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
             added.append(name)
+        self._build_hot_decoder()
         return added
+
+    def _build_hot_decoder(self) -> None:
+        """One decoder for a plain request to any method: a union of the methods' request Structs
+        tagged by "method", so the envelope and the params decode and validate in one pass."""
+        by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
+        self._hot_methods = by_type
+        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type else None
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
         for name in [n for n, m in self._methods.items() if m.service == service_name]:
             del self._methods[name]
+        self._build_hot_decoder()
 
     def may_call(self, m: Method, scope: Scope, session: Session | None = None) -> bool:
         """Whether a caller with `scope` (and `session`) may use method `m`."""
@@ -192,14 +226,84 @@ class RPCServer(Service):
     ) -> tuple[bytes | None, dict[str, str]]:
         """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
 
-        Never raises for bad input: every problem is answered as a JSON-RPC error.
+        Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
+        app has started (`App.started`), requests wait, so no method runs on a service that
+        has not started yet.
         """
-        try:
-            h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
-        except E.InvalidRequest as exc:
-            return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        if not self._app_ready:
+            await self._wait_app_ready()
+        if headers:
+            try:
+                h = parse_headers(headers, self.max_retries)
+            except E.InvalidRequest as exc:
+                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        else:
+            h = _NO_HEADERS
         if session is not None:
             scope = session.scope
+        if h is not _NO_HEADERS or type(body) is not bytes or not self._hot or _current.get() is not None:
+            return await self._handle(body, h, scope, session, headers)
+        try:
+            req = self._hot_decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            # anything else (batch, unknown method, by-position or bad params, bad JSON) takes the long way
+            return await self._handle(body, h, scope, session, headers)
+        m = self._hot_methods[type(req)]
+        if m.permission < scope or req.id is UNSET:
+            return await self._handle(body, h, scope, session, headers)
+
+        # The hot path: one well-formed request for a permitted method, no kaiju headers, not
+        # nested. The same steps as `_context` + `_run` (keep them in step), written out because
+        # this is what every plain request costs.
+        loop = self._loop
+        now = self._clock()
+        cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
+        ctx = RequestContext(cid, now + self._default_time, scope, session, headers, m.name, now, _current_task(loop))
+        out_headers = {CORRELATION_ID: cid}
+        coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
+        token = _current.set(ctx)
+        inflight = self._inflight
+        inflight[ctx] = None
+        state = self._state
+        if state.watchdog is None:
+            state.watchdog = loop.call_at(now + self._tick, self._watch)
+        try:
+            if state.free > 0:
+                state.free -= 1
+            else:
+                await self._acquire(coro)
+            try:
+                try:
+                    result = await coro
+                except (E.RPCError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    result = await self._recover(ctx, m, exc, msgspec.structs.asdict(req.params), False, 0)
+            finally:
+                if state.waiters:
+                    self._release()
+                else:
+                    state.free += 1
+            if ctx.expired:  # the method swallowed the cancellation
+                ctx.task.uncancel()
+                raise E.RequestTimeout(data={"deadline": ctx.deadline})
+        except asyncio.CancelledError:
+            if not ctx.expired:
+                raise
+            ctx.task.uncancel()
+            return self._enc(ErrorResponse(id=req.id, error=E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict())), out_headers
+        except E.RPCError as exc:
+            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+        finally:
+            del inflight[ctx]
+            _current.reset(token)
+        try:
+            return self._enc(Response(id=req.id, result=result)), out_headers
+        except (TypeError, ValueError) as exc:
+            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+
+    async def _handle(self, body: Any, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> tuple[bytes | None, dict]:
+        """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
         raw = type(body) in _BYTES
@@ -218,7 +322,9 @@ class RPCServer(Service):
                 self._notify(ctx, req, True, h)
                 return None, out_headers
             try:
-                m = self._resolve(req.method, ctx.scope, ctx.session)
+                m = self._methods.get(req.method)
+                if m is None or m.permission < scope:
+                    m = self._resolve(req.method, scope, session)
                 result = await self._run(ctx, m, req.params, True, h.retries)
             except E.RPCError as exc:
                 return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
@@ -234,84 +340,115 @@ class RPCServer(Service):
 
     def _context(self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> RequestContext:
         parent = _current.get()
-        now = time.time()
-        timeout = min(h.timeout, self.max_request_time) if h.timeout else self.default_request_time
-        deadline = now + timeout
-        if h.deadline is not None:
-            deadline = min(h.deadline, now + self.max_request_time)
-        if parent is not None and parent.deadline < deadline:
-            deadline = parent.deadline  # a nested call never outlives its caller
-        cid = h.correlation_id or (parent.correlation_id if parent is not None else new_correlation_id())
-        return RequestContext(cid, deadline, self._loop.time() + (deadline - now), scope, session, headers)
+        now = self._clock()
+        if h is _NO_HEADERS:
+            loop_deadline = now + self._default_time
+            cid = None
+        else:
+            timeout = min(h.timeout, self._max_time) if h.timeout else self._default_time
+            loop_deadline = now + timeout
+            if h.deadline is not None:
+                loop_deadline = now + min(h.deadline - time.time(), self._max_time)
+            cid = h.correlation_id
+        if parent is not None:
+            if parent.loop_deadline < loop_deadline:
+                loop_deadline = parent.loop_deadline  # a nested call never outlives its caller
+            cid = cid or parent.correlation_id
+        return RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
 
     async def _run(self, ctx: RequestContext, m: Method, params: Any, raw: bool, retries: int) -> Any:
-        """Run method `m` under `ctx` in the current task: validate, take a slot, call, enforce the deadline."""
+        """Run method `m` under `ctx` in the current task: validate, take a slot, call, enforce the deadline.
+
+        The common case (a deadline further than `watchdog_threshold`) is written out inline:
+        it is the hot path of every request.
+        """
         coro = m.call_raw(params) if raw else m.call_params(params)  # raises InvalidParams before any waiting
         loop = self._loop
-        parent = _current.get()
+        take_slot = _current.get() is None  # a nested call runs under its caller's slot (no deadlock)
         ctx.method = m.name
-        ctx.task = task = asyncio.current_task(loop)
-        ctx.started = now = loop.time()
-        remaining = ctx.loop_deadline - now
+        ctx.task = task = _current_task(loop)
+        now = ctx.started
+        if not now:  # a batch item: its clock starts now
+            ctx.started = now = self._clock()
         token = _current.set(ctx)
-        self._inflight[ctx] = None
+        inflight = self._inflight
+        inflight[ctx] = None
         try:
-            if remaining <= 0:
-                coro.close()
-                raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
-            if remaining >= self.watchdog_threshold:
-                if self._watchdog is None:
-                    self._watchdog = loop.call_at(now + self._tick, self._watch)
-                try:
-                    result = await self._invoke(ctx, m, coro, params, raw, retries, parent is None)
-                except asyncio.CancelledError:
-                    if ctx.expired:
-                        task.uncancel()
-                        raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
-                    raise
-                if ctx.expired:  # the method swallowed the cancellation
-                    task.uncancel()
-                    raise E.RequestTimeout(data={"deadline": ctx.deadline})
-                return result
-            ctx.expired = None  # guarded by asyncio.timeout, not by the watchdog
+            if ctx.loop_deadline - now < self._threshold:
+                return await self._run_timed(ctx, m, coro, params, raw, retries, take_slot, now)
+            state = self._state
+            if state.watchdog is None:
+                state.watchdog = loop.call_at(now + self._tick, self._watch)
             try:
-                async with asyncio.timeout_at(ctx.loop_deadline):
-                    return await self._invoke(ctx, m, coro, params, raw, retries, parent is None)
-            except TimeoutError:
-                raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                if take_slot:
+                    if state.free > 0:
+                        state.free -= 1
+                    else:
+                        await self._acquire(coro)
+                try:
+                    try:
+                        result = await coro
+                    except (E.RPCError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:
+                        result = await self._recover(ctx, m, exc, params, raw, retries)
+                finally:
+                    if take_slot:
+                        if state.waiters:
+                            self._release()
+                        else:
+                            state.free += 1
+            except asyncio.CancelledError:
+                if ctx.expired:
+                    task.uncancel()
+                    raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                raise
+            if ctx.expired:  # the method swallowed the cancellation
+                task.uncancel()
+                raise E.RequestTimeout(data={"deadline": ctx.deadline})
+            return result
         finally:
-            del self._inflight[ctx]
+            del inflight[ctx]
             _current.reset(token)
 
-    async def _invoke(self, ctx: RequestContext, m: Method, coro: Any, params: Any, raw: bool, retries: int, take_slot: bool) -> Any:
-        # a nested call runs under its caller's slot: taking another could deadlock at max_parallel_tasks
-        if take_slot:
-            if self._free > 0:
-                self._free -= 1
-            else:
-                try:
-                    await self._acquire()
-                except BaseException:
-                    coro.close()
-                    raise
+    async def _run_timed(
+        self, ctx: RequestContext, m: Method, coro: Any, params: Any, raw: bool, retries: int, take_slot: bool, now: float
+    ) -> Any:
+        """`_run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
+        ctx.expired = None
+        if ctx.loop_deadline <= now:
+            coro.close()
+            raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
         try:
-            attempt = 0
-            while True:
+            async with asyncio.timeout_at(ctx.loop_deadline):
+                if take_slot:
+                    await self._acquire(coro)
                 try:
-                    return await coro
-                except (E.RPCError, asyncio.CancelledError):
-                    raise
-                except E.RETRYABLE as exc:
-                    if attempt >= retries or ctx.loop_deadline - self._loop.time() <= 0:
-                        raise self._internal(m, exc) from exc
-                    attempt += 1
-                    await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self._loop.time())))
-                    coro = m.call_raw(params) if raw else m.call_params(params)
-                except Exception as exc:
-                    raise self._internal(m, exc) from exc
-        finally:
-            if take_slot:
-                self._release()
+                    try:
+                        return await coro
+                    except (E.RPCError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:
+                        return await self._recover(ctx, m, exc, params, raw, retries)
+                finally:
+                    if take_slot:
+                        self._release()
+        except TimeoutError:
+            raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+
+    async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, raw: bool, retries: int) -> Any:
+        """After a method raised `exc`: retry it (RPC-Retries, retryable errors only) or raise InternalError."""
+        attempt = 0
+        while isinstance(exc, E.RETRYABLE) and attempt < retries and ctx.loop_deadline - self._loop.time() > 0:
+            attempt += 1
+            await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self._loop.time())))
+            try:
+                return await (m.call_raw(params) if raw else m.call_params(params))
+            except (E.RPCError, asyncio.CancelledError):
+                raise
+            except Exception as again:
+                exc = again
+        raise self._internal(m, exc) from exc
 
     def _internal(self, m: Method, exc: Exception) -> E.InternalError:
         self.logger.error("RPC method failed", method=m.name, exc_info=exc)
@@ -320,24 +457,30 @@ class RPCServer(Service):
     def _unencodable(self, exc: Exception) -> dict:
         return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, coro: Any) -> None:
+        """Take a slot of max_parallel_tasks, waiting in line when none is free."""
+        state = self._state
+        if state.free > 0:
+            state.free -= 1
+            return
         fut = self._loop.create_future()
-        self._waiters.append(fut)
+        state.waiters.append(fut)
         try:
             await fut
-        except asyncio.CancelledError:
+        except BaseException:
             if fut.done() and not fut.cancelled():
                 self._release()  # the slot was handed over just as we were cancelled: pass it on
+            coro.close()
             raise
 
     def _release(self) -> None:
-        waiters = self._waiters
+        waiters = self._state.waiters
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
-                fut.set_result(None)  # hand the slot straight over: no window for a newcomer to starve it
+                fut.set_result(None)  # hand the slot straight over: no window for a newcomer to take it
                 return
-        self._free += 1
+        self._state.free += 1
 
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""
@@ -346,7 +489,7 @@ class RPCServer(Service):
             if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
                 ctx.expired = True
                 ctx.task.cancel()
-        self._watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
+        self._state.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
 
     # -- the less travelled paths --------------------------------------------
 
@@ -484,14 +627,14 @@ class RPCServer(Service):
     @method
     async def status(self) -> dict:
         """The dispatcher's load and limits."""
-        busy = int(self.max_parallel_tasks) - self._free
+        busy = int(self.max_parallel_tasks) - self._state.free
         return {
             "app": self.app.name,
             "env": self.app.env,
             "debug": self._debug,
             "methods": len(self._methods),
             "running": busy,
-            "waiting": sum(1 for f in self._waiters if not f.done()),
+            "waiting": sum(1 for f in self._state.waiters if not f.done()),
             "in_flight": len(self._inflight),
             "notifications": len(self._background),
             "max_parallel_tasks": int(self.max_parallel_tasks),
@@ -511,6 +654,17 @@ class RPCServer(Service):
             ),
             key=lambda d: -d["elapsed"],
         )
+
+
+class _State:
+    """The dispatcher's mutable counters (apart from the service, whose attribute writes are slow)."""
+
+    __slots__ = ("free", "waiters", "watchdog")
+
+    def __init__(self, free: int = 0):
+        self.free = free
+        self.waiters: deque[asyncio.Future] = deque()
+        self.watchdog: asyncio.TimerHandle | None = None
 
 
 async def _ready(value: Any) -> Any:

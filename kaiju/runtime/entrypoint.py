@@ -156,8 +156,7 @@ class Entrypoint(aiomisc.Entrypoint):
             log.warning("start-up interrupted by %s, stopping what has started", signal.Signals(self._interrupted).name)
             await self._rollback(None)
             raise StartupInterrupted(self._interrupted) from None
-        except BaseException as exc:
-            log.error("%s", exc)
+        except BaseException as exc:  # the caller reports it (kaiju-run prints one line)
             await self._rollback(exc)
             raise
         self.startup_seconds = time.perf_counter() - began

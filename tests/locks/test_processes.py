@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kaiju.locks.base import LockExistsError
+from kaiju.locks.base import LockExistsError, LockLostError
 from kaiju.locks.redis import RedisLocks
 from kaiju.redis import RedisConnection
 from kaiju.testing.services import started
@@ -26,10 +26,16 @@ async def test_two_processes_exclude_each_other(redis_url):
     rounds = 40
     procs = [spawn(redis_url, "count", str(rounds)) for _ in range(2)]
     outputs = []
-    for proc in procs:
-        out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
-        assert proc.returncode == 0
-        outputs.append([int(t) for t in out.split()])
+    try:
+        for proc in procs:
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+            assert proc.returncode == 0
+            outputs.append([int(t) for t in out.split()])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     async with started(RedisConnection(url=redis_url)) as app:
         counter = int(await app.services["redis"].client.get("counter"))
     # every read-modify-write ran alone: no increment was lost
@@ -61,15 +67,51 @@ async def test_killed_holder_frees_lock_after_ttl(redis_url):
 
 
 async def test_live_holder_in_other_process_keeps_lock_past_ttl(redis_url):
-    proc = spawn(redis_url, "hold", "0.3")
+    proc = spawn(redis_url, "hold", "0.6")
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert line.strip() == "held"
         async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
             locks = app.services["locks"]
-            await asyncio.sleep(1.0)  # over three TTLs: only renewal keeps it
+            await asyncio.sleep(1.8)  # three TTLs: only renewal keeps it
             with pytest.raises(LockExistsError):
                 await locks.acquire("held", ttl=5, wait=False)
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_locks_work_after_redis_restart(redis_server, redis_url):
+    async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
+        locks = app.services["locks"]
+        info = await locks.acquire("r", ttl=30, renew=False)
+        # the test server keeps its data (appendonly) but forgets its scripts and connections
+        await asyncio.to_thread(redis_server.restart)
+        assert await locks.owner("r") == info.id
+        await locks.release("r", info.id)
+        again = await locks.acquire("r", ttl=30, renew=False)
+        assert again.token > info.token
+
+
+async def test_acquire_retried_under_same_id_returns_a_token(redis_url):
+    # what a command retry after a lost reply does: run the acquire script twice with one id
+    async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
+        locks = app.services["locks"]
+        key = locks.full_key("retry")
+        first = await locks._acquire(key, "me:1", 5, False, None)
+        assert await locks._acquire(key, "me:1", 5, False, None) == first
+        with pytest.raises(LockExistsError):
+            await locks._acquire(key, "other:1", 5, False, None)
+
+
+async def test_lock_lost_when_redis_goes_away(redis_server, redis_url):
+    async with started(RedisConnection(url=redis_url, retries=1, connect_timeout=0.5), RedisLocks()) as app:
+        locks = app.services["locks"]
+        try:
+            with pytest.raises(LockLostError):
+                async with locks.lock("gone", ttl=0.3):
+                    await asyncio.to_thread(redis_server.stop)
+                    # renewals fail until the TTL has passed: the block is cancelled
+                    await asyncio.wait_for(asyncio.Event().wait(), 10)
+        finally:
+            await asyncio.to_thread(redis_server.start)

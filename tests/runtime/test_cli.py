@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -272,3 +273,49 @@ def test_systemd_never_ready_after_failed_start(tmp_path, events, notify_socket)
     sock.settimeout(0.2)
     with pytest.raises(TimeoutError):
         print(sock.recv(256))
+
+
+# -- RPC commands ------------------------------------------------------------------------------
+
+
+def test_methods_lists_the_example_methods():
+    result = run("-c", "conf/example.yml", "methods")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "demo.echo(data)  [guest]  Return `data` unchanged." in lines
+    assert any(line.startswith("demo.tick(source)  [system]") for line in lines)
+    assert any(line.startswith("rpc.discover()") for line in lines)
+
+
+def test_call_prints_the_result_as_json():
+    result = run("-c", "conf/example.yml", "-e", "PORT=0", "--log-level", "ERROR", "call", "demo.hello", '{"name": "you"}')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '"hello, you"'
+    by_position = run("-c", "conf/example.yml", "-e", "PORT=0", "call", "demo.echo", '[{"a": [1, 2]}]')
+    assert json.loads(by_position.stdout) == {"a": [1, 2]}
+
+
+def test_call_error_response_exits_1():
+    result = run("-c", "conf/example.yml", "-e", "PORT=0", "--log-level", "ERROR", "call", "demo.hello", '{"nam": 1}')
+    assert result.returncode == 1
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == -32602 and error["data"]["type"] == "InvalidParams"
+
+
+def test_call_with_bad_params_json_exits_2():
+    result = run("-c", "conf/example.yml", "call", "demo.echo", "{not json")
+    assert result.returncode == 2 and "PARAMS_JSON is not JSON" in result.stderr
+
+
+def test_call_without_rpc_server_in_config(tmp_path):
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\nservices: [DemoService]\n")
+    result = run("-c", str(cfg), "--log-level", "ERROR", "call", "demo.stats")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"calls": 0, "ticks": 0}
+
+
+def test_failed_start_is_reported_once(tmp_path, events):
+    cfg = write_config(tmp_path, recorder("Database", events, fail=True))
+    _, err = finish(kaiju("-c", str(cfg), "--log-format", "plain"))
+    assert err.count("db was told to fail") == 1, err

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# JSON-RPC over HTTP: kaiju's HTTPServer vs kaiju-tools 2.4.26 vs the aiohttp ceiling, one run.
+#
+#   bench/rpc_http.sh                 (needs wrk: apt-get install -y wrk)
+#
+# One server at a time on 127.0.0.1, the same wrk settings for each:
+#   wrk -t1 -c64 -d${DURATION}s -s shared/peers/rpc_echo.lua
+# after a short warm-up. ROUNDS rounds (alternating servers), best round per server.
+# Env: DURATION (s, 10), ROUNDS (2), CONNECTIONS (64), KAIJU_PEERS (the peers folder),
+#      PYTHON (kaiju's python, default .venv/bin/python).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+find_peers() {
+  if [[ -n ${KAIJU_PEERS:-} ]]; then echo "$KAIJU_PEERS"; return; fi
+  local dir
+  dir="$(dirname "$ROOT")"
+  while [[ $dir != / ]]; do  # ../shared/peers from the repo root, or from a folder above it
+    if [[ -d $dir/shared/peers ]]; then echo "$dir/shared/peers"; return; fi
+    dir="$(dirname "$dir")"
+  done
+  echo "$(dirname "$ROOT")/shared/peers"
+}
+PEERS="$(find_peers)"
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+PEER_PY="$("$PEERS/setup.sh")"
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk" >&2; exit 1; }
+
+RUN="$(mktemp -d)"
+PID=""
+cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; rm -rf "$RUN"; }
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_up() {  # port
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null -X POST "http://127.0.0.1:$1/public/rpc" \
+         -d '{"jsonrpc":"2.0","id":0,"method":"echo.echo","params":{"data":1}}'; then return 0; fi
+    sleep 0.1
+  done
+  echo "server on port $1 did not come up" >&2; return 1
+}
+
+start_server() {  # which port
+  case $1 in
+    ceiling) "$PEER_PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
+  esac
+  wait_up "$2"
+}
+
+stop_server() {
+  kill -TERM "$PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PID=""
+}
+
+measure() {  # which -> prints "rps=... bad=... errors=... p50_ms=... p99_ms=..."
+  local port
+  port="$(free_port)"
+  start_server "$1" "$port"
+  RPC_METHOD=echo.echo wrk -t1 -c"$CONNECTIONS" -d2s -s "$PEERS/rpc_echo.lua" "http://127.0.0.1:$port/public/rpc" >/dev/null
+  RPC_METHOD=echo.echo wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$PEERS/rpc_echo.lua" "http://127.0.0.1:$port/public/rpc" | grep '^rps='
+  stop_server
+}
+
+declare -A BEST LINE
+for which in ceiling kaiju kaiju-tools; do BEST[$which]=0; LINE[$which]=""; done
+for round in $(seq 1 "$ROUNDS"); do
+  for which in ceiling kaiju kaiju-tools; do
+    line="$(measure "$which")"
+    echo "round $round  $(printf '%-12s' "$which") $line"
+    rps="$(sed -E 's/^rps=([0-9]+).*/\1/' <<<"$line")"
+    if (( rps > BEST[$which] )); then BEST[$which]=$rps; LINE[$which]=$line; fi
+  done
+done
+
+echo
+echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
+for which in kaiju kaiju-tools ceiling; do printf '%-12s %s\n' "$which" "${LINE[$which]}"; done
+awk -v k="${BEST[kaiju]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
+  printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t
+  printf "kaiju/ceiling     = %.0f%% (target >= 90%%)\n", 100 * k / c
+}'

@@ -1,0 +1,92 @@
+"""Cache on Redis: for many processes on many hosts.
+
+One command per call: `GET`, `MGET`, `SET ... PX`, `EXISTS`, `DEL`; multi-key writes
+with a TTL go in one pipeline (`MSET` when there is none). `get_or_set()` takes a short
+fill lock (`SET <ns>._cache_fill.<key> NX PX`) so that one process at a time runs the
+loader for a key while the others wait for its value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kaiju.cache.base import Cache, _call
+from kaiju.locks.redis import RELEASE_SCRIPT
+from kaiju.redis import RedisConnection
+
+__all__ = ["RedisCache"]
+
+
+class RedisCache(Cache):
+    """A cache in Redis (see `kaiju.cache.base.Cache` for the API); needs a `RedisConnection`."""
+
+    redis: RedisConnection
+
+    fill_lock_ttl: float = 10.0
+    """Seconds a `get_or_set()` fill lock lives: a loader slower than this may run twice at once."""
+    fill_wait_max: float = 0.1
+    """Longest wait between looks for a value another process is loading."""
+
+    async def _open(self) -> None:
+        self._client = self.redis.client
+        self._fill_prefix = self._prefix[: -len("_cache.")] + "_cache_fill."
+        self._release_script = self._client.register_script(RELEASE_SCRIPT)
+
+    async def _get(self, key: str) -> bytes | None:
+        return await self._client.get(key)
+
+    async def _m_get(self, keys: list[str]) -> list[bytes | None]:
+        return await self._client.mget(keys)
+
+    async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
+        if ttl is None:
+            await self._client.set(key, data)
+        else:
+            await self._client.set(key, data, px=int(ttl * 1000) or 1)
+
+    async def _m_set(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+        if ttl is None:
+            await self._client.mset(dict(items))
+            return
+        px = int(ttl * 1000) or 1
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, data in items:
+                pipe.set(key, data, px=px)
+            await pipe.execute()
+
+    async def _m_exists(self, keys: list[str]) -> list[bool]:
+        if len(keys) == 1:
+            return [await self._client.exists(keys[0]) == 1]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            return [count == 1 for count in await pipe.execute()]
+
+    async def _m_delete(self, keys: list[str]) -> None:
+        await self._client.delete(*keys)
+
+    async def _fill(self, key: str, loader: Callable[[], Any], ttl: float | None) -> bytes:
+        lock_key = self._fill_prefix + key[len(self._prefix) :]
+        token = uuid.uuid4().hex
+        lock_px = int(self.fill_lock_ttl * 1000) or 1
+        delay = 0.005
+        while True:
+            if await self._client.set(lock_key, token, nx=True, px=lock_px):
+                try:
+                    data = await self._client.get(key)  # filled while we waited for the lock?
+                    if data is None:
+                        data = self._encode(await _call(loader))
+                        await self._set(key, data, ttl)
+                    return data
+                finally:
+                    await self._release_script((lock_key,), (token,))
+            # another process is loading: wait for its value, or for its lock to go
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, self.fill_wait_max)
+            data = await self._client.get(key)
+            if data is not None:
+                return data

@@ -1,0 +1,221 @@
+"""HTTP clients: `HTTPClient` (an aiohttp session as a service) and `HTTPRPCClient` (JSON-RPC over it).
+
+Inside a request, the RPC client passes the current correlation id and deadline on, so a
+call to another service is traced and bounded like the request that makes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import aiohttp
+import msgspec
+
+from kaiju.rpc.context import current
+from kaiju.rpc.errors import InternalError, RPCError, error_from_dict
+from kaiju.rpc.protocol import ABORT_ON_ERROR, CORRELATION_ID, DEADLINE, USE_TEMPLATE
+from kaiju.runtime.service import Service
+
+__all__ = ["HTTPClient", "HTTPRPCClient", "HTTPResponse"]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class HTTPResponse(NamedTuple):
+    """A whole HTTP response, read."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON; raises msgspec.DecodeError when it is not."""
+        return _decode(self.body)
+
+
+class HTTPClient(Service):
+    """An aiohttp client session with a lifetime (service name "http_client").
+
+    Settings:
+
+    - base_url (str, ""): prefixed to relative paths;
+    - timeout (float s, 30.0): total time of one request unless a call says otherwise;
+    - headers (dict, {}): sent with every request;
+    - connections (int, 100): open connections at most;
+    - unix_socket (str path, None): connect through a Unix socket instead of TCP;
+    - verify_ssl (bool, True): check TLS certificates.
+    """
+
+    service_name = "http_client"
+
+    base_url: str = ""
+    timeout: float = 30.0
+    headers: dict = {}
+    connections: int = 100
+    unix_socket: str | None = None
+    verify_ssl: bool = True
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.session: aiohttp.ClientSession | None = None  # open between start() and stop()
+
+    async def start(self) -> None:
+        if self.unix_socket:
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=int(self.connections))
+        else:
+            connector = aiohttp.TCPConnector(limit=int(self.connections), ssl=None if self.verify_ssl else False)
+        self.session = aiohttp.ClientSession(
+            connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=float(self.timeout))
+        )
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def url(self, path: str) -> str:
+        """`path` joined to base_url (absolute URLs are kept as they are)."""
+        if "://" in path or not self.base_url:
+            return path
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPResponse:
+        """Send one request and read the whole response.
+
+        Raises RuntimeError before start(), aiohttp.ClientError for transport failures and
+        TimeoutError when `timeout` (or the `timeout` setting) passes.
+        """
+        if self.session is None:
+            raise RuntimeError(f"{self.name} is not started")
+        if json is not None:
+            data = _encode(json)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
+        async with self.session.request(method, self.url(path), data=data, headers=headers, timeout=client_timeout) as resp:
+            return HTTPResponse(resp.status, resp.headers, await resp.read())
+
+
+class HTTPRPCClient(Service):
+    """Calls JSON-RPC methods of another server over HTTP (service name "rpc_client").
+
+    Settings: path (str, "/public/rpc"): the endpoint under the HTTPClient's base_url;
+    timeout (float s or None, None): per call, when the call gives none (None: the
+    HTTPClient's); headers (dict, {}): sent with every call (e.g. Authorization).
+    Dependency: `http` (an HTTPClient).
+    """
+
+    service_name = "rpc_client"
+
+    http: HTTPClient
+
+    path: str = "/public/rpc"
+    timeout: float | None = None
+    headers: dict = {}
+
+    async def start(self) -> None:
+        self._next_id = 0
+
+    def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:
+        headers = {"Content-Type": "application/json", **self.headers}
+        timeout = timeout if timeout is not None else self.timeout
+        deadline = time.time() + timeout if timeout is not None else None
+        ctx = current()
+        if ctx is not None:
+            headers[CORRELATION_ID] = ctx.correlation_id
+            deadline = ctx.deadline if deadline is None else min(deadline, ctx.deadline)
+        if deadline is not None:
+            headers[DEADLINE] = f"{deadline:.3f}"
+            timeout = max(0.001, deadline - time.time()) + 0.5  # a little slack: let the server answer its own timeout
+        return headers, timeout
+
+    def _request(self, method: str, params: Any, notify: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            body["params"] = params
+        if not notify:
+            self._next_id = getattr(self, "_next_id", 0) + 1
+            body["id"] = self._next_id
+        return body
+
+    async def _post(self, body: Any, headers: dict[str, str], timeout: float | None) -> Any:
+        resp = await self.http.request("POST", self.path, data=_encode(body), headers=headers, timeout=timeout)
+        if resp.status == 204 or not resp.body:
+            return None
+        try:
+            return resp.json()
+        except msgspec.DecodeError:
+            raise InternalError(f"RPC server answered HTTP {resp.status} with a body that is not JSON", data={"status": resp.status}) from None
+
+    async def call(self, method: str, params: dict | list | None = None, nowait: bool = False, timeout: float | None = None) -> Any:
+        """Call one method and return its result; with `nowait`, send it as a notification and return None.
+
+        Raises the RPCError subclass the server answered with (by `data.type`), InternalError for
+        a reply that is not JSON-RPC, aiohttp.ClientError / TimeoutError for transport failures.
+        """
+        headers, timeout = self._headers(timeout)
+        response = await self._post(self._request(method, params, nowait), headers, timeout)
+        if nowait:
+            return None
+        return _unwrap(response)
+
+    async def call_multiple(
+        self,
+        *requests: dict[str, Any] | tuple[str, Any],
+        raise_exception: bool = True,
+        abort_on_error: bool = False,
+        use_template: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Send a batch; returns the results in request order.
+
+        A request is `{"method": ..., "params": ...}` or `(method, params)`. With `raise_exception`
+        the first error is raised; without, errors come back in the list as RPCError instances.
+        `abort_on_error` / `use_template` set the RPC-Batch-Abort-Error / RPC-Batch-Template headers.
+        """
+        if not requests:
+            return []
+        headers, timeout = self._headers(timeout)
+        if abort_on_error:
+            headers[ABORT_ON_ERROR] = "?1"
+        if use_template:
+            headers[USE_TEMPLATE] = "?1"
+        batch = []
+        for r in requests:
+            method, params = (r["method"], r.get("params")) if isinstance(r, dict) else r
+            batch.append(self._request(method, params))
+        response = await self._post(batch, headers, timeout)
+        if isinstance(response, dict):  # the whole batch was refused
+            raise _unwrap(response, raise_exception=False) if "error" in response else InternalError("Malformed batch response")
+        by_id = {r.get("id"): r for r in response or () if isinstance(r, dict)}
+        results = []
+        for req in batch:
+            item = by_id.get(req["id"])
+            value = _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
+            if raise_exception and isinstance(value, RPCError):
+                raise value
+            results.append(value)
+        return results
+
+
+def _unwrap(response: Any, raise_exception: bool = True) -> Any:
+    if not isinstance(response, dict) or ("result" not in response and "error" not in response):
+        exc: RPCError = InternalError("Malformed JSON-RPC response", data={"response": response})
+    elif "error" in response:
+        exc = error_from_dict(response["error"])
+    else:
+        return response["result"]
+    if raise_exception:
+        raise exc
+    return exc

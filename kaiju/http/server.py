@@ -1,0 +1,207 @@
+"""HTTPServer: JSON-RPC over HTTP, on aiomisc's AIOHTTPService.
+
+`POST <rpc_path>` hands the body and headers to the `RPCServer` and sends back what it
+answers. Unlike aiomisc's service, the socket is bound in `start()`, not in the
+constructor: building a server does no I/O, and a busy port is a start failure with a
+clear message (SO_REUSEPORT only when `reuse_port` is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import stat
+from typing import Any, ClassVar
+
+import aiomisc
+import msgspec
+from aiohttp import web
+from aiomisc.service.aiohttp import AIOHTTPService
+
+from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
+from kaiju.rpc.protocol import ErrorResponse
+from kaiju.rpc.server import RPCServer
+from kaiju.runtime.service import Service
+
+__all__ = ["HTTPServer"]
+
+_JSON = "application/json"
+
+
+class _BindAtStart(AIOHTTPService):
+    """AIOHTTPService minus its constructor, which binds the socket: HTTPServer binds in start()."""
+
+    def __init__(self, **kwargs: Any):
+        aiomisc.Service.__init__(self, **kwargs)
+
+
+class HTTPServer(Service, _BindAtStart):
+    """Serves the RPC dispatcher over HTTP (service name "http").
+
+    Settings:
+
+    - host (str, "127.0.0.1") and port (int, 8080; 0 picks a free port), or
+      unix_socket (str path, None) to listen on a Unix socket instead;
+    - rpc_path (str, "/public/rpc"): where JSON-RPC requests are POSTed;
+    - max_body_size (int bytes, 1048576): larger bodies get 413 with a JSON-RPC error;
+    - reuse_port (bool, False): SO_REUSEPORT, for several processes on one port;
+    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish;
+    - backlog (int, 128): the listen queue;
+    - scope (str, "guest"): the scope of callers without a session;
+    - access_log (bool, False): log each request through aiohttp's access logger.
+
+    Dependency: `rpc` (an RPCServer).
+    """
+
+    service_name = "http"
+
+    rpc: RPCServer
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    unix_socket: str | None = None
+    rpc_path: str = "/public/rpc"
+    max_body_size: int = 1024 * 1024
+    reuse_port: bool = False
+    shutdown_timeout: float = 5.0
+    backlog: int = 128
+    scope: str = "guest"
+    access_log: bool = False
+
+    # AIOHTTPService's constructor arguments that this class replaces with the settings above
+    _not_settings: ClassVar[frozenset[str]] = frozenset({"address", "sock", "site", "runner", "runner_kwargs", "handler_cancellation"})
+
+    @classmethod
+    def settings_fields(cls) -> dict[str, tuple[Any, Any]]:
+        fields = super().settings_fields()
+        return {k: v for k, v in fields.items() if k not in cls._not_settings}
+
+    # -- lifetime -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the socket and start serving; raises OSError naming the address when it is taken."""
+        if getattr(self, "runner", None) is not None:
+            raise RuntimeError(f"{self.name}: cannot start twice")
+        self._scope: Scope = parse_scope(self.scope)
+        self._max_body = int(self.max_body_size)
+        self._loop = asyncio.get_running_loop()
+        self.socket = self._bind()
+        try:
+            await _BindAtStart.start(self)
+        except BaseException:
+            self.socket.close()
+            raise
+        self.logger.info("listening", url=self.url)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
+        if getattr(self, "runner", None) is None:
+            return
+        try:
+            await _BindAtStart.stop(self, exception)
+        finally:
+            self.runner = None  # type: ignore[assignment]
+            if self.unix_socket:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.unix_socket)
+
+    async def create_application(self) -> web.Application:
+        # Kept for AIOHTTPService's start(); requests never reach it: make_runner serves
+        # them with aiohttp's low-level Server, since one route needs no router or middlewares.
+        return web.Application(client_max_size=int(self.max_body_size))
+
+    async def make_runner(self, application: web.Application) -> web.BaseRunner:
+        server = web.Server(
+            self._handle,
+            request_factory=self._make_request,
+            handler_cancellation=True,
+            access_log=self.logger.logger if self.access_log else None,
+        )
+        return web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+
+    def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=self._max_body)
+
+    async def create_site(self) -> web.SockSite:
+        return web.SockSite(self.runner, self.socket, backlog=int(self.backlog))
+
+    @property
+    def url(self) -> str:
+        """Where the RPC endpoint listens: `http://host:port/path` or `unix:<path>:<rpc_path>`."""
+        if self.unix_socket:
+            return f"unix:{self.unix_socket}:{self.rpc_path}"
+        sock = getattr(self, "socket", None)
+        port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}{self.rpc_path}"
+
+    def _bind(self) -> socket.socket:
+        if self.unix_socket:
+            return self._bind_unix(self.unix_socket)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind over TIME_WAIT, never over a listener
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, int(self.port)))
+            sock.listen(int(self.backlog))
+        except OSError as exc:
+            sock.close()
+            hint = " (another process listens there; set reuse_port: true to share it on purpose)" if exc.errno == errno.EADDRINUSE else ""
+            raise OSError(exc.errno, f"{self.name}: cannot listen on {self.host}:{self.port}: {exc.strerror}{hint}") from None
+        sock.setblocking(False)
+        return sock
+
+    def _bind_unix(self, path: str) -> socket.socket:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(path)
+                except OSError:
+                    os.unlink(path)  # a stale socket file left by a process that died
+                else:
+                    raise OSError(errno.EADDRINUSE, f"{self.name}: cannot listen on {path}: another process listens there")
+                finally:
+                    probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(int(self.backlog))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"{self.name}: cannot listen on {path}: {exc.strerror}") from None
+        sock.setblocking(False)
+        return sock
+
+    # -- requests -----------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.Response:
+        if request.raw_path != self.rpc_path and request.path != self.rpc_path:  # raw first: no URL parsing
+            return _error(404, MethodNotFound(f"No JSON-RPC endpoint at {request.path}; it is at {self.rpc_path}"))
+        if request.method != "POST":
+            return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+        try:
+            response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
+        except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
+            self.logger.error("RPC dispatcher failed", exc_info=exc)
+            return _error(500, InternalError())
+        if response is None:
+            return web.Response(status=204, headers=headers)
+        headers["Content-Type"] = _JSON
+        return web.Response(body=response, headers=headers)
+
+
+def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:
+    body = msgspec.json.encode(ErrorResponse(id=None, error=exc.to_dict()))
+    return web.Response(status=status, body=body, headers={"Content-Type": _JSON, **(headers or {})})

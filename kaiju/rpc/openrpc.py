@@ -1,0 +1,61 @@
+"""OpenRPC (spec.open-rpc.org, 1.2) documents built from method signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from kaiju.rpc.methods import Method
+
+__all__ = ["OPENRPC_VERSION", "openrpc_document"]
+
+OPENRPC_VERSION = "1.2.6"
+
+
+def openrpc_document(methods: Iterable[Method], *, title: str = "kaiju", version: str = "0.0.0") -> dict[str, Any]:
+    """An OpenRPC document for `methods`: params and result schemas from their annotations.
+
+    Shared types (Structs, dataclasses, ...) go to `components.schemas` and are referenced
+    as `#/components/schemas/<Name>`.
+    """
+    methods = list(methods)
+    types: list[Any] = []
+    for m in methods:
+        types.extend(p.annotation for p in m.params)
+        types.append(m.returns)
+    try:
+        schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    except Exception:  # an annotation msgspec cannot describe: describe it as anything
+        schemas, components = [{} for _ in types], {}
+    described = []
+    index = 0
+    for m in methods:
+        params = []
+        for p in m.params:
+            schema = schemas[index]
+            index += 1
+            param: dict[str, Any] = {"name": p.name, "schema": schema, "required": p.default is p.empty}
+            params.append(param)
+        result = schemas[index]
+        index += 1
+        entry: dict[str, Any] = {
+            "name": m.name,
+            "params": params,
+            "result": {"name": "result", "schema": result},
+            "paramStructure": "by-name" if m.kw_names or m.var_kwargs else "either",
+            "x-permission": m.permission.name.lower(),
+        }
+        if m.doc:
+            summary, _, description = m.doc.partition("\n\n")
+            entry["summary"] = summary.strip()
+            if description.strip():
+                entry["description"] = description.strip()
+        described.append(entry)
+    return {
+        "openrpc": OPENRPC_VERSION,
+        "info": {"title": title, "version": version},
+        "methods": described,
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,186 @@
+"""One suite for every Cache backend (parametrized by the `backend` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from kaiju.runtime.service import App
+from kaiju.testing.services import started
+
+TTL = 0.2
+
+
+class Item(msgspec.Struct):
+    id: uuid.UUID
+    price: Decimal
+    made: date
+    seen: datetime
+    tags: list[str] = []
+
+
+async def test_get_set(cache):
+    assert await cache.get("a") is None
+    await cache.set("a", {"x": [1, 2.5, "s", None, True, b"raw"]})
+    assert await cache.get("a") == {"x": [1, 2.5, "s", None, True, b"raw"]}
+    await cache.set("a", 2)
+    assert await cache.get("a") == 2
+
+
+async def test_m_get_m_set(cache):
+    await cache.m_set({"a": 1, "b": "two"})
+    assert await cache.m_get(["a", "b", "missing"]) == {"a": 1, "b": "two"}
+    await cache.m_set({"c": 3, "d": 4}, ttl=30)
+    assert await cache.m_get(["c", "d"]) == {"c": 3, "d": 4}
+    assert await cache.m_get([]) == {}
+
+
+async def test_exists_and_delete(cache):
+    await cache.m_set({"a": 1, "b": 2, "c": 3})
+    assert await cache.exists("a")
+    assert not await cache.exists("z")
+    assert await cache.m_exists(["a", "b", "z"]) == frozenset({"a", "b"})
+    await cache.delete("a")
+    assert not await cache.exists("a")
+    await cache.delete("a")  # deleting a missing key is fine
+    await cache.m_delete(["b", "c", "z"])
+    assert await cache.m_exists(["a", "b", "c"]) == frozenset()
+
+
+async def test_ttl_expiry(cache):
+    await cache.set("short", 1, ttl=TTL)
+    await cache.m_set({"m1": 1, "m2": 2}, ttl=TTL)
+    await cache.set("long", 2, ttl=30)
+    await cache.set("forever", 3)
+    assert await cache.get("short") == 1
+    await asyncio.sleep(TTL * 2)
+    assert await cache.get("short") is None
+    assert not await cache.exists("short")
+    assert await cache.m_get(["m1", "m2", "long", "forever"]) == {"long": 2, "forever": 3}
+
+
+async def test_default_ttl_setting(make_cache):
+    services = make_cache(ttl=TTL)
+    async with started(*services):
+        cache = services[-1]
+        await cache.set("a", 1)
+        assert await cache.get("a") == 1
+        await asyncio.sleep(TTL * 2)
+        assert await cache.get("a") is None
+
+
+@pytest.mark.parametrize(
+    "value, type_",
+    [
+        (uuid.UUID("12345678-1234-5678-1234-567812345678"), uuid.UUID),
+        (datetime(2024, 5, 1, 12, 30, 1, 5, tzinfo=timezone.utc), datetime),
+        (datetime(2024, 5, 1, 12, 30, 1), datetime),
+        (date(2024, 5, 1), date),
+        (Decimal("12.340"), Decimal),
+        (
+            Item(uuid.uuid4(), Decimal("9.99"), date(2020, 1, 2), datetime.now(timezone.utc), ["a"]),
+            Item,
+        ),
+        ([Item(uuid.uuid4(), Decimal("1"), date(2020, 1, 2), datetime.now(timezone.utc))], list[Item]),
+        ({"when": date(2021, 3, 4)}, dict[str, date]),
+    ],
+)
+async def test_typed_round_trip(cache, value, type_):
+    await cache.set("v", value)
+    back = await cache.get("v", type=type_)
+    assert back == value
+    assert type(back) is type(value)
+    assert await cache.m_get(["v"], type=type_) == {"v": value}
+
+
+async def test_untyped_values(cache):
+    aware = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    value = {"int": -1, "big": 2**60, "float": 0.5, "str": "é", "bytes": b"\x00", "none": None,
+             "list": [1, [2]], "when": aware}
+    await cache.set("v", value)
+    assert await cache.get("v") == value
+    # without type=, a UUID comes back as its string: ask for the type to get it back
+    key = uuid.uuid4()
+    await cache.set("u", key)
+    assert await cache.get("u") == str(key)
+
+
+async def test_value_not_fitting_type_is_an_error(cache):
+    await cache.set("v", "not a number")
+    with pytest.raises(msgspec.ValidationError):
+        await cache.get("v", type=int)
+
+
+async def test_bad_input(cache):
+    with pytest.raises(ValueError):
+        await cache.set("", 1)
+    with pytest.raises(ValueError):
+        await cache.get(1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await cache.set("a", 1, ttl=0)
+    with pytest.raises(TypeError):
+        await cache.set("a", object())
+    assert await cache.get("a") is None  # a failed set stores nothing
+
+
+async def test_namespaces_kept_apart(make_cache):
+    one, two = make_cache(), make_cache()
+    async with started(*one, app=App(name="one", env="test")), started(*two, app=App(name="two", env="test")):
+        await one[-1].set("k", 1)
+        await two[-1].set("k", 2)
+        assert await one[-1].get("k") == 1
+        assert await two[-1].get("k") == 2
+        await one[-1].delete("k")
+        assert await two[-1].get("k") == 2
+
+
+async def test_shared_namespace(make_cache, backend):
+    if backend == "memory":
+        pytest.skip("a memory cache is private to its service")
+    one, two = make_cache(shared=True), make_cache(shared=True)
+    private = make_cache()
+    async with (
+        started(*one, app=App(name="one", env="test")),
+        started(*two, app=App(name="two", env="test")),
+        started(*private, app=App(name="one", env="test")),
+    ):
+        await one[-1].set("k", "shared")
+        assert await two[-1].get("k") == "shared"
+        assert await private[-1].get("k") is None
+        assert one[-1].full_key("k") == "test._shared._cache.k"
+        assert private[-1].full_key("k") == "test.one._cache.k"
+
+
+async def test_memory_lru_eviction(backend):
+    if backend != "memory":
+        pytest.skip("max_size is a MemoryCache setting")
+    from kaiju.cache.memory import MemoryCache
+
+    cache = MemoryCache(max_size=3, cleanup_interval=0)
+    async with started(cache):
+        await cache.m_set({"a": 1, "b": 2, "c": 3})
+        assert await cache.get("a") == 1  # a is now the most recently used
+        await cache.set("d", 4)
+        assert await cache.m_get(["a", "b", "c", "d"]) == {"a": 1, "c": 3, "d": 4}
+        assert len(cache) == 3
+
+
+async def test_memory_periodic_sweep(backend):
+    if backend != "memory":
+        pytest.skip("the sweep is a MemoryCache feature")
+    from kaiju.cache.memory import MemoryCache
+
+    cache = MemoryCache(cleanup_interval=0.05)
+    async with started(cache):
+        await cache.set("a", 1, ttl=0.05)
+        await cache.set("b", 1)
+        for _ in range(100):  # the sweep drops it without anyone reading it
+            if len(cache) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len(cache) == 1

@@ -1,0 +1,34 @@
+"""conf/redis.yml starts as shipped against a real redis-server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import kaiju
+from kaiju.testing import free_port
+
+CONF = Path(__file__).parents[1] / "conf" / "redis.yml"
+
+
+async def test_redis_example_config_runs(redis_url):
+    async with kaiju.entrypoint(config=CONF, env={"REDIS_URL": redis_url}, catch_signals=(), log_config=False) as ep:
+        cache, locks = ep.app.services["cache"], ep.app.services["locks"]
+        await cache.set("greeting", "hello")
+        assert await cache.get("greeting") == "hello"
+        async with locks.lock("job", ttl=1) as info:
+            assert await locks.owner("job") == info.id
+        redis = ep.app.services["redis"].client
+        assert await redis.exists(cache.full_key("greeting")) == 1
+        assert cache.full_key("greeting").endswith(".redis-example._cache.greeting")
+
+
+async def test_redis_example_config_without_redis_fails_clearly():
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(Exception) as err:
+        async with kaiju.entrypoint(config=CONF, env={"REDIS_URL": url}, catch_signals=(), log_config=False):
+            pass
+    message = str(err.value)
+    assert "does not answer" in message and ":***@127.0.0.1" in message
+    assert "hunter2" not in message
