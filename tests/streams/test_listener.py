@@ -111,7 +111,8 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
     # the survivors: nothing acknowledged that was not processed
     services2, backend2, (listener2,), _, rec2 = make_stack(consumer="c2")
     if backend2.__class__ is backend.__class__ and backend.__class__.__name__ == "MemoryStream":
-        services2[0] = backend  # one process: the same memory streams
+        services2[0] = backend  # one process: the same memory streams, with the new locks
+        backend.locks = services2[1]
         backend2 = backend
     rec2.release.set()
     async with started(*services2, app=App(**APP)):
@@ -149,7 +150,8 @@ async def test_a_restarted_consumer_rereads_its_own_pending_first(make_stack) ->
     assert rec.values("slow") == []
     services2, backend2, (listener2,), _, rec2 = make_stack(claim_idle_ms=600_000)  # same consumer name, c1
     if backend.__class__.__name__ == "MemoryStream":
-        services2[0] = backend
+        services2[0] = backend  # one process: the same memory streams, with the new locks
+        backend.locks = services2[1]
     rec2.release.set()
     async with started(*services2, app=App(**APP)):
         await until(lambda: sorted(rec2.values("slow")) == [0, 1, 2], what="own pending re-read")
