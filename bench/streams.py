@@ -82,6 +82,7 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool =
             app.services[svc.name] = svc
             svc.set_loop(asyncio.get_running_loop())
             await svc.start()
+        app.started.set()  # the dispatcher holds requests until the app has started
     stream, group = f"raw.{time.monotonic_ns()}", "g"
     await client.xgroup_create(stream, group, id="0", mkstream=True)
     decode = msgspec.json.decode
