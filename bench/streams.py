@@ -174,12 +174,12 @@ async def main() -> None:
             best = {"raw": 0.0, "raw_rpc": 0.0, "ours": 0.0, "mem": 0.0}
             for _ in range(args.rounds):
                 for name, run in (
-                    ("raw", lambda: raw_loop(server.url, args.messages, args.batch, prefill)),
-                    ("raw_rpc", lambda: raw_loop(server.url, args.messages, args.batch, prefill, True)),
-                    ("ours", lambda: kaiju_loop(server.url, args.messages, args.batch, prefill)),
-                    ("mem", lambda: kaiju_loop(None, args.messages, args.batch, prefill)),
+                    ("raw", raw_loop(server.url, args.messages, args.batch, prefill)),
+                    ("raw_rpc", raw_loop(server.url, args.messages, args.batch, prefill, True)),
+                    ("ours", kaiju_loop(server.url, args.messages, args.batch, prefill)),
+                    ("mem", kaiju_loop(None, args.messages, args.batch, prefill)),
                 ):
-                    best[name] = max(best[name], await run())
+                    best[name] = max(best[name], await run)
             raw, raw_rpc, ours, mem = best["raw"], best["raw_rpc"], best["ours"], best["mem"]
             print(f"\n{shape}")
             print(f"  raw redis-py XADD/XREADGROUP/XACK loop  {raw:10,.0f} req/s  (ceiling)")

@@ -138,7 +138,9 @@ def decode_fields(msg_id: str, fields: Mapping[bytes, bytes], deliveries: int = 
     return StreamMessage(msg_id, body, headers, deliveries, key)
 
 
-def dead_letter_fields(message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]) -> dict[bytes, bytes]:
+def dead_letter_fields(
+    message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]
+) -> dict[bytes, bytes]:
     """A dead-letter entry: the message's own fields plus `x`, a JSON record of who gave up on
     which message, after how many deliveries, and why."""
     fields = encode_fields(message.body, message.headers, message.key)
@@ -179,7 +181,9 @@ class StreamBackend(Service, abc.ABC):
     # -- writing ------------------------------------------------------------
 
     @abc.abstractmethod
-    async def add(self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None) -> str:
+    async def add(
+        self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> str:
         """Append one message; returns its id. The stream is created when missing."""
 
     # -- groups and reading ---------------------------------------------------
@@ -194,7 +198,9 @@ class StreamBackend(Service, abc.ABC):
         waits up to `block_ms` when there are none (returns `[]` then)."""
 
     @abc.abstractmethod
-    async def read_pending(self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0") -> list[StreamMessage]:
+    async def read_pending(
+        self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"
+    ) -> list[StreamMessage]:
         """Up to `count` of `consumer`'s own pending messages with ids above `after_id`, in id
         order, each counted as one more delivery. Messages deleted from the stream meanwhile
         are acknowledged and skipped."""
@@ -241,7 +247,9 @@ class StreamBackend(Service, abc.ABC):
         """Length, pending count and lag of `group` on `stream`."""
 
     @abc.abstractmethod
-    async def read_range(self, stream: str, count: int = 100, start_id: str = "0-0") -> list[tuple[str, dict[str, bytes]]]:
+    async def read_range(
+        self, stream: str, count: int = 100, start_id: str = "0-0"
+    ) -> list[tuple[str, dict[str, bytes]]]:
         """Raw entries `(id, {field: value})` with ids from `start_id` on, for inspection
         (e.g. of the dead-letter stream: see `dead_letter_fields`)."""
 

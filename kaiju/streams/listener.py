@@ -22,7 +22,6 @@ import socket
 import time
 from typing import Any
 
-from kaiju.locks.base import Locks
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.methods import method
 from kaiju.rpc.server import RPCServer
@@ -131,7 +130,9 @@ class StreamListener(Service):
         self.logger.info("listening", stream=self.stream_key, group=self.group_name, consumer=self.consumer_name)
 
     def _check_settings(self) -> None:
-        for name in ("batch_size", "max_parallel_batches", "block_ms", "claim_idle_ms", "max_deliveries", "lock_check_ms"):
+        positive = ("batch_size", "max_parallel_batches", "block_ms", "claim_idle_ms", "max_deliveries",
+                    "lock_check_ms")
+        for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{self.name}: {name} must be a positive integer, got {value!r}")

@@ -107,7 +107,9 @@ class MemoryStream(StreamBackend):
 
     # -- writing ----------------------------------------------------------------
 
-    async def add(self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None) -> str:
+    async def add(
+        self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> str:
         return format_id(*self._stream(stream).append(encode_fields(body, headers, key)))
 
     # -- groups and reading -------------------------------------------------------
@@ -142,7 +144,9 @@ class MemoryStream(StreamBackend):
         s, g = self._group(stream, group)
         return self._take_new(s, g, consumer, count)
 
-    async def read_pending(self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0") -> list[StreamMessage]:
+    async def read_pending(
+        self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"
+    ) -> list[StreamMessage]:
         s, g = self._group(stream, group)
         after = parse_id(after_id)
         out: list[StreamMessage] = []
@@ -235,7 +239,9 @@ class MemoryStream(StreamBackend):
         lag = len(s.ids) - bisect.bisect_right(s.ids, g.last_id)
         return GroupInfo(len(s.ids), len(g.pel), lag, format_id(*g.last_id))
 
-    async def read_range(self, stream: str, count: int = 100, start_id: str = "0-0") -> list[tuple[str, dict[str, bytes]]]:
+    async def read_range(
+        self, stream: str, count: int = 100, start_id: str = "0-0"
+    ) -> list[tuple[str, dict[str, bytes]]]:
         s = self._streams.get(stream)
         if s is None:
             return []

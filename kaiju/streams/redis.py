@@ -132,7 +132,9 @@ class RedisStream(StreamBackend):
 
     # -- writing ----------------------------------------------------------------
 
-    async def add(self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None) -> str:
+    async def add(
+        self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> str:
         try:
             return (await self._client.xadd(stream, encode_fields(body, headers, key))).decode()
         except _NET_ERRORS as exc:
@@ -173,7 +175,9 @@ class RedisStream(StreamBackend):
             replies = await pipe.execute()
         return {r[0]["message_id"].decode(): r[0]["times_delivered"] for r in replies if r}
 
-    async def read_pending(self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0") -> list[StreamMessage]:
+    async def read_pending(
+        self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"
+    ) -> list[StreamMessage]:
         try:
             reply = await self._client.xreadgroup(group, consumer, {stream: after_id}, count=count)
             entries = (reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]) if reply else []
@@ -181,7 +185,9 @@ class RedisStream(StreamBackend):
                 return []
             # a history read replays exactly the consumer's pending entries in this id range
             first, last = entries[0][0], entries[-1][0]
-            rows = await self._client.xpending_range(stream, group, min=first, max=last, count=len(entries), consumername=consumer)
+            rows = await self._client.xpending_range(
+                stream, group, min=first, max=last, count=len(entries), consumername=consumer
+            )
             counts = {r["message_id"]: r["times_delivered"] for r in rows}
             gone = [entry_id for entry_id, fields in entries if not fields]
             if gone:
@@ -279,7 +285,9 @@ class RedisStream(StreamBackend):
                 )
         raise GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
 
-    async def read_range(self, stream: str, count: int = 100, start_id: str = "0-0") -> list[tuple[str, dict[str, bytes]]]:
+    async def read_range(
+        self, stream: str, count: int = 100, start_id: str = "0-0"
+    ) -> list[tuple[str, dict[str, bytes]]]:
         try:
             rows = await self._client.xrange(stream, min=start_id, max="+", count=count)
         except _NET_ERRORS as exc:

@@ -116,7 +116,7 @@ async def test_trim_never_drops_pending_or_unread(backend: StreamBackend) -> Non
 
 async def test_trim_removes_consumed_entries(backend: StreamBackend) -> None:
     await backend.create_group(S, "g")
-    for i in range(1000):
+    for _ in range(1000):
         await backend.add(S, b"x")
     got = await backend.read_new(S, "g", "c", 1000, 0)
     await backend.ack(S, "g", [m.id for m in got])

@@ -36,7 +36,8 @@ async def test_requests_reach_the_method_with_their_headers(make_stack) -> None:
 async def test_a_batch_runs_every_request_in_one_message(make_stack) -> None:
     services, backend, (listener,), producer, rec = make_stack()
     async with started(*services, app=App(**APP)):
-        await producer.call_multiple([("rec.echo", {"value": n}) for n in range(5)] + [{"method": "rec.echo", "params": [5]}])
+        batch = [("rec.echo", {"value": n}) for n in range(5)]
+        await producer.call_multiple([*batch, {"method": "rec.echo", "params": [5]}])
         await until(lambda: len(rec.calls) == 6, what="six calls")
         assert sorted(rec.values()) == [0, 1, 2, 3, 4, 5]
         await until(lambda: listener.counters["processed"] == 1, what="one message acknowledged")
@@ -104,7 +105,6 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
         for n in range(12):
             await producer.call("rec.slow" if n == 2 else "rec.echo", {"value": n})
         await until(lambda: rec.started_runs == [2], what="the slow one in hand")
-        stream = listener.stream_key
     # stopped: the slow message was cancelled unfinished; 3 of its batch could not run after it
     done = set(rec.values())
     assert done == {0, 1}
