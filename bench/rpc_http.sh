@@ -6,7 +6,7 @@
 # One server at a time on 127.0.0.1, the same wrk settings for each:
 #   wrk -t1 -c64 -d${DURATION}s -s shared/peers/rpc_echo.lua
 # after a short warm-up. ROUNDS rounds (alternating servers), best round per server.
-# Env: DURATION (s, 10), ROUNDS (2), CONNECTIONS (64), KAIJU_PEERS (the peers folder),
+# Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (64), KAIJU_PEERS (the peers folder),
 #      PYTHON (kaiju's python, default .venv/bin/python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,7 +24,7 @@ PEERS="$(find_peers)"
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 PEER_PY="$("$PEERS/setup.sh")"
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk" >&2; exit 1; }
 
@@ -46,7 +46,7 @@ wait_up() {  # port
 
 start_server() {  # which port
   case $1 in
-    ceiling) "$PEER_PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac

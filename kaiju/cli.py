@@ -13,6 +13,7 @@ arguments and a function running it. Adding one is adding an entry.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,8 +142,23 @@ def cmd_call(args: argparse.Namespace) -> int:
         return 0
 
     config = load(args)
+    _leave_out_transports(config)
     extra = [] if any(e.cls in ("RPCServer", "kaiju.rpc.server:RPCServer") for e in config.settings.services) else [RPCServer()]
     return run_app(args, call, *extra, config=config)
+
+
+def _leave_out_transports(config: Any) -> None:
+    """Disable HTTP servers, stream listeners and tasks: a one-off call must not bind the
+    app's ports (it may be running) nor consume its streams nor fire its schedules."""
+    from kaiju.runtime.registry import ClassNotFound, Registry
+
+    registry = Registry(config.settings.packages)
+    for entry in config.settings.services:
+        try:
+            if registry.resolve(entry.cls).transport:
+                entry.enabled = False
+        except ClassNotFound:
+            pass  # build_plan reports it with the file and key path
 
 
 def _call_arguments(p: argparse.ArgumentParser) -> None:
@@ -202,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

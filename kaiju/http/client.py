@@ -6,6 +6,7 @@ call to another service is traced and bounded like the request that makes it.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -124,8 +125,12 @@ class HTTPRPCClient(Service):
     timeout: float | None = None
     headers: dict = {}
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._ids = itertools.count(1)
+
     async def start(self) -> None:
-        self._next_id = 0
+        pass
 
     def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:
         headers = {"Content-Type": "application/json", **self.headers}
@@ -145,8 +150,7 @@ class HTTPRPCClient(Service):
         if params is not None:
             body["params"] = params
         if not notify:
-            self._next_id = getattr(self, "_next_id", 0) + 1
-            body["id"] = self._next_id
+            body["id"] = next(self._ids)
         return body
 
     async def _post(self, body: Any, headers: dict[str, str], timeout: float | None) -> Any:

@@ -58,7 +58,8 @@ def method(func: Callable | None = None, /, *, name: str | None = None, permissi
 
 def method_spec(obj: Any) -> MethodSpec | None:
     """The MethodSpec of a function marked with `@method`, else None."""
-    return getattr(obj, _MARK, None)
+    spec = getattr(obj, _MARK, None) if callable(obj) else None
+    return spec if isinstance(spec, MethodSpec) else None
 
 
 def _hints(func: Callable) -> dict[str, Any]:
@@ -224,6 +225,23 @@ class Method:
 
     # -- description ------------------------------------------------------
 
+    def describe(self) -> dict[str, Any]:
+        """Facts for listings: name, permission, params (name, type, required, default), returns, doc."""
+        params = []
+        for p in self.params:
+            entry: dict[str, Any] = {"name": p.name, "type": _type_name(p.annotation), "required": p.default is p.empty}
+            if p.default is not p.empty:
+                entry["default"] = p.default
+            params.append(entry)
+        return {
+            "name": self.name,
+            "permission": self.permission.name.lower(),
+            "params": params,
+            "var_kwargs": self.var_kwargs,
+            "returns": _type_name(self.returns),
+            "doc": self.doc.split("\n\n", 1)[0],
+        }
+
     def signature(self) -> dict[str, Any]:
         """Params and result as JSON Schemas: `{"params": {...}, "result": {...}, "doc": str}`."""
         return {
@@ -249,3 +267,9 @@ def _schema(tp: Any) -> dict[str, Any]:
     if defs:
         schema["$defs"] = defs
     return schema
+
+
+def _type_name(tp: Any) -> str:
+    if tp is Any or tp is inspect.Parameter.empty:
+        return "Any"
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")

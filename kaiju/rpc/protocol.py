@@ -141,7 +141,7 @@ def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestH
             continue
         if parsed is NO_HEADERS:
             parsed = RequestHeaders()
-        value = value.strip()
+        value = (value if type(value) is str else str(value)).strip()  # in-process callers may pass numbers
         if attr == "correlation_id":
             if not _CORRELATION_ID.match(value):
                 raise InvalidRequest("Invalid request: header Correlation-Id must be 1-128 visible ASCII characters", data={"header": key})

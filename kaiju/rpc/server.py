@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import time
 import typing
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +25,13 @@ from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.context import _counter as _cid_counter
 from kaiju.rpc.context import _prefix as _cid_prefix
-from kaiju.rpc.methods import Method, method, method_spec
+from kaiju.rpc.introspection import Introspection
+from kaiju.rpc.methods import Method, method_spec
 from kaiju.rpc.protocol import (
     CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
     parse_request,
 )
+from kaiju.rpc.slots import Slots
 from kaiju.runtime.service import Service
 
 __all__ = ["RPCServer"]
@@ -48,7 +49,7 @@ except ImportError:  # pragma: no cover
     _current_task = asyncio.current_task
 
 
-class RPCServer(Service):
+class RPCServer(Service, Introspection):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
@@ -81,7 +82,8 @@ class RPCServer(Service):
         self._methods: dict[str, Method] = {}
         self._inflight: dict[RequestContext, None] = {}
         self._background: set[asyncio.Task] = set()
-        self._state = _State()
+        self._slots = Slots()
+        self._clock = _not_started
         self._hot = False
         self._hot_methods: dict[type, Method] = {}
         self._hot_decode: Any = None
@@ -100,7 +102,7 @@ class RPCServer(Service):
         self._loop = loop = asyncio.get_running_loop()
         # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        self._state = _State(int(self.max_parallel_tasks))
+        self._slots = Slots(int(self.max_parallel_tasks))
         self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
         self._threshold = float(self.watchdog_threshold)
         self._default_time = float(self.default_request_time)
@@ -108,12 +110,14 @@ class RPCServer(Service):
         self._hot = self._default_time >= self._threshold
         self._max_time = float(self.max_request_time)
         self._debug = self.app.debug if self.debug is None else bool(self.debug)
+        self._app_ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         self._methods = {}
         services = list(self.app.services.values())
         if self not in services:
             services.append(self)
         for service in services:
-            self.add_service(service)
+            self._collect(service)
+        self._build_hot_decoder()
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
@@ -125,13 +129,15 @@ class RPCServer(Service):
         for ctx in list(self._inflight):
             if ctx.task is not None and not ctx.task.done():
                 ctx.task.cancel()
-        if self._state.watchdog is not None:
-            self._state.watchdog.cancel()
-            self._state.watchdog = None
+        if self._slots.watchdog is not None:
+            self._slots.watchdog.cancel()
+            self._slots.watchdog = None
 
     # -- methods ----------------------------------------------------------
 
     async def _wait_app_ready(self) -> None:
+        if self._clock is _not_started:
+            _not_started()
         try:
             await asyncio.wait_for(self.app.started.wait(), self._default_time)
         except TimeoutError:
@@ -140,6 +146,11 @@ class RPCServer(Service):
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
+        added = self._collect(service)
+        self._build_hot_decoder()
+        return added
+
+    def _collect(self, service: Service) -> list[str]:
         added = []
         for attr in dir(type(service)):
             raw = inspect.getattr_static(type(service), attr, None)
@@ -153,7 +164,6 @@ class RPCServer(Service):
                 raise ValueError(f"RPC method {name} is defined twice")
             self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
             added.append(name)
-        self._build_hot_decoder()
         return added
 
     def _build_hot_decoder(self) -> None:
@@ -183,7 +193,7 @@ class RPCServer(Service):
 
     def describe(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[dict[str, Any]]:
         """One line of facts per callable method: name, permission, params (with types and defaults), doc."""
-        return [_describe(m) for m in self.list_methods(scope, session)]
+        return [m.describe() for m in self.list_methods(scope, session)]
 
     def _resolve(self, name: Any, scope: Scope, session: Session | None) -> Method:
         m = self._methods.get(name)
@@ -264,14 +274,14 @@ class RPCServer(Service):
         token = _current.set(ctx)
         inflight = self._inflight
         inflight[ctx] = None
-        state = self._state
-        if state.watchdog is None:
-            state.watchdog = loop.call_at(now + self._tick, self._watch)
+        slots = self._slots
+        if slots.watchdog is None:
+            slots.watchdog = loop.call_at(now + self._tick, self._watch)
         try:
-            if state.free > 0:
-                state.free -= 1
+            if slots.free > 0:
+                slots.free -= 1
             else:
-                await self._acquire(coro)
+                await slots.acquire(coro)
             try:
                 try:
                     result = await coro
@@ -280,10 +290,10 @@ class RPCServer(Service):
                 except Exception as exc:
                     result = await self._recover(ctx, m, exc, msgspec.structs.asdict(req.params), False, 0)
             finally:
-                if state.waiters:
-                    self._release()
+                if slots.waiters:
+                    slots.release()
                 else:
-                    state.free += 1
+                    slots.free += 1
             if ctx.expired:  # the method swallowed the cancellation
                 ctx.task.uncancel()
                 raise E.RequestTimeout(data={"deadline": ctx.deadline})
@@ -376,15 +386,15 @@ class RPCServer(Service):
         try:
             if ctx.loop_deadline - now < self._threshold:
                 return await self._run_timed(ctx, m, coro, params, raw, retries, take_slot, now)
-            state = self._state
-            if state.watchdog is None:
-                state.watchdog = loop.call_at(now + self._tick, self._watch)
+            slots = self._slots
+            if slots.watchdog is None:
+                slots.watchdog = loop.call_at(now + self._tick, self._watch)
             try:
                 if take_slot:
-                    if state.free > 0:
-                        state.free -= 1
+                    if slots.free > 0:
+                        slots.free -= 1
                     else:
-                        await self._acquire(coro)
+                        await slots.acquire(coro)
                 try:
                     try:
                         result = await coro
@@ -394,10 +404,10 @@ class RPCServer(Service):
                         result = await self._recover(ctx, m, exc, params, raw, retries)
                 finally:
                     if take_slot:
-                        if state.waiters:
-                            self._release()
+                        if slots.waiters:
+                            slots.release()
                         else:
-                            state.free += 1
+                            slots.free += 1
             except asyncio.CancelledError:
                 if ctx.expired:
                     task.uncancel()
@@ -416,13 +426,14 @@ class RPCServer(Service):
     ) -> Any:
         """`_run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
         ctx.expired = None
+        slots = self._slots
         if ctx.loop_deadline <= now:
             coro.close()
             raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
         try:
             async with asyncio.timeout_at(ctx.loop_deadline):
                 if take_slot:
-                    await self._acquire(coro)
+                    await slots.acquire(coro)
                 try:
                     try:
                         return await coro
@@ -432,7 +443,7 @@ class RPCServer(Service):
                         return await self._recover(ctx, m, exc, params, raw, retries)
                 finally:
                     if take_slot:
-                        self._release()
+                        slots.release()
         except TimeoutError:
             raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
 
@@ -457,31 +468,6 @@ class RPCServer(Service):
     def _unencodable(self, exc: Exception) -> dict:
         return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
 
-    async def _acquire(self, coro: Any) -> None:
-        """Take a slot of max_parallel_tasks, waiting in line when none is free."""
-        state = self._state
-        if state.free > 0:
-            state.free -= 1
-            return
-        fut = self._loop.create_future()
-        state.waiters.append(fut)
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled():
-                self._release()  # the slot was handed over just as we were cancelled: pass it on
-            coro.close()
-            raise
-
-    def _release(self) -> None:
-        waiters = self._state.waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # hand the slot straight over: no window for a newcomer to take it
-                return
-        self._state.free += 1
-
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""
         now = self._loop.time()
@@ -489,7 +475,7 @@ class RPCServer(Service):
             if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
                 ctx.expired = True
                 ctx.task.cancel()
-        self._state.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
+        self._slots.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
 
     # -- the less travelled paths --------------------------------------------
 
@@ -600,71 +586,9 @@ class RPCServer(Service):
                 responses.append(response)
         return responses
 
-    # -- introspection ----------------------------------------------------
 
-    @method(permission=Scope.GUEST)
-    async def api(self, pattern: str = "*") -> dict:
-        """The methods the caller may call (names matching `pattern`), with their params and docs."""
-        from fnmatch import fnmatchcase
-
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
-        return {
-            "api": "jsonrpc",
-            "version": "2.0",
-            "methods": [d for d in self.describe(scope, session) if fnmatchcase(d["name"], pattern)],
-        }
-
-    @method(permission=Scope.GUEST)
-    async def discover(self) -> dict:
-        """An OpenRPC document of the methods the caller may call."""
-        from kaiju.rpc.openrpc import openrpc_document
-
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
-        return openrpc_document(self.list_methods(scope, session), title=self.app.name, version=self.app.version)
-
-    @method
-    async def status(self) -> dict:
-        """The dispatcher's load and limits."""
-        busy = int(self.max_parallel_tasks) - self._state.free
-        return {
-            "app": self.app.name,
-            "env": self.app.env,
-            "debug": self._debug,
-            "methods": len(self._methods),
-            "running": busy,
-            "waiting": sum(1 for f in self._state.waiters if not f.done()),
-            "in_flight": len(self._inflight),
-            "notifications": len(self._background),
-            "max_parallel_tasks": int(self.max_parallel_tasks),
-            "default_request_time": self.default_request_time,
-            "max_request_time": self.max_request_time,
-            "server_time": time.time(),
-        }
-
-    @method
-    async def tasks(self) -> list[dict]:
-        """The requests in flight: method, correlation id, seconds elapsed and left."""
-        now = self._loop.time()
-        return sorted(
-            (
-                {"method": c.method, "correlation_id": c.correlation_id, "elapsed": round(now - c.started, 3), "left": round(c.loop_deadline - now, 3)}
-                for c in self._inflight
-            ),
-            key=lambda d: -d["elapsed"],
-        )
-
-
-class _State:
-    """The dispatcher's mutable counters (apart from the service, whose attribute writes are slow)."""
-
-    __slots__ = ("free", "waiters", "watchdog")
-
-    def __init__(self, free: int = 0):
-        self.free = free
-        self.waiters: deque[asyncio.Future] = deque()
-        self.watchdog: asyncio.TimerHandle | None = None
+def _not_started() -> float:
+    raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
 
 
 async def _ready(value: Any) -> Any:
@@ -675,26 +599,3 @@ def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-def _describe(m: Method) -> dict[str, Any]:
-    params = []
-    for p in m.params:
-        entry: dict[str, Any] = {"name": p.name, "type": _type_name(p.annotation), "required": p.default is p.empty}
-        if p.default is not p.empty:
-            entry["default"] = p.default
-        params.append(entry)
-    return {
-        "name": m.name,
-        "permission": m.permission.name.lower(),
-        "params": params,
-        "var_kwargs": m.var_kwargs,
-        "returns": _type_name(m.returns),
-        "doc": m.doc.split("\n\n", 1)[0],
-    }
-
-
-def _type_name(tp: Any) -> str:
-    if tp is Any or tp is inspect.Parameter.empty:
-        return "Any"
-    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")

@@ -201,7 +201,11 @@ def build_plan(
     if config is None:
         config = load_config_data({"main": {"name": "app"}}, source="<python>", os_env=False)
     main = config.settings.main
-    app = App(main.name, main.env, main.version, debug=main.debug, etc=dict(config.settings.etc))
+    app = App(
+        main.name, main.env, main.version,
+        debug=main.debug, etc=dict(config.settings.etc), shutdown_timeout=main.shutdown_timeout,
+    )
+    app.managed = True
     if registry is None:
         try:
             registry = Registry(config.settings.packages)

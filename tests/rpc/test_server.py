@@ -217,6 +217,19 @@ async def test_batch_template_to_missing_result(server):
     assert response[1]["error"]["code"] == -32602
 
 
+async def test_batch_item_past_the_deadline_times_out_alone(server):
+    batch = [request("calc.sleep", [0], 1), request("calc.sleep", [5], 2), request("calc.sum", [1], 3)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": 0.1}), 5)
+    assert response[0]["result"] == 0 and response[2]["result"] == 1
+    assert response[1]["error"]["data"]["type"] == "RequestTimeout"
+
+
+async def test_ordered_batch_aborts_after_a_timeout(server):
+    batch = [request("calc.sleep", [5], 1), request("calc.sum", [1], 2)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": "0.1", "RPC-Batch-Abort-Error": "?1"}), 5)
+    assert [r["error"]["data"]["type"] for r in response] == ["RequestTimeout", "Aborted"]
+
+
 async def test_batch_size_limit(calc):
     srv = RPCServer(max_batch_size=2)
     async with started(calc, srv):
@@ -225,9 +238,10 @@ async def test_batch_size_limit(calc):
 
 
 async def test_batch_runs_concurrently(server):
-    batch = [request("calc.sleep", [0.05], i) for i in range(8)]
-    response, _ = await asyncio.wait_for(handle(server, batch), 5)
-    assert [r["result"] for r in response] == [0.05] * 8
+    # each call returns only once all 8 are running: a batch run one by one never ends
+    batch = [request("calc.meet", [8], i) for i in range(8)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": "5"}), 10)
+    assert [r.get("result") for r in response] == [8] * 8
 
 
 # -- time ----------------------------------------------------------------
@@ -432,6 +446,14 @@ async def test_add_service_later_and_duplicates(server):
     server.remove_service("later")
     with pytest.raises(rpc.MethodNotFound):
         await server.call("later.subtract", [3, 1])
+
+
+async def test_calls_before_start_say_so():
+    srv = RPCServer()
+    with pytest.raises(RuntimeError, match="not started"):
+        await srv.call("rpc.status")
+    with pytest.raises(RuntimeError, match="not started"):
+        await srv.handle(b'{"jsonrpc":"2.0","id":1,"method":"rpc.status"}')
 
 
 async def test_bad_settings_fail_start(calc):

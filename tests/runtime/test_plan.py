@@ -162,3 +162,18 @@ def test_numeric_template_reaches_a_string_setting_as_text():
 class SecretHolder(Database):
     service_name = None
     password: str = ""
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"cls": "HTTPServer", "settings": {"port": 99999}}, "services[HTTPServer].settings.port: expected int <= 65535, got 99999"),
+        ({"cls": "MemoryCache", "settings": {"max_size": -1}}, "services[MemoryCache].settings.max_size: expected int >= 0, got -1"),
+        ({"cls": "MemoryLocks", "settings": {"ttl": 0}}, "services[MemoryLocks].settings.ttl: expected float > 0.0, got 0"),
+    ],
+)
+def test_constrained_settings_are_checked_before_start(entry, expected):
+    data = {"main": {"name": "t"}, "services": [{"cls": "RPCServer"}, entry]}
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
+    assert str(info.value) == f"conf/app.yml: {expected}"

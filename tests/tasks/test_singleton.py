@@ -1,0 +1,111 @@
+"""Singleton tasks: each fire runs in one app only, across apps sharing a Locks service."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from kaiju.locks.memory import MemoryLocks
+from kaiju.locks.redis import RedisLocks
+from kaiju.redis import RedisConnection
+from kaiju.runtime.service import App
+from kaiju.tasks import CronTask, PeriodicTask
+from kaiju.testing.services import started
+
+from tests.tasks.helpers import wait_until
+
+WORKER = str(Path(__file__).with_name("singleton_worker.py"))
+
+
+def recording_task(name: str, fired: list, **settings):
+    async def job():
+        fired.append((name, task.last_fire))
+
+    task = PeriodicTask(name="report", interval=0.05, singleton=True, call=job, **settings)
+    return task
+
+
+async def test_two_apps_sharing_memory_locks_run_each_fire_once():
+    fired: list[tuple[str, float]] = []
+    locks = MemoryLocks()
+    a = recording_task("a", fired)
+    b = recording_task("b", fired)
+    b.locks = locks  # the second app uses the first app's Locks instance
+    async with started(locks, a, app=App(name="shop", env="test")):
+        async with started(b, app=App(name="shop", env="test")):
+            await wait_until(lambda: a.runs + b.runs >= 8 and a.elsewhere + b.elsewhere >= 8)
+    counts = Counter(fire for _, fire in fired)
+    assert counts and max(counts.values()) == 1, "a fire ran in both apps"
+    assert a.runs + b.runs == len(fired)
+
+
+async def test_singleton_cron_with_memory_locks():
+    ran: list[float] = []
+    locks = MemoryLocks()
+
+    def make():
+        async def job():
+            ran.append(task.last_fire)
+
+        task = CronTask(name="tick", cron="* * * * * *", singleton=True, call=job)
+        return task
+
+    a, b = make(), make()
+    b.locks = locks
+    async with started(locks, a):
+        async with started(b):
+            await wait_until(lambda: len(ran) >= 2, timeout=4)
+    assert sorted(set(ran)) == sorted(ran)
+    assert a.elsewhere + b.elsewhere >= 1
+
+
+async def test_fires_are_aligned_so_every_process_sees_the_same_ones():
+    locks = MemoryLocks()
+    a = recording_task("a", [], delay=0)
+    b = recording_task("b", [], delay=0.03)
+    b.locks = locks
+    async with started(locks, a):
+        async with started(b):
+            # both wait for a multiple of the interval since the epoch
+            for task in (a, b):
+                assert round(task._next_base / 0.05, 6) == round(task._next_base / 0.05)
+
+
+async def test_redis_singleton_in_two_apps(redis_url):
+    fired: list[tuple[str, float]] = []
+    a = recording_task("a", fired)
+    b = recording_task("b", fired)
+    async with started(RedisConnection(url=redis_url), RedisLocks(), a):
+        async with started(RedisConnection(url=redis_url), RedisLocks(), b):
+            await wait_until(lambda: a.runs + b.runs >= 6 and a.elsewhere + b.elsewhere >= 6)
+    counts = Counter(fire for _, fire in fired)
+    assert max(counts.values()) == 1
+
+
+async def test_redis_singleton_in_two_processes(redis_url):
+    procs = [
+        subprocess.Popen([sys.executable, WORKER, redis_url, "1.5"], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    fires: list[str] = []
+    elsewhere = 0
+    try:
+        for proc in procs:
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+            assert proc.returncode == 0
+            times, counts = out.splitlines()
+            fires += times.split()
+            runs, other, _ = map(int, counts.split())
+            assert runs == len(times.split())
+            elsewhere += other
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert len(fires) >= 5
+    assert len(set(fires)) == len(fires), "a fire ran in both processes"
+    assert elsewhere >= 1
