@@ -112,7 +112,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         rpc.add_service(service)
     for m in rpc.describe():
         params = ", ".join(p if isinstance(p, str) else p.get("name", "") for p in m.get("params", ()))
-        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {m['doc']}" if m.get("doc") else ""))
+        doc = " ".join((m.get("doc") or "").split("\n\n")[0].split())  # the first paragraph, on one line
+        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {doc}" if doc else ""))
     return 0
 
 

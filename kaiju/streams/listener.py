@@ -67,6 +67,8 @@ class StreamListener(Service):
     RPC method: `<name>.status`.
     """
 
+    transport = True  # `kaiju-run call` consumes nothing
+
     streams: StreamBackend
     rpc: RPCServer
 
