@@ -21,7 +21,7 @@ from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
-from kaiju.logging import LOG_FORMATS
+from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -112,7 +112,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         rpc.add_service(service)
     for m in rpc.describe():
         params = ", ".join(p if isinstance(p, str) else p.get("name", "") for p in m.get("params", ()))
-        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {m['doc']}" if m.get("doc") else ""))
+        doc = " ".join((m.get("doc") or "").split("\n\n")[0].split())  # the first paragraph, on one line
+        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {doc}" if doc else ""))
     return 0
 
 
@@ -212,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
         return 2
     try:
+        if args.log_format:
+            check_format(args.log_format)
         return command.run(args)
-    except ConfigError as exc:
+    except (ConfigError, LogFormatError) as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

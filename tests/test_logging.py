@@ -80,3 +80,11 @@ def test_log_lines_inside_a_request_carry_its_correlation_id():
     assert ticks["cli"]["correlation_id"]
     started = next(x for x in lines if "started" in x["message"])
     assert "correlation_id" not in started  # outside any request
+
+
+def test_text_formats_append_extras():
+    from kaiju.logging import ExtrasFormatter
+
+    formatter = ExtrasFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    assert formatter.format(make_record(url="http://x", n=2)) == "INFO saved x url='http://x' n=2"
+    assert formatter.format(make_record()) == "INFO saved x"

@@ -336,3 +336,13 @@ def test_call_while_the_app_runs_leaves_out_http_and_tasks():
     finally:
         app.send_signal(signal.SIGTERM)
         app.communicate(timeout=30)
+
+
+def test_journald_format_without_a_journal_is_a_clear_error():
+    from logging_journald import JournaldLogHandler
+
+    if JournaldLogHandler.SOCKET_PATH.exists():
+        pytest.skip("this machine has a journal")
+    result = run("-c", "conf/example.yml", "--log-format", "journald")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f'kaiju-run: log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}'
