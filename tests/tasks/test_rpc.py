@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import aiohttp
+
 from kaiju import rpc
 from kaiju.rpc.server import RPCServer
+from kaiju.runtime.entrypoint import Entrypoint
 from kaiju.runtime.service import Service
 from kaiju.tasks import CronTask, PeriodicTask, Tasks
 from kaiju.testing.services import started
@@ -93,3 +96,23 @@ async def test_tasks_list_over_rpc():
     assert (next_run.hour, next_run.minute) == (3, 0)
     for key in ("next_run", "last_run", "last_result", "last_error", "runs", "misses", "failures"):
         assert key in one[0]
+
+
+async def test_tasks_list_from_the_running_app_over_an_admin_http_server():
+    """What docs/tasks.rst tells an operator to do: ask the running app over HTTP, system scope."""
+    config = {"main": {"name": "tasks"}, "services": [
+        {"cls": "RPCServer"},
+        {"cls": "HTTPServer", "name": "admin_http", "settings": {"host": "127.0.0.1", "port": 0, "scope": "system"}},
+        {"cls": "Tasks"},
+        {"cls": "PeriodicTask", "name": "beat", "settings": {"interval": 0.05, "call": "asyncio:sleep", "params": [0, 7]}},
+    ]}
+    ep = Entrypoint(config=config, catch_signals=(), log_config=False, os_env=False)
+    async with ep:
+        task = ep.app.services["beat"]
+        await wait_until(lambda: task.runs >= 2 and not task.running)
+        async with aiohttp.ClientSession() as session:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tasks.list"}
+            async with session.post(ep.app.services["admin_http"].url, json=body) as response:
+                answer = await response.json()
+    [status] = answer["result"]
+    assert status["name"] == "beat" and status["runs"] >= 2 and status["last_result"] == 7
