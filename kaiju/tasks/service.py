@@ -304,20 +304,16 @@ class ScheduledTask(Service):
         except asyncio.CancelledError:
             self.last_error = "CancelledError: the run was cancelled"
             raise
-        except TimeoutError as exc:
-            self.failures += 1
-            if limit.expired():
-                self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
-            else:
-                self.last_error = f"TimeoutError: {exc}"
-            self.logger.error(
-                f"task {self.name} failed: {self.last_error}", task=self.name, correlation_id=correlation_id
-            )
         except Exception as exc:
             self.failures += 1
-            # the dispatcher wraps a method's own exception in InternalError: report the original
-            error = getattr(exc, "base_exc", None) or exc
-            self.last_error = f"{type(error).__name__}: {error}"
+            error: BaseException | None = None
+            if limit.expired():
+                # the run's own timeout; for a method it may surface as the dispatcher's RequestTimeout
+                self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
+            else:
+                # the dispatcher wraps a method's own exception in InternalError: report the original
+                error = getattr(exc, "base_exc", None) or exc
+                self.last_error = f"{type(error).__name__}: {error}"
             self.logger.error(
                 f"task {self.name} failed: {self.last_error}",
                 task=self.name,

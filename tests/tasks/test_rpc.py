@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -116,3 +117,35 @@ async def test_tasks_list_from_the_running_app_over_an_admin_http_server():
                 answer = await response.json()
     [status] = answer["result"]
     assert status["name"] == "beat" and status["runs"] >= 2 and status["last_result"] == 7
+
+
+class Stuck(Service):
+    service_name = "stuck"
+
+    async def start(self) -> None:
+        pass
+
+    @rpc.method
+    async def work(self) -> None:
+        await asyncio.sleep(60)
+
+
+async def test_method_task_timeout_cuts_the_run():
+    task = PeriodicTask(name="stuck_job", interval=0.05, timeout=0.05, method="stuck.work")
+    async with started(Stuck(), RPCServer(), task):
+        await wait_until(lambda: task.failures >= 2)
+    assert task.last_error == "TimeoutError: the run took longer than 0.05 s"
+
+
+async def test_method_task_without_timeout_is_bounded_by_the_dispatcher():
+    task = PeriodicTask(name="stuck_job", interval=0.05, method="stuck.work")
+    async with started(Stuck(), RPCServer(default_request_time=0.05), task):
+        await wait_until(lambda: task.failures >= 2)
+    assert task.last_error.startswith("RequestTimeout"), task.last_error
+
+
+async def test_method_task_timeout_above_max_request_time_is_cut_to_it():
+    task = PeriodicTask(name="stuck_job", interval=0.05, timeout=30, method="stuck.work")
+    async with started(Stuck(), RPCServer(default_request_time=0.05, max_request_time=0.1), task):
+        await wait_until(lambda: task.failures >= 1)
+    assert task.last_error.startswith("RequestTimeout"), task.last_error
