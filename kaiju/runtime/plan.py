@@ -188,6 +188,10 @@ class _Builder:
                     target = found[0]
                 setattr(service, dep.attr, target.service)
                 spec.needs[dep.attr] = target.name
+            try:
+                service.check_dependencies()
+            except ValueError as exc:
+                raise self.error((*spec.path, "settings") if spec.path else (), f"{type(service).__name__}: {exc}") from None
 
 
 def build_plan(

@@ -206,6 +206,15 @@ class Service(aiomisc.Service):
             type.__setattr__(cls, "_kaiju_deps", cached)
         return cached
 
+    def check_dependencies(self) -> None:
+        """Reject settings that cannot work with the dependencies the runtime found.
+
+        Called once every dependency attribute is set, before any service starts (so
+        `kaiju-run check` reports it too). Does nothing by default; a subclass raises
+        ValueError naming the setting, e.g. when a setting needs an optional dependency that
+        is missing.
+        """
+
     @classmethod
     def settings_fields(cls) -> dict[str, tuple[Any, Any]]:
         """Settings the class accepts: `{name: (type, default)}`; default is `inspect.Parameter.empty`

@@ -152,15 +152,25 @@ class ScheduledTask(Service):
 
     # -- lifetime -------------------------------------------------------
 
-    async def start(self) -> None:
-        """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
+    def check_dependencies(self) -> None:
+        """Raise TaskSettingsError when `method` has no RPCServer or `singleton` no Locks to use.
+
+        The runtime calls it before anything starts (`kaiju-run check` reports it as a config
+        error); `start()` calls it again for tasks started some other way.
+        """
         if not self.enabled:
-            self.logger.info(f"task {self.name} disabled", task=self.name)
             return
         if self.method is not None and self.rpc is None:
             raise TaskSettingsError(f"{self.name}: method {self.method!r} needs an RPCServer service in the app")
         if self.singleton and self.locks is None:
             raise TaskSettingsError(f"{self.name}: singleton: true needs a Locks service in the app")
+
+    async def start(self) -> None:
+        """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
+        if not self.enabled:
+            self.logger.info(f"task {self.name} disabled", task=self.name)
+            return
+        self.check_dependencies()
         self._stopping = False
         self._arm(self._first_fire(time.time()))
         self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)

@@ -131,6 +131,25 @@ def test_instances_passed_in_join_the_config():
     assert plan.layers == [["db"], ["cache"]]
 
 
+class CachingWorker(Worker):
+    """A worker whose `cached` setting cannot work without its optional cache."""
+
+    cached: bool = False
+
+    def check_dependencies(self) -> None:
+        if self.cached and self.cache is None:
+            raise ValueError("cached: true needs a Cache service")
+
+
+def test_check_dependencies_runs_once_wired_and_before_start():
+    data = {"main": {"name": "x"}, "packages": [PKG], "services": ["Database", "Cache"]}
+    plan = build_plan(load_config_data(data, os_env=False), [CachingWorker(cached=True)])
+    assert plan.specs["worker"].service.cache is plan.specs["cache"].service
+    with pytest.raises(ConfigError, match="CachingWorker: cached: true needs a Cache service"):
+        build_plan(None, [CachingWorker(cached=True)])
+    build_plan(None, [CachingWorker(cached=False)])
+
+
 def test_plan_without_config():
     plan = build_plan(None, [Database(), Cache()])
     assert plan.app.name == "app" and plan.layers == [["db"], ["cache"]]

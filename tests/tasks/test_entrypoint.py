@@ -1,13 +1,17 @@
-"""Tasks run by a real kaiju Entrypoint: stop within the app's shutdown budget."""
+"""Tasks built from config and run by a real kaiju Entrypoint: checks before start, stop budget."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from kaiju.config import ConfigError, load_config_data
 from kaiju.locks.memory import MemoryLocks
 from kaiju.rpc.methods import method
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.entrypoint import Entrypoint
+from kaiju.runtime.plan import build_plan
 from kaiju.runtime.service import Service
 from kaiju.tasks import PeriodicTask
 
@@ -58,3 +62,37 @@ async def test_stop_leaves_the_lower_layers_part_of_the_app_shutdown_budget():
     assert task.last_error.startswith("CancelledError")
     # the services the task needs were stopped after it, inside the same budget
     assert rpc.stopped and locks.stopped
+
+
+def plan_of(*services):
+    data = {"main": {"name": "tasks"}, "services": list(services)}
+    return build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
+
+
+SINGLETON = {"cls": "CronTask", "name": "nightly", "settings": {"cron": "0 3 * * *", "call": "asyncio:sleep", "params": [0], "singleton": True}}
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (
+            [SINGLETON],
+            "conf/app.yml: services[nightly].settings: CronTask: nightly: singleton: true needs a Locks service in the app",
+        ),
+        (
+            [{"cls": "PeriodicTask", "name": "beat", "settings": {"interval": 1, "method": "demo.tick"}}],
+            "services[beat].settings: PeriodicTask: beat: method 'demo.tick' needs an RPCServer service in the app",
+        ),
+    ],
+)
+def test_a_missing_dependency_is_a_config_error_before_start(entries, message):
+    with pytest.raises(ConfigError) as info:
+        plan_of(*entries)
+    assert message in str(info.value)
+
+
+def test_the_same_tasks_pass_the_check_with_what_they_need():
+    plan = plan_of(SINGLETON, {"cls": "MemoryLocks"})
+    assert isinstance(plan.specs["nightly"].service.locks, MemoryLocks)
+    disabled = {**SINGLETON, "settings": {**SINGLETON["settings"], "enabled": False}}
+    assert plan_of(disabled).specs["nightly"].service.locks is None  # a disabled task needs nothing
