@@ -142,8 +142,10 @@ async def test_policy_cancel_cancels_the_running_one_and_starts_anew():
         await wait_until(lambda: task.runs >= 3)
         assert task.cancelled >= 2
         assert job.cancelled >= 2
-        assert task.misses == 0
     assert job.max_active == 1
+    # every cancel counted reached a run that had started; stop cancelled at most one more
+    # (misses are not asserted: a loaded machine may hold the loop past a whole period)
+    assert task.cancelled <= job.cancelled <= task.cancelled + 1
     # each cancelled run ended before the next one started
     assert job.events[:4] == ["start1", "end1", "start2", "end2"]
 

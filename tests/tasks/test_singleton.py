@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -114,15 +115,16 @@ async def test_redis_singleton_in_two_apps(redis_url):
 
 
 async def test_redis_singleton_in_two_processes(redis_url):
+    barrier = f"tasks-test-barrier-{uuid.uuid4().hex}"  # both start firing once both are up
     procs = [
-        subprocess.Popen([sys.executable, WORKER, redis_url, "1.5"], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, WORKER, redis_url, barrier, "10"], stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     fires: list[str] = []
     elsewhere = 0
     try:
         for proc in procs:
-            out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
             assert proc.returncode == 0
             times, counts = out.splitlines()
             fires += times.split()
@@ -134,6 +136,6 @@ async def test_redis_singleton_in_two_processes(redis_url):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert len(fires) >= 5
+    assert len(fires) >= 10
     assert len(set(fires)) == len(fires), "a fire ran in both processes"
     assert elsewhere >= 1
