@@ -90,6 +90,7 @@ class ScheduledTask(Service):
         self._skip_logged: asyncio.Task | None = None
         self._next_base: float | None = None  # next fire on the schedule, before jitter
         self._next_at: float | None = None  # the same, jitter added
+        self._following = math.inf  # the fire after it, so a timer knows cheaply when it is stale
         self._stopping = False
         self.runs = 0
         self.misses = 0
@@ -225,6 +226,7 @@ class ScheduledTask(Service):
         self._next_at = at = with_jitter(base, self.jitter)
         # wall-clock fire time -> loop clock; recomputed for every fire, so clock drift never adds up
         self._timer = self.loop.call_at(self.loop.time() + (at - time.time()), self._on_timer, base, at)
+        self._following = self._next_fire(base)
 
     def _on_timer(self, fire: float, at: float) -> None:
         now = time.time()
@@ -235,6 +237,12 @@ class ScheduledTask(Service):
             # the wall clock was set back since the timer was armed: wait for the fire time again
             self._timer = self.loop.call_at(self.loop.time() + (at - now), self._on_timer, fire, at)
             return
+        if now >= self._following:
+            # held up past later fires: run the latest one due. An older fire's singleton lock may
+            # have expired already, and another process have run that fire.
+            fire, _, skipped = self._latest_due(fire, now)
+            self._missed(skipped)
+            at = fire
         self.last_fire = fire
         self.last_lateness = now - at
         self._fire(fire)
@@ -244,18 +252,27 @@ class ScheduledTask(Service):
     def _rearm(self, fire: float, now: float) -> None:
         if self._stopping or self._timer is not None:  # stopped, or stopped and started again meanwhile
             return
-        nxt = self._next_fire(fire)
-        skipped = 0
-        # the loop was held up past whole periods: give those fires up rather than burst
-        while nxt <= now and skipped < _MAX_CATCH_UP:
-            skipped += 1
-            nxt = self._next_fire(nxt)
-        if skipped:
-            self.misses += skipped
-            self.logger.warning(f"task {self.name} fell behind, {skipped} fires skipped", task=self.name)
+        _, nxt, skipped = self._latest_due(fire, now)
+        self._missed(skipped)
         if nxt <= now:
             nxt = self._next_fire(now)
         self._arm(nxt)
+
+    def _latest_due(self, fire: float, now: float) -> tuple[float, float, int]:
+        """From `fire` on: the latest fire not later than `now`, the fire after it, and how
+        many fires were passed over to get there."""
+        skipped = 0
+        nxt = self._next_fire(fire)
+        # the loop was held up past whole periods: give those fires up rather than burst
+        while nxt <= now and skipped < _MAX_CATCH_UP:
+            skipped += 1
+            fire, nxt = nxt, self._next_fire(nxt)
+        return fire, nxt, skipped
+
+    def _missed(self, skipped: int) -> None:
+        if skipped:
+            self.misses += skipped
+            self.logger.warning(f"task {self.name} fell behind, {skipped} fires skipped", task=self.name)
 
     def _fire(self, fire: float) -> None:
         running = self._running

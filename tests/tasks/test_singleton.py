@@ -14,7 +14,7 @@ from kaiju.locks.memory import MemoryLocks
 from kaiju.locks.redis import RedisLocks
 from kaiju.redis import RedisConnection
 from kaiju.runtime.service import App
-from kaiju.tasks import CronTask, PeriodicTask
+from kaiju.tasks import CronTask, PeriodicTask, next_periodic_fire
 from kaiju.testing.services import started
 
 from tests.tasks.helpers import wait_until
@@ -101,6 +101,30 @@ async def test_a_fire_lock_lasts_past_the_next_fire_by_the_jitter():
     for (asked, ttl), fire in zip(locks.asked, fires):
         # a process whose jitter put it late on this same fire must still find the lock taken
         assert asked + ttl >= fire + 0.1 + 0.08 - 1e-6
+
+
+async def test_a_process_held_up_past_a_period_runs_the_latest_fire_not_an_expired_one():
+    locks = MemoryLocks()
+    ran: list[tuple[str, float]] = []
+    hour = 3600.0  # nothing fires by itself during the test
+
+    async def job():
+        ran.append(("b", b.last_fire))
+
+    a = PeriodicTask(name="report", interval=hour, singleton=True, call=job)
+    b = PeriodicTask(name="report", interval=hour, singleton=True, call=job)
+    b.locks = locks
+    async with started(locks, a):
+        async with started(b):
+            latest = next_periodic_fire(0.0, hour, time.time() - hour)  # the latest fire due now
+            assert await a._claim(latest)  # process a ran it on time
+            # process b's timer comes for the fire before it: that fire's lock has long expired
+            b._timer.cancel()
+            b._arm(latest - hour)
+            await wait_until(lambda: b.elsewhere + b.runs >= 1)
+    assert ran == [] and b.runs == 0, "b ran a fire a had run or given up"
+    assert b.elsewhere == 1 and b.misses == 1
+    assert b.last_fire == latest
 
 
 async def test_redis_singleton_in_two_apps(redis_url):
