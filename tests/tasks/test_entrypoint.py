@@ -1,8 +1,10 @@
-"""Tasks built from config and run by a real kaiju Entrypoint: checks before start, stop budget."""
+"""Tasks built from config and run by real kaiju Entrypoints: checks before start, stop budget,
+singleton across two apps sharing one Redis."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -96,3 +98,49 @@ def test_the_same_tasks_pass_the_check_with_what_they_need():
     assert isinstance(plan.specs["nightly"].service.locks, MemoryLocks)
     disabled = {**SINGLETON, "settings": {**SINGLETON["settings"], "enabled": False}}
     assert plan_of(disabled).specs["nightly"].service.locks is None  # a disabled task needs nothing
+
+
+class FireLog(Service):
+    """Records the fire of each run of the task `task` (its RPC method is the task's job)."""
+
+    service_name = "fire_log"
+    task: PeriodicTask
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fires: list[float] = []
+
+    async def start(self) -> None:
+        pass
+
+    @method
+    async def record(self) -> None:
+        self.fires.append(self.task.last_fire)
+
+
+def singleton_app(redis_url: str) -> Entrypoint:
+    config = {
+        "main": {"name": "shop", "env": "test"},
+        "services": [
+            {"cls": "RedisConnection", "settings": {"url": redis_url}},
+            {"cls": "RedisLocks"},
+            {"cls": "RPCServer"},
+            {"cls": "PeriodicTask", "name": "report",
+             "settings": {"interval": 0.05, "singleton": True, "method": "fire_log.record"}},
+            {"cls": f"{__name__}:FireLog"},
+        ],
+    }
+    return Entrypoint(config=config, catch_signals=(), log_config=False, os_env=False)
+
+
+async def test_singleton_across_two_entrypoints_sharing_one_redis(redis_url):
+    first, second = singleton_app(redis_url), singleton_app(redis_url)
+    a, b = first.app.services["report"], second.app.services["report"]
+    async with first:
+        async with second:
+            # both apps see the same fires; each is taken by one of them
+            await wait_until(lambda: min(a.runs, b.runs) >= 2 and a.elsewhere + b.elsewhere >= 6)
+    fires = first.app.services["fire_log"].fires + second.app.services["fire_log"].fires
+    assert len(fires) == a.runs + b.runs
+    counts = Counter(fires)
+    assert max(counts.values()) == 1, "a fire ran in both apps"

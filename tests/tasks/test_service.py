@@ -122,6 +122,20 @@ async def test_policy_skip_counts_misses_and_never_overlaps():
     assert job.max_active == 1
 
 
+async def test_a_skipped_tick_is_logged_once_per_overlong_run(caplog):
+    job = Recorder(hold=True)
+    task = periodic(job, name="long", policy="skip")
+    with caplog.at_level(logging.INFO):
+        async with started(task):
+            await wait_until(lambda: task.misses >= 3)
+            job.release.set()
+    # ("fell behind" lines, which a loaded machine may add, are another message)
+    skipped = [r for r in caplog.records if "still running" in r.getMessage() and getattr(r, "task", None) == "long"]
+    assert len(skipped) == 1, [r.getMessage() for r in skipped]
+    assert skipped[0].levelno == logging.INFO
+    assert re.fullmatch(r"task long still running, fire at \S+ skipped", skipped[0].getMessage())
+
+
 async def test_policy_wait_runs_once_more_as_soon_as_the_run_ends():
     job = Recorder(hold=True)
     task = periodic(job, policy="wait")
