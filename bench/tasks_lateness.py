@@ -1,25 +1,30 @@
 """Lateness of scheduled fires: kaiju's CronTask and PeriodicTask beside plain aiomisc.
 
-    python bench/tasks_lateness.py [--fires 30] [--interval 0.1]
+    python bench/tasks_lateness.py [--fires 30] [--interval 0.1] [--rounds 1]
 
 Lateness = the time the job starts - the time it was scheduled for (wall clock), over
 `--fires` consecutive fires of a `* * * * * *` cron task and of a periodic task, for:
 
 - kaiju CronTask / PeriodicTask (scheduled time: the task's `last_fire`);
-- aiomisc CronService (scheduled: the whole second) / PeriodicService (scheduled: the end
-  of the previous run + interval, since aiomisc sleeps `interval` after each run);
+- aiomisc CronService (scheduled time: the one aiomisc itself computed, with croniter,
+  from the clock when it armed the fire; recorded by a CronCallback doing exactly what
+  aiomisc's does) / PeriodicService (scheduled: the end of the previous run + interval,
+  since aiomisc sleeps `interval` after each run);
 - a bare `loop.call_at` timer on whole seconds and one re-armed every interval: the
   ceiling of this loop and machine.
 
 aiomisc's PeriodicService counts each period from the end of the previous run, so its
-lateness is small but its schedule slides by that much every period: the `drift` column
-shows how far, and the row under it measures the same fires against start + k * interval,
-the fixed schedule kaiju keeps. kaiju's fire times are fixed. asyncio's selector rounds its timeout up to
-a whole millisecond, which puts 0-1 ms into any wall-clock-aligned timer (the ceiling row).
+lateness against its own schedule is small, but that schedule slides by that much every
+period (the `drift` column). The like-for-like comparison with kaiju's PeriodicTask, whose
+fire times are fixed (start + k * interval), is the row "aiomisc PeriodicService ... on
+kaiju's fixed schedule": the same aiomisc fires measured against start + k * interval.
+asyncio's selector rounds its timeout up to a whole millisecond, which puts 0-1 ms into
+any wall-clock-aligned timer (the ceiling rows).
 
-Each scheduler runs alone, one after the other, in this one process; to spread the load
-bursts of a shared machine evenly, each row's fires are taken in a few runs (`--rounds`)
-and the rows of a group take turns. Takes about 3 * fires seconds for the whole-second rows.
+Each scheduler runs alone, one after the other, in this one process. By default each row
+is one run of `--fires` consecutive fires; `--rounds N` splits them into N runs with the
+rows of a group taking turns, to spread the load bursts of a shared machine evenly.
+Takes about 3 * fires seconds for the whole-second rows.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
-from aiomisc.service.cron import CronService
+from aiomisc.cron import CronCallback
+from aiomisc.service.cron import CronService, StoreItem
 from aiomisc.service.periodic import PeriodicService
 
 from kaiju.tasks import CronTask, PeriodicTask
@@ -89,13 +96,26 @@ def kaiju_periodic(interval):
     return arm
 
 
+class RecordingCronCallback(CronCallback):
+    """aiomisc's CronCallback, remembering the fire time its strategy computed."""
+
+    __slots__ = ("scheduled",)
+
+    def get_next(self, cron, _):  # aiomisc's own get_next, plus the record
+        timestamp = datetime.now(UTC).timestamp()
+        self.scheduled = cron.get_next(float, timestamp)
+        return self.scheduled - timestamp
+
+
 async def aiomisc_cron(record):
     async def job():
-        now = time.time()
-        record(now, round(now))  # aiomisc fires on whole seconds (UTC)
+        # the next fire is computed only after this run ends: `scheduled` is this fire's
+        record(time.time(), callback.scheduled)
 
     svc = CronService()
-    svc.register(job, "* * * * * *")
+    callback = RecordingCronCallback(job)
+    # what CronService.register stores, with the recording callback
+    svc._callbacks_storage.add(StoreItem(callback, "* * * * * *", False, ()))
     svc.set_loop(asyncio.get_running_loop())
     await svc.start()
     return svc.stop
@@ -147,7 +167,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fires", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.1)
-    parser.add_argument("--rounds", type=int, default=3, help="split each row's fires into this many interleaved runs")
+    parser.add_argument("--rounds", type=int, default=1, help="split each row's fires into this many interleaved runs")
     args = parser.parse_args()
     n, interval, rounds = args.fires, args.interval, max(1, args.rounds)
     groups = [
@@ -159,17 +179,22 @@ async def main() -> None:
         [
             (f"kaiju PeriodicTask {interval:g} s", interval, kaiju_periodic(interval), False),
             # aiomisc's schedule slides; also measure it against the fixed one kaiju keeps
-            (f"aiomisc PeriodicService {interval:g} s", interval, aiomisc_periodic(interval), True),
+            (f"aiomisc PeriodicService {interval:g} s, own schedule", interval, aiomisc_periodic(interval), True),
             (f"ceiling: bare loop.call_at {interval:g} s", interval, bare_timer(interval), False),
         ],
     ]
     per_round = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
-    print(f"lateness of {n} fires per row, ms (job start - the time it was scheduled for),")
-    runs = "/".join(map(str, per_round))
-    print(f"taken as {rounds} runs of {runs} consecutive fires, the rows of a group taking turns;")
-    print("drift, ms: how far the schedule itself slid: (last fire - first fire) - periods between, summed over runs")
-    print(f"{'':44} {'p50':>8} {'p99':>8} {'max':>8} {'drift':>8}")
-    grid_title = f"  the same against start + k * {interval:g} s"
+    print("lateness, ms: job start - the time it was scheduled for (wall clock)")
+    if rounds == 1:
+        print(f"each row: {n} consecutive fires, the rows one after the other")
+    else:
+        runs = "/".join(map(str, per_round))
+        print(f"each row: {n} fires taken as {rounds} runs of {runs} consecutive fires, the rows of a group taking turns")
+    summed = "" if rounds == 1 else ", summed over the runs"
+    print(f"drift, ms: how far the schedule itself slid: (last fire - first fire) - periods between{summed}")
+    grid_title = f"aiomisc PeriodicService {interval:g} s, on kaiju's fixed schedule"
+    width = max(len(grid_title), *(len(row[0]) for group in groups for row in group))
+    print(f"{'':{width}} {'p50':>8} {'p99':>8} {'max':>8} {'drift':>8}")
     for group in groups:
         results: dict[str, tuple[list[float], float]] = {}
         for title, _, _, on_grid in group:
@@ -187,7 +212,12 @@ async def main() -> None:
                     results[grid_title][0].extend(fixed)
         for title, (values, drift) in results.items():
             p50, p99 = percentile(values, 50), percentile(values, 99)
-            print(f"{title:44} {p50:8.3f} {p99:8.3f} {max(values):8.3f} {drift:8.3f}", flush=True)
+            shown = "-" if math.isnan(drift) else f"{drift:.3f}"
+            print(f"{title:{width}} {p50:8.3f} {p99:8.3f} {max(values):8.3f} {shown:>8}", flush=True)
+    print(f"like-for-like with kaiju PeriodicTask (fixed fire times, start + k * {interval:g} s):")
+    print(f'  "{grid_title}"')
+    print('("own schedule" measures aiomisc against its own sliding schedule: each period')
+    print(" counted from the end of the previous run.)")
 
 
 if __name__ == "__main__":
