@@ -66,6 +66,37 @@ async def test_stop_leaves_the_lower_layers_part_of_the_app_shutdown_budget():
     assert rpc.stopped and locks.stopped
 
 
+class Stubborn:
+    """A job that swallows cancellation until `release` is set."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.cancels = 0
+
+    async def __call__(self) -> None:
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+
+
+async def test_a_run_ignoring_cancellation_is_left_behind_and_the_stop_goes_on(caplog):
+    job = Stubborn()
+    rpc, locks = StopRecordingRPCServer(), StopRecordingLocks()
+    task = PeriodicTask(name="stubborn", interval=0.1, call=job, singleton=True)
+    ep = entrypoint(rpc, locks, task, shutdown_timeout=1)
+    try:
+        async with ep:
+            await wait_until(lambda: task.running)
+        assert job.cancels == 1 and task.running, "cancelled once, then left behind"
+        assert rpc.stopped and locks.stopped
+        assert any("did not unwind" in r.getMessage() for r in caplog.records)
+    finally:
+        job.release.set()
+        await wait_until(lambda: not task.running)
+
+
 def plan_of(*services):
     data = {"main": {"name": "tasks"}, "services": list(services)}
     return build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
