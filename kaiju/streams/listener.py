@@ -98,7 +98,8 @@ class StreamListener(Service):
     scope: str = "SYSTEM"
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
     stop_timeout: float = 10.0
-    """Seconds stop() waits for messages in hand; the rest stays pending, unacknowledged."""
+    """Seconds stop() waits for messages in hand (at most what the app's shutdown_timeout
+    leaves); the rest stays pending, unacknowledged."""
     lock_check_ms: int = 1000
     """How often the cluster-wide topic lock is checked."""
 
@@ -155,7 +156,12 @@ class StreamListener(Service):
         if not done:
             self._reader.cancel()
         if self._batches:
-            _, late = await asyncio.wait(self._batches, timeout=self.stop_timeout)
+            # inside the app's whole stop budget, which the read above may have used a part of
+            budget = getattr(self.app, "shutdown_timeout", None)
+            wait = self.stop_timeout
+            if budget is not None:
+                wait = min(wait, max(budget - self.block_ms / 1000 - 1, 0))
+            _, late = await asyncio.wait(self._batches, timeout=wait)
             for task in late:
                 task.cancel()
             if late:
