@@ -122,6 +122,8 @@ class StreamListener(Service):
         self._batches: set[asyncio.Task] = set()
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
+        # how often idle messages are looked for, and in-hand ones kept fresh
+        self._claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
         await self.streams.create_group(self.stream_key, self.group_name)
         self._paused = await self._topic_locked()
         if self._paused:
@@ -175,6 +177,9 @@ class StreamListener(Service):
 
     async def _read_loop(self) -> None:
         recovering, after = True, "0-0"  # own pending messages first (left by a previous run)
+        # then claiming takes turns with reading, in the reader's own slot: a claim never waits
+        # for a slot that a blocking read holds, nor for a backlog to drain
+        next_claim, claimed_last = time.monotonic(), False
         while self._running:
             await self._slots.acquire()
             try:
@@ -184,6 +189,7 @@ class StreamListener(Service):
                     self._parked = False
                     if not self._running:
                         break
+                now = time.monotonic()
                 if recovering:
                     msgs = await self.streams.read_pending(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
@@ -192,9 +198,17 @@ class StreamListener(Service):
                         after = msgs[-1].id
                     else:
                         recovering = False
+                elif now >= next_claim and not claimed_last:
+                    claimed_last = True
+                    more, msgs = await self._claim()
+                    # a scan cut short goes on at the next turn, after one read
+                    next_claim = now if more else now + self._claim_every
                 else:
+                    claimed_last = False
+                    # a claim due: look for new messages without waiting; else wait no longer than until it is
+                    wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
                     msgs = await self.streams.read_new(
-                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, self.block_ms
+                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
                     )
                 self._backoff.reset()
             except StreamUnavailable as exc:
@@ -332,10 +346,10 @@ class StreamListener(Service):
         except StreamError as exc:
             await self._wait_for_server(exc)
 
-    # -- upkeep: topic lock, keeping in-hand messages fresh, claiming, trimming -----------
+    # -- upkeep: topic lock, keeping in-hand messages fresh, trimming -----------
 
     async def _upkeep_loop(self) -> None:
-        claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
+        claim_every = self._claim_every
         lock_every = self.lock_check_ms / 1000
         next_claim = next_lock = time.monotonic()
         # consumers gone quiet (dead processes' names) are forgotten after an hour, or 10 claim periods
@@ -358,8 +372,6 @@ class StreamListener(Service):
                 if now >= next_claim:
                     next_claim = now + claim_every
                     await self._touch_in_hand(now)
-                    if not self._paused:
-                        await self._claim()
                     if now >= next_prune:
                         next_prune = now + prune_every
                         await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
@@ -386,27 +398,20 @@ class StreamListener(Service):
                 if i in self._in_hand:
                     self._in_hand[i] = now
 
-    async def _claim(self) -> None:
-        if self._slots.locked():
-            return  # every slot is busy: claimed messages would only wait (and go idle again)
-        await self._slots.acquire()
-        try:
-            # go on from where the last scan stopped: a scan looks at a bounded stretch of the
-            # pending list, and busy entries at its head must not hide idle ones further on
-            self._claim_cursor, msgs = await self.streams.claim_idle(
-                self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
-                self._claim_cursor,
-            )
-        except BaseException:
-            self._slots.release()
-            raise
+    async def _claim(self) -> tuple[bool, list[StreamMessage]]:
+        """Take over messages idle longer than `claim_idle_ms` (the caller holds a slot for them);
+        returns whether the scan of the pending list is unfinished, and the messages to run."""
+        # go on from where the last scan stopped: a scan looks at a bounded stretch of the
+        # pending list, and busy entries at its head must not hide idle ones further on
+        self._claim_cursor, msgs = await self.streams.claim_idle(
+            self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
+            self._claim_cursor,
+        )
         msgs = [m for m in msgs if m.id not in self._in_hand]  # our own, still running
-        if not msgs:
-            self._slots.release()
-            return
-        self.counters["claimed"] += len(msgs)
-        self.logger.info("claimed idle messages", count=len(msgs))
-        self._spawn(msgs)
+        if msgs:
+            self.counters["claimed"] += len(msgs)
+            self.logger.info("claimed idle messages", count=len(msgs))
+        return self._claim_cursor != "0-0", msgs
 
     # -- topic lock --------------------------------------------------------
 

@@ -221,3 +221,56 @@ async def test_entries_written_by_others_in_a_bad_shape_are_dead_lettered(make_s
         ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
         assert "unreadable headers" in msgspec.json.decode(fields["x"])["error"]["message"]
         assert listener.state == "running"
+
+
+async def _leave_with_a_dead_consumer(backend, listener, producer, values: list) -> list[str]:
+    """With the topic locked (the listener parked), write `values` and have a consumer that then
+    dies take them: they stay pending under its name until someone claims them."""
+    await backend.lock_stream(listener.stream_key)
+    await until(lambda: listener.state == "paused", what="paused")
+    for value in values:
+        await producer.call("rec.echo", {"value": value})
+    taken = await backend.read_new(listener.stream_key, listener.group_name, "dead", len(values), 0)
+    assert len(taken) == len(values)
+    return [m.id for m in taken]
+
+
+async def test_one_slot_still_claims_a_dead_consumers_messages(make_stack) -> None:
+    # the only slot is held by the blocking read most of the time: claims must get their turn anyway
+    services, backend, (listener,), producer, rec = make_stack(max_parallel_batches=1, block_ms=500, claim_idle_ms=200)
+    async with started(*services, app=App(**APP)):
+        await _leave_with_a_dead_consumer(backend, listener, producer, ["d0", "d1", "d2"])
+        await backend.unlock_stream(listener.stream_key)
+        await until(lambda: sorted(rec.values()) == ["d0", "d1", "d2"], what="the dead consumer's messages run")
+        assert listener.counters["claimed"] == 3
+        await until(lambda: not listener._in_hand, what="acks")
+        assert (await backend.group_info(listener.stream_key, "test")).pending == 0
+
+
+async def test_one_slot_still_retries_and_dead_letters_a_failing_message(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(
+        max_parallel_batches=1, block_ms=200, claim_idle_ms=100, max_deliveries=3
+    )
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.fail", {"value": "x"})
+        await until(lambda: listener.counters["dead_lettered"] == 1, what="dead letter after retries")
+        assert rec.values("fail") == ["x", "x", "x"]
+        await until(lambda: not listener._in_hand, what="ack")
+        assert (await backend.group_info(listener.stream_key, "test")).pending == 0
+
+
+async def test_claims_do_not_wait_for_a_backlog_to_drain(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(
+        recorder={"delay": 0.002}, block_ms=500, claim_idle_ms=200, batch_size=16
+    )
+    async with started(*services, app=App(**APP)):
+        await _leave_with_a_dead_consumer(backend, listener, producer, ["d0", "d1", "d2"])
+        for n in range(300):
+            await producer.call("rec.echo", {"value": n})
+        await asyncio.sleep(0.25)  # the dead consumer's messages are idle past claim_idle_ms before the listener resumes
+        await backend.unlock_stream(listener.stream_key)
+        await until(lambda: len(rec.calls) == 303, timeout=30, what="backlog and claimed messages")
+        values = rec.values()
+        positions = [values.index(v) for v in ("d0", "d1", "d2")]
+        # claimed at the first turn after resuming, not after the 300 others
+        assert max(positions) < 100, positions
