@@ -232,9 +232,11 @@ class StreamListener(Service):
                 continue
             self._spawn(msgs)
             if len(msgs) < self.batch_size:
-                # drained: let the batches in hand finish first, so that batches grow with the
-                # load instead of shrinking to one message (and two round trips) each
-                await asyncio.wait(list(self._batches))
+                # drained: wait for a batch in hand to end before reading again, so that batches
+                # grow with the load instead of shrinking to one message (and two round trips)
+                # each; one batch, not all, and at most block_ms: a slow message must not hold
+                # up the others while a slot is free
+                await asyncio.wait(self._batches, timeout=self.block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
 
     def _spawn(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""

@@ -274,3 +274,17 @@ async def test_claims_do_not_wait_for_a_backlog_to_drain(make_stack) -> None:
         positions = [values.index(v) for v in ("d0", "d1", "d2")]
         # claimed at the first turn after resuming, not after the 300 others
         assert max(positions) < 100, positions
+
+
+async def test_a_slow_message_does_not_hold_up_the_others(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(max_parallel_batches=2)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.slow", {"value": "slow"})
+        await until(lambda: rec.started_runs == ["slow"], what="the slow one in hand")
+        for n in range(3):
+            await producer.call("rec.echo", {"value": n}, timeout=60)
+        # the second slot is free: the others run while the slow one is still in hand
+        await until(lambda: sorted(rec.values()) == [0, 1, 2], what="the others run beside the slow one")
+        assert rec.values("slow") == [] and listener.counters["dead_lettered"] == 0
+        rec.release.set()
+        await until(lambda: rec.values("slow") == ["slow"], what="the slow one")
