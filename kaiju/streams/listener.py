@@ -287,8 +287,12 @@ class StreamListener(Service):
                 await self._dead_letter(msg, {"code": -32002, "message": "deadline passed before the message was run",
                                               "data": {"type": "RequestTimeout", "deadline": deadline}})
                 return False
+        # the stream's own id names this message on every delivery (a Correlation-Id does not:
+        # a producer stamps its caller's on every message it writes): the key to deduplicate on
+        headers = {k: v for k, v in msg.headers.items() if k.lower() != "message-id"}
+        headers["Message-Id"] = f"{self.stream_key}/{msg.id}"
         try:
-            response, _ = await self.rpc.handle(as_request(msg.body), msg.headers, scope=self._scope)
+            response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)
             outcome = response_error(response)
         except asyncio.CancelledError:
             raise

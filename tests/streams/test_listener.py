@@ -288,3 +288,15 @@ async def test_a_slow_message_does_not_hold_up_the_others(make_stack) -> None:
         assert rec.values("slow") == [] and listener.counters["dead_lettered"] == 0
         rec.release.set()
         await until(lambda: rec.values("slow") == ["slow"], what="the slow one")
+
+
+async def test_a_method_sees_the_stream_message_id_as_its_idempotency_key(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        # one correlation id on two messages (as a producer inside one request writes them)
+        first = await producer.call("rec.echo", {"value": 1}, headers={"Correlation-Id": "same"})
+        second = await producer.call("rec.echo", {"value": 2}, headers={"Correlation-Id": "same", "message-id": "forged"})
+        await until(lambda: len(rec.calls) == 2, what="two calls")
+        ids = {value: ctx["headers"]["Message-Id"] for _, value, ctx in rec.calls}
+        assert ids == {1: f"{listener.stream_key}/{first}", 2: f"{listener.stream_key}/{second}"}
+        assert all("message-id" not in ctx["headers"] for _, _, ctx in rec.calls)
