@@ -182,6 +182,9 @@ class StreamListener(Service):
         next_claim, claimed_last = time.monotonic(), False
         while self._running:
             await self._slots.acquire()
+            if not self._running:  # stop() came while we waited for the slot: take nothing more
+                self._slots.release()
+                break
             try:
                 if self._paused:
                     self._parked = True

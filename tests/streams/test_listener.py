@@ -300,3 +300,19 @@ async def test_a_method_sees_the_stream_message_id_as_its_idempotency_key(make_s
         ids = {value: ctx["headers"]["Message-Id"] for _, value, ctx in rec.calls}
         assert ids == {1: f"{listener.stream_key}/{first}", 2: f"{listener.stream_key}/{second}"}
         assert all("message-id" not in ctx["headers"] for _, _, ctx in rec.calls)
+
+
+async def test_nothing_is_read_after_stop_is_called(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(batch_size=1, max_parallel_batches=1, block_ms=1000)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.slow", {"value": 0})
+        for n in range(1, 4):
+            await producer.call("rec.echo", {"value": n})
+        await until(lambda: rec.started_runs == [0], what="the slow one in hand")
+        stopping = asyncio.ensure_future(listener.stop())
+        await asyncio.sleep(0)  # stop() has begun; the reader waits for the only slot
+        rec.release.set()
+        await asyncio.wait_for(stopping, 15)
+        assert rec.values("slow") == [0]
+        assert rec.values() == [], "messages were taken after stop()"
+        assert (await backend.group_info(listener.stream_key, "test")).lag == 3
