@@ -98,8 +98,9 @@ class StreamListener(Service):
     scope: str = "SYSTEM"
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
     stop_timeout: float = 10.0
-    """Seconds stop() waits for messages in hand (at most what the app's shutdown_timeout
-    leaves); the rest stays pending, unacknowledged."""
+    """Seconds stop() may take, mostly waiting for messages in hand; never more than three
+    quarters of the app's `main.shutdown_timeout` (the rest is for the services stopped after
+    the listener). What is not finished by then stays pending, unacknowledged."""
     lock_check_ms: int = 1000
     """How often the cluster-wide topic lock is checked."""
 
@@ -122,6 +123,7 @@ class StreamListener(Service):
         self._batches: set[asyncio.Task] = set()
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
+        self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
         # how often idle messages are looked for, and in-hand ones kept fresh
         self._claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
         await self.streams.create_group(self.stream_key, self.group_name)
@@ -146,30 +148,36 @@ class StreamListener(Service):
         parse_scope(self.scope)
 
     async def stop(self, exception: Exception | None = None) -> None:
-        """Stop reading; give messages in hand `stop_timeout` seconds, then cancel them unacknowledged."""
+        """Stop reading; give messages in hand `stop_timeout` seconds (at most three quarters of
+        the app's `shutdown_timeout`), then cancel them unacknowledged."""
         if not getattr(self, "_running", False):
             return
+        loop = asyncio.get_running_loop()
+        # the whole stop fits in the app's budget, with a quarter left for the layers below
+        # (the RPC server, the backend, the connection) to stop in too
+        limit = self.stop_timeout
+        budget = getattr(self.app, "shutdown_timeout", None)
+        if budget:
+            limit = min(limit, budget * 0.75)
+        deadline = loop.time() + limit
+        soft = deadline - min(1.0, limit / 4)  # the rest is for cancelling, and acking what did finish
         self._running = False
         self._unpaused.set()
         self._lock_recheck.set()
         self._upkeeper.cancel()
-        # a read in flight ends within block_ms; what it returns is processed like the rest
-        done, _ = await asyncio.wait([self._reader], timeout=self.block_ms / 1000 + 1)
-        if not done:
-            self._reader.cancel()
+        if self._reading:
+            # a read in flight ends within block_ms; what it returns is processed like the rest
+            await asyncio.wait([self._reader], timeout=max(soft - loop.time(), 0))
+        if not self._reader.done():
+            self._reader.cancel()  # waiting for a slot, a batch or the topic lock: nothing lost
         if self._batches:
-            # inside the app's whole stop budget, which the read above may have used a part of
-            budget = getattr(self.app, "shutdown_timeout", None)
-            wait = self.stop_timeout
-            if budget is not None:
-                wait = min(wait, max(budget - self.block_ms / 1000 - 1, 0))
-            _, late = await asyncio.wait(self._batches, timeout=wait)
+            _, late = await asyncio.wait(self._batches, timeout=max(soft - loop.time(), 0))
             for task in late:
                 task.cancel()
             if late:
-                await asyncio.wait(late, timeout=5)
+                await asyncio.wait(late, timeout=max(deadline - loop.time(), 0.01))
                 self.logger.warning("left messages pending at stop", batches=len(late))
-        await asyncio.gather(self._reader, self._upkeeper, return_exceptions=True)
+        await asyncio.wait([self._reader, self._upkeeper], timeout=max(deadline - loop.time(), 0.01))
         self.streams.detach(self)
         self.logger.info("stopped", **self.counters)
 
@@ -192,6 +200,7 @@ class StreamListener(Service):
                     self._parked = False
                     if not self._running:
                         break
+                self._reading = True
                 now = time.monotonic()
                 if recovering:
                     msgs = await self.streams.read_pending(
@@ -213,19 +222,24 @@ class StreamListener(Service):
                     msgs = await self.streams.read_new(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
                     )
+                self._reading = False
                 self._backoff.reset()
             except StreamUnavailable as exc:
+                self._reading = False
                 self._slots.release()
                 await self._wait_for_server(exc)
                 continue
             except GroupMissing:
+                self._reading = False
                 self._slots.release()
                 await self._recreate_group()
                 continue
             except asyncio.CancelledError:
+                self._reading = False
                 self._slots.release()
                 raise
             except Exception as exc:  # never let one bad reply end the reading
+                self._reading = False
                 self._slots.release()
                 self.logger.exception("stream read failed")
                 await self._wait_for_server(exc)
