@@ -6,6 +6,7 @@
     XREADGROUP ... 0 + XPENDING             read_pending (own pending, with delivery counts)
     XAUTOCLAIM + XPENDING                   claim_idle
     XACK                                    ack, after processing
+    XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
     MULTI XADD key.dead + XACK EXEC         dead_letter, both or neither
     XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
 
@@ -94,6 +95,21 @@ return n
 """
 
 
+# Reset the idle time of the entries ARGV[3..] of group ARGV[1] that consumer ARGV[2] still
+# holds, and only those: in a script, so that an entry claimed by another consumer meanwhile
+# is not taken back (XCLAIM alone would steal it). JUSTID leaves the delivery count alone.
+_TOUCH = """
+local n = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""
+
+
 def _unavailable(exc: Exception) -> StreamUnavailable:
     return StreamUnavailable(f"Redis is unreachable: {exc}")
 
@@ -126,6 +142,7 @@ class RedisStream(StreamBackend):
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(_SAFE_TRIM)
         self._prune_script = self._client.register_script(_PRUNE_CONSUMERS)
+        self._touch_script = self._client.register_script(_TOUCH)
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
@@ -217,8 +234,7 @@ class RedisStream(StreamBackend):
         if not ids:
             return
         try:
-            # XCLAIM ... JUSTID resets the idle time and leaves the delivery count alone
-            await self._client.xclaim(stream, group, consumer, 0, list(ids), justid=True)
+            await self._touch_script(keys=[stream], args=[group, consumer, *ids])
         except ResponseError as exc:
             raise _response_error(exc, stream, group) from exc
         except _NET_ERRORS as exc:

@@ -85,6 +85,18 @@ async def test_touch_keeps_a_message_from_being_claimed(backend: StreamBackend) 
     assert again.deliveries == 2  # touch did not count as a delivery; the re-read did
 
 
+async def test_touch_does_not_take_back_a_message_claimed_by_another(backend: StreamBackend) -> None:
+    await backend.create_group(S, "g")
+    await backend.add(S, b"slow")
+    (msg,) = await backend.read_new(S, "g", "c", 10, 0)
+    await asyncio.sleep(0.05)
+    _, claimed = await backend.claim_idle(S, "g", "thief", 20, 10)
+    assert [m.id for m in claimed] == [msg.id]
+    await backend.touch(S, "g", "c", [msg.id])  # c still thinks it holds it
+    assert [m.id for m in await backend.read_pending(S, "g", "thief", 10)] == [msg.id]
+    assert await backend.read_pending(S, "g", "c", 10) == []
+
+
 async def test_dead_letter_copies_and_acks(backend: StreamBackend) -> None:
     await backend.create_group(S, "g")
     await backend.add(S, b"poison", {"Correlation-Id": "p"})
