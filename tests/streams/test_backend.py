@@ -157,3 +157,23 @@ async def test_prune_forgets_only_idle_consumers_with_nothing_pending(backend: S
         client = backend.redis.client
         assert [c["name"] for c in await client.xinfo_consumers(S, "g")] == [b"holder"]
     assert [m.id for m in await backend.read_pending(S, "g", "holder", 10)] == [m1.id]
+
+
+async def test_memory_drops_what_every_group_has_acknowledged(backend: StreamBackend) -> None:
+    if backend.__class__.__name__ != "MemoryStream":
+        pytest.skip("Redis keeps entries until trimmed (maxlen)")
+    await backend.create_group(S, "a")
+    await backend.create_group(S, "b")
+    for i in range(3000):
+        await backend.add(S, str(i).encode())
+    held = await backend.read_new(S, "b", "c", 1, 0)  # b holds the first one, unacknowledged
+    for _ in range(30):
+        got = await backend.read_new(S, "a", "c", 100, 0)
+        await backend.ack(S, "a", [m.id for m in got])
+    assert await backend.length(S) == 3000, "an entry group b still needs was dropped"
+    await backend.ack(S, "b", [held[0].id])
+    rest = await backend.read_new(S, "b", "c", 3000, 0)
+    await backend.ack(S, "b", [m.id for m in rest])
+    assert await backend.length(S) < 1024  # nothing any group needs: kept no longer
+    await backend.add(S, b"new")
+    assert [m.body for m in await backend.read_new(S, "a", "c", 10, 0)] == [b"new"]
