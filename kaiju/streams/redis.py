@@ -14,7 +14,8 @@ Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a
 lags by more than `n` entries loses messages it never read, and pending entries vanish
 under their consumers. `trim()` instead runs a script that finds, across all groups, the
 oldest entry still needed (the first pending one, else the one after the last delivered)
-and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~`).
+and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~ <floor> LIMIT
+<excess>`: whole radix-tree nodes, no entry copied).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from kaiju.streams.base import (
 __all__ = ["RedisStream"]
 
 # Trim `KEYS[1]` to about ARGV[1] entries, but only below the oldest entry any group needs;
-# at most ARGV[2] entries per call so one call stays short.
+# at most ARGV[2] entries per call so one call stays short. Redis >= 6.2 (XTRIM ... LIMIT).
 _SAFE_TRIM = """
 local key = KEYS[1]
 local maxlen = tonumber(ARGV[1])
@@ -66,11 +67,9 @@ for _, g in ipairs(groups) do
   if p[1] > 0 then ms, seq = split(p[2]) else ms, seq = split(last); seq = seq + 1 end
   if fms == nil or ms < fms or (ms == fms and seq < fseq) then fms, fseq = ms, seq end
 end
-local excess = math.min(len - maxlen, tonumber(ARGV[2]))
-local below = redis.call('XRANGE', key, '-', string.format('(%d-%d', fms, fseq), 'COUNT', excess)
-if #below == 0 then return 0 end
-local ms, seq = split(below[#below][1])
-return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', ms, seq + 1))
+-- whole nodes below the floor only ('~'), and at most the excess (LIMIT): no entry is read
+return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', fms, fseq),
+                  'LIMIT', math.min(len - maxlen, tonumber(ARGV[2])))
 """
 
 _TRIM_STEP = 10_000
@@ -138,6 +137,13 @@ class RedisStream(StreamBackend):
     async def start(self) -> None:
         self._client = self.redis.client
         timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        if timeout and timeout * 1000 <= self.block_margin_ms:
+            # blocking reads would shrink to 1 ms: a busy poll of Redis
+            raise ValueError(
+                f"{self.name}: the Redis connection's socket_timeout ({timeout} s) must exceed "
+                f"block_margin_ms ({self.block_margin_ms} ms): raise socket_timeout (or set it to null), "
+                f"or lower block_margin_ms"
+            )
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(_SAFE_TRIM)

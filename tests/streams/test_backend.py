@@ -177,3 +177,16 @@ async def test_memory_drops_what_every_group_has_acknowledged(backend: StreamBac
     assert await backend.length(S) < 1024  # nothing any group needs: kept no longer
     await backend.add(S, b"new")
     assert [m.body for m in await backend.read_new(S, "a", "c", 10, 0)] == [b"new"]
+
+
+async def test_a_socket_timeout_within_the_block_margin_is_refused(redis_url: str) -> None:
+    from kaiju.redis import RedisConnection
+    from kaiju.runtime.service import App
+    from kaiju.streams.redis import RedisStream
+    from kaiju.testing.services import started
+
+    with pytest.raises(ValueError, match="socket_timeout"):
+        async with started(RedisConnection(url=redis_url, socket_timeout=0.5), RedisStream(), app=App()):
+            pass
+    async with started(RedisConnection(url=redis_url, socket_timeout=0.6), RedisStream(), app=App()):
+        pass  # 100 ms of blocking read left: accepted
