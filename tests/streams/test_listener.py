@@ -118,7 +118,9 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
     async with started(*services2, app=App(**APP)):
         await until(lambda: set(rec2.values()) | set(rec2.values("slow")) | done == set(range(12)), what="the rest")
         assert not (set(rec2.values()) & done), "a processed message was redelivered: not acknowledged?"
-        assert listener2.counters["claimed"] >= 2  # the slow one and its batch-mate, left pending by c1
+        # at least the slow one, left pending by c1 (with whatever else its batch held: how the
+        # first reads split the twelve into batches depends on timing)
+        assert listener2.counters["claimed"] >= 1
 
 
 async def test_status_and_topic_lock_over_rpc(make_stack) -> None:
