@@ -7,7 +7,9 @@
 
 A lock has an id (who holds it) and a fencing token (a number that grows with every
 acquisition of that key). Times are seconds (float). Keys are namespaced by the service
-(`<env>.<app>._lock.<key>`, or `<env>._shared._lock.<key>` with `shared: true`).
+(`<env>.<app>._lock.<key>`, or `<env>._shared._lock.<key>` with `shared: true`); a call
+given `shared=True` uses the shared namespace for that one key, so that every app of the
+env sees it (e.g. a lock pausing a topic that several apps consume).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class _Held:
     __slots__ = ("key", "id", "ttl", "renewed_at", "timer", "body", "lost", "cancelled")
 
     def __init__(self, key: str, lock_id: str, ttl: float, now: float):
-        self.key = key
+        self.key = key  # the full, namespaced key
         self.id = lock_id
         self.ttl = ttl
         self.renewed_at = now
@@ -101,6 +103,7 @@ class Locks(Service, abc.ABC):
     async def start(self) -> None:
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
         self._prefix = namespace.get_key("_lock") + "."
+        self._shared_prefix = self.app.shared_namespace.get_key("_lock") + "."
         self._instance = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
         self._held: dict[tuple[str, str], _Held] = {}
@@ -124,7 +127,7 @@ class Locks(Service, abc.ABC):
             if item.body is not None and not item.body.done():
                 self._lose(item, "the locks service is stopping")
             with suppress(Exception):
-                await self._release(self._prefix + item.key, item.id)
+                await self._release(item.key, item.id)
         if self._renewals:
             await asyncio.wait(self._renewals, timeout=5)
         await self._close()
@@ -161,9 +164,9 @@ class Locks(Service, abc.ABC):
 
     # -- public API -------------------------------------------------------
 
-    def full_key(self, key: str) -> str:
-        """The namespaced key under which `key` is stored."""
-        return self._prefix + key
+    def full_key(self, key: str, shared: bool = False) -> str:
+        """The namespaced key under which `key` is stored (in the env's shared namespace with `shared`)."""
+        return (self._shared_prefix if shared else self._prefix) + key
 
     async def acquire(
         self,
@@ -172,6 +175,8 @@ class Locks(Service, abc.ABC):
         wait: bool = True,
         timeout: float | None = None,
         renew: bool = True,
+        *,
+        shared: bool = False,
     ) -> LockInfo:
         """Take the lock `key` for `ttl` seconds (default: the `ttl` setting).
 
@@ -179,83 +184,89 @@ class Locks(Service, abc.ABC):
         at most `timeout` seconds (None: no limit) before raising LockTimeout. With
         `renew=True` the lock is renewed every ttl/3 until `release()` or until the service
         stops; with `renew=False` it simply expires after `ttl`, whatever becomes of us.
+        With `shared=True` the key lives in the env's shared namespace, seen by every app
+        (pass `shared=True` to `release`, `owner` etc. of that key too).
         """
         ttl = self._check(key, ttl)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
         self._check_running()
+        full = self.full_key(key, shared)
         lock_id = f"{self._instance}:{next(self._ids)}"
-        token = await self._acquire(self._prefix + key, lock_id, ttl, wait, timeout)
+        token = await self._acquire(full, lock_id, ttl, wait, timeout)
         if not self._running:  # stopped while the backend took it: nobody would renew or release it
             with suppress(Exception):
-                await self._release(self._prefix + key, lock_id)
+                await self._release(full, lock_id)
             self._check_running()
         if renew:
-            held = _Held(key, lock_id, ttl, self._loop.time())
+            held = _Held(full, lock_id, ttl, self._loop.time())
             held.timer = self._loop.call_later(ttl / 3, self._renew_due, held)
-            self._held[(key, lock_id)] = held
+            self._held[(full, lock_id)] = held
         return LockInfo(lock_id, token)
 
-    async def release(self, key: str, lock_id: str) -> None:
+    async def release(self, key: str, lock_id: str, *, shared: bool = False) -> None:
         """Release the lock `key` held under `lock_id`.
 
         Raises NotLockOwnerError when `lock_id` does not hold it (anymore): a stale holder
         cannot release a lock someone else has taken since.
         """
-        held = self._held.pop((key, lock_id), None)
+        full = self.full_key(key, shared)
+        held = self._held.pop((full, lock_id), None)
         if held is not None and held.timer is not None:
             held.timer.cancel()
-        if not await self._release(self._prefix + key, lock_id):
+        if not await self._release(full, lock_id):
             raise NotLockOwnerError(f"lock {key!r} is not held by {lock_id!r}")
 
-    async def renew(self, key: str, lock_id: str, ttl: float | None = None) -> None:
+    async def renew(self, key: str, lock_id: str, ttl: float | None = None, *, shared: bool = False) -> None:
         """Extend the lock `key` held under `lock_id` to `ttl` seconds from now.
 
         Raises NotLockOwnerError when `lock_id` does not hold it (anymore).
         """
         ttl = self._check(key, ttl)
-        if not await self._renew(self._prefix + key, lock_id, ttl):
+        if not await self._renew(self.full_key(key, shared), lock_id, ttl):
             raise NotLockOwnerError(f"lock {key!r} is not held by {lock_id!r}")
 
-    async def owner(self, key: str) -> str | None:
+    async def owner(self, key: str, *, shared: bool = False) -> str | None:
         """The id of the holder of `key`, or None when it is free."""
         self._check(key, self.ttl)
-        return (await self._owners([self._prefix + key]))[0]
+        return (await self._owners([self.full_key(key, shared)]))[0]
 
-    async def exists(self, key: str) -> bool:
+    async def exists(self, key: str, *, shared: bool = False) -> bool:
         """Whether `key` is held by anyone."""
-        return await self.owner(key) is not None
+        return await self.owner(key, shared=shared) is not None
 
-    async def is_owner(self, key: str, lock_id: str | None = None) -> bool:
+    async def is_owner(self, key: str, lock_id: str | None = None, *, shared: bool = False) -> bool:
         """Whether `key` is held under `lock_id`, or (without one) by any lock this service took."""
-        owner = await self.owner(key)
+        owner = await self.owner(key, shared=shared)
         if owner is None:
             return False
         if lock_id is not None:
             return owner == lock_id
         return owner.startswith(self._instance + ":")
 
-    async def m_exists(self, keys: Collection[str]) -> frozenset[str]:
+    async def m_exists(self, keys: Collection[str], *, shared: bool = False) -> frozenset[str]:
         """The subset of `keys` that are held by anyone."""
         keys = list(keys)
         for key in keys:
             self._check(key, self.ttl)
         if not keys:
             return frozenset()
-        owners = await self._owners([self._prefix + key for key in keys])
+        owners = await self._owners([self.full_key(key, shared) for key in keys])
         return frozenset(key for key, owner in zip(keys, owners) if owner is not None)
 
     @asynccontextmanager
     async def lock(
-        self, key: str, ttl: float | None = None, *, wait: bool = True, timeout: float | None = None
+        self, key: str, ttl: float | None = None, *, wait: bool = True, timeout: float | None = None,
+        shared: bool = False,
     ) -> AsyncIterator[LockInfo]:
         """Hold `key` for the duration of the block, renewing it; release it on exit.
 
         Raises what `acquire()` raises; raises LockLostError (after cancelling the block) when
         the lock is lost while the block runs.
         """
-        info = await self.acquire(key, ttl, wait=wait, timeout=timeout, renew=True)
-        held = self._held[(key, info.id)]
+        info = await self.acquire(key, ttl, wait=wait, timeout=timeout, renew=True, shared=shared)
+        full = self.full_key(key, shared)
+        held = self._held[(full, info.id)]
         task = asyncio.current_task()
         held.body = task
         try:
@@ -267,9 +278,9 @@ class Locks(Service, abc.ABC):
             raise
         finally:
             held.body = None
-            if not held.lost and (key, info.id) in self._held:
+            if not held.lost and (full, info.id) in self._held:
                 with suppress(NotLockOwnerError):
-                    await self.release(key, info.id)
+                    await self.release(key, info.id, shared=shared)
         if held.lost:
             # the block swallowed our cancellation and finished: still say the lock was lost
             if held.cancelled and task is not None:
@@ -296,7 +307,7 @@ class Locks(Service, abc.ABC):
     async def _renew_held(self, held: _Held) -> None:
         sent = self._loop.time()
         try:
-            renewed: bool | None = await self._renew(self._prefix + held.key, held.id, held.ttl)
+            renewed: bool | None = await self._renew(held.key, held.id, held.ttl)
         except Exception as exc:
             renewed = None
             self.logger.warning("lock renewal failed", lock=held.key, error=repr(exc))

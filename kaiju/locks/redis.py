@@ -80,6 +80,8 @@ class RedisLocks(Locks):
         client = self.redis.client
         self._client = client
         self.fence_key = self._prefix[: -len("_lock.")] + "_lock_fence"
+        # a shared key's tokens come from the shared namespace's counter, which every app uses
+        self.shared_fence_key = self._shared_prefix[: -len("_lock.")] + "_lock_fence"
         self._released: dict[str, list[asyncio.Future]] = {}
 
     async def _close(self) -> None:
@@ -99,7 +101,7 @@ class RedisLocks(Locks):
             return await self._client.evalsha(sha, numkeys, *keys_and_args)
 
     async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
-        fence_key = self.fence_key
+        fence_key = self.shared_fence_key if key.startswith(self._shared_prefix) else self.fence_key
         px = int(ttl * 1000) or 1
         loop = self._loop
         deadline = None if timeout is None else loop.time() + timeout

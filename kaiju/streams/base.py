@@ -164,8 +164,8 @@ class StreamBackend(Service, abc.ABC):
     `StreamUnavailable` when the server cannot be reached; a backend never acknowledges,
     drops or trims a message on its own.
 
-    It also keeps the topic locks (pausing a topic for every listener of the app, through
-    the `Locks` service when there is one, else for this process only) and answers the RPC
+    It also keeps the topic locks (pausing a topic for every listener of it, of any app of the
+    env, through the `Locks` service when there is one, else for this process only) and answers the RPC
     methods `streams.status`, `streams.lock_topic` and `streams.unlock_topic`.
     """
 
@@ -261,6 +261,8 @@ class StreamBackend(Service, abc.ABC):
 
     @staticmethod
     def _lock_key(stream: str) -> str:
+        # kept in the env's shared lock namespace: the key names the full stream, so it is unique
+        # there, and every app consuming the stream (a shared topic) sees the same lock
         return "stream." + stream
 
     def stream_key(self, topic: str, shared: bool = False) -> str:
@@ -273,7 +275,7 @@ class StreamBackend(Service, abc.ABC):
         if self.locks is None:
             return stream in self._local_locks
         try:
-            return await self.locks.exists(self._lock_key(stream))
+            return await self.locks.exists(self._lock_key(stream), shared=True)
         except Exception as exc:  # the lock store is down: the listener backs off as for its own server
             raise StreamUnavailable(f"cannot check the topic lock: {exc!r}") from exc
 
@@ -285,7 +287,7 @@ class StreamBackend(Service, abc.ABC):
             self._local_locks.add(stream)
         else:
             try:
-                await self.locks.acquire(self._lock_key(stream), ttl=ttl, wait=False, renew=False)
+                await self.locks.acquire(self._lock_key(stream), ttl=ttl, wait=False, renew=False, shared=True)
                 locked = True
             except LockExistsError:
                 locked = False
@@ -299,10 +301,10 @@ class StreamBackend(Service, abc.ABC):
             self._local_locks.discard(stream)
         else:
             key, unlocked = self._lock_key(stream), False
-            owner = await self.locks.owner(key)
+            owner = await self.locks.owner(key, shared=True)
             if owner is not None:
                 try:
-                    await self.locks.release(key, owner)
+                    await self.locks.release(key, owner, shared=True)
                     unlocked = True
                 except NotLockOwnerError:
                     pass  # expired or released meanwhile

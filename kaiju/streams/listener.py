@@ -98,8 +98,9 @@ class StreamListener(Service):
     scope: str = "SYSTEM"
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
     stop_timeout: float = 10.0
-    """Seconds stop() waits for messages in hand (at most what the app's shutdown_timeout
-    leaves); the rest stays pending, unacknowledged."""
+    """Seconds stop() may take, mostly waiting for messages in hand; never more than three
+    quarters of the app's `main.shutdown_timeout` (the rest is for the services stopped after
+    the listener). What is not finished by then stays pending, unacknowledged."""
     lock_check_ms: int = 1000
     """How often the cluster-wide topic lock is checked."""
 
@@ -122,6 +123,9 @@ class StreamListener(Service):
         self._batches: set[asyncio.Task] = set()
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
+        self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
+        # how often idle messages are looked for, and in-hand ones kept fresh
+        self._claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
         await self.streams.create_group(self.stream_key, self.group_name)
         self._paused = await self._topic_locked()
         if self._paused:
@@ -144,30 +148,36 @@ class StreamListener(Service):
         parse_scope(self.scope)
 
     async def stop(self, exception: Exception | None = None) -> None:
-        """Stop reading; give messages in hand `stop_timeout` seconds, then cancel them unacknowledged."""
+        """Stop reading; give messages in hand `stop_timeout` seconds (at most three quarters of
+        the app's `shutdown_timeout`), then cancel them unacknowledged."""
         if not getattr(self, "_running", False):
             return
+        loop = asyncio.get_running_loop()
+        # the whole stop fits in the app's budget, with a quarter left for the layers below
+        # (the RPC server, the backend, the connection) to stop in too
+        limit = self.stop_timeout
+        budget = getattr(self.app, "shutdown_timeout", None)
+        if budget:
+            limit = min(limit, budget * 0.75)
+        deadline = loop.time() + limit
+        soft = deadline - min(1.0, limit / 4)  # the rest is for cancelling, and acking what did finish
         self._running = False
         self._unpaused.set()
         self._lock_recheck.set()
         self._upkeeper.cancel()
-        # a read in flight ends within block_ms; what it returns is processed like the rest
-        done, _ = await asyncio.wait([self._reader], timeout=self.block_ms / 1000 + 1)
-        if not done:
-            self._reader.cancel()
+        if self._reading:
+            # a read in flight ends within block_ms; what it returns is processed like the rest
+            await asyncio.wait([self._reader], timeout=max(soft - loop.time(), 0))
+        if not self._reader.done():
+            self._reader.cancel()  # waiting for a slot, a batch or the topic lock: nothing lost
         if self._batches:
-            # inside the app's whole stop budget, which the read above may have used a part of
-            budget = getattr(self.app, "shutdown_timeout", None)
-            wait = self.stop_timeout
-            if budget is not None:
-                wait = min(wait, max(budget - self.block_ms / 1000 - 1, 0))
-            _, late = await asyncio.wait(self._batches, timeout=wait)
+            _, late = await asyncio.wait(self._batches, timeout=max(soft - loop.time(), 0))
             for task in late:
                 task.cancel()
             if late:
-                await asyncio.wait(late, timeout=5)
+                await asyncio.wait(late, timeout=max(deadline - loop.time(), 0.01))
                 self.logger.warning("left messages pending at stop", batches=len(late))
-        await asyncio.gather(self._reader, self._upkeeper, return_exceptions=True)
+        await asyncio.wait([self._reader, self._upkeeper], timeout=max(deadline - loop.time(), 0.01))
         self.streams.detach(self)
         self.logger.info("stopped", **self.counters)
 
@@ -175,8 +185,14 @@ class StreamListener(Service):
 
     async def _read_loop(self) -> None:
         recovering, after = True, "0-0"  # own pending messages first (left by a previous run)
+        # then claiming takes turns with reading, in the reader's own slot: a claim never waits
+        # for a slot that a blocking read holds, nor for a backlog to drain
+        next_claim, claimed_last = time.monotonic(), False
         while self._running:
             await self._slots.acquire()
+            if not self._running:  # stop() came while we waited for the slot: take nothing more
+                self._slots.release()
+                break
             try:
                 if self._paused:
                     self._parked = True
@@ -184,6 +200,8 @@ class StreamListener(Service):
                     self._parked = False
                     if not self._running:
                         break
+                self._reading = True
+                now = time.monotonic()
                 if recovering:
                     msgs = await self.streams.read_pending(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
@@ -192,23 +210,36 @@ class StreamListener(Service):
                         after = msgs[-1].id
                     else:
                         recovering = False
+                elif now >= next_claim and not claimed_last:
+                    claimed_last = True
+                    more, msgs = await self._claim()
+                    # a scan cut short goes on at the next turn, after one read
+                    next_claim = now if more else now + self._claim_every
                 else:
+                    claimed_last = False
+                    # a claim due: look for new messages without waiting; else wait no longer than until it is
+                    wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
                     msgs = await self.streams.read_new(
-                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, self.block_ms
+                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
                     )
+                self._reading = False
                 self._backoff.reset()
             except StreamUnavailable as exc:
+                self._reading = False
                 self._slots.release()
                 await self._wait_for_server(exc)
                 continue
             except GroupMissing:
+                self._reading = False
                 self._slots.release()
                 await self._recreate_group()
                 continue
             except asyncio.CancelledError:
+                self._reading = False
                 self._slots.release()
                 raise
             except Exception as exc:  # never let one bad reply end the reading
+                self._reading = False
                 self._slots.release()
                 self.logger.exception("stream read failed")
                 await self._wait_for_server(exc)
@@ -218,9 +249,11 @@ class StreamListener(Service):
                 continue
             self._spawn(msgs)
             if len(msgs) < self.batch_size:
-                # drained: let the batches in hand finish first, so that batches grow with the
-                # load instead of shrinking to one message (and two round trips) each
-                await asyncio.wait(list(self._batches))
+                # drained: wait for a batch in hand to end before reading again, so that batches
+                # grow with the load instead of shrinking to one message (and two round trips)
+                # each; one batch, not all, and at most block_ms: a slow message must not hold
+                # up the others while a slot is free
+                await asyncio.wait(self._batches, timeout=self.block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
 
     def _spawn(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
@@ -271,8 +304,12 @@ class StreamListener(Service):
                 await self._dead_letter(msg, {"code": -32002, "message": "deadline passed before the message was run",
                                               "data": {"type": "RequestTimeout", "deadline": deadline}})
                 return False
+        # the stream's own id names this message on every delivery (a Correlation-Id does not:
+        # a producer stamps its caller's on every message it writes): the key to deduplicate on
+        headers = {k: v for k, v in msg.headers.items() if k.lower() != "message-id"}
+        headers["Message-Id"] = f"{self.stream_key}/{msg.id}"
         try:
-            response, _ = await self.rpc.handle(as_request(msg.body), msg.headers, scope=self._scope)
+            response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)
             outcome = response_error(response)
         except asyncio.CancelledError:
             raise
@@ -332,10 +369,10 @@ class StreamListener(Service):
         except StreamError as exc:
             await self._wait_for_server(exc)
 
-    # -- upkeep: topic lock, keeping in-hand messages fresh, claiming, trimming -----------
+    # -- upkeep: topic lock, keeping in-hand messages fresh, trimming -----------
 
     async def _upkeep_loop(self) -> None:
-        claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
+        claim_every = self._claim_every
         lock_every = self.lock_check_ms / 1000
         next_claim = next_lock = time.monotonic()
         # consumers gone quiet (dead processes' names) are forgotten after an hour, or 10 claim periods
@@ -358,8 +395,6 @@ class StreamListener(Service):
                 if now >= next_claim:
                     next_claim = now + claim_every
                     await self._touch_in_hand(now)
-                    if not self._paused:
-                        await self._claim()
                     if now >= next_prune:
                         next_prune = now + prune_every
                         await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
@@ -386,27 +421,20 @@ class StreamListener(Service):
                 if i in self._in_hand:
                     self._in_hand[i] = now
 
-    async def _claim(self) -> None:
-        if self._slots.locked():
-            return  # every slot is busy: claimed messages would only wait (and go idle again)
-        await self._slots.acquire()
-        try:
-            # go on from where the last scan stopped: a scan looks at a bounded stretch of the
-            # pending list, and busy entries at its head must not hide idle ones further on
-            self._claim_cursor, msgs = await self.streams.claim_idle(
-                self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
-                self._claim_cursor,
-            )
-        except BaseException:
-            self._slots.release()
-            raise
+    async def _claim(self) -> tuple[bool, list[StreamMessage]]:
+        """Take over messages idle longer than `claim_idle_ms` (the caller holds a slot for them);
+        returns whether the scan of the pending list is unfinished, and the messages to run."""
+        # go on from where the last scan stopped: a scan looks at a bounded stretch of the
+        # pending list, and busy entries at its head must not hide idle ones further on
+        self._claim_cursor, msgs = await self.streams.claim_idle(
+            self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
+            self._claim_cursor,
+        )
         msgs = [m for m in msgs if m.id not in self._in_hand]  # our own, still running
-        if not msgs:
-            self._slots.release()
-            return
-        self.counters["claimed"] += len(msgs)
-        self.logger.info("claimed idle messages", count=len(msgs))
-        self._spawn(msgs)
+        if msgs:
+            self.counters["claimed"] += len(msgs)
+            self.logger.info("claimed idle messages", count=len(msgs))
+        return self._claim_cursor != "0-0", msgs
 
     # -- topic lock --------------------------------------------------------
 

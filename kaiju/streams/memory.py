@@ -30,6 +30,10 @@ __all__ = ["MemoryStream"]
 
 _Id = tuple[int, int]
 
+# a stream is compacted (the entries every group is done with dropped) after this many
+# acknowledgements: one compaction costs about the stream's length, so this keeps it cheap
+_COMPACT_EVERY = 1024
+
 
 def _now_ms() -> float:
     return time.monotonic() * 1000.0
@@ -54,7 +58,7 @@ class _Group:
 
 
 class _Stream:
-    __slots__ = ("ids", "entries", "last_id", "groups", "changed")
+    __slots__ = ("ids", "entries", "last_id", "groups", "changed", "acked")
 
     def __init__(self) -> None:
         self.ids: list[_Id] = []
@@ -62,6 +66,7 @@ class _Stream:
         self.last_id: _Id = (0, 0)
         self.groups: dict[str, _Group] = {}
         self.changed = asyncio.Event()
+        self.acked = 0  # acknowledgements since the last compaction
 
     def append(self, fields: dict[bytes, bytes]) -> _Id:
         ms = int(time.time() * 1000)
@@ -76,9 +81,19 @@ class _Stream:
         return new_id
 
 
+def _floor(s: _Stream) -> _Id:
+    """The oldest entry some group still needs: its first pending one, else the one after its last read."""
+    return min(next(iter(g.pel)) if g.pel else (g.last_id[0], g.last_id[1] + 1) for g in s.groups.values())
+
+
 class MemoryStream(StreamBackend):
     """Streams kept in this process's memory, with the same group, acknowledgement and
-    redelivery semantics as `RedisStream`. No settings."""
+    redelivery semantics as `RedisStream`. No settings.
+
+    Memory stays bounded without `maxlen`: after every 1024 acknowledgements on a stream,
+    the entries every group of it has acknowledged are dropped (so a group created later
+    does not see them). Streams without a group (the dead-letter streams) are kept whole.
+    """
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -203,19 +218,34 @@ class MemoryStream(StreamBackend):
                 p.delivered_at = now
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _, g = self._group(stream, group)
+        s, g = self._group(stream, group)
         done = 0
         for msg_id in ids:
             if g.pel.pop(parse_id(msg_id), None) is not None:
                 done += 1
+        s.acked += done
+        if s.acked >= _COMPACT_EVERY:
+            self._compact(s)
         return done
+
+    @staticmethod
+    def _compact(s: _Stream) -> None:
+        """Drop the entries every group has acknowledged."""
+        drop = bisect.bisect_left(s.ids, _floor(s)) if s.groups else 0
+        for entry_id in s.ids[:drop]:
+            del s.entries[entry_id]
+        del s.ids[:drop]
+        s.acked = 0
 
     async def dead_letter(
         self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
     ) -> str:
-        _, g = self._group(stream, group)
+        s, g = self._group(stream, group)
         dead_id = self._stream(stream + DEAD_LETTER_SUFFIX).append(dead_letter_fields(message, group, consumer, error))
-        g.pel.pop(parse_id(message.id), None)
+        if g.pel.pop(parse_id(message.id), None) is not None:
+            s.acked += 1
+            if s.acked >= _COMPACT_EVERY:
+                self._compact(s)
         return format_id(*dead_id)
 
     # -- upkeep and introspection ---------------------------------------------------
@@ -224,9 +254,7 @@ class MemoryStream(StreamBackend):
         s = self._streams.get(stream)
         if s is None or len(s.ids) <= maxlen or not s.groups:
             return 0
-        # the oldest entry some group still needs: its first pending one, else the one after its last read
-        floor = min(next(iter(g.pel)) if g.pel else (g.last_id[0], g.last_id[1] + 1) for g in s.groups.values())
-        drop = min(len(s.ids) - maxlen, bisect.bisect_left(s.ids, floor))
+        drop = min(len(s.ids) - maxlen, bisect.bisect_left(s.ids, _floor(s)))
         if drop <= 0:
             return 0
         for entry_id in s.ids[:drop]:

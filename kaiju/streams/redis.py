@@ -6,6 +6,7 @@
     XREADGROUP ... 0 + XPENDING             read_pending (own pending, with delivery counts)
     XAUTOCLAIM + XPENDING                   claim_idle
     XACK                                    ack, after processing
+    XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
     MULTI XADD key.dead + XACK EXEC         dead_letter, both or neither
     XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
 
@@ -13,7 +14,8 @@ Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a
 lags by more than `n` entries loses messages it never read, and pending entries vanish
 under their consumers. `trim()` instead runs a script that finds, across all groups, the
 oldest entry still needed (the first pending one, else the one after the last delivered)
-and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~`).
+and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~ <floor> LIMIT
+<excess>`: whole radix-tree nodes, no entry copied).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from kaiju.streams.base import (
 __all__ = ["RedisStream"]
 
 # Trim `KEYS[1]` to about ARGV[1] entries, but only below the oldest entry any group needs;
-# at most ARGV[2] entries per call so one call stays short.
+# at most ARGV[2] entries per call so one call stays short. Redis >= 6.2 (XTRIM ... LIMIT).
 _SAFE_TRIM = """
 local key = KEYS[1]
 local maxlen = tonumber(ARGV[1])
@@ -65,11 +67,9 @@ for _, g in ipairs(groups) do
   if p[1] > 0 then ms, seq = split(p[2]) else ms, seq = split(last); seq = seq + 1 end
   if fms == nil or ms < fms or (ms == fms and seq < fseq) then fms, fseq = ms, seq end
 end
-local excess = math.min(len - maxlen, tonumber(ARGV[2]))
-local below = redis.call('XRANGE', key, '-', string.format('(%d-%d', fms, fseq), 'COUNT', excess)
-if #below == 0 then return 0 end
-local ms, seq = split(below[#below][1])
-return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', ms, seq + 1))
+-- whole nodes below the floor only ('~'), and at most the excess (LIMIT): no entry is read
+return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', fms, fseq),
+                  'LIMIT', math.min(len - maxlen, tonumber(ARGV[2])))
 """
 
 _TRIM_STEP = 10_000
@@ -87,6 +87,21 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   end
   if pending == 0 and idle >= tonumber(ARGV[2]) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+# Reset the idle time of the entries ARGV[3..] of group ARGV[1] that consumer ARGV[2] still
+# holds, and only those: in a script, so that an entry claimed by another consumer meanwhile
+# is not taken back (XCLAIM alone would steal it). JUSTID leaves the delivery count alone.
+_TOUCH = """
+local n = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
     n = n + 1
   end
 end
@@ -122,10 +137,18 @@ class RedisStream(StreamBackend):
     async def start(self) -> None:
         self._client = self.redis.client
         timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        if timeout and timeout * 1000 <= self.block_margin_ms:
+            # blocking reads would shrink to 1 ms: a busy poll of Redis
+            raise ValueError(
+                f"{self.name}: the Redis connection's socket_timeout ({timeout} s) must exceed "
+                f"block_margin_ms ({self.block_margin_ms} ms): raise socket_timeout (or set it to null), "
+                f"or lower block_margin_ms"
+            )
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(_SAFE_TRIM)
         self._prune_script = self._client.register_script(_PRUNE_CONSUMERS)
+        self._touch_script = self._client.register_script(_TOUCH)
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
@@ -217,8 +240,7 @@ class RedisStream(StreamBackend):
         if not ids:
             return
         try:
-            # XCLAIM ... JUSTID resets the idle time and leaves the delivery count alone
-            await self._client.xclaim(stream, group, consumer, 0, list(ids), justid=True)
+            await self._touch_script(keys=[stream], args=[group, consumer, *ids])
         except ResponseError as exc:
             raise _response_error(exc, stream, group) from exc
         except _NET_ERRORS as exc:

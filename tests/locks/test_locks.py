@@ -232,3 +232,37 @@ async def test_acquire_on_a_stopped_service_is_refused(make_locks):
         pass
     with pytest.raises(LockError, match="not running"):
         await services[-1].acquire("a", ttl=1)
+
+
+async def test_shared_keys_live_in_the_envs_shared_namespace(locks):
+    info = await locks.acquire("k", ttl=5, shared=True)
+    assert locks.full_key("k", shared=True) == locks.app.shared_namespace.get_key("_lock", "k")
+    assert await locks.owner("k", shared=True) == info.id
+    assert await locks.owner("k") is None  # the app's own "k" is another lock
+    assert await locks.m_exists(["k", "x"], shared=True) == {"k"}
+    own = await locks.acquire("k", ttl=5, wait=False)
+    assert await locks.is_owner("k", own.id) and await locks.is_owner("k", info.id, shared=True)
+    await locks.release("k", info.id, shared=True)
+    assert not await locks.exists("k", shared=True) and await locks.exists("k")
+    async with locks.lock("held", ttl=TTL, shared=True) as held:
+        await asyncio.sleep(TTL * 1.5)  # renewed past its ttl under the shared key
+        assert await locks.owner("held", shared=True) == held.id
+    assert await locks.owner("held", shared=True) is None
+
+
+async def test_a_shared_lock_reaches_another_app(make_locks, backend):
+    from kaiju.runtime.service import App
+
+    if backend == "memory":
+        pytest.skip("memory locks live in one service: no other app can see them")
+    one, two = make_locks(), make_locks()
+    async with started(*one, app=App(name="a", env="e")), started(*two, app=App(name="b", env="e")):
+        a, b = one[-1], two[-1]
+        first = await a.acquire("pause", ttl=5, shared=True)
+        assert await b.owner("pause", shared=True) == first.id
+        with pytest.raises(LockExistsError):
+            await b.acquire("pause", ttl=5, wait=False, shared=True)
+        await b.acquire("pause", ttl=5, wait=False)  # b's own "pause" is another key
+        await a.release("pause", first.id, shared=True)
+        second = await b.acquire("pause", ttl=5, wait=False, shared=True)
+        assert second.token > first.token  # one fencing counter for the shared namespace

@@ -32,12 +32,13 @@ class Recorder(Service):
         self.calls: list[tuple[str, Any, dict]] = []
         self.started_runs: list[Any] = []
         self.release = asyncio.Event()
+        self.stopped = False
 
     async def start(self) -> None:
         pass
 
     async def stop(self, exception: Exception | None = None) -> None:
-        pass
+        self.stopped = True
 
     def _record(self, name: str, value: Any) -> None:
         ctx = current()

@@ -39,3 +39,19 @@ async def test_topic_lock_reaches_a_listener_of_another_instance(redis_url: str)
         await until(lambda: len(one[3].calls) + len(two[3].calls) == 20, what="all twenty after unlock")
         values = one[3].values() + two[3].values()
         assert sorted(values) == list(range(20))
+
+
+async def test_a_shared_topic_lock_reaches_the_listener_of_another_app(redis_url: str) -> None:
+    def app_services(consumer: str) -> list:
+        return [RedisConnection(url=redis_url), RedisStream(), RedisLocks(), Recorder(), RPCServer(),
+                StreamListener(shared=True, consumer=consumer, block_ms=100, lock_check_ms=50)]
+
+    a, b = app_services("x"), app_services("x")
+    async with started(*a, app=App(name="a", env="test")), started(*b, app=App(name="b", env="test")):
+        listener_a, listener_b = a[5], b[5]
+        assert listener_a.stream_key == listener_b.stream_key == "test._shared._stream.rpc"
+        assert await a[1].lock_topic("rpc", shared=True) is True
+        await until(lambda: listener_a.state == listener_b.state == "paused", what="both apps paused")
+        assert await b[1].lock_topic("rpc", shared=True) is False  # b sees a's lock
+        assert await b[1].unlock_topic("rpc", shared=True) is True
+        await until(lambda: listener_a.state == listener_b.state == "running", what="both apps resumed")

@@ -118,7 +118,9 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
     async with started(*services2, app=App(**APP)):
         await until(lambda: set(rec2.values()) | set(rec2.values("slow")) | done == set(range(12)), what="the rest")
         assert not (set(rec2.values()) & done), "a processed message was redelivered: not acknowledged?"
-        assert listener2.counters["claimed"] >= 2  # the slow one and its batch-mate, left pending by c1
+        # at least the slow one, left pending by c1 (with whatever else its batch held: how the
+        # first reads split the twelve into batches depends on timing)
+        assert listener2.counters["claimed"] >= 1
 
 
 async def test_status_and_topic_lock_over_rpc(make_stack) -> None:
@@ -221,3 +223,98 @@ async def test_entries_written_by_others_in_a_bad_shape_are_dead_lettered(make_s
         ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
         assert "unreadable headers" in msgspec.json.decode(fields["x"])["error"]["message"]
         assert listener.state == "running"
+
+
+async def _leave_with_a_dead_consumer(backend, listener, producer, values: list) -> list[str]:
+    """With the topic locked (the listener parked), write `values` and have a consumer that then
+    dies take them: they stay pending under its name until someone claims them."""
+    await backend.lock_stream(listener.stream_key)
+    await until(lambda: listener.state == "paused", what="paused")
+    for value in values:
+        await producer.call("rec.echo", {"value": value})
+    taken = await backend.read_new(listener.stream_key, listener.group_name, "dead", len(values), 0)
+    assert len(taken) == len(values)
+    return [m.id for m in taken]
+
+
+async def test_one_slot_still_claims_a_dead_consumers_messages(make_stack) -> None:
+    # the only slot is held by the blocking read most of the time: claims must get their turn anyway
+    services, backend, (listener,), producer, rec = make_stack(max_parallel_batches=1, block_ms=500, claim_idle_ms=200)
+    async with started(*services, app=App(**APP)):
+        await _leave_with_a_dead_consumer(backend, listener, producer, ["d0", "d1", "d2"])
+        await backend.unlock_stream(listener.stream_key)
+        await until(lambda: sorted(rec.values()) == ["d0", "d1", "d2"], what="the dead consumer's messages run")
+        assert listener.counters["claimed"] == 3
+        await until(lambda: not listener._in_hand, what="acks")
+        assert (await backend.group_info(listener.stream_key, "test")).pending == 0
+
+
+async def test_one_slot_still_retries_and_dead_letters_a_failing_message(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(
+        max_parallel_batches=1, block_ms=200, claim_idle_ms=100, max_deliveries=3
+    )
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.fail", {"value": "x"})
+        await until(lambda: listener.counters["dead_lettered"] == 1, what="dead letter after retries")
+        assert rec.values("fail") == ["x", "x", "x"]
+        await until(lambda: not listener._in_hand, what="ack")
+        assert (await backend.group_info(listener.stream_key, "test")).pending == 0
+
+
+async def test_claims_do_not_wait_for_a_backlog_to_drain(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(
+        recorder={"delay": 0.002}, block_ms=500, claim_idle_ms=200, batch_size=16
+    )
+    async with started(*services, app=App(**APP)):
+        await _leave_with_a_dead_consumer(backend, listener, producer, ["d0", "d1", "d2"])
+        for n in range(300):
+            await producer.call("rec.echo", {"value": n})
+        await asyncio.sleep(0.25)  # the dead consumer's messages are idle past claim_idle_ms before the listener resumes
+        await backend.unlock_stream(listener.stream_key)
+        await until(lambda: len(rec.calls) == 303, timeout=30, what="backlog and claimed messages")
+        values = rec.values()
+        positions = [values.index(v) for v in ("d0", "d1", "d2")]
+        # claimed at the first turn after resuming, not after the 300 others
+        assert max(positions) < 100, positions
+
+
+async def test_a_slow_message_does_not_hold_up_the_others(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(max_parallel_batches=2)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.slow", {"value": "slow"})
+        await until(lambda: rec.started_runs == ["slow"], what="the slow one in hand")
+        for n in range(3):
+            await producer.call("rec.echo", {"value": n}, timeout=60)
+        # the second slot is free: the others run while the slow one is still in hand
+        await until(lambda: sorted(rec.values()) == [0, 1, 2], what="the others run beside the slow one")
+        assert rec.values("slow") == [] and listener.counters["dead_lettered"] == 0
+        rec.release.set()
+        await until(lambda: rec.values("slow") == ["slow"], what="the slow one")
+
+
+async def test_a_method_sees_the_stream_message_id_as_its_idempotency_key(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        # one correlation id on two messages (as a producer inside one request writes them)
+        first = await producer.call("rec.echo", {"value": 1}, headers={"Correlation-Id": "same"})
+        second = await producer.call("rec.echo", {"value": 2}, headers={"Correlation-Id": "same", "message-id": "forged"})
+        await until(lambda: len(rec.calls) == 2, what="two calls")
+        ids = {value: ctx["headers"]["Message-Id"] for _, value, ctx in rec.calls}
+        assert ids == {1: f"{listener.stream_key}/{first}", 2: f"{listener.stream_key}/{second}"}
+        assert all("message-id" not in ctx["headers"] for _, _, ctx in rec.calls)
+
+
+async def test_nothing_is_read_after_stop_is_called(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(batch_size=1, max_parallel_batches=1, block_ms=1000)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.slow", {"value": 0})
+        for n in range(1, 4):
+            await producer.call("rec.echo", {"value": n})
+        await until(lambda: rec.started_runs == [0], what="the slow one in hand")
+        stopping = asyncio.ensure_future(listener.stop())
+        await asyncio.sleep(0)  # stop() has begun; the reader waits for the only slot
+        rec.release.set()
+        await asyncio.wait_for(stopping, 15)
+        assert rec.values("slow") == [0]
+        assert rec.values() == [], "messages were taken after stop()"
+        assert (await backend.group_info(listener.stream_key, "test")).lag == 3
