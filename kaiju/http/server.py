@@ -187,10 +187,16 @@ class HTTPServer(Service, _BindAtStart):
             return _error(404, MethodNotFound(f"No JSON-RPC endpoint at {request.path}; it is at {self.rpc_path}"))
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+        payload = request.content
+        if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
+            body = payload.read_nowait()
+            if len(body) > self._max_body:
+                return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+        else:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
         try:
             response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
