@@ -28,8 +28,8 @@ from kaiju.rpc.context import _prefix as _cid_prefix
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method, method_spec
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
-    parse_request,
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template,
+    parse_headers, parse_request,
 )
 from kaiju.rpc.slots import Slots
 from kaiju.runtime.service import Service
@@ -37,6 +37,8 @@ from kaiju.runtime.service import Service
 __all__ = ["RPCServer"]
 
 _NO_HEADERS = NO_HEADERS
+_KAIJU_HEADERS = KAIJU_HEADERS
+_lower = str.lower
 _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
@@ -86,7 +88,7 @@ class RPCServer(Service, Introspection):
         self._clock = _not_started
         self._hot = False
         self._hot_methods: dict[type, Method] = {}
-        self._hot_decode: Any = None
+        self._hot_decode: Any = _no_hot_path
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._app_ready = False  # flips once App.started is set; checked per request
@@ -170,7 +172,8 @@ class RPCServer(Service, Introspection):
         tagged by "method", so the envelope and the params decode and validate in one pass."""
         by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
         self._hot_methods = by_type
-        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type else None
+        # without the shared deadline tick (see start) or any method, every request takes the long way
+        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type and self._hot else _no_hot_path
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
@@ -239,36 +242,30 @@ class RPCServer(Service, Introspection):
         app has started (`App.started`), requests wait, so no method runs on a service that
         has not started yet.
         """
-        if not self._app_ready:
-            await self._wait_app_ready()
-        if headers:
-            try:
-                h = parse_headers(headers, self.max_retries)
-            except E.InvalidRequest as exc:
-                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
-        else:
-            h = _NO_HEADERS
-        if session is not None:
-            scope = session.scope
-        if h is not _NO_HEADERS or type(body) is not bytes or not self._hot or _current.get() is not None:
-            return await self._handle(body, h, scope, session, headers)
+        if (
+            (headers and not _KAIJU_HEADERS.isdisjoint(map(_lower, headers)))
+            or session is not None
+            or type(body) is not bytes
+            or not self._app_ready
+            or _current.get() is not None
+        ):
+            return await self._handle(body, headers, scope, session)
         try:
             req = self._hot_decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            # anything else (batch, unknown method, by-position or bad params, bad JSON) takes the long way
-            return await self._handle(body, h, scope, session, headers)
+            # anything else (batch, notification, unknown method, by-position or bad params, bad JSON) takes the long way
+            return await self._handle(body, headers, scope, session)
         m = self._hot_methods[type(req)]
-        if m.permission < scope or req.id is UNSET:
-            return await self._handle(body, h, scope, session, headers)
+        if m.permission < scope:
+            return await self._handle(body, headers, scope, session)
 
-        # The hot path: one well-formed request for a permitted method, no kaiju headers, not
-        # nested. The same steps as `_context` + `_run` (keep them in step), written out because
-        # this is what every plain request costs.
+        # The hot path: one well-formed request with an id, for a permitted method, no kaiju
+        # headers, not nested. The same steps as `_context` + `_run` (keep them in step),
+        # written out because this is what every plain request costs.
         loop = self._loop
         now = self._clock()
         cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
-        ctx = RequestContext(cid, now + self._default_time, scope, session, headers, m.name, now, _current_task(loop))
-        out_headers = {CORRELATION_ID: cid}
+        ctx = RequestContext(cid, now + self._default_time, scope, None, headers, m.name, now, _current_task(loop))
         coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
         token = _current.set(ctx)
         inflight = self._inflight
@@ -300,19 +297,31 @@ class RPCServer(Service, Introspection):
             if not ctx.expired:
                 raise
             ctx.task.uncancel()
-            return self._enc(ErrorResponse(id=req.id, error=E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict())), out_headers
+            error = E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict()
+            return self._enc(ErrorResponse(id=req.id, error=error)), {CORRELATION_ID: cid}
         except E.RPCError as exc:
-            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
         finally:
             del inflight[ctx]
             _current.reset(token)
         try:
-            return self._enc(Response(id=req.id, result=result)), out_headers
+            return self._enc(Response(req.id, result)), {CORRELATION_ID: cid}
         except (TypeError, ValueError) as exc:
-            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), {CORRELATION_ID: cid}
 
-    async def _handle(self, body: Any, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> tuple[bytes | None, dict]:
+    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
         """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
+        if not self._app_ready:
+            await self._wait_app_ready()
+        if headers:
+            try:
+                h = parse_headers(headers, self.max_retries)
+            except E.InvalidRequest as exc:
+                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        else:
+            h = _NO_HEADERS
+        if session is not None:
+            scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
         raw = type(body) in _BYTES
@@ -584,6 +593,10 @@ class RPCServer(Service, Introspection):
             if type(req) is ErrorResponse or req.id is not UNSET:
                 responses.append(response)
         return responses
+
+
+def _no_hot_path(body: bytes) -> Any:
+    raise msgspec.ValidationError("no hot path")
 
 
 def _not_started() -> float:
