@@ -13,6 +13,7 @@ arguments and a function running it. Adding one is adding an entry.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
-from kaiju.logging import LOG_FORMATS
+from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -111,7 +112,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         rpc.add_service(service)
     for m in rpc.describe():
         params = ", ".join(p if isinstance(p, str) else p.get("name", "") for p in m.get("params", ()))
-        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {m['doc']}" if m.get("doc") else ""))
+        doc = " ".join((m.get("doc") or "").split("\n\n")[0].split())  # the first paragraph, on one line
+        print(f"{m['name']}({params})  [{m.get('permission', '')}]" + (f"  {doc}" if doc else ""))
     return 0
 
 
@@ -141,8 +143,23 @@ def cmd_call(args: argparse.Namespace) -> int:
         return 0
 
     config = load(args)
+    _leave_out_transports(config)
     extra = [] if any(e.cls in ("RPCServer", "kaiju.rpc.server:RPCServer") for e in config.settings.services) else [RPCServer()]
     return run_app(args, call, *extra, config=config)
+
+
+def _leave_out_transports(config: Any) -> None:
+    """Disable HTTP servers, stream listeners and tasks: a one-off call must not bind the
+    app's ports (it may be running) nor consume its streams nor fire its schedules."""
+    from kaiju.runtime.registry import ClassNotFound, Registry
+
+    registry = Registry(config.settings.packages)
+    for entry in config.settings.services:
+        try:
+            if registry.resolve(entry.cls).transport:
+                entry.enabled = False
+        except ClassNotFound:
+            pass  # build_plan reports it with the file and key path
 
 
 def _call_arguments(p: argparse.ArgumentParser) -> None:
@@ -196,12 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
         return 2
     try:
+        if args.log_format:
+            check_format(args.log_format)
         return command.run(args)
-    except ConfigError as exc:
+    except (ConfigError, LogFormatError) as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

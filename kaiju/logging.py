@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["ContextFilter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "configure"]
+__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "check_format", "configure", "record_extras"]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
 
@@ -74,6 +74,27 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "critical"}
 
 
+def record_extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call added to its record (keyword extras, the correlation id)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+
+
+class ExtrasFormatter(logging.Formatter):
+    """Wraps a text formatter (aiomisc's plain, color, journald) and appends the record's
+    extras as `key=value`, so `logger.info("listening", url=...)` shows its url there too."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        extras = record_extras(record)
+        if not extras:
+            return text
+        return text + " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, then the record's extras
     (keyword extras of the call, the request's correlation id) and `exception` if any."""
@@ -91,12 +112,27 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                data[key] = value
+        data.update(record_extras(record))
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return self._encode(data).decode()
+
+
+class LogFormatError(ValueError):
+    """A log format that is unknown, or cannot work here (journald without a journal)."""
+
+
+def check_format(log_format: str) -> None:
+    """Raise LogFormatError unless `log_format` can be used on this machine."""
+    if log_format not in LOG_FORMATS:
+        raise LogFormatError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    if log_format == "journald":
+        try:
+            from logging_journald import JournaldLogHandler
+        except ImportError:
+            raise LogFormatError('log format "journald" needs the logging-journald package') from None
+        if not JournaldLogHandler.SOCKET_PATH.exists():
+            raise LogFormatError(f'log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}') from None
 
 
 def configure(
@@ -108,8 +144,7 @@ def configure(
 lines; returns the filter stamping request context on records."""
     import aiomisc_log
 
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    check_format(log_format)
     if log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JSONFormatter())
@@ -120,6 +155,9 @@ lines; returns the filter stamping request context on records."""
         root.setLevel(level.upper() if isinstance(level, str) else level)
     else:
         aiomisc_log.basic_config(level=level, log_format=log_format)
+        for handler in logging.getLogger().handlers:
+            if log_format != "journald" and handler.formatter is not None:  # journald keeps extras as fields
+                handler.setFormatter(ExtrasFormatter(handler.formatter))
     context_filter = ContextFilter(list(providers or ()))
     for handler in logging.getLogger().handlers:
         handler.addFilter(context_filter)

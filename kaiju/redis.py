@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 
@@ -62,17 +63,17 @@ class RedisConnection(Service):
     """`redis://[user:password@]host:port/db`; `rediss://` for TLS; `unix:///path?db=0` for a socket."""
     password: str | None = None
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""
-    max_connections: int = 32
+    max_connections: PositiveInt = 32
     """Pool size: commands beyond this many in flight wait for a free connection."""
     pool_timeout: float | None = 10.0
     """Seconds a command waits for a free connection before raising ConnectionError (None: no limit)."""
     socket_timeout: float | None = 10.0
     """Seconds to wait for a reply before raising a TimeoutError (None: no limit)."""
-    connect_timeout: float = 5.0
+    connect_timeout: Positive = 5.0
     """Seconds to wait for a connection to open."""
     health_check_interval: float = 0
     """Seconds a connection may stay idle before it is PINGed on reuse (0: never)."""
-    retries: int = 3
+    retries: NonNegativeInt = 3
     """Times a command is retried, with jittered backoff, when its connection breaks (e.g. Redis restarted)."""
     ssl_ca_certs: str | None = None
     """CA bundle to verify the server with over `rediss://` (default: the system's)."""

@@ -22,6 +22,8 @@ async def test_redis_example_config_runs(redis_url):
         redis = ep.app.services["redis"].client
         assert await redis.exists(cache.full_key("greeting")) == 1
         assert cache.full_key("greeting").endswith(".redis-example._cache.greeting")
+        status = await ep.app.services["rpc"].call("listener.status")
+        assert status["topic"] == "rpc" and status["processed"] == 0
 
 
 async def test_redis_example_config_without_redis_fails_clearly():

@@ -65,3 +65,26 @@ def test_kaiju_run_writes_json_lines(tmp_path):
     ready = next(x for x in lines if x["message"] == "demo service ready")
     assert ready["logger"] == "example.demo" and ready["greeting"] == "hello" and ready["level"] == "info"
     assert any(x["message"] == "SIGTERM received, shutting down" for x in lines)
+
+
+def test_log_lines_inside_a_request_carry_its_correlation_id():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "-e", "PORT=0", "--log-format", "json",
+         "--log-level", "DEBUG", "call", "demo.tick", '{"source": "cli"}'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
+    ticks = {x["source"]: x for x in lines if x["message"] == "tick"}  # the example's tasks tick too
+    assert ticks["cli"]["correlation_id"]
+    started = next(x for x in lines if "started" in x["message"])
+    assert "correlation_id" not in started  # outside any request
+
+
+def test_text_formats_append_extras():
+    from kaiju.logging import ExtrasFormatter
+
+    formatter = ExtrasFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    assert formatter.format(make_record(url="http://x", n=2)) == "INFO saved x url='http://x' n=2"
+    assert formatter.format(make_record()) == "INFO saved x"

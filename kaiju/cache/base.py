@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import Positive
 
 __all__ = ["Cache"]
 
@@ -32,7 +33,7 @@ class Cache(Service, abc.ABC):
 
     service_name = "cache"
 
-    ttl: float | None = None
+    ttl: Positive | None = None
     """Seconds a value lives when `set()` is given no ttl (None: until deleted or evicted)."""
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._cache`) instead of the app's."""

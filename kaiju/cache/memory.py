@@ -10,6 +10,7 @@ import asyncio
 from collections import OrderedDict
 
 from kaiju.cache.base import Cache
+from kaiju.runtime.types import NonNegative, NonNegativeInt
 
 __all__ = ["MemoryCache"]
 
@@ -21,9 +22,9 @@ class MemoryCache(Cache):
     both backends return the same types.
     """
 
-    max_size: int = 10_000
+    max_size: NonNegativeInt = 10_000
     """Most values kept; the least recently used is evicted beyond it (0: no limit)."""
-    cleanup_interval: float = 60.0
+    cleanup_interval: NonNegative = 60.0
     """Seconds between sweeps that drop expired values (0: only when read)."""
 
     async def _open(self) -> None:

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import aiomisc
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from aiomisc.service.aiohttp import AIOHTTPService
 
 from kaiju.rpc.access import Scope, parse_scope
@@ -26,6 +28,7 @@ from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCE
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegative, Port, PositiveInt
 
 __all__ = ["HTTPServer"]
 
@@ -58,17 +61,18 @@ class HTTPServer(Service, _BindAtStart):
     """
 
     service_name = "http"
+    transport = True
 
     rpc: RPCServer
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     unix_socket: str | None = None
     rpc_path: str = "/public/rpc"
-    max_body_size: int = 1024 * 1024
+    max_body_size: PositiveInt = 1024 * 1024
     reuse_port: bool = False
-    shutdown_timeout: float = 5.0
-    backlog: int = 128
+    shutdown_timeout: NonNegative = 5.0
+    backlog: PositiveInt = 128
     scope: str = "guest"
     access_log: bool = False
 
@@ -115,7 +119,7 @@ class HTTPServer(Service, _BindAtStart):
         return web.Application(client_max_size=int(self.max_body_size))
 
     async def make_runner(self, application: web.Application) -> web.BaseRunner:
-        server = web.Server(
+        server = _JSONErrorServer(
             self._handle,
             request_factory=self._make_request,
             handler_cancellation=True,
@@ -187,16 +191,18 @@ class HTTPServer(Service, _BindAtStart):
             return _error(404, MethodNotFound(f"No JSON-RPC endpoint at {request.path}; it is at {self.rpc_path}"))
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
-        payload = request.content
-        if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
-            body = payload.read_nowait()
-            if len(body) > self._max_body:
-                return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
-        else:
-            try:
+        try:
+            payload = request.content
+            if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
+                body = payload.read_nowait()
+                if len(body) > self._max_body:
+                    return self._too_large()
+            else:
                 body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
+            return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
         try:
             response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
@@ -206,6 +212,26 @@ class HTTPServer(Service, _BindAtStart):
             return web.Response(status=204, headers=headers)
         headers["Content-Type"] = _JSON
         return web.Response(body=response, headers=headers)
+
+    def _too_large(self) -> web.Response:
+        return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+
+
+class _JSONErrorHandler(RequestHandler):
+    """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
+    answer them as JSON-RPC errors like everything else."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+        super().handle_error(request, status, exc, message)  # logs; raises if a response is already out
+        error = InternalError() if status >= 500 else InvalidRequest(f"Invalid request: {message or exc or status}")
+        response = _error(status, error)
+        response.force_close()
+        return response
+
+
+class _JSONErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JSONErrorHandler(self, loop=self._loop, **self._kwargs)
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import NamedTuple
 
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import Positive
 
 __all__ = [
     "LockError",
@@ -90,7 +91,7 @@ class Locks(Service, abc.ABC):
 
     service_name = "locks"
 
-    ttl: float = 10.0
+    ttl: Positive = 10.0
     """Seconds a lock lives when `acquire()` is given no ttl."""
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
@@ -110,10 +111,12 @@ class Locks(Service, abc.ABC):
         except BaseException:
             del self._loop
             raise
+        self._running = True
 
     async def stop(self, exception: Exception | None = None) -> None:
         if "_loop" not in self.__dict__:
             return  # start() failed before anything was set up
+        self._running = False  # waiters woken by _close() give up instead of taking the lock
         held, self._held = list(self._held.values()), {}
         for item in held:
             if item.timer is not None:
@@ -126,6 +129,11 @@ class Locks(Service, abc.ABC):
             await asyncio.wait(self._renewals, timeout=5)
         await self._close()
         del self._loop
+
+    def _check_running(self) -> None:
+        """Raise LockError unless the service is running (backends call it after every wait)."""
+        if not self.__dict__.get("_running"):
+            raise LockError(f"the locks service {self.name!r} is not running")
 
     async def _open(self) -> None:
         """Backend set-up at start."""
@@ -175,8 +183,13 @@ class Locks(Service, abc.ABC):
         ttl = self._check(key, ttl)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        self._check_running()
         lock_id = f"{self._instance}:{next(self._ids)}"
         token = await self._acquire(self._prefix + key, lock_id, ttl, wait, timeout)
+        if not self._running:  # stopped while the backend took it: nobody would renew or release it
+            with suppress(Exception):
+                await self._release(self._prefix + key, lock_id)
+            self._check_running()
         if renew:
             held = _Held(key, lock_id, ttl, self._loop.time())
             held.timer = self._loop.call_later(ttl / 3, self._renew_due, held)

@@ -100,6 +100,7 @@ class MemoryLocks(Locks):
                         waiters.remove(fut)
                         if not waiters:
                             del self._waiters[key]
+            self._check_running()  # stop() wakes waiters to give up
             token = self._take(key, lock_id, ttl)
             if token:
                 return token

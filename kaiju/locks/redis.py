@@ -119,6 +119,7 @@ class RedisLocks(Locks):
             if deadline is not None:
                 sleep = min(sleep, deadline - now)
             await self._sleep_until_released(key, sleep)
+            self._check_running()  # stop() wakes waiters to give up
             delay = min(delay * 2, self.wait_max)
 
     async def _sleep_until_released(self, key: str, seconds: float) -> None:

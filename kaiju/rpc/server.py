@@ -110,6 +110,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
         self._hot = self._default_time >= self._threshold
         self._max_time = float(self.max_request_time)
         self._debug = self.app.debug if self.debug is None else bool(self.debug)
+        self._app_ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         self._methods = {}
         services = list(self.app.services.values())
         if self not in services:

@@ -118,6 +118,7 @@ class Entrypoint(aiomisc.Entrypoint):
         # aiomisc would install its handlers only after start-up and configure logging itself
         super().__init__(catch_signals=(), log_config=False, **kwargs)
         self.app = self.plan.app
+        self.app.shutdown_timeout = self.shutdown_timeout  # a shutdown_timeout argument wins over main's
         self.notifier = SystemdNotifier()
         self.state = "created"  # created -> starting -> running -> stopping -> stopped
         self.started_layers: list[list[Service]] = []
@@ -215,9 +216,13 @@ class Entrypoint(aiomisc.Entrypoint):
         if needed:
             raise StartupError(needed[0], f'needs "{spec.name}", which failed to start: {type(exc).__name__}: {exc}')
         self.left_out |= {spec.name, *users}
-        self.app.services.pop(spec.name, None)
-        for user in users:
-            self.app.services.pop(user, None)
+        for name in (spec.name, *users):
+            self.app.services.pop(name, None)
+            for service in self.app.services.values():
+                # services indexing others (RPCServer's methods) forget the ones left out
+                forget = getattr(service, "remove_service", None)
+                if callable(forget):
+                    forget(name)
         also = f"; left out with it: {', '.join(sorted(users))}" if users else ""
         log.warning('optional service "%s" failed to start (%s: %s)%s', spec.name, type(exc).__name__, exc, also)
 
@@ -312,6 +317,12 @@ entrypoint = Entrypoint
 
 
 def run(*services: Service, config: ConfigSource = None, **kwargs: Any) -> None:
-    """Start the services of `config` (and `services`) and run until SIGINT or SIGTERM."""
-    with Entrypoint(*services, config=config, **kwargs) as loop:
-        loop.run_forever()
+    """Start the services of `config` (and `services`) and run until SIGINT or SIGTERM.
+
+    Raises ConfigError for a bad config and StartupError when a required service fails.
+    """
+    try:
+        with Entrypoint(*services, config=config, **kwargs) as loop:
+            loop.run_forever()
+    except StartupInterrupted:  # a signal during start-up is a stop like any other
+        pass

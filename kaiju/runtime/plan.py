@@ -188,6 +188,10 @@ class _Builder:
                     target = found[0]
                 setattr(service, dep.attr, target.service)
                 spec.needs[dep.attr] = target.name
+            try:
+                service.check_dependencies()
+            except ValueError as exc:
+                raise self.error((*spec.path, "settings") if spec.path else (), f"{type(service).__name__}: {exc}") from None
 
 
 def build_plan(
@@ -201,7 +205,11 @@ def build_plan(
     if config is None:
         config = load_config_data({"main": {"name": "app"}}, source="<python>", os_env=False)
     main = config.settings.main
-    app = App(main.name, main.env, main.version, debug=main.debug, etc=dict(config.settings.etc))
+    app = App(
+        main.name, main.env, main.version,
+        debug=main.debug, etc=dict(config.settings.etc), shutdown_timeout=main.shutdown_timeout,
+    )
+    app.managed = True
     if registry is None:
         try:
             registry = Registry(config.settings.packages)

@@ -32,6 +32,7 @@ BUILTIN: dict[str, str] = {
     # tasks
     "PeriodicTask": "kaiju.tasks:PeriodicTask",
     "CronTask": "kaiju.tasks:CronTask",
+    "Tasks": "kaiju.tasks:Tasks",
     # redis, cache and locks
     "RedisConnection": "kaiju.redis:RedisConnection",
     "MemoryCache": "kaiju.cache.memory:MemoryCache",

@@ -59,8 +59,10 @@ class Namespace:
 class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
-    `started` is an `asyncio.Event` set once every service has started. One `App` exists
-    per entrypoint; nothing here is global.
+    `shutdown_timeout` is the budget of the whole stop, so a service can keep its own
+    graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `managed` is true
+    when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
+    set it. One `App` exists per entrypoint; nothing here is global.
     """
 
     def __init__(
@@ -71,19 +73,22 @@ class App:
         *,
         debug: bool = False,
         etc: dict[str, Any] | None = None,
+        shutdown_timeout: float = 30.0,
     ):
         self.name = name
         self.env = env
         self.version = version
         self.debug = debug
+        self.shutdown_timeout = shutdown_timeout  # seconds the whole stop may take (main.shutdown_timeout)
         self.etc: dict[str, Any] = etc if etc is not None else {}
         self.namespace = Namespace(env, name)
         self.shared_namespace = Namespace(env, "_shared")
         self.services: dict[str, Service] = {}
         self.logger = KaijuLogger(logging.getLogger(name))
         # set by the entrypoint once every layer has started; transports that open early
-        # (HTTP, streams) hold requests until then
+        # (HTTP, streams) hold requests until then -- when a kaiju entrypoint manages the app
         self.started = asyncio.Event()
+        self.managed = False
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"
@@ -136,6 +141,7 @@ class Service(aiomisc.Service):
     Class attributes a subclass may set:
 
     - `service_name`: the default instance name (else the class name);
+    - `transport`: True for services bringing work in from outside (HTTP, streams, schedules);
     - annotations with defaults: the settings, given as keyword arguments;
     - `__required__`: settings that must be given;
     - annotations typed with a `Service` subclass: dependencies (see `dependencies()`).
@@ -145,8 +151,11 @@ class Service(aiomisc.Service):
     """
 
     service_name: ClassVar[str | None] = None
+    # True for services that bring work in from outside (HTTP, stream listeners, schedules):
+    # `kaiju-run call` leaves them out, so a one-off call neither binds ports nor consumes.
+    transport: ClassVar[bool] = False
     # names the runtime owns; never settings
-    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name"})
+    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name", "transport"})
 
     name: str
     app: App
@@ -196,6 +205,15 @@ class Service(aiomisc.Service):
             cached = tuple(found)
             type.__setattr__(cls, "_kaiju_deps", cached)
         return cached
+
+    def check_dependencies(self) -> None:
+        """Reject settings that cannot work with the dependencies the runtime found.
+
+        Called once every dependency attribute is set, before any service starts (so
+        `kaiju-run check` reports it too). Does nothing by default; a subclass raises
+        ValueError naming the setting, e.g. when a setting needs an optional dependency that
+        is missing.
+        """
 
     @classmethod
     def settings_fields(cls) -> dict[str, tuple[Any, Any]]:

@@ -3,12 +3,14 @@
 Fixtures:
 
 - `redis_server`: a real redis-server on a free port for the test session
-  (`RedisServer`: `.url`, `.port`, `.restart()`); skipped when none is installed.
+  (`RedisServer`: `.url`, `.port`, `.restart()`); skipped when none is installed,
+  or failed when the environment sets KAIJU_REQUIRE_REDIS=1.
 - `redis_url`: its URL, with the database flushed before each test.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -21,7 +23,10 @@ from kaiju.testing.redis import RedisServer
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("KAIJU_REQUIRE_REDIS") == "1":  # scripts/test sets it: no silent half-suite
+            pytest.fail(message)
+        pytest.skip(message)
     server = RedisServer()
     server.start()
     try:

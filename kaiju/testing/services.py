@@ -42,6 +42,7 @@ def _resolve(services: tuple[Service, ...]) -> None:
 async def started(*services: Service, app: App | None = None) -> AsyncIterator[App]:
     """Bind `services` to one App, resolve their dependencies, start them in order; stop in reverse."""
     app = app or App(name="test", env="test")
+    app.managed = True
     for svc in services:
         svc.bind(app)
         app.services[svc.name] = svc

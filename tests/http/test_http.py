@@ -130,6 +130,25 @@ async def test_body_too_large_arriving_in_parts_is_413(server, session):
     assert status == 413 and msgspec.json.decode(raw)["error"]["data"]["type"] == "InvalidRequest"
 
 
+@pytest.mark.parametrize(
+    "head, body",
+    [
+        (b"Content-Encoding: gzip\r\nContent-Length: 3", b"abc"),  # not gzip at all
+        (b"Content-Encoding: deflate\r\nTransfer-Encoding: chunked", b"3\r\nabc\r\n0\r\n\r\n"),
+    ],
+)
+async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", status_line
+    assert b"Content-Type: application/json" in rest
+    assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
+
+
 async def test_get_is_405_with_jsonrpc_error(server, session):
     async with session.get(server.url) as resp:
         assert resp.status == 405 and (await resp.json())["error"]["code"] == -32600

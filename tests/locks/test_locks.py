@@ -207,3 +207,28 @@ async def test_lost_lock_reported_when_body_swallows_the_cancel(locks):
                 pass  # a careless body
     assert asyncio.current_task().cancelling() == 0
     await asyncio.sleep(0)  # no stray cancellation left for the caller
+
+
+async def test_waiter_gives_up_when_the_service_stops(make_locks):
+    from kaiju.locks.base import LockError
+
+    services = make_locks()
+    locks = services[-1]
+    async with started(*services):
+        await locks.acquire("a", ttl=30, renew=False)
+        waiter = asyncio.create_task(locks.acquire("a", ttl=30, timeout=30))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await locks.stop()  # the waiter must not take the lock after this
+        with pytest.raises(LockError, match="not running"):
+            await asyncio.wait_for(waiter, 10)
+
+
+async def test_acquire_on_a_stopped_service_is_refused(make_locks):
+    from kaiju.locks.base import LockError
+
+    services = make_locks()
+    async with started(*services):
+        pass
+    with pytest.raises(LockError, match="not running"):
+        await services[-1].acquire("a", ttl=1)

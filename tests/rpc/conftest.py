@@ -26,6 +26,8 @@ class Calc(Service):
     async def start(self) -> None:
         self.flaky_calls = 0
         self.notified: list[Any] = []
+        self.inside = 0
+        self.all_inside = asyncio.Event()
 
     @rpc.method(permission=Scope.GUEST)
     async def subtract(self, minuend: int, subtrahend: int) -> int:
@@ -78,6 +80,15 @@ class Calc(Service):
         if self.flaky_calls <= failures:
             raise ConnectionError("flaky")
         return self.flaky_calls
+
+    @rpc.method(permission=Scope.GUEST)
+    async def meet(self, count: int) -> int:
+        """Return only once `count` calls are inside at the same time (a barrier)."""
+        self.inside += 1
+        if self.inside >= count:
+            self.all_inside.set()
+        await self.all_inside.wait()
+        return count
 
     @rpc.method(permission=Scope.GUEST)
     async def sleep(self, seconds: float) -> float:

@@ -238,9 +238,10 @@ async def test_batch_size_limit(calc):
 
 
 async def test_batch_runs_concurrently(server):
-    batch = [request("calc.sleep", [0.05], i) for i in range(8)]
-    response, _ = await asyncio.wait_for(handle(server, batch), 5)
-    assert [r["result"] for r in response] == [0.05] * 8
+    # each call returns only once all 8 are running: a batch run one by one never ends
+    batch = [request("calc.meet", [8], i) for i in range(8)]
+    response, _ = await asyncio.wait_for(handle(server, batch, {"Timeout": "5"}), 10)
+    assert [r.get("result") for r in response] == [8] * 8
 
 
 # -- time ----------------------------------------------------------------

@@ -319,3 +319,30 @@ def test_failed_start_is_reported_once(tmp_path, events):
     cfg = write_config(tmp_path, recorder("Database", events, fail=True))
     _, err = finish(kaiju("-c", str(cfg), "--log-format", "plain"))
     assert err.count("db was told to fail") == 1, err
+
+
+def test_call_while_the_app_runs_leaves_out_http_and_tasks():
+    from kaiju.testing.redis import free_port
+
+    port = str(free_port())
+    app = kaiju("-c", "conf/example.yml", "-e", f"PORT={port}", "--log-level", "INFO")
+    try:
+        deadline = time.monotonic() + 20
+        while "listening" not in (line := app.stderr.readline()) and time.monotonic() < deadline:
+            assert line, "the app exited"
+        result = run("-c", "conf/example.yml", "-e", f"PORT={port}", "--log-level", "ERROR", "call", "demo.stats")
+        assert result.returncode == 0, result.stderr  # no second bind of the app's port
+        assert json.loads(result.stdout) == {"calls": 0, "ticks": 0}  # and no task ticked in the caller
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.communicate(timeout=30)
+
+
+def test_journald_format_without_a_journal_is_a_clear_error():
+    from logging_journald import JournaldLogHandler
+
+    if JournaldLogHandler.SOCKET_PATH.exists():
+        pytest.skip("this machine has a journal")
+    result = run("-c", "conf/example.yml", "--log-format", "journald")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f'kaiju-run: log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}'

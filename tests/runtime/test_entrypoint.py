@@ -2,6 +2,8 @@
 
 import pytest
 
+from kaiju.rpc.access import Scope
+from kaiju.rpc.methods import method
 from kaiju.runtime.entrypoint import Entrypoint, StartupError
 from tests.runtime.sample_services import Database, Recorder
 
@@ -117,3 +119,52 @@ async def test_instances_mix_with_config_services(events):
         assert ep.app.services["cache"].db is db
         assert ep.plan.layers == [["db"], ["cache"]]
     assert lines(events)[0] == "start db"
+
+
+class BrokenWithMethod(Recorder):
+    """An optional service whose start fails; its RPC method must not stay callable."""
+
+    service_name = "broken"
+
+    async def start(self):
+        raise RuntimeError("cannot start")
+
+    @method(permission=Scope.GUEST)
+    async def ping(self) -> str:
+        return "pong from a service that never started"
+
+
+async def test_methods_of_a_left_out_service_are_not_callable(events):
+    from kaiju.rpc.errors import MethodNotFound
+    from kaiju.rpc.server import RPCServer
+
+    cfg = config(events, "Database", {"cls": "tests.runtime.test_entrypoint:BrokenWithMethod", "required": False})
+    cfg["services"].append({"cls": "RPCServer"})
+    async with make(cfg) as ep:
+        rpc = ep.app.services["rpc"]
+        assert isinstance(rpc, RPCServer) and ep.left_out == {"broken"}
+        with pytest.raises(MethodNotFound):
+            await rpc.call("broken.ping")
+        body, _ = await rpc.handle(b'{"jsonrpc": "2.0", "id": 1, "method": "broken.ping"}')
+        assert b"-32601" in body
+
+
+async def test_rpc_outside_a_kaiju_entrypoint_does_not_wait_for_app_started():
+    import asyncio
+
+    from kaiju.demo import DemoService
+    from kaiju.rpc.server import RPCServer
+    from kaiju.runtime.service import App
+
+    app = App("plain")  # as under a plain aiomisc entrypoint: nobody sets app.started
+    rpc, demo = RPCServer(app=app), DemoService(app=app)
+    app.services.update(rpc=rpc, demo=demo)
+    loop = asyncio.get_running_loop()
+    for svc in (demo, rpc):
+        svc.set_loop(loop)
+        await svc.start()
+    try:
+        body, _ = await asyncio.wait_for(rpc.handle(b'{"jsonrpc":"2.0","id":1,"method":"demo.echo","params":[5]}'), 5)
+        assert body == b'{"jsonrpc":"2.0","id":1,"result":5}'
+    finally:
+        await rpc.stop()

@@ -131,6 +131,25 @@ def test_instances_passed_in_join_the_config():
     assert plan.layers == [["db"], ["cache"]]
 
 
+class CachingWorker(Worker):
+    """A worker whose `cached` setting cannot work without its optional cache."""
+
+    cached: bool = False
+
+    def check_dependencies(self) -> None:
+        if self.cached and self.cache is None:
+            raise ValueError("cached: true needs a Cache service")
+
+
+def test_check_dependencies_runs_once_wired_and_before_start():
+    data = {"main": {"name": "x"}, "packages": [PKG], "services": ["Database", "Cache"]}
+    plan = build_plan(load_config_data(data, os_env=False), [CachingWorker(cached=True)])
+    assert plan.specs["worker"].service.cache is plan.specs["cache"].service
+    with pytest.raises(ConfigError, match="CachingWorker: cached: true needs a Cache service"):
+        build_plan(None, [CachingWorker(cached=True)])
+    build_plan(None, [CachingWorker(cached=False)])
+
+
 def test_plan_without_config():
     plan = build_plan(None, [Database(), Cache()])
     assert plan.app.name == "app" and plan.layers == [["db"], ["cache"]]
@@ -162,3 +181,18 @@ def test_numeric_template_reaches_a_string_setting_as_text():
 class SecretHolder(Database):
     service_name = None
     password: str = ""
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"cls": "HTTPServer", "settings": {"port": 99999}}, "services[HTTPServer].settings.port: expected int <= 65535, got 99999"),
+        ({"cls": "MemoryCache", "settings": {"max_size": -1}}, "services[MemoryCache].settings.max_size: expected int >= 0, got -1"),
+        ({"cls": "MemoryLocks", "settings": {"ttl": 0}}, "services[MemoryLocks].settings.ttl: expected float > 0.0, got 0"),
+    ],
+)
+def test_constrained_settings_are_checked_before_start(entry, expected):
+    data = {"main": {"name": "t"}, "services": [{"cls": "RPCServer"}, entry]}
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
+    assert str(info.value) == f"conf/app.yml: {expected}"

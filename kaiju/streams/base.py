@@ -1,0 +1,348 @@
+"""The stream backend interface and the message shape shared by every backend.
+
+A *stream* is an append-only log of messages, each a body (bytes: a JSON-RPC request or
+batch) with headers. Consumers read it through a *group*: every message is delivered to
+one consumer of each group, stays *pending* in the group until that consumer acknowledges
+it, and is redelivered (claimed) when its consumer dies. This is the Redis Streams model;
+`MemoryStream` gives the same semantics inside one process, `RedisStream` across hosts.
+
+The listener and the producer use only the methods of `StreamBackend`, so both backends
+pass one test suite.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import msgspec
+
+from kaiju.locks.base import LockExistsError, Locks, NotLockOwnerError
+from kaiju.rpc.methods import method
+from kaiju.runtime.service import Namespace, Service
+
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "decode_fields",
+    "encode_fields",
+    "GroupInfo",
+    "GroupMissing",
+    "StreamBackend",
+    "StreamError",
+    "StreamMessage",
+    "StreamUnavailable",
+    "parse_id",
+    "topic_key",
+]
+
+DEAD_LETTER_SUFFIX = ".dead"
+
+
+class StreamError(Exception):
+    """Base of the errors raised by stream backends."""
+
+
+class StreamUnavailable(StreamError):
+    """The stream server cannot be reached right now (the listener retries with backoff)."""
+
+
+class GroupMissing(StreamError):
+    """The group (or the whole stream) does not exist, e.g. after a server lost its data;
+    the listener creates it again."""
+
+
+class StreamMessage(msgspec.Struct, frozen=True, gc=False):
+    """One message read from a stream.
+
+    `id` is the stream's id (`"<ms>-<seq>"`, ordered); `deliveries` counts how many times
+    the group handed it to a consumer, this time included; `key` is the optional key given
+    by the producer (carried, not used for routing).
+    """
+
+    id: str
+    body: bytes
+    headers: dict[str, str]
+    deliveries: int = 1
+    key: str | None = None
+    defect: str | None = None
+    """Why the stored entry is not a readable message (no body, headers not a JSON object of
+    strings), else None; the listener dead-letters such a message at once."""
+
+
+class GroupInfo(msgspec.Struct, frozen=True):
+    """A group's view of one stream: entries in the stream, pending (delivered, not yet
+    acknowledged) and lag (not yet delivered to any consumer of the group; None when the
+    server cannot tell, e.g. Redis after entries were deleted out of order)."""
+
+    length: int
+    pending: int
+    lag: int | None
+    last_delivered_id: str
+
+
+def topic_key(namespace: Namespace, topic: str) -> str:
+    """The stream key of `topic` in `namespace`: `<env>.<app>._stream.<topic>`."""
+    if not topic or not isinstance(topic, str):
+        raise ValueError(f"a topic must be a non-empty string, got {topic!r}")
+    return namespace.get_key("_stream", topic)
+
+
+def parse_id(stream_id: str) -> tuple[int, int]:
+    """`"1700000000000-3"` -> `(1700000000000, 3)`; raises ValueError for anything else."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(ms: int, seq: int) -> str:
+    return f"{ms}-{seq}"
+
+
+def next_id(stream_id: str) -> str:
+    """The smallest id greater than `stream_id`."""
+    ms, seq = parse_id(stream_id)
+    return format_id(ms, seq + 1)
+
+
+_json_encode = msgspec.json.Encoder().encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def encode_fields(body: bytes, headers: Mapping[str, str] | None, key: str | None) -> dict[bytes, bytes]:
+    """A message as stored: `b` the body, `h` the headers as JSON, `k` the key (when given).
+    Field names are bytes, as Redis replies them, so decoding needs no conversion."""
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a stream message body must be bytes, got {type(body).__name__}")
+    fields = {b"b": bytes(body)}
+    if headers:
+        fields[b"h"] = _json_encode(headers)
+    if key is not None:
+        fields[b"k"] = str(key).encode()
+    return fields
+
+
+def decode_fields(msg_id: str, fields: Mapping[bytes, bytes], deliveries: int = 1) -> StreamMessage:
+    """The inverse of `encode_fields`."""
+    get = fields.get
+    body = get(b"b")
+    raw_headers = get(b"h")
+    raw_key = get(b"k")
+    try:
+        headers = _decode_headers(raw_headers) if raw_headers else {}
+        key = raw_key.decode() if raw_key is not None else None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return StreamMessage(msg_id, body or b"", {}, deliveries, None, f"unreadable headers or key: {exc}")
+    if body is None:
+        return StreamMessage(msg_id, b"", headers, deliveries, key, "no body field (b) in the entry")
+    return StreamMessage(msg_id, body, headers, deliveries, key)
+
+
+def dead_letter_fields(
+    message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]
+) -> dict[bytes, bytes]:
+    """A dead-letter entry: the message's own fields plus `x`, a JSON record of who gave up on
+    which message, after how many deliveries, and why."""
+    fields = encode_fields(message.body, message.headers, message.key)
+    fields[b"x"] = _json_encode(
+        {
+            "id": message.id,
+            "group": group,
+            "consumer": consumer,
+            "deliveries": message.deliveries,
+            "error": dict(error),
+            "time": time.time(),
+        }
+    )
+    return fields
+
+
+class StreamBackend(Service, abc.ABC):
+    """Where stream messages are kept: the interface `StreamListener` and `StreamProducer` use.
+
+    Every method takes the full stream key (see `topic_key`). Methods raise
+    `StreamUnavailable` when the server cannot be reached; a backend never acknowledges,
+    drops or trims a message on its own.
+
+    It also keeps the topic locks (pausing a topic for every listener of the app, through
+    the `Locks` service when there is one, else for this process only) and answers the RPC
+    methods `streams.status`, `streams.lock_topic` and `streams.unlock_topic`.
+    """
+
+    service_name: ClassVar[str | None] = "streams"
+
+    locks: Locks | None = None
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._listeners: list[Any] = []
+        self._local_locks: set[str] = set()
+
+    # -- writing ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add(
+        self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> str:
+        """Append one message; returns its id. The stream is created when missing."""
+
+    # -- groups and reading ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_group(self, stream: str, group: str) -> None:
+        """Create `group` on `stream` (and the stream) reading from the first entry; no-op if it exists."""
+
+    @abc.abstractmethod
+    async def read_new(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[StreamMessage]:
+        """Up to `count` messages never delivered to `group`, now pending for `consumer`;
+        waits up to `block_ms` when there are none (returns `[]` then)."""
+
+    @abc.abstractmethod
+    async def read_pending(
+        self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"
+    ) -> list[StreamMessage]:
+        """Up to `count` of `consumer`'s own pending messages with ids above `after_id`, in id
+        order, each counted as one more delivery. Messages deleted from the stream meanwhile
+        are acknowledged and skipped."""
+
+    @abc.abstractmethod
+    async def claim_idle(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int, start_id: str = "0-0"
+    ) -> tuple[str, list[StreamMessage]]:
+        """Take over up to `count` messages pending in `group` for longer than `min_idle_ms`
+        (whatever consumer held them); returns the id to continue the scan from (`"0-0"` when
+        the scan is complete) and the claimed messages, each counted as one more delivery."""
+
+    @abc.abstractmethod
+    async def touch(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        """Reset the idle time of `consumer`'s pending `ids` (still being processed), so that
+        no other consumer claims them; delivery counts are left as they are."""
+
+    @abc.abstractmethod
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        """Acknowledge `ids` in `group`; returns how many were pending."""
+
+    @abc.abstractmethod
+    async def dead_letter(
+        self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
+    ) -> str:
+        """Copy `message` with `error` to the dead-letter stream `<stream>.dead` and acknowledge
+        it in `group`, both or neither; returns the dead-letter entry id."""
+
+    # -- upkeep and introspection -------------------------------------------
+
+    @abc.abstractmethod
+    async def trim(self, stream: str, maxlen: int) -> int:
+        """Drop the oldest entries beyond about `maxlen`, but only those every group of the
+        stream has read and acknowledged; returns how many were removed."""
+
+    async def prune_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
+        """Forget consumers of `group` that hold no pending message and have not read for
+        `min_idle_ms` (dead processes under per-process names); returns how many. Nothing is
+        lost: a live consumer removed so reappears on its next read."""
+        return 0
+
+    @abc.abstractmethod
+    async def group_info(self, stream: str, group: str) -> GroupInfo:
+        """Length, pending count and lag of `group` on `stream`."""
+
+    @abc.abstractmethod
+    async def read_range(
+        self, stream: str, count: int = 100, start_id: str = "0-0"
+    ) -> list[tuple[str, dict[str, bytes]]]:
+        """Raw entries `(id, {field: value})` with ids from `start_id` on, for inspection
+        (e.g. of the dead-letter stream: see `dead_letter_fields`)."""
+
+    @abc.abstractmethod
+    async def length(self, stream: str) -> int:
+        """Number of entries in `stream` (0 when missing)."""
+
+    # -- topic locks -----------------------------------------------------------
+
+    @staticmethod
+    def _lock_key(stream: str) -> str:
+        return "stream." + stream
+
+    def stream_key(self, topic: str, shared: bool = False) -> str:
+        """The stream key of `topic` in this app's namespace (or the shared one)."""
+        return topic_key(self.app.shared_namespace if shared else self.app.namespace, topic)
+
+    async def topic_locked(self, stream: str) -> bool:
+        """Whether `stream` is paused by a topic lock; raises StreamUnavailable when the
+        locks service cannot answer."""
+        if self.locks is None:
+            return stream in self._local_locks
+        try:
+            return await self.locks.exists(self._lock_key(stream))
+        except Exception as exc:  # the lock store is down: the listener backs off as for its own server
+            raise StreamUnavailable(f"cannot check the topic lock: {exc!r}") from exc
+
+    async def lock_stream(self, stream: str, ttl: float = 3600.0) -> bool:
+        """Pause every listener of `stream` (they finish what they hold) until `unlock_stream`
+        or until `ttl` seconds pass; False when it was already locked."""
+        if self.locks is None:
+            locked = stream not in self._local_locks
+            self._local_locks.add(stream)
+        else:
+            try:
+                await self.locks.acquire(self._lock_key(stream), ttl=ttl, wait=False, renew=False)
+                locked = True
+            except LockExistsError:
+                locked = False
+        self._recheck(stream)
+        return locked
+
+    async def unlock_stream(self, stream: str) -> bool:
+        """Resume the listeners of `stream`, whoever locked it; False when it was not locked."""
+        if self.locks is None:
+            unlocked = stream in self._local_locks
+            self._local_locks.discard(stream)
+        else:
+            key, unlocked = self._lock_key(stream), False
+            owner = await self.locks.owner(key)
+            if owner is not None:
+                try:
+                    await self.locks.release(key, owner)
+                    unlocked = True
+                except NotLockOwnerError:
+                    pass  # expired or released meanwhile
+        self._recheck(stream)
+        return unlocked
+
+    def _recheck(self, stream: str) -> None:
+        for listener in self._listeners:
+            if listener.stream_key == stream:
+                listener.recheck_lock()
+
+    @method
+    async def lock_topic(self, topic: str, shared: bool = False, ttl: float = 3600.0) -> bool:
+        """Pause `topic` for every listener of this app (or of the env with `shared`) until
+        `unlock_topic`, at most `ttl` seconds. Returns False when it was already locked."""
+        if not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return await self.lock_stream(self.stream_key(topic, shared), ttl)
+
+    @method
+    async def unlock_topic(self, topic: str, shared: bool = False) -> bool:
+        """Resume `topic`; returns False when it was not locked."""
+        return await self.unlock_stream(self.stream_key(topic, shared))
+
+    @method
+    async def status(self) -> list[dict[str, Any]]:
+        """One entry per listener of this process: topic, pending, lag, processed, failed, dead-lettered."""
+        return [await listener.status() for listener in self._listeners]
+
+    # -- listeners of this process ------------------------------------------
+
+    def attach(self, listener: Any) -> None:
+        """Register a running listener (for `status` and immediate topic-lock checks)."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def detach(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def listeners(self) -> tuple[Any, ...]:
+        return tuple(self._listeners)

@@ -1,0 +1,93 @@
+"""How a stream message becomes a dispatcher call, and what the answer says about it.
+
+Producers write one-way requests (JSON-RPC notifications). The dispatcher runs a lone
+notification in the background and answers nothing, so a listener that passed it on as is
+could neither wait for it to finish (it must, before acknowledging) nor see it fail (it
+must, to redeliver or dead-letter it). The listener therefore gives every notification an
+id on the way in and reads the errors out of the response, which it then drops. Pure
+functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["Outcome", "as_request", "response_error", "PERMANENT_ERRORS"]
+
+# Errors that no redelivery can cure: the message is not a valid request at all.
+PERMANENT_ERRORS = frozenset({-32700, -32600, -32602})
+
+# How StreamProducer writes a request; with no "id" anywhere in it, it is a notification.
+_PRODUCER_PREFIX = b'{"jsonrpc":"2.0","method":'
+
+
+class _Envelope(msgspec.Struct):
+    method: str
+    id: Any = msgspec.UNSET
+    params: msgspec.Raw = msgspec.Raw(b"")
+
+
+class _Answer(msgspec.Struct):
+    error: dict[str, Any] | None = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_any = msgspec.json.Decoder().decode
+_decode_answer = msgspec.json.Decoder(_Answer).decode
+_decode_answers = msgspec.json.Decoder(list[_Answer]).decode
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What came of one message: `error` is None on success, else a JSON-RPC error object;
+    `permanent` says no redelivery can cure it."""
+
+    error: dict[str, Any] | None = None
+    permanent: bool = False
+
+
+OK = Outcome()
+
+
+def as_request(body: bytes) -> bytes | list[Any]:
+    """`body` with an id on every request that has none, so the dispatcher answers each one.
+
+    A lone request stays bytes (the dispatcher's fast path): when it has no id, `"id":0`
+    is spliced in after the opening brace (safe: the decode just proved a top-level object
+    with a `method` and no `id`). A batch is decoded and its notifications get ids. Anything
+    else is returned as is, for the dispatcher to reject with a proper error.
+    """
+    if body.startswith(_PRODUCER_PREFIX) and b'"id"' not in body:
+        return b'{"id":0,' + body[1:]  # the common case, without decoding
+    try:
+        env = _decode_envelope(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        try:
+            batch = _decode_any(body)
+        except msgspec.DecodeError:
+            return body
+        if type(batch) is not list:
+            return body
+        for n, item in enumerate(batch):
+            if type(item) is dict and "id" not in item and "method" in item:
+                item["id"] = n
+        return batch
+    if env.id is not msgspec.UNSET:
+        return body
+    start = body.index(b"{") + 1
+    return b'{"id":0,' + body[start:]
+
+
+def response_error(response: bytes | None) -> Outcome:
+    """The first error in a dispatcher response (single or batch), or `OK`."""
+    if not response or b'"error"' not in response:
+        return OK
+    try:
+        answers = _decode_answers(response) if response.lstrip()[:1] == b"[" else [_decode_answer(response)]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return Outcome({"code": -32603, "message": "unreadable dispatcher response"})
+    for answer in answers:
+        if answer.error is not None:
+            return Outcome(answer.error, answer.error.get("code") in PERMANENT_ERRORS)
+    return OK

@@ -1,0 +1,462 @@
+"""`StreamListener`: feed the RPC requests of one topic to the dispatcher, at least once.
+
+    services:
+      - cls: MemoryStream            # or RedisStream (needs RedisConnection)
+      - cls: StreamListener
+        settings: {topic: rpc, max_deliveries: 5}
+
+Life of a message: read (it becomes *pending* for this consumer), run through
+`RPCServer.handle`, then acknowledged. A message is acknowledged only once the dispatcher
+has finished with it (success), or once it is copied to the dead-letter stream
+`<topic>.dead` (a request no redelivery can cure, a deadline already passed, or
+`max_deliveries` reached). A failed message is left pending: after `claim_idle_ms` a live
+consumer (maybe this one) claims it and runs it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from typing import Any
+
+from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.methods import method
+from kaiju.rpc.server import RPCServer
+from kaiju.runtime.service import Service
+from kaiju.streams.base import GroupMissing, StreamBackend, StreamError, StreamMessage, StreamUnavailable, topic_key
+from kaiju.streams.dispatch import Outcome, as_request, response_error
+
+__all__ = ["StreamListener", "default_consumer_name"]
+
+
+def default_consumer_name() -> str:
+    """`<hostname>-<pid>`: stable for the life of the process, distinct between processes."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _header(headers: dict[str, str], lower_name: str) -> str | None:
+    """A header by name in any case (the dispatcher reads them so too)."""
+    for key, value in headers.items():
+        if key.lower() == lower_name:
+            return value
+    return None
+
+
+class _Backoff:
+    """Growing, jittered pauses between attempts to reach a lost server."""
+
+    def __init__(self, first: float = 0.05, limit: float = 5.0):
+        self.first, self.limit, self.current = first, limit, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.limit)
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class StreamListener(Service):
+    """Consume one topic and run each message (an RPC request or batch) through `RPCServer`.
+
+    Depends on a stream backend (`streams`) and the RPC server (`rpc`). Start raises
+    ValueError for a bad setting and `StreamError` when the group cannot be created.
+    RPC method: `<name>.status`.
+    """
+
+    transport = True  # `kaiju-run call` consumes nothing
+
+    streams: StreamBackend
+    rpc: RPCServer
+
+    topic: str = "rpc"
+    """Topic to consume; its stream is `<env>.<app>._stream.<topic>`."""
+    shared: bool = False
+    """Use the namespace shared by all apps of the env (`<env>._shared._stream.<topic>`)."""
+    group: str | None = None
+    """Consumer group: every group gets every message once. Default: the app name."""
+    consumer: str | None = None
+    """This consumer's name in the group. Default: `<hostname>-<pid>`. A fixed name lets a
+    restarted process re-read its own pending messages at once instead of after `claim_idle_ms`."""
+    batch_size: int = 16
+    """Messages taken per read."""
+    max_parallel_batches: int = 2
+    """Batches in flight at once (messages inside a batch run one after another, in order)."""
+    block_ms: int = 1000
+    """How long one read waits for new messages (kept below the Redis socket timeout)."""
+    claim_idle_ms: int = 30_000
+    """A message pending this long (its consumer died, or it failed) is claimed and run again.
+    Must exceed the longest processing time of a message; in-hand messages are kept fresh."""
+    max_deliveries: int = 5
+    """Deliveries after which a message that keeps failing goes to the dead-letter stream."""
+    maxlen: int | None = None
+    """Trim the stream to about this many entries, never dropping one a group still needs
+    (None: no trimming)."""
+    scope: str = "SYSTEM"
+    """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
+    stop_timeout: float = 10.0
+    """Seconds stop() waits for messages in hand (at most what the app's shutdown_timeout
+    leaves); the rest stays pending, unacknowledged."""
+    lock_check_ms: int = 1000
+    """How often the cluster-wide topic lock is checked."""
+
+    async def start(self) -> None:
+        self._check_settings()
+        namespace = self.app.shared_namespace if self.shared else self.app.namespace
+        self.stream_key = topic_key(namespace, self.topic)
+        self.group_name = self.group or self.app.name
+        self.consumer_name = self.consumer or default_consumer_name()
+        self._scope: Scope = parse_scope(self.scope)
+        self.counters = {"processed": 0, "failed": 0, "dead_lettered": 0, "claimed": 0}
+        self._running = True
+        self._paused = False
+        self._parked = False
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self._lock_recheck = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_parallel_batches)
+        self._in_hand: dict[str, float] = {}
+        self._batches: set[asyncio.Task] = set()
+        self._backoff = _Backoff()
+        self._claim_cursor = "0-0"
+        await self.streams.create_group(self.stream_key, self.group_name)
+        self._paused = await self._topic_locked()
+        if self._paused:
+            self._unpaused.clear()
+        self.streams.attach(self)
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read_loop(), name=f"{self.name}.read")
+        self._upkeeper = loop.create_task(self._upkeep_loop(), name=f"{self.name}.upkeep")
+        self.logger.info("listening", stream=self.stream_key, group=self.group_name, consumer=self.consumer_name)
+
+    def _check_settings(self) -> None:
+        positive = ("batch_size", "max_parallel_batches", "block_ms", "claim_idle_ms", "max_deliveries",
+                    "lock_check_ms")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{self.name}: {name} must be a positive integer, got {value!r}")
+        if self.maxlen is not None and (not isinstance(self.maxlen, int) or self.maxlen < 1):
+            raise ValueError(f"{self.name}: maxlen must be a positive integer or null, got {self.maxlen!r}")
+        parse_scope(self.scope)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop reading; give messages in hand `stop_timeout` seconds, then cancel them unacknowledged."""
+        if not getattr(self, "_running", False):
+            return
+        self._running = False
+        self._unpaused.set()
+        self._lock_recheck.set()
+        self._upkeeper.cancel()
+        # a read in flight ends within block_ms; what it returns is processed like the rest
+        done, _ = await asyncio.wait([self._reader], timeout=self.block_ms / 1000 + 1)
+        if not done:
+            self._reader.cancel()
+        if self._batches:
+            # inside the app's whole stop budget, which the read above may have used a part of
+            budget = getattr(self.app, "shutdown_timeout", None)
+            wait = self.stop_timeout
+            if budget is not None:
+                wait = min(wait, max(budget - self.block_ms / 1000 - 1, 0))
+            _, late = await asyncio.wait(self._batches, timeout=wait)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+                self.logger.warning("left messages pending at stop", batches=len(late))
+        await asyncio.gather(self._reader, self._upkeeper, return_exceptions=True)
+        self.streams.detach(self)
+        self.logger.info("stopped", **self.counters)
+
+    # -- reading ----------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        recovering, after = True, "0-0"  # own pending messages first (left by a previous run)
+        while self._running:
+            await self._slots.acquire()
+            try:
+                if self._paused:
+                    self._parked = True
+                    await self._unpaused.wait()
+                    self._parked = False
+                    if not self._running:
+                        break
+                if recovering:
+                    msgs = await self.streams.read_pending(
+                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
+                    )
+                    if msgs:
+                        after = msgs[-1].id
+                    else:
+                        recovering = False
+                else:
+                    msgs = await self.streams.read_new(
+                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, self.block_ms
+                    )
+                self._backoff.reset()
+            except StreamUnavailable as exc:
+                self._slots.release()
+                await self._wait_for_server(exc)
+                continue
+            except GroupMissing:
+                self._slots.release()
+                await self._recreate_group()
+                continue
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
+            except Exception as exc:  # never let one bad reply end the reading
+                self._slots.release()
+                self.logger.exception("stream read failed")
+                await self._wait_for_server(exc)
+                continue
+            if not msgs:
+                self._slots.release()
+                continue
+            self._spawn(msgs)
+            if len(msgs) < self.batch_size:
+                # drained: let the batches in hand finish first, so that batches grow with the
+                # load instead of shrinking to one message (and two round trips) each
+                await asyncio.wait(list(self._batches))
+
+    def _spawn(self, msgs: list[StreamMessage]) -> None:
+        """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
+        now = time.monotonic()
+        for msg in msgs:
+            self._in_hand[msg.id] = now
+        task = asyncio.get_running_loop().create_task(self._run_batch(msgs))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, msgs: list[StreamMessage]) -> None:
+        done: list[str] = []
+        try:
+            for msg in msgs:
+                try:
+                    if await self._process(msg):
+                        done.append(msg.id)
+                except StreamError as exc:  # left pending: redelivered after claim_idle_ms
+                    self.logger.warning("message left pending", message_id=msg.id, error=str(exc))
+                except Exception:
+                    self.logger.exception("message left pending", message_id=msg.id)
+        finally:
+            try:
+                if done:
+                    await self._ack(done)
+            finally:
+                for msg in msgs:
+                    self._in_hand.pop(msg.id, None)
+                self._slots.release()
+
+    async def _process(self, msg: StreamMessage) -> bool:
+        """Run one message; True when it is to be acknowledged (it succeeded)."""
+        if msg.defect is not None:
+            await self._dead_letter(msg, {"code": -32600, "message": msg.defect, "data": {"type": "InvalidRequest"}})
+            return False
+        if msg.deliveries > self.max_deliveries:
+            error = {"code": -32603, "message": f"not acknowledged after {msg.deliveries - 1} deliveries",
+                     "data": {"type": "MaxDeliveries"}}
+            await self._dead_letter(msg, error)
+            return False
+        deadline = _header(msg.headers, "deadline")
+        if deadline is not None:
+            try:
+                expired = float(deadline) < time.time()
+            except ValueError:
+                expired = False  # the dispatcher rejects the malformed header with its own error
+            if expired:
+                await self._dead_letter(msg, {"code": -32002, "message": "deadline passed before the message was run",
+                                              "data": {"type": "RequestTimeout", "deadline": deadline}})
+                return False
+        try:
+            response, _ = await self.rpc.handle(as_request(msg.body), msg.headers, scope=self._scope)
+            outcome = response_error(response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the dispatcher never raises for bad input: this is a fault to retry
+            self.logger.exception("dispatcher failed", message_id=msg.id)
+            outcome = Outcome({"code": -32603, "message": repr(exc), "data": {"type": "InternalError"}})
+        if outcome.error is None:
+            self.counters["processed"] += 1
+            return True
+        self.counters["failed"] += 1
+        if outcome.permanent or msg.deliveries >= self.max_deliveries:
+            await self._dead_letter(msg, outcome.error)
+        else:
+            self.logger.info("message failed, left for redelivery", message_id=msg.id,
+                             deliveries=msg.deliveries, error=outcome.error.get("message"))
+        return False
+
+    async def _ack(self, ids: list[str]) -> None:
+        # an ack lost to a dropped connection is retried; if it never lands the message is
+        # redelivered (a duplicate, never a loss)
+        while True:
+            try:
+                await self.streams.ack(self.stream_key, self.group_name, ids)
+                return
+            except StreamUnavailable as exc:
+                if not self._running:
+                    self.logger.warning("ack lost at stop, messages will be redelivered", count=len(ids))
+                    return
+                await self._wait_for_server(exc)
+            except GroupMissing:
+                return  # the group is gone with its pending list: nothing left to acknowledge
+
+    async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any]) -> None:
+        while True:
+            try:
+                await self.streams.dead_letter(self.stream_key, self.group_name, self.consumer_name, msg, error)
+                break
+            except StreamUnavailable as exc:
+                if not self._running:
+                    return  # still pending: the next consumer dead-letters it
+                await self._wait_for_server(exc)
+            except GroupMissing:
+                return
+        self.counters["dead_lettered"] += 1
+        self.logger.warning("message dead-lettered", message_id=msg.id, deliveries=msg.deliveries,
+                            error=error.get("message"), stream=self.stream_key + ".dead")
+
+    async def _wait_for_server(self, exc: Exception) -> None:
+        delay = self._backoff.next()
+        self.logger.warning("stream server unavailable, retrying", error=str(exc), retry_in=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    async def _recreate_group(self) -> None:
+        self.logger.warning("group missing, creating it again", group=self.group_name, stream=self.stream_key)
+        try:
+            await self.streams.create_group(self.stream_key, self.group_name)
+        except StreamError as exc:
+            await self._wait_for_server(exc)
+
+    # -- upkeep: topic lock, keeping in-hand messages fresh, claiming, trimming -----------
+
+    async def _upkeep_loop(self) -> None:
+        claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
+        lock_every = self.lock_check_ms / 1000
+        next_claim = next_lock = time.monotonic()
+        # consumers gone quiet (dead processes' names) are forgotten after an hour, or 10 claim periods
+        prune_every = max(3600.0, self.claim_idle_ms / 100)
+        next_prune = next_claim + prune_every
+        last_trim, trimmed_at = 0.0, 0  # trim only after new messages were processed
+        while self._running:
+            try:
+                await asyncio.wait_for(self._lock_recheck.wait(), max(min(next_claim, next_lock) - time.monotonic(), 0))
+            except asyncio.TimeoutError:
+                pass
+            if not self._running:
+                return
+            try:
+                now = time.monotonic()
+                if self._lock_recheck.is_set() or now >= next_lock:
+                    self._lock_recheck.clear()
+                    next_lock = now + lock_every
+                    self._set_paused(await self._topic_locked())
+                if now >= next_claim:
+                    next_claim = now + claim_every
+                    await self._touch_in_hand(now)
+                    if not self._paused:
+                        await self._claim()
+                    if now >= next_prune:
+                        next_prune = now + prune_every
+                        await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
+                    if self.maxlen and self.counters["processed"] != trimmed_at and now - last_trim >= 1.0:
+                        trimmed_at = self.counters["processed"]
+                        last_trim = now
+                        await self.streams.trim(self.stream_key, self.maxlen)
+            except asyncio.CancelledError:
+                raise
+            except GroupMissing:
+                await self._recreate_group()
+            except StreamError as exc:
+                await self._wait_for_server(exc)
+            except Exception:
+                self.logger.exception("stream upkeep failed")
+                await asyncio.sleep(claim_every)
+
+    async def _touch_in_hand(self, now: float) -> None:
+        stale = self.claim_idle_ms / 2000
+        ids = [i for i, taken in self._in_hand.items() if now - taken >= stale]
+        if ids:
+            await self.streams.touch(self.stream_key, self.group_name, self.consumer_name, ids)
+            for i in ids:
+                if i in self._in_hand:
+                    self._in_hand[i] = now
+
+    async def _claim(self) -> None:
+        if self._slots.locked():
+            return  # every slot is busy: claimed messages would only wait (and go idle again)
+        await self._slots.acquire()
+        try:
+            # go on from where the last scan stopped: a scan looks at a bounded stretch of the
+            # pending list, and busy entries at its head must not hide idle ones further on
+            self._claim_cursor, msgs = await self.streams.claim_idle(
+                self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
+                self._claim_cursor,
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        msgs = [m for m in msgs if m.id not in self._in_hand]  # our own, still running
+        if not msgs:
+            self._slots.release()
+            return
+        self.counters["claimed"] += len(msgs)
+        self.logger.info("claimed idle messages", count=len(msgs))
+        self._spawn(msgs)
+
+    # -- topic lock --------------------------------------------------------
+
+    async def _topic_locked(self) -> bool:
+        return await self.streams.topic_locked(self.stream_key)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            self._unpaused.clear()
+            self.logger.info("topic locked: pausing", stream=self.stream_key)
+        else:
+            self._unpaused.set()
+            self.logger.info("topic unlocked: resuming", stream=self.stream_key)
+
+    def recheck_lock(self) -> None:
+        """Check the topic lock now rather than at the next `lock_check_ms` tick."""
+        if getattr(self, "_running", False):
+            self._lock_recheck.set()
+
+    # -- status ------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """"running", "paused" (the reader is parked on the topic lock), "pausing" or "stopped"."""
+        if not getattr(self, "_running", False):
+            return "stopped"
+        if self._paused:
+            return "paused" if self._parked else "pausing"
+        return "running"
+
+    @method
+    async def status(self) -> dict[str, Any]:
+        """This listener's topic: stream length, pending and lag of its group, messages in hand,
+        and its counters (processed, failed attempts, dead-lettered, claimed)."""
+        info: dict[str, Any] = {"length": None, "pending": None, "lag": None}
+        try:
+            g = await self.streams.group_info(self.stream_key, self.group_name)
+            info = {"length": g.length, "pending": g.pending, "lag": g.lag}
+        except StreamError as exc:
+            info["error"] = str(exc)
+        return {
+            "topic": self.topic,
+            "stream": self.stream_key,
+            "group": self.group_name,
+            "consumer": self.consumer_name,
+            "state": self.state,
+            "in_hand": len(self._in_hand),
+            **info,
+            **self.counters,
+        }

@@ -1,0 +1,301 @@
+"""`RedisStream`: streams on Redis Streams consumer groups (Redis >= 6.2; 7 for `lag`).
+
+    XGROUP CREATE key group 0 MKSTREAM      create_group (reads history: nothing written before
+                                            the first listener started is skipped)
+    XREADGROUP ... COUNT n BLOCK ms >       read_new (BLOCK kept below the socket timeout)
+    XREADGROUP ... 0 + XPENDING             read_pending (own pending, with delivery counts)
+    XAUTOCLAIM + XPENDING                   claim_idle
+    XACK                                    ack, after processing
+    MULTI XADD key.dead + XACK EXEC         dead_letter, both or neither
+    XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
+
+Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a group that
+lags by more than `n` entries loses messages it never read, and pending entries vanish
+under their consumers. `trim()` instead runs a script that finds, across all groups, the
+oldest entry still needed (the first pending one, else the one after the last delivered)
+and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from kaiju.redis import RedisConnection
+from kaiju.streams.base import (
+    DEAD_LETTER_SUFFIX,
+    GroupInfo,
+    GroupMissing,
+    StreamBackend,
+    StreamError,
+    StreamMessage,
+    StreamUnavailable,
+    dead_letter_fields,
+    decode_fields,
+    encode_fields,
+)
+
+__all__ = ["RedisStream"]
+
+# Trim `KEYS[1]` to about ARGV[1] entries, but only below the oldest entry any group needs;
+# at most ARGV[2] entries per call so one call stays short.
+_SAFE_TRIM = """
+local key = KEYS[1]
+local maxlen = tonumber(ARGV[1])
+local len = redis.call('XLEN', key)
+if len <= maxlen then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', key)
+if #groups == 0 then return 0 end
+local function split(id)
+  local d = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+local fms, fseq = nil, nil
+for _, g in ipairs(groups) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  local p = redis.call('XPENDING', key, name)
+  local ms, seq
+  if p[1] > 0 then ms, seq = split(p[2]) else ms, seq = split(last); seq = seq + 1 end
+  if fms == nil or ms < fms or (ms == fms and seq < fseq) then fms, fseq = ms, seq end
+end
+local excess = math.min(len - maxlen, tonumber(ARGV[2]))
+local below = redis.call('XRANGE', key, '-', string.format('(%d-%d', fms, fseq), 'COUNT', excess)
+if #below == 0 then return 0 end
+local ms, seq = split(below[#below][1])
+return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', ms, seq + 1))
+"""
+
+_TRIM_STEP = 10_000
+
+# Delete the consumers of group ARGV[1] with nothing pending, idle for ARGV[2] ms; in a script,
+# so that no consumer can take a message between the check and the delete (which would drop
+# the message from the pending list).
+_PRUNE_CONSUMERS = """
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if pending == 0 and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def _unavailable(exc: Exception) -> StreamUnavailable:
+    return StreamUnavailable(f"Redis is unreachable: {exc}")
+
+
+def _response_error(exc: ResponseError, stream: str, group: str) -> StreamError:
+    if str(exc).startswith("NOGROUP"):
+        return GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
+    return StreamError(f"{stream}: {exc}")
+
+
+_NET_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisStream(StreamBackend):
+    """Streams on a Redis server, shared by every process that connects to it.
+
+    Depends on `RedisConnection` (`redis`). Raises `StreamUnavailable` when Redis cannot be
+    reached and `GroupMissing` when a group is gone; the listener handles both.
+    """
+
+    redis: RedisConnection
+
+    block_margin_ms: int = 500
+    """How far below the connection's socket timeout a blocking read must end (milliseconds)."""
+
+    async def start(self) -> None:
+        self._client = self.redis.client
+        timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        # a blocking read longer than the socket timeout would fail as a timeout
+        self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
+        self._trim_script = self._client.register_script(_SAFE_TRIM)
+        self._prune_script = self._client.register_script(_PRUNE_CONSUMERS)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        pass
+
+    # -- writing ----------------------------------------------------------------
+
+    async def add(
+        self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> str:
+        try:
+            return (await self._client.xadd(stream, encode_fields(body, headers, key))).decode()
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    # -- groups and reading -------------------------------------------------------
+
+    async def create_group(self, stream: str, group: str) -> None:
+        try:
+            await self._client.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise StreamError(f"{stream}: cannot create group {group!r}: {exc}") from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    def _block(self, block_ms: int) -> int:
+        return min(block_ms, self._max_block_ms) if self._max_block_ms else block_ms
+
+    async def read_new(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[StreamMessage]:
+        try:
+            reply = await self._client.xreadgroup(
+                group, consumer, {stream: ">"}, count=count, block=self._block(block_ms) if block_ms > 0 else None
+            )
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        return [decode_fields(entry_id.decode(), fields) for entry_id, fields in entries]
+
+    async def _delivery_counts(self, stream: str, group: str, ids: list[str]) -> dict[str, int]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for msg_id in ids:
+                pipe.xpending_range(stream, group, min=msg_id, max=msg_id, count=1)
+            replies = await pipe.execute()
+        return {r[0]["message_id"].decode(): r[0]["times_delivered"] for r in replies if r}
+
+    async def read_pending(
+        self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"
+    ) -> list[StreamMessage]:
+        try:
+            reply = await self._client.xreadgroup(group, consumer, {stream: after_id}, count=count)
+            entries = (reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]) if reply else []
+            if not entries:
+                return []
+            # a history read replays exactly the consumer's pending entries in this id range
+            first, last = entries[0][0], entries[-1][0]
+            rows = await self._client.xpending_range(
+                stream, group, min=first, max=last, count=len(entries), consumername=consumer
+            )
+            counts = {r["message_id"]: r["times_delivered"] for r in rows}
+            gone = [entry_id for entry_id, fields in entries if not fields]
+            if gone:
+                await self._client.xack(stream, group, *gone)
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return [
+            decode_fields(entry_id.decode(), fields, counts.get(entry_id, 1)) for entry_id, fields in entries if fields
+        ]
+
+    async def claim_idle(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int, start_id: str = "0-0"
+    ) -> tuple[str, list[StreamMessage]]:
+        try:
+            reply = await self._client.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start_id, count=count)
+            next_start, entries = reply[0].decode(), [(i.decode(), f) for i, f in reply[1] if f]
+            counts = await self._delivery_counts(stream, group, [i for i, _ in entries]) if entries else {}
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return next_start, [decode_fields(i, f, counts.get(i, 1)) for i, f in entries]
+
+    async def touch(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            # XCLAIM ... JUSTID resets the idle time and leaves the delivery count alone
+            await self._client.xclaim(stream, group, consumer, 0, list(ids), justid=True)
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        try:
+            return await self._client.xack(stream, group, *ids)
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def dead_letter(
+        self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
+    ) -> str:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream + DEAD_LETTER_SUFFIX, dead_letter_fields(message, group, consumer, error))
+                pipe.xack(stream, group, message.id)
+                dead_id, _ = await pipe.execute()
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return dead_id.decode()
+
+    # -- upkeep and introspection ---------------------------------------------------
+
+    async def trim(self, stream: str, maxlen: int) -> int:
+        try:
+            return int(await self._trim_script(keys=[stream], args=[maxlen, _TRIM_STEP]))
+        except ResponseError as exc:
+            raise StreamError(f"{stream}: trim failed: {exc}") from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def prune_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
+        try:
+            return int(await self._prune_script(keys=[stream], args=[group, min_idle_ms]))
+        except ResponseError as exc:
+            raise _response_error(exc, stream, group) from exc
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def group_info(self, stream: str, group: str) -> GroupInfo:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xlen(stream)
+                pipe.xinfo_groups(stream)
+                length, groups = await pipe.execute(raise_on_error=False)
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        if isinstance(groups, ResponseError):
+            raise _response_error(groups, stream, group)
+        for info in groups:
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                last = info["last-delivered-id"]
+                return GroupInfo(
+                    length, info["pending"], info.get("lag"), last.decode() if isinstance(last, bytes) else last
+                )
+        raise GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
+
+    async def read_range(
+        self, stream: str, count: int = 100, start_id: str = "0-0"
+    ) -> list[tuple[str, dict[str, bytes]]]:
+        try:
+            rows = await self._client.xrange(stream, min=start_id, max="+", count=count)
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return [(i.decode(), {k.decode(): v for k, v in f.items()}) for i, f in rows]
+
+    async def length(self, stream: str) -> int:
+        try:
+            return await self._client.xlen(stream)
+        except _NET_ERRORS as exc:
+            raise _unavailable(exc) from exc

@@ -1,0 +1,42 @@
+"""CronTask: a task fired at the times of a cron spec, in a time zone."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from kaiju.tasks.schedule import CronSchedule, TaskSettingsError
+from kaiju.tasks.service import ScheduledTask
+
+__all__ = ["CronTask"]
+
+
+class CronTask(ScheduledTask):
+    """Runs at the times a cron spec gives, read on the wall clock of `timezone`.
+
+    `cron` has 5 fields, or 6 with seconds last, as croniter reads them. See
+    `kaiju.tasks.schedule` for what happens when the clocks change.
+    """
+
+    kind: ClassVar[str] = "cron"
+    __required__ = ("cron",)
+
+    cron: str
+    timezone: str = "UTC"
+
+    def __init__(self, **kwargs: Any):
+        if "cron" not in kwargs:
+            raise TaskSettingsError(f"{kwargs.get('name') or 'CronTask'}: cron: required (e.g. \"*/5 * * * *\")")
+        super().__init__(**kwargs)
+        try:
+            self.schedule = CronSchedule(self.cron, self.timezone)
+        except TaskSettingsError as exc:
+            raise TaskSettingsError(f"{self.name}: {exc}") from None
+
+    def _first_fire(self, now: float) -> float:
+        return self.schedule.next_fire(now)
+
+    def _next_fire(self, fire: float) -> float:
+        return self.schedule.next_fire(fire)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "schedule": self.cron, "timezone": self.timezone}

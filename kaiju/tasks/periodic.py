@@ -1,0 +1,62 @@
+"""PeriodicTask: a task fired every `interval` seconds."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from kaiju.runtime.types import NonNegative, Positive
+from kaiju.tasks.schedule import TaskSettingsError, next_periodic_fire
+from kaiju.tasks.service import ScheduledTask
+
+__all__ = ["PeriodicTask"]
+
+
+class PeriodicTask(ScheduledTask):
+    """Runs every `interval` seconds, the first time `delay` seconds after start.
+
+    Fire times are fixed (start + delay + k * interval), so a run's length never shifts
+    the schedule. With `singleton: true` they are aligned on multiples of `interval`
+    since the Unix epoch, so that every process sees the same fire times.
+    """
+
+    kind: ClassVar[str] = "periodic"
+    __required__ = ("interval",)
+
+    interval: Positive
+    delay: NonNegative = 0.0
+
+    def __init__(self, **kwargs: Any):
+        if "interval" not in kwargs:
+            name = kwargs.get("name") or "PeriodicTask"
+            raise TaskSettingsError(f"{name}: interval: required (seconds between runs)")
+        super().__init__(**kwargs)
+        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or self.interval <= 0:
+            raise TaskSettingsError(
+                f"{self.name}: interval: expected a positive number of seconds, got {self.interval!r}"
+            )
+        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or self.delay < 0:
+            raise TaskSettingsError(f"{self.name}: delay: expected seconds >= 0, got {self.delay!r}")
+        if self.jitter >= self.interval:
+            # a fire jittered past the next one would be taken for a fire the loop fell behind on
+            raise TaskSettingsError(
+                f"{self.name}: jitter: must be less than interval ({self.interval:g} s), got {self.jitter!r}"
+            )
+        self._anchor = 0.0
+
+    def _first_fire(self, now: float) -> float:
+        if self.singleton:
+            self._anchor = 0.0
+            return next_periodic_fire(0.0, self.interval, now + self.delay - 1e-6)
+        self._anchor = now + self.delay
+        return self._anchor
+
+    def _next_fire(self, fire: float) -> float:
+        return next_periodic_fire(self._anchor, self.interval, fire)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "schedule": f"every {self.interval:g} s",
+            "interval": self.interval,
+            "delay": self.delay,
+        }

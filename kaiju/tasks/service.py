@@ -1,0 +1,425 @@
+"""What periodic and cron tasks share: the job, the overlap policy, timeouts, singleton runs, status.
+
+Each task is its own service, timed with `loop.call_at` against the wall clock (aiomisc's
+recurring callback sleeps a relative delay after each run, which gives neither an
+overlap policy, nor a time zone, nor waiting for a run on stop).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import msgspec
+
+from kaiju.locks.base import LockExistsError, Locks
+from kaiju.rpc.access import Scope
+from kaiju.rpc.context import RequestContext, _current, new_correlation_id
+from kaiju.rpc.server import RPCServer
+from kaiju.runtime.registry import ClassNotFound, import_object
+from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegative, Positive
+from kaiju.tasks.schedule import TaskSettingsError, with_jitter
+
+__all__ = ["ScheduledTask"]
+
+POLICIES = ("skip", "wait", "cancel")
+# Shares of the app's shutdown budget a task may spend on stop: waiting for a run, then for it to unwind.
+_GRACE_SHARE = 0.5
+_UNWIND_SHARE = 0.25
+_MAX_UNWIND = 1.0  # seconds; a cancelled run unwinding longer than this is left behind
+# Fire times this far behind are given up (counted as misses) instead of fired in a burst.
+_MAX_CATCH_UP = 10_000
+# A timer firing this much before its wall-clock time means the clock was set back.
+_EARLY = 0.05
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _plain(value: Any) -> Any:
+    """`value` if it encodes as JSON, else its repr (a status must always be sendable)."""
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        return repr(value)
+    return value
+
+
+class ScheduledTask(Service):
+    """What periodic and cron tasks share: the job, the overlap policy, timeouts, counters.
+
+    Subclasses give the schedule through `_first_fire(now)` and `_next_fire(fire)`.
+    Settings are validated at construction; TaskSettingsError (a ValueError) names the bad one.
+    """
+
+    transport = True  # `kaiju-run call` runs no schedules
+
+    kind: ClassVar[str] = "task"
+
+    method: str | None = None
+    params: dict | list | None = None
+    call: str | None = None
+    policy: str = "skip"
+    timeout: Positive | None = None
+    jitter: NonNegative = 0.0
+    enabled: bool = True
+    singleton: bool = False
+    shutdown_timeout: NonNegative | None = None
+
+    rpc: RPCServer | None = None
+    locks: Locks | None = None
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._func = self._check_settings()
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Task | None = None  # the latest run
+        self._runs: set[asyncio.Task] = set()  # every run not finished yet (cancelled ones unwinding)
+        self._started: set[asyncio.Task] = set()  # those of them whose job has begun
+        self._pending: float | None = None  # a fire waiting for the running one (policy "wait")
+        self._skip_logged: asyncio.Task | None = None
+        self._next_base: float | None = None  # next fire on the schedule, before jitter
+        self._next_at: float | None = None  # the same, jitter added
+        self._following = math.inf  # the fire after it, so a timer knows cheaply when it is stale
+        self._stopping = False
+        self.runs = 0
+        self.misses = 0
+        self.failures = 0
+        self.cancelled = 0
+        self.elsewhere = 0  # fires run by another process (singleton)
+        self.last_fire: float | None = None  # scheduled time of the latest fire
+        self.last_lateness: float | None = None  # seconds between it and the timer firing
+        self.last_run: float | None = None
+        self.last_duration: float | None = None
+        self.last_result: Any = None
+        self.last_error: str | None = None
+
+    # -- settings -----------------------------------------------------
+
+    def _check_settings(self) -> Callable[..., Awaitable[Any]] | None:
+        if (self.method is None) == (self.call is None):
+            raise TaskSettingsError(
+                f"{self.name}: give exactly one of `method` (an RPC method) and `call` (a function)"
+            )
+        if self.method is not None and (not isinstance(self.method, str) or "." not in self.method):
+            raise TaskSettingsError(f'{self.name}: method: expected "service.method", got {self.method!r}')
+        if self.params is not None and not isinstance(self.params, (dict, list)):
+            raise TaskSettingsError(f"{self.name}: params: expected a mapping or a list, got {self.params!r}")
+        if self.policy not in POLICIES:
+            raise TaskSettingsError(f"{self.name}: policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
+        for attr in ("timeout", "shutdown_timeout"):
+            value = getattr(self, attr)
+            if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0)):
+                raise TaskSettingsError(f"{self.name}: {attr}: expected a positive number of seconds, got {value!r}")
+        if not (isinstance(self.jitter, (int, float)) and self.jitter >= 0):
+            raise TaskSettingsError(f"{self.name}: jitter: expected seconds >= 0, got {self.jitter!r}")
+        if self.call is None:
+            return None
+        func: Any = self.call
+        if isinstance(func, str):
+            if ":" not in func:
+                raise TaskSettingsError(f'{self.name}: call: expected "package.module:function", got {func!r}')
+            try:
+                func = import_object(func)
+            except ClassNotFound as exc:
+                raise TaskSettingsError(f"{self.name}: call: {exc}") from None
+        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))):
+            raise TaskSettingsError(f"{self.name}: call: {self.call!r} is not an async function")
+        return func
+
+    # -- schedule (subclasses) ------------------------------------------
+
+    @abc.abstractmethod
+    def _first_fire(self, now: float) -> float:
+        """The first fire time (Unix seconds) for a task started at `now`."""
+
+    @abc.abstractmethod
+    def _next_fire(self, fire: float) -> float:
+        """The fire time following `fire`."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The schedule as plain data, for `status()`."""
+
+    # -- lifetime -------------------------------------------------------
+
+    def check_dependencies(self) -> None:
+        """Raise TaskSettingsError when `method` has no RPCServer or `singleton` no Locks to use.
+
+        The runtime calls it before anything starts (`kaiju-run check` reports it as a config
+        error); `start()` calls it again for tasks started some other way.
+        """
+        if not self.enabled:
+            return
+        if self.method is not None and self.rpc is None:
+            raise TaskSettingsError(f"{self.name}: method {self.method!r} needs an RPCServer service in the app")
+        if self.singleton and self.locks is None:
+            raise TaskSettingsError(f"{self.name}: singleton: true needs a Locks service in the app")
+
+    async def start(self) -> None:
+        """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
+        if not self.enabled:
+            self.logger.info(f"task {self.name} disabled", task=self.name)
+            return
+        self.check_dependencies()
+        self._stopping = False
+        self._arm(self._first_fire(time.time()))
+        self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop firing; await a running run for a grace period (see `stop_limits`), then cancel it.
+
+        After cancelling, waits only briefly for the run to unwind, so a run that ignores
+        cancellation cannot hold up the services stopping after this one.
+        """
+        self._stopping = True
+        self._pending = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._next_at = self._next_base = None
+        runs = {run for run in self._runs if not run.done()}
+        if not runs:
+            return
+        grace, unwind = self.stop_limits()
+        _, runs = await asyncio.wait(runs, timeout=grace)
+        if not runs:
+            return
+        self.logger.warning(f"task {self.name} still running {grace:g} s after stop, cancelling it", task=self.name)
+        for run in runs:
+            run.cancel()
+        _, runs = await asyncio.wait(runs, timeout=unwind)
+        if runs:
+            self.logger.error(
+                f"task {self.name} did not unwind within {unwind:g} s of being cancelled; left behind", task=self.name
+            )
+
+    def stop_limits(self) -> tuple[float, float]:
+        """(grace, unwind): seconds `stop()` waits for a running run, then for it to unwind once cancelled.
+
+        The app's `shutdown_timeout` is the budget of the whole stop, every layer included, so
+        a task takes at most half of it to let a run finish (less if its own `shutdown_timeout`
+        says so) and at most a quarter of it (and never more than a second) to let a cancelled
+        run unwind: the services stopping after it (the RPC server, locks, connections) keep
+        the rest.
+        """
+        budget = float(self.app.shutdown_timeout)
+        grace = budget * _GRACE_SHARE
+        if self.shutdown_timeout is not None:
+            grace = min(grace, float(self.shutdown_timeout))
+        return grace, min(_MAX_UNWIND, budget * _UNWIND_SHARE)
+
+    # -- firing -------------------------------------------------------
+
+    def _arm(self, base: float) -> None:
+        self._next_base = base
+        self._next_at = at = with_jitter(base, self.jitter)
+        # wall-clock fire time -> loop clock; recomputed for every fire, so clock drift never adds up
+        self._timer = self.loop.call_at(self.loop.time() + (at - time.time()), self._on_timer, base, at)
+        self._following = self._next_fire(base)
+
+    def _on_timer(self, fire: float, at: float) -> None:
+        now = time.time()
+        self._timer = None
+        if self._stopping:
+            return
+        if now < at - _EARLY:
+            # the wall clock was set back since the timer was armed: wait for the fire time again
+            self._timer = self.loop.call_at(self.loop.time() + (at - now), self._on_timer, fire, at)
+            return
+        if now >= self._following:
+            # held up past later fires: run the latest one due. An older fire's singleton lock may
+            # have expired already, and another process have run that fire.
+            fire, _, skipped = self._latest_due(fire, now)
+            self._missed(skipped)
+            at = fire
+        self.last_fire = fire
+        self.last_lateness = now - at
+        self._fire(fire)
+        # the run's first step is queued already: let it go before the next fire is worked out
+        self.loop.call_soon(self._rearm, fire, now)
+
+    def _rearm(self, fire: float, now: float) -> None:
+        if self._stopping or self._timer is not None:  # stopped, or stopped and started again meanwhile
+            return
+        _, nxt, skipped = self._latest_due(fire, now)
+        self._missed(skipped)
+        if nxt <= now:
+            nxt = self._next_fire(now)
+        self._arm(nxt)
+
+    def _latest_due(self, fire: float, now: float) -> tuple[float, float, int]:
+        """From `fire` on: the latest fire not later than `now`, the fire after it, and how
+        many fires were passed over to get there."""
+        skipped = 0
+        nxt = self._next_fire(fire)
+        # the loop was held up past whole periods: give those fires up rather than burst
+        while nxt <= now and skipped < _MAX_CATCH_UP:
+            skipped += 1
+            fire, nxt = nxt, self._next_fire(nxt)
+        return fire, nxt, skipped
+
+    def _missed(self, skipped: int) -> None:
+        if skipped:
+            self.misses += skipped
+            self.logger.warning(f"task {self.name} fell behind, {skipped} fires skipped", task=self.name)
+
+    def _fire(self, fire: float) -> None:
+        running = self._running
+        if running is None or running.done():
+            self._launch(fire)
+        elif self.policy == "skip":
+            self.misses += 1
+            if self._skip_logged is not running:  # once per overlong run, not at every tick
+                self._skip_logged = running
+                self.logger.info(f"task {self.name} still running, fire at {_iso(fire)} skipped", task=self.name)
+        elif self.policy == "wait":
+            if self._pending is not None:
+                self.misses += 1  # one run waits; more ticks meanwhile are misses
+            self._pending = fire
+        else:  # cancel
+            running.cancel()
+            if running in self._started:
+                self.cancelled += 1
+                self.logger.info(
+                    f"task {self.name} still running, cancelled for the fire at {_iso(fire)}", task=self.name
+                )
+            else:  # its fire never ran: it was still waiting for an earlier run to unwind
+                self.misses += 1
+            self._launch(fire)
+
+    def _launch(self, fire: float) -> None:
+        # a run starts only once every earlier one has finished (unwinding after a cancel included)
+        previous = {run for run in self._runs if not run.done()}
+        task = self.loop.create_task(self._run(fire, previous), name=f"task:{self.name}")
+        self._running = task
+        self._runs.add(task)
+        task.add_done_callback(self._on_run_done)
+
+    def _on_run_done(self, task: asyncio.Task) -> None:
+        self._runs.discard(task)
+        self._started.discard(task)
+        if task is not self._running:
+            return
+        self._running = None
+        if self._pending is not None and not self._stopping:
+            fire, self._pending = self._pending, None
+            self._launch(fire)
+
+    async def _run(self, fire: float, previous: set[asyncio.Task]) -> None:
+        if previous:
+            await asyncio.wait(previous)  # cancelled runs finish unwinding first
+        if self.singleton and not await self._claim(fire):
+            return
+        self._started.add(asyncio.current_task())  # type: ignore[arg-type]
+        self.runs += 1
+        started = self.last_run = time.time()
+        correlation_id = new_correlation_id()
+        try:
+            async with asyncio.timeout(self.timeout) as limit:
+                result = await self._job(correlation_id)
+        except asyncio.CancelledError:
+            self.last_error = "CancelledError: the run was cancelled"
+            raise
+        except Exception as exc:
+            self.failures += 1
+            error: BaseException | None = None
+            if limit.expired():
+                # the run's own timeout; for a method it may surface as the dispatcher's RequestTimeout
+                self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
+            else:
+                # the dispatcher wraps a method's own exception in InternalError: report the original
+                error = getattr(exc, "base_exc", None) or exc
+                self.last_error = f"{type(error).__name__}: {error}"
+            self.logger.error(
+                f"task {self.name} failed: {self.last_error}",
+                task=self.name,
+                correlation_id=correlation_id,
+                exc_info=error,
+            )
+        else:
+            self.last_result = _plain(result)
+            self.last_error = None
+        finally:
+            self.last_duration = time.time() - started
+
+    async def _claim(self, fire: float) -> bool:
+        """Take this fire's lock until the next fire plus `jitter`; False when another process has it."""
+        key = f"_tasks.{self.name}.{round(fire * 1000)}"
+        nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
+        # another process may fire the same time up to `jitter` later: it must still find the lock
+        ttl = max(nxt + self.jitter - time.time(), 0.001)
+        try:
+            await self.locks.acquire(key, ttl, wait=False, renew=False)
+        except LockExistsError:
+            self.elsewhere += 1
+            self.logger.debug(f"task {self.name}: the fire at {_iso(fire)} ran elsewhere", task=self.name)
+            return False
+        except Exception as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: cannot take the singleton lock: {exc}"
+            self.logger.error(f"task {self.name} not run: {self.last_error}", task=self.name)
+            return False
+        return True
+
+    async def _job(self, correlation_id: str) -> Any:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        if self.method is not None:
+            headers = {"Correlation-Id": correlation_id}
+            if self.timeout is not None:
+                headers["Timeout"] = str(self.timeout)
+            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
+        # a function gets the request context a method would: its own correlation id, system scope
+        limit = self.loop.time() + self.timeout if self.timeout is not None else math.inf
+        _current.set(RequestContext(correlation_id=correlation_id, loop_deadline=limit, scope=Scope.SYSTEM))
+        if isinstance(self.params, dict):
+            kwargs = self.params
+        elif isinstance(self.params, list):
+            args = self.params
+        return await self._func(*args, **kwargs)
+
+    # -- status -------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is going now (or a cancelled one is still unwinding)."""
+        return any(not run.done() for run in self._runs)
+
+    def status(self) -> dict[str, Any]:
+        """This task's schedule and counters as plain (JSON-ready) data."""
+        return {
+            "name": self.name,
+            **self.describe(),
+            "job": {"method": self.method} if self.method is not None else {"call": self._call_name()},
+            "enabled": self.enabled,
+            "policy": self.policy,
+            "singleton": self.singleton,
+            "running": self.running,
+            "next_run": _iso(self._next_at),
+            "last_run": _iso(self.last_run),
+            "last_duration": self.last_duration,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "runs": self.runs,
+            "misses": self.misses,
+            "failures": self.failures,
+            "cancelled": self.cancelled,
+            "elsewhere": self.elsewhere,
+        }
+
+    def _call_name(self) -> str:
+        if isinstance(self.call, str):
+            return self.call
+        qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
+        return f"{self._func.__module__}:{qualname}"

@@ -1,0 +1,223 @@
+"""RPC requests through a topic, on both backends: delivery, batches, failures, dead letters, locks, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from kaiju.runtime.service import App
+from kaiju.testing.services import started
+from tests.streams.helpers import until
+
+APP = dict(name="test", env="test")
+
+
+async def test_requests_reach_the_method_with_their_headers(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.echo", {"value": 1}, headers={"Correlation-Id": "corr-1", "X-Trace": "t"})
+        await producer.call("rec.echo", [2])
+        await until(lambda: len(rec.calls) == 2, what="two calls")
+        (_, v1, ctx1), (_, v2, ctx2) = rec.calls
+        assert (v1, v2) == (1, 2)
+        assert ctx1["correlation_id"] == "corr-1" and ctx1["headers"]["X-Trace"] == "t"
+        assert ctx2["correlation_id"] and ctx2["correlation_id"] != "corr-1"
+        await until(lambda: listener.counters["processed"] == 2, what="acks")
+        status = await listener.status()
+        assert status["stream"] == "test.test._stream.rpc" and status["group"] == "test"
+        assert (status["processed"], status["failed"], status["dead_lettered"]) == (2, 0, 0)
+        await until(lambda: not listener._in_hand, what="ack")
+        status = await backend.status()
+        assert status[0]["pending"] == 0 and status[0]["lag"] == 0
+
+
+async def test_a_batch_runs_every_request_in_one_message(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        batch = [("rec.echo", {"value": n}) for n in range(5)]
+        await producer.call_multiple([*batch, {"method": "rec.echo", "params": [5]}])
+        await until(lambda: len(rec.calls) == 6, what="six calls")
+        assert sorted(rec.values()) == [0, 1, 2, 3, 4, 5]
+        await until(lambda: listener.counters["processed"] == 1, what="one message acknowledged")
+
+
+async def test_a_poison_message_is_dead_lettered_after_max_deliveries(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(max_deliveries=3, claim_idle_ms=100)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.fail", {"value": "x"})
+        await producer.call("rec.echo", {"value": "ok"})
+        await until(lambda: listener.counters["dead_lettered"] == 1, what="dead letter")
+        assert rec.values("fail") == ["x", "x", "x"]  # three deliveries, then given up
+        assert rec.values("echo") == ["ok"]
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        info = msgspec.json.decode(fields["x"])
+        assert info["deliveries"] == 3 and info["error"]["data"]["type"] == "InternalError"
+        assert msgspec.json.decode(fields["b"])["method"] == "rec.fail"
+        await until(lambda: not listener._in_hand, what="ack")
+        assert (await backend.group_info(listener.stream_key, "test")).pending == 0
+        assert listener.counters["failed"] == 3
+
+
+async def test_a_message_that_is_no_request_is_dead_lettered_at_once(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        await producer.write(b"not json at all")
+        await producer.call("rec.echo", {"wrong": 1})  # invalid params: no redelivery can cure it
+        await until(lambda: listener.counters["dead_lettered"] == 2, what="dead letters")
+        dead = await backend.read_range(listener.stream_key + ".dead")
+        codes = [msgspec.json.decode(f["x"])["error"]["code"] for _, f in dead]
+        assert codes == [-32700, -32602]
+        assert rec.calls == []
+
+
+async def test_an_expired_message_is_dead_lettered_not_run(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.echo", {"value": "late"}, headers={"Deadline": str(time.time() - 1)})
+        await producer.call("rec.echo", {"value": "fine"}, timeout=60)
+        await until(lambda: rec.values() == ["fine"] and listener.counters["dead_lettered"] == 1, what="run + dead")
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        assert msgspec.json.decode(fields["x"])["error"]["data"]["type"] == "RequestTimeout"
+        assert "late" not in rec.values()
+
+
+async def test_topic_lock_pauses_and_resumes_two_listeners(make_stack) -> None:
+    services, backend, listeners, producer, rec = make_stack(listeners=[{"consumer": "c1"}, {"consumer": "c2"}])
+    async with started(*services, app=App(**APP)):
+        assert await backend.lock_topic("rpc") is True
+        assert await backend.lock_topic("rpc") is False
+        await until(lambda: all(x.state == "paused" for x in listeners), what="both paused")
+        for n in range(10):
+            await producer.call("rec.echo", {"value": n})
+        await asyncio.sleep(0.3)
+        assert rec.calls == [], "a paused listener took a message"
+        assert await backend.unlock_topic("rpc") is True
+        await until(lambda: len(rec.calls) == 10, what="all ten after unlock")
+        assert all(x.state == "running" for x in listeners)
+
+
+async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(batch_size=4, max_parallel_batches=1, stop_timeout=0.2)
+    app = App(**APP)
+    async with started(*services, app=app):
+        for n in range(12):
+            await producer.call("rec.slow" if n == 2 else "rec.echo", {"value": n})
+        await until(lambda: rec.started_runs == [2], what="the slow one in hand")
+    # stopped: the slow message was cancelled unfinished; 3 of its batch could not run after it
+    done = set(rec.values())
+    assert done == {0, 1}
+    # the survivors: nothing acknowledged that was not processed
+    services2, backend2, (listener2,), _, rec2 = make_stack(consumer="c2")
+    if backend2.__class__ is backend.__class__ and backend.__class__.__name__ == "MemoryStream":
+        services2[0] = backend  # one process: the same memory streams, with the new locks
+        backend.locks = services2[1]
+        backend2 = backend
+    rec2.release.set()
+    async with started(*services2, app=App(**APP)):
+        await until(lambda: set(rec2.values()) | set(rec2.values("slow")) | done == set(range(12)), what="the rest")
+        assert not (set(rec2.values()) & done), "a processed message was redelivered: not acknowledged?"
+        assert listener2.counters["claimed"] >= 2  # the slow one and its batch-mate, left pending by c1
+
+
+async def test_status_and_topic_lock_over_rpc(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        server = next(s for s in services if s.name == "rpc")
+        await producer.call("rec.echo", {"value": 1})
+        await until(lambda: listener.counters["processed"] == 1 and not listener._in_hand, what="one processed")
+        (status,) = await server.call("streams.status")
+        assert (status["topic"], status["processed"], status["pending"], status["lag"]) == ("rpc", 1, 0, 0)
+        assert (await server.call("listener0.status"))["consumer"] == "c1"
+        assert await server.call("streams.lock_topic", {"topic": "rpc"}) is True
+        await until(lambda: listener.state == "paused", what="paused over RPC")
+        await producer.call("rec.echo", {"value": 2})
+        await asyncio.sleep(0.2)
+        (status,) = await server.call("streams.status")
+        assert status["state"] == "paused" and status["lag"] == 1 and len(rec.calls) == 1
+        assert await server.call("streams.unlock_topic", {"topic": "rpc"}) is True
+        await until(lambda: len(rec.calls) == 2, what="resumed over RPC")
+
+
+async def test_a_restarted_consumer_rereads_its_own_pending_first(make_stack) -> None:
+    # claim_idle_ms is long: only the re-read of its own pending list can bring them back
+    services, backend, (listener,), producer, rec = make_stack(claim_idle_ms=600_000, stop_timeout=0.05, batch_size=3)
+    async with started(*services, app=App(**APP)):
+        for n in range(3):
+            await producer.call("rec.slow", {"value": n})
+        await until(lambda: rec.started_runs == [0], what="first in hand")
+    assert rec.values("slow") == []
+    services2, backend2, (listener2,), _, rec2 = make_stack(claim_idle_ms=600_000)  # same consumer name, c1
+    if backend.__class__.__name__ == "MemoryStream":
+        services2[0] = backend  # one process: the same memory streams, with the new locks
+        backend.locks = services2[1]
+    rec2.release.set()
+    async with started(*services2, app=App(**APP)):
+        await until(lambda: sorted(rec2.values("slow")) == [0, 1, 2], what="own pending re-read")
+        assert listener2.counters["claimed"] == 0
+
+
+async def test_maxlen_trims_only_what_every_group_is_done_with(make_stack) -> None:
+    services, backend, listeners, producer, rec = make_stack(
+        listeners=[{"maxlen": 10, "consumer": "a"}, {"group": "other", "consumer": "b"}]
+    )
+    async with started(*services, app=App(**APP)):
+        main, other = listeners
+        await backend.lock_stream(main.stream_key)  # hold both back while writing
+        await until(lambda: main.state == other.state == "paused", what="paused")
+        for n in range(300):
+            await producer.call("rec.echo", {"value": n})
+        await backend.unlock_stream(main.stream_key)
+        await until(lambda: main.counters["processed"] == other.counters["processed"] == 300, what="both groups done")
+        for _ in range(100):  # the trim pass runs at most once a second
+            if await backend.length(main.stream_key) < 300:
+                break
+            await asyncio.sleep(0.05)
+        assert await backend.length(main.stream_key) < 300
+
+
+async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
+    import pytest
+
+    services, *_ = make_stack(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        async with started(*services, app=App(**APP)):
+            pass
+    services, *_ = make_stack(scope="nobody")
+    with pytest.raises(ValueError, match="unknown scope"):
+        async with started(*services, app=App(**APP)):
+            pass
+
+
+async def test_producer_addresses_other_apps_and_the_shared_namespace(make_stack) -> None:
+    services, backend, _, producer, _ = make_stack()
+    async with started(*services, app=App(**APP)):
+        assert producer.stream_key() == "test.test._stream.rpc"
+        assert producer.stream_key("jobs", app="billing") == "test.billing._stream.jobs"
+        assert producer.stream_key(shared=True) == "test._shared._stream.rpc"
+        await producer.call("x.y", {"a": 1}, app="billing", timeout=5, key="k")
+        ((_, fields),) = await backend.read_range("test.billing._stream.rpc")
+        assert msgspec.json.decode(fields["b"]) == {"jsonrpc": "2.0", "method": "x.y", "params": {"a": 1}}
+        headers = msgspec.json.decode(fields["h"])
+        assert float(headers["Deadline"]) > time.time() and headers["Correlation-Id"]
+        assert fields["k"] == b"k"
+        import pytest
+
+        with pytest.raises(TypeError):
+            await producer.call("x.y", "not params")
+        with pytest.raises(ValueError):
+            await producer.call_multiple([])
+        with pytest.raises(TypeError):
+            await producer.write("not bytes")
+
+
+async def test_entries_written_by_others_in_a_bad_shape_are_dead_lettered(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack()
+    async with started(*services, app=App(**APP)):
+        await producer.write(b'{"jsonrpc":"2.0","method":"rec.echo","params":[1]}', {"n": 1})  # type: ignore[dict-item]
+        await producer.call("rec.echo", {"value": 2})
+        await until(lambda: listener.counters["dead_lettered"] == 1 and rec.values() == [2], what="bad one out")
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        assert "unreadable headers" in msgspec.json.decode(fields["x"])["error"]["message"]
+        assert listener.state == "running"

@@ -1,0 +1,48 @@
+"""Helpers for the task tests: bounded waits and a job that records its runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+WAIT = 5.0  # upper bound of any wait in the task tests, seconds
+
+
+async def wait_until(predicate, timeout: float = WAIT) -> None:
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class Recorder:
+    """An async job that records its runs and can be held open."""
+
+    def __init__(self, hold: bool = False, fail: bool = False):
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self.events: list[str] = []
+        self.cancelled = 0
+        self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
+        self.fail = fail
+
+    async def __call__(self, **kwargs):
+        self.calls += 1
+        n = self.calls
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.events.append(f"start{n}")
+        try:
+            await self.release.wait()
+            if self.fail:
+                raise ValueError(f"boom {n}")
+            return {"n": n, **kwargs}
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+            self.events.append(f"end{n}")
