@@ -192,9 +192,15 @@ class HTTPServer(Service, _BindAtStart):
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
         try:
-            body = await request.read()
+            payload = request.content
+            if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
+                body = payload.read_nowait()
+                if len(body) > self._max_body:
+                    return self._too_large()
+            else:
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
+            return self._too_large()
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
         try:
@@ -206,6 +212,9 @@ class HTTPServer(Service, _BindAtStart):
             return web.Response(status=204, headers=headers)
         headers["Content-Type"] = _JSON
         return web.Response(body=response, headers=headers)
+
+    def _too_large(self) -> web.Response:
+        return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
 
 class _JSONErrorHandler(RequestHandler):

@@ -153,14 +153,15 @@ class Method:
         self.object_decoder = msgspec.json.Decoder(self.object_type)
         self._fast = not self.var_kwargs
         # The whole request as one Struct, tagged by its method name: the server decodes a plain
-        # request for any method in one pass through a tagged union of these.
+        # request for any method in one pass through a tagged union of these. The id is required
+        # here, so a notification fails this decoder and takes the server's general path.
         self.request_type = None
         if self._fast:
             required = any(len(f) == 2 for f in struct_fields)
             params_field = ("params", self.object_type) if required else ("params", self.object_type, msgspec.field(default_factory=self.object_type))
             self.request_type = msgspec.defstruct(
                 base.replace("_params", "_request"),
-                [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None | msgspec.UnsetType, msgspec.UNSET), params_field],
+                [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None), params_field],
                 tag_field="method", tag=name, kw_only=True,
             )
 

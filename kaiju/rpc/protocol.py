@@ -19,7 +19,7 @@ from kaiju.rpc.errors import InvalidParams, InvalidRequest
 
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
-    "USE_TEMPLATE", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
+    "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
     "fill_template", "parse_headers", "parse_request",
 ]
 
@@ -54,8 +54,12 @@ class Request(msgspec.Struct):
     params: Any = UNSET
 
 
-class Response(msgspec.Struct, kw_only=True):
-    jsonrpc: str = JSONRPC
+class Response(msgspec.Struct, tag_field="jsonrpc", tag=JSONRPC, gc=False):
+    """A result: `{"jsonrpc": "2.0", "id": ..., "result": ...}` (the tag is written first).
+
+    Positional fields and no GC tracking: made and encoded once per request, never in a cycle.
+    """
+
     id: Any
     result: Any
 
@@ -114,6 +118,7 @@ _KEYS = {
     "rpc-batch-abort-error": "abort_on_error", "rpc-batch-template": "use_template", "session-id": "session_id",
     "authorization": "authorization",
 }
+KAIJU_HEADERS = frozenset(_KEYS)  # the header names the dispatcher reads, lower case
 _TRUE = frozenset({"?1", "1", "true", "yes", "on"})
 _FALSE = frozenset({"?0", "0", "false", "no", "off", ""})
 _CORRELATION_ID = re.compile(r"^[\x21-\x7e]{1,128}$")

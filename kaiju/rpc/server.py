@@ -5,6 +5,11 @@ response body and headers back (`handle`); in-process callers use `call`. A sing
 request runs in the caller's own task: no task, and usually no timer, per call. Deadlines
 longer than `watchdog_threshold` are enforced by one watchdog tick shared by all requests;
 shorter ones by `asyncio.timeout_at`.
+
+This module holds the service (settings, start/stop, the method registry) and the entry
+points, with the hot path of a plain request written out in `handle`; how a method runs
+under a context is in `kaiju.rpc.execution`, batches and other general-path requests in
+`kaiju.rpc.batches`, the introspection methods in `kaiju.rpc.introspection`.
 """
 
 from __future__ import annotations
@@ -22,34 +27,29 @@ from msgspec.structs import astuple as _astuple
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.batches import Batches
 from kaiju.rpc.context import RequestContext, _current, new_correlation_id
 from kaiju.rpc.context import _counter as _cid_counter
 from kaiju.rpc.context import _prefix as _cid_prefix
+from kaiju.rpc.execution import Execution, _current_task
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method, method_spec
-from kaiju.rpc.protocol import (
-    CORRELATION_ID, NO_HEADERS, ErrorResponse, RawRequest, Request, RequestHeaders, Response, fill_template, parse_headers,
-    parse_request,
-)
+from kaiju.rpc.protocol import CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, ErrorResponse, RawRequest, Response, parse_headers
 from kaiju.rpc.slots import Slots
 from kaiju.runtime.service import Service
 
 __all__ = ["RPCServer"]
 
 _NO_HEADERS = NO_HEADERS
+_KAIJU_HEADERS = KAIJU_HEADERS
+_lower = str.lower
 _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _BYTES = (bytes, bytearray, memoryview)
-try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
-    from asyncio.tasks import _current_tasks
-
-    _current_task = _current_tasks.get
-except ImportError:  # pragma: no cover
-    _current_task = asyncio.current_task
 
 
-class RPCServer(Service, Introspection):
+class RPCServer(Service, Execution, Batches, Introspection):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
@@ -86,7 +86,7 @@ class RPCServer(Service, Introspection):
         self._clock = _not_started
         self._hot = False
         self._hot_methods: dict[type, Method] = {}
-        self._hot_decode: Any = None
+        self._hot_decode: Any = _no_hot_path
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._app_ready = False  # flips once App.started is set; checked per request
@@ -171,7 +171,8 @@ class RPCServer(Service, Introspection):
         tagged by "method", so the envelope and the params decode and validate in one pass."""
         by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
         self._hot_methods = by_type
-        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type else None
+        # without the shared deadline tick (see start) or any method, every request takes the long way
+        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type and self._hot else _no_hot_path
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
@@ -240,36 +241,30 @@ class RPCServer(Service, Introspection):
         app has started (`App.started`), requests wait, so no method runs on a service that
         has not started yet.
         """
-        if not self._app_ready:
-            await self._wait_app_ready()
-        if headers:
-            try:
-                h = parse_headers(headers, self.max_retries)
-            except E.InvalidRequest as exc:
-                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
-        else:
-            h = _NO_HEADERS
-        if session is not None:
-            scope = session.scope
-        if h is not _NO_HEADERS or type(body) is not bytes or not self._hot or _current.get() is not None:
-            return await self._handle(body, h, scope, session, headers)
+        if (
+            (headers and not _KAIJU_HEADERS.isdisjoint(map(_lower, headers)))
+            or session is not None
+            or type(body) is not bytes
+            or not self._app_ready
+            or _current.get() is not None
+        ):
+            return await self._handle(body, headers, scope, session)
         try:
             req = self._hot_decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            # anything else (batch, unknown method, by-position or bad params, bad JSON) takes the long way
-            return await self._handle(body, h, scope, session, headers)
+            # anything else (batch, notification, unknown method, by-position or bad params, bad JSON) takes the long way
+            return await self._handle(body, headers, scope, session)
         m = self._hot_methods[type(req)]
-        if m.permission < scope or req.id is UNSET:
-            return await self._handle(body, h, scope, session, headers)
+        if m.permission < scope:
+            return await self._handle(body, headers, scope, session)
 
-        # The hot path: one well-formed request for a permitted method, no kaiju headers, not
-        # nested. The same steps as `_context` + `_run` (keep them in step), written out because
-        # this is what every plain request costs.
+        # The hot path: one well-formed request with an id, for a permitted method, no kaiju
+        # headers, not nested. The same steps as `_context` + `_run` (keep them in step),
+        # written out because this is what every plain request costs.
         loop = self._loop
         now = self._clock()
         cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
-        ctx = RequestContext(cid, now + self._default_time, scope, session, headers, m.name, now, _current_task(loop))
-        out_headers = {CORRELATION_ID: cid}
+        ctx = RequestContext(cid, now + self._default_time, scope, None, headers, m.name, now, _current_task(loop))
         coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
         token = _current.set(ctx)
         inflight = self._inflight
@@ -301,19 +296,31 @@ class RPCServer(Service, Introspection):
             if not ctx.expired:
                 raise
             ctx.task.uncancel()
-            return self._enc(ErrorResponse(id=req.id, error=E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict())), out_headers
+            error = E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict()
+            return self._enc(ErrorResponse(id=req.id, error=error)), {CORRELATION_ID: cid}
         except E.RPCError as exc:
-            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
         finally:
             del inflight[ctx]
             _current.reset(token)
         try:
-            return self._enc(Response(id=req.id, result=result)), out_headers
+            return self._enc(Response(req.id, result)), {CORRELATION_ID: cid}
         except (TypeError, ValueError) as exc:
-            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), {CORRELATION_ID: cid}
 
-    async def _handle(self, body: Any, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> tuple[bytes | None, dict]:
+    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
         """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
+        if not self._app_ready:
+            await self._wait_app_ready()
+        if headers:
+            try:
+                h = parse_headers(headers, self.max_retries)
+            except E.InvalidRequest as exc:
+                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+        else:
+            h = _NO_HEADERS
+        if session is not None:
+            scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
         raw = type(body) in _BYTES
@@ -346,253 +353,13 @@ class RPCServer(Service, Introspection):
             return await self._batch(ctx, list(body), False, h), out_headers
         return await self._single_slow(ctx, body, h), out_headers
 
-    # -- execution --------------------------------------------------------
 
-    def _context(self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> RequestContext:
-        parent = _current.get()
-        now = self._clock()
-        if h is _NO_HEADERS:
-            loop_deadline = now + self._default_time
-            cid = None
-        else:
-            timeout = min(h.timeout, self._max_time) if h.timeout else self._default_time
-            loop_deadline = now + timeout
-            if h.deadline is not None:
-                loop_deadline = now + min(h.deadline - time.time(), self._max_time)
-            cid = h.correlation_id
-        if parent is not None:
-            if parent.loop_deadline < loop_deadline:
-                loop_deadline = parent.loop_deadline  # a nested call never outlives its caller
-            cid = cid or parent.correlation_id
-        return RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
-
-    async def _run(self, ctx: RequestContext, m: Method, params: Any, raw: bool, retries: int) -> Any:
-        """Run method `m` under `ctx` in the current task: validate, take a slot, call, enforce the deadline.
-
-        The common case (a deadline further than `watchdog_threshold`) is written out inline:
-        it is the hot path of every request.
-        """
-        coro = m.call_raw(params) if raw else m.call_params(params)  # raises InvalidParams before any waiting
-        loop = self._loop
-        take_slot = _current.get() is None  # a nested call runs under its caller's slot (no deadlock)
-        ctx.method = m.name
-        ctx.task = task = _current_task(loop)
-        now = ctx.started
-        if not now:  # a batch item: its clock starts now
-            ctx.started = now = self._clock()
-        token = _current.set(ctx)
-        inflight = self._inflight
-        inflight[ctx] = None
-        try:
-            if ctx.loop_deadline - now < self._threshold:
-                return await self._run_timed(ctx, m, coro, params, raw, retries, take_slot, now)
-            slots = self._slots
-            if slots.watchdog is None:
-                slots.watchdog = loop.call_at(now + self._tick, self._watch)
-            try:
-                if take_slot:
-                    if slots.free > 0:
-                        slots.free -= 1
-                    else:
-                        await slots.acquire(coro)
-                try:
-                    try:
-                        result = await coro
-                    except (E.RPCError, asyncio.CancelledError):
-                        raise
-                    except Exception as exc:
-                        result = await self._recover(ctx, m, exc, params, raw, retries)
-                finally:
-                    if take_slot:
-                        if slots.waiters:
-                            slots.release()
-                        else:
-                            slots.free += 1
-            except asyncio.CancelledError:
-                if ctx.expired:
-                    task.uncancel()
-                    raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
-                raise
-            if ctx.expired:  # the method swallowed the cancellation
-                task.uncancel()
-                raise E.RequestTimeout(data={"deadline": ctx.deadline})
-            return result
-        finally:
-            del inflight[ctx]
-            _current.reset(token)
-
-    async def _run_timed(
-        self, ctx: RequestContext, m: Method, coro: Any, params: Any, raw: bool, retries: int, take_slot: bool, now: float
-    ) -> Any:
-        """`_run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
-        ctx.expired = None
-        slots = self._slots
-        if ctx.loop_deadline <= now:
-            coro.close()
-            raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
-        try:
-            async with asyncio.timeout_at(ctx.loop_deadline):
-                if take_slot:
-                    await slots.acquire(coro)
-                try:
-                    try:
-                        return await coro
-                    except (E.RPCError, asyncio.CancelledError):
-                        raise
-                    except Exception as exc:
-                        return await self._recover(ctx, m, exc, params, raw, retries)
-                finally:
-                    if take_slot:
-                        slots.release()
-        except TimeoutError:
-            raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
-
-    async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, raw: bool, retries: int) -> Any:
-        """After a method raised `exc`: retry it (RPC-Retries, retryable errors only) or raise InternalError."""
-        attempt = 0
-        while isinstance(exc, E.RETRYABLE) and attempt < retries and ctx.loop_deadline - self._loop.time() > 0:
-            attempt += 1
-            await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self._loop.time())))
-            try:
-                return await (m.call_raw(params) if raw else m.call_params(params))
-            except (E.RPCError, asyncio.CancelledError):
-                raise
-            except Exception as again:
-                exc = again
-        raise self._internal(m, exc) from exc
-
-    def _internal(self, m: Method, exc: Exception) -> E.InternalError:
-        self.logger.error("RPC method failed", method=m.name, exc_info=exc)
-        return E.InternalError(data={"method": m.name}, base_exc=exc)
-
-    def _unencodable(self, exc: Exception) -> dict:
-        return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
-
-    def _watch(self) -> None:
-        """The shared deadline tick: cancel the requests whose deadline has passed."""
-        now = self._loop.time()
-        for ctx in list(self._inflight):
-            if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
-                ctx.expired = True
-                ctx.task.cancel()
-        self._slots.watchdog = self._loop.call_at(now + self._tick, self._watch) if self._inflight else None
-
-    # -- the less travelled paths --------------------------------------------
-
-    def _notify(self, ctx: RequestContext, req: Any, raw: bool, h: RequestHeaders) -> None:
-        """Run a notification in the background (kept until done so stop() can wait for it)."""
-
-        async def run() -> None:
-            try:
-                m = self._resolve(req.method, ctx.scope, ctx.session)
-                await self._run(ctx, m, req.params, raw, h.retries)
-            except E.RPCError as exc:
-                self.logger.info("RPC notification failed", method=req.method, error=exc.type)
-
-        task = self._loop.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _single_slow(self, ctx: RequestContext, body: Any, h: RequestHeaders) -> bytes | None:
-        try:
-            req = parse_request(body)
-        except E.InvalidRequest as exc:
-            return self._enc(ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict()))
-        if req.id is UNSET:
-            self._notify(ctx, req, False, h)
-            return None
-        response = await self._item(ctx, req, False, h.retries)
-        return self._encode_response(response)
-
-    def _encode_response(self, response: Any) -> bytes:
-        try:
-            return self._enc(response)
-        except (TypeError, ValueError) as exc:
-            if type(response) is list:
-                return self._enc([self._encodable(r) for r in response])
-            return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
-
-    def _encodable(self, response: Any) -> Any:
-        try:
-            self._enc(response)
-            return response
-        except (TypeError, ValueError) as exc:
-            return ErrorResponse(id=response.id, error=self._unencodable(exc))
-
-    async def _item(self, ctx: RequestContext, req: Any, raw: bool, retries: int) -> Response | ErrorResponse:
-        try:
-            m = self._resolve(req.method, ctx.scope, ctx.session)
-            result = await self._run(ctx, m, req.params, raw, retries)
-        except E.RPCError as exc:
-            return ErrorResponse(id=None if req.id is UNSET else req.id, error=exc.to_dict(self._debug))
-        return Response(id=None if req.id is UNSET else req.id, result=result)
-
-    def _parse_item(self, item: Any, raw: bool) -> Any:
-        """A batch item as a request, or an ErrorResponse when it is not one."""
-        try:
-            if raw:
-                try:
-                    return _decode_request(item)
-                except (msgspec.ValidationError, msgspec.DecodeError):
-                    item = _decode_any(item)
-            req = parse_request(item)
-        except E.InvalidRequest as exc:
-            return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
-        return req
-
-    async def _batch(self, ctx: RequestContext, items: list, raw: bool, h: RequestHeaders) -> bytes | None:
-        if not items:
-            return self._enc(ErrorResponse(id=None, error=E.InvalidRequest("Invalid request: empty batch").to_dict()))
-        if len(items) > self.max_batch_size:
-            error = E.InvalidRequest(f"Invalid request: more than {self.max_batch_size} requests in a batch")
-            return self._enc(ErrorResponse(id=None, error=error.to_dict()))
-        reqs = [self._parse_item(item, raw) for item in items]
-        if h.abort_on_error or h.use_template:
-            responses = await self._batch_in_order(ctx, reqs, raw, h)
-        else:
-            responses = await asyncio.gather(*(
-                self._item(ctx.copy(), r, raw, h.retries) if type(r) is not ErrorResponse else _ready(r) for r in reqs
-            ))
-            responses = [resp for req, resp in zip(reqs, responses) if type(req) is ErrorResponse or req.id is not UNSET]
-        return self._encode_response(responses) if responses else None
-
-    async def _batch_in_order(self, ctx: RequestContext, reqs: list, raw: bool, h: RequestHeaders) -> list:
-        responses: list = []
-        results: dict[int, Any] = {}
-        failed = False
-        for n, req in enumerate(reqs):
-            if type(req) is ErrorResponse:
-                response = req
-            elif failed:
-                response = ErrorResponse(id=None if req.id is UNSET else req.id, error=E.Aborted().to_dict())
-            else:
-                if h.use_template:
-                    try:
-                        params = req.params
-                        if raw and params is not UNSET:
-                            params = _decode_any(params)
-                        req = Request(method=req.method, id=req.id, params=fill_template(params, results))
-                    except E.RPCError as exc:
-                        req_id = None if req.id is UNSET else req.id
-                        responses.append(ErrorResponse(id=req_id, error=exc.to_dict()))
-                        failed = h.abort_on_error
-                        continue
-                response = await self._item(ctx.copy(), req, raw and not h.use_template, h.retries)
-                if type(response) is Response:
-                    results[n] = response.result
-            if type(response) is ErrorResponse:
-                failed = failed or h.abort_on_error
-            if type(req) is ErrorResponse or req.id is not UNSET:
-                responses.append(response)
-        return responses
+def _no_hot_path(body: bytes) -> Any:
+    raise msgspec.ValidationError("no hot path")
 
 
 def _not_started() -> float:
     raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
-
-
-async def _ready(value: Any) -> Any:
-    return value
 
 
 def _enc_hook(obj: Any) -> Any:

@@ -112,6 +112,24 @@ async def test_body_too_large_is_413_with_jsonrpc_error(server, session):
     assert status == 413 and msgspec.json.decode(raw)["error"]["data"]["type"] == "InvalidRequest"
 
 
+async def _slowly(*chunks: bytes):
+    """A streamed (chunked) body whose parts arrive apart: the handler runs before the body is complete."""
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(0.05)
+
+
+async def test_body_arriving_in_parts_is_read_whole(server, session):
+    body = b'{"jsonrpc":"2.0","id":1,"method":"shop.echo","params":{"data":"' + b"y" * 100 + b'"}}'
+    status, _, raw = await post(session, server.url, _slowly(body[:40], body[40:]))
+    assert status == 200 and msgspec.json.decode(raw)["result"] == "y" * 100
+
+
+async def test_body_too_large_arriving_in_parts_is_413(server, session):
+    status, _, raw = await post(session, server.url, _slowly(b'{"jsonrpc":"2.0","id":1,"params":"', b"x" * 1500, b"x" * 1500, b'"}'))
+    assert status == 413 and msgspec.json.decode(raw)["error"]["data"]["type"] == "InvalidRequest"
+
+
 @pytest.mark.parametrize(
     "head, body",
     [
