@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,7 +21,7 @@ import msgspec
 
 from kaiju.rpc.access import Scope
 
-__all__ = ["RequestContext", "current", "log_fields", "new_correlation_id"]
+__all__ = ["RequestContext", "current", "log_fields", "new_correlation_id", "request_context"]
 
 _current: ContextVar[RequestContext | None] = ContextVar("kaiju_rpc_request", default=None)
 
@@ -77,3 +80,28 @@ def log_fields() -> dict[str, Any] | None:
     """Fields for log records: `{"correlation_id": ...}` inside a request, else None."""
     ctx = _current.get()
     return None if ctx is None else {"correlation_id": ctx.correlation_id}
+
+
+@contextmanager
+def request_context(
+    *,
+    scope: Scope = Scope.SYSTEM,
+    timeout: float | None = None,
+    correlation_id: str | None = None,
+    headers: Any = None,
+) -> Iterator[RequestContext]:
+    """Run a block as a request of its own, outside the dispatcher: a task's function, a
+    script. Inside it `current()` and log lines see the context; RPC calls made from it
+    are nested calls (bounded by `timeout`, keeping the correlation id) that still take a
+    `max_parallel_tasks` slot, since no dispatcher slot is held here. Restores the
+    previous context on exit.
+    """
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    deadline = now + timeout if timeout is not None else math.inf
+    ctx = RequestContext(correlation_id or new_correlation_id(), deadline, scope, None, headers, None, now, None, None)
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

@@ -55,8 +55,9 @@ class Execution:
         else:
             timeout = min(h.timeout, self._max_time) if h.timeout else self._default_time
             loop_deadline = now + timeout
-            if h.deadline is not None:
-                loop_deadline = now + min(h.deadline - time.time(), self._max_time)
+            if h.deadline is not None:  # with a Timeout too, the earlier of the two wins
+                by_deadline = now + min(h.deadline - time.time(), self._max_time)
+                loop_deadline = min(loop_deadline, by_deadline) if h.timeout else by_deadline
             cid = h.correlation_id
         if parent is not None:
             if parent.loop_deadline < loop_deadline:
@@ -72,7 +73,10 @@ class Execution:
         """
         coro = m.call_raw(params) if raw else m.call_params(params)  # raises InvalidParams before any waiting
         loop = self._loop
-        take_slot = _current.get() is None  # a nested call runs under its caller's slot (no deadlock)
+        # a nested call runs under its caller's slot (no deadlock); a context set outside the
+        # dispatcher (request_context(): a task's function) holds none, and has no method
+        parent = _current.get()
+        take_slot = parent is None or parent.method is None
         ctx.method = m.name
         ctx.task = task = _current_task(loop)
         now = ctx.started

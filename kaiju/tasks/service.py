@@ -20,7 +20,7 @@ import msgspec
 
 from kaiju.locks.base import LockExistsError, Locks
 from kaiju.rpc.access import Scope
-from kaiju.rpc.context import RequestContext, _current, new_correlation_id
+from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.registry import ClassNotFound, import_object
 from kaiju.runtime.service import Service
@@ -380,14 +380,13 @@ class ScheduledTask(Service):
             if self.timeout is not None:
                 headers["Timeout"] = str(self.timeout)
             return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
-        # a function gets the request context a method would: its own correlation id, system scope
-        limit = self.loop.time() + self.timeout if self.timeout is not None else math.inf
-        _current.set(RequestContext(correlation_id=correlation_id, loop_deadline=limit, scope=Scope.SYSTEM))
         if isinstance(self.params, dict):
             kwargs = self.params
         elif isinstance(self.params, list):
             args = self.params
-        return await self._func(*args, **kwargs)
+        # a function gets the request context a method would: its own correlation id, system scope
+        with request_context(scope=Scope.SYSTEM, timeout=self.timeout, correlation_id=correlation_id):
+            return await self._func(*args, **kwargs)
 
     # -- status -------------------------------------------------------
 

@@ -28,6 +28,7 @@ class Calc(Service):
         self.notified: list[Any] = []
         self.inside = 0
         self.all_inside = asyncio.Event()
+        self.active = self.most_active = 0
 
     @rpc.method(permission=Scope.GUEST)
     async def subtract(self, minuend: int, subtrahend: int) -> int:
@@ -80,6 +81,17 @@ class Calc(Service):
         if self.flaky_calls <= failures:
             raise ConnectionError("flaky")
         return self.flaky_calls
+
+    @rpc.method(permission=Scope.GUEST)
+    async def track(self, seconds: float) -> int:
+        """Sleep `seconds`, recording how many calls ran at once (`most_active`)."""
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.active -= 1
+        return self.most_active
 
     @rpc.method(permission=Scope.GUEST)
     async def meet(self, count: int) -> int:

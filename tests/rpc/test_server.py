@@ -252,6 +252,32 @@ async def test_timeout_header_cancels_method(server):
     assert response["error"]["code"] == -32002 and response["error"]["data"]["type"] == "RequestTimeout"
 
 
+async def test_timeout_and_deadline_together_the_earlier_wins(server):
+    far = str(time.time() + 100)
+    headers = {"Timeout": "0.05", "Deadline": far}
+    response, _ = await asyncio.wait_for(handle(server, request("calc.sleep", [10]), headers), 5)
+    assert response["error"]["data"]["type"] == "RequestTimeout"
+    near = str(time.time() + 0.05)
+    response, _ = await asyncio.wait_for(handle(server, request("calc.sleep", [10]), {"Timeout": "100", "Deadline": near}), 5)
+    assert response["error"]["data"]["type"] == "RequestTimeout"
+
+
+async def test_calls_from_a_request_context_outside_the_dispatcher_take_slots(calc):
+    from kaiju.rpc.context import current, request_context
+
+    srv = RPCServer(max_parallel_tasks=1)
+
+    async def job(n):
+        with request_context(correlation_id=f"job-{n}") as ctx:
+            assert current() is ctx
+            return await srv.call("calc.track", [0.02])
+
+    async with started(calc, srv):
+        await asyncio.wait_for(asyncio.gather(*(job(n) for n in range(5))), 10)
+    assert calc.most_active == 1  # bounded like any caller, not waved through as "nested"
+    assert current() is None
+
+
 async def test_deadline_header(server):
     deadline = str(time.time() + 0.05)
     response, _ = await asyncio.wait_for(handle(server, request("calc.sleep", [10]), {"Deadline": deadline}), 5)
