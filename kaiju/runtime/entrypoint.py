@@ -151,7 +151,9 @@ class Entrypoint(aiomisc.Entrypoint):
         try:
             await self._starting
         except asyncio.CancelledError:
-            if self._interrupted is None:
+            if self._interrupted is None:  # we were cancelled from outside: so is the start-up
+                self._starting.cancel()
+                await asyncio.gather(self._starting, return_exceptions=True)
                 await self._rollback(None)
                 raise
             log.warning("start-up interrupted by %s, stopping what has started", signal.Signals(self._interrupted).name)

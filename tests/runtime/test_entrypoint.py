@@ -168,3 +168,19 @@ async def test_rpc_outside_a_kaiju_entrypoint_does_not_wait_for_app_started():
         assert body == b'{"jsonrpc":"2.0","id":1,"result":5}'
     finally:
         await rpc.stop()
+
+
+async def test_cancelling_the_start_from_outside_rolls_back(events):
+    import asyncio
+
+    ep = make(config(events, "Database", {"cls": "Cache", "settings": {"delay": 30}}))
+    entering = asyncio.ensure_future(ep.__aenter__())
+    for _ in range(500):
+        if "start cache" in lines(events):
+            break
+        await asyncio.sleep(0.01)
+    entering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    assert lines(events) == ["start db", "started db", "start cache", "stop cache", "stop db"]
+    assert ep.state == "stopped"
