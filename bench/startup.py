@@ -22,15 +22,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kaiju.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = Path(os.environ.get("KAIJU_PEERS", ROOT.parent / "shared" / "peers"))
 BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "demo.echo", "params": {"data": 1}}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answered(url: str, body: bytes) -> bool:

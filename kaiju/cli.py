@@ -121,7 +121,6 @@ def cmd_call(args: argparse.Namespace) -> int:
     import json
 
     from kaiju.rpc.errors import RPCError
-    from kaiju.rpc.server import RPCServer
 
     try:
         params = json.loads(args.params) if args.params else None
@@ -143,23 +142,27 @@ def cmd_call(args: argparse.Namespace) -> int:
         return 0
 
     config = load(args)
-    _leave_out_transports(config)
-    extra = [] if any(e.cls in ("RPCServer", "kaiju.rpc.server:RPCServer") for e in config.settings.services) else [RPCServer()]
-    return run_app(args, call, *extra, config=config)
+    return run_app(args, call, *_prepare_call(config), config=config)
 
 
-def _leave_out_transports(config: Any) -> None:
+def _prepare_call(config: Any) -> list:
     """Disable HTTP servers, stream listeners and tasks: a one-off call must not bind the
-    app's ports (it may be running) nor consume its streams nor fire its schedules."""
+    app's ports (it may be running) nor consume its streams nor fire its schedules.
+    Returns the services to add: an RPCServer when the config enables none."""
+    from kaiju.rpc.server import RPCServer
     from kaiju.runtime.registry import ClassNotFound, Registry
 
     registry = Registry(config.settings.packages)
+    has_rpc = False
     for entry in config.settings.services:
         try:
-            if registry.resolve(entry.cls).transport:
-                entry.enabled = False
+            cls = registry.resolve(entry.cls)
         except ClassNotFound:
-            pass  # build_plan reports it with the file and key path
+            continue  # build_plan reports it with the file and key path
+        if cls.transport:
+            entry.enabled = False
+        has_rpc = has_rpc or (entry.enabled and issubclass(cls, RPCServer))
+    return [] if has_rpc else [RPCServer()]
 
 
 def _call_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from kaiju import rpc
 from kaiju.http.client import HTTPClient, HTTPRPCClient
 from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope
+from kaiju.testing import free_port
 from kaiju.rpc.context import current
 from kaiju.runtime.service import Service
 from kaiju.testing.services import started
@@ -49,12 +50,6 @@ class Shop(Service):
     @rpc.method
     async def secret(self) -> str:
         return "s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
