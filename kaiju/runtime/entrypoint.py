@@ -178,7 +178,6 @@ class Entrypoint(aiomisc.Entrypoint):
 
     async def _start_layers(self) -> None:
         plan = self.plan
-        graph = plan.graph()
         for names in plan.layers:
             names = [n for n in names if n not in self.left_out]
             if not names:
@@ -199,7 +198,7 @@ class Entrypoint(aiomisc.Entrypoint):
                         await self._stop_one(spec.service, exc)  # release what a half-done start took
                         if spec.required:
                             raise StartupError(spec.name, exc)
-                        self._leave_out(spec, exc, graph)
+                        self._leave_out(spec, exc)
             except BaseException:
                 for task in pending:
                     task.cancel()
@@ -211,9 +210,9 @@ class Entrypoint(aiomisc.Entrypoint):
                         await self._stop_one(plan.specs[tasks[task]].service, None)
                 raise
 
-    def _leave_out(self, spec: ServiceSpec, exc: BaseException, graph: dict[str, set[str]]) -> None:
+    def _leave_out(self, spec: ServiceSpec, exc: BaseException) -> None:
         """An optional service failed: leave it out with everything that needs it."""
-        users = dependents(graph, [spec.name])
+        users = dependents(self.plan.graph(), [spec.name])
         needed = sorted(u for u in users if self.plan.specs[u].required)
         if needed:
             raise StartupError(needed[0], f'needs "{spec.name}", which failed to start: {type(exc).__name__}: {exc}')

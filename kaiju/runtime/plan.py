@@ -50,7 +50,8 @@ class Plan:
     config: LoadedConfig
 
     def graph(self) -> dict[str, set[str]]:
-        return {name: set(spec.needs.values()) for name, spec in self.specs.items()}
+        """`{service: names of the services it needs}`."""
+        return _graph(self.specs)
 
     def describe(self) -> str:
         """Human-readable start layers, as `kaiju-run check` prints them."""
@@ -64,6 +65,10 @@ class Plan:
                 cls = type(spec.service)
                 lines.append(f"  {name} [{cls.__module__}:{cls.__qualname__}]{flags}" + (f" <- {needs}" if needs else ""))
         return "\n".join(lines)
+
+
+def _graph(specs: dict[str, ServiceSpec]) -> dict[str, set[str]]:
+    return {name: set(spec.needs.values()) for name, spec in specs.items()}
 
 
 # -- settings validation --------------------------------------------------------
@@ -224,9 +229,8 @@ def build_plan(
         builder.add(ServiceSpec(service), {})
     builder.resolve()
     app.services.update({name: spec.service for name, spec in builder.specs.items()})
-    graph = {name: set(spec.needs.values()) for name, spec in builder.specs.items()}
     try:
-        order = layers(graph)
+        order = layers(_graph(builder.specs))
     except CycleError as exc:
         first = builder.specs[exc.cycle[0]]
         raise config.error(first.path, str(exc)) from None
