@@ -51,12 +51,13 @@ async def ours(n: int) -> float:
         body, _ = await rpc.handle(BODY)
         assert b'"result"' in body, body
         left = n
+        handle = rpc.handle  # as a transport holds it (the ceiling calls a plain function too)
 
         async def worker() -> None:
             nonlocal left
             while left > 0:
                 left -= 1
-                await rpc.handle(BODY)
+                await handle(BODY)
                 await asyncio.sleep(0)
 
         t0 = time.perf_counter()

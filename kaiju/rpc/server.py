@@ -46,7 +46,7 @@ _lower = str.lower
 _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
-_BYTES = (bytes, bytearray, memoryview)
+_BYTES = (bytes, bytearray, memoryview, str)  # JSON text
 
 
 class RPCServer(Service, Execution, Batches, Introspection):
@@ -84,12 +84,10 @@ class RPCServer(Service, Execution, Batches, Introspection):
         self._background: set[asyncio.Task] = set()
         self._slots = Slots()
         self._clock = _not_started
-        self._hot = False
-        self._hot_methods: dict[type, Method] = {}
-        self._hot_decode: Any = _no_hot_path
         self._debug = False
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-        self._app_ready = False  # flips once App.started is set; checked per request
+        self._app_ready = False  # flips once App.started is set
+        self._hot = _HotPath()
 
     # -- lifetime -----------------------------------------------------------
 
@@ -106,8 +104,6 @@ class RPCServer(Service, Execution, Batches, Introspection):
         self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
         self._threshold = float(self.watchdog_threshold)
         self._default_time = float(self.default_request_time)
-        # the hot path relies on the shared deadline tick
-        self._hot = self._default_time >= self._threshold
         self._max_time = float(self.max_request_time)
         self._debug = self.app.debug if self.debug is None else bool(self.debug)
         self._app_ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
@@ -143,6 +139,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
         except TimeoutError:
             pass  # the start-up is stuck; let the request meet whatever is there
         self._app_ready = self.app.started.is_set()
+        self._build_hot_decoder()
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
@@ -167,12 +164,20 @@ class RPCServer(Service, Execution, Batches, Introspection):
         return added
 
     def _build_hot_decoder(self) -> None:
-        """One decoder for a plain request to any method: a union of the methods' request Structs
-        tagged by "method", so the envelope and the params decode and validate in one pass."""
+        """Fill `_hot` for `handle`: one decoder for a plain request to any method (a union of the
+        methods' request Structs tagged by "method", so the envelope and the params decode and
+        validate in one pass) and the state the hot path reads."""
         by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
-        self._hot_methods = by_type
-        # without the shared deadline tick (see start) or any method, every request takes the long way
-        self._hot_decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode if by_type and self._hot else _no_hot_path
+        hot = self._hot
+        hot.methods = by_type
+        # Every request takes the long way until the app has started, when there is no method,
+        # and when the default deadline is too near for the shared tick the hot path relies on.
+        if not (by_type and self._app_ready and self._default_time >= self._threshold):
+            hot.decode = _no_hot_path
+            return
+        hot.decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode
+        hot.loop, hot.clock, hot.default_time = self._loop, self._clock, self._default_time
+        hot.inflight, hot.slots, hot.enc = self._inflight, self._slots, self._enc
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
@@ -241,35 +246,33 @@ class RPCServer(Service, Execution, Batches, Introspection):
         app has started (`App.started`), requests wait, so no method runs on a service that
         has not started yet.
         """
-        if (
-            (headers and not _KAIJU_HEADERS.isdisjoint(map(_lower, headers)))
-            or session is not None
-            or type(body) is not bytes
-            or not self._app_ready
-            or _current.get() is not None
-        ):
+        hot = self._hot
+        if session is None and (not headers or _KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and _current.get() is None:
+            try:
+                req = hot.decode(body)
+            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+                # anything else (batch, notification, unknown method, by-position or bad params,
+                # bad JSON, a decoded body, the app not started yet) takes the long way
+                return await self._handle(body, headers, scope, session)
+        else:
             return await self._handle(body, headers, scope, session)
-        try:
-            req = self._hot_decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            # anything else (batch, notification, unknown method, by-position or bad params, bad JSON) takes the long way
-            return await self._handle(body, headers, scope, session)
-        m = self._hot_methods[type(req)]
+        m = hot.methods[type(req)]
         if m.permission < scope:
             return await self._handle(body, headers, scope, session)
 
         # The hot path: one well-formed request with an id, for a permitted method, no kaiju
         # headers, not nested. The same steps as `_context` + `_run` (keep them in step),
-        # written out because this is what every plain request costs.
-        loop = self._loop
-        now = self._clock()
+        # written out because this is what every plain request costs. It reads its state from
+        # `hot`: attribute reads on a Service pass through aiomisc's `__getattr__` hook.
+        loop = hot.loop
+        now = hot.clock()
         cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
-        ctx = RequestContext(cid, now + self._default_time, scope, None, headers, m.name, now, _current_task(loop))
+        ctx = RequestContext(cid, now + hot.default_time, scope, None, headers, m.name, now, _current_task(loop))
         coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
         token = _current.set(ctx)
-        inflight = self._inflight
+        inflight = hot.inflight
         inflight[ctx] = None
-        slots = self._slots
+        slots = hot.slots
         if slots.watchdog is None:
             slots.watchdog = loop.call_at(now + self._tick, self._watch)
         try:
@@ -297,16 +300,16 @@ class RPCServer(Service, Execution, Batches, Introspection):
                 raise
             ctx.task.uncancel()
             error = E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict()
-            return self._enc(ErrorResponse(id=req.id, error=error)), {CORRELATION_ID: cid}
+            return hot.enc(ErrorResponse(id=req.id, error=error)), {CORRELATION_ID: cid}
         except E.RPCError as exc:
-            return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
+            return hot.enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
         finally:
             del inflight[ctx]
             _current.reset(token)
         try:
-            return self._enc(Response(req.id, result)), {CORRELATION_ID: cid}
+            return hot.enc(Response(req.id, result)), {CORRELATION_ID: cid}
         except (TypeError, ValueError) as exc:
-            return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), {CORRELATION_ID: cid}
+            return hot.enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), {CORRELATION_ID: cid}
 
     async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
         """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
@@ -352,6 +355,16 @@ class RPCServer(Service, Execution, Batches, Introspection):
         if type(body) in (list, tuple):
             return await self._batch(ctx, list(body), False, h), out_headers
         return await self._single_slow(ctx, body, h), out_headers
+
+
+class _HotPath:
+    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_decoder`)."""
+
+    __slots__ = ("decode", "methods", "loop", "clock", "default_time", "inflight", "slots", "enc")
+
+    def __init__(self) -> None:
+        self.decode: Any = _no_hot_path
+        self.methods: dict[type, Method] = {}
 
 
 def _no_hot_path(body: bytes) -> Any:
