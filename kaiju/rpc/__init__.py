@@ -20,6 +20,9 @@ _EXPORTS = {
     "Scope": "kaiju.rpc.access",
     "Session": "kaiju.rpc.access",
     "RPCServer": "kaiju.rpc.server",
+    "SessionStore": "kaiju.rpc.sessions",
+    "Authenticator": "kaiju.rpc.sessions",
+    "CacheSessions": "kaiju.rpc.sessions",
     "RequestContext": "kaiju.rpc.context",
     "current": "kaiju.rpc.context",
     "RPCError": "kaiju.rpc.errors",
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from kaiju.rpc.methods import Method, method
     from kaiju.rpc.server import RPCServer
+    from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
 
 
 def __getattr__(name: str) -> Any:

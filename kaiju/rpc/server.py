@@ -34,7 +34,10 @@ from kaiju.rpc.context import _prefix as _cid_prefix
 from kaiju.rpc.execution import Execution, _current_task
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method, method_spec
-from kaiju.rpc.protocol import CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, ErrorResponse, RawRequest, Response, parse_headers
+from kaiju.rpc.protocol import (
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RawRequest, RequestHeaders, Response, parse_headers,
+)
+from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.slots import Slots
 from kaiju.runtime.service import Service
 
@@ -62,7 +65,12 @@ class RPCServer(Service, Execution, Batches, Introspection):
     - enable_permissions: check scopes and session permissions (off: everything is callable);
     - debug: send tracebacks in error data (None: the app's debug flag);
     - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
-    - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick.
+    - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick;
+    - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
+    - auth: the `Authenticator` that turns an `Authorization` header into a session.
+
+    Both are found by type when the app has one (name one when it has several); without
+    them those two headers are ignored.
     """
 
     service_name = "rpc"
@@ -76,6 +84,8 @@ class RPCServer(Service, Execution, Batches, Introspection):
     debug: bool | None = None
     stop_timeout: float = 30.0
     watchdog_threshold: float = 5.0
+    sessions: SessionStore | None = None
+    auth: Authenticator | None = None
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -209,6 +219,30 @@ class RPCServer(Service, Execution, Batches, Introspection):
             raise E.MethodNotFound(f"Method not found: {name}", data={"method": name})
         return m
 
+    async def _find_session(self, h: RequestHeaders) -> tuple[Session | None, str | None]:
+        """The session the Session-Id or Authorization header gives (None: none), and the
+        Session-Id to answer with: the session's id, "" when the one named is gone (the client
+        should forget it), None when the request named none.
+
+        Raises NotAuthorized (or another RPCError) from the authenticator, and InternalError
+        when the store or the authenticator fails.
+        """
+        answer = None
+        try:
+            if h.session_id and self.sessions is not None:
+                found = await self.sessions.load_session(h.session_id)
+                if found is not None:
+                    return found, found.id
+                answer = ""
+            if h.authorization and self.auth is not None:
+                return await self.auth.authenticate(h.authorization), answer
+        except E.RPCError:
+            raise
+        except Exception as exc:
+            self.logger.error("session lookup failed", exc_info=exc)
+            raise E.InternalError("Internal error: the session cannot be loaded", base_exc=exc) from exc
+        return None, answer
+
     # -- entry points -----------------------------------------------------
 
     async def call(
@@ -226,6 +260,8 @@ class RPCServer(Service, Execution, Batches, Introspection):
         malformed header, or InternalError carrying the method's own exception in `base_exc`.
         """
         h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
+        if session is None and (h.session_id or h.authorization):
+            session, _ = await self._find_session(h)
         if session is not None:
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
@@ -322,10 +358,19 @@ class RPCServer(Service, Execution, Batches, Introspection):
                 return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
         else:
             h = _NO_HEADERS
+        answer_sid = None
+        if session is None and (h.session_id or h.authorization):
+            try:
+                session, answer_sid = await self._find_session(h)
+            except E.RPCError as exc:
+                cid = h.correlation_id or new_correlation_id()
+                return self._enc(ErrorResponse(id=None, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
         if session is not None:
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
+        if answer_sid is not None:
+            out_headers[SESSION_ID] = answer_sid
         raw = type(body) in _BYTES
         if raw:
             try:

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "HTTPServer": "kaiju.http.server:HTTPServer",
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
+    "CacheSessions": "kaiju.rpc.sessions:CacheSessions",
     # tasks
     "PeriodicTask": "kaiju.tasks:PeriodicTask",
     "CronTask": "kaiju.tasks:CronTask",

@@ -1,0 +1,232 @@
+"""Sessions: the Session-Id and Authorization headers, CacheSessions, an Authenticator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import msgspec
+import pytest
+
+from kaiju import rpc
+from kaiju.cache.memory import MemoryCache
+from kaiju.http.server import HTTPServer
+from kaiju.rpc import RPCServer, Scope, Session
+from kaiju.rpc.context import current
+from kaiju.rpc.errors import NotAuthorized
+from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
+from kaiju.runtime.service import Service
+from kaiju.testing import free_port
+from kaiju.testing.services import started
+
+decode = msgspec.json.decode
+
+
+class Profile(Service):
+    service_name = "profile"
+
+    async def start(self) -> None:
+        pass
+
+    @rpc.method(permission=Scope.GUEST)
+    async def whoami(self) -> dict:
+        ctx = current()
+        session = ctx.session
+        return {"scope": ctx.scope.name, "user": session.user_id if session else None}
+
+    @rpc.method(permission=Scope.USER)
+    async def orders(self) -> list:
+        return [current().session.user_id, 1, 2]
+
+    @rpc.method  # SYSTEM: callable by a session only through its permissions
+    async def report(self) -> str:
+        return "report"
+
+
+class Tokens(Authenticator):
+    """Bearer tokens from a fixed table; other schemes are not this service's business."""
+
+    service_name = "tokens"
+    calls: int = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def authenticate(self, authorization: str) -> Session | None:
+        self.calls += 1
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "Bearer":
+            return None
+        if token == "alice-token":
+            return Session(id="", user_id="alice", scope=Scope.USER)
+        if token == "boom":
+            raise RuntimeError("the token service is down")
+        raise NotAuthorized("Not authorized: unknown token", data={"scheme": scheme})
+
+
+def call(method: str, rid: int = 1) -> bytes:
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": rid, "method": method})
+
+
+@pytest.fixture
+async def app():
+    cache, sessions, profile, tokens, server = MemoryCache(), CacheSessions(ttl=60), Profile(), Tokens(), RPCServer()
+    async with started(cache, sessions, profile, tokens, server):
+        yield sessions, tokens, server
+
+
+async def test_the_server_finds_the_store_and_the_authenticator_by_type(app):
+    sessions, tokens, server = app
+    assert server.sessions is sessions and server.auth is tokens
+
+
+async def test_session_id_loads_the_session_its_scope_and_its_user(app):
+    sessions, _, server = app
+    alice = await sessions.new_session(user_id="alice", scope="user")
+    body, headers = await server.handle(call("profile.orders"), {"Session-Id": alice.id})
+    assert decode(body)["result"] == ["alice", 1, 2]
+    assert headers["Session-Id"] == alice.id
+    body, _ = await server.handle(call("profile.whoami"), {"session-id": alice.id})  # any case
+    assert decode(body)["result"] == {"scope": "USER", "user": "alice"}
+
+
+async def test_without_a_session_the_transport_scope_applies(app):
+    body, headers = await app[2].handle(call("profile.orders"))
+    assert decode(body)["error"]["data"]["type"] == "MethodNotFound"
+    assert "Session-Id" not in headers
+
+
+async def test_an_unknown_or_expired_session_answers_an_empty_session_id(app):
+    sessions, _, server = app
+    gone = await sessions.new_session(user_id="bob")
+    await sessions.delete_session(gone.id)
+    for sid in (gone.id, "no-such-session", "../bad id"):
+        body, headers = await server.handle(call("profile.whoami"), {"Session-Id": sid})
+        assert decode(body)["result"] == {"scope": "GUEST", "user": None}
+        assert headers["Session-Id"] == ""
+
+
+async def test_session_permissions_grant_single_methods(app):
+    sessions, _, server = app
+    reporter = await sessions.new_session(user_id="rita", scope=Scope.USER, permissions=["profile.report"])
+    body, _ = await server.handle(call("profile.report"), {"Session-Id": reporter.id})
+    assert decode(body)["result"] == "report"
+    plain = await sessions.new_session(user_id="paul")
+    body, _ = await server.handle(call("profile.report"), {"Session-Id": plain.id})
+    assert decode(body)["error"]["data"]["type"] == "MethodNotFound"
+
+
+async def test_a_session_expires_ttl_after_it_was_saved():
+    cache, sessions = MemoryCache(), CacheSessions(ttl=0.05)
+    async with started(cache, sessions):
+        s = await sessions.new_session(user_id="x", data={"cart": [1]})
+        loaded = await sessions.load_session(s.id)
+        assert loaded == s and loaded.data == {"cart": [1]} and loaded.scope is Scope.USER
+        await asyncio.sleep(0.1)
+        assert await sessions.load_session(s.id) is None
+
+
+async def test_save_session_keeps_changes_and_rejects_a_bad_id(app):
+    sessions = app[0]
+    s = await sessions.new_session(user_id="x")
+    s.data["theme"] = "dark"
+    await sessions.save_session(s)
+    assert (await sessions.load_session(s.id)).data == {"theme": "dark"}
+    with pytest.raises(ValueError, match="session id"):
+        await sessions.save_session(Session(id="a b"))
+
+
+async def test_an_unreadable_session_is_dropped(app):
+    sessions = app[0]
+    await sessions.cache.set("_session.old", {"id": 5})  # not a Session
+    assert await sessions.load_session("old") is None
+    assert not await sessions.cache.exists("_session.old")
+
+
+async def test_authorization_goes_to_the_authenticator(app):
+    _, tokens, server = app
+    body, headers = await server.handle(call("profile.orders"), {"Authorization": "Bearer alice-token"})
+    assert decode(body)["result"] == ["alice", 1, 2]
+    assert "Session-Id" not in headers
+    body, _ = await server.handle(call("profile.whoami"), {"Authorization": "Basic eDp5"})  # not handled: guest
+    assert decode(body)["result"] == {"scope": "GUEST", "user": None}
+
+
+async def test_bad_credentials_answer_not_authorized(app):
+    server = app[2]
+    body, headers = await server.handle(call("profile.whoami", 9), {"Authorization": "Bearer stolen", "Correlation-Id": "c-1"})
+    error = decode(body)
+    assert error["id"] is None and error["error"]["code"] == -32000
+    assert error["error"]["data"]["type"] == "NotAuthorized"
+    assert headers["Correlation-Id"] == "c-1"
+    with pytest.raises(NotAuthorized):
+        await server.call("profile.whoami", headers={"Authorization": "Bearer stolen"})
+
+
+async def test_a_failing_authenticator_is_an_internal_error_without_details(app):
+    body, _ = await app[2].handle(call("profile.whoami"), {"Authorization": "Bearer boom"})
+    error = decode(body)["error"]
+    assert error["code"] == -32603 and "down" not in body.decode()
+
+
+async def test_a_session_id_wins_over_authorization(app):
+    sessions, tokens, server = app
+    s = await sessions.new_session(user_id="sam")
+    body, _ = await server.handle(call("profile.whoami"), {"Session-Id": s.id, "Authorization": "Bearer stolen"})
+    assert decode(body)["result"]["user"] == "sam"
+    assert tokens.calls == 0
+    # a dead session id falls back to the credentials, and tells the client to drop the id
+    body, headers = await server.handle(call("profile.whoami"), {"Session-Id": "dead", "Authorization": "Bearer alice-token"})
+    assert decode(body)["result"]["user"] == "alice" and headers["Session-Id"] == ""
+
+
+async def test_call_in_process_loads_the_session_from_headers(app):
+    sessions, _, server = app
+    s = await sessions.new_session(user_id="ian", scope=Scope.GUEST)
+    assert await server.call("profile.whoami", headers={"Session-Id": s.id}) == {"scope": "GUEST", "user": "ian"}
+    assert await server.call("profile.whoami") == {"scope": "SYSTEM", "user": None}
+
+
+async def test_a_session_passed_by_the_transport_is_not_replaced(app):
+    _, tokens, server = app
+    given = Session(id="t", user_id="transport", scope=Scope.USER)
+    body, _ = await server.handle(call("profile.whoami"), {"Authorization": "Bearer stolen"}, session=given)
+    assert decode(body)["result"] == {"scope": "USER", "user": "transport"}
+    assert tokens.calls == 0
+
+
+async def test_without_a_store_the_headers_are_ignored():
+    profile, server = Profile(), RPCServer()
+    async with started(profile, server):
+        assert server.sessions is None and server.auth is None
+        body, headers = await server.handle(call("profile.whoami"), {"Session-Id": "abc", "Authorization": "Bearer x"})
+        assert decode(body)["result"] == {"scope": "GUEST", "user": None}
+        assert "Session-Id" not in headers
+
+
+class BrokenStore(SessionStore):
+    service_name = "broken_store"
+
+    async def start(self) -> None:
+        pass
+
+    async def load_session(self, session_id: str) -> Session | None:
+        raise ConnectionError("store unreachable")
+
+
+async def test_a_failing_store_is_an_internal_error():
+    profile, store, server = Profile(), BrokenStore(), RPCServer()
+    async with started(profile, store, server):
+        body, _ = await server.handle(call("profile.whoami"), {"Session-Id": "abc"})
+        assert decode(body)["error"]["data"]["type"] == "InternalError"
+
+
+async def test_session_over_http():
+    cache, sessions, profile, server = MemoryCache(), CacheSessions(), Profile(), RPCServer()
+    http = HTTPServer(port=free_port())
+    async with started(cache, sessions, profile, server, http):
+        s = await sessions.new_session(user_id="hana")
+        async with aiohttp.ClientSession() as client:
+            async with client.post(http.url, data=call("profile.orders"), headers={"Session-Id": s.id}) as resp:
+                assert resp.headers["Session-Id"] == s.id
+                assert decode(await resp.read())["result"] == ["hana", 1, 2]
