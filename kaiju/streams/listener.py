@@ -37,6 +37,11 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# message headers not handed to the dispatcher (lower case)
+_NOT_PASSED = frozenset({"message-id"})
+_NOT_PASSED_NO_SESSIONS = frozenset({"message-id", "session-id", "authorization"})
+
+
 def _header(headers: dict[str, str], lower_name: str) -> str | None:
     """A header by name in any case (the dispatcher reads them so too)."""
     for key, value in headers.items():
@@ -97,6 +102,10 @@ class StreamListener(Service):
     (None: no trimming)."""
     scope: str = "SYSTEM"
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
+    use_sessions: bool = False
+    """Let a message name its session (`Session-Id`) or bring credentials (`Authorization`),
+    loaded by the RPC server's sessions / auth services as for HTTP requests; the session's
+    scope then replaces `scope`. Off: those two headers are dropped."""
     stop_timeout: float = 10.0
     """Seconds stop() may take, mostly waiting for messages in hand; never more than three
     quarters of the app's `main.shutdown_timeout` (the rest is for the services stopped after
@@ -306,7 +315,8 @@ class StreamListener(Service):
                 return False
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
-        headers = {k: v for k, v in msg.headers.items() if k.lower() != "message-id"}
+        dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
+        headers = {k: v for k, v in msg.headers.items() if k.lower() not in dropped}
         headers["Message-Id"] = f"{self.stream_key}/{msg.id}"
         try:
             response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)

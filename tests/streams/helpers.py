@@ -42,7 +42,9 @@ class Recorder(Service):
 
     def _record(self, name: str, value: Any) -> None:
         ctx = current()
-        self.calls.append((name, value, {"correlation_id": ctx.correlation_id, "headers": dict(ctx.headers or {})}))
+        user = ctx.session.user_id if ctx.session is not None else None
+        facts = {"correlation_id": ctx.correlation_id, "headers": dict(ctx.headers or {}), "scope": ctx.scope, "user": user}
+        self.calls.append((name, value, facts))
 
     def values(self, name: str = "echo") -> list[Any]:
         return [v for n, v, _ in self.calls if n == name]

@@ -318,3 +318,22 @@ async def test_nothing_is_read_after_stop_is_called(make_stack) -> None:
         assert rec.values("slow") == [0]
         assert rec.values() == [], "messages were taken after stop()"
         assert (await backend.group_info(listener.stream_key, "test")).lag == 3
+
+
+async def test_sessions_in_messages_are_used_only_when_enabled(make_stack) -> None:
+    from kaiju.cache.memory import MemoryCache
+    from kaiju.rpc import Scope
+    from kaiju.rpc.sessions import CacheSessions
+
+    sessions = CacheSessions()
+    services, _, (off, on), producer, rec = make_stack(listeners=[{"topic": "plain"}, {"topic": "trusting", "use_sessions": True}])
+    services[:0] = [MemoryCache(), sessions]
+    async with started(*services, app=App(**APP)):
+        s = await sessions.new_session(user_id="ann", scope=Scope.USER, permissions=["rec.echo"])
+        await producer.call("rec.echo", {"value": "plain"}, headers={"Session-Id": s.id}, topic="plain")
+        await producer.call("rec.echo", {"value": "trusting"}, headers={"Session-Id": s.id}, topic="trusting")
+        await until(lambda: len(rec.calls) == 2, what="two calls")
+        facts = {value: ctx for _, value, ctx in rec.calls}
+        assert facts["plain"]["scope"] is Scope.SYSTEM and facts["plain"]["user"] is None
+        assert "Session-Id" not in facts["plain"]["headers"]
+        assert facts["trusting"]["scope"] is Scope.USER and facts["trusting"]["user"] == "ann"
