@@ -49,7 +49,7 @@ _lower = str.lower
 _decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
-_BYTES = (bytes, bytearray, memoryview, str)  # JSON text
+_BYTES = (bytes, bytearray, memoryview)
 
 
 class RPCServer(Service, Execution, Batches, Introspection):
@@ -148,8 +148,9 @@ class RPCServer(Service, Execution, Batches, Introspection):
             await asyncio.wait_for(self.app.started.wait(), self._default_time)
         except TimeoutError:
             pass  # the start-up is stuck; let the request meet whatever is there
-        self._app_ready = self.app.started.is_set()
-        self._build_hot_decoder()
+        if self.app.started.is_set() and not self._app_ready:
+            self._app_ready = True
+            self._build_hot_decoder()
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
@@ -219,29 +220,60 @@ class RPCServer(Service, Execution, Batches, Introspection):
             raise E.MethodNotFound(f"Method not found: {name}", data={"method": name})
         return m
 
-    async def _find_session(self, h: RequestHeaders) -> tuple[Session | None, str | None]:
-        """The session the Session-Id or Authorization header gives (None: none), and the
-        Session-Id to answer with: the session's id, "" when the one named is gone (the client
-        should forget it), None when the request named none.
+    async def _find_session(self, ctx: RequestContext, h: RequestHeaders) -> tuple[str | None, E.RPCError | None]:
+        """Find the session the Session-Id or Authorization header gives and put it (and its
+        scope) on `ctx`. A request whose headers give no session runs as a GUEST at most.
 
-        Raises NotAuthorized (or another RPCError) from the authenticator, and InternalError
-        when the store or the authenticator fails.
+        Returns the Session-Id to answer with (the session's id; "" when the one named is gone,
+        so the client forgets it; None when none was named) and the error to refuse the request
+        with, if any: what the authenticator raised (NotAuthorized), RequestTimeout when the
+        lookup outlives the request's deadline, InternalError when the store or the
+        authenticator fails. The lookup is in flight (stop() waits for it, then cancels it).
         """
-        answer = None
+        answer = session = None
+        ctx.task = _current_task(self._loop)
+        ctx.expired = None  # bounded here by timeout_at, not by the shared tick
+        self._inflight[ctx] = None
         try:
-            if h.session_id and self.sessions is not None:
-                found = await self.sessions.load_session(h.session_id)
-                if found is not None:
-                    return found, found.id
-                answer = ""
-            if h.authorization and self.auth is not None:
-                return await self.auth.authenticate(h.authorization), answer
-        except E.RPCError:
-            raise
+            async with asyncio.timeout_at(ctx.loop_deadline):
+                if h.session_id and self.sessions is not None:
+                    session = await self.sessions.load_session(h.session_id)
+                    answer = "" if session is None else session.id
+                if session is None and h.authorization and self.auth is not None:
+                    session = await self.auth.authenticate(h.authorization)
+        except TimeoutError:
+            return answer, E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline})
+        except E.RPCError as exc:
+            return answer, exc
         except Exception as exc:
             self.logger.error("session lookup failed", exc_info=exc)
-            raise E.InternalError("Internal error: the session cannot be loaded", base_exc=exc) from exc
-        return None, answer
+            return answer, E.InternalError("Internal error: the session cannot be loaded", base_exc=exc)
+        finally:
+            del self._inflight[ctx]
+            ctx.task = None
+            ctx.expired = False
+            ctx.started = self._clock()  # the method's time starts now
+        if session is not None:
+            ctx.session = session
+            ctx.scope = session.scope
+        elif ctx.scope < Scope.GUEST:
+            ctx.scope = Scope.GUEST  # it named a session or credentials it does not have
+        return answer, None
+
+    def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
+        """Answer every request of `body` with `error`, running none: a request gets it with
+        its own id, a batch gets one per request, a notification gets nothing."""
+        if type(body) in _BYTES:
+            try:
+                body = _decode_any(body)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return self._enc(ErrorResponse(id=None, error=error))
+        if type(body) in (list, tuple) and body:
+            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)]
+            return self._enc(answers) if answers else None
+        if type(body) is dict and "id" not in body:
+            return None
+        return self._enc(ErrorResponse(id=_request_id(body), error=error))
 
     # -- entry points -----------------------------------------------------
 
@@ -260,17 +292,19 @@ class RPCServer(Service, Execution, Batches, Introspection):
         malformed header, or InternalError carrying the method's own exception in `base_exc`.
         """
         h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
-        if session is None and (h.session_id or h.authorization):
-            session, _ = await self._find_session(h)
         if session is not None:
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
-        m = self._resolve(method, scope, session)
+        if session is None and (h.session_id or h.authorization) and (self.sessions is not None or self.auth is not None):
+            _, error = await self._find_session(ctx, h)
+            if error is not None:
+                raise error
+        m = self._resolve(method, ctx.scope, ctx.session)
         return await self._run(ctx, m, params, False, h.retries)
 
     async def handle(
         self,
-        body: bytes | dict | list,
+        body: bytes | str | dict | list,
         headers: Mapping[str, str] | None = None,
         *,
         scope: Scope = Scope.GUEST,
@@ -278,7 +312,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
     ) -> tuple[bytes | None, dict[str, str]]:
         """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
 
-        Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
+        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
         app has started (`App.started`), requests wait, so no method runs on a service that
         has not started yet.
         """
@@ -351,33 +385,33 @@ class RPCServer(Service, Execution, Batches, Introspection):
         """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
         if not self._app_ready:
             await self._wait_app_ready()
+        if type(body) is str:
+            body = body.encode()
         if headers:
             try:
                 h = parse_headers(headers, self.max_retries)
             except E.InvalidRequest as exc:
-                return self._enc(ErrorResponse(id=None, error=exc.to_dict())), {CORRELATION_ID: new_correlation_id()}
+                return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         else:
             h = _NO_HEADERS
-        answer_sid = None
-        if session is None and (h.session_id or h.authorization):
-            try:
-                session, answer_sid = await self._find_session(h)
-            except E.RPCError as exc:
-                cid = h.correlation_id or new_correlation_id()
-                return self._enc(ErrorResponse(id=None, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
         if session is not None:
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
-        if answer_sid is not None:
-            out_headers[SESSION_ID] = answer_sid
+        if session is None and (h.session_id or h.authorization) and (self.sessions is not None or self.auth is not None):
+            answer_sid, error = await self._find_session(ctx, h)
+            if answer_sid is not None:
+                out_headers[SESSION_ID] = answer_sid
+            if error is not None:
+                return self._refuse(body, error.to_dict(self._debug)), out_headers
+            scope, session = ctx.scope, ctx.session
         raw = type(body) in _BYTES
         if raw:
             try:
                 req = _decode_request(body)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 try:
-                    body = _decode_any(body) if body[:1] != b"[" else _decode_batch(body)
+                    body = _decode_any(body) if bytes(body).lstrip()[:1] != b"[" else _decode_batch(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out_headers
                 if type(body) is list:
@@ -410,6 +444,12 @@ class _HotPath:
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
         self.methods: dict[type, Method] = {}
+
+
+def _request_id(obj: Any) -> Any:
+    """The id of a request (decoded) when it has a valid one, else None."""
+    rid = obj.get("id") if type(obj) is dict else None
+    return rid if type(rid) in (int, float, str) else None
 
 
 def _no_hot_path(body: bytes) -> Any:

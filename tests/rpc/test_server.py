@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import pytest
 
 from kaiju import rpc
@@ -128,6 +129,23 @@ async def test_malformed_header_is_invalid_request(server, headers):
     assert out["Correlation-Id"]
     with pytest.raises(rpc.InvalidRequest):
         await server.call("calc.get_data", headers=headers)
+
+
+async def test_a_malformed_header_answers_each_request_of_a_batch(server):
+    batch = b'[{"jsonrpc":"2.0","id":1,"method":"calc.get_data"},{"jsonrpc":"2.0","method":"calc.get_data"},5]'
+    out, _ = await server.handle(batch, {"Timeout": "abc"})
+    answers = msgspec.json.decode(out)
+    assert [a["id"] for a in answers] == [1, None]
+    assert {a["error"]["data"]["type"] for a in answers} == {"InvalidRequest"}
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, lambda b: b.decode(), lambda b: b" \n" + b])
+async def test_any_json_text_is_a_body(server, kind):
+    single = b'{"jsonrpc":"2.0","id":1,"method":"calc.sum","params":[1,2]}'
+    out, _ = await server.handle(kind(single))
+    assert msgspec.json.decode(out) == {"jsonrpc": "2.0", "id": 1, "result": 3}
+    out, _ = await server.handle(kind(b"[" + single + b"]"))
+    assert msgspec.json.decode(out) == [{"jsonrpc": "2.0", "id": 1, "result": 3}]
 
 
 async def test_bad_params_type_is_invalid_request(server):

@@ -156,7 +156,7 @@ async def test_bad_credentials_answer_not_authorized(app):
     server = app[2]
     body, headers = await server.handle(call("profile.whoami", 9), {"Authorization": "Bearer stolen", "Correlation-Id": "c-1"})
     error = decode(body)
-    assert error["id"] is None and error["error"]["code"] == -32000
+    assert error["id"] == 9 and error["error"]["code"] == -32000
     assert error["error"]["data"]["type"] == "NotAuthorized"
     assert headers["Correlation-Id"] == "c-1"
     with pytest.raises(NotAuthorized):
@@ -230,3 +230,56 @@ async def test_session_over_http():
             async with client.post(http.url, data=call("profile.orders"), headers={"Session-Id": s.id}) as resp:
                 assert resp.headers["Session-Id"] == s.id
                 assert decode(await resp.read())["result"] == ["hana", 1, 2]
+
+
+async def test_a_refused_request_is_answered_in_its_own_shape(app):
+    server, stolen = app[2], {"Authorization": "Bearer stolen"}
+    batch = msgspec.json.encode([
+        {"jsonrpc": "2.0", "id": 1, "method": "profile.whoami"},
+        {"jsonrpc": "2.0", "method": "profile.whoami"},
+        {"jsonrpc": "2.0", "id": "b", "method": "profile.whoami"},
+    ])
+    body, _ = await server.handle(batch, stolen)
+    answers = decode(body)
+    assert [a["id"] for a in answers] == [1, "b"]
+    assert {a["error"]["data"]["type"] for a in answers} == {"NotAuthorized"}
+    notification = msgspec.json.encode({"jsonrpc": "2.0", "method": "profile.whoami"})
+    assert (await server.handle(notification, stolen))[0] is None
+
+
+async def test_a_dead_session_never_runs_with_more_than_guest_scope(app):
+    sessions, _, server = app
+    gone = await sessions.new_session(user_id="zoe", scope=Scope.SYSTEM)
+    await sessions.delete_session(gone.id)
+    body, _ = await server.handle(call("profile.whoami"), {"Session-Id": gone.id}, scope=Scope.SYSTEM)
+    assert decode(body)["result"] == {"scope": "GUEST", "user": None}
+    # credentials of a scheme nobody handles: the same
+    body, _ = await server.handle(call("profile.whoami"), {"Authorization": "Basic eDp5"}, scope=Scope.SYSTEM)
+    assert decode(body)["result"] == {"scope": "GUEST", "user": None}
+    # and a refusal still tells the client its session id is dead
+    body, headers = await server.handle(call("profile.whoami"), {"Session-Id": gone.id, "Authorization": "Bearer stolen"})
+    assert decode(body)["error"]["data"]["type"] == "NotAuthorized" and headers["Session-Id"] == ""
+
+
+class SlowStore(SessionStore):
+    service_name = "slow_store"
+
+    async def start(self) -> None:
+        self.waiting = asyncio.Event()
+
+    async def load_session(self, session_id: str) -> Session | None:
+        self.waiting.set()
+        await asyncio.sleep(30)
+        return None
+
+
+async def test_a_slow_lookup_is_bounded_by_the_request_deadline_and_listed_in_flight():
+    profile, store, server = Profile(), SlowStore(), RPCServer()
+    async with started(profile, store, server):
+        pending = asyncio.ensure_future(server.handle(call("profile.whoami", 4), {"Session-Id": "abc", "Timeout": "0.2"}))
+        await store.waiting.wait()
+        assert len(server._inflight) == 1  # stop() waits for it
+        body, _ = await pending
+        error = decode(body)
+        assert error["id"] == 4 and error["error"]["data"]["type"] == "RequestTimeout"
+        assert not server._inflight

@@ -190,6 +190,10 @@ async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
     with pytest.raises(ValueError, match="unknown scope"):
         async with started(*services, app=App(**APP)):
             pass
+    services, *_ = make_stack(use_sessions=True)  # and no sessions or auth service
+    with pytest.raises(ValueError, match="use_sessions needs a sessions or auth service"):
+        async with started(*services, app=App(**APP)):
+            pass
 
 
 async def test_producer_addresses_other_apps_and_the_shared_namespace(make_stack) -> None:
