@@ -219,6 +219,10 @@ async def test_a_failing_store_is_an_internal_error():
     async with started(profile, store, server):
         body, _ = await server.handle(call("profile.whoami"), {"Session-Id": "abc"})
         assert decode(body)["error"]["data"]["type"] == "InternalError"
+        assert "unreachable" not in body.decode() and "traceback" not in body.decode()
+        with pytest.raises(rpc.InternalError) as info:
+            await server.call("profile.whoami", headers={"Session-Id": "abc"})
+        assert isinstance(info.value.base_exc, ConnectionError)
 
 
 async def test_session_over_http():
