@@ -312,9 +312,9 @@ class RPCServer(Service, Execution, Batches, Introspection):
     ) -> tuple[bytes | None, dict[str, str]]:
         """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
 
-        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
-        app has started (`App.started`), requests wait, so no method runs on a service that
-        has not started yet.
+        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input:
+        every problem is answered as a JSON-RPC error. Until the app has started
+        (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
         hot = self._hot
         if session is None and (not headers or _KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and _current.get() is None:
