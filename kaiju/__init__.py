@@ -7,6 +7,7 @@ nothing but this module and changes nothing.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -33,11 +34,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.runtime.service import App, Namespace, Service
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'kaiju' has no attribute {name!r}")
-    module = importlib.import_module(module_name)
-    value = module if module_name == f"kaiju.{name}" else getattr(module, name)
-    globals()[name] = value
-    return value
+def _lazy_getattr(package: str, exports: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A module `__getattr__` (also used by kaiju.rpc and kaiju.http) for `package`: `exports` maps a name to the module defining it
+    (a name that is itself a submodule, `"<package>.<name>"`, is the module). The value is
+    cached in `namespace` (the package's globals), so each name is looked up once."""
+
+    def __getattr__(name: str) -> Any:
+        module_name = exports.get(name)
+        if module_name is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module = importlib.import_module(module_name)
+        value = module if module_name == f"{package}.{name}" else getattr(module, name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+__getattr__ = _lazy_getattr("kaiju", _EXPORTS, globals())

@@ -5,8 +5,9 @@ Names are imported lazily; `import kaiju.http` loads nothing else.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kaiju import _lazy_getattr
 
 _EXPORTS = {
     "HTTPServer": "kaiju.http.server",
@@ -22,10 +23,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.http.server import HTTPServer
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'kaiju.http' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr("kaiju.http", _EXPORTS, globals())

@@ -11,8 +11,9 @@ Names are imported lazily: `import kaiju.rpc` loads only what is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kaiju import _lazy_getattr
 
 _EXPORTS = {
     "method": "kaiju.rpc.methods",
@@ -52,10 +53,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'kaiju.rpc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr("kaiju.rpc", _EXPORTS, globals())
