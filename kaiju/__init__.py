@@ -35,9 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _lazy_getattr(package: str, exports: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
-    """A module `__getattr__` (also used by kaiju.rpc and kaiju.http) for `package`: `exports` maps a name to the module defining it
-    (a name that is itself a submodule, `"<package>.<name>"`, is the module). The value is
-    cached in `namespace` (the package's globals), so each name is looked up once."""
+    """A module `__getattr__` for `package` (kaiju.rpc and kaiju.http use it too): `exports`
+    maps a name to the module defining it (a name that is itself a submodule,
+    `"<package>.<name>"`, is the module). The value is cached in `namespace` (the package's
+    globals), so each name is looked up once."""
 
     def __getattr__(name: str) -> Any:
         module_name = exports.get(name)

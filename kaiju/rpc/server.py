@@ -35,7 +35,8 @@ from kaiju.rpc.execution import Execution, _current_task
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method, method_spec
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RawRequest, RequestHeaders, Response, parse_headers,
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RawRequest, RequestHeaders, Response,
+    parse_headers,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.slots import Slots
@@ -220,6 +221,11 @@ class RPCServer(Service, Execution, Batches, Introspection):
             raise E.MethodNotFound(f"Method not found: {name}", data={"method": name})
         return m
 
+    def _names_session(self, h: RequestHeaders) -> bool:
+        """Whether the headers give something to look a session up by: a Session-Id with a
+        `sessions` service, or an Authorization with an `auth` service."""
+        return bool((h.session_id and self.sessions is not None) or (h.authorization and self.auth is not None))
+
     async def _find_session(self, ctx: RequestContext, h: RequestHeaders) -> tuple[str | None, E.RPCError | None]:
         """Find the session the Session-Id or Authorization header gives and put it (and its
         scope) on `ctx`. A request whose headers give no session runs as a GUEST at most.
@@ -242,7 +248,8 @@ class RPCServer(Service, Execution, Batches, Introspection):
                 if session is None and h.authorization and self.auth is not None:
                     session = await self.auth.authenticate(h.authorization)
         except TimeoutError:
-            return answer, E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline})
+            timeout = E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline})
+            return answer, timeout
         except E.RPCError as exc:
             return answer, exc
         except Exception as exc:
@@ -269,7 +276,9 @@ class RPCServer(Service, Execution, Batches, Introspection):
             except (msgspec.ValidationError, msgspec.DecodeError):
                 return self._enc(ErrorResponse(id=None, error=error))
         if type(body) in (list, tuple) and body:
-            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)]
+            answers = [
+                ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)
+            ]
             return self._enc(answers) if answers else None
         if type(body) is dict and "id" not in body:
             return None
@@ -295,7 +304,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
         if session is not None:
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
-        if session is None and (h.session_id or h.authorization) and (self.sessions is not None or self.auth is not None):
+        if session is None and self._names_session(h):
             _, error = await self._find_session(ctx, h)
             if error is not None:
                 raise error
@@ -317,7 +326,8 @@ class RPCServer(Service, Execution, Batches, Introspection):
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
         hot = self._hot
-        if session is None and (not headers or _KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and _current.get() is None:
+        plain_headers = not headers or _KAIJU_HEADERS.isdisjoint(map(_lower, headers))
+        if session is None and plain_headers and _current.get() is None:
             try:
                 req = hot.decode(body)
             except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
@@ -398,7 +408,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
-        if session is None and (h.session_id or h.authorization) and (self.sessions is not None or self.auth is not None):
+        if session is None and self._names_session(h):
             answer_sid, error = await self._find_session(ctx, h)
             if answer_sid is not None:
                 out_headers[SESSION_ID] = answer_sid

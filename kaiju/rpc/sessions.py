@@ -30,6 +30,10 @@ __all__ = ["Authenticator", "CacheSessions", "SessionStore"]
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 
 
+def _valid_id(session_id: object) -> bool:
+    return type(session_id) is str and _SESSION_ID.fullmatch(session_id) is not None
+
+
 class SessionStore(Service, abc.ABC):
     """A session store for `RPCServer`: subclass it and implement `load_session`.
 
@@ -106,7 +110,7 @@ class CacheSessions(SessionStore):
 
     async def load_session(self, session_id: str) -> Session | None:
         """The stored session, or None when the id is unknown, expired or malformed."""
-        if type(session_id) is not str or not _SESSION_ID.fullmatch(session_id):
+        if not _valid_id(session_id):
             return None
         try:
             return await self.cache.get(self._key(session_id), type=Session)
@@ -118,11 +122,11 @@ class CacheSessions(SessionStore):
 
     async def save_session(self, session: Session) -> None:
         """Store `session` (again), restarting its TTL."""
-        if not _SESSION_ID.fullmatch(session.id):
+        if not _valid_id(session.id):
             raise ValueError(f"a session id must be 1-128 characters of A-Z a-z 0-9 _ - ., got {session.id!r}")
         await self.cache.set(self._key(session.id), session, ttl=self.ttl)
 
     async def delete_session(self, session_id: str) -> None:
         """Forget a session (a logout); unknown ids are ignored."""
-        if type(session_id) is str and _SESSION_ID.fullmatch(session_id):
+        if _valid_id(session_id):
             await self.cache.delete(self._key(session_id))

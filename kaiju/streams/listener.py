@@ -121,7 +121,9 @@ class StreamListener(Service):
         self.consumer_name = self.consumer or default_consumer_name()
         self._scope: Scope = parse_scope(self.scope)
         if self.use_sessions and self.rpc.sessions is None and self.rpc.auth is None:
-            raise ValueError(f"{self.name}: use_sessions needs a sessions or auth service on {self.rpc.name}, and it has neither")
+            raise ValueError(
+                f"{self.name}: use_sessions needs a sessions or auth service on {self.rpc.name}, and it has neither"
+            )
         self.counters = {"processed": 0, "failed": 0, "dead_lettered": 0, "claimed": 0}
         self._running = True
         self._paused = False
