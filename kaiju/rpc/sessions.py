@@ -45,6 +45,11 @@ class SessionStore(Service, abc.ABC):
     async def load_session(self, session_id: str) -> Session | None:
         """The session with this id, or None when there is none (unknown or expired)."""
 
+    async def finish_session(self, session: Session) -> None:
+        """Called by `RPCServer` after a request whose session `load_session` gave, when the
+        request is done (and still has that session): save what the methods changed in
+        `session.data`. Does nothing by default."""
+
 
 class Authenticator(Service, abc.ABC):
     """An authentication service for `RPCServer`: subclass it and implement `authenticate`.
