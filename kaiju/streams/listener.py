@@ -23,6 +23,7 @@ import socket
 import time
 from typing import Any
 
+from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, RequestTimeout
 from kaiju.rpc.methods import method
@@ -377,7 +378,7 @@ class StreamListener(Service):
                 return
         self.counters["dead_lettered"] += 1
         self.logger.warning("message dead-lettered", message_id=msg.id, deliveries=msg.deliveries,
-                            error=error.get("message"), stream=self.stream_key + ".dead")
+                            error=error.get("message"), stream=self.stream_key + DEAD_LETTER_SUFFIX)
 
     async def _wait_for_server(self, exc: Exception) -> None:
         delay = self._backoff.next()
