@@ -31,7 +31,7 @@ from kaiju.rpc.protocol import AUTHORIZATION, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
 from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable, topic_key
-from kaiju.streams.dispatch import MESSAGE_ID, Outcome, as_request, response_error
+from kaiju.streams.dispatch import MESSAGE_ID, Outcome, as_request, error_object, response_error
 from kaiju.streams.service import Streams
 
 __all__ = ["StreamListener", "default_consumer_name"]
@@ -308,13 +308,11 @@ class StreamListener(Service):
     async def _process(self, msg: StreamMessage) -> bool:
         """Run one message; True when it is to be acknowledged (it succeeded)."""
         if msg.defect is not None:
-            error = {"code": InvalidRequest.code, "message": msg.defect, "data": {"type": InvalidRequest.__name__}}
-            await self._dead_letter(msg, error)
+            await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
             return False
         if msg.deliveries > self.max_deliveries:
-            error = {"code": InternalError.code, "message": f"not acknowledged after {msg.deliveries - 1} deliveries",
-                     "data": {"type": "MaxDeliveries"}}
-            await self._dead_letter(msg, error)
+            given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
+            await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
             return False
         deadline = _header(msg.headers, _DEADLINE)
         if deadline is not None:
@@ -323,8 +321,8 @@ class StreamListener(Service):
             except ValueError:
                 expired = False  # the dispatcher rejects the malformed header with its own error
             if expired:
-                await self._dead_letter(msg, {"code": RequestTimeout.code, "message": "deadline passed before the message was run",
-                                              "data": {"type": RequestTimeout.__name__, "deadline": deadline}})
+                late = "deadline passed before the message was run"
+                await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
                 return False
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
@@ -338,7 +336,7 @@ class StreamListener(Service):
             raise
         except Exception as exc:  # the dispatcher never raises for bad input: this is a fault to retry
             self.logger.exception("dispatcher failed", message_id=msg.id)
-            outcome = Outcome({"code": InternalError.code, "message": repr(exc), "data": {"type": InternalError.__name__}})
+            outcome = Outcome(error_object(InternalError, repr(exc)))
         if outcome.error is None:
             self.counters["processed"] += 1
             return True
