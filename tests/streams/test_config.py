@@ -74,3 +74,19 @@ async def test_the_backend_is_storage_only() -> None:
         assert await server.call("streams.lock_topic", {"topic": "rpc"}) is True
         with pytest.raises(MethodNotFound):
             await server.call("stream_backend.status")
+
+
+async def test_without_locks_a_topic_lock_pauses_the_listeners_of_this_process() -> None:
+    config = {**CONFIG, "services": [entry for entry in CONFIG["services"] if entry["cls"] != "MemoryLocks"]}
+    ep = Entrypoint(config=config, catch_signals=(), log_config=False, os_env=False)
+    async with ep:
+        services = ep.app.services
+        streams, listener, rec = services["streams"], services["StreamListener"], services["rec"]
+        assert streams.locks is None and streams.listeners == (listener,)
+        assert await streams.lock_topic("rpc") is True and await streams.lock_topic("rpc") is False
+        await until(lambda: listener.state == "paused", what="paused by the process-local lock")
+        await services["stream_producer"].call("rec.echo", {"value": "held"})
+        assert await streams.topic_locked(listener.stream_key) and rec.values() == []
+        assert await streams.unlock_topic("rpc") is True and await streams.unlock_topic("rpc") is False
+        await until(lambda: rec.values() == ["held"], what="the held message after unlock")
+    assert streams.listeners == ()  # a stopped listener detaches
