@@ -140,6 +140,12 @@ class RPCServer(Service, Execution, Batches, Introspection):
             self._slots.watchdog.cancel()
             self._slots.watchdog = None
 
+    def log_fields(self) -> Any:
+        """The entrypoint's log-field hook: a provider of the current request's correlation id."""
+        from kaiju.rpc.context import log_fields
+
+        return log_fields
+
     # -- methods ----------------------------------------------------------
 
     async def _wait_app_ready(self) -> None:
