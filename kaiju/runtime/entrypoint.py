@@ -147,6 +147,7 @@ class Entrypoint:
         self._interrupted: int | None = None
         self._signals_seen = 0
         self._handlers_on: asyncio.AbstractEventLoop | None = None
+        self._sync = False  # entered with `with`, not `async with`
 
     # -- what aiomisc users read ----------------------------------------------
 
@@ -164,10 +165,11 @@ class Entrypoint:
 
     def __enter__(self) -> asyncio.AbstractEventLoop:
         loop = self.loop
+        self._sync = True
         try:
             loop.run_until_complete(self.__aenter__())
         except BaseException as exc:
-            self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # closes the loop it made
+            self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # also closes the loop it made
             raise
         return loop
 
@@ -338,7 +340,8 @@ class Entrypoint:
         finally:
             self.state = "stopped"
             try:
-                await self.aiomisc.__aexit__(None, None, None)
+                if not self._sync:  # else __enter__ leaves aiomisc's entrypoint with its __exit__
+                    await self.aiomisc.__aexit__(None, None, None)
             finally:
                 self._close()
 
