@@ -130,7 +130,7 @@ class RPCServer(Service):
             await self.executor.stop(float(self.stop_timeout))
 
     def log_fields(self) -> Any:
-        """The provider of log record fields for code running inside a request (`correlation_id`)."""
+        """The entrypoint's log-field hook: a provider of the current request's correlation id."""
         from kaiju.rpc.context import log_fields
 
         return log_fields
