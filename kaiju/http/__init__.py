@@ -1,4 +1,5 @@
-"""HTTP transport: `HTTPServer` (JSON-RPC over aiohttp) and the clients `HTTPClient`, `HTTPRPCClient`.
+"""HTTP transport: `HTTPServer` (JSON-RPC over aiohttp), `route` (HTTP handlers on services) and
+the clients `HTTPClient`, `HTTPRPCClient`.
 
 Names are imported lazily; `import kaiju.http` loads nothing else.
 """
@@ -14,12 +15,15 @@ _EXPORTS = {
     "HTTPClient": "kaiju.http.client",
     "HTTPRPCClient": "kaiju.http.client",
     "HTTPResponse": "kaiju.http.client",
+    "route": "kaiju.http.routes",
+    "Route": "kaiju.http.routes",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.http.client import HTTPClient, HTTPResponse, HTTPRPCClient
+    from kaiju.http.routes import Route, route
     from kaiju.http.server import HTTPServer
 
 
