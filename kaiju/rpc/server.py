@@ -192,7 +192,7 @@ class RPCServer(Service):
         in `base_exc`.
         """
         ctx, h = self._context(headers, scope, session)
-        loaded = await self._admit(ctx, h, {}, session)
+        loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
             return await self.dispatcher.call(ctx, method, params, h.retries)
         finally:
@@ -235,7 +235,7 @@ class RPCServer(Service):
             return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
-            loaded = await self._admit(ctx, h, out, session)
+            loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
         except E.RPCError as exc:
             return self._refuse(body, exc.to_dict(self._debug)), out
         before = ctx.session
@@ -269,6 +269,10 @@ class RPCServer(Service):
         if session is not None:
             scope = session.scope
         return self.executor.context(h, scope, session, headers), h
+
+    def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
+        """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""
+        return not self._ready or (session is None and _names_session(h, self.sessions, self.auth))
 
     async def _admit(
         self, ctx: RequestContext, h: RequestHeaders, out: dict[str, str], session: Session | None
