@@ -298,6 +298,12 @@ class ScheduledTask(Service):
                 self.misses += 1
             self._launch(fire)
 
+    async def fire_now(self) -> None:
+        """Run the job once now, outside the schedule (after a run still going has finished),
+        and wait for that run to end; its outcome is in `last_result` / `last_error`."""
+        self._launch(time.time())
+        await asyncio.wait({self._running})
+
     def _launch(self, fire: float) -> None:
         # a run starts only once every earlier one has finished (unwinding after a cancel included)
         previous = {run for run in self._runs if not run.done()}
