@@ -27,8 +27,8 @@ from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegative, Port, PositiveInt
+from kaiju.runtime.service import Service, check_listen_address
+from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
 
@@ -73,7 +73,7 @@ class HTTPServer(Service, _BindAtStart):
     reuse_port: bool = False
     shutdown_timeout: NonNegative = 5.0
     backlog: PositiveInt = 128
-    scope: str = "guest"
+    scope: ScopeName = "guest"
     access_log: bool = False
 
     # AIOHTTPService's constructor arguments that this class replaces with the settings above
@@ -85,6 +85,9 @@ class HTTPServer(Service, _BindAtStart):
         return {k: v for k, v in fields.items() if k not in cls._not_settings}
 
     # -- lifetime -----------------------------------------------------------
+
+    def check(self) -> None:
+        check_listen_address(self)  # no other server of the app on the same host and port, or socket
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken."""

@@ -40,7 +40,8 @@ from kaiju.rpc.protocol import (
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.slots import Slots
-from kaiju.runtime.service import Service
+from kaiju.runtime.service import Service, SettingError
+from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RPCServer"]
 
@@ -76,15 +77,15 @@ class RPCServer(Service, Execution, Batches, Introspection):
 
     service_name = "rpc"
 
-    max_parallel_tasks: int = 128
-    default_request_time: float = 90.0
-    max_request_time: float = 600.0
-    max_batch_size: int = 200
-    max_retries: int = 10
+    max_parallel_tasks: PositiveInt = 128
+    default_request_time: Positive = 90.0
+    max_request_time: Positive = 600.0
+    max_batch_size: PositiveInt = 200
+    max_retries: NonNegativeInt = 10
     enable_permissions: bool = True
     debug: bool | None = None
-    stop_timeout: float = 30.0
-    watchdog_threshold: float = 5.0
+    stop_timeout: NonNegative = 30.0
+    watchdog_threshold: Positive = 5.0
     sessions: SessionStore | None = None
     auth: Authenticator | None = None
 
@@ -102,12 +103,13 @@ class RPCServer(Service, Execution, Batches, Introspection):
 
     # -- lifetime -----------------------------------------------------------
 
+    def check(self) -> None:
+        """A request's default time may not exceed its maximum time."""
+        if self.default_request_time > self.max_request_time:
+            raise SettingError("default_request_time", f"expected at most max_request_time ({self.max_request_time:g}), got {self.default_request_time:g}")
+
     async def start(self) -> None:
-        """Check the settings and collect the methods; raises ValueError for a bad setting or a duplicate method."""
-        if int(self.max_parallel_tasks) < 1:
-            raise ValueError(f"{self.name}: max_parallel_tasks must be at least 1, got {self.max_parallel_tasks}")
-        if not 0 < float(self.default_request_time) <= float(self.max_request_time):
-            raise ValueError(f"{self.name}: need 0 < default_request_time <= max_request_time")
+        """Collect the methods; raises ValueError for a duplicate method."""
         self._loop = loop = asyncio.get_running_loop()
         # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time

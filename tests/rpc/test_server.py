@@ -500,10 +500,12 @@ async def test_calls_before_start_say_so():
         await srv.handle(b'{"jsonrpc":"2.0","id":1,"method":"rpc.status"}')
 
 
-async def test_bad_settings_fail_start(calc):
-    with pytest.raises(ValueError):
-        async with started(calc, RPCServer(max_parallel_tasks=0)):
-            pass
+def test_bad_settings_fail_the_plan():
+    from kaiju.config import ConfigError
+    from kaiju.runtime.plan import build_plan
+
+    with pytest.raises(ConfigError, match=r"services\[rpc\]\.settings\.max_parallel_tasks: expected int >= 1, got 0"):
+        build_plan(None, [RPCServer(max_parallel_tasks=0)])
 
 
 def msgspec_bytes(obj) -> bytes:
