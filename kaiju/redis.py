@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
+from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt, RedisURL
 
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 
@@ -59,7 +59,7 @@ class RedisConnection(Service):
 
     service_name = "redis"
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: RedisURL = "redis://127.0.0.1:6379/0"
     """`redis://[user:password@]host:port/db`; `rediss://` for TLS; `unix:///path?db=0` for a socket."""
     password: str | None = None
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""
