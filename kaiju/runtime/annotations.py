@@ -25,12 +25,14 @@ _AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`
 
 def _evaluate(hint: Any, namespace: dict[str, Any]) -> Any:
     """`hint`, evaluated when it is a string; `Any` when it names something unknown."""
-    if not isinstance(hint, str):
-        return hint
-    try:
-        return eval(hint, namespace)  # noqa: S307 -- evaluating a class's or function's own annotation
-    except Exception:
-        return Any
+    for _ in range(2):  # a quoted annotation under `from __future__ import annotations` is a string twice
+        if not isinstance(hint, str):
+            return hint
+        try:
+            hint = eval(hint, namespace)  # noqa: S307 -- evaluating a class's or function's own annotation
+        except Exception:
+            return Any
+    return Any if isinstance(hint, str) else hint
 
 
 def class_hints(cls: type, base: type = object) -> dict[str, Any]:
