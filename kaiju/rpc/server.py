@@ -106,7 +106,10 @@ class RPCServer(Service, Execution, Batches, Introspection):
     def check(self) -> None:
         """A request's default time may not exceed its maximum time."""
         if self.default_request_time > self.max_request_time:
-            raise SettingError("default_request_time", f"expected at most max_request_time ({self.max_request_time:g}), got {self.default_request_time:g}")
+            raise SettingError(
+                "default_request_time",
+                f"expected at most max_request_time ({self.max_request_time:g}), got {self.default_request_time:g}",
+            )
 
     async def start(self) -> None:
         """Collect the methods; raises ValueError for a duplicate method."""

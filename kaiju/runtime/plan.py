@@ -175,9 +175,7 @@ class _Builder:
             if issubclass(cls, Service):
                 return cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)
             service = cls(**kwargs)
-        except (TypeError, ValueError, AttributeError, LookupError) as exc:
-            raise self.error((*path, "settings"), f"{cls.__name__}: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # the settings were valid: the class's own code failed
             raise self.error(path, f"{ref} failed to construct: {describe_error(exc)}") from None
         if getattr(service, "name", None) is None:
             service.name = name  # the runtime and its logs name every service
