@@ -10,6 +10,7 @@ other services). Services passed in from Python get the same checks.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,8 @@ class _Builder:
         try:
             if issubclass(cls, Service):
                 return cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)
+            if "name" in inspect.signature(cls).parameters:  # aiomisc's PeriodicService names its callback so
+                kwargs = {**kwargs, "name": name}
             service = cls(**kwargs)
         except Exception as exc:  # the settings were valid: the class's own code failed
             raise self.error(path, f"{ref} failed to construct: {describe_error(exc)}") from None
