@@ -35,11 +35,15 @@ class ServiceSpec:
     """One service of a plan: its instance and how to start it."""
 
     service: aiomisc.Service  # a kaiju Service, or any other aiomisc one
-    name: str
+    name: str = ""  # "": the service's own `name`, else its class name
     required: bool = True
     start_timeout: float | None = None
     path: tuple = ()  # config key path of the entry, () for a service passed in from Python
     needs: dict[str, str] = field(default_factory=dict)  # attribute -> service name (None-valued deps left out)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = getattr(self.service, "name", None) or type(self.service).__name__
 
 
 @dataclass
