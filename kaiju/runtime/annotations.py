@@ -54,9 +54,10 @@ def class_hints(cls: type, base: type = object) -> dict[str, Any]:
 
 
 def function_hints(func: Callable) -> dict[str, Any]:
-    """Annotations of `func` (the return one under "return"), evaluated; unresolvable ones are `Any`."""
+    """Annotations of `func` (the return one under "return"), evaluated, `Annotated` constraints kept;
+    unresolvable ones are `Any`."""
     try:
-        return typing.get_type_hints(func)
+        return typing.get_type_hints(func, include_extras=True)  # keep Annotated[..., Meta(...)] constraints
     except Exception:  # one unresolvable forward reference: resolve the others one by one
         module = inspect.getmodule(func)
         namespace = {**vars(module)} if module else {}

@@ -14,9 +14,10 @@ from kaiju.runtime.annotations import class_hints, function_hints, join_path, sp
 from kaiju.runtime.entrypoint import Entrypoint
 from kaiju.runtime.plan import build_plan
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import (
+from kaiju.runtime.types import (  # noqa: F401 -- PositiveInt resolves a quoted annotation below
     SCOPE_NAMES,
     CronSpec,
+    PositiveInt,
     RedisURL,
     RPCMethodName,
     ScopeName,
@@ -150,3 +151,13 @@ def test_an_aiomisc_service_misses_a_required_setting():
     with pytest.raises(ConfigError) as info:
         build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
     assert str(info.value) == "conf/app.yml: services[tests.runtime.test_types:Beat].settings.interval: required key missing"
+
+
+async def constrained(n: "PositiveInt") -> None:
+    return None
+
+
+def test_function_hints_keep_constraints():
+    from kaiju.runtime.types import PositiveInt
+
+    assert function_hints(constrained)["n"] == PositiveInt
