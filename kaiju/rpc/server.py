@@ -108,7 +108,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
         if self.default_request_time > self.max_request_time:
             raise SettingError(
                 "default_request_time",
-                f"expected at most max_request_time ({self.max_request_time:g}), got {self.default_request_time:g}",
+                f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
             )
 
     async def start(self) -> None:

@@ -43,7 +43,7 @@ CASES = {
     ),
     "request_times": (
         "  - cls: RPCServer\n    settings: {default_request_time: 900, max_request_time: 600}\n",
-        "services[RPCServer].settings.default_request_time: expected at most max_request_time (600), got 900",
+        "services[RPCServer].settings.default_request_time: expected at most max_request_time (600.0), got 900.0",
     ),
     "redis_url_scheme": (
         '  - cls: RedisConnection\n    settings: {url: "localhost:6379"}\n',
