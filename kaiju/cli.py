@@ -153,14 +153,19 @@ def _prepare_call(config: Any) -> list:
     from kaiju.rpc.server import RPCServer
     from kaiju.runtime.registry import ClassNotFound, Registry
 
-    registry = Registry(config.settings.packages)
+    registry = Registry()
+    for package in config.settings.packages:
+        try:
+            registry.add_package(package)
+        except ClassNotFound:
+            continue  # build_plan reports it with the file and key path
     has_rpc = False
     for entry in config.settings.services:
         try:
             cls = registry.resolve(entry.cls)
         except ClassNotFound:
             continue  # build_plan reports it with the file and key path
-        if cls.transport:
+        if getattr(cls, "transport", False):
             entry.enabled = False
         has_rpc = has_rpc or (entry.enabled and issubclass(cls, RPCServer))
     return [] if has_rpc else [RPCServer()]

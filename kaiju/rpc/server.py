@@ -40,7 +40,7 @@ from kaiju.rpc.protocol import (
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
-from kaiju.runtime.service import Service
+from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RPCServer"]
@@ -95,20 +95,18 @@ class RPCServer(Service):
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._hot = _HotPath()
 
-    def check_dependencies(self) -> None:
-        """Reject a default request time above the maximum (ValueError naming the setting)."""
-        if float(self.default_request_time) > float(self.max_request_time):
-            raise ValueError(
-                f"default_request_time: expected at most max_request_time ({self.max_request_time}), "
-                f"got {self.default_request_time}"
-            )
-
     # -- lifetime -----------------------------------------------------------
 
+    def check(self) -> None:
+        """A request's default time may not exceed its maximum time."""
+        if self.default_request_time > self.max_request_time:
+            raise SettingError(
+                "default_request_time",
+                f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
+            )
+
     async def start(self) -> None:
-        """Collect the methods of the app's services; raises ValueError for a bad setting or a
-        method defined twice."""
-        self.check_dependencies()
+        """Collect the methods of the app's services; raises ValueError for a method defined twice."""
         self.executor = Executor(
             max_parallel=int(self.max_parallel_tasks),
             default_time=float(self.default_request_time),

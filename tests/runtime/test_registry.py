@@ -44,7 +44,7 @@ def test_unknown_module_and_attribute():
 
 
 def test_not_a_service():
-    with pytest.raises(ClassNotFound, match="not a kaiju.Service subclass"):
+    with pytest.raises(ClassNotFound, match="not an aiomisc.Service subclass"):
         Registry().resolve("collections:OrderedDict")
 
 
