@@ -98,9 +98,16 @@ def import_object(ref: str) -> object:
 
 
 def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
+    """The service classes a module defines, or re-exports from its own submodules (a package's
+    `__init__` importing them), by name; classes imported from elsewhere are not its own."""
     found: dict[str, type[aiomisc.Service]] = {}
+    own = module.__name__
     for name, obj in vars(module).items():
-        if inspect.isclass(obj) and issubclass(obj, aiomisc.Service) and obj.__module__ == module.__name__:
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, aiomisc.Service)
+            and (obj.__module__ == own or obj.__module__.startswith(own + "."))
+        ):
             if not inspect.isabstract(obj) and not name.startswith("_"):
                 found[name] = obj
     return found
