@@ -116,6 +116,14 @@ def _replaced(node: Any, path: Path, value: Any) -> Any:
     return copied
 
 
+# kaiju-tools config keys and where their settings live in kaiju (docs/migration.rst)
+MOVED_KEYS: dict[Path, str] = {
+    ("app",): "kaiju-tools' aiohttp Application parameters: debug is main.debug, the body size "
+    "limit is the HTTPServer setting max_body_size",
+    ("run",): "kaiju-tools' run_app() arguments: host, port and the like are settings of an "
+    "HTTPServer service",
+}
+
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`(?P<rest>.*)", re.S)
@@ -130,7 +138,9 @@ def validation_problem(message: str, data: Any) -> tuple[Path, str]:
     if found := _MISSING.match(what):
         return path + (found.group("field"),), "required key missing"
     if found := _UNKNOWN.match(what):
-        return path + (found.group("field"),), "unknown key"
+        key = path + (found.group("field"),)
+        moved = MOVED_KEYS.get(key)
+        return key, f"unknown key ({moved})" if moved else "unknown key"
     return path, _expected(what, data, path)
 
 
