@@ -121,6 +121,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import json
 
+    import msgspec
+
     from kaiju.rpc.errors import RPCError
 
     try:
@@ -139,7 +141,12 @@ def cmd_call(args: argparse.Namespace) -> int:
         except RPCError as exc:
             print(json.dumps({"error": exc.to_dict()}, default=str), file=sys.stderr)
             return 1
-        print(json.dumps(result, default=str, indent=2))
+        try:  # the JSON a client of the app's HTTP server would get
+            encoded = rpc.encode(result)
+        except (TypeError, ValueError) as exc:
+            print(f"kaiju-run: the result cannot be encoded as JSON: {exc}", file=sys.stderr)
+            return 1
+        print(msgspec.json.format(encoded, indent=2).decode())
         return 0
 
     config = load(args)

@@ -127,6 +127,11 @@ class RPCServer(Service):
         if self.executor is not None:
             await self.executor.stop(float(self.stop_timeout))
 
+    def encode(self, value: Any) -> bytes:
+        """`value` as JSON, encoded as this server encodes results (Structs, dataclasses, UUIDs,
+        datetimes, Decimals, sets); raises TypeError for what it cannot encode."""
+        return self._enc(value)
+
     def log_fields(self) -> Any:
         """The entrypoint's log-field hook: a provider of the current request's correlation id."""
         from kaiju.rpc.context import log_fields

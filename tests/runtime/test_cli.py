@@ -346,3 +346,21 @@ def test_journald_format_without_a_journal_is_a_clear_error():
     result = run("-c", "conf/example.yml", "--log-format", "journald")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f'kaiju-run: log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}'
+
+
+def test_call_prints_structs_uuids_datetimes_and_decimals_as_json(tmp_path):
+    (tmp_path / "typed.py").write_text(
+        "import datetime, decimal, uuid\nimport msgspec\nimport kaiju\nfrom kaiju import rpc\n"
+        "class Item(msgspec.Struct):\n    id: uuid.UUID\n    at: datetime.datetime\n    price: decimal.Decimal\n"
+        "class Shop(kaiju.Service):\n    service_name = 'shop'\n"
+        "    @rpc.method\n    async def item(self) -> Item:\n"
+        "        return Item(uuid.UUID(int=1), datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc),"
+        " decimal.Decimal('9.90'))\n"
+    )
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\nservices: ['typed:Shop']\n")
+    result = run("-c", str(cfg), "--log-level", "ERROR", "call", "shop.item", env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "id": "00000000-0000-0000-0000-000000000001", "at": "2026-01-02T03:04:00Z", "price": "9.90",
+    }
