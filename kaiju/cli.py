@@ -3,6 +3,9 @@
     kaiju-run -c FILE [-c FILE ...] [-f ENVFILE ...] [-e KEY=VALUE ...] [--no-os-env]
               [--log-level LEVEL] [--log-format plain|color|json|journald] [COMMAND ...]
 
+Without -c the config files are $KAIJU_CONFIG, without -f the env files $KAIJU_ENV_FILE
+(path lists, ':'-separated); the options may also follow the command.
+
 Exit status: 0 done, 1 a service failed (to start, or a called method failed),
 2 a bad config or bad arguments.
 
@@ -21,6 +24,7 @@ from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
+from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -201,32 +205,69 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
+    """The options naming config sources and logging. Given after the command (`after`), they
+    land in `after_*` destinations without defaults, and `main` lays them over the ones
+    given before it."""
+
+    def add(*flags: str, dest: str, **kwargs: Any) -> None:
+        if after:
+            kwargs = {**kwargs, "default": argparse.SUPPRESS}
+            dest = "after_" + dest
+        p.add_argument(*flags, dest=dest, **kwargs)
+
+    add("-c", "--config", dest="config", action="append", default=[], metavar="FILE",
+        help="YAML config file; repeatable, merged in order (default: $KAIJU_CONFIG)")
+    add("-f", "--env-file", dest="env_file", action="append", default=[], metavar="ENVFILE",
+        help="JSON or KEY=VALUE env file; repeatable (default: $KAIJU_ENV_FILE)")
+    add("-e", "--env", dest="env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
+    add("--no-os-env", dest="os_env", action="store_false", default=True,
+        help="do not read template values from the OS environment")
+    add("--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, default=None, help="override main.loglevel")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS, default=None,
+        help="log format (default: color on a terminal, journald under systemd, else plain)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kaiju-run",
         description="Run a kaiju app from config files.",
-        epilog="Sources, lowest to highest precedence: config files, env files, OS environment, -e.",
+        epilog="Sources, lowest to highest precedence: config files, env files, OS environment, -e. "
+        "Without -c, the config files are $KAIJU_CONFIG (paths separated by ':'); without -f, the env "
+        "files are $KAIJU_ENV_FILE. The options may also follow the command.",
     )
-    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="YAML config file; repeatable, merged in order")
-    p.add_argument("-f", "--env-file", action="append", default=[], metavar="ENVFILE", help="JSON or KEY=VALUE env file; repeatable")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
-    p.add_argument("--no-os-env", dest="os_env", action="store_false", help="do not read template values from the OS environment")
-    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="override main.loglevel")
-    p.add_argument("--log-format", choices=LOG_FORMATS, help="log format (default: color on a terminal, journald under systemd, else plain)")
+    _source_options(p, after=False)
     p.add_argument("--version", action="version", version=f"kaiju {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS.values():
         cp = sub.add_parser(command.name, help=command.help, description=command.help)
+        _source_options(cp, after=True)
         if command.add_arguments:
             command.add_arguments(cp)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with options given after the command laid over those before it and
+    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given."""
     args = parser().parse_args(argv)
+    for name in ("config", "env_file", "env"):
+        getattr(args, name).extend(getattr(args, "after_" + name, []))
+    for name in ("os_env", "log_level", "log_format"):
+        if hasattr(args, "after_" + name):
+            setattr(args, name, getattr(args, "after_" + name))
+    if not args.config:
+        args.config = paths_from_env(CONFIG_ENV)
+    if not args.env_file:
+        args.env_file = paths_from_env(ENV_FILE_ENV)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     command = COMMANDS[args.command or "run"]
     if not args.config:
-        print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
+        print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)
         return 2
     try:
         if args.log_format:

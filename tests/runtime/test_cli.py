@@ -364,3 +364,30 @@ def test_call_prints_structs_uuids_datetimes_and_decimals_as_json(tmp_path):
     assert json.loads(result.stdout) == {
         "id": "00000000-0000-0000-0000-000000000001", "at": "2026-01-02T03:04:00Z", "price": "9.90",
     }
+
+
+def test_options_may_follow_the_command():
+    result = run("check", "-c", "conf/example.yml", "-e", "PORT=1", "--log-level", "ERROR")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("example ")
+    shown = run("-c", "conf/example.yml", "config", "-e", "PORT=4321")
+    assert "port: 4321" in shown.stdout
+
+
+def test_config_and_env_files_from_the_environment(tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("GREETING=bonjour\n")
+    paths = {"KAIJU_CONFIG": f"{ROOT}/conf/example.yml", "KAIJU_ENV_FILE": str(env_file)}
+    result = run("--log-level", "ERROR", "call", "demo.hello", env={**paths, "PORT": "0"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "bonjour, world"
+    none = run("check", env={"KAIJU_CONFIG": ""})
+    assert none.returncode == 2 and "KAIJU_CONFIG" in none.stderr
+
+
+def test_entrypoint_reads_kaiju_config_too(monkeypatch):
+    import kaiju
+
+    monkeypatch.setenv("KAIJU_CONFIG", f"{ROOT}/conf/example.yml")
+    ep = kaiju.entrypoint(log_config=False, catch_signals=())
+    assert ep.app.name == "example" and "demo" in ep.plan.specs
