@@ -228,7 +228,8 @@ def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
         help="log format (default: color on a terminal, journald under systemd, else plain)")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`."""
     p = argparse.ArgumentParser(
         prog="kaiju-run",
         description="Run a kaiju app from config files.",
@@ -239,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
     _source_options(p, after=False)
     p.add_argument("--version", action="version", version=f"kaiju {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for command in COMMANDS.values():
+    for command in (commands or COMMANDS).values():
         cp = sub.add_parser(command.name, help=command.help, description=command.help)
         _source_options(cp, after=True)
         if command.add_arguments:
@@ -247,10 +248,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = None) -> argparse.Namespace:
     """The command line, with options given after the command laid over those before it and
     the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given."""
-    args = parser().parse_args(argv)
+    args = parser(commands).parse_args(argv)
     for name in ("config", "env_file", "env"):
         getattr(args, name).extend(getattr(args, "after_" + name, []))
     for name in ("os_env", "log_level", "log_format"):
@@ -263,9 +264,68 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def app_commands(argv: list[str] | None) -> dict[str, Command]:
+    """The commands of installed distributions (`kaiju.commands` entry points) and of the
+    config's `commands:` list (a config that does not load adds none: the command run reports
+    it). Raises ConfigError for a command that does not import or clashes with another."""
+    from kaiju.commands import installed_commands, load_command
+
+    found: dict[str, Command] = {}
+
+    def add(ref: str, name: str | None, where: str) -> None:
+        try:
+            cmd = load_command(ref, name)
+        except (ImportError, TypeError) as exc:
+            raise ConfigError(f"app command {ref}: {exc}", source=where) from None
+        if cmd.name in COMMANDS or cmd.name in found:
+            raise ConfigError(f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where)
+        found[cmd.name] = Command(cmd.name, cmd.help, lambda args, cmd=cmd: run_app_command(cmd, args), cmd.arguments)
+
+    for name, ref in installed_commands():
+        add(ref, name, "entry points (kaiju.commands)")
+    pre = argparse.ArgumentParser(add_help=False)
+    _source_options(pre, after=False)
+    known, _ = pre.parse_known_args(argv)
+    known.config = known.config or paths_from_env(CONFIG_ENV)
+    known.env_file = known.env_file or paths_from_env(ENV_FILE_ENV)
+    if known.config:
+        try:
+            config = load(known)
+        except ConfigError:
+            config = None
+        for index, ref in enumerate(config.settings.commands if config else ()):
+            add(ref, None, f"{config.source(('commands', index))}: {config.format_path(('commands', index))}")
+    return {**COMMANDS, **found}
+
+
+def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
+    """Run an app command: inside the started app (`cmd.start`), else on the loaded config."""
+    import asyncio
+    import inspect
+
+    if cmd.start:
+
+        async def body(ep: Any) -> int:
+            result = cmd.func(ep.app, args)
+            if inspect.isawaitable(result):
+                result = await result
+            return int(result or 0)
+
+        return run_app(args, body)
+    result = cmd.func(load(args), args)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    command = COMMANDS[args.command or "run"]
+    try:
+        commands = app_commands(argv)
+    except ConfigError as exc:
+        print(f"kaiju-run: {exc}", file=sys.stderr)
+        return 2
+    args = parse(argv, commands)
+    command = commands[args.command or "run"]
     if not args.config:
         print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)
         return 2

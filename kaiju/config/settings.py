@@ -61,11 +61,13 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ProjectSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """A whole config: ``main``, ``packages``, ``services`` and the free-form ``etc``."""
+    """A whole config: ``main``, ``packages``, ``services``, the app's ``commands`` and the
+    free-form ``etc``."""
 
     main: MainSettings
     packages: list[str] = []
     services: list[ServiceSettings] = []
+    commands: list[Name] = []
     etc: dict[str, Any] = {}
 
 

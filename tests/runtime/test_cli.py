@@ -391,3 +391,62 @@ def test_entrypoint_reads_kaiju_config_too(monkeypatch):
     monkeypatch.setenv("KAIJU_CONFIG", f"{ROOT}/conf/example.yml")
     ep = kaiju.entrypoint(log_config=False, catch_signals=())
     assert ep.app.name == "example" and "demo" in ep.plan.specs
+
+
+APP_COMMANDS = '''
+import kaiju
+
+
+def arguments(parser):
+    parser.add_argument("name")
+    parser.add_argument("--times", type=int, default=1)
+
+
+@kaiju.command(arguments=arguments)
+async def greet_twice(app, args):
+    """Greet through the started app's demo service."""
+    for _ in range(args.times):
+        print(await app.services["demo"].hello(args.name))
+    return 3 if args.name == "fail" else None
+
+
+@kaiju.command(name="show-name", start=False)
+def show(config, args):
+    """Print the app's name without starting anything."""
+    print(config.settings.main.name)
+'''
+
+
+def test_app_commands_from_the_config(tmp_path):
+    (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
+    cfg = tmp_path / "app.yml"
+    cfg.write_text(
+        f"main: {{name: cmdapp}}\npackages: []\ncommands: ['appcmds:greet_twice', 'appcmds:show']\n"
+        f"services: [DemoService]\n"
+    )
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    listed = run("-c", str(cfg), "--help", env=env)
+    assert "greet-twice" in listed.stdout and "Greet through the started app's demo service." in listed.stdout
+    assert "show-name" in listed.stdout
+    greeted = run("-c", str(cfg), "--log-level", "ERROR", "greet-twice", "ann", "--times", "2", env=env)
+    assert greeted.returncode == 0, greeted.stderr
+    assert greeted.stdout.splitlines() == ["hello, ann", "hello, ann"]
+    assert run("-c", str(cfg), "--log-level", "ERROR", "greet-twice", "fail", env=env).returncode == 3
+    shown = run("show-name", "-c", str(cfg), env=env)
+    assert shown.stdout.strip() == "cmdapp" and shown.returncode == 0
+
+
+def test_app_commands_from_entry_points_and_bad_references(tmp_path):
+    (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
+    dist = tmp_path / "appcmds-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: appcmds\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kaiju.commands]\nhello-cmd = appcmds:greet_twice\n")
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    greeted = run("-c", "conf/example.yml", "-e", "PORT=0", "--log-level", "ERROR", "hello-cmd", "bo", env=env)
+    assert greeted.returncode == 0, greeted.stderr
+    assert greeted.stdout.strip() == "hello, bo"
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text("main: {name: t}\ncommands: ['appcmds:nosuch']\n")
+    bad = run("-c", str(cfg), "check", env=env)
+    assert bad.returncode == 2 and 'commands[0]: app command appcmds:nosuch: module "appcmds" has no attribute' in bad.stderr
