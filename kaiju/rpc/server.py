@@ -386,10 +386,12 @@ class RPCServer(Service, Execution, Batches, Introspection):
         finally:
             del inflight[ctx]
             _current.reset(token)
+        # a method that logged the caller in put a session on the context: answer its id
+        out = {CORRELATION_ID: cid} if ctx.session is None else {CORRELATION_ID: cid, SESSION_ID: ctx.session.id}
         try:
-            return hot.enc(Response(req.id, result)), {CORRELATION_ID: cid}
+            return hot.enc(Response(req.id, result)), out
         except (TypeError, ValueError) as exc:
-            return hot.enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), {CORRELATION_ID: cid}
+            return hot.enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out
 
     async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
         """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
@@ -408,6 +410,7 @@ class RPCServer(Service, Execution, Batches, Introspection):
             scope = session.scope
         ctx = self._context(h, scope, session, headers)
         out_headers = {CORRELATION_ID: ctx.correlation_id}
+        stored = None  # the session the store loaded, to finish after the request
         if session is None and self._names_session(h):
             answer_sid, error = await self._find_session(ctx, h)
             if answer_sid is not None:
@@ -415,6 +418,22 @@ class RPCServer(Service, Execution, Batches, Introspection):
             if error is not None:
                 return self._refuse(body, error.to_dict(self._debug)), out_headers
             scope, session = ctx.scope, ctx.session
+            if answer_sid:
+                stored = session
+        answer = await self._serve(ctx, body, h, scope, session)
+        if ctx.session is not session:  # the method logged the caller in or out
+            out_headers[SESSION_ID] = "" if ctx.session is None else ctx.session.id
+        elif stored is not None:
+            try:
+                await self.sessions.finish_session(stored)
+            except Exception as exc:  # the answer stands; the session keeps its previous data
+                self.logger.error("session save failed", exc_info=exc)
+        return answer, out_headers
+
+    async def _serve(
+        self, ctx: RequestContext, body: Any, h: RequestHeaders, scope: Scope, session: Session | None
+    ) -> bytes | None:
+        """The rest of `_handle` once the caller is known: decode, run, encode."""
         raw = type(body) in _BYTES
         if raw:
             try:
@@ -423,27 +442,27 @@ class RPCServer(Service, Execution, Batches, Introspection):
                 try:
                     body = _decode_any(body) if bytes(body).lstrip()[:1] != b"[" else _decode_batch(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out_headers
+                    return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict()))
                 if type(body) is list:
-                    return await self._batch(ctx, body, True, h), out_headers
-                return await self._single_slow(ctx, body, h), out_headers
+                    return await self._batch(ctx, body, True, h)
+                return await self._single_slow(ctx, body, h)
             if req.id is UNSET:
                 self._notify(ctx, req, True, h)
-                return None, out_headers
+                return None
             try:
                 m = self._methods.get(req.method)
                 if m is None or m.permission < scope:
                     m = self._resolve(req.method, scope, session)
                 result = await self._run(ctx, m, req.params, True, h.retries)
             except E.RPCError as exc:
-                return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), out_headers
+                return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug)))
             try:
-                return self._enc(Response(id=req.id, result=result)), out_headers
+                return self._enc(Response(id=req.id, result=result))
             except (TypeError, ValueError) as exc:
-                return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out_headers
+                return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc)))
         if type(body) in (list, tuple):
-            return await self._batch(ctx, list(body), False, h), out_headers
-        return await self._single_slow(ctx, body, h), out_headers
+            return await self._batch(ctx, list(body), False, h)
+        return await self._single_slow(ctx, body, h)
 
 
 class _HotPath:
