@@ -18,7 +18,7 @@ import secrets
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["Passwords", "is_password_hash"]
+__all__ = ["Passwords", "hash_password", "is_password_hash"]
 
 # what argon2-cffi writes: "$argon2id$v=19$m=...,t=...,p=...$salt$hash"
 _HASH = re.compile(r"\$argon2(id|i|d)\$(v=\d+\$)?m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
@@ -27,6 +27,11 @@ _HASH = re.compile(r"\$argon2(id|i|d)\$(v=\d+\$)?m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/
 def is_password_hash(value: object) -> bool:
     """True when `value` is an argon2 hash string (not, say, a plain password)."""
     return isinstance(value, str) and _HASH.fullmatch(value) is not None
+
+
+def hash_password(password: str) -> str:
+    """A new salted argon2id hash of `password`, with argon2-cffi's recommended parameters."""
+    return argon2.PasswordHasher().hash(password)
 
 
 class Passwords:
