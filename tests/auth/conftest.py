@@ -66,7 +66,7 @@ async def make_app(shared):
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), cookie_jar=jar) as client:
                 yield SimpleNamespace(
                     client=Client(client, http.url), http=client, url=http.url,
-                    auth=services[-4], sessions=services[-5], users=services[-6],
+                    auth=services[-4], sessions=services[-5], users=services[-6], orders=services[-3],
                     cache=next(s for s in services if isinstance(s, Cache)),
                 )
 

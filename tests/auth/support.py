@@ -37,19 +37,27 @@ class Orders(Service):
     service_name = "orders"
 
     async def start(self) -> None:
-        pass
+        self.arrived = 0  # requests waiting at the gate
+        self.gate = asyncio.Event()
 
     @rpc.method  # SYSTEM: callable only through a permission such as "orders.*"
     async def create(self) -> str:
         return f"created for {current().session.user_id}"
 
     @rpc.method(permission=Scope.USER)
-    async def add_to_cart(self, item: str, pause: float = 0.0) -> list:
-        """Add `item` to the session's cart under its own key (after `pause` seconds)."""
+    async def put(self, key: str, value: Any = True, wait: bool = False) -> dict:
+        """Set one key of the session's data; with `wait`, only once the test opens the gate."""
         session = current().session
-        await asyncio.sleep(pause)
-        session.data[f"item.{item}"] = True
-        return sorted(session.data)
+        if wait:
+            self.arrived += 1
+            await self.gate.wait()
+        session.data[key] = value
+        return session.data
+
+    @rpc.method(permission=Scope.USER)
+    async def drop(self, key: str) -> dict:
+        current().session.data.pop(key, None)
+        return current().session.data
 
     @rpc.method(permission=Scope.USER)
     async def cart(self) -> dict:
