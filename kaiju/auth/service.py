@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from kaiju.auth.passwords import Passwords
-from kaiju.auth.throttle import LoginThrottle
+from kaiju.auth.throttle import LoginThrottle, Slot
 from kaiju.auth.tokens import TokenError, TokenSigner
 from kaiju.auth.users import User, UserStore
 from kaiju.cache.base import Cache
@@ -56,7 +56,8 @@ class AuthService(Authenticator):
     - refresh_ttl (seconds, 14 days): how long a login's tokens can be refreshed;
     - basic (true): accept `Authorization: Basic` (a password check per request);
     - max_failures (5), lockout (seconds, 300): after that many failed logins of one
-      username within `lockout`, its logins are refused until the window passes;
+      username within `lockout`, its logins are refused until the oldest failure is
+      that old (see `kaiju.auth.throttle`);
     - key_prefix ("_auth"): prefix of its cache keys.
 
     Dependencies (by type): `users` (a UserStore), `sessions` (a SessionStore), `cache`.
@@ -87,21 +88,24 @@ class AuthService(Authenticator):
     async def start(self) -> None:
         # the dummy hash costs one argon2 run: not on the loop
         self._passwords = await asyncio.get_running_loop().run_in_executor(None, Passwords)
-        self._throttle = LoginThrottle(self.cache, int(self.max_failures), float(self.lockout), f"{self.key_prefix}.fail")
+        self._throttle = LoginThrottle(
+            self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail"
+        )
 
     # -- checks --------------------------------------------------------------
 
     async def check_password(self, username: str, password: str) -> User:
         """The user, when `password` is theirs and they may log in; raises NotAuthorized
         (with `data.retry_after` while the username is locked out)."""
-        retry_after = await self._throttle.attempt(username)
-        if retry_after is not None:
-            raise NotAuthorized("Not authorized: too many failed logins", data={"retry_after": retry_after})
+        slot = await self._throttle.claim(username)
+        if not isinstance(slot, Slot):
+            raise NotAuthorized("Not authorized: too many failed logins", data={"retry_after": slot})
         user = await self.users.get_user(username)
         ok, new_hash = await self._passwords.verify(user.password_hash if user is not None else None, password)
         if not ok or user is None or user.disabled:
-            raise NotAuthorized(_WRONG)  # the slot stays taken: it counts as a failure
-        await self._throttle.reset(username)
+            await self._throttle.failed(slot)
+            raise NotAuthorized(_WRONG)
+        await self._throttle.succeeded(slot)
         if new_hash is not None:
             await self.users.set_password_hash(user, new_hash)
         return user
@@ -138,7 +142,9 @@ class AuthService(Authenticator):
         if not await self.cache.exists(self._family_key(claims["fam"])):
             raise NotAuthorized("Not authorized: the token has been revoked")
         user = await self._active_user(claims["sub"])
-        return TokenSession(id="", user_id=user.id, scope=user.scope, permissions=user.permissions, family=claims["fam"])
+        return TokenSession(
+            id="", user_id=user.id, scope=user.scope, permissions=user.permissions, family=claims["fam"]
+        )
 
     # -- tokens --------------------------------------------------------------
 
@@ -211,7 +217,8 @@ class AuthService(Authenticator):
         user = await self.check_password(username, password)
         family = secrets.token_urlsafe(16)
         expires = time.time() + float(self.refresh_ttl)
-        await self.cache.set(self._family_key(family), {"user": user.username, "expires": expires}, ttl=float(self.refresh_ttl))
+        record = {"user": user.username, "expires": expires}
+        await self.cache.set(self._family_key(family), record, ttl=float(self.refresh_ttl))
         return self._pair(user, family, expires)
 
     @method(permission=Scope.GUEST)
@@ -232,7 +239,9 @@ class AuthService(Authenticator):
         if await self.cache.get_or_set(f"{self.key_prefix}.spent.{claims['jti']}", lambda: mine, ttl=spent_ttl) != mine:
             await self.revoke_family(family)
             self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
-            raise NotAuthorized("Not authorized: the refresh token was already used; every token of this login is revoked")
+            raise NotAuthorized(
+                "Not authorized: the refresh token was already used; every token of this login is revoked"
+            )
         try:
             user = await self._active_user(claims["sub"])
         except NotAuthorized:

@@ -128,12 +128,22 @@ async def test_the_lockout_ends_with_its_window(make_app):
         await eventually(logged_in, what="a login after the lockout window")
 
 
-async def test_a_successful_login_clears_the_failures(make_app):
+async def test_a_success_frees_its_own_slot_only(make_app):
+    async with make_app(max_failures=3, lockout=60) as app:
+        for _ in range(2):
+            await login(app, "alice", "guess")
+        for _ in range(3):  # successes do not count, nor do they forgive the failures
+            assert "result" in (await login(app))[0]
+        await login(app, "alice", "guess")
+        assert "retry_after" in (await login(app))[0]["error"]["data"]
+
+
+async def test_parallel_logins_with_the_right_password_are_not_locked_out(make_app):
+    import asyncio
+
     async with make_app(max_failures=2, lockout=60) as app:
-        await login(app, "alice", "guess")
-        assert "result" in (await login(app))[0]
-        await login(app, "alice", "guess")
-        assert "result" in (await login(app))[0]
+        answers = await asyncio.gather(*(login(app) for _ in range(6)))
+        assert all("result" in answer for answer, _ in answers), answers
 
 
 def _hash(password: str) -> str:

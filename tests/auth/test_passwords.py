@@ -1,19 +1,15 @@
-"""argon2id hashing and verification, ConfigUsers, and the throttle's slots."""
+"""argon2id hashing and verification, and ConfigUsers."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import argon2
 import pytest
 
 from kaiju.auth.passwords import Passwords, hash_password, is_password_hash
-from kaiju.auth.throttle import LoginThrottle
 from kaiju.auth.users import ConfigUsers
-from kaiju.cache.memory import MemoryCache
 from kaiju.rpc import Scope
-from kaiju.testing.services import started
 
 cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -70,14 +66,3 @@ def test_a_plain_password_in_config_users_is_refused_without_being_quoted(value)
     with pytest.raises(ValueError, match=r"users\.alice\.password_hash: expected an argon2id hash") as info:
         ConfigUsers(users={"alice": {"password_hash": value}})
     assert value not in str(info.value) or not value
-
-
-async def test_parallel_attempts_cannot_share_a_slot():
-    cache = MemoryCache()
-    async with started(cache):
-        throttle = LoginThrottle(cache, max_failures=3, lockout=60)
-        results = await asyncio.gather(*(throttle.attempt("alice") for _ in range(10)))
-        assert sum(r is None for r in results) == 3
-        assert all(0 < r <= 60 for r in results if r is not None)
-        await throttle.reset("alice")
-        assert await throttle.attempt("alice") is None
