@@ -31,7 +31,11 @@ class TokenSigner:
     missing or too short key."""
 
     def __init__(
-        self, algorithm: str = "HS256", secret: str | None = None, private_key: str | None = None, public_key: str | None = None
+        self,
+        algorithm: str = "HS256",
+        secret: str | None = None,
+        private_key: str | None = None,
+        public_key: str | None = None,
     ):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")

@@ -86,7 +86,8 @@ def _user(name: str, entry: ConfigUser | dict) -> User:
     if not is_password_hash(entry.password_hash):
         # the value is never quoted: it may be the password itself
         raise ValueError(
-            f"users.{name}.password_hash: expected an argon2id hash made by `kaiju-run hash-password`, got something else"
+            f"users.{name}.password_hash: expected an argon2id hash made by `kaiju-run hash-password`,"
+            " got something else"
         )
     return User(
         id=name if entry.id is None else entry.id,

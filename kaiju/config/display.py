@@ -25,7 +25,9 @@ _SECRET_PLURALS = frozenset({
 })
 _KEY_OWNERS = frozenset({"api", "private", "secret", "signing", "access", "ssh", "encryption"})  # "<owner>_keys"
 # query parameters whose value is a credential although the name alone is no secret word
-_SECRET_QUERY_NAMES = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code"})
+_SECRET_QUERY_NAMES = frozenset({
+    "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code",
+})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<secret>[^\s/@]+)(?=@)")
 # a user name alone in a URL is kept, unless it is as long as a token ("https://ghp_...@github.com")
@@ -34,7 +36,9 @@ _QUERY_PARAM = re.compile(r"(?P<head>[?&](?P<name>[^=&#\s]+)=)(?P<value>[^&#\s]*
 # values that are credentials whatever their key: an Authorization value (not "Basic usage": a
 # credential is more than lowercase letters), a JWT, a password hash
 _SECRET_VALUE = re.compile(
-    r"(?i:bearer|basic|digest|token)\s+(?![a-z]+$)[A-Za-z0-9._~+/=-]{8,}|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|\$argon2(id|i|d)\$.*"
+    r"(?i:bearer|basic|digest|token)\s+(?![a-z]+$)[A-Za-z0-9._~+/=-]{8,}"
+    r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|\$argon2(id|i|d)\$.*"
 )
 
 

@@ -95,7 +95,8 @@ async def test_a_token_revoked_in_one_process_is_refused_by_the_other(two_apps):
     # and a refresh token spent in one process cannot be spent again in the other
     second = await a.result("auth.token", {"username": "alice", "password": "wonderland"})
     await a.result("auth.refresh", {"refresh_token": second["refresh_token"]})
-    assert (await b.error("auth.refresh", {"refresh_token": second["refresh_token"]}))["data"]["type"] == "NotAuthorized"
+    error = await b.error("auth.refresh", {"refresh_token": second["refresh_token"]})
+    assert error["data"]["type"] == "NotAuthorized"
 
 
 async def test_failures_in_one_process_lock_the_username_out_in_the_other(two_apps):
