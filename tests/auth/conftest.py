@@ -39,7 +39,7 @@ def shared(backend, request):
     return make
 
 
-def app_services(shared_services: list, users=None, **auth_settings) -> list:
+def app_services(shared_services: list, users=None, http=None, **auth_settings) -> list:
     return [
         *shared_services,
         users if users is not None else ConfigUsers(users=USERS),
@@ -47,7 +47,7 @@ def app_services(shared_services: list, users=None, **auth_settings) -> list:
         AuthService(**{"secret": SECRET, **auth_settings}),
         Orders(),
         RPCServer(),
-        HTTPServer(port=0, session_cookie=True),
+        HTTPServer(**{"port": 0, "session_cookie": True, **(http or {})}),
     ]
 
 
@@ -57,8 +57,8 @@ async def make_app(shared):
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def make(users=None, **auth_settings):
-        services = app_services(shared(), users, **auth_settings)
+    async def make(users=None, http=None, **auth_settings):
+        services = app_services(shared(), users, http, **auth_settings)
         async with started(*services, app=App(name="authtest", env="test")):
             http = services[-1]
             # unsafe: keep cookies of an IP-address host (127.0.0.1)

@@ -80,6 +80,16 @@ async def test_the_session_cookie_stands_in_for_the_header(app):
     assert (await app.client.result("auth.whoami"))["user_id"] is None
 
 
+async def test_the_cookie_is_secure_when_configured_and_absent_when_off(make_app):
+    async with make_app(http={"cookie_secure": True, "cookie_name": "sid"}) as app:
+        _, headers = await login(app)
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith("sid=") and "Secure" in cookie and "HttpOnly" in cookie
+    async with make_app(http={"session_cookie": False}) as app:
+        answer, headers = await login(app)
+        assert "Set-Cookie" not in headers and headers["Session-Id"] == answer["result"]["session_id"]
+
+
 async def test_disabling_a_user_ends_their_sessions(make_app):
     users = DictUsers()
     async with make_app(users=users) as app:
