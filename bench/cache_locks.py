@@ -23,7 +23,9 @@ import redis.asyncio as aioredis
 from kaiju.cache.memory import MemoryCache
 from kaiju.cache.redis import RedisCache
 from kaiju.locks.memory import MemoryLocks
-from kaiju.locks.redis import ACQUIRE_SCRIPT, RELEASE_SCRIPT, RedisLocks
+from kaiju.locks.redis import RedisLocks
+from kaiju.lua import LOCK_ACQUIRE as ACQUIRE_SCRIPT
+from kaiju.lua import LOCK_RELEASE as RELEASE_SCRIPT
 from kaiju.redis import RedisConnection
 from kaiju.runtime.service import App
 from kaiju.testing.redis import RedisServer

@@ -36,6 +36,7 @@ from kaiju.streams.listener import StreamListener  # noqa: E402
 from kaiju.streams.memory import MemoryStream  # noqa: E402
 from kaiju.streams.producer import StreamProducer  # noqa: E402
 from kaiju.streams.redis import RedisStream  # noqa: E402
+from kaiju.streams.service import Streams  # noqa: E402
 from kaiju.testing.redis import RedisServer  # noqa: E402
 from kaiju.testing.services import started  # noqa: E402
 
@@ -129,6 +130,7 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool =
 async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> float:
     """kaiju: StreamProducer.call -> stream -> StreamListener -> RPCServer -> Echo.echo -> ack."""
     backend: list[Service] = [RedisConnection(url=url), RedisStream()] if url else [MemoryStream()]
+    backend.append(Streams())  # the listener's service above the storage
     echo = Echo()
     echo.target = n
     producer = StreamProducer()

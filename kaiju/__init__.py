@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _lazy_getattr(package: str, exports: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
-    """A module `__getattr__` for `package` (kaiju.rpc and kaiju.http use it too): `exports`
+    """A module `__getattr__` for `package` (every package front door uses it): `exports`
     maps a name to the module defining it (a name that is itself a submodule,
     `"<package>.<name>"`, is the module). The value is cached in `namespace` (the package's
     globals), so each name is looked up once."""

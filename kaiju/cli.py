@@ -44,7 +44,8 @@ class Command:
 
 def load(args: argparse.Namespace):
     """The effective config from the command line's sources (raises ConfigError)."""
-    from kaiju.config import load_config, parse_env_assignment
+    from kaiju.config.loader import load_config
+    from kaiju.config.sources import parse_env_assignment
 
     env = dict(parse_env_assignment(item) for item in args.env)
     loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
@@ -88,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from kaiju.config import dump_yaml, mask_secrets
+    from kaiju.config.display import dump_yaml, mask_secrets
 
     loaded = load(args)
     data = loaded.data if args.show_secrets else mask_secrets(loaded.data)

@@ -2,16 +2,23 @@
 
 Nothing here changes the logging module on import; `configure()` is called by the
 entrypoint when it starts.
+
+Request context reaches records through *context providers*: zero-argument callables
+returning the fields for the record being logged now (or None). A service offers one
+with a `log_fields()` method returning its provider; the entrypoint collects them from
+the services it started (`log_field_providers`) and adds them to the filter
+`configure()` returned. The RPC server offers the correlation id this way, so the
+runtime needs to know nothing of RPC.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "check_format", "configure", "record_extras"]
+__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "check_format", "configure", "log_field_providers", "record_extras"]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
 
@@ -51,6 +58,18 @@ class KaijuLogger(logging.LoggerAdapter):
 
 # Context providers stamp request context (correlation id, ...) on records.
 ContextProvider = Callable[[], dict[str, Any] | None]
+
+
+def log_field_providers(services: Iterable[object]) -> list[ContextProvider]:
+    """The context providers `services` offer: each service with a `log_fields()` method
+    returning a provider (None: it offers none). Duplicates are dropped, order is kept."""
+    found: list[ContextProvider] = []
+    for service in services:
+        offer = getattr(service, "log_fields", None)
+        provider = offer() if callable(offer) else None
+        if provider is not None and provider not in found:
+            found.append(provider)
+    return found
 
 
 class ContextFilter(logging.Filter):

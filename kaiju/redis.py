@@ -14,14 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
+
+if TYPE_CHECKING:  # redis-py is imported at start: naming a Redis service needs no client
+    import redis.asyncio as aioredis
 
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 
@@ -84,6 +81,12 @@ class RedisConnection(Service):
         client: aioredis.Redis
 
     async def start(self) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+
         options: dict[str, Any] = {
             "max_connections": self.max_connections,
             "timeout": self.pool_timeout,

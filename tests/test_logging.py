@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger
+from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger, log_field_providers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,40 @@ def test_context_filter_stamps_provider_fields():
     record = make_record()
     ContextFilter([lambda: {"correlation_id": "c1"}, lambda: None]).filter(record)
     assert record.correlation_id == "c1"
+
+
+def test_services_offer_log_field_providers():
+    def request_id():
+        return {"request_id": "r1"}
+
+    class Offers:
+        def log_fields(self):
+            return request_id
+
+    class Declines:
+        def log_fields(self):
+            return None
+
+    class Silent:
+        log_fields = "not a method"
+
+    assert log_field_providers([Offers(), Declines(), Silent(), object(), Offers()]) == [request_id]
+
+
+def test_the_rpc_server_offers_the_correlation_id():
+    from kaiju.rpc.context import log_fields
+    from kaiju.rpc.server import RPCServer
+
+    assert log_field_providers([RPCServer()]) == [log_fields]
+
+
+def test_the_runtime_imports_nothing_of_rpc():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, kaiju.runtime.entrypoint; print(sorted(m for m in sys.modules if 'rpc' in m))"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_kaiju_run_writes_json_lines(tmp_path):

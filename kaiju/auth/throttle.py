@@ -36,7 +36,7 @@ class LoginThrottle:
     """Failed-login slots for each username, kept in `cache` under `<prefix>.<hash>.<n>`."""
 
     def __init__(
-        self, cache: Cache, max_failures: int = 5, lockout: float = 300.0, prefix: str = "_auth.fail", wait: float = 2.0
+        self, cache: Cache, max_failures: int = 5, lockout: float = 300.0, prefix: str = "_auth.fail", wait: float = 10.0
     ):
         self.cache = cache
         self.max_failures = max_failures

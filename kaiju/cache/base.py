@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from kaiju import keys
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -44,7 +45,8 @@ class Cache(Service, abc.ABC):
         if self.ttl is not None:
             self._check_ttl(self.ttl)
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
-        self._prefix = namespace.get_key("_cache") + "."
+        self._namespace = namespace
+        self._prefix = namespace.get_key(keys.CACHE) + "."
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode_any = msgspec.msgpack.Decoder().decode
         self._decoders: dict[Any, Callable[[bytes], Any]] = {}

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kaiju.cache.base import Cache, _call
-from kaiju.locks.redis import RELEASE_SCRIPT
+from kaiju import keys
+from kaiju.lua import LOCK_RELEASE
 from kaiju.redis import RedisConnection
 
 __all__ = ["RedisCache"]
@@ -33,8 +34,8 @@ class RedisCache(Cache):
 
     async def _open(self) -> None:
         self._client = self.redis.client
-        self._fill_prefix = self._prefix[: -len("_cache.")] + "_cache_fill."
-        self._release_script = self._client.register_script(RELEASE_SCRIPT)
+        self._fill_prefix = self._namespace.get_key(keys.CACHE_FILL) + "."
+        self._release_script = self._client.register_script(LOCK_RELEASE)
 
     async def _get(self, key: str) -> bytes | None:
         return await self._client.get(key)

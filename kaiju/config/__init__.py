@@ -1,43 +1,35 @@
 """Project config: YAML files and env values -> templates filled -> typed `ProjectSettings`.
 
+    from kaiju.config import ConfigError, load_config
+
 Use `load_config` (files) or `load_config_data` (a dict); both return a `LoadedConfig`
-and raise `ConfigError` naming the file and key path on any problem.
+and raise `ConfigError` naming the file and key path on any problem. The steps in
+between (env sources, templates, merging, display) are internal: import them from their
+modules. Names are imported lazily.
 """
 
-from kaiju.config.display import dump_yaml, is_secret_key, mask_secrets
-from kaiju.config.errors import ConfigError, describe_value, format_path
-from kaiju.config.loader import LoadedConfig, load_config, load_config_data
-from kaiju.config.settings import (
-    LOG_LEVELS,
-    MainSettings,
-    ProjectSettings,
-    ServiceSettings,
-    convert_with_texts,
-    validation_problem,
-)
-from kaiju.config.sources import parse_env_assignment, parse_env_text, read_env_file
-from kaiju.config.templates import fill_templates, read_scalar, template_keys
+from __future__ import annotations
 
-__all__ = [
-    "LOG_LEVELS",
-    "ConfigError",
-    "LoadedConfig",
-    "MainSettings",
-    "ProjectSettings",
-    "ServiceSettings",
-    "convert_with_texts",
-    "describe_value",
-    "dump_yaml",
-    "fill_templates",
-    "format_path",
-    "is_secret_key",
-    "load_config",
-    "load_config_data",
-    "mask_secrets",
-    "parse_env_assignment",
-    "parse_env_text",
-    "read_env_file",
-    "read_scalar",
-    "template_keys",
-    "validation_problem",
-]
+from typing import TYPE_CHECKING
+
+from kaiju import _lazy_getattr
+
+_EXPORTS = {
+    "load_config": "kaiju.config.loader",
+    "load_config_data": "kaiju.config.loader",
+    "LoadedConfig": "kaiju.config.loader",
+    "ConfigError": "kaiju.config.errors",
+    "ProjectSettings": "kaiju.config.settings",
+    "MainSettings": "kaiju.config.settings",
+    "ServiceSettings": "kaiju.config.settings",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.config.errors import ConfigError
+    from kaiju.config.loader import LoadedConfig, load_config, load_config_data
+    from kaiju.config.settings import MainSettings, ProjectSettings, ServiceSettings
+
+
+__getattr__ = _lazy_getattr("kaiju.config", _EXPORTS, globals())

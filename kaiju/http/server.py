@@ -1,9 +1,11 @@
-"""HTTPServer: JSON-RPC over HTTP, on aiomisc's AIOHTTPService.
+"""HTTPServer: JSON-RPC over HTTP, on aiohttp's low-level server.
 
 `POST <rpc_path>` hands the body and headers to the `RPCServer` and sends back what it
-answers. Unlike aiomisc's service, the socket is bound in `start()`, not in the
-constructor: building a server does no I/O, and a busy port is a start failure with a
-clear message (SO_REUSEPORT only when `reuse_port` is set).
+answers. The service owns its aiohttp `ServerRunner` and `SockSite`: the socket is bound
+in `start()`, not in the constructor, so building a server does no I/O, a busy port is a
+start failure with a clear message (SO_REUSEPORT only when `reuse_port` is set), and a
+stopped server can start again. One route needs no router and no middleware: requests
+go straight from aiohttp's `Server` to `_handle`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,11 @@ import errno
 import os
 import socket
 import stat
-from typing import Any, ClassVar
+from typing import Any
 
-import aiomisc
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
-from aiomisc.service.aiohttp import AIOHTTPService
 
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
@@ -35,14 +34,7 @@ __all__ = ["HTTPServer"]
 _JSON = "application/json"
 
 
-class _BindAtStart(AIOHTTPService):
-    """AIOHTTPService minus its constructor, which binds the socket: HTTPServer binds in start()."""
-
-    def __init__(self, **kwargs: Any):
-        aiomisc.Service.__init__(self, **kwargs)
-
-
-class HTTPServer(Service, _BindAtStart):
+class HTTPServer(Service):
     """Serves the RPC dispatcher over HTTP (service name "http").
 
     Settings:
@@ -85,63 +77,55 @@ class HTTPServer(Service, _BindAtStart):
     cookie_name: str = "session_id"
     cookie_secure: bool = False
 
-    # AIOHTTPService's constructor arguments that this class replaces with the settings above
-    _not_settings: ClassVar[frozenset[str]] = frozenset({"address", "sock", "site", "runner", "runner_kwargs", "handler_cancellation"})
-
-    @classmethod
-    def settings_fields(cls) -> dict[str, tuple[Any, Any]]:
-        fields = super().settings_fields()
-        return {k: v for k, v in fields.items() if k not in cls._not_settings}
+    # not settings (no annotations): the listening socket bound in start(), and aiohttp's
+    # runner while serving
+    socket = None
+    runner = None
 
     # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken."""
-        if getattr(self, "runner", None) is not None:
-            raise RuntimeError(f"{self.name}: cannot start twice")
+        if self.runner is not None:
+            raise RuntimeError(f"{self.name}: already started")
         self._scope: Scope = parse_scope(self.scope)
         self._max_body = int(self.max_body_size)
-        self._loop = asyncio.get_running_loop()
-        self.socket = self._bind()
-        try:
-            await _BindAtStart.start(self)
-        except BaseException:
-            self.socket.close()
-            raise
-        self.logger.info("listening", url=self.url)
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
-        if getattr(self, "runner", None) is None:
-            return
-        try:
-            await _BindAtStart.stop(self, exception)
-        finally:
-            self.runner = None  # type: ignore[assignment]
-            if self.unix_socket:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.unix_socket)
-
-    async def create_application(self) -> web.Application:
-        # Kept for AIOHTTPService's start(); requests never reach it: make_runner serves
-        # them with aiohttp's low-level Server, since one route needs no router or middlewares.
-        return web.Application(client_max_size=int(self.max_body_size))
-
-    async def make_runner(self, application: web.Application) -> web.BaseRunner:
+        self._request_loop = asyncio.get_running_loop()
+        sock = self._bind()
         server = _JSONErrorServer(
             self._handle,
             request_factory=self._make_request,
             handler_cancellation=True,
             access_log=self.logger.logger if self.access_log else None,
         )
-        return web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+        runner = web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self.socket, self.runner = sock, runner
+        self.logger.info("listening", url=self.url)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return
+        try:
+            await runner.cleanup()  # closes the listener, then waits for requests in flight
+        finally:
+            if self.socket is not None:
+                self.socket.close()
+            if self.unix_socket:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.unix_socket)
 
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
-        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=self._max_body)
-
-    async def create_site(self) -> web.SockSite:
-        return web.SockSite(self.runner, self.socket, backlog=int(self.backlog))
+        return web.BaseRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
 
     @property
     def url(self) -> str:
@@ -246,7 +230,7 @@ class HTTPServer(Service, _BindAtStart):
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
 
-class _JSONErrorHandler(RequestHandler):
+class _JSONErrorHandler(web.RequestHandler):
     """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
     answer them as JSON-RPC errors like everything else."""
 
@@ -259,8 +243,20 @@ class _JSONErrorHandler(RequestHandler):
 
 
 class _JSONErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JSONErrorHandler(self, loop=self._loop, **self._kwargs)
+    """aiohttp's low-level server, whose connections are handled by `_JSONErrorHandler`.
+
+    `web.Server` makes a `RequestHandler` per connection from the keyword arguments it
+    was given; this one keeps them itself to make the subclass instead.
+    """
+
+    def __init__(self, handler: Any, **kwargs: Any):
+        own = {key: kwargs.pop(key) for key in ("request_factory", "handler_cancellation") if key in kwargs}
+        super().__init__(handler, **own, **kwargs)
+        self.handler_kwargs = kwargs
+        self.handler_loop = asyncio.get_running_loop()
+
+    def __call__(self) -> web.RequestHandler:
+        return _JSONErrorHandler(self, loop=self.handler_loop, **self.handler_kwargs)
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, suppress
 from typing import NamedTuple
 
+from kaiju import keys
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -102,8 +103,9 @@ class Locks(Service, abc.ABC):
 
     async def start(self) -> None:
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
-        self._prefix = namespace.get_key("_lock") + "."
-        self._shared_prefix = self.app.shared_namespace.get_key("_lock") + "."
+        self._namespace = namespace
+        self._prefix = namespace.get_key(keys.LOCK) + "."
+        self._shared_prefix = self.app.shared_namespace.get_key(keys.LOCK) + "."
         self._instance = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
         self._held: dict[tuple[str, str], _Held] = {}

@@ -18,47 +18,14 @@ import hashlib
 import random
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
+from kaiju import keys
 from kaiju.locks.base import LockExistsError, Locks, LockTimeout
+from kaiju.lua import LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW
 from kaiju.redis import RedisConnection
 
-__all__ = ["ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "RENEW_SCRIPT", "RedisLocks"]
+__all__ = ["RedisLocks"]
 
-# KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
-# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0). Running it twice
-# with one id (a retry after a lost reply) returns a token instead of waiting for ourselves.
-ACQUIRE_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  -- ours already (a retry after a lost reply): the counter now is >= our token and below
-  -- the next holder's, so it fences as well as our token would
-  return tonumber(redis.call('GET', KEYS[2]))
-end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then left = 0 end
-return -left
-"""
-
-# KEYS: lock key; ARGV: lock id. Returns 1 when deleted, 0 when not ours.
-RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# KEYS: lock key; ARGV: lock id, ttl in ms. Returns 1 when extended, 0 when not ours.
-RENEW_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT)}
+_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW)}
 
 
 class RedisLocks(Locks):
@@ -77,11 +44,13 @@ class RedisLocks(Locks):
     """Longest wait between attempts (the wait doubles up to this, with random jitter)."""
 
     async def _open(self) -> None:
-        client = self.redis.client
-        self._client = client
-        self.fence_key = self._prefix[: -len("_lock.")] + "_lock_fence"
+        from redis.exceptions import NoScriptError  # here, not at import: naming RedisLocks needs no client
+
+        self._no_script = NoScriptError
+        self._client = self.redis.client
+        self.fence_key = self._namespace.get_key(keys.LOCK_FENCE)
         # a shared key's tokens come from the shared namespace's counter, which every app uses
-        self.shared_fence_key = self._shared_prefix[: -len("_lock.")] + "_lock_fence"
+        self.shared_fence_key = self.app.shared_namespace.get_key(keys.LOCK_FENCE)
         self._released: dict[str, list[asyncio.Future]] = {}
 
     async def _close(self) -> None:
@@ -96,7 +65,7 @@ class RedisLocks(Locks):
         sha = _SHAS[script]
         try:
             return await self._client.evalsha(sha, numkeys, *keys_and_args)
-        except NoScriptError:
+        except self._no_script:
             await self._client.script_load(script)
             return await self._client.evalsha(sha, numkeys, *keys_and_args)
 
@@ -107,7 +76,7 @@ class RedisLocks(Locks):
         deadline = None if timeout is None else loop.time() + timeout
         delay = self.wait_min
         while True:
-            result = await self._eval(ACQUIRE_SCRIPT, 2, key, fence_key, lock_id, px)
+            result = await self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px)
             if result > 0:
                 return result
             if not wait:
@@ -142,7 +111,7 @@ class RedisLocks(Locks):
                     del self._released[key]
 
     async def _release(self, key: str, lock_id: str) -> bool:
-        released = await self._eval(RELEASE_SCRIPT, 1, key, lock_id) == 1
+        released = await self._eval(LOCK_RELEASE, 1, key, lock_id) == 1
         if released:
             waiters = self._released.pop(key, None)
             if waiters:
@@ -152,7 +121,7 @@ class RedisLocks(Locks):
         return released
 
     async def _renew(self, key: str, lock_id: str, ttl: float) -> bool:
-        return await self._eval(RENEW_SCRIPT, 1, key, lock_id, int(ttl * 1000) or 1) == 1
+        return await self._eval(LOCK_RENEW, 1, key, lock_id, int(ttl * 1000) or 1) == 1
 
     async def _owners(self, keys: list[str]) -> list[str | None]:
         values = await self._client.mget(keys)

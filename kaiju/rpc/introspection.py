@@ -1,72 +1,81 @@
-"""The methods the dispatcher itself exposes: rpc.api, rpc.discover, rpc.status, rpc.tasks."""
+"""The dispatcher's own methods: rpc.api, rpc.discover, rpc.status, rpc.tasks.
+
+`Introspection` reads the server's method table and executor; `RPCServer` registers its
+methods under its own name when it starts.
+"""
 
 from __future__ import annotations
 
+import re
 import time
-from fnmatch import fnmatchcase
-from typing import Any
+from fnmatch import translate
+from typing import TYPE_CHECKING, Annotated, Any
+
+from msgspec import Meta
 
 from kaiju.rpc.access import Scope
-from kaiju.rpc.context import _current
+from kaiju.rpc.context import current
 from kaiju.rpc.methods import method
 from kaiju.rpc.openrpc import openrpc_document
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.rpc.server import RPCServer
 
 __all__ = ["Introspection"]
 
 
 class Introspection:
-    """Mixed into RPCServer: its introspection methods (they read the server's own state)."""
+    """What the callers of one `RPCServer` may learn of it."""
 
-    _methods: dict
-    _slots: Any
-    _inflight: dict
-    _background: set
-    _debug: bool
+    def __init__(self, server: RPCServer):
+        self.server = server
+
+    @staticmethod
+    def _caller() -> tuple[Scope, Any]:
+        ctx = current()
+        return (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
 
     @method(permission=Scope.GUEST)
-    async def api(self, pattern: str = "*") -> dict:
-        """The methods the caller may call (names matching `pattern`), with their params and docs."""
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
+    async def api(self, pattern: Annotated[str, Meta(max_length=256)] = "*") -> dict:
+        """The methods the caller may call (names matching the shell-style `pattern`, at most
+        256 characters), with their params and docs."""
+        scope, session = self._caller()
+        # not fnmatch: its cache keeps every distinct pattern a caller sends; re's is bounded
+        match = re.compile(translate(pattern)).match
         return {
             "api": "jsonrpc",
             "version": "2.0",
-            "methods": [d for d in self.describe(scope, session) if fnmatchcase(d["name"], pattern)],
+            "methods": [m.describe() for m in self.server.table.listing(scope, session) if match(m.name)],
         }
 
     @method(permission=Scope.GUEST)
     async def discover(self) -> dict:
         """An OpenRPC document of the methods the caller may call."""
-        ctx = _current.get()
-        scope, session = (ctx.scope, ctx.session) if ctx else (Scope.SYSTEM, None)
-        return openrpc_document(self.list_methods(scope, session), title=self.app.name, version=self.app.version)
+        scope, session = self._caller()
+        app = self.server.app
+        return openrpc_document(self.server.table.listing(scope, session), title=app.name, version=app.version)
 
     @method
     async def status(self) -> dict:
         """The dispatcher's load and limits."""
+        server = self.server
+        executor = server.executor
         return {
-            "app": self.app.name,
-            "env": self.app.env,
-            "debug": self._debug,
-            "methods": len(self._methods),
-            "running": self._slots.busy,
-            "waiting": self._slots.waiting,
-            "in_flight": len(self._inflight),
-            "notifications": len(self._background),
-            "max_parallel_tasks": int(self.max_parallel_tasks),
-            "default_request_time": self.default_request_time,
-            "max_request_time": self.max_request_time,
+            "app": server.app.name,
+            "env": server.app.env,
+            "debug": executor.debug,
+            "methods": len(server.table.methods),
+            "running": executor.slots.busy,
+            "waiting": executor.slots.waiting,
+            "in_flight": len(executor.inflight),
+            "notifications": len(executor.background),
+            "max_parallel_tasks": int(server.max_parallel_tasks),
+            "default_request_time": server.default_request_time,
+            "max_request_time": server.max_request_time,
             "server_time": time.time(),
         }
 
     @method
     async def tasks(self) -> list[dict]:
         """The requests in flight: method, correlation id, seconds elapsed and left."""
-        now = self._loop.time()
-        return sorted(
-            (
-                {"method": c.method, "correlation_id": c.correlation_id, "elapsed": round(now - c.started, 3), "left": round(c.loop_deadline - now, 3)}
-                for c in self._inflight
-            ),
-            key=lambda d: -d["elapsed"],
-        )
+        return self.server.executor.in_flight()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple
 
 import msgspec
+from msgspec import Raw
 from msgspec.structs import astuple
 
 from kaiju.rpc.access import Scope, parse_scope
@@ -64,7 +65,7 @@ def method_spec(obj: Any) -> MethodSpec | None:
 
 def _hints(func: Callable) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(func)
+        return typing.get_type_hints(func, include_extras=True)  # keep msgspec Meta constraints
     except Exception:  # unresolvable forward references: validate what can be, the rest is Any
         return {k: (v if not isinstance(v, str) else Any) for k, v in getattr(func, "__annotations__", {}).items()}
 
@@ -97,12 +98,20 @@ def _invalid(exc: msgspec.ValidationError, fields: tuple[str, ...], positional: 
     return InvalidParams(message, data={"field": field, "reason": reason})
 
 
+class _WithExtra(NamedTuple):
+    """Validated params of a `**kwargs` method plus the names its signature does not list."""
+
+    params: Any
+    extra: dict[str, Any]
+
+
 class Method:
     """One RPC method: the bound function, its permission, and its params binding, built once."""
 
     __slots__ = (
         "name", "service", "func", "permission", "doc", "params", "returns", "fields", "field_set",
         "var_kwargs", "n_pos", "kw_names", "object_type", "array_type", "object_decoder", "_fast", "request_type",
+        "plain",
     )
 
     def __init__(self, name: str, service: str, func: Callable[..., Coroutine], permission: Scope):
@@ -152,6 +161,8 @@ class Method:
         self.array_type = msgspec.defstruct(base + "_by_position", struct_fields, kw_only=True, array_like=True)
         self.object_decoder = msgspec.json.Decoder(self.object_type)
         self._fast = not self.var_kwargs
+        # validated params are the positional arguments, in order: `func(*astuple(params))`
+        self.plain = self._fast and self.kw_names is None
         # The whole request as one Struct, tagged by its method name: the server decodes a plain
         # request for any method in one pass through a tagged union of these. The id is required
         # here, so a notification fails this decoder and takes the server's general path.
@@ -168,49 +179,32 @@ class Method:
     def __repr__(self) -> str:
         return f"<Method {self.name} permission={self.permission.name}>"
 
-    # -- binding: params -> a coroutine of the method (raises InvalidParams) -----
+    # -- binding: params -> validated params -> a coroutine of the method -----
 
-    def _call(self, p: Any, extra: dict | None = None) -> Coroutine:
-        values = astuple(p)
-        if self.kw_names is None and not extra:
-            return self.func(*values)
-        n = self.n_pos
-        kwargs = dict(zip(self.kw_names or (), values[n:]))
-        if extra:
-            kwargs.update(extra)
-        return self.func(*values[:n], **kwargs)
+    def validate(self, params: Any) -> Any:
+        """The params checked against the signature, ready for `invoke`.
 
-    def call_raw(self, raw: Any) -> Coroutine:
-        """The method's coroutine for params given as raw JSON (`msgspec.Raw`, or UNSET for none)."""
-        if raw is msgspec.UNSET:
-            return self.call_params(None)
-        if self._fast:
-            try:
-                p = self.object_decoder.decode(raw)
-            except msgspec.ValidationError:
-                pass  # by-position params, `_` names or a real error: the general path tells which
-            else:
-                values = astuple(p)
-                return self.func(*values) if self.kw_names is None else self._call(p)
-        return self.call_params(_generic_decoder.decode(raw))
-
-    def call_params(self, params: Any) -> Coroutine:
-        """The method's coroutine for params already decoded (a dict, a list, or None for none)."""
+        `params` is raw JSON (`msgspec.Raw`, as read from a request body), a decoded object
+        (dict by name, list or tuple by position), or None / UNSET for none. Raises
+        InvalidParams naming the field, InvalidRequest for params that are neither.
+        """
+        if type(params) is Raw:
+            if self._fast:
+                try:
+                    return self.object_decoder.decode(params)
+                except msgspec.ValidationError:
+                    pass  # by-position params, `_` names or a real error: the general path tells which
+            params = _generic_decoder.decode(params)
         if params is None or params is msgspec.UNSET:
             params = {}
         if type(params) is dict:
             if any(type(k) is str and k.startswith("_") for k in params):
                 params = {k: v for k, v in params.items() if not k.startswith("_")}
-            extra = None
             if self.var_kwargs:
                 extra = {k: v for k, v in params.items() if k not in self.field_set}
                 if extra:
-                    params = {k: v for k, v in params.items() if k in self.field_set}
-            try:
-                p = msgspec.convert(params, self.object_type)
-            except msgspec.ValidationError as exc:
-                raise _invalid(exc, self.fields) from None
-            return self._call(p, extra)
+                    return _WithExtra(self._convert(params, extra), extra)
+            return self._convert(params)
         if type(params) in (list, tuple):
             if len(params) > len(self.fields):
                 raise InvalidParams(
@@ -218,11 +212,32 @@ class Method:
                     data={"field": None, "reason": f"expected at most {len(self.fields)} positional params"},
                 )
             try:
-                p = msgspec.convert(list(params), self.array_type)
+                return msgspec.convert(list(params), self.array_type)
             except msgspec.ValidationError as exc:
                 raise _invalid(exc, self.fields, positional=True) from None
-            return self._call(p)
         raise InvalidRequest("params must be an object or an array", data={"field": "params"})
+
+    def _convert(self, params: dict, extra: dict | None = None) -> Any:
+        if extra:
+            params = {k: v for k, v in params.items() if k in self.field_set}
+        try:
+            return msgspec.convert(params, self.object_type)
+        except msgspec.ValidationError as exc:
+            raise _invalid(exc, self.fields) from None
+
+    def invoke(self, p: Any) -> Coroutine:
+        """The method's coroutine for params returned by `validate` (callable again: retries)."""
+        if self.kw_names is None and type(p) is not _WithExtra:
+            return self.func(*astuple(p))
+        extra = None
+        if type(p) is _WithExtra:
+            p, extra = p.params, p.extra
+        values = astuple(p)
+        n = self.n_pos
+        kwargs = dict(zip(self.kw_names or (), values[n:]))
+        if extra:
+            kwargs.update(extra)
+        return self.func(*values[:n], **kwargs)
 
     # -- description ------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""JSON-RPC 2.0 messages and the kaiju request headers.
+"""JSON-RPC 2.0 on the wire: messages, the kaiju request headers, batch templates.
 
-Requests decode straight from bytes into `RawRequest` (params kept as raw JSON for the
-method's own decoder); anything that does not fit goes through `parse_request`, which
-says exactly what is wrong. Responses are Structs encoded by one shared encoder.
+`read_request` turns one request (JSON bytes, or an object already decoded) into a
+request whose `params` the method validates itself: raw JSON straight from the body
+(`RawRequest`) or the decoded value (`Request`); anything that is not a request raises
+InvalidRequest saying exactly what is wrong. Responses are Structs encoded by one shared
+encoder. The header names the dispatcher reads live here and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kaiju.rpc.errors import InvalidParams, InvalidRequest
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
     "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "fill_template", "parse_headers", "parse_request",
+    "fill_template", "parse_headers", "parse_request", "read_request",
 ]
 
 JSONRPC = "2.0"
@@ -90,6 +92,31 @@ def parse_request(obj: Any) -> Request:
     return Request(method=method, id=req_id, params=params)
 
 
+_decode_raw_request = msgspec.json.Decoder(RawRequest).decode
+_decode_any = msgspec.json.Decoder().decode
+_CONTAINER_START = frozenset(b"{[n")  # params: an object, an array or null
+
+
+def read_request(item: Any) -> RawRequest | Request:
+    """One request of a body or a batch: JSON (bytes-like or `msgspec.Raw`) or a decoded object.
+
+    Raises InvalidRequest (carrying `request_id` when an id is readable) for anything that
+    is not a request, and msgspec.DecodeError for JSON that does not parse.
+    """
+    if type(item) is dict:
+        return parse_request(item)
+    if isinstance(item, (bytes, bytearray, memoryview, Raw)):
+        try:
+            req = _decode_raw_request(item)
+        except msgspec.ValidationError:
+            return parse_request(_decode_any(item))  # says what is wrong with it
+        if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
+            exc = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
+            raise _with_id(exc, None if req.id is UNSET else req.id)
+        return req
+    return parse_request(item)
+
+
 def _with_id(exc: InvalidRequest, req_id: Any) -> InvalidRequest:
     exc.request_id = req_id  # type: ignore[attr-defined]
     return exc
@@ -118,51 +145,63 @@ _KEYS = {
     "rpc-batch-abort-error": "abort_on_error", "rpc-batch-template": "use_template", "session-id": "session_id",
     "authorization": "authorization",
 }
+_NAMES = {
+    "correlation-id": CORRELATION_ID, "timeout": TIMEOUT, "deadline": DEADLINE, "rpc-retries": RETRIES,
+    "rpc-batch-abort-error": ABORT_ON_ERROR, "rpc-batch-template": USE_TEMPLATE, "session-id": SESSION_ID,
+    "authorization": AUTHORIZATION,
+}
 KAIJU_HEADERS = frozenset(_KEYS)  # the header names the dispatcher reads, lower case
 _TRUE = frozenset({"?1", "1", "true", "yes", "on"})
 _FALSE = frozenset({"?0", "0", "false", "no", "off", ""})
-_CORRELATION_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_NUMBER = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")  # ASCII digits only: no "1_0", "1e309", "nan", "²"
+_WHOLE = re.compile(r"[0-9]{1,6}")
+
+
+def _refuse(name: str, what: str, value: str) -> InvalidRequest:
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    return InvalidRequest(f"Invalid request: header {name} must be {what}, got {shown!r}", data={"header": name})
 
 
 def _number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or number <= 0:
-        raise InvalidRequest(f"Invalid request: header {name} must be a positive number, got {value!r}", data={"header": name})
+    number = float(value) if _NUMBER.fullmatch(value) else 0.0
+    if not 0 < number < math.inf:
+        raise _refuse(name, "a positive number", value)
     return number
 
 
 def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestHeaders:
-    """Read the kaiju request headers (names in any case); raises InvalidRequest for a malformed value.
+    """Read the kaiju request headers (names in any case); raises InvalidRequest for a malformed
+    value, naming the header in `data.header`. Numbers are plain ASCII decimals.
 
     Returns the shared `NO_HEADERS` when none of them is given.
     """
     parsed = NO_HEADERS
     for key, value in headers.items():
-        attr = _KEYS.get(key.lower())
+        lower = key.lower()
+        attr = _KEYS.get(lower)
         if attr is None:
             continue
         if parsed is NO_HEADERS:
             parsed = RequestHeaders()
+        name = _NAMES[lower]
         value = (value if type(value) is str else str(value)).strip()  # in-process callers may pass numbers
         if attr == "correlation_id":
-            if not _CORRELATION_ID.match(value):
-                raise InvalidRequest("Invalid request: header Correlation-Id must be 1-128 visible ASCII characters", data={"header": key})
+            if not _CORRELATION_ID.fullmatch(value):
+                raise _refuse(name, "1-128 visible ASCII characters", value)
             parsed.correlation_id = value
         elif attr == "timeout":
-            parsed.timeout = _number(key, value)
+            parsed.timeout = _number(name, value)
         elif attr == "deadline":
-            parsed.deadline = _number(key, value)
+            parsed.deadline = _number(name, value)
         elif attr == "retries":
-            if not value.isdigit():
-                raise InvalidRequest(f"Invalid request: header {key} must be a whole number, got {value!r}", data={"header": key})
+            if not _WHOLE.fullmatch(value):
+                raise _refuse(name, "a whole number", value)
             parsed.retries = min(int(value), max_retries)
         elif attr in ("abort_on_error", "use_template"):
             flag = value.lower()
             if flag not in _TRUE and flag not in _FALSE:
-                raise InvalidRequest(f"Invalid request: header {key} must be ?1 or ?0, got {value!r}", data={"header": key})
+                raise _refuse(name, "?1 or ?0", value)
             setattr(parsed, attr, flag in _TRUE)
         else:
             setattr(parsed, attr, value or None)

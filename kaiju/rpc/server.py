@@ -1,59 +1,57 @@
-"""RPCServer: the one JSON-RPC dispatcher every transport enters.
+"""RPCServer: the JSON-RPC service every transport and in-process caller enters.
 
-Transports hand it a request body (bytes, or already decoded) and headers, and get the
-response body and headers back (`handle`); in-process callers use `call`. A single
-request runs in the caller's own task: no task, and usually no timer, per call. Deadlines
-longer than `watchdog_threshold` are enforced by one watchdog tick shared by all requests;
-shorter ones by `asyncio.timeout_at`.
+A request's path, in the order it is taken:
 
-This module holds the service (settings, start/stop, the method registry) and the entry
-points, with the hot path of a plain request written out in `handle`; how a method runs
-under a context is in `kaiju.rpc.execution`, batches and other general-path requests in
-`kaiju.rpc.batches`, the introspection methods in `kaiju.rpc.introspection`.
+1. `RPCServer.handle` (transports: bytes or decoded JSON plus headers) or `RPCServer.call`
+   (in-process): wait until the app has started, read the kaiju headers
+   (`protocol.parse_headers`), make the request's context (`Executor.context`), load the
+   caller's session (Session-Id, Authorization);
+2. a batch goes to `batches.run_batch`, which answers each item by step 3;
+3. `Dispatcher` (dispatch.py): read the request (`protocol.read_request`), resolve the method
+   and check access (`MethodTable.resolve`), validate the params (`Method.validate`);
+4. `Executor.run` (executor.py): take a slot, be listed in flight, run under the deadline
+   and the retries, with the context as `current()`;
+5. back in `handle`: encode the response, answer the session's id when it changed, save the
+   session's data.
+
+The common request — one plain request with an id, no kaiju header, for a method the
+caller may use — is decoded with its params in one pass (`MethodTable.plain_decoder`) and
+goes straight to step 4: the same `Executor.run` as every other request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
-import typing
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
-from msgspec.structs import astuple as _astuple
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
-from kaiju.rpc.batches import Batches
-from kaiju.rpc.context import RequestContext, _current, new_correlation_id
-from kaiju.rpc.context import _counter as _cid_counter
-from kaiju.rpc.context import _prefix as _cid_prefix
-from kaiju.rpc.execution import Execution, _current_task
+from kaiju.rpc.batches import run_batch
+from kaiju.rpc.context import RequestContext, current_var, new_correlation_id
+from kaiju.rpc.dispatch import Dispatcher
+from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
-from kaiju.rpc.methods import Method, method_spec
+from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RawRequest, RequestHeaders, Response,
-    parse_headers,
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response, parse_headers,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
-from kaiju.rpc.slots import Slots
+from kaiju.rpc.table import MethodTable
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RPCServer"]
 
-_NO_HEADERS = NO_HEADERS
-_KAIJU_HEADERS = KAIJU_HEADERS
 _lower = str.lower
-_decode_request = msgspec.json.Decoder(RawRequest).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _BYTES = (bytes, bytearray, memoryview)
 
 
-class RPCServer(Service, Execution, Batches, Introspection):
+class RPCServer(Service):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
@@ -76,200 +74,292 @@ class RPCServer(Service, Execution, Batches, Introspection):
 
     service_name = "rpc"
 
-    max_parallel_tasks: int = 128
-    default_request_time: float = 90.0
-    max_request_time: float = 600.0
-    max_batch_size: int = 200
-    max_retries: int = 10
+    max_parallel_tasks: PositiveInt = 128
+    default_request_time: Positive = 90.0
+    max_request_time: Positive = 600.0
+    max_batch_size: PositiveInt = 200
+    max_retries: NonNegativeInt = 10
     enable_permissions: bool = True
     debug: bool | None = None
-    stop_timeout: float = 30.0
-    watchdog_threshold: float = 5.0
+    stop_timeout: NonNegative = 30.0
+    watchdog_threshold: Positive = 5.0
     sessions: SessionStore | None = None
     auth: Authenticator | None = None
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._methods: dict[str, Method] = {}
-        self._inflight: dict[RequestContext, None] = {}
-        self._background: set[asyncio.Task] = set()
-        self._slots = Slots()
-        self._clock = _not_started
-        self._debug = False
+        self.table = self._new_table()  # listed before start too (kaiju-run methods)
+        self.executor: Executor | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._ready = False  # true once App.started is set: requests need not wait any more
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-        self._app_ready = False  # flips once App.started is set
         self._hot = _HotPath()
+
+    def check_dependencies(self) -> None:
+        """Reject a default request time above the maximum (ValueError naming the setting)."""
+        if float(self.default_request_time) > float(self.max_request_time):
+            raise ValueError(
+                f"default_request_time: expected at most max_request_time ({self.max_request_time}), "
+                f"got {self.default_request_time}"
+            )
 
     # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Check the settings and collect the methods; raises ValueError for a bad setting or a duplicate method."""
-        if int(self.max_parallel_tasks) < 1:
-            raise ValueError(f"{self.name}: max_parallel_tasks must be at least 1, got {self.max_parallel_tasks}")
-        if not 0 < float(self.default_request_time) <= float(self.max_request_time):
-            raise ValueError(f"{self.name}: need 0 < default_request_time <= max_request_time")
-        self._loop = loop = asyncio.get_running_loop()
-        # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
-        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        self._slots = Slots(int(self.max_parallel_tasks))
-        self._tick = max(0.05, min(1.0, float(self.watchdog_threshold) / 10))
-        self._threshold = float(self.watchdog_threshold)
-        self._default_time = float(self.default_request_time)
-        self._max_time = float(self.max_request_time)
-        self._debug = self.app.debug if self.debug is None else bool(self.debug)
-        self._app_ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
-        self._methods = {}
-        services = list(self.app.services.values())
-        if self not in services:
-            services.append(self)
-        for service in services:
-            self._collect(service)
-        self._build_hot_decoder()
+        """Collect the methods of the app's services; raises ValueError for a bad setting or a
+        method defined twice."""
+        self.check_dependencies()
+        self.executor = Executor(
+            max_parallel=int(self.max_parallel_tasks),
+            default_time=float(self.default_request_time),
+            max_time=float(self.max_request_time),
+            threshold=float(self.watchdog_threshold),
+            logger=self.logger,
+            debug=self.app.debug if self.debug is None else bool(self.debug),
+        )
+        self.table = self._new_table()
+        self.dispatcher = Dispatcher(self.table, self.executor)
+        self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
+        for name, service in self.app.services.items():
+            self.table.add(service, name)
+        self._build_hot_path()
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
-        deadline = time.monotonic() + float(self.stop_timeout)
-        while (self._inflight or self._background) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for task in list(self._background):
-            task.cancel()
-        for ctx in list(self._inflight):
-            if ctx.task is not None and not ctx.task.done():
-                ctx.task.cancel()
-        if self._slots.watchdog is not None:
-            self._slots.watchdog.cancel()
-            self._slots.watchdog = None
+        if self.executor is not None:
+            await self.executor.stop(float(self.stop_timeout))
 
-    # -- methods ----------------------------------------------------------
+    def log_fields(self) -> Any:
+        """The entrypoint's log-field hook: a provider of the current request's correlation id."""
+        from kaiju.rpc.context import log_fields
 
-    async def _wait_app_ready(self) -> None:
-        if self._clock is _not_started:
-            _not_started()
-        try:
-            await asyncio.wait_for(self.app.started.wait(), self._default_time)
-        except TimeoutError:
-            pass  # the start-up is stuck; let the request meet whatever is there
-        if self.app.started.is_set() and not self._app_ready:
-            self._app_ready = True
-            self._build_hot_decoder()
+        return log_fields
+
+    # -- the method table ---------------------------------------------------
+
+    def _new_table(self) -> MethodTable:
+        table = MethodTable(bool(self.enable_permissions))
+        table.add(Introspection(self), self.name)
+        return table
 
     def add_service(self, service: Service) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
-        added = self._collect(service)
-        self._build_hot_decoder()
+        added = self.table.add(service, service.name)
+        self._build_hot_path()
         return added
-
-    def _collect(self, service: Service) -> list[str]:
-        added = []
-        for attr in dir(type(service)):
-            raw = inspect.getattr_static(type(service), attr, None)
-            func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
-            spec = method_spec(func)
-            if spec is None:
-                continue
-            name = f"{service.name}.{spec.name or attr}"
-            existing = self._methods.get(name)
-            if existing is not None and getattr(existing.func, "__self__", None) is not service:
-                raise ValueError(f"RPC method {name} is defined twice")
-            self._methods[name] = Method(name, service.name, getattr(service, attr), spec.permission)
-            added.append(name)
-        return added
-
-    def _build_hot_decoder(self) -> None:
-        """Fill `_hot` for `handle`: one decoder for a plain request to any method (a union of the
-        methods' request Structs tagged by "method", so the envelope and the params decode and
-        validate in one pass) and the state the hot path reads."""
-        by_type = {m.request_type: m for m in self._methods.values() if m.request_type is not None}
-        hot = self._hot
-        hot.methods = by_type
-        # Every request takes the long way until the app has started, when there is no method,
-        # and when the default deadline is too near for the shared tick the hot path relies on.
-        if not (by_type and self._app_ready and self._default_time >= self._threshold):
-            hot.decode = _no_hot_path
-            return
-        hot.decode = msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode
-        hot.loop, hot.clock, hot.default_time = self._loop, self._clock, self._default_time
-        hot.inflight, hot.slots, hot.enc = self._inflight, self._slots, self._enc
 
     def remove_service(self, service_name: str) -> None:
         """Forget the methods of one service."""
-        for name in [n for n, m in self._methods.items() if m.service == service_name]:
-            del self._methods[name]
-        self._build_hot_decoder()
+        self.table.remove(service_name)
+        self._build_hot_path()
 
     def may_call(self, m: Method, scope: Scope, session: Session | None = None) -> bool:
         """Whether a caller with `scope` (and `session`) may use method `m`."""
-        return (
-            not self.enable_permissions
-            or m.permission >= scope
-            or (session is not None and session.grants(m.name, m.service))
-        )
+        return self.table.may_call(m, scope, session)
 
     def list_methods(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[Method]:
         """The methods a caller may use, sorted by name (all of them for SYSTEM)."""
-        return [m for name, m in sorted(self._methods.items()) if self.may_call(m, scope, session)]
+        return self.table.listing(scope, session)
 
     def describe(self, scope: Scope = Scope.SYSTEM, session: Session | None = None) -> list[dict[str, Any]]:
         """One line of facts per callable method: name, permission, params (with types and defaults), doc."""
-        return [m.describe() for m in self.list_methods(scope, session)]
+        return [m.describe() for m in self.table.listing(scope, session)]
 
-    def _resolve(self, name: Any, scope: Scope, session: Session | None) -> Method:
-        m = self._methods.get(name)
-        if m is None or not (
-            m.permission >= scope or not self.enable_permissions or (session is not None and session.grants(m.name, m.service))
-        ):
-            raise E.MethodNotFound(f"Method not found: {name}", data={"method": name})
-        return m
+    def _build_hot_path(self) -> None:
+        """Fill what `handle` reads for a plain request (kept in slots: reading attributes of a
+        Service passes through aiomisc's `__getattr__` hook, which CPython does not speed up)."""
+        hot = self._hot
+        plain = self.table.plain_decoder() if self._ready and self.executor is not None else None
+        hot.decode, hot.methods = plain if plain is not None else (_no_hot_path, {})
+        hot.executor, hot.encode = self.executor, self._enc
 
-    def _names_session(self, h: RequestHeaders) -> bool:
-        """Whether the headers give something to look a session up by: a Session-Id with a
-        `sessions` service, or an Authorization with an `auth` service."""
-        return bool((h.session_id and self.sessions is not None) or (h.authorization and self.auth is not None))
+    # -- entry points -------------------------------------------------------
 
-    async def _find_session(self, ctx: RequestContext, h: RequestHeaders) -> tuple[str | None, E.RPCError | None]:
-        """Find the session the Session-Id or Authorization header gives and put it (and its
-        scope) on `ctx`. A request whose headers give no session runs as a GUEST at most.
+    async def call(
+        self,
+        method: str,
+        params: dict | list | None = None,
+        *,
+        scope: Scope = Scope.SYSTEM,
+        headers: Mapping[str, str] | None = None,
+        session: Session | None = None,
+    ) -> Any:
+        """Call one method in-process and return its result; before the app has started, wait
+        for it (inside the request's deadline).
 
-        Returns the Session-Id to answer with (the session's id; "" when the one named is gone,
-        so the client forgets it; None when none was named) and the error to refuse the request
-        with, if any: what the authenticator raised (NotAuthorized), RequestTimeout when the
-        lookup outlives the request's deadline, InternalError when the store or the
-        authenticator fails. The lookup is in flight (stop() waits for it, then cancels it).
+        Raises an `RPCError`: MethodNotFound, InvalidParams, RequestTimeout, InvalidRequest for a
+        malformed header, NotAuthorized, or InternalError carrying the method's own exception
+        in `base_exc`.
         """
-        answer = session = None
-        ctx.task = _current_task(self._loop)
-        ctx.expired = None  # bounded here by timeout_at, not by the shared tick
-        self._inflight[ctx] = None
+        ctx, h = self._context(headers, scope, session)
+        loaded = await self._admit(ctx, h, {}, session)
+        try:
+            return await self.dispatcher.call(ctx, method, params, h.retries)
+        finally:
+            if loaded is not None:
+                await self._finish_session(ctx, loaded)
+
+    def handle(
+        self,
+        body: bytes | str | dict | list,
+        headers: Mapping[str, str] | None = None,
+        *,
+        scope: Scope = Scope.GUEST,
+        session: Session | None = None,
+    ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
+        """Serve a whole JSON-RPC request or batch: await it for (response body or None,
+        response headers).
+
+        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input:
+        every problem is answered as a JSON-RPC error. Until the app has started
+        (`App.started`), requests wait, so no method runs on a service that has not started yet.
+        """
+        hot = self._hot
+        if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
+            try:
+                req = hot.decode(body)
+            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+                pass  # not one plain request, or not yet: the general path says what it is
+            else:
+                m = hot.methods[type(req)]
+                if m.permission >= scope:  # a plain request, params validated: straight to step 4
+                    ex = hot.executor
+                    return ex.run(ex.plain_context(scope, headers, req.id), m, req.params, 0, hot.encode)
+        return self._handle(body, headers, scope, session)
+
+    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
+        """`handle` for everything but a plain request."""
+        try:
+            ctx, h = self._context(headers, scope, session)
+        except E.InvalidRequest as exc:
+            return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
+        out = {CORRELATION_ID: ctx.correlation_id}
+        try:
+            loaded = await self._admit(ctx, h, out, session)
+        except E.RPCError as exc:
+            return self._refuse(body, exc.to_dict(self._debug)), out
+        before = ctx.session
+        if type(body) is str:
+            body = body.encode()
+        if type(body) in _BYTES and bytes(body[:64]).lstrip()[:1] == b"[":
+            try:
+                body = _decode_batch(body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out
+        if type(body) in (list, tuple):
+            response = await run_batch(self.dispatcher, ctx, list(body), h, int(self.max_batch_size))
+        else:
+            response = await self.dispatcher.one(ctx, body, h.retries)
+        if loaded is not None:
+            await self._finish_session(ctx, loaded)
+        if ctx.session is not before:  # a login or a logout
+            out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
+        return (None if response is None else self._encode(response)), out
+
+    # -- step 1: the request's context and the caller's session -----------------
+
+    def _context(
+        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None
+    ) -> tuple[RequestContext, RequestHeaders]:
+        """The request's context and its parsed kaiju headers; raises InvalidRequest for a
+        malformed header."""
+        if self.executor is None:
+            _not_started()
+        h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
+        if session is not None:
+            scope = session.scope
+        return self.executor.context(h, scope, session, headers), h
+
+    async def _admit(
+        self, ctx: RequestContext, h: RequestHeaders, out: dict[str, str], session: Session | None
+    ) -> Session | None:
+        """Wait for the app to have started, then find the caller's session; returns the
+        session when it came from the store. Raises an RPCError to refuse the request:
+        RequestTimeout when the app does not start within the deadline, or what the session
+        lookup raised."""
+        if not self._ready:
+            await self._wait_ready(ctx)
+        if session is None and _names_session(h, self.sessions, self.auth):
+            return await self._find_session(ctx, h, out)
+        return None
+
+    async def _wait_ready(self, ctx: RequestContext) -> None:
+        """Wait for the app to have started (until `ctx`'s deadline: then RequestTimeout)."""
         try:
             async with asyncio.timeout_at(ctx.loop_deadline):
-                if h.session_id and self.sessions is not None:
-                    session = await self.sessions.load_session(h.session_id)
-                    answer = "" if session is None else session.id
-                if session is None and h.authorization and self.auth is not None:
-                    session = await self.auth.authenticate(h.authorization)
+                await self.app.started.wait()
         except TimeoutError:
-            timeout = E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline})
-            return answer, timeout
-        except E.RPCError as exc:
-            return answer, exc
+            raise E.RequestTimeout("Request timeout: the app did not start in time", data={"deadline": ctx.deadline}) from None
+        if not self._ready:
+            self._ready = True
+            self._build_hot_path()
+
+    async def _find_session(self, ctx: RequestContext, h: RequestHeaders, out: dict[str, str]) -> Session | None:
+        """Put the session the Session-Id or Authorization header gives (and its scope) on `ctx`;
+        a request whose headers give no session runs as a GUEST at most. Returns the session
+        when it came from the store. `out` gets the Session-Id to answer with (the session's
+        id; "" when the one named is gone, so the client forgets it).
+
+        Raises what the authenticator raised (NotAuthorized), RequestTimeout when the lookup
+        outlives the deadline, InternalError when the store or the authenticator fails.
+        """
+        found = loaded = None
+        try:
+            if h.session_id and self.sessions is not None:
+                found = loaded = await self.executor.bounded(ctx, self.sessions.load_session(h.session_id))
+                out[SESSION_ID] = "" if found is None else found.id
+            if found is None and h.authorization and self.auth is not None:
+                found = await self.executor.bounded(ctx, self.auth.authenticate(h.authorization))
+        except E.RPCError:
+            raise
         except Exception as exc:
             self.logger.error("session lookup failed", exc_info=exc)
-            return answer, E.InternalError("Internal error: the session cannot be loaded", base_exc=exc)
-        finally:
-            del self._inflight[ctx]
-            ctx.task = None
-            ctx.expired = False
-            ctx.started = self._clock()  # the method's time starts now
-        if session is not None:
-            ctx.session = session
-            ctx.scope = session.scope
+            raise E.InternalError("Internal error: the session cannot be loaded", base_exc=exc) from exc
+        if found is not None:
+            ctx.session = found
+            ctx.scope = found.scope
         elif ctx.scope < Scope.GUEST:
             ctx.scope = Scope.GUEST  # it named a session or credentials it does not have
-        return answer, None
+        return loaded
+
+    async def _finish_session(self, ctx: RequestContext, loaded: Session) -> None:
+        """Step 5 for a session loaded from the store: let the store save what the request changed."""
+        if ctx.session is not loaded or self.sessions is None:
+            return  # logged out or replaced: the method dealt with the store itself
+        try:
+            await self.sessions.finish_session(loaded)
+        except Exception as exc:
+            self.logger.error("session not saved", session_id=loaded.id, exc_info=exc)
+
+    # -- step 5: answers ------------------------------------------------------
+
+    @property
+    def _debug(self) -> bool:
+        return self.executor.debug if self.executor is not None else False
+
+    def _encode(self, response: Any) -> bytes:
+        try:
+            return self._enc(response)
+        except (TypeError, ValueError) as exc:
+            if type(response) is list:
+                return self._enc([self._encodable(r) for r in response])
+            return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
+
+    def _encodable(self, response: Any) -> Any:
+        try:
+            self._enc(response)
+            return response
+        except (TypeError, ValueError) as exc:
+            return ErrorResponse(id=response.id, error=self._unencodable(exc))
+
+    def _unencodable(self, exc: Exception) -> dict:
+        return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
 
     def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
         """Answer every request of `body` with `error`, running none: a request gets it with
         its own id, a batch gets one per request, a notification gets nothing."""
+        if type(body) is str:
+            body = body.encode()
         if type(body) in _BYTES:
             try:
                 body = _decode_any(body)
@@ -284,195 +374,21 @@ class RPCServer(Service, Execution, Batches, Introspection):
             return None
         return self._enc(ErrorResponse(id=_request_id(body), error=error))
 
-    # -- entry points -----------------------------------------------------
-
-    async def call(
-        self,
-        method: str,
-        params: dict | list | None = None,
-        *,
-        scope: Scope = Scope.SYSTEM,
-        headers: Mapping[str, str] | None = None,
-        session: Session | None = None,
-    ) -> Any:
-        """Call one method in-process and return its result.
-
-        Raises an `RPCError`: MethodNotFound, InvalidParams, RequestTimeout, InvalidRequest for a
-        malformed header, or InternalError carrying the method's own exception in `base_exc`.
-        """
-        h = parse_headers(headers, self.max_retries) if headers else _NO_HEADERS
-        if session is not None:
-            scope = session.scope
-        ctx = self._context(h, scope, session, headers)
-        if session is None and self._names_session(h):
-            _, error = await self._find_session(ctx, h)
-            if error is not None:
-                raise error
-        m = self._resolve(method, ctx.scope, ctx.session)
-        return await self._run(ctx, m, params, False, h.retries)
-
-    async def handle(
-        self,
-        body: bytes | str | dict | list,
-        headers: Mapping[str, str] | None = None,
-        *,
-        scope: Scope = Scope.GUEST,
-        session: Session | None = None,
-    ) -> tuple[bytes | None, dict[str, str]]:
-        """Serve a whole JSON-RPC request or batch; returns (response body or None, response headers).
-
-        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input:
-        every problem is answered as a JSON-RPC error. Until the app has started
-        (`App.started`), requests wait, so no method runs on a service that has not started yet.
-        """
-        hot = self._hot
-        plain_headers = not headers or _KAIJU_HEADERS.isdisjoint(map(_lower, headers))
-        if session is None and plain_headers and _current.get() is None:
-            try:
-                req = hot.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
-                # anything else (batch, notification, unknown method, by-position or bad params,
-                # bad JSON, a decoded body, the app not started yet) takes the long way
-                return await self._handle(body, headers, scope, session)
-        else:
-            return await self._handle(body, headers, scope, session)
-        m = hot.methods[type(req)]
-        if m.permission < scope:
-            return await self._handle(body, headers, scope, session)
-
-        # The hot path: one well-formed request with an id, for a permitted method, no kaiju
-        # headers, not nested. The same steps as `_context` + `_run` (keep them in step),
-        # written out because this is what every plain request costs. It reads its state from
-        # `hot`: attribute reads on a Service pass through aiomisc's `__getattr__` hook.
-        loop = hot.loop
-        now = hot.clock()
-        cid = _cid_prefix + str(next(_cid_counter))  # new_correlation_id(), inline
-        ctx = RequestContext(cid, now + hot.default_time, scope, None, headers, m.name, now, _current_task(loop))
-        coro = m.func(*_astuple(req.params)) if m.kw_names is None else m._call(req.params)
-        token = _current.set(ctx)
-        inflight = hot.inflight
-        inflight[ctx] = None
-        slots = hot.slots
-        if slots.watchdog is None:
-            slots.watchdog = loop.call_at(now + self._tick, self._watch)
-        try:
-            if slots.free > 0:
-                slots.free -= 1
-            else:
-                await slots.acquire(coro)
-            try:
-                try:
-                    result = await coro
-                except (E.RPCError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    result = await self._recover(ctx, m, exc, msgspec.structs.asdict(req.params), False, 0)
-            finally:
-                if slots.waiters:
-                    slots.release()
-                else:
-                    slots.free += 1
-            if ctx.expired:  # the method swallowed the cancellation
-                ctx.task.uncancel()
-                raise E.RequestTimeout(data={"deadline": ctx.deadline})
-        except asyncio.CancelledError:
-            if not ctx.expired:
-                raise
-            ctx.task.uncancel()
-            error = E.RequestTimeout(data={"deadline": ctx.deadline}).to_dict()
-            return hot.enc(ErrorResponse(id=req.id, error=error)), {CORRELATION_ID: cid}
-        except E.RPCError as exc:
-            return hot.enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug))), {CORRELATION_ID: cid}
-        finally:
-            del inflight[ctx]
-            _current.reset(token)
-        # a method that logged the caller in put a session on the context: answer its id
-        out = {CORRELATION_ID: cid} if ctx.session is None else {CORRELATION_ID: cid, SESSION_ID: ctx.session.id}
-        try:
-            return hot.enc(Response(req.id, result)), out
-        except (TypeError, ValueError) as exc:
-            return hot.enc(ErrorResponse(id=req.id, error=self._unencodable(exc))), out
-
-    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
-        """`handle` for everything off the hot path: batches, notifications, headers, errors, nested calls."""
-        if not self._app_ready:
-            await self._wait_app_ready()
-        if type(body) is str:
-            body = body.encode()
-        if headers:
-            try:
-                h = parse_headers(headers, self.max_retries)
-            except E.InvalidRequest as exc:
-                return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
-        else:
-            h = _NO_HEADERS
-        if session is not None:
-            scope = session.scope
-        ctx = self._context(h, scope, session, headers)
-        out_headers = {CORRELATION_ID: ctx.correlation_id}
-        stored = None  # the session the store loaded, to finish after the request
-        if session is None and self._names_session(h):
-            answer_sid, error = await self._find_session(ctx, h)
-            if answer_sid is not None:
-                out_headers[SESSION_ID] = answer_sid
-            if error is not None:
-                return self._refuse(body, error.to_dict(self._debug)), out_headers
-            scope, session = ctx.scope, ctx.session
-            if answer_sid:
-                stored = session
-        answer = await self._serve(ctx, body, h, scope, session)
-        if ctx.session is not session:  # the method logged the caller in or out
-            out_headers[SESSION_ID] = "" if ctx.session is None else ctx.session.id
-        elif stored is not None:
-            try:
-                await self.sessions.finish_session(stored)
-            except Exception as exc:  # the answer stands; the session keeps its previous data
-                self.logger.error("session save failed", exc_info=exc)
-        return answer, out_headers
-
-    async def _serve(
-        self, ctx: RequestContext, body: Any, h: RequestHeaders, scope: Scope, session: Session | None
-    ) -> bytes | None:
-        """The rest of `_handle` once the caller is known: decode, run, encode."""
-        raw = type(body) in _BYTES
-        if raw:
-            try:
-                req = _decode_request(body)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                try:
-                    body = _decode_any(body) if bytes(body).lstrip()[:1] != b"[" else _decode_batch(body)
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict()))
-                if type(body) is list:
-                    return await self._batch(ctx, body, True, h)
-                return await self._single_slow(ctx, body, h)
-            if req.id is UNSET:
-                self._notify(ctx, req, True, h)
-                return None
-            try:
-                m = self._methods.get(req.method)
-                if m is None or m.permission < scope:
-                    m = self._resolve(req.method, scope, session)
-                result = await self._run(ctx, m, req.params, True, h.retries)
-            except E.RPCError as exc:
-                return self._enc(ErrorResponse(id=req.id, error=exc.to_dict(self._debug)))
-            try:
-                return self._enc(Response(id=req.id, result=result))
-            except (TypeError, ValueError) as exc:
-                return self._enc(ErrorResponse(id=req.id, error=self._unencodable(exc)))
-        if type(body) in (list, tuple):
-            return await self._batch(ctx, list(body), False, h)
-        return await self._single_slow(ctx, body, h)
-
 
 class _HotPath:
-    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_decoder`)."""
+    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`)."""
 
-    __slots__ = ("decode", "methods", "loop", "clock", "default_time", "inflight", "slots", "enc")
+    __slots__ = ("decode", "methods", "executor", "encode")
 
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
         self.methods: dict[type, Method] = {}
+
+
+def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:
+    """Whether the headers give something to look a session up by: a Session-Id with a
+    `sessions` service, or an Authorization with an `auth` service."""
+    return bool((h.session_id and sessions is not None) or (h.authorization and auth is not None))
 
 
 def _request_id(obj: Any) -> Any:
@@ -485,7 +401,7 @@ def _no_hot_path(body: bytes) -> Any:
     raise msgspec.ValidationError("no hot path")
 
 
-def _not_started() -> float:
+def _not_started() -> None:
     raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
 
 

@@ -16,15 +16,17 @@ __all__ = ["Slots"]
 
 
 class Slots:
-    """`free` slots and the `waiters` in line (futures); `watchdog` is the server's deadline tick."""
+    """`free` slots and the `waiters` in line (futures).
 
-    __slots__ = ("free", "size", "waiters", "watchdog")
+    The executor takes a free slot inline (`free -= 1`) and gives it back inline when nobody
+    waits; `acquire` and `release` are the general forms."""
+
+    __slots__ = ("free", "size", "waiters")
 
     def __init__(self, size: int = 0):
         self.size = size
         self.free = size
         self.waiters: deque[asyncio.Future] = deque()
-        self.watchdog: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> int:

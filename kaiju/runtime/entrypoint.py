@@ -1,16 +1,22 @@
-"""The entrypoint: an `aiomisc.Entrypoint` that starts a plan layer by layer.
+"""The entrypoint: starts a plan layer by layer around an `aiomisc.Entrypoint`.
 
-What it adds to aiomisc's:
+aiomisc's entrypoint (marked final) is used whole, through its public API: it owns the
+event loop, its thread pool and its `Context`, and starts and stops each service
+(`start_services` / `stop_services`, so a service gets its loop, `start_event` and
+context exactly as under aiomisc). What this one adds:
 
-- services start in dependency layers (each layer concurrently, through aiomisc's
-  `start_services`), each within its start timeout;
+- services start in dependency layers (each layer concurrently), each within its start
+  timeout;
 - a failed required service rolls back everything already started, in reverse order,
   and raises `StartupError`; a failed optional one is left out with what needs it;
 - SIGINT/SIGTERM are handled from the first moment, during start-up too (an interrupted
   start-up rolls back and raises `StartupInterrupted`); a second signal exits at once;
 - services stop layer by layer in reverse, within `shutdown_timeout`;
+- aiomisc's entrypoint signals (`pre_start`, `post_start`, `pre_stop`, `post_stop`)
+  fire once for the whole app, not once per layer;
 - systemd hears READY=1 only after the last layer started, STOPPING=1 on shutdown, and
-  watchdog pings when asked for.
+  watchdog pings when asked for;
+- log records carry the fields that started services provide (`log_fields()`).
 """
 
 from __future__ import annotations
@@ -27,16 +33,12 @@ from typing import Any
 
 import aiomisc
 import aiomisc_log
-from aiomisc.context_vars import set_current_loop
-from aiomisc.entrypoint import CURRENT_ENTRYPOINT
-from aiomisc.utils import cancel_tasks
 
 from kaiju.config.loader import LoadedConfig, load_config, load_config_data
-from kaiju.logging import LOG_FORMATS, configure
+from kaiju.logging import LOG_FORMATS, ContextFilter, configure, log_field_providers
 from kaiju.runtime.graph import dependents
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
 from kaiju.runtime.registry import Registry
-from kaiju.runtime.service import Service
 from kaiju.runtime.systemd import SystemdNotifier
 
 __all__ = ["Entrypoint", "StartupError", "StartupInterrupted", "entrypoint", "run"]
@@ -80,19 +82,25 @@ def _default_log_format() -> str:
     return fmt if fmt in LOG_FORMATS else "color"
 
 
-class Entrypoint(aiomisc.Entrypoint):
-    """An aiomisc entrypoint for the services of a config plus any instances passed in.
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Entrypoint:
+    """Runs the services of a config plus any instances passed in, like an aiomisc entrypoint.
 
     >>> with Entrypoint(config="conf/app.yml") as loop:   # doctest: +SKIP
     ...     loop.run_forever()
 
-    Raises `ConfigError` at construction for a bad config; `StartupError` or
-    `StartupInterrupted` from `__enter__` when start-up fails or is interrupted.
+    Also `async with Entrypoint(...)` inside a running loop. Keyword arguments other than
+    kaiju's go to `aiomisc.Entrypoint` (`pool_size`, `debug`, ...). Raises `ConfigError` at
+    construction for a bad config; `StartupError` or `StartupInterrupted` on entering when
+    start-up fails or is interrupted.
     """
 
     def __init__(
         self,
-        *services: Service,
+        *services: aiomisc.Service,
         config: ConfigSource = None,
         env: Mapping[str, str] | None = None,
         env_files: Sequence[str | Path] = (),
@@ -100,54 +108,89 @@ class Entrypoint(aiomisc.Entrypoint):
         registry: Registry | None = None,
         catch_signals: tuple[int, ...] | None = None,
         log_config: bool = True,
+        log_level: str | int | None = None,
+        log_format: str | None = None,
+        shutdown_timeout: float | None = None,
         **kwargs: Any,
     ):
-        # aiomisc's __del__ reads these; a bad config raises before its __init__ sets them
-        self._loop, self._runner, self._loop_owner = None, None, False
         self.config = _load(config, env, env_files, os_env)
         self.plan: Plan = build_plan(self.config, services, registry=registry)
         main = self.config.settings.main
-        kwargs.setdefault("log_level", main.loglevel.lower())
-        kwargs.setdefault("log_format", _default_log_format())
-        kwargs.setdefault("shutdown_timeout", main.shutdown_timeout)
+        self.log_level = log_level if log_level is not None else main.loglevel.lower()
+        self.log_format = log_format if log_format is not None else _default_log_format()
+        self.log_config = log_config
+        self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None else main.shutdown_timeout)
         self.start_timeout = main.start_timeout
-        self._log_config = log_config
         if catch_signals is None:
             catch_signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-        self._catch = tuple(catch_signals)
-        # aiomisc would install its handlers only after start-up and configure logging itself
-        super().__init__(catch_signals=(), log_config=False, **kwargs)
+        self.catch_signals = tuple(catch_signals)
+        # aiomisc's entrypoint owns the loop, its executor and Context; its own signal
+        # handling (installed only after start-up) and logging set-up stay off
+        self.aiomisc = aiomisc.Entrypoint(catch_signals=(), log_config=False, shutdown_timeout=self.shutdown_timeout, **kwargs)
+        # aiomisc fires these once per start_services call; here they fire once per app,
+        # so the receivers move to this entrypoint and aiomisc's keeps empty signals
+        self.pre_start, self.aiomisc.pre_start = self.aiomisc.pre_start, aiomisc.Signal()
+        self.post_start, self.aiomisc.post_start = self.aiomisc.post_start, aiomisc.Signal()
+        self.pre_stop, self.aiomisc.pre_stop = self.aiomisc.pre_stop, aiomisc.Signal()
+        self.post_stop, self.aiomisc.post_stop = self.aiomisc.post_stop, aiomisc.Signal()
         self.app = self.plan.app
         self.app.shutdown_timeout = self.shutdown_timeout  # a shutdown_timeout argument wins over main's
         self.notifier = SystemdNotifier()
         self.state = "created"  # created -> starting -> running -> stopping -> stopped
-        self.started_layers: list[list[Service]] = []
+        self.started_layers: list[list[str]] = []
         self.left_out: set[str] = set()
+        self._timed_out: set[str] = set()
         self.startup_seconds: float | None = None
+        self.log_filter: ContextFilter | None = None
         self._starting: asyncio.Task | None = None
+        self._stopping: asyncio.Future | None = None
         self._interrupted: int | None = None
         self._signals_seen = 0
+        self._handlers_on: asyncio.AbstractEventLoop | None = None
+        self._sync = False  # entered with `with`, not `async with`
 
-    # -- start --------------------------------------------------------------
+    # -- what aiomisc users read ----------------------------------------------
 
-    async def _start(self) -> None:
-        if self._log_config:
-            providers = []
-            try:
-                from kaiju.rpc.context import log_fields
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop (aiomisc's entrypoint makes one when none is running)."""
+        return self.aiomisc.loop
 
-                providers.append(log_fields)
-            except ImportError:  # the RPC package is optional for a bare runtime
-                pass
-            configure(self.log_level, str(self.log_format), providers)
-        CURRENT_ENTRYPOINT.set(self)
-        set_current_loop(self.loop)
-        for sig in (self.pre_start, self.post_stop, self.pre_stop, self.post_start):
-            sig.freeze()
-        self._install_signal_handlers()
+    @property
+    def services(self) -> tuple[aiomisc.Service, ...]:
+        """The services started and not yet stopped."""
+        return tuple(self.plan.specs[name].service for layer in self.started_layers for name in layer)
+
+    # -- context managers -------------------------------------------------------
+
+    def __enter__(self) -> asyncio.AbstractEventLoop:
+        loop = self.loop
+        self._sync = True
+        try:
+            loop.run_until_complete(self.__aenter__())
+        except BaseException as exc:
+            self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # also closes the loop it made
+            raise
+        return loop
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            return
+        try:
+            loop.run_until_complete(self._stop_app(exc))
+        finally:
+            self.aiomisc.__exit__(exc_type, exc, tb)
+            self._close()
+
+    async def __aenter__(self) -> Entrypoint:
+        loop = asyncio.get_running_loop()
+        if self.log_config:
+            self.log_filter = configure(self.log_level, str(self.log_format))
+        self._install_signal_handlers(loop)
         self.state = "starting"
         began = time.perf_counter()
-        self._starting = self.loop.create_task(self._start_layers())
+        self._starting = loop.create_task(self._start_app())
         try:
             await self._starting
         except asyncio.CancelledError:
@@ -166,14 +209,34 @@ class Entrypoint(aiomisc.Entrypoint):
         self.state = "running"
         self.app.started.set()
         self.notifier.ready()
-        self.notifier.start_watchdog(self.loop)
-        log.info("%s started %d services in %.3f s", self.app.name, sum(map(len, self.started_layers)), self.startup_seconds)
+        self.notifier.start_watchdog(loop)
+        log.info("%s started %d services in %.3f s", self.app.name, len(self.services), self.startup_seconds)
+        return self
 
-    async def _start_one(self, spec: ServiceSpec) -> None:
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            await self._stop_app(exc)
+        finally:
+            await self.aiomisc.__aexit__(exc_type, exc, tb)
+            self._close()
+
+    # -- start --------------------------------------------------------------
+
+    async def _start_app(self) -> None:
+        await self.aiomisc.__aenter__()  # the Context, the current entrypoint and loop
+        for sig in (self.pre_start, self.post_start, self.pre_stop, self.post_stop):
+            sig.freeze()
+        await self.pre_start.call(entrypoint=self, services=tuple(s.service for s in self.plan.specs.values()))
+        await self._start_layers()
+        await self.post_start.call(entrypoint=self, services=self.services)
+
+    async def _start_one(self, name: str) -> None:
+        spec = self.plan.specs[name]
         timeout = spec.start_timeout if spec.start_timeout is not None else self.start_timeout
         try:
-            await asyncio.wait_for(self.start_services(spec.service), timeout)
+            await asyncio.wait_for(self.aiomisc.start_services(spec.service), timeout)
         except TimeoutError:
+            self._timed_out.add(name)  # a timeout has no traceback worth showing
             raise TimeoutError(f"did not start within {timeout:g} s") from None
 
     async def _start_layers(self) -> None:
@@ -182,118 +245,137 @@ class Entrypoint(aiomisc.Entrypoint):
             names = [n for n in names if n not in self.left_out]
             if not names:
                 continue
-            layer: list[Service] = []
+            layer: list[str] = []
             self.started_layers.append(layer)
-            tasks = {self.loop.create_task(self._start_one(plan.specs[n])): n for n in names}
+            tasks = {asyncio.ensure_future(self._start_one(n)): n for n in names}
             pending = set(tasks)
             try:
                 while pending:
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
-                        spec = plan.specs[tasks[task]]
+                        name = tasks[task]
                         exc = task.exception()
                         if exc is None:
-                            layer.append(spec.service)
+                            layer.append(name)
                             continue
-                        await self._stop_one(spec.service, exc)  # release what a half-done start took
-                        if spec.required:
-                            raise StartupError(spec.name, exc)
-                        self._leave_out(spec, exc)
+                        await self._stop_one(name, exc)  # release what a half-done start took
+                        if plan.specs[name].required:
+                            self._explain(name, exc)
+                            raise StartupError(name, exc)
+                        self._leave_out(name, exc)
             except BaseException:
                 for task in pending:
                     task.cancel()
                 for task in pending:
                     try:
                         await task
-                        layer.append(plan.specs[tasks[task]].service)
+                        layer.append(tasks[task])
                     except BaseException:  # noqa: S110 -- it is being rolled back either way
-                        await self._stop_one(plan.specs[tasks[task]].service, None)
+                        await self._stop_one(tasks[task], None)
                 raise
+            self._collect_log_fields(layer)
 
-    def _leave_out(self, spec: ServiceSpec, exc: BaseException) -> None:
+    def _explain(self, name: str, exc: BaseException) -> None:
+        """Log why a service failed to start: its traceback at DEBUG, else how to see it."""
+        if name in self._timed_out:
+            return  # the one-line summary says it all
+        if log.isEnabledFor(logging.DEBUG):
+            log.error('service "%s" failed to start', name, exc_info=exc)
+        else:
+            log.error('service "%s" failed to start; rerun with --log-level DEBUG to see the traceback', name)
+
+    def _leave_out(self, name: str, exc: BaseException) -> None:
         """An optional service failed: leave it out with everything that needs it."""
-        users = dependents(self.plan.graph(), [spec.name])
+        users = dependents(self.plan.graph(), [name])
         needed = sorted(u for u in users if self.plan.specs[u].required)
         if needed:
-            raise StartupError(needed[0], f'needs "{spec.name}", which failed to start: {type(exc).__name__}: {exc}')
-        self.left_out |= {spec.name, *users}
-        for name in (spec.name, *users):
-            self.app.services.pop(name, None)
+            raise StartupError(needed[0], f'needs "{name}", which failed to start: {_reason(exc)}')
+        self.left_out |= {name, *users}
+        for gone in (name, *users):
+            self.app.services.pop(gone, None)
             for service in self.app.services.values():
                 # services indexing others (RPCServer's methods) forget the ones left out
                 forget = getattr(service, "remove_service", None)
                 if callable(forget):
-                    forget(name)
+                    forget(gone)
         also = f"; left out with it: {', '.join(sorted(users))}" if users else ""
-        log.warning('optional service "%s" failed to start (%s: %s)%s', spec.name, type(exc).__name__, exc, also)
+        log.warning('optional service "%s" failed to start (%s)%s', name, _reason(exc), also)
+        if name not in self._timed_out:
+            log.debug('optional service "%s" failed to start', name, exc_info=exc)
+
+    def _collect_log_fields(self, layer: list[str]) -> None:
+        if self.log_filter is None:
+            return
+        for provider in log_field_providers(self.plan.specs[name].service for name in layer):
+            if provider not in self.log_filter.providers:
+                self.log_filter.providers.append(provider)
 
     # -- stop ---------------------------------------------------------------
 
-    async def _stop_one(self, service: Service, exc: BaseException | None) -> None:
+    async def _stop_one(self, name: str, exc: BaseException | None) -> None:
+        service = self.plan.specs[name].service
         try:
-            await service.stop(exc if isinstance(exc, Exception) else None)
+            await self.aiomisc.stop_services(service, exc=exc if isinstance(exc, Exception) else None)
         except Exception as error:  # one failing stop must not keep the others running
-            log.error('service "%s" failed to stop: %s: %s', service.name, type(error).__name__, error)
-        finally:
-            self._services.discard(service)
+            log.error('service "%s" failed to stop: %s', name, _reason(error))
 
     async def _stop_layers(self, exc: BaseException | None) -> None:
         while self.started_layers:
             layer = self.started_layers.pop()
-            if not layer:
-                continue
-            await self.pre_stop.call(entrypoint=self, services=tuple(layer))
-            await asyncio.gather(*(self._stop_one(s, exc) for s in layer))
-            await self.post_stop.call(entrypoint=self, services=tuple(layer))
+            await asyncio.gather(*(self._stop_one(name, exc) for name in layer))
+
+    async def _stop_all(self, exc: BaseException | None, what: str) -> None:
+        await self.pre_stop.call(entrypoint=self, services=self.services)
+        try:
+            await asyncio.wait_for(self._stop_layers(exc), self.shutdown_timeout)
+        except TimeoutError:
+            log.error("%s did not finish within %g s; the rest was cancelled", what, self.shutdown_timeout)
+        self.state = "stopped"
+        await self.post_stop.call(entrypoint=self, services=())
 
     async def _rollback(self, exc: BaseException | None) -> None:
         self.state = "stopping"
         try:
-            await asyncio.wait_for(self._stop_layers(exc), self.shutdown_timeout)
-        except TimeoutError:
-            log.error("roll-back did not finish within %g s", self.shutdown_timeout)
+            await self._stop_all(exc, "roll-back")
         finally:
             self.state = "stopped"
-            self._remove_signal_handlers()
-
-    async def graceful_shutdown(self, exception: Exception | None) -> None:
-        async with self._shutdown_lock:
-            if self._closing.is_set():
-                return
-            self._closing.set()
-        if self.state not in ("stopped",):
-            self.state = "stopping"
-            self.notifier.stopping()
-            log.info("%s stopping", self.app.name)
-            await cancel_tasks(set(self._tasks))
             try:
-                await asyncio.wait_for(self._stop_layers(exception), self.shutdown_timeout)
-            except TimeoutError:
-                log.error("shutdown did not finish within %g s; the rest was cancelled", self.shutdown_timeout)
-            self.state = "stopped"
-        if self._loop_owner:
-            await self._cancel_background_tasks()
-            await self.loop.shutdown_asyncgens()
-            await self.loop.shutdown_default_executor()
+                if not self._sync:  # else __enter__ leaves aiomisc's entrypoint with its __exit__
+                    await self.aiomisc.__aexit__(None, None, None)
+            finally:
+                self._close()
 
-    async def _stop(self, exc: Exception) -> None:
-        try:
-            await super()._stop(exc)
-        finally:
-            self._remove_signal_handlers()
-            self.notifier.close()
+    async def _stop_app(self, exc: BaseException | None) -> None:
+        """Stop every started service in reverse layers, once however often it is asked."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._graceful_stop(exc if isinstance(exc, Exception) else None))
+        await asyncio.shield(self._stopping)
+
+    async def _graceful_stop(self, exc: Exception | None) -> None:
+        if self.state == "stopped":
+            return
+        self.state = "stopping"
+        self.notifier.stopping()
+        log.info("%s stopping", self.app.name)
+        await self._stop_all(exc, "shutdown")
+
+    def _close(self) -> None:
+        self._remove_signal_handlers()
+        self.notifier.close()
 
     # -- signals ------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        for signum in self._catch:
-            self.loop.add_signal_handler(signum, self._on_signal, signum)
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in self.catch_signals:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        self._handlers_on = loop
 
     def _remove_signal_handlers(self) -> None:
-        if self.loop.is_closed():
+        loop, self._handlers_on = self._handlers_on, None
+        if loop is None or loop.is_closed():
             return
-        for signum in self._catch:
-            self.loop.remove_signal_handler(signum)
+        for signum in self.catch_signals:
+            loop.remove_signal_handler(signum)
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -310,14 +392,15 @@ class Entrypoint(aiomisc.Entrypoint):
             self._starting.cancel()
             return
         log.warning("%s received, shutting down", name)
-        task = self.loop.create_task(self._stop(RuntimeError(f"{name} received")))
-        task.add_done_callback(lambda _: self.loop.stop())
+        loop = self.loop
+        task = loop.create_task(self._stop_app(RuntimeError(f"{name} received")))
+        task.add_done_callback(lambda _: loop.stop())
 
 
 entrypoint = Entrypoint
 
 
-def run(*services: Service, config: ConfigSource = None, **kwargs: Any) -> None:
+def run(*services: aiomisc.Service, config: ConfigSource = None, **kwargs: Any) -> None:
     """Start the services of `config` (and `services`) and run until SIGINT or SIGTERM.
 
     Raises ConfigError for a bad config and StartupError when a required service fails.

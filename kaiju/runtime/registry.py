@@ -45,6 +45,7 @@ BUILTIN: dict[str, str] = {
     # streams
     "MemoryStream": "kaiju.streams.memory:MemoryStream",
     "RedisStream": "kaiju.streams.redis:RedisStream",
+    "Streams": "kaiju.streams.service:Streams",
     "StreamListener": "kaiju.streams.listener:StreamListener",
     "StreamProducer": "kaiju.streams.producer:StreamProducer",
 }

@@ -1,11 +1,55 @@
 """Streams: RPC requests carried by a message log, run at least once.
 
-- `kaiju.streams.base`: the backend interface (`StreamBackend`), `StreamMessage`, `topic_key`;
-- `kaiju.streams.memory`: `MemoryStream`, one process;
-- `kaiju.streams.redis`: `RedisStream`, Redis Streams consumer groups;
-- `kaiju.streams.listener`: `StreamListener`, a topic's messages into `RPCServer`;
-- `kaiju.streams.producer`: `StreamProducer`, requests into a topic;
-- `kaiju.streams.dispatch`: pure helpers between a message and the dispatcher.
+    from kaiju.streams import MemoryStream, RedisStream, StreamListener, StreamProducer, Streams
 
-Nothing is imported here, so `import kaiju.streams` needs no Redis client.
+- `StreamBackend` (`kaiju.streams.base`): storage, with `MemoryStream` (one process) and
+  `RedisStream` (Redis Streams consumer groups);
+- `Streams` (`kaiju.streams.service`): the service above a backend: topic locks, the
+  listeners of the process, the `streams.*` RPC methods;
+- `StreamListener`: a topic's messages into `RPCServer`; `StreamProducer`: requests into a topic.
+
+Names are imported lazily: importing this package (or naming `RedisStream`) loads no
+Redis client.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kaiju import _lazy_getattr
+
+_EXPORTS = {
+    "StreamBackend": "kaiju.streams.base",
+    "StreamMessage": "kaiju.streams.base",
+    "GroupInfo": "kaiju.streams.base",
+    "StreamError": "kaiju.streams.base",
+    "StreamUnavailable": "kaiju.streams.base",
+    "GroupMissing": "kaiju.streams.base",
+    "topic_key": "kaiju.streams.base",
+    "MemoryStream": "kaiju.streams.memory",
+    "RedisStream": "kaiju.streams.redis",
+    "Streams": "kaiju.streams.service",
+    "StreamListener": "kaiju.streams.listener",
+    "StreamProducer": "kaiju.streams.producer",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.streams.base import (
+        GroupInfo,
+        GroupMissing,
+        StreamBackend,
+        StreamError,
+        StreamMessage,
+        StreamUnavailable,
+        topic_key,
+    )
+    from kaiju.streams.listener import StreamListener
+    from kaiju.streams.memory import MemoryStream
+    from kaiju.streams.producer import StreamProducer
+    from kaiju.streams.redis import RedisStream
+    from kaiju.streams.service import Streams
+
+
+__getattr__ = _lazy_getattr("kaiju.streams", _EXPORTS, globals())

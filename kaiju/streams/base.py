@@ -6,8 +6,9 @@ one consumer of each group, stays *pending* in the group until that consumer ack
 it, and is redelivered (claimed) when its consumer dies. This is the Redis Streams model;
 `MemoryStream` gives the same semantics inside one process, `RedisStream` across hosts.
 
-The listener and the producer use only the methods of `StreamBackend`, so both backends
-pass one test suite.
+The listener, the producer and the `Streams` service use only the methods of
+`StreamBackend`, so both backends pass one test suite. A backend is storage only: pausing
+topics and the `streams.*` RPC methods belong to `kaiju.streams.service.Streams`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from kaiju.locks.base import LockExistsError, Locks, NotLockOwnerError
-from kaiju.rpc.methods import method
+from kaiju import keys
 from kaiju.runtime.service import Namespace, Service
 
 __all__ = [
-    "DEAD_LETTER_SUFFIX",
     "decode_fields",
     "encode_fields",
     "GroupInfo",
@@ -36,9 +35,6 @@ __all__ = [
     "parse_id",
     "topic_key",
 ]
-
-DEAD_LETTER_SUFFIX = ".dead"
-
 
 class StreamError(Exception):
     """Base of the errors raised by stream backends."""
@@ -86,7 +82,7 @@ def topic_key(namespace: Namespace, topic: str) -> str:
     """The stream key of `topic` in `namespace`: `<env>.<app>._stream.<topic>`."""
     if not topic or not isinstance(topic, str):
         raise ValueError(f"a topic must be a non-empty string, got {topic!r}")
-    return namespace.get_key("_stream", topic)
+    return namespace.get_key(keys.STREAM, topic)
 
 
 def parse_id(stream_id: str) -> tuple[int, int]:
@@ -158,25 +154,15 @@ def dead_letter_fields(
 
 
 class StreamBackend(Service, abc.ABC):
-    """Where stream messages are kept: the interface `StreamListener` and `StreamProducer` use.
+    """Where stream messages are kept: the interface `StreamListener`, `StreamProducer` and
+    `Streams` use.
 
     Every method takes the full stream key (see `topic_key`). Methods raise
     `StreamUnavailable` when the server cannot be reached; a backend never acknowledges,
     drops or trims a message on its own.
-
-    It also keeps the topic locks (pausing a topic for every listener of it, of any app of the
-    env, through the `Locks` service when there is one, else for this process only) and answers the RPC
-    methods `streams.status`, `streams.lock_topic` and `streams.unlock_topic`.
     """
 
-    service_name: ClassVar[str | None] = "streams"
-
-    locks: Locks | None = None
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._listeners: list[Any] = []
-        self._local_locks: set[str] = set()
+    service_name: ClassVar[str | None] = "stream_backend"
 
     # -- writing ------------------------------------------------------------
 
@@ -226,7 +212,8 @@ class StreamBackend(Service, abc.ABC):
     async def dead_letter(
         self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
     ) -> str:
-        """Copy `message` with `error` to the dead-letter stream `<stream>.dead` and acknowledge
+        """Copy `message` with `error` to the dead-letter stream `<stream>.dead`
+        (`kaiju.keys.DEAD_LETTER_SUFFIX`) and acknowledge
         it in `group`, both or neither; returns the dead-letter entry id."""
 
     # -- upkeep and introspection -------------------------------------------
@@ -256,95 +243,3 @@ class StreamBackend(Service, abc.ABC):
     @abc.abstractmethod
     async def length(self, stream: str) -> int:
         """Number of entries in `stream` (0 when missing)."""
-
-    # -- topic locks -----------------------------------------------------------
-
-    @staticmethod
-    def _lock_key(stream: str) -> str:
-        # kept in the env's shared lock namespace: the key names the full stream, so it is unique
-        # there, and every app consuming the stream (a shared topic) sees the same lock
-        return "stream." + stream
-
-    def stream_key(self, topic: str, shared: bool = False) -> str:
-        """The stream key of `topic` in this app's namespace (or the shared one)."""
-        return topic_key(self.app.shared_namespace if shared else self.app.namespace, topic)
-
-    async def topic_locked(self, stream: str) -> bool:
-        """Whether `stream` is paused by a topic lock; raises StreamUnavailable when the
-        locks service cannot answer."""
-        if self.locks is None:
-            return stream in self._local_locks
-        try:
-            return await self.locks.exists(self._lock_key(stream), shared=True)
-        except Exception as exc:  # the lock store is down: the listener backs off as for its own server
-            raise StreamUnavailable(f"cannot check the topic lock: {exc!r}") from exc
-
-    async def lock_stream(self, stream: str, ttl: float = 3600.0) -> bool:
-        """Pause every listener of `stream` (they finish what they hold) until `unlock_stream`
-        or until `ttl` seconds pass; False when it was already locked."""
-        if self.locks is None:
-            locked = stream not in self._local_locks
-            self._local_locks.add(stream)
-        else:
-            try:
-                await self.locks.acquire(self._lock_key(stream), ttl=ttl, wait=False, renew=False, shared=True)
-                locked = True
-            except LockExistsError:
-                locked = False
-        self._recheck(stream)
-        return locked
-
-    async def unlock_stream(self, stream: str) -> bool:
-        """Resume the listeners of `stream`, whoever locked it; False when it was not locked."""
-        if self.locks is None:
-            unlocked = stream in self._local_locks
-            self._local_locks.discard(stream)
-        else:
-            key, unlocked = self._lock_key(stream), False
-            owner = await self.locks.owner(key, shared=True)
-            if owner is not None:
-                try:
-                    await self.locks.release(key, owner, shared=True)
-                    unlocked = True
-                except NotLockOwnerError:
-                    pass  # expired or released meanwhile
-        self._recheck(stream)
-        return unlocked
-
-    def _recheck(self, stream: str) -> None:
-        for listener in self._listeners:
-            if listener.stream_key == stream:
-                listener.recheck_lock()
-
-    @method
-    async def lock_topic(self, topic: str, shared: bool = False, ttl: float = 3600.0) -> bool:
-        """Pause `topic` for every listener of this app (or of the env with `shared`) until
-        `unlock_topic`, at most `ttl` seconds. Returns False when it was already locked."""
-        if not isinstance(ttl, (int, float)) or ttl <= 0:
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        return await self.lock_stream(self.stream_key(topic, shared), ttl)
-
-    @method
-    async def unlock_topic(self, topic: str, shared: bool = False) -> bool:
-        """Resume `topic`; returns False when it was not locked."""
-        return await self.unlock_stream(self.stream_key(topic, shared))
-
-    @method
-    async def status(self) -> list[dict[str, Any]]:
-        """One entry per listener of this process: topic, pending, lag, processed, failed, dead-lettered."""
-        return [await listener.status() for listener in self._listeners]
-
-    # -- listeners of this process ------------------------------------------
-
-    def attach(self, listener: Any) -> None:
-        """Register a running listener (for `status` and immediate topic-lock checks)."""
-        if listener not in self._listeners:
-            self._listeners.append(listener)
-
-    def detach(self, listener: Any) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    @property
-    def listeners(self) -> tuple[Any, ...]:
-        return tuple(self._listeners)

@@ -14,10 +14,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Outcome", "as_request", "response_error", "PERMANENT_ERRORS"]
+from kaiju.rpc.errors import InternalError, InvalidParams, InvalidRequest, JSONParseError, RPCError
+
+__all__ = ["MESSAGE_ID", "Outcome", "as_request", "error_object", "response_error", "PERMANENT_ERRORS"]
+
+# The header naming the message on every delivery, `<stream>/<id>`: the key to deduplicate on.
+MESSAGE_ID = "Message-Id"
 
 # Errors that no redelivery can cure: the message is not a valid request at all.
-PERMANENT_ERRORS = frozenset({-32700, -32600, -32602})
+PERMANENT_ERRORS = frozenset({JSONParseError.code, InvalidRequest.code, InvalidParams.code})
 
 # How StreamProducer writes a request; with no "id" anywhere in it, it is a notification.
 _PRODUCER_PREFIX = b'{"jsonrpc":"2.0","method":'
@@ -48,6 +53,12 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 OK = Outcome()
+
+
+def error_object(error: type[RPCError], message: str, **data: Any) -> dict[str, Any]:
+    """A JSON-RPC error object with the code and type name of `error`; `data` adds fields
+    (a `type` in it overrides the class name)."""
+    return {"code": error.code, "message": message, "data": {"type": error.__name__, **data}}
 
 
 def as_request(body: bytes) -> bytes | list[Any]:
@@ -86,7 +97,7 @@ def response_error(response: bytes | None) -> Outcome:
     try:
         answers = _decode_answers(response) if response.lstrip()[:1] == b"[" else [_decode_answer(response)]
     except (msgspec.ValidationError, msgspec.DecodeError):
-        return Outcome({"code": -32603, "message": "unreadable dispatcher response"})
+        return Outcome(error_object(InternalError, "unreadable dispatcher response"))
     for answer in answers:
         if answer.error is not None:
             return Outcome(answer.error, answer.error.get("code") in PERMANENT_ERRORS)

@@ -2,6 +2,7 @@
 
     services:
       - cls: MemoryStream            # or RedisStream (needs RedisConnection)
+      - cls: Streams                 # topic locks, streams.status; the listener attaches to it
       - cls: StreamListener
         settings: {topic: rpc, max_deliveries: 5}
 
@@ -22,12 +23,16 @@ import socket
 import time
 from typing import Any
 
+from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.errors import InternalError, InvalidRequest, RequestTimeout
 from kaiju.rpc.methods import method
+from kaiju.rpc.protocol import AUTHORIZATION, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
-from kaiju.streams.base import GroupMissing, StreamBackend, StreamError, StreamMessage, StreamUnavailable, topic_key
-from kaiju.streams.dispatch import Outcome, as_request, response_error
+from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable, topic_key
+from kaiju.streams.dispatch import MESSAGE_ID, Outcome, as_request, error_object, response_error
+from kaiju.streams.service import Streams
 
 __all__ = ["StreamListener", "default_consumer_name"]
 
@@ -38,8 +43,9 @@ def default_consumer_name() -> str:
 
 
 # message headers not handed to the dispatcher (lower case)
-_NOT_PASSED = frozenset({"message-id"})
-_NOT_PASSED_NO_SESSIONS = frozenset({"message-id", "session-id", "authorization"})
+_NOT_PASSED = frozenset({MESSAGE_ID.lower()})
+_NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUTHORIZATION.lower()})
+_DEADLINE = DEADLINE.lower()
 
 
 def _header(headers: dict[str, str], lower_name: str) -> str | None:
@@ -67,14 +73,15 @@ class _Backoff:
 class StreamListener(Service):
     """Consume one topic and run each message (an RPC request or batch) through `RPCServer`.
 
-    Depends on a stream backend (`streams`) and the RPC server (`rpc`). Start raises
-    ValueError for a bad setting and `StreamError` when the group cannot be created.
-    RPC method: `<name>.status`.
+    Depends on the `Streams` service (`streams`: its backend stores the messages, its topic
+    locks pause this listener, its `streams.status` lists it) and the RPC server (`rpc`).
+    Start raises ValueError for a bad setting and `StreamError` when the group cannot be
+    created. RPC method: `<name>.status`.
     """
 
     transport = True  # `kaiju-run call` consumes nothing
 
-    streams: StreamBackend
+    streams: Streams
     rpc: RPCServer
 
     topic: str = "rpc"
@@ -119,6 +126,7 @@ class StreamListener(Service):
         self.stream_key = topic_key(namespace, self.topic)
         self.group_name = self.group or self.app.name
         self.consumer_name = self.consumer or default_consumer_name()
+        self.backend = self.streams.backend
         self._scope: Scope = parse_scope(self.scope)
         if self.use_sessions and self.rpc.sessions is None and self.rpc.auth is None:
             raise ValueError(
@@ -139,7 +147,7 @@ class StreamListener(Service):
         self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
         # how often idle messages are looked for, and in-hand ones kept fresh
         self._claim_every = min(max(self.claim_idle_ms / 4000, 0.02), 5.0)
-        await self.streams.create_group(self.stream_key, self.group_name)
+        await self.backend.create_group(self.stream_key, self.group_name)
         self._paused = await self._topic_locked()
         if self._paused:
             self._unpaused.clear()
@@ -216,7 +224,7 @@ class StreamListener(Service):
                 self._reading = True
                 now = time.monotonic()
                 if recovering:
-                    msgs = await self.streams.read_pending(
+                    msgs = await self.backend.read_pending(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
                     )
                     if msgs:
@@ -232,7 +240,7 @@ class StreamListener(Service):
                     claimed_last = False
                     # a claim due: look for new messages without waiting; else wait no longer than until it is
                     wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
-                    msgs = await self.streams.read_new(
+                    msgs = await self.backend.read_new(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
                     )
                 self._reading = False
@@ -300,28 +308,27 @@ class StreamListener(Service):
     async def _process(self, msg: StreamMessage) -> bool:
         """Run one message; True when it is to be acknowledged (it succeeded)."""
         if msg.defect is not None:
-            await self._dead_letter(msg, {"code": -32600, "message": msg.defect, "data": {"type": "InvalidRequest"}})
+            await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
             return False
         if msg.deliveries > self.max_deliveries:
-            error = {"code": -32603, "message": f"not acknowledged after {msg.deliveries - 1} deliveries",
-                     "data": {"type": "MaxDeliveries"}}
-            await self._dead_letter(msg, error)
+            given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
+            await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
             return False
-        deadline = _header(msg.headers, "deadline")
+        deadline = _header(msg.headers, _DEADLINE)
         if deadline is not None:
             try:
                 expired = float(deadline) < time.time()
             except ValueError:
                 expired = False  # the dispatcher rejects the malformed header with its own error
             if expired:
-                await self._dead_letter(msg, {"code": -32002, "message": "deadline passed before the message was run",
-                                              "data": {"type": "RequestTimeout", "deadline": deadline}})
+                late = "deadline passed before the message was run"
+                await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
                 return False
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
         dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
         headers = {k: v for k, v in msg.headers.items() if k.lower() not in dropped}
-        headers["Message-Id"] = f"{self.stream_key}/{msg.id}"
+        headers[MESSAGE_ID] = f"{self.stream_key}/{msg.id}"
         try:
             response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)
             outcome = response_error(response)
@@ -329,7 +336,7 @@ class StreamListener(Service):
             raise
         except Exception as exc:  # the dispatcher never raises for bad input: this is a fault to retry
             self.logger.exception("dispatcher failed", message_id=msg.id)
-            outcome = Outcome({"code": -32603, "message": repr(exc), "data": {"type": "InternalError"}})
+            outcome = Outcome(error_object(InternalError, repr(exc)))
         if outcome.error is None:
             self.counters["processed"] += 1
             return True
@@ -346,7 +353,7 @@ class StreamListener(Service):
         # redelivered (a duplicate, never a loss)
         while True:
             try:
-                await self.streams.ack(self.stream_key, self.group_name, ids)
+                await self.backend.ack(self.stream_key, self.group_name, ids)
                 return
             except StreamUnavailable as exc:
                 if not self._running:
@@ -359,7 +366,7 @@ class StreamListener(Service):
     async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any]) -> None:
         while True:
             try:
-                await self.streams.dead_letter(self.stream_key, self.group_name, self.consumer_name, msg, error)
+                await self.backend.dead_letter(self.stream_key, self.group_name, self.consumer_name, msg, error)
                 break
             except StreamUnavailable as exc:
                 if not self._running:
@@ -369,7 +376,7 @@ class StreamListener(Service):
                 return
         self.counters["dead_lettered"] += 1
         self.logger.warning("message dead-lettered", message_id=msg.id, deliveries=msg.deliveries,
-                            error=error.get("message"), stream=self.stream_key + ".dead")
+                            error=error.get("message"), stream=self.stream_key + DEAD_LETTER_SUFFIX)
 
     async def _wait_for_server(self, exc: Exception) -> None:
         delay = self._backoff.next()
@@ -379,7 +386,7 @@ class StreamListener(Service):
     async def _recreate_group(self) -> None:
         self.logger.warning("group missing, creating it again", group=self.group_name, stream=self.stream_key)
         try:
-            await self.streams.create_group(self.stream_key, self.group_name)
+            await self.backend.create_group(self.stream_key, self.group_name)
         except StreamError as exc:
             await self._wait_for_server(exc)
 
@@ -411,11 +418,11 @@ class StreamListener(Service):
                     await self._touch_in_hand(now)
                     if now >= next_prune:
                         next_prune = now + prune_every
-                        await self.streams.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
+                        await self.backend.prune_consumers(self.stream_key, self.group_name, int(prune_every * 1000))
                     if self.maxlen and self.counters["processed"] != trimmed_at and now - last_trim >= 1.0:
                         trimmed_at = self.counters["processed"]
                         last_trim = now
-                        await self.streams.trim(self.stream_key, self.maxlen)
+                        await self.backend.trim(self.stream_key, self.maxlen)
             except asyncio.CancelledError:
                 raise
             except GroupMissing:
@@ -430,7 +437,7 @@ class StreamListener(Service):
         stale = self.claim_idle_ms / 2000
         ids = [i for i, taken in self._in_hand.items() if now - taken >= stale]
         if ids:
-            await self.streams.touch(self.stream_key, self.group_name, self.consumer_name, ids)
+            await self.backend.touch(self.stream_key, self.group_name, self.consumer_name, ids)
             for i in ids:
                 if i in self._in_hand:
                     self._in_hand[i] = now
@@ -440,7 +447,7 @@ class StreamListener(Service):
         returns whether the scan of the pending list is unfinished, and the messages to run."""
         # go on from where the last scan stopped: a scan looks at a bounded stretch of the
         # pending list, and busy entries at its head must not hide idle ones further on
-        self._claim_cursor, msgs = await self.streams.claim_idle(
+        self._claim_cursor, msgs = await self.backend.claim_idle(
             self.stream_key, self.group_name, self.consumer_name, self.claim_idle_ms, self.batch_size,
             self._claim_cursor,
         )
@@ -488,7 +495,7 @@ class StreamListener(Service):
         and its counters (processed, failed attempts, dead-lettered, claimed)."""
         info: dict[str, Any] = {"length": None, "pending": None, "lag": None}
         try:
-            g = await self.streams.group_info(self.stream_key, self.group_name)
+            g = await self.backend.group_info(self.stream_key, self.group_name)
             info = {"length": g.length, "pending": g.pending, "lag": g.lag}
         except StreamError as exc:
             info["error"] = str(exc)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.streams.base import (
-    DEAD_LETTER_SUFFIX,
     GroupInfo,
     StreamBackend,
     GroupMissing,

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from kaiju.rpc.context import current, new_correlation_id
+from kaiju.rpc.protocol import CORRELATION_ID, DEADLINE
 from kaiju.runtime.service import Namespace, Service
 from kaiju.streams.base import StreamBackend, topic_key
 
@@ -37,14 +38,15 @@ def notification(method: str, params: Any = None) -> dict[str, Any]:
 
 
 class StreamProducer(Service):
-    """Writes RPC requests (or any body) to a topic's stream. Depends on a stream backend.
+    """Writes RPC requests (or any body) to a topic's stream. Depends on a stream backend
+    (`backend`) only: writing needs no topic lock.
 
     Each call may name another `app`, `topic` or `shared`; the settings are the defaults.
     """
 
     service_name = "stream_producer"
 
-    streams: StreamBackend
+    backend: StreamBackend
 
     app_name: str | None = None
     """The app whose topic receives the requests (default: this app)."""
@@ -74,12 +76,12 @@ class StreamProducer(Service):
 
     def _headers(self, headers: Mapping[str, str] | None, timeout: float | None) -> dict[str, str]:
         out = dict(headers) if headers else {}
-        if "Correlation-Id" not in out:
+        if CORRELATION_ID not in out:
             ctx = current()
-            out["Correlation-Id"] = ctx.correlation_id if ctx is not None else new_correlation_id()
+            out[CORRELATION_ID] = ctx.correlation_id if ctx is not None else new_correlation_id()
         timeout = self.timeout if timeout is None else timeout
-        if timeout is not None and "Deadline" not in out:
-            out["Deadline"] = f"{time.time() + timeout:.3f}"
+        if timeout is not None and DEADLINE not in out:
+            out[DEADLINE] = f"{time.time() + timeout:.3f}"
         return out
 
     async def call(
@@ -100,7 +102,7 @@ class StreamProducer(Service):
         TypeError for a bad method or params, `StreamUnavailable` when the server is down.
         """
         body = _encode(notification(method, params))
-        return await self.streams.add(self.stream_key(topic, app, shared), body, self._headers(headers, timeout), key)
+        return await self.backend.add(self.stream_key(topic, app, shared), body, self._headers(headers, timeout), key)
 
     async def call_multiple(
         self,
@@ -127,7 +129,7 @@ class StreamProducer(Service):
                 batch.append(notification(method, params))
         if not batch:
             raise ValueError("call_multiple needs at least one request")
-        return await self.streams.add(
+        return await self.backend.add(
             self.stream_key(topic, app, shared), _encode(batch), self._headers(headers, timeout), key
         )
 
@@ -144,4 +146,4 @@ class StreamProducer(Service):
         """Write `body` as it is (any bytes; a listener expects a JSON-RPC request or batch)
         with `headers`; returns the message id. `key` is stored with the message, not used
         for routing. Raises TypeError when `body` is not bytes."""
-        return await self.streams.add(self.stream_key(topic, app, shared), body, headers, key)
+        return await self.backend.add(self.stream_key(topic, app, shared), body, headers, key)

@@ -15,7 +15,7 @@ lags by more than `n` entries loses messages it never read, and pending entries 
 under their consumers. `trim()` instead runs a script that finds, across all groups, the
 oldest entry still needed (the first pending one, else the one after the last delivered)
 and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~ <floor> LIMIT
-<excess>`: whole radix-tree nodes, no entry copied).
+<excess>`: whole radix-tree nodes, no entry copied). The scripts live in `kaiju.lua`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
+from kaiju.keys import DEAD_LETTER_SUFFIX
+from kaiju.lua import STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
 from kaiju.redis import RedisConnection
 from kaiju.streams.base import (
-    DEAD_LETTER_SUFFIX,
     GroupInfo,
     GroupMissing,
     StreamBackend,
@@ -43,83 +40,17 @@ from kaiju.streams.base import (
 
 __all__ = ["RedisStream"]
 
-# Trim `KEYS[1]` to about ARGV[1] entries, but only below the oldest entry any group needs;
-# at most ARGV[2] entries per call so one call stays short. Redis >= 6.2 (XTRIM ... LIMIT).
-_SAFE_TRIM = """
-local key = KEYS[1]
-local maxlen = tonumber(ARGV[1])
-local len = redis.call('XLEN', key)
-if len <= maxlen then return 0 end
-local groups = redis.call('XINFO', 'GROUPS', key)
-if #groups == 0 then return 0 end
-local function split(id)
-  local d = string.find(id, '-', 1, true)
-  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
-end
-local fms, fseq = nil, nil
-for _, g in ipairs(groups) do
-  local name, last
-  for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
-  end
-  local p = redis.call('XPENDING', key, name)
-  local ms, seq
-  if p[1] > 0 then ms, seq = split(p[2]) else ms, seq = split(last); seq = seq + 1 end
-  if fms == nil or ms < fms or (ms == fms and seq < fseq) then fms, fseq = ms, seq end
-end
--- whole nodes below the floor only ('~'), and at most the excess (LIMIT): no entry is read
-return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', fms, fseq),
-                  'LIMIT', math.min(len - maxlen, tonumber(ARGV[2])))
-"""
-
-_TRIM_STEP = 10_000
-
-# Delete the consumers of group ARGV[1] with nothing pending, idle for ARGV[2] ms; in a script,
-# so that no consumer can take a message between the check and the delete (which would drop
-# the message from the pending list).
-_PRUNE_CONSUMERS = """
-local n = 0
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local name, pending, idle
-  for i = 1, #c, 2 do
-    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1]
-    elseif c[i] == 'idle' then idle = c[i + 1] end
-  end
-  if pending == 0 and idle >= tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
-    n = n + 1
-  end
-end
-return n
-"""
-
-
-# Reset the idle time of the entries ARGV[3..] of group ARGV[1] that consumer ARGV[2] still
-# holds, and only those: in a script, so that an entry claimed by another consumer meanwhile
-# is not taken back (XCLAIM alone would steal it). JUSTID leaves the delivery count alone.
-_TOUCH = """
-local n = 0
-for i = 3, #ARGV do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-    n = n + 1
-  end
-end
-return n
-"""
+_TRIM_STEP = 10_000  # most entries one trim call cuts, so that one call stays short
 
 
 def _unavailable(exc: Exception) -> StreamUnavailable:
     return StreamUnavailable(f"Redis is unreachable: {exc}")
 
 
-def _response_error(exc: ResponseError, stream: str, group: str) -> StreamError:
+def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
     if str(exc).startswith("NOGROUP"):
         return GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
     return StreamError(f"{stream}: {exc}")
-
-
-_NET_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class RedisStream(StreamBackend):
@@ -135,6 +66,13 @@ class RedisStream(StreamBackend):
     """How far below the connection's socket timeout a blocking read must end (milliseconds)."""
 
     async def start(self) -> None:
+        # redis-py's errors are looked up here, not at import: naming RedisStream needs no client
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import ResponseError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        self._reply_error = ResponseError  # the server refused a command (NOGROUP, BUSYGROUP, ...)
+        self._net_errors = (RedisConnectionError, RedisTimeoutError, OSError)
         self._client = self.redis.client
         timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
         if timeout and timeout * 1000 <= self.block_margin_ms:
@@ -146,9 +84,9 @@ class RedisStream(StreamBackend):
             )
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
-        self._trim_script = self._client.register_script(_SAFE_TRIM)
-        self._prune_script = self._client.register_script(_PRUNE_CONSUMERS)
-        self._touch_script = self._client.register_script(_TOUCH)
+        self._trim_script = self._client.register_script(STREAM_TRIM)
+        self._prune_script = self._client.register_script(STREAM_PRUNE_CONSUMERS)
+        self._touch_script = self._client.register_script(STREAM_TOUCH)
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
@@ -160,7 +98,7 @@ class RedisStream(StreamBackend):
     ) -> str:
         try:
             return (await self._client.xadd(stream, encode_fields(body, headers, key))).decode()
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     # -- groups and reading -------------------------------------------------------
@@ -168,10 +106,10 @@ class RedisStream(StreamBackend):
     async def create_group(self, stream: str, group: str) -> None:
         try:
             await self._client.xgroup_create(stream, group, id="0", mkstream=True)
-        except ResponseError as exc:
+        except self._reply_error as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise StreamError(f"{stream}: cannot create group {group!r}: {exc}") from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     def _block(self, block_ms: int) -> int:
@@ -182,9 +120,9 @@ class RedisStream(StreamBackend):
             reply = await self._client.xreadgroup(
                 group, consumer, {stream: ">"}, count=count, block=self._block(block_ms) if block_ms > 0 else None
             )
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
         if not reply:
             return []
@@ -215,9 +153,9 @@ class RedisStream(StreamBackend):
             gone = [entry_id for entry_id, fields in entries if not fields]
             if gone:
                 await self._client.xack(stream, group, *gone)
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
         return [
             decode_fields(entry_id.decode(), fields, counts.get(entry_id, 1)) for entry_id, fields in entries if fields
@@ -230,9 +168,9 @@ class RedisStream(StreamBackend):
             reply = await self._client.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start_id, count=count)
             next_start, entries = reply[0].decode(), [(i.decode(), f) for i, f in reply[1] if f]
             counts = await self._delivery_counts(stream, group, [i for i, _ in entries]) if entries else {}
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
         return next_start, [decode_fields(i, f, counts.get(i, 1)) for i, f in entries]
 
@@ -241,9 +179,9 @@ class RedisStream(StreamBackend):
             return
         try:
             await self._touch_script(keys=[stream], args=[group, consumer, *ids])
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
@@ -251,9 +189,9 @@ class RedisStream(StreamBackend):
             return 0
         try:
             return await self._client.xack(stream, group, *ids)
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     async def dead_letter(
@@ -264,9 +202,9 @@ class RedisStream(StreamBackend):
                 pipe.xadd(stream + DEAD_LETTER_SUFFIX, dead_letter_fields(message, group, consumer, error))
                 pipe.xack(stream, group, message.id)
                 dead_id, _ = await pipe.execute()
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
         return dead_id.decode()
 
@@ -275,17 +213,17 @@ class RedisStream(StreamBackend):
     async def trim(self, stream: str, maxlen: int) -> int:
         try:
             return int(await self._trim_script(keys=[stream], args=[maxlen, _TRIM_STEP]))
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise StreamError(f"{stream}: trim failed: {exc}") from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     async def prune_consumers(self, stream: str, group: str, min_idle_ms: int) -> int:
         try:
             return int(await self._prune_script(keys=[stream], args=[group, min_idle_ms]))
-        except ResponseError as exc:
+        except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
 
     async def group_info(self, stream: str, group: str) -> GroupInfo:
@@ -294,9 +232,9 @@ class RedisStream(StreamBackend):
                 pipe.xlen(stream)
                 pipe.xinfo_groups(stream)
                 length, groups = await pipe.execute(raise_on_error=False)
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
-        if isinstance(groups, ResponseError):
+        if isinstance(groups, self._reply_error):
             raise _response_error(groups, stream, group)
         for info in groups:
             name = info["name"]
@@ -312,12 +250,12 @@ class RedisStream(StreamBackend):
     ) -> list[tuple[str, dict[str, bytes]]]:
         try:
             rows = await self._client.xrange(stream, min=start_id, max="+", count=count)
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc
         return [(i.decode(), {k.decode(): v for k, v in f.items()}) for i, f in rows]
 
     async def length(self, stream: str) -> int:
         try:
             return await self._client.xlen(stream)
-        except _NET_ERRORS as exc:
+        except self._net_errors as exc:
             raise _unavailable(exc) from exc

@@ -1,5 +1,25 @@
-"""Test helpers for kaiju apps: a real redis-server fixture (see `kaiju.testing.plugin`)."""
+"""Test helpers for kaiju apps: a real redis-server on a free port (`RedisServer`),
+`free_port`, and `started` (run services for the length of a block). The pytest plugin is
+`kaiju.testing.plugin`. Names are imported lazily.
+"""
 
-from kaiju.testing.redis import RedisServer, free_port
+from __future__ import annotations
 
-__all__ = ["RedisServer", "free_port"]
+from typing import TYPE_CHECKING
+
+from kaiju import _lazy_getattr
+
+_EXPORTS = {
+    "RedisServer": "kaiju.testing.redis",
+    "free_port": "kaiju.testing.redis",
+    "started": "kaiju.testing.services",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.testing.redis import RedisServer, free_port
+    from kaiju.testing.services import started
+
+
+__getattr__ = _lazy_getattr("kaiju.testing", _EXPORTS, globals())

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from kaiju.config import dump_yaml, is_secret_key, mask_secrets
+from kaiju.config.display import dump_yaml, is_secret_key, mask_secrets
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@ import pickle
 
 import pytest
 
-from kaiju.config import ConfigError, describe_value, format_path
+from kaiju.config import ConfigError
+from kaiju.config.errors import describe_value, format_path
 from kaiju.config.settings import parse_msgspec_path, validation_problem
 
 

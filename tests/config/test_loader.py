@@ -235,7 +235,7 @@ def test_a_string_setting_gets_the_template_text_back():
 def test_template_texts_are_kept_for_service_settings():
     import msgspec
 
-    from kaiju.config import convert_with_texts
+    from kaiju.config.settings import convert_with_texts
 
     class Redis(msgspec.Struct):
         password: str

@@ -1,6 +1,7 @@
 import pytest
 
-from kaiju.config import ConfigError, parse_env_assignment, parse_env_text, read_env_file
+from kaiju.config import ConfigError
+from kaiju.config.sources import parse_env_assignment, parse_env_text, read_env_file
 from kaiju.config.sources import read_yaml_file
 
 

@@ -268,3 +268,50 @@ async def test_client_propagates_correlation_id_and_deadline(server, clients):
         result = await local.call("relay.relay", headers={"Correlation-Id": "trace-9", "Timeout": "2"})
     assert result["correlation_id"] == "trace-9"
     assert 0 < result["time_left"] <= 2.01
+
+
+async def test_starts_again_after_a_stop(session):
+    http = HTTPServer(port=free_port())
+    shop, rpc_server = Shop(), RPCServer()
+    body = b'{"jsonrpc":"2.0","id":1,"method":"shop.add","params":[2,2]}'
+    async with started(shop, rpc_server, http):
+        status, _, raw = await post(session, http.url, body)
+        assert status == 200 and msgspec.json.decode(raw)["result"] == 4
+    assert http.runner is None
+    with pytest.raises(aiohttp.ClientConnectionError):  # stopped: nothing listens
+        await post(session, http.url, body)
+    await http.start()
+    try:
+        status, _, raw = await post(session, http.url, body)
+        assert status == 200 and msgspec.json.decode(raw)["result"] == 4
+        with pytest.raises(RuntimeError, match="already started"):
+            await http.start()
+    finally:
+        await http.stop()
+
+
+async def test_framing_error_is_a_jsonrpc_error(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", status_line
+    assert b"Content-Type: application/json" in rest
+    assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2])["error"]["data"]["type"] == "InvalidRequest"
+
+
+def test_no_router_and_no_private_aiohttp_or_aiomisc_names():
+    import inspect
+    import re
+
+    import kaiju.http.server as module
+    import kaiju.runtime.entrypoint as entrypoint_module
+
+    for mod in (module, entrypoint_module):
+        source = inspect.getsource(mod)
+        # a private name read off an aiohttp or aiomisc object, or imported from one of their modules
+        assert not re.search(r"(aiohttp|aiomisc|web|super\(\))\.(\w+\.)?_[A-Za-z]", source), mod.__name__
+        assert not re.search(r"from (aiohttp|aiomisc)[\w.]* import _|aiomisc\.context_vars|aiomisc\.utils", source), mod.__name__
+    assert "UrlDispatcher" not in inspect.getsource(module) and "middlewares" not in inspect.getsource(module)

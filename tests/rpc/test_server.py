@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import msgspec
@@ -500,10 +501,21 @@ async def test_calls_before_start_say_so():
         await srv.handle(b'{"jsonrpc":"2.0","id":1,"method":"rpc.status"}')
 
 
-async def test_bad_settings_fail_start(calc):
-    with pytest.raises(ValueError):
-        async with started(calc, RPCServer(max_parallel_tasks=0)):
-            pass
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"max_parallel_tasks": 0}, "services[RPCServer].settings.max_parallel_tasks: expected int >= 1, got 0"),
+        ({"default_request_time": 0}, "services[RPCServer].settings.default_request_time: expected float > 0"),
+        ({"default_request_time": 700}, "default_request_time: expected at most max_request_time (600.0), got 700"),
+    ],
+)
+def test_bad_settings_are_config_errors(settings, expected):
+    from kaiju.config import ConfigError, load_config_data
+    from kaiju.runtime.plan import build_plan
+
+    data = {"main": {"name": "t"}, "services": [{"cls": "RPCServer", "settings": settings}]}
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        build_plan(load_config_data(data, source="app.yml", os_env=False))
 
 
 def msgspec_bytes(obj) -> bytes:

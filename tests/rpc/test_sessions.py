@@ -282,11 +282,11 @@ async def test_a_slow_lookup_is_bounded_by_the_request_deadline_and_listed_in_fl
     async with started(profile, store, server):
         pending = asyncio.ensure_future(server.handle(call("profile.whoami", 4), {"Session-Id": "abc", "Timeout": "0.2"}))
         await store.waiting.wait()
-        assert len(server._inflight) == 1  # stop() waits for it
+        assert len(server.executor.inflight) == 1  # stop() waits for it
         body, _ = await pending
         error = decode(body)
         assert error["id"] == 4 and error["error"]["data"]["type"] == "RequestTimeout"
-        assert not server._inflight
+        assert not server.executor.inflight
 
 
 class Doors(Service):

@@ -1,10 +1,13 @@
 """The entrypoint in-process: layered start, reverse stop, roll-back, optional services, timeouts."""
 
+import aiomisc
+import aiomisc.service
 import pytest
 
 from kaiju.rpc.access import Scope
 from kaiju.rpc.methods import method
 from kaiju.runtime.entrypoint import Entrypoint, StartupError
+from kaiju.runtime.plan import ServiceSpec
 from tests.runtime.sample_services import Database, Recorder
 
 PKG = "tests.runtime.sample_services"
@@ -184,3 +187,163 @@ async def test_cancelling_the_start_from_outside_rolls_back(events):
         await entering
     assert lines(events) == ["start db", "started db", "start cache", "stop cache", "stop db"]
     assert ep.state == "stopped"
+
+
+# -- aiomisc's entrypoint signals: once per app ---------------------------------------------
+
+
+@pytest.fixture
+def aiomisc_receivers(events):
+    """Receivers connected the way aiomisc documents: `@receiver(Entrypoint.PRE_START)`."""
+    import aiomisc
+
+    def make_receiver(what):
+        async def receiver(entrypoint, services):
+            names = sorted(getattr(s, "name", "?") for s in services)
+            with open(events, "a") as f:
+                f.write(f"{what} {','.join(names)}\n")
+
+        return receiver
+
+    connected = {}
+    for what in ("PRE_START", "POST_START", "PRE_STOP", "POST_STOP"):
+        connected[what] = aiomisc.receiver(getattr(aiomisc.Entrypoint, what))(make_receiver(what))
+    yield
+    for what, receiver in connected.items():
+        getattr(aiomisc.Entrypoint, what).disconnect(receiver)
+
+
+async def test_aiomisc_signals_fire_once_per_app(events, aiomisc_receivers):
+    ep = make(config(events, "Api", "Cache", "Database"))
+    seen = []
+
+    async def on_stopped(entrypoint, services):  # a receiver of this entrypoint only
+        seen.append((entrypoint, services))
+
+    ep.post_stop.connect(on_stopped)
+    async with ep:
+        pass
+    assert lines(events) == [
+        "PRE_START api,cache,db",
+        "start db", "started db", "start cache", "started cache", "start api", "started api",
+        "POST_START api,cache,db",
+        "PRE_STOP api,cache,db",
+        "stop api", "stop cache", "stop db",
+        "POST_STOP ",
+    ]
+    assert seen == [(ep, ())]
+
+
+async def test_aiomisc_signals_on_a_failed_start(events, aiomisc_receivers):
+    with pytest.raises(StartupError):
+        async with make(config(events, "Database", {"cls": "Cache", "settings": {"fail": True}})):
+            pass
+    assert lines(events) == [
+        "PRE_START cache,db", "start db", "started db", "start cache", "stop cache", "PRE_STOP db", "stop db", "POST_STOP ",
+    ]
+
+
+# -- plain aiomisc services --------------------------------------------------------------------
+
+
+class PlainRecorder(aiomisc.Service):
+    """A plain aiomisc service: no name, no app, no logger."""
+
+    events: str
+    fail: bool = False
+
+    async def start(self) -> None:
+        self.context["plain"] = "ready"  # aiomisc's Context works as under aiomisc's entrypoint
+        with open(self.events, "a") as f:
+            f.write("start plain\n")
+        if self.fail:
+            raise RuntimeError("plain was told to fail")
+
+    async def stop(self, exception=None) -> None:
+        with open(self.events, "a") as f:
+            f.write("stop plain\n")
+
+
+class Echo(aiomisc.service.TCPServer):
+    async def handle_client(self, reader, writer):
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+
+def with_plain(ep, name, service, required=True, after=True):
+    """Add a plain aiomisc service to a plan, as the registry does for one named in config."""
+    ep.plan.specs[name] = ServiceSpec(service=service, required=required)
+    ep.plan.layers.append([name]) if after else ep.plan.layers.insert(0, [name])
+    ep.app.services[name] = service
+
+
+async def test_plain_aiomisc_services_start_and_stop_like_the_others(events):
+    import asyncio
+
+    from kaiju.testing import free_port
+
+    port = free_port()
+    ep = make(config(events, "Database"))
+    with_plain(ep, "plain", PlainRecorder(events=str(events)))
+    with_plain(ep, "echo", Echo(address="127.0.0.1", port=port))
+    async with ep:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\n")
+        assert await asyncio.wait_for(reader.readline(), 10) == b"hello\n"
+        writer.close()
+        assert {type(s).__name__ for s in ep.services} == {"Database", "PlainRecorder", "Echo"}
+        assert await asyncio.wait_for(aiomisc.get_context()["plain"], 10) == "ready"
+    assert lines(events) == ["start db", "started db", "start plain", "stop plain", "stop db"]
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_plain_aiomisc_service_failures_name_the_spec(events, caplog):
+    ep = make(config(events, "Database"))
+    with_plain(ep, "optional_plain", PlainRecorder(events=str(events), fail=True), required=False)
+    async with ep:
+        assert ep.left_out == {"optional_plain"}
+    assert 'optional service "optional_plain" failed to start (RuntimeError: plain was told to fail)' in caplog.text
+    ep = make(config(events, "Database"))
+    with_plain(ep, "required_plain", PlainRecorder(events=str(events), fail=True))
+    with pytest.raises(StartupError, match='service "required_plain" failed to start: RuntimeError: plain was told to fail'):
+        async with ep:
+            pass
+
+
+# -- a failed start tells how to see its traceback ---------------------------------------------
+
+
+def kaiju_run(tmp_path, events, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "app.yml"
+    cfg.write_text(
+        f"main: {{name: t}}\npackages: [{PKG}]\nservices:\n"
+        f"  - cls: Database\n    settings: {{events: {str(events)!r}, fail: true}}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "kaiju", "-c", str(cfg), "--log-format", "plain", *args],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_failed_start_at_debug_logs_the_traceback(tmp_path, events):
+    result = kaiju_run(tmp_path, events, "--log-level", "DEBUG")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'in start\n    raise RuntimeError(f"{self.name} was told to fail")' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == 'kaiju-run: service "db" failed to start: RuntimeError: db was told to fail'
+
+
+def test_failed_start_above_debug_hints_at_the_traceback(tmp_path, events):
+    result = kaiju_run(tmp_path, events)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert 'service "db" failed to start; rerun with --log-level DEBUG to see the traceback' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == 'kaiju-run: service "db" failed to start: RuntimeError: db was told to fail'

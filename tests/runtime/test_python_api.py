@@ -70,3 +70,27 @@ def test_run_until_signal(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out.strip() == "returned" and events.read_text().splitlines()[-1] == "stop db"
+
+
+def test_aiomisc_helpers_work_inside_services():
+    proc = python("""
+        import threading
+        import aiomisc
+        import kaiju
+
+        @aiomisc.threaded
+        def thread_name():
+            return threading.current_thread().name
+
+        class Probe(kaiju.Service):
+            async def start(self):
+                self.thread = await thread_name()  # aiomisc's thread pool, set up by its entrypoint
+                self.current = aiomisc.Entrypoint.get_current()
+
+        probe = Probe(name="probe")
+        with kaiju.entrypoint(probe, log_config=False, catch_signals=()) as loop:
+            print(probe.thread != threading.current_thread().name, type(probe.current).__name__, probe.loop is loop)
+    """)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.split() == ["True", "Entrypoint", "True"]

@@ -38,11 +38,13 @@ async def backend(backend_services: list) -> AsyncIterator[StreamBackend]:
 @pytest.fixture
 def make_stack(backend_kind: str, request: pytest.FixtureRequest):
     """`make_stack(**listener_settings)` -> (services, backend, listener, producer, recorder):
-    unstarted services for one app of the chosen backend, with locks, the RPC server and a
-    `Recorder`; pass `listeners=[{...}, {...}]` for several listeners."""
+    unstarted services for one app of the chosen backend, with locks, the `Streams` service,
+    the RPC server and a `Recorder`; pass `listeners=[{...}, {...}]` for several listeners.
+    The `Streams` service is `listener.streams` (or `streams_of(services)`)."""
     from kaiju.rpc.server import RPCServer
     from kaiju.streams.listener import StreamListener
     from kaiju.streams.producer import StreamProducer
+    from kaiju.streams.service import Streams
     from tests.streams.helpers import Recorder
 
     def build(listeners: list[dict] | None = None, recorder: dict | None = None, **settings):
@@ -63,7 +65,7 @@ def make_stack(backend_kind: str, request: pytest.FixtureRequest):
         specs = listeners or [settings]
         made = [StreamListener(name=f"listener{n}", **{**base, **spec}) for n, spec in enumerate(specs)]
         producer = StreamProducer()
-        services += [rec, RPCServer(), *made, producer]
+        services += [Streams(), rec, RPCServer(), *made, producer]
         return services, backend, made, producer, rec
 
     return build

@@ -17,6 +17,7 @@ from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import App, Service
 from kaiju.streams.listener import StreamListener
 from kaiju.streams.redis import RedisStream
+from kaiju.streams.service import Streams
 from kaiju.testing.services import started
 
 
@@ -40,6 +41,7 @@ async def main(url: str, consumer: str) -> None:
     services = [
         RedisConnection(url=url, socket_timeout=3.0),
         RedisStream(),
+        Streams(),
         Work(),
         RPCServer(),
         StreamListener(consumer=consumer, batch_size=10, max_parallel_batches=2, block_ms=100, claim_idle_ms=500),

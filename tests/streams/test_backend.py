@@ -7,7 +7,8 @@ import time
 
 import msgspec
 
-from kaiju.streams.base import DEAD_LETTER_SUFFIX, GroupMissing, StreamBackend
+from kaiju.keys import DEAD_LETTER_SUFFIX
+from kaiju.streams.base import GroupMissing, StreamBackend
 
 import pytest
 

@@ -24,6 +24,7 @@ from kaiju.runtime.service import App
 from kaiju.streams.listener import StreamListener
 from kaiju.streams.producer import StreamProducer
 from kaiju.streams.redis import RedisStream
+from kaiju.streams.service import Streams
 from kaiju.testing.services import started
 from tests.streams.helpers import Recorder, until
 
@@ -61,7 +62,7 @@ async def test_sigkill_mid_batch_loses_nothing(redis_url: str) -> None:
             # a survivor in this process, running the same method, claims what the victim held
             from tests.streams.consumer_proc import Work
 
-            survivor = [RedisConnection(url=redis_url), RedisStream(), Work(), RPCServer(),
+            survivor = [RedisConnection(url=redis_url), RedisStream(), Streams(), Work(), RPCServer(),
                         StreamListener(consumer="survivor", block_ms=100, claim_idle_ms=500)]
             async with started(*survivor, app=App(name="test", env="test")):
                 listener = survivor[-1]
@@ -86,7 +87,7 @@ async def test_sigkill_mid_batch_loses_nothing(redis_url: str) -> None:
 
 async def test_redis_restart_during_consumption_loses_nothing(redis_server, redis_url: str) -> None:
     rec = Recorder(delay=0.005)
-    services = [RedisConnection(url=redis_url, socket_timeout=3.0), RedisStream(), rec, RPCServer(),
+    services = [RedisConnection(url=redis_url, socket_timeout=3.0), RedisStream(), Streams(), rec, RPCServer(),
                 StreamListener(consumer="c1", block_ms=100, claim_idle_ms=500, batch_size=10), StreamProducer()]
     async with started(*services, app=App(name="test", env="test")):
         listener, producer = services[-2], services[-1]

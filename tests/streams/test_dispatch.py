@@ -32,3 +32,13 @@ def test_response_errors() -> None:
     assert failed.error["message"] == "boom" and not failed.permanent
     bad = response_error(b'[{"id":0,"result":1},{"id":1,"error":{"code":-32602,"message":"params"}}]')
     assert bad.error["code"] == -32602 and bad.permanent
+
+
+def test_an_error_object_takes_its_code_and_type_from_the_error_class() -> None:
+    from kaiju.rpc.errors import InternalError, RequestTimeout
+    from kaiju.streams.dispatch import error_object
+
+    assert error_object(RequestTimeout, "late", deadline="1.0") == {
+        "code": RequestTimeout.code, "message": "late", "data": {"type": "RequestTimeout", "deadline": "1.0"}
+    }
+    assert error_object(InternalError, "given up", type="MaxDeliveries")["data"] == {"type": "MaxDeliveries"}

@@ -29,7 +29,7 @@ async def test_requests_reach_the_method_with_their_headers(make_stack) -> None:
         assert status["stream"] == "test.test._stream.rpc" and status["group"] == "test"
         assert (status["processed"], status["failed"], status["dead_lettered"]) == (2, 0, 0)
         await until(lambda: not listener._in_hand, what="ack")
-        status = await backend.status()
+        status = await listener.streams.status()
         assert status[0]["pending"] == 0 and status[0]["lag"] == 0
 
 
@@ -86,14 +86,16 @@ async def test_an_expired_message_is_dead_lettered_not_run(make_stack) -> None:
 async def test_topic_lock_pauses_and_resumes_two_listeners(make_stack) -> None:
     services, backend, listeners, producer, rec = make_stack(listeners=[{"consumer": "c1"}, {"consumer": "c2"}])
     async with started(*services, app=App(**APP)):
-        assert await backend.lock_topic("rpc") is True
-        assert await backend.lock_topic("rpc") is False
+        streams = listeners[0].streams
+        assert streams is listeners[1].streams and streams.backend is backend
+        assert await streams.lock_topic("rpc") is True
+        assert await streams.lock_topic("rpc") is False
         await until(lambda: all(x.state == "paused" for x in listeners), what="both paused")
         for n in range(10):
             await producer.call("rec.echo", {"value": n})
         await asyncio.sleep(0.3)
         assert rec.calls == [], "a paused listener took a message"
-        assert await backend.unlock_topic("rpc") is True
+        assert await streams.unlock_topic("rpc") is True
         await until(lambda: len(rec.calls) == 10, what="all ten after unlock")
         assert all(x.state == "running" for x in listeners)
 
@@ -111,8 +113,7 @@ async def test_graceful_stop_acknowledges_only_processed_messages(make_stack) ->
     # the survivors: nothing acknowledged that was not processed
     services2, backend2, (listener2,), _, rec2 = make_stack(consumer="c2")
     if backend2.__class__ is backend.__class__ and backend.__class__.__name__ == "MemoryStream":
-        services2[0] = backend  # one process: the same memory streams, with the new locks
-        backend.locks = services2[1]
+        services2[0] = backend  # one process: the same memory streams
         backend2 = backend
     rec2.release.set()
     async with started(*services2, app=App(**APP)):
@@ -152,8 +153,7 @@ async def test_a_restarted_consumer_rereads_its_own_pending_first(make_stack) ->
     assert rec.values("slow") == []
     services2, backend2, (listener2,), _, rec2 = make_stack(claim_idle_ms=600_000)  # same consumer name, c1
     if backend.__class__.__name__ == "MemoryStream":
-        services2[0] = backend  # one process: the same memory streams, with the new locks
-        backend.locks = services2[1]
+        services2[0] = backend  # one process: the same memory streams
     rec2.release.set()
     async with started(*services2, app=App(**APP)):
         await until(lambda: sorted(rec2.values("slow")) == [0, 1, 2], what="own pending re-read")
@@ -166,11 +166,11 @@ async def test_maxlen_trims_only_what_every_group_is_done_with(make_stack) -> No
     )
     async with started(*services, app=App(**APP)):
         main, other = listeners
-        await backend.lock_stream(main.stream_key)  # hold both back while writing
+        await main.streams.lock_stream(main.stream_key)  # hold both back while writing
         await until(lambda: main.state == other.state == "paused", what="paused")
         for n in range(300):
             await producer.call("rec.echo", {"value": n})
-        await backend.unlock_stream(main.stream_key)
+        await main.streams.unlock_stream(main.stream_key)
         await until(lambda: main.counters["processed"] == other.counters["processed"] == 300, what="both groups done")
         for _ in range(100):  # the trim pass runs at most once a second
             if await backend.length(main.stream_key) < 300:
@@ -232,7 +232,7 @@ async def test_entries_written_by_others_in_a_bad_shape_are_dead_lettered(make_s
 async def _leave_with_a_dead_consumer(backend, listener, producer, values: list) -> list[str]:
     """With the topic locked (the listener parked), write `values` and have a consumer that then
     dies take them: they stay pending under its name until someone claims them."""
-    await backend.lock_stream(listener.stream_key)
+    await listener.streams.lock_stream(listener.stream_key)
     await until(lambda: listener.state == "paused", what="paused")
     for value in values:
         await producer.call("rec.echo", {"value": value})
@@ -246,7 +246,7 @@ async def test_one_slot_still_claims_a_dead_consumers_messages(make_stack) -> No
     services, backend, (listener,), producer, rec = make_stack(max_parallel_batches=1, block_ms=500, claim_idle_ms=200)
     async with started(*services, app=App(**APP)):
         await _leave_with_a_dead_consumer(backend, listener, producer, ["d0", "d1", "d2"])
-        await backend.unlock_stream(listener.stream_key)
+        await listener.streams.unlock_stream(listener.stream_key)
         await until(lambda: sorted(rec.values()) == ["d0", "d1", "d2"], what="the dead consumer's messages run")
         assert listener.counters["claimed"] == 3
         await until(lambda: not listener._in_hand, what="acks")
@@ -274,7 +274,7 @@ async def test_claims_do_not_wait_for_a_backlog_to_drain(make_stack) -> None:
         for n in range(300):
             await producer.call("rec.echo", {"value": n})
         await asyncio.sleep(0.25)  # the dead consumer's messages are idle past claim_idle_ms before the listener resumes
-        await backend.unlock_stream(listener.stream_key)
+        await listener.streams.unlock_stream(listener.stream_key)
         await until(lambda: len(rec.calls) == 303, timeout=30, what="backlog and claimed messages")
         values = rec.values()
         positions = [values.index(v) for v in ("d0", "d1", "d2")]

@@ -1,0 +1,109 @@
+"""Every Lua script kaiju runs on Redis, each one atomic on the server.
+
+Plain strings: the Redis backends register them with their client (`register_script`, or
+`EVALSHA` with a reload after `NOSCRIPT`). Each says which keys and arguments it takes and
+what it returns.
+"""
+
+# -- locks (kaiju.locks.redis; the cache's get_or_set fill lock releases with LOCK_RELEASE) --
+
+# KEYS: lock key, fencing counter key; ARGV: lock id, ttl in ms.
+# Returns the fencing token (> 0), or minus the holder's remaining ms (<= 0). Running it twice
+# with one id (a retry after a lost reply) returns a token instead of waiting for ourselves.
+LOCK_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  -- ours already (a retry after a lost reply): the counter now is >= our token and below
+  -- the next holder's, so it fences as well as our token would
+  return tonumber(redis.call('GET', KEYS[2]))
+end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then left = 0 end
+return -left
+"""
+
+# KEYS: lock key; ARGV: lock id. Returns 1 when deleted, 0 when not ours (compare-and-delete).
+LOCK_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lock key; ARGV: lock id, ttl in ms. Returns 1 when extended, 0 when not ours
+# (compare-and-pexpire).
+LOCK_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# -- streams (kaiju.streams.redis) -------------------------------------------------
+
+# KEYS: stream; ARGV: maxlen, most entries cut per call. Trims the stream to about maxlen
+# entries, but only below the oldest entry any group still needs (its first pending one, else
+# the one after its last delivered). Redis >= 6.2 (XTRIM ... LIMIT). Returns the count cut.
+STREAM_TRIM = """
+local key = KEYS[1]
+local maxlen = tonumber(ARGV[1])
+local len = redis.call('XLEN', key)
+if len <= maxlen then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', key)
+if #groups == 0 then return 0 end
+local function split(id)
+  local d = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+local fms, fseq = nil, nil
+for _, g in ipairs(groups) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  local p = redis.call('XPENDING', key, name)
+  local ms, seq
+  if p[1] > 0 then ms, seq = split(p[2]) else ms, seq = split(last); seq = seq + 1 end
+  if fms == nil or ms < fms or (ms == fms and seq < fseq) then fms, fseq = ms, seq end
+end
+-- whole nodes below the floor only ('~'), and at most the excess (LIMIT): no entry is read
+return redis.call('XTRIM', key, 'MINID', '~', string.format('%d-%d', fms, fseq),
+                  'LIMIT', math.min(len - maxlen, tonumber(ARGV[2])))
+"""
+
+# KEYS: stream; ARGV: group, min idle ms. Deletes the group's consumers with nothing pending
+# that have been idle that long; in a script so that no consumer can take a message between
+# the check and the delete (which would drop the message from the pending list). Returns the
+# count deleted.
+STREAM_PRUNE_CONSUMERS = """
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if pending == 0 and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: stream; ARGV: group, consumer, ids... Resets the idle time of the ids the consumer
+# still holds, and only those: in a script, so that an entry claimed by another consumer
+# meanwhile is not taken back (XCLAIM alone would steal it). JUSTID leaves the delivery count
+# alone. Returns the count touched.
+STREAM_TOUCH = """
+local n = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""

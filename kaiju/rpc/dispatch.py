@@ -1,0 +1,72 @@
+"""Dispatcher: one JSON-RPC request, from its decoded envelope to its response.
+
+Resolve the method (checking the caller may use it), validate the params against its
+signature, run it through the `Executor`, and shape the answer. Single requests, batch
+items, notifications and in-process calls all take this path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from kaiju.rpc import errors as E
+from kaiju.rpc.context import RequestContext
+from kaiju.rpc.executor import Executor
+from kaiju.rpc.protocol import ErrorResponse, Response, read_request
+from kaiju.rpc.table import MethodTable
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """Runs requests against a `MethodTable` through an `Executor` (whose `debug` flag decides
+    whether errors carry the method's exception and traceback)."""
+
+    __slots__ = ("table", "executor")
+
+    def __init__(self, table: MethodTable, executor: Executor):
+        self.table = table
+        self.executor = executor
+
+    async def call(self, ctx: RequestContext, name: Any, params: Any, retries: int = 0) -> Any:
+        """Run method `name` with `params` (raw JSON, decoded, or UNSET) under `ctx`; return its
+        result. Raises MethodNotFound, InvalidParams, RequestTimeout, the method's own
+        RPCError, or InternalError."""
+        m = self.table.resolve(name, ctx.scope, ctx.session)
+        return await self.executor.run(ctx, m, m.validate(params), retries)
+
+    async def request(self, ctx: RequestContext, req: Any, retries: int = 0) -> Response | ErrorResponse:
+        """The response to one request (a `read_request` result with an id)."""
+        req_id = None if req.id is UNSET else req.id
+        try:
+            result = await self.call(ctx, req.method, req.params, retries)
+        except E.RPCError as exc:
+            return ErrorResponse(id=req_id, error=exc.to_dict(self.executor.debug))
+        return Response(req_id, result)
+
+    def notify(self, ctx: RequestContext, req: Any, retries: int = 0) -> None:
+        """Run a notification in the background; its failure is logged, never answered."""
+        self.executor.spawn(self._notification(ctx, req, retries))
+
+    async def _notification(self, ctx: RequestContext, req: Any, retries: int) -> None:
+        try:
+            await self.call(ctx, req.method, req.params, retries)
+        except E.RPCError as exc:
+            self.executor.logger.info("RPC notification failed", method=req.method, error=exc.type)
+
+    async def one(self, ctx: RequestContext, item: Any, retries: int = 0) -> Response | ErrorResponse | None:
+        """Answer one request given as JSON or decoded: its response, an error response for
+        something that is not a request, or None for a notification (run in the background)."""
+        try:
+            req = read_request(item)
+        except E.InvalidRequest as exc:
+            return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
+        except msgspec.DecodeError as exc:
+            return ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())
+        if req.id is UNSET:
+            self.notify(ctx, req, retries)
+            return None
+        return await self.request(ctx, req, retries)

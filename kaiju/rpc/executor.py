@@ -1,0 +1,287 @@
+"""Executor: where every RPC method runs, under a request context, within slots and deadlines.
+
+It owns what the requests of one `RPCServer` share:
+
+- the slots of `max_parallel_tasks` (`Slots`); a nested call runs under its caller's slot;
+- the requests in flight (`stop()` waits for them, `rpc.tasks` lists them);
+- one deadline tick for all requests whose deadline is at least `threshold` away: it
+  cancels those whose deadline has passed, so a request needs no timer of its own; a
+  nearer deadline gets its own `asyncio.timeout_at`;
+- retries of retryable failures (the RPC-Retries header);
+- notifications, which run in the background.
+
+`run` is the only place a method is awaited, whoever asked: a request from a transport,
+a batch item, a nested call, a task. It runs in the caller's own task: no task per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
+from msgspec.structs import astuple
+
+from kaiju.rpc import errors as E
+from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.context import RequestContext, correlation_ids, current_var, new_correlation_id
+from kaiju.rpc.methods import Method
+from kaiju.rpc.protocol import CORRELATION_ID, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response
+from kaiju.rpc.slots import Slots
+
+__all__ = ["Executor"]
+
+try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
+    from asyncio.tasks import _current_tasks
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover
+    _current_task = asyncio.current_task
+
+_current = current_var
+
+
+class Executor:
+    """Runs methods for one RPCServer; made in the server's `start()`, inside the running loop.
+
+    `default_time` / `max_time`: seconds a request may run without / with a Timeout or
+    Deadline header; `threshold`: time left from which the shared tick watches a deadline;
+    `logger`: a `KaijuLogger` (the server's), for methods that fail; `debug`: answers carry
+    the method's exception and traceback.
+    """
+
+    __slots__ = (
+        "loop", "clock", "slots", "inflight", "background", "default_time", "max_time", "threshold", "tick",
+        "logger", "debug", "_watchdog",
+    )
+
+    def __init__(
+        self, *, max_parallel: int, default_time: float, max_time: float, threshold: float, logger: Any, debug: bool = False
+    ):
+        self.loop = loop = asyncio.get_running_loop()
+        # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
+        self.clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        self.slots = Slots(max_parallel)
+        self.inflight: dict[RequestContext, None] = {}
+        self.background: set[asyncio.Task] = set()
+        self.default_time = default_time
+        self.max_time = max_time
+        self.threshold = threshold
+        self.tick = max(0.05, min(1.0, threshold / 10))
+        self.logger = logger
+        self.debug = debug
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    # -- contexts -----------------------------------------------------------
+
+    def context(self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> RequestContext:
+        """A new request's context: its deadline from the Timeout / Deadline headers (the earlier
+        wins; at most `max_time`), never later than a caller's when nested; the caller's
+        correlation id when nested and none is given."""
+        parent = _current.get()
+        now = self.clock()
+        if h is NO_HEADERS:
+            loop_deadline = now + self.default_time
+            cid = None
+        else:
+            timeout = min(h.timeout, self.max_time) if h.timeout else self.default_time
+            loop_deadline = now + timeout
+            if h.deadline is not None:
+                by_deadline = now + min(h.deadline - time.time(), self.max_time)
+                loop_deadline = min(loop_deadline, by_deadline) if h.timeout else by_deadline
+            cid = h.correlation_id
+        if parent is not None:
+            if parent.loop_deadline < loop_deadline:
+                loop_deadline = parent.loop_deadline  # a nested call never outlives its caller
+            cid = cid or parent.correlation_id
+        return RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
+
+    def plain_context(self, scope: Scope, headers: Any, request_id: Any) -> RequestContext:
+        """`context` for a request with no kaiju header and no caller: the default deadline."""
+        now = self.clock()
+        return RequestContext(next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id)
+
+    # -- running ------------------------------------------------------------
+
+    async def run(self, ctx: RequestContext, m: Method, params: Any, retries: int = 0, encode: Any = None) -> Any:
+        """Run method `m` with `params` (from `m.validate`) under `ctx`; return its result.
+
+        Takes a slot unless nested, is listed in flight, sees `ctx` as `current()`. Raises
+        RequestTimeout when the deadline passes first, the method's own RPCError, or
+        InternalError for any other exception (after the retries `retries` allows).
+
+        With `encode` (the server's JSON encoder), returns the JSON-RPC response to
+        `ctx.request_id` and its headers instead, and answers an RPCError rather than raising
+        it: the plain path of `RPCServer.handle`, with no more coroutines between the
+        transport and the method than the method's own.
+        """
+        coro = m.func(*astuple(params)) if m.plain else m.invoke(params)
+        parent = _current.get()
+        # a nested call runs under its caller's slot (no deadlock); a context set outside the
+        # dispatcher (request_context(): a task's function) holds none
+        take_slot = parent is None or parent.method is None
+        ctx.method = m.name
+        ctx.task = task = _current_task(self.loop)
+        now = ctx.started
+        if not now:  # a batch item: its clock starts now
+            ctx.started = now = self.clock()
+        token = _current.set(ctx)
+        inflight = self.inflight
+        inflight[ctx] = None
+        try:
+            if ctx.loop_deadline - now < self.threshold:
+                result = await self._run_timed(ctx, m, coro, params, retries, take_slot, now)
+            else:
+                if self._watchdog is None:
+                    self._watchdog = self.loop.call_at(now + self.tick, self._watch)
+                slots = self.slots
+                try:
+                    if take_slot:
+                        if slots.free > 0:
+                            slots.free -= 1
+                        else:
+                            await slots.acquire(coro)
+                    try:
+                        try:
+                            result = await coro
+                        except (E.RPCError, asyncio.CancelledError):
+                            raise
+                        except Exception as exc:
+                            result = await self._recover(ctx, m, exc, params, retries)
+                    finally:
+                        if take_slot:
+                            if slots.waiters:
+                                slots.release()
+                            else:
+                                slots.free += 1
+                except asyncio.CancelledError:
+                    if ctx.expired:
+                        task.uncancel()
+                        raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                    raise
+                if ctx.expired:  # the method swallowed the cancellation
+                    task.uncancel()
+                    raise E.RequestTimeout(data={"deadline": ctx.deadline})
+            if encode is None:
+                return result
+            out = {CORRELATION_ID: ctx.correlation_id}
+            if ctx.session is not None:  # the method logged the caller in
+                out[SESSION_ID] = ctx.session.id
+            try:
+                return encode(Response(ctx.request_id, result)), out
+            except (TypeError, ValueError) as exc:
+                error = E.InternalError("Internal error: the result cannot be encoded", base_exc=exc)
+                return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
+        except E.RPCError as exc:
+            if encode is None:
+                raise
+            return encode(ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))), {CORRELATION_ID: ctx.correlation_id}
+        finally:
+            del inflight[ctx]
+            _current.reset(token)
+
+    async def _run_timed(
+        self, ctx: RequestContext, m: Method, coro: Coroutine, params: Any, retries: int, take_slot: bool, now: float
+    ) -> Any:
+        """`run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
+        ctx.expired = None
+        slots = self.slots
+        if ctx.loop_deadline <= now:
+            coro.close()
+            raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
+        try:
+            async with asyncio.timeout_at(ctx.loop_deadline):
+                if take_slot:
+                    await slots.acquire(coro)
+                try:
+                    try:
+                        return await coro
+                    except (E.RPCError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:
+                        return await self._recover(ctx, m, exc, params, retries)
+                finally:
+                    if take_slot:
+                        slots.release()
+        except TimeoutError:
+            raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+
+    async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
+        """After the method raised `exc`: retry it (retryable errors only) or raise InternalError."""
+        attempt = 0
+        while isinstance(exc, E.RETRYABLE) and attempt < retries and ctx.loop_deadline - self.loop.time() > 0:
+            attempt += 1
+            await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self.loop.time())))
+            try:
+                return await m.invoke(params)
+            except (E.RPCError, asyncio.CancelledError):
+                raise
+            except Exception as again:
+                exc = again
+        self.logger.error("RPC method failed", method=m.name, exc_info=exc)
+        raise E.InternalError(data={"method": m.name}, base_exc=exc) from exc
+
+    async def bounded(self, ctx: RequestContext, work: Awaitable[Any]) -> Any:
+        """Await `work` done for `ctx` before its method runs (a session lookup): in flight, so
+        `stop()` waits for it, and bounded by the deadline (RequestTimeout)."""
+        ctx.task = _current_task(self.loop)
+        ctx.expired = None  # bounded here by timeout_at, not by the shared tick
+        self.inflight[ctx] = None
+        try:
+            async with asyncio.timeout_at(ctx.loop_deadline):
+                return await work
+        except TimeoutError:
+            raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
+        finally:
+            del self.inflight[ctx]
+            ctx.task = None
+            ctx.expired = False
+            ctx.started = self.clock()  # the method's time starts now
+
+    def _watch(self) -> None:
+        """The shared deadline tick: cancel the requests whose deadline has passed."""
+        now = self.loop.time()
+        for ctx in list(self.inflight):
+            if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
+                ctx.expired = True
+                ctx.task.cancel()
+        self._watchdog = self.loop.call_at(now + self.tick, self._watch) if self.inflight else None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` (a notification) in the background, kept until done so `stop()` waits for it."""
+        task = self.loop.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # -- lifetime and status ---------------------------------------------------
+
+    async def stop(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the requests in flight and in the background, then
+        cancel what is left."""
+        deadline = time.monotonic() + timeout
+        while (self.inflight or self.background) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for task in list(self.background):
+            task.cancel()
+        for ctx in list(self.inflight):
+            if ctx.task is not None and not ctx.task.done():
+                ctx.task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The requests in flight, longest running first: method, correlation id, seconds elapsed and left."""
+        now = self.loop.time()
+        found = (
+            {
+                "method": c.method,
+                "correlation_id": c.correlation_id,
+                "elapsed": round(now - c.started, 3),
+                "left": round(c.loop_deadline - now, 3) if c.loop_deadline != math.inf else None,
+            }
+            for c in self.inflight
+        )
+        return sorted(found, key=lambda d: -d["elapsed"])
