@@ -89,11 +89,15 @@ def _user(name: str, entry: ConfigUser | dict) -> User:
             f"users.{name}.password_hash: expected an argon2id hash made by `kaiju-run hash-password`,"
             " got something else"
         )
+    try:
+        scope = parse_scope(entry.scope)
+    except ValueError as exc:
+        raise ValueError(f"users.{name}.scope: {exc}") from None
     return User(
         id=name if entry.id is None else entry.id,
         username=name,
         password_hash=entry.password_hash,
-        scope=parse_scope(entry.scope),
+        scope=scope,
         permissions=frozenset(entry.permissions),
         disabled=entry.disabled,
     )

@@ -66,3 +66,8 @@ def test_a_plain_password_in_config_users_is_refused_without_being_quoted(value)
     with pytest.raises(ValueError, match=r"users\.alice\.password_hash: expected an argon2id hash") as info:
         ConfigUsers(users={"alice": {"password_hash": value}})
     assert value not in str(info.value) or not value
+
+
+def test_an_unknown_scope_names_its_user():
+    with pytest.raises(ValueError, match=r"users\.alice\.scope: unknown scope 'boss'"):
+        ConfigUsers(users={"alice": {"password_hash": cheap.hash("x"), "scope": "boss"}})
