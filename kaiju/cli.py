@@ -40,6 +40,7 @@ class Command:
     help: str
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    needs_config: bool = True
 
 
 # -- shared steps -------------------------------------------------------------------
@@ -182,6 +183,25 @@ def _prepare_call(config: Any) -> list:
     return [] if has_rpc else [RPCServer()]
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from kaiju.auth.passwords import hash_password
+
+    if sys.stdin.isatty():  # typed: no echo, and twice to catch a typo
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("kaiju-run: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("kaiju-run: no password given on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def _call_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", metavar="METHOD", help="RPC method name, e.g. demo.echo")
     p.add_argument("params", metavar="PARAMS_JSON", nargs="?", help="params as a JSON object or array")
@@ -201,6 +221,8 @@ COMMANDS: dict[str, Command] = {
         Command("methods", "list the RPC methods the app exposes", cmd_methods),
         Command("call", "start the services, call one RPC method with system scope, print the result as JSON, stop",
                 cmd_call, _call_arguments),
+        Command("hash-password", "read a password from standard input, print its argon2id hash for a config",
+                cmd_hash_password, needs_config=False),
     )
 }
 
@@ -326,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parse(argv, commands)
     command = commands[args.command or "run"]
-    if not args.config:
+    if not args.config and command.needs_config:
         print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)
         return 2
     try:
