@@ -25,6 +25,9 @@ class TokenError(Exception):
     """A token that is expired, tampered with, wrongly signed or of the wrong kind."""
 
 
+VERIFIED_KEPT = 4096  # tokens whose signature a TokenSigner remembers as checked
+
+
 class TokenSigner:
     """Signs and checks tokens with one algorithm: HS256 with `secret`, or EdDSA / RS256 with
     a PEM key pair (`private_key` signs, `public_key` checks). Raises ValueError for a
@@ -40,6 +43,7 @@ class TokenSigner:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
         self.algorithm = algorithm
+        self._verified: dict[str, dict[str, Any]] = {}
         if algorithm == "HS256":
             if not secret or len(secret) < _MIN_SECRET:
                 raise ValueError(f"secret: HS256 needs a secret of at least {_MIN_SECRET} characters")
@@ -66,16 +70,30 @@ class TokenSigner:
         return jwt.encode(payload, self._sign_key, algorithm=self.algorithm), payload
 
     def check(self, token: str, kind: str) -> dict[str, Any]:
-        """The claims of a valid token of `kind`; raises TokenError otherwise."""
-        try:
-            claims = jwt.decode(
-                token, self._check_key, algorithms=[self.algorithm],
-                options={"require": ["sub", "iat", "exp", "jti", "typ", "fam"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("the token has expired") from None
-        except jwt.PyJWTError:
-            raise TokenError("the token is not valid") from None
+        """The claims of a valid token of `kind`; raises TokenError otherwise.
+
+        A token whose signature was checked once is remembered (up to `VERIFIED_KEPT` of them,
+        the oldest forgotten first), so a client sending the same access token with every
+        request pays for the signature once: its expiry is checked every time. Revocation is
+        the caller's to check (the cache), every time.
+        """
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = jwt.decode(
+                    token, self._check_key, algorithms=[self.algorithm],
+                    options={"require": ["sub", "iat", "exp", "jti", "typ", "fam"]},
+                )
+            except jwt.ExpiredSignatureError:
+                raise TokenError("the token has expired") from None
+            except jwt.PyJWTError:
+                raise TokenError("the token is not valid") from None
+            if len(self._verified) >= VERIFIED_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        elif claims["exp"] <= time.time():
+            del self._verified[token]
+            raise TokenError("the token has expired")
         if claims["typ"] != kind:
             raise TokenError(f"not an {kind} token" if kind[0] in "aeiou" else f"not a {kind} token")
         return claims
