@@ -326,6 +326,26 @@ class ScheduledTask(Service):
                 self.misses += 1
             self._launch(fire)
 
+    def pause(self) -> None:
+        """Stop firing (`enabled` turns false); a run going on finishes. `resume()` fires again."""
+        self.enabled = False
+        self._pending = None
+        if self._arming is not None:
+            self._arming.cancel()
+            self._arming = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._next_at = self._next_base = None
+
+    def resume(self) -> None:
+        """Fire on the schedule again, from now; raises SettingError when `check()` does."""
+        if self.enabled and (self._timer is not None or self._arming is not None):
+            return
+        self.enabled = True
+        self.check()
+        self._arm(self._first_fire(time.time()))
+
     async def fire_now(self) -> None:
         """Run the job once now, outside the schedule (after a run still going has finished),
         and wait for that run to end; its outcome is in `last_result` / `last_error`."""
