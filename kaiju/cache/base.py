@@ -4,11 +4,11 @@
     user = await cache.get("user.1", type=User)      # decoded into `type` (validated)
     rates = await cache.get_or_set("rates", load_rates, ttl=300)   # one loader call at a time
 
-Values are encoded with msgspec msgpack. Without `type=` a value comes back as msgpack
-gives it: dict, list, str, int, float, bool, None, bytes, and timezone-aware datetimes;
-UUID, Decimal, date, naive datetime and Structs come back in their encoded form (str or
-dict). With `type=` (any type msgspec can decode: a Struct, `uuid.UUID`, `Decimal`,
-`list[User]`, ...) they come back exactly as stored, validated. Keys are namespaced by the
+Values are encoded with msgspec msgpack (`kaiju.cache.values`). Without `type=` a value
+comes back with its types: dict, list, str, int, float, bool, None, bytes, UUID, Decimal,
+date, datetime (with its time zone) and set; a Struct or dataclass comes back as a dict.
+With `type=` (any type msgspec can decode: a Struct, `uuid.UUID`, `Decimal`,
+`list[User]`, ...) it comes back validated into that type. Keys are namespaced by the
 service: `<env>.<app>._cache.<key>`, or `<env>._shared._cache.<key>` with `shared: true`.
 """
 
@@ -20,9 +20,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-import msgspec
-
 from kaiju import keys
+from kaiju.cache.values import ValueCodec
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -47,9 +46,8 @@ class Cache(Service, abc.ABC):
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
         self._namespace = namespace
         self._prefix = namespace.get_key(keys.CACHE) + "."
-        self._encode = msgspec.msgpack.Encoder().encode
-        self._decode_any = msgspec.msgpack.Decoder().decode
-        self._decoders: dict[Any, Callable[[bytes], Any]] = {}
+        codec = ValueCodec()
+        self._encode, self._decode = codec.encode, codec.decode
         self._filling: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_running_loop()
         await self._open()
@@ -208,14 +206,6 @@ class Cache(Service, abc.ABC):
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         return float(ttl)
-
-    def _decode(self, data: bytes, type: Any) -> Any:
-        if type is None:
-            return self._decode_any(data)
-        decode = self._decoders.get(type)
-        if decode is None:
-            decode = self._decoders[type] = msgspec.msgpack.Decoder(type).decode
-        return decode(data)
 
 
 async def _call(loader: Callable[[], Awaitable[Any] | Any]) -> Any:

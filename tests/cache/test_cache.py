@@ -104,10 +104,10 @@ async def test_untyped_values(cache):
              "list": [1, [2]], "when": aware}
     await cache.set("v", value)
     assert await cache.get("v") == value
-    # without type=, a UUID comes back as its string: ask for the type to get it back
+    # without type=, a UUID comes back as a UUID (a msgpack extension type), not its string
     key = uuid.uuid4()
     await cache.set("u", key)
-    assert await cache.get("u") == str(key)
+    assert await cache.get("u") == key
 
 
 async def test_value_not_fitting_type_is_an_error(cache):
@@ -184,3 +184,30 @@ async def test_memory_periodic_sweep(backend):
                 break
             await asyncio.sleep(0.02)
         assert len(cache) == 1
+
+
+async def test_values_keep_their_types_without_type(cache):
+    import datetime
+    import decimal
+    import uuid
+
+    berlin = datetime.timezone(datetime.timedelta(hours=2))
+    value = {
+        "id": uuid.UUID(int=7),
+        "price": decimal.Decimal("9.90"),
+        "day": datetime.date(2026, 11, 26),
+        "at": datetime.datetime(2026, 11, 26, 10, 0, tzinfo=berlin),
+        "naive": datetime.datetime(2026, 11, 26, 10, 0),
+        "tags": {"a", "b"},
+        "raw": b"\x00\x01",
+        "nested": [{"ids": [uuid.UUID(int=1)]}, (1, 2)],
+    }
+    await cache.set("typed", value)
+    back = await cache.get("typed")
+    assert back == {**value, "nested": [{"ids": [uuid.UUID(int=1)]}, [1, 2]]}
+    assert back["at"].utcoffset() == datetime.timedelta(hours=2) and type(back["day"]) is datetime.date
+    assert await cache.get("typed", type=dict[str, object]) is not None
+    await cache.set("ids", [uuid.UUID(int=3)])
+    assert await cache.get("ids", type=list[uuid.UUID]) == [uuid.UUID(int=3)]
+    await cache.m_set({"one": {1, 2}})
+    assert await cache.m_get(["one"]) == {"one": {1, 2}}
