@@ -116,14 +116,20 @@ def import_handler(ref: str) -> Callable[..., Any]:
     return func
 
 
-def config_routes(entries: Sequence[RouteEntry]) -> list[Route]:
-    """The routes of HTTPServer's `routes` setting, their handlers imported.
+def config_routes(entries: Sequence[RouteEntry | Mapping[str, str]]) -> list[Route]:
+    """The routes of HTTPServer's `routes` setting (RouteEntry, or mappings of the same keys
+    when given from Python), their handlers imported.
 
     Raises ValueError starting with the entry's key (`routes[1].handler: ...`).
     """
     found = []
     for index, entry in enumerate(entries):
         key = f"routes[{index}]"
+        try:
+            if not isinstance(entry, RouteEntry):
+                entry = msgspec.convert(entry, RouteEntry)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{key}: {exc}") from None
         try:
             spec = route(entry.method, entry.path)
         except ValueError as exc:
