@@ -44,6 +44,11 @@ class Route(NamedTuple):
     handler: Callable[..., Any]
     service: str | None
 
+    @property
+    def owner(self) -> str:
+        """Who declared the route, for messages: 'service "shop"' or 'the config'."""
+        return f'service "{self.service}"' if self.service is not None else "the config"
+
 
 def route(method: str, path: str) -> Callable[[Callable], Callable]:
     """Mark an `async def (self, request)` of a service as the handler of `method path`.
@@ -175,7 +180,7 @@ class RouteTable:
         for r in self.routes:
             other = seen.get((r.method, r.path))
             if other is not None:
-                raise ValueError(f"{r.method} {r.path} is declared twice: by {_owner(other)} and by {_owner(r)}")
+                raise ValueError(f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
             seen[(r.method, r.path)] = r
             self._by_route[self._dispatcher.add_route(r.method, r.path, r.handler)] = r
         self._dispatcher.freeze()
@@ -190,7 +195,3 @@ class RouteTable:
         if error is None:
             return Match(self._by_route[info.route], info)
         return Match(None, {}, error.status, error.headers.get("Allow", ""))
-
-
-def _owner(r: Route) -> str:
-    return f'service "{r.service}"' if r.service is not None else "the config"

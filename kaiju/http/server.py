@@ -106,7 +106,7 @@ class HTTPServer(Service):
         self._max_body = int(self.max_body_size)
         self._request_loop = asyncio.get_running_loop()
         self._probes = self._probe_routes()
-        self._table = RouteTable([*self._probes, *self._service_routes(), *config_routes(self.routes)])
+        self._table = self._route_table([*self._probes, *self._service_routes(), *config_routes(self.routes)])
         self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
         sock = self._bind()
         server = _JSONErrorServer(
@@ -149,7 +149,15 @@ class HTTPServer(Service):
     def check_dependencies(self) -> None:
         """Reject a config route whose handler does not import, or one declared twice
         (ValueError naming `routes[i]`)."""
-        RouteTable([*self._probe_routes(), *config_routes(self.routes)])
+        self._route_table([*self._probe_routes(), *config_routes(self.routes)])
+
+    def _route_table(self, routes: list[Route]) -> RouteTable:
+        """The table of `routes`; raises ValueError for a route declared twice or at the RPC path
+        (the RPC endpoint is matched first: such a route would never be served)."""
+        for r in routes:
+            if r.path == self.rpc_path:
+                raise ValueError(f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+        return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
         """Whether `app.health` is served already (by another HTTPServer on the same RPCServer)."""

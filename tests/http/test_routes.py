@@ -287,3 +287,26 @@ async def test_route_of_a_service_left_out_is_503(session):
         status, headers, body = await get(session, f"http://127.0.0.1:{port}/gate")
     assert status == 503 and headers["Content-Type"] == "application/json"
     assert 'service "gate" is not running' in msgspec.json.decode(body)["error"]["message"]
+
+
+def test_check_rejects_a_route_at_the_rpc_path(tmp_path, capsys):
+    cfg = tmp_path / "app.yml"
+    cfg.write_text(
+        "main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n"
+        f"    settings:\n      routes: [{{method: POST, path: /public/rpc, handler: '{HERE}:hello'}}]\n"
+    )
+    assert kaiju_run(["-c", str(cfg), "check"]) == 2
+    assert "POST /public/rpc (by the config) is at rpc_path" in capsys.readouterr().err
+
+
+def test_route_modules_use_no_private_aiohttp_or_aiomisc_names():
+    import inspect
+    import re
+
+    import kaiju.health
+    import kaiju.http.routes
+
+    for mod in (kaiju.http.routes, kaiju.health):
+        source = inspect.getsource(mod)
+        assert not re.search(r"(aiohttp|aiomisc|web|super\(\))\.(\w+\.)?_[A-Za-z]", source), mod.__name__
+        assert not re.search(r"from (aiohttp|aiomisc)[\w.]* import _", source), mod.__name__
