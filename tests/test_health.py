@@ -218,3 +218,55 @@ async def test_shutdown_turns_readiness_503_first_and_kaiju_run_health_reports(t
         if app.poll() is None:
             app.kill()
         app.communicate()
+
+
+async def test_probes_answer_head(session):
+    http = HTTPServer(port=free_port())
+    async with started(Probe(problem="disk full"), RPCServer(), http):
+        live, ready = probes(http)
+        async with session.head(live) as resp:
+            assert resp.status == 200
+        async with session.head(ready) as resp:
+            assert resp.status == 503
+
+
+async def test_a_task_whose_run_ignores_cancelling_is_stuck():
+    from kaiju.tasks.periodic import PeriodicTask
+
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # ignores the timeout's cancel: the run outlives it
+
+    task = PeriodicTask(name="stubborn", interval=0.01, timeout=0.05, call=stubborn)
+    async with started(task) as app:
+        check = HealthCheck(app, cache_seconds=0)
+
+        async def stuck() -> bool:
+            return "stubborn" in (await check.report()).failing
+
+        await eventually(stuck, what="the stuck run reported")
+        assert "a run has been going for" in (await check.report()).failing["stubborn"]
+        release.set()
+        await eventually(lambda: _not(stuck), what="healthy again once the run ended")
+
+
+async def _not(predicate) -> bool:
+    return not await predicate()
+
+
+async def test_a_stream_listener_is_healthy_while_reading():
+    from kaiju.streams.listener import StreamListener
+    from kaiju.streams.memory import MemoryStream
+    from kaiju.streams.service import Streams
+
+    listener = StreamListener(block_ms=50)
+    async with started(MemoryStream(), Streams(), RPCServer(), listener) as app:
+        check = HealthCheck(app, cache_seconds=0)
+        assert (await check.report()).ready
+        await listener.stop()
+        assert (await check.report()).failing == {listener.name: f"RuntimeError: not reading {listener.stream_key}"}

@@ -165,7 +165,8 @@ class HTTPServer(Service):
 
     def _probe_routes(self) -> list[Route]:
         probes = [(self.live_path, self._live), (self.ready_path, self._ready)]
-        return [Route("GET", path, handler, self.name) for path, handler in probes if path]
+        # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
+        return [Route(verb, path, handler, self.name) for path, handler in probes if path for verb in ("GET", "HEAD")]
 
     def _service_routes(self) -> list[Route]:
         """The `@route` handlers of the services `route_services` names."""
