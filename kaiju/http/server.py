@@ -25,7 +25,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from kaiju.health import AppHealth, HealthCheck
+from kaiju.health import AppHealth
 from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
@@ -99,7 +99,8 @@ class HTTPServer(Service):
     # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the socket and start serving; raises OSError naming the address when it is taken."""
+        """Bind the socket and start serving; raises OSError naming the address when it is taken,
+        ValueError for a route declared twice or at rpc_path."""
         if self.runner is not None:
             raise RuntimeError(f"{self.name}: already started")
         self._scope: Scope = parse_scope(self.scope)
