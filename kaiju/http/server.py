@@ -31,8 +31,8 @@ from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegative, Port, PositiveInt
+from kaiju.runtime.service import Service, check_listen_address
+from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
 
@@ -79,7 +79,7 @@ class HTTPServer(Service):
     reuse_port: bool = False
     shutdown_timeout: NonNegative = 5.0
     backlog: PositiveInt = 128
-    scope: str = "guest"
+    scope: ScopeName = "guest"
     access_log: bool = False
     route_services: Literal["all", "none"] | list[str] = "all"
     routes: list[RouteEntry] = []  # noqa: RUF012 -- a setting's default, never mutated
@@ -97,6 +97,9 @@ class HTTPServer(Service):
     held_requests = 0
 
     # -- lifetime -----------------------------------------------------------
+
+    def check(self) -> None:
+        check_listen_address(self)  # no other server of the app on the same host and port, or socket
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken,

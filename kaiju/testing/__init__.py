@@ -1,5 +1,6 @@
 """Test helpers for kaiju apps: a real redis-server on a free port (`RedisServer`),
-`free_port`, and `started` (run services for the length of a block). The pytest plugin is
+`free_port`, `started` (run services for the length of a block) and `TestApp` (an app
+from its config files, started in a test's loop). The pytest plugin is
 `kaiju.testing.plugin`. Names are imported lazily.
 """
 
@@ -13,12 +14,14 @@ _EXPORTS = {
     "RedisServer": "kaiju.testing.redis",
     "free_port": "kaiju.testing.redis",
     "started": "kaiju.testing.services",
+    "TestApp": "kaiju.testing.app",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.testing.redis import RedisServer, free_port
+    from kaiju.testing.app import TestApp
     from kaiju.testing.services import started
 
 
