@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 __all__ = [
-    "Match", "Route", "RouteEntry", "RouteRequest", "RouteSpec", "RouteTable",
+    "Match", "Route", "RouteEntry", "RouteError", "RouteRequest", "RouteSpec", "RouteTable",
     "config_routes", "import_handler", "route", "route_spec", "routes_of",
 ]
 
@@ -89,6 +89,16 @@ def routes_of(service: Any, name: str) -> list[Route]:
     return found
 
 
+class RouteError(ValueError):
+    """A route that cannot be served: `key` names the setting it comes from (`routes`,
+    `route_services`, `rpc_path`), `message` says which entry and what was expected."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 class RouteEntry(msgspec.Struct, forbid_unknown_fields=True):
     """A route given in config (HTTPServer's `routes` setting): `handler` is "package.module:function",
     an `async def (request)`."""
@@ -125,24 +135,24 @@ def config_routes(entries: Sequence[RouteEntry | Mapping[str, str]]) -> list[Rou
     """The routes of HTTPServer's `routes` setting (RouteEntry, or mappings of the same keys
     when given from Python), their handlers imported.
 
-    Raises ValueError starting with the entry's key (`routes[1].handler: ...`).
+    Raises RouteError (key `routes`) naming the entry: `entry 1 (GET /x): handler: ...`.
     """
     found = []
     for index, entry in enumerate(entries):
-        key = f"routes[{index}]"
         try:
             if not isinstance(entry, RouteEntry):
                 entry = msgspec.convert(entry, RouteEntry)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"{key}: {exc}") from None
+            raise RouteError("routes", f"entry {index}: {exc}") from None
+        where = f"entry {index} ({entry.method} {entry.path})"
         try:
             spec = route(entry.method, entry.path)
         except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
+            raise RouteError("routes", f"{where}: {exc}") from None
         try:
             handler = import_handler(entry.handler)
         except ValueError as exc:
-            raise ValueError(f"{key}.handler: {exc}") from None
+            raise RouteError("routes", f"{where}: handler: {exc}") from None
         spec(handler)  # checks it once more, as @route would
         found.append(Route(entry.method.upper(), entry.path, handler, None))
     return found
@@ -169,7 +179,8 @@ class Match(NamedTuple):
 class RouteTable:
     """The routes an HTTPServer serves, matched with aiohttp's public `UrlDispatcher`.
 
-    Raises ValueError when two routes share a method and a path, naming who declared them.
+    Raises RouteError when two routes share a method and a path, naming who declared them
+    (the key is `routes` when the config declared one of them, else `route_services`).
     """
 
     def __init__(self, routes: Sequence[Route]):
@@ -180,7 +191,8 @@ class RouteTable:
         for r in self.routes:
             other = seen.get((r.method, r.path))
             if other is not None:
-                raise ValueError(f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
+                key = "routes" if None in (r.service, other.service) else "route_services"
+                raise RouteError(key, f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
             seen[(r.method, r.path)] = r
             self._by_route[self._dispatcher.add_route(r.method, r.path, r.handler)] = r
         self._dispatcher.freeze()

@@ -26,12 +26,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.health import AppHealth
-from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
+from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service, check_listen_address
+from kaiju.runtime.service import Service, SettingError, check_listen_address
 from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
@@ -99,7 +99,14 @@ class HTTPServer(Service):
     # -- lifetime -----------------------------------------------------------
 
     def check(self) -> None:
+        """Reject an address another server of the app listens on, a config route whose handler
+        does not import, a route declared twice or at rpc_path, a service in `route_services`
+        the app does not have (SettingError naming the setting)."""
         check_listen_address(self)  # no other server of the app on the same host and port, or socket
+        try:
+            self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
+        except RouteError as exc:
+            raise SettingError(exc.key, exc.message) from None
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken,
@@ -150,17 +157,13 @@ class HTTPServer(Service):
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
 
-    def check_dependencies(self) -> None:
-        """Reject a config route whose handler does not import, or one declared twice
-        (ValueError naming `routes[i]`)."""
-        self._route_table([*self._probe_routes(), *config_routes(self.routes)])
-
     def _route_table(self, routes: list[Route]) -> RouteTable:
-        """The table of `routes`; raises ValueError for a route declared twice or at the RPC path
+        """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
         (the RPC endpoint is matched first: such a route would never be served)."""
         for r in routes:
             if r.path == self.rpc_path:
-                raise ValueError(f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+                key = "routes" if r.service is None else "rpc_path"
+                raise RouteError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
         return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
@@ -172,14 +175,17 @@ class HTTPServer(Service):
         # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
         return [Route(verb, path, handler, self.name) for path, handler in probes if path for verb in ("GET", "HEAD")]
 
-    def _service_routes(self) -> list[Route]:
-        """The `@route` handlers of the services `route_services` names."""
+    def _service_routes(self, strict: bool = False) -> list[Route]:
+        """The `@route` handlers of the services `route_services` names; a name the app lacks
+        is a RouteError when `strict` (the check), else a warning (left out after a failed start)."""
         if self.route_services == "none":
             return []
         names = list(self.app.services) if self.route_services == "all" else self.route_services
         found = []
         for name in names:
             service = self.app.services.get(name)
+            if service is None and strict:
+                raise RouteError("route_services", f'expected names of services of the app, got "{name}"')
             if service is None:
                 self.logger.warning("no running service to serve routes of", service=name)
                 continue

@@ -212,21 +212,43 @@ async def test_duplicate_route_fails_the_start():
 @pytest.mark.parametrize(
     ("handler", "problem"),
     [
-        ("no.such.module:f", "routes[0].handler: cannot import 'no.such.module'"),
-        (f"{HERE}:missing", f"routes[0].handler: module '{HERE}' has no 'missing'"),
-        (f"{HERE}:not_async", f"routes[0].handler: {HERE}:not_async is not an async def"),
-        ("nocolon", 'routes[0].handler: expected "package.module:function"'),
+        ("no.such.module:f", "handler: cannot import 'no.such.module'"),
+        (f"{HERE}:missing", f"handler: module '{HERE}' has no 'missing'"),
+        (f"{HERE}:not_async", f"handler: {HERE}:not_async is not an async def"),
+        ("nocolon", 'handler: expected "package.module:function"'),
     ],
 )
 def test_check_rejects_a_bad_handler_in_one_line(tmp_path, capsys, handler, problem):
+    err = check_error(tmp_path, capsys, f"routes: [{{path: /x, handler: {handler!r}}}]")
+    assert f"services[HTTPServer].settings.routes: entry 0 (GET /x): {problem}" in err, err
+
+
+def check_error(tmp_path, capsys, http_settings: str) -> str:
+    """What `kaiju-run check` says (exit status 2, one line) of an app with Shop, Other and these HTTPServer settings."""
     cfg = tmp_path / "app.yml"
     cfg.write_text(
-        "main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n"
-        f"    settings:\n      routes: [{{path: /x, handler: {handler!r}}}]\n"
+        f"main: {{name: t}}\nservices:\n  - cls: RPCServer\n  - cls: {HERE}:Shop\n  - cls: {HERE}:Other\n"
+        f"  - cls: HTTPServer\n    settings: {{{http_settings}}}\n"
     )
     assert kaiju_run(["-c", str(cfg), "check"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "services[HTTPServer].settings: HTTPServer: " in err and problem in err, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_check_rejects_a_route_declared_by_a_service_and_the_config(tmp_path, capsys):
+    err = check_error(tmp_path, capsys, f"routes: [{{path: /other, handler: '{HERE}:hello'}}]")
+    assert 'settings.routes: GET /other is declared twice: by service "other" and by the config' in err, err
+
+
+def test_check_rejects_an_unknown_service_in_route_services(tmp_path, capsys):
+    err = check_error(tmp_path, capsys, "route_services: [shop, ghost]")
+    assert 'settings.route_services: expected names of services of the app, got "ghost"' in err, err
+
+
+def test_check_rejects_a_route_at_the_rpc_path(tmp_path, capsys):
+    err = check_error(tmp_path, capsys, f"routes: [{{method: POST, path: /public/rpc, handler: '{HERE}:hello'}}]")
+    assert "settings.routes: POST /public/rpc (by the config) is at rpc_path" in err, err
 
 
 # -- routes in the service graph -------------------------------------------------------
@@ -288,15 +310,6 @@ async def test_route_of_a_service_left_out_is_503(session):
     assert status == 503 and headers["Content-Type"] == "application/json"
     assert 'service "gate" is not running' in msgspec.json.decode(body)["error"]["message"]
 
-
-def test_check_rejects_a_route_at_the_rpc_path(tmp_path, capsys):
-    cfg = tmp_path / "app.yml"
-    cfg.write_text(
-        "main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n"
-        f"    settings:\n      routes: [{{method: POST, path: /public/rpc, handler: '{HERE}:hello'}}]\n"
-    )
-    assert kaiju_run(["-c", str(cfg), "check"]) == 2
-    assert "POST /public/rpc (by the config) is at rpc_path" in capsys.readouterr().err
 
 
 def test_route_modules_use_no_private_aiohttp_or_aiomisc_names():
