@@ -40,6 +40,7 @@ class Command:
     help: str
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    needs_config: bool = True
 
 
 # -- shared steps -------------------------------------------------------------------
@@ -214,6 +215,23 @@ def cmd_health(args: argparse.Namespace) -> int:
         return 1
     print(body.decode(errors="replace"))
     return 0 if status == 200 else 1
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from kaiju.auth.passwords import hash_password
+
+    if sys.stdin.isatty():  # typed: no echo, and twice to catch a typo
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("kaiju-run: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("kaiju-run: no password given on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
 
 
 def _call_arguments(p: argparse.ArgumentParser) -> None:
@@ -241,6 +259,8 @@ COMMANDS: dict[str, Command] = {
             cmd_health,
             lambda p: p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer"),
         ),
+        Command("hash-password", "read a password from standard input, print its argon2id hash for a config",
+                cmd_hash_password, needs_config=False),
     )
 }
 
@@ -366,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parse(argv, commands)
     command = commands[args.command or "run"]
-    if not args.config:
+    if not args.config and command.needs_config:
         print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)
         return 2
     try:

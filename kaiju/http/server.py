@@ -29,7 +29,7 @@ from kaiju.health import AppHealth
 from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
-from kaiju.rpc.protocol import ErrorResponse
+from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address
 from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
@@ -59,7 +59,13 @@ class HTTPServer(Service):
     - live_path (str or None, "/health/live") and ready_path (str or None, "/health/ready"):
       the probes (None: not served);
     - start_wait (float s, 30.0): how long a route request received before the app has
-      started waits for it (then 503).
+      started waits for it (then 503);
+    - session_cookie (bool, False): also carry the session id in a cookie: a request
+      without a Session-Id header uses the cookie's, and a response that names a new
+      session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
+      clears it;
+    - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
+      whether it is sent over HTTPS only (set it when the server is behind TLS).
 
     Dependencies: `rpc` (an RPCServer); `app_health` (an AppHealth, optional: without one
     the server makes its own and registers `app.health` on `rpc`).
@@ -86,6 +92,9 @@ class HTTPServer(Service):
     live_path: str | None = "/health/live"
     ready_path: str | None = "/health/ready"
     start_wait: NonNegative = 30.0
+    session_cookie: bool = False
+    cookie_name: str = "session_id"
+    cookie_secure: bool = False
 
     # not settings (no annotations): the listening socket bound in start(), and aiohttp's
     # runner while serving
@@ -265,15 +274,35 @@ class HTTPServer(Service):
             return self._too_large()
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
+        in_headers: Any = request.headers
+        if self.session_cookie and SESSION_ID not in in_headers:
+            cookie = request.cookies.get(self.cookie_name)
+            if cookie:
+                in_headers = {**in_headers, SESSION_ID: cookie}
         try:
-            response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
+            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
         if response is None:
-            return web.Response(status=204, headers=headers)
-        headers["Content-Type"] = _JSON
-        return web.Response(body=response, headers=headers)
+            answer = web.Response(status=204, headers=headers)
+        else:
+            headers["Content-Type"] = _JSON
+            answer = web.Response(body=response, headers=headers)
+        if self.session_cookie:
+            self._update_cookie(answer, in_headers.get(SESSION_ID), headers.get(SESSION_ID))
+        return answer
+
+    def _update_cookie(self, answer: web.Response, sent: str | None, answered: str | None) -> None:
+        """Set the session cookie when the answer names another session than the request did."""
+        if answered is None or answered == sent:
+            return
+        if answered:
+            answer.set_cookie(
+                self.cookie_name, answered, path=self.rpc_path, httponly=True, samesite="Lax", secure=self.cookie_secure
+            )
+        else:
+            answer.del_cookie(self.cookie_name, path=self.rpc_path)
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))

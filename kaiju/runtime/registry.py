@@ -35,6 +35,8 @@ BUILTIN: dict[str, str] = {
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
     "CacheSessions": "kaiju.rpc.sessions:CacheSessions",
+    "AuthService": "kaiju.auth.service:AuthService",
+    "ConfigUsers": "kaiju.auth.users:ConfigUsers",
     # tasks
     "PeriodicTask": "kaiju.tasks:PeriodicTask",
     "CronTask": "kaiju.tasks:CronTask",
