@@ -26,7 +26,7 @@ from kaiju.testing.services import started
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def eventually(predicate, timeout: float = 15.0, what: str = "the condition"):
+async def eventually(predicate, timeout: float = 30.0, what: str = "the condition"):
     """Await `predicate()` until it is true; fail loudly at the deadline."""
     deadline = time.monotonic() + timeout
     while not await predicate():
