@@ -183,6 +183,38 @@ def _prepare_call(config: Any) -> list:
     return [] if has_rpc else [RPCServer()]
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Ask a running app's HTTPServer for its readiness report: 0 ready, 1 not ready or no answer."""
+    import asyncio
+
+    import aiohttp
+
+    from kaiju.http.server import HTTPServer
+    from kaiju.runtime.plan import build_plan
+
+    servers = [s for s in build_plan(load(args)).app.services.values() if isinstance(s, HTTPServer) and s.ready_path]
+    if not servers:
+        print("kaiju-run: no HTTPServer with a ready_path in the config", file=sys.stderr)
+        return 2
+    http = servers[0]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)  # a wildcard address: ask this host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{http.port}{http.ready_path}"
+
+    async def ask() -> tuple[int, bytes]:
+        connector = aiohttp.UnixConnector(path=http.unix_socket) if http.unix_socket else None
+        timeout = aiohttp.ClientTimeout(total=args.timeout)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async with session.get(f"http://localhost{http.ready_path}" if http.unix_socket else url) as resp:
+                return resp.status, await resp.read()
+
+    try:
+        status, body = asyncio.run(ask())
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        print(f"kaiju-run: no answer from {http.unix_socket or url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(body.decode(errors="replace"))
+    return 0 if status == 200 else 1
 def cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
@@ -221,6 +253,12 @@ COMMANDS: dict[str, Command] = {
         Command("methods", "list the RPC methods the app exposes", cmd_methods),
         Command("call", "start the services, call one RPC method with system scope, print the result as JSON, stop",
                 cmd_call, _call_arguments),
+        Command(
+            "health",
+            "ask the running app (at its HTTPServer's address) whether it is ready; exit 0 ready, 1 not",
+            cmd_health,
+            lambda p: p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer"),
+        ),
         Command("hash-password", "read a password from standard input, print its argon2id hash for a config",
                 cmd_hash_password, needs_config=False),
     )

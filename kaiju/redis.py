@@ -115,6 +115,13 @@ class RedisConnection(Service):
             raise RedisUnavailable(f"Redis at {mask_url(self.url)} does not answer: {exc}") from None
         self.logger.info("connected", url=mask_url(self.url))
 
+    async def health(self) -> None:
+        """Raise when Redis does not answer a PING (the health check of `/health/ready`)."""
+        client = self.__dict__.get("client")
+        if client is None:
+            raise RedisUnavailable("not connected")
+        await client.ping()
+
     async def stop(self, exception: Exception | None = None) -> None:
         client = self.__dict__.pop("client", None)
         if client is not None:

@@ -1,11 +1,14 @@
-"""HTTPServer: JSON-RPC over HTTP, on aiohttp's low-level server.
+"""HTTPServer: JSON-RPC over HTTP, on aiohttp's low-level server, plus the routes of services
+and the health probes.
 
 `POST <rpc_path>` hands the body and headers to the `RPCServer` and sends back what it
-answers. The service owns its aiohttp `ServerRunner` and `SockSite`: the socket is bound
+answers; every other path goes to the route table (`kaiju.http.routes.RouteTable`): the
+`@route` handlers of the app's services, the routes of the config and the live / ready
+probes, all answering JSON. The service owns its aiohttp `ServerRunner` and `SockSite`: the socket is bound
 in `start()`, not in the constructor, so building a server does no I/O, a busy port is a
 start failure with a clear message (SO_REUSEPORT only when `reuse_port` is set), and a
-stopped server can start again. One route needs no router and no middleware: requests
-go straight from aiohttp's `Server` to `_handle`.
+stopped server can start again. The RPC path needs no router and no middleware: requests
+go straight from aiohttp's `Server` to `_handle`, which compares the raw path first.
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ import errno
 import os
 import socket
 import stat
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from kaiju.health import AppHealth
+from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service, check_listen_address
+from kaiju.runtime.service import Service, SettingError, check_listen_address
 from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
@@ -48,6 +53,13 @@ class HTTPServer(Service):
     - backlog (int, 128): the listen queue;
     - scope (str, "guest"): the scope of callers without a session;
     - access_log (bool, False): log each request through aiohttp's access logger;
+    - route_services ("all", "none" or a list of service names, "all"): whose `@route`
+      handlers are served;
+    - routes (list of {method, path, handler: "module:function"}, []): routes from config;
+    - live_path (str or None, "/health/live") and ready_path (str or None, "/health/ready"):
+      the probes (None: not served);
+    - start_wait (float s, 30.0): how long a route request received before the app has
+      started waits for it (then 503);
     - session_cookie (bool, False): also carry the session id in a cookie: a request
       without a Session-Id header uses the cookie's, and a response that names a new
       session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
@@ -55,13 +67,15 @@ class HTTPServer(Service):
     - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
       whether it is sent over HTTPS only (set it when the server is behind TLS).
 
-    Dependency: `rpc` (an RPCServer).
+    Dependencies: `rpc` (an RPCServer); `app_health` (an AppHealth, optional: without one
+    the server makes its own and registers `app.health` on `rpc`).
     """
 
     service_name = "http"
     transport = True
 
     rpc: RPCServer
+    app_health: AppHealth | None = None
 
     host: str = "127.0.0.1"
     port: Port = 8080
@@ -73,6 +87,11 @@ class HTTPServer(Service):
     backlog: PositiveInt = 128
     scope: ScopeName = "guest"
     access_log: bool = False
+    route_services: Literal["all", "none"] | list[str] = "all"
+    routes: list[RouteEntry] = []  # noqa: RUF012 -- a setting's default, never mutated
+    live_path: str | None = "/health/live"
+    ready_path: str | None = "/health/ready"
+    start_wait: NonNegative = 30.0
     session_cookie: bool = False
     cookie_name: str = "session_id"
     cookie_secure: bool = False
@@ -81,19 +100,34 @@ class HTTPServer(Service):
     # runner while serving
     socket = None
     runner = None
+    # the AppHealth made here when the app has none, registered on rpc while serving
+    _own_health = None
+    # routes waiting for the app to start right now (a gauge for operators and tests)
+    held_requests = 0
 
     # -- lifetime -----------------------------------------------------------
 
     def check(self) -> None:
+        """Reject an address another server of the app listens on, a config route whose handler
+        does not import, a route declared twice or at rpc_path, a service in `route_services`
+        the app does not have (SettingError naming the setting)."""
         check_listen_address(self)  # no other server of the app on the same host and port, or socket
+        try:
+            self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
+        except RouteError as exc:
+            raise SettingError(exc.key, exc.message) from None
 
     async def start(self) -> None:
-        """Bind the socket and start serving; raises OSError naming the address when it is taken."""
+        """Bind the socket and start serving; raises OSError naming the address when it is taken,
+        ValueError for a route declared twice or at rpc_path."""
         if self.runner is not None:
             raise RuntimeError(f"{self.name}: already started")
         self._scope: Scope = parse_scope(self.scope)
         self._max_body = int(self.max_body_size)
         self._request_loop = asyncio.get_running_loop()
+        self._probes = self._probe_routes()
+        self._table = self._route_table([*self._probes, *self._service_routes(), *config_routes(self.routes)])
+        self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
         sock = self._bind()
         server = _JSONErrorServer(
             self._handle,
@@ -110,6 +144,9 @@ class HTTPServer(Service):
             sock.close()
             raise
         self.socket, self.runner = sock, runner
+        if self.app_health is None and self._health.name not in self.app.services and not self._rpc_has_health():
+            self._own_health = self._health
+            self.rpc.add_service(self._own_health)
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -120,15 +157,53 @@ class HTTPServer(Service):
         try:
             await runner.cleanup()  # closes the listener, then waits for requests in flight
         finally:
+            if self._own_health is not None:
+                self.rpc.remove_service(self._own_health.name)
+                self._own_health = None
             if self.socket is not None:
                 self.socket.close()
             if self.unix_socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
 
+    def _route_table(self, routes: list[Route]) -> RouteTable:
+        """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
+        (the RPC endpoint is matched first: such a route would never be served)."""
+        for r in routes:
+            if r.path == self.rpc_path:
+                key = "routes" if r.service is None else "rpc_path"
+                raise RouteError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+        return RouteTable(routes)
+
+    def _rpc_has_health(self) -> bool:
+        """Whether `app.health` is served already (by another HTTPServer on the same RPCServer)."""
+        return f"{AppHealth.service_name}.health" in self.rpc.table.methods
+
+    def _probe_routes(self) -> list[Route]:
+        probes = [(self.live_path, self._live), (self.ready_path, self._ready)]
+        # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
+        return [Route(verb, path, handler, self.name) for path, handler in probes if path for verb in ("GET", "HEAD")]
+
+    def _service_routes(self, strict: bool = False) -> list[Route]:
+        """The `@route` handlers of the services `route_services` names; a name the app lacks
+        is a RouteError when `strict` (the check), else a warning (left out after a failed start)."""
+        if self.route_services == "none":
+            return []
+        names = list(self.app.services) if self.route_services == "all" else self.route_services
+        found = []
+        for name in names:
+            service = self.app.services.get(name)
+            if service is None and strict:
+                raise RouteError("route_services", f'expected names of services of the app, got "{name}"')
+            if service is None:
+                self.logger.warning("no running service to serve routes of", service=name)
+                continue
+            found.extend(routes_of(service, name))
+        return found
+
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
-        return web.BaseRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
+        return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
 
     @property
     def url(self) -> str:
@@ -184,7 +259,7 @@ class HTTPServer(Service):
 
     async def _handle(self, request: web.BaseRequest) -> web.Response:
         if request.raw_path != self.rpc_path and request.path != self.rpc_path:  # raw first: no URL parsing
-            return _error(404, MethodNotFound(f"No JSON-RPC endpoint at {request.path}; it is at {self.rpc_path}"))
+            return await self._route(request)
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
         try:
@@ -232,6 +307,58 @@ class HTTPServer(Service):
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Serve every path but the RPC one: a probe, a route, or a JSON 404 / 405."""
+        match = await self._table.resolve(request)
+        route = match.route
+        if route is None:
+            if match.status == 405:
+                return _error(405, InvalidRequest(f"Invalid request: {request.method} is not allowed at {request.path}"), {"Allow": match.allow})
+            return _error(404, MethodNotFound(f"Nothing at {request.path}; JSON-RPC requests go to {self.rpc_path}"))
+        if route not in self._probes:
+            refused = await self._refusal(route)
+            if refused is not None:
+                return refused
+        request.match_info = match.params
+        try:
+            result = await route.handler(request)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.Response(body=_encode(result), headers={"Content-Type": _JSON})
+        except web.HTTPException as exc:
+            return _http_error(exc)
+        except Exception as exc:  # the handler's bug: log it once, answer JSON
+            self.logger.error("route failed", route=f"{route.method} {route.path}", exc_info=exc)
+            return _error(500, InternalError())
+
+    async def _refusal(self, route: Route) -> web.Response | None:
+        """503 when the route's service is not running (left out, or the app is stopping);
+        before the app has started, wait for it first. None: serve the route."""
+        app = self.app
+        if app.managed and not app.started.is_set():
+            self.held_requests += 1
+            try:
+                async with asyncio.timeout(float(self.start_wait)):
+                    await app.started.wait()
+            except TimeoutError:
+                return _unavailable(f"the app did not start within {self.start_wait:g} s")
+            finally:
+                self.held_requests -= 1
+        if route.service is None:
+            return None
+        if app.stopping:
+            return _unavailable(f'service "{route.service}" is stopping')
+        if route.service not in app.services:
+            return _unavailable(f'service "{route.service}" is not running')
+        return None
+
+    async def _live(self, request: web.BaseRequest) -> dict[str, bool]:
+        return {"live": True}  # answering at all is the proof: the loop runs
+
+    async def _ready(self, request: web.BaseRequest) -> web.Response:
+        report = await self._health.check.report()
+        return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
+
 
 class _JSONErrorHandler(web.RequestHandler):
     """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
@@ -265,3 +392,29 @@ class _JSONErrorServer(web.Server):
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:
     body = msgspec.json.encode(ErrorResponse(id=None, error=exc.to_dict()))
     return web.Response(status=status, body=body, headers={"Content-Type": _JSON, **(headers or {})})
+
+
+def _unavailable(why: str) -> web.Response:
+    return _http_error(web.HTTPServiceUnavailable(text=f"Service unavailable: {why}"))
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """`exc` (raised by a route, or made here) as a JSON-RPC-style error body with its status
+    and its headers (Location, Allow, ...)."""
+    headers = {k: v for k, v in exc.headers.items() if k not in ("Content-Type", "Content-Length")}
+    if exc.status in (204, 304) or exc.status < 200:  # these carry no body
+        return web.Response(status=exc.status, headers=headers)
+    code = InvalidRequest.code if exc.status < 500 else InternalError.code
+    data = {"type": type(exc).__name__, "status": exc.status}
+    error = {"code": code, "message": exc.text or exc.reason, "data": data}
+    body = msgspec.json.encode(ErrorResponse(id=None, error=error))
+    return web.Response(status=exc.status, body=body, headers={**headers, "Content-Type": _JSON})
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode

@@ -330,6 +330,7 @@ class Entrypoint:
             await asyncio.gather(*(self._stop_one(name, exc) for name in layer))
 
     async def _stop_all(self, exc: BaseException | None, what: str) -> None:
+        self.app.stopping = True
         await self.pre_stop.call(entrypoint=self, services=self.services)
         try:
             await asyncio.wait_for(self._stop_layers(exc), self.shutdown_timeout)

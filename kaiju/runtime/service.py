@@ -71,7 +71,8 @@ class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
     `shutdown_timeout` is the budget of the whole stop, so a service can keep its own
-    graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `managed` is true
+    graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `stopping`
+is true from the moment the stop begins; `managed` is true
     when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
     set it. One `App` exists per entrypoint; nothing here is global.
     """
@@ -100,6 +101,7 @@ class App:
         # (HTTP, streams) hold requests until then -- when a kaiju entrypoint manages the app
         self.started = asyncio.Event()
         self.managed = False
+        self.stopping = False  # set by the entrypoint before the first service stops: readiness turns 503 first
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"

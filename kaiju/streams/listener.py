@@ -478,6 +478,13 @@ class StreamListener(Service):
             return "paused" if self._parked else "pausing"
         return "running"
 
+    async def health(self) -> None:
+        """Raise when the listener is not reading: stopped, its reader gone, or its stream
+        out of reach (the health check of `/health/ready`)."""
+        if self.state == "stopped" or self._reader.done():
+            raise RuntimeError(f"not reading {self.stream_key}")
+        await self.backend.group_info(self.stream_key, self.group_name)  # StreamError when out of reach
+
     @method
     async def status(self) -> dict[str, Any]:
         """This listener's topic: stream length, pending and lag of its group, messages in hand,

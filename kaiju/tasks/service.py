@@ -222,6 +222,16 @@ class ScheduledTask(Service):
                 f"task {self.name} did not unwind within {unwind:g} s of being cancelled; left behind", task=self.name
             )
 
+    async def health(self) -> None:
+        """Raise when the task is stuck: a run outlived twice its timeout (it ignores being
+        cancelled), or a fire is a minute overdue (the timer never fired). The health check of
+        `/health/ready`."""
+        now, running = time.time(), self._running
+        if running in self._started and not running.done() and self.timeout and now - self.last_run > 2 * self.timeout:
+            raise RuntimeError(f"a run has been going for {now - self.last_run:.0f} s, timeout {self.timeout:g} s")
+        if self._next_at is not None and now - self._next_at > 60:
+            raise RuntimeError(f"the fire due at {_iso(self._next_at)} has not happened")
+
     def stop_limits(self) -> tuple[float, float]:
         """(grace, unwind): seconds `stop()` waits for a running run, then for it to unwind once cancelled.
 
