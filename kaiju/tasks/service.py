@@ -356,6 +356,15 @@ class ScheduledTask(Service):
         self.check()
         self._arm(self._first_fire(time.time()))
 
+    def reschedule(self) -> None:
+        """Arm the schedule again from the wall clock's time now (after the clock was moved: a
+        test travelling in time, an operator fixing the clock); a disabled or stopped task is
+        left as it is."""
+        if not self.enabled or self._stopping or self._timer is None:
+            return
+        self._timer.cancel()
+        self._arm(self._first_fire(time.time()))
+
     async def fire_now(self) -> None:
         """Run the job once now, outside the schedule (after a run still going has finished),
         and wait for that run to end; its outcome is in `last_result` / `last_error`."""

@@ -13,6 +13,7 @@ are swapped for the memory backends (unless `redis=` asks for Redis), services n
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,6 +68,7 @@ class TestApp:
         data = _for_tests(loaded.data, dict(settings or {}), self.replace, redis)
         self.config: LoadedConfig = load_config_data(data, source="<TestApp>", os_env=False)
         self.entrypoint: Any = None
+        self._traveller: Any = None
 
     async def __aenter__(self) -> TestApp:
         from kaiju.runtime.entrypoint import Entrypoint
@@ -81,7 +83,12 @@ class TestApp:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self.entrypoint.__aexit__(*exc)
+        try:
+            await self.entrypoint.__aexit__(*exc)
+        finally:
+            if self._traveller is not None:
+                self._traveller.stop()
+                self._traveller = None
 
     # -- what a test reaches -------------------------------------------------
 
@@ -137,6 +144,25 @@ class TestApp:
         base = URL(self.url).with_path("/")
         async with aiohttp.ClientSession(base_url=base, **kwargs) as client:
             yield client
+
+    def travel(self, to: datetime.datetime | float) -> None:
+        """Move the wall clock to `to` (an aware datetime, or Unix seconds), from where it goes
+        on ticking, and re-arm every task from there: a cron schedule is tested without
+        waiting for it (`time.time()` and `datetime.now()` move; the event loop's clock does
+        not). Needs the `time-machine` package; the clock comes back when the block ends."""
+        try:
+            import time_machine
+        except ImportError:
+            raise RuntimeError("TestApp.travel needs the time-machine package: pip install time-machine") from None
+        from kaiju.tasks.service import ScheduledTask
+
+        if self._traveller is not None:
+            self._traveller.stop()
+        self._traveller = time_machine.travel(to, tick=True)
+        self._traveller.start()
+        for service in self.app.services.values():
+            if isinstance(service, ScheduledTask):
+                service.reschedule()
 
     async def fire(self, task: str) -> Any:
         """Run the periodic or cron task called `task` now and wait for the run; returns its

@@ -76,3 +76,31 @@ async def test_redis_services_run_on_memory_unless_asked(redis_url):
         assert isinstance(cache, RedisCache)
         await cache.set("k", 1)
         assert await cache.get("k") == 1
+
+
+async def test_travel_runs_a_cron_schedule_without_waiting(tmp_path):
+    import asyncio
+    import datetime
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    config = {
+        "main": {"name": "nightly"},
+        "services": [
+            {"cls": "DemoService"},
+            {"cls": "RPCServer"},
+            {"cls": "CronTask", "name": "night", "settings": {"cron": "0 3 * * *", "timezone": "Europe/Berlin", "method": "demo.tick"}},
+        ],
+    }
+    async with TestApp(config) as app:
+        night = app.service("night")
+        assert night.runs == 0
+        app.travel(datetime.datetime(2030, 3, 1, 2, 59, 59, 700000, tzinfo=berlin))
+        for _ in range(100):  # the fire is 0.3 s away on the moved clock
+            if night.runs:
+                break
+            await asyncio.sleep(0.05)
+        assert night.runs == 1 and night.last_result == 1
+        fired = datetime.datetime.fromtimestamp(night.last_fire, berlin)
+        assert (fired.hour, fired.minute, fired.second) == (3, 0, 0)
+        assert night.status()["next_run"].startswith("2030-03-02T02:00:00")  # 03:00 Berlin, in UTC
