@@ -22,12 +22,13 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegative, Port, PositiveInt
+from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt
 
 __all__ = ["HTTPServer"]
 
@@ -47,7 +48,16 @@ class HTTPServer(Service):
     - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish;
     - backlog (int, 128): the listen queue;
     - scope (str, "guest"): the scope of callers without a session;
-    - access_log (bool, False): log each request through aiohttp's access logger.
+    - access_log (bool, False): log each request through aiohttp's access logger;
+    - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
+    - header_timeout (float s, 10.0): close a connection whose first request's headers
+      have not arrived this long after it opened;
+    - body_timeout (float s, 30.0): close a connection whose request body has not arrived
+      this long after its headers;
+    - max_connections (int, 900): open connections at most (lowered to fit the open-file
+      limit); past it the oldest idle or slow connection is closed;
+    - warning_interval (float s, 60.0): at most one WARNING per interval about the cap or
+      failed accepts.
 
     Dependency: `rpc` (an RPCServer).
     """
@@ -67,6 +77,11 @@ class HTTPServer(Service):
     backlog: PositiveInt = 128
     scope: str = "guest"
     access_log: bool = False
+    idle_timeout: Positive = 30.0
+    header_timeout: Positive = 10.0
+    body_timeout: Positive = 30.0
+    max_connections: PositiveInt = 900
+    warning_interval: Positive = 60.0
 
     # not settings (no annotations): the listening socket bound in start(), and aiohttp's
     # runner while serving
@@ -85,8 +100,11 @@ class HTTPServer(Service):
         sock = self._bind()
         server = _JSONErrorServer(
             self._handle,
+            limits=self._connection_limits(),
+            logger=self.logger,
             request_factory=self._make_request,
             handler_cancellation=True,
+            keepalive_timeout=float(self.idle_timeout),
             access_log=self.logger.logger if self.access_log else None,
         )
         runner = web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
@@ -98,6 +116,8 @@ class HTTPServer(Service):
             sock.close()
             raise
         self.socket, self.runner = sock, runner
+        self._accept_errors = QuietAcceptErrors(sock, self.logger, float(self.warning_interval))
+        self._accept_errors.install(self._request_loop)
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -105,6 +125,7 @@ class HTTPServer(Service):
         runner, self.runner = self.runner, None
         if runner is None:
             return
+        self._accept_errors.uninstall()
         try:
             await runner.cleanup()  # closes the listener, then waits for requests in flight
         finally:
@@ -114,7 +135,16 @@ class HTTPServer(Service):
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
 
+    def _connection_limits(self) -> ConnectionLimits:
+        cap = connection_cap(int(self.max_connections))
+        if cap < self.max_connections:
+            self.logger.warning(
+                "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
+            )
+        return ConnectionLimits(float(self.header_timeout), float(self.body_timeout), cap, float(self.warning_interval))
+
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        protocol.request_arrived(payload)  # headers are in: stops the header deadline
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
         return web.BaseRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
 
@@ -201,7 +231,7 @@ class HTTPServer(Service):
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
 
-class _JSONErrorHandler(web.RequestHandler):
+class _JSONErrorHandler(GuardedHandler):
     """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
     answer them as JSON-RPC errors like everything else."""
 
@@ -213,21 +243,10 @@ class _JSONErrorHandler(web.RequestHandler):
         return response
 
 
-class _JSONErrorServer(web.Server):
-    """aiohttp's low-level server, whose connections are handled by `_JSONErrorHandler`.
+class _JSONErrorServer(GuardedServer):
+    """The guarded low-level server, whose connections are handled by `_JSONErrorHandler`."""
 
-    `web.Server` makes a `RequestHandler` per connection from the keyword arguments it
-    was given; this one keeps them itself to make the subclass instead.
-    """
-
-    def __init__(self, handler: Any, **kwargs: Any):
-        own = {key: kwargs.pop(key) for key in ("request_factory", "handler_cancellation") if key in kwargs}
-        super().__init__(handler, **own, **kwargs)
-        self.handler_kwargs = kwargs
-        self.handler_loop = asyncio.get_running_loop()
-
-    def __call__(self) -> web.RequestHandler:
-        return _JSONErrorHandler(self, loop=self.handler_loop, **self.handler_kwargs)
+    handler_class = _JSONErrorHandler
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:
