@@ -1,5 +1,6 @@
 """Test helpers for kaiju apps: a real redis-server on a free port (`RedisServer`),
-`free_port`, and `started` (run services for the length of a block). The pytest plugin is
+`free_port`, `started` (run services for the length of a block) and `eventually` (wait for
+a condition, failing loudly at a deadline). The pytest plugin is
 `kaiju.testing.plugin`. Names are imported lazily.
 """
 
@@ -13,6 +14,7 @@ _EXPORTS = {
     "RedisServer": "kaiju.testing.redis",
     "free_port": "kaiju.testing.redis",
     "started": "kaiju.testing.services",
+    "eventually": "kaiju.testing.waiting",
 }
 
 __all__ = list(_EXPORTS)
@@ -20,6 +22,7 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.testing.redis import RedisServer, free_port
     from kaiju.testing.services import started
+    from kaiju.testing.waiting import eventually
 
 
 __getattr__ = _lazy_getattr("kaiju.testing", _EXPORTS, globals())
