@@ -1,9 +1,12 @@
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger, log_field_providers
@@ -83,19 +86,52 @@ def test_the_runtime_imports_nothing_of_rpc():
     assert proc.stdout.strip() == "[]"
 
 
+class ChildLines:
+    """Lines of a child's output, read by a thread, so waiting on them can time out: a child
+    that hangs or goes quiet fails the test instead of blocking it."""
+
+    def __init__(self, stream):
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            self.lines.put(line)
+        self.lines.put(None)  # end of output
+
+    def until(self, done, timeout: float = 30.0) -> list[str]:
+        """Lines up to the first for which `done(line)` holds (or the end of output if `done` is None)."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no expected line after {timeout}s; got: {seen}") from None
+            if line is None:
+                if done is None:
+                    return seen
+                raise AssertionError(f"the output ended without the expected line; got: {seen}")
+            seen.append(line)
+            if done is not None and done(line):
+                return seen
+
+
 def test_kaiju_run_writes_json_lines(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "--log-format", "json", "--no-os-env"],
+    proc = subprocess.Popen(  # PORT=0: any free port, so a running example app on 8080 does not matter
+        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "-e", "PORT=0", "--log-format", "json", "--no-os-env"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )
-    lines = []
-    while not lines or "started" not in lines[-1]["message"]:  # running: the start-up log line
-        lines.append(json.loads(proc.stderr.readline()))
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=30)[1]
-    assert proc.returncode == 0
-    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
+    try:
+        output = ChildLines(proc.stderr)
+        lines = [json.loads(x) for x in output.until(lambda line: "started" in json.loads(line)["message"])]
+        proc.send_signal(signal.SIGTERM)
+        lines += [json.loads(x) for x in output.until(None) if x.strip()]
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
     ready = next(x for x in lines if x["message"] == "demo service ready")
     assert ready["logger"] == "example.demo" and ready["greeting"] == "hello" and ready["level"] == "info"
     assert any(x["message"] == "SIGTERM received, shutting down" for x in lines)
