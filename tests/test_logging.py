@@ -1,15 +1,13 @@
 import json
 import logging
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger, log_field_providers
+from kaiju.testing import OutputLines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,37 +84,6 @@ def test_the_runtime_imports_nothing_of_rpc():
     assert proc.stdout.strip() == "[]"
 
 
-class ChildLines:
-    """Lines of a child's output, read by a thread, so waiting on them can time out: a child
-    that hangs or goes quiet fails the test instead of blocking it."""
-
-    def __init__(self, stream):
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream) -> None:
-        for line in iter(stream.readline, ""):
-            self.lines.put(line)
-        self.lines.put(None)  # end of output
-
-    def until(self, done, timeout: float = 30.0) -> list[str]:
-        """Lines up to the first for which `done(line)` holds (or the end of output if `done` is None)."""
-        seen: list[str] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no expected line after {timeout}s; got: {seen}") from None
-            if line is None:
-                if done is None:
-                    return seen
-                raise AssertionError(f"the output ended without the expected line; got: {seen}")
-            seen.append(line)
-            if done is not None and done(line):
-                return seen
-
-
 def test_kaiju_run_writes_json_lines(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(  # PORT=0: any free port, so a running example app on 8080 does not matter
@@ -124,7 +91,7 @@ def test_kaiju_run_writes_json_lines(tmp_path):
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )
     try:
-        output = ChildLines(proc.stderr)
+        output = OutputLines(proc.stderr)
         lines = [json.loads(x) for x in output.until(lambda line: "started" in json.loads(line)["message"])]
         proc.send_signal(signal.SIGTERM)
         lines += [json.loads(x) for x in output.until(None) if x.strip()]

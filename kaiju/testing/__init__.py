@@ -1,6 +1,7 @@
 """Test helpers for kaiju apps: a real redis-server on a free port (`RedisServer`),
-`free_port`, `started` (run services for the length of a block) and `eventually` (wait for
-a condition, failing loudly at a deadline). The pytest plugin is
+`free_port`, `started` (run services for the length of a block) `eventually` (wait for a
+condition, failing loudly at a deadline) and `OutputLines` (a child's output read with
+deadlines). The pytest plugin is
 `kaiju.testing.plugin`. Names are imported lazily.
 """
 
@@ -15,11 +16,13 @@ _EXPORTS = {
     "free_port": "kaiju.testing.redis",
     "started": "kaiju.testing.services",
     "eventually": "kaiju.testing.waiting",
+    "OutputLines": "kaiju.testing.lines",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.testing.lines import OutputLines
     from kaiju.testing.redis import RedisServer, free_port
     from kaiju.testing.services import started
     from kaiju.testing.waiting import eventually

@@ -20,7 +20,7 @@ from kaiju import rpc
 from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope
 from kaiju.runtime.service import Service
-from kaiju.testing import eventually, free_port
+from kaiju.testing import OutputLines, eventually, free_port
 from kaiju.testing.services import started
 
 REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"gate.ping"}'
@@ -198,19 +198,23 @@ def _low_fd_limit() -> None:
 def test_a_process_out_of_descriptors_logs_no_traceback_per_accept(tmp_path: Path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    child = subprocess.Popen(
-        [sys.executable, str(script), "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_low_fd_limit, text=True
-    )
+    log = tmp_path / "stderr"
+    with log.open("w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, str(script), "3"], stdout=subprocess.PIPE, stderr=stderr, preexec_fn=_low_fd_limit, text=True
+        )
     clients: list[socket.socket] = []
     try:
-        port = int(child.stdout.readline())
+        port = int(OutputLines(child.stdout).until(lambda line: True, timeout=30)[0])
         for _ in range(20):  # queued by the kernel; each accept the child tries fails
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        _, err = child.communicate(timeout=30)
+        child.wait(timeout=30)
     finally:
         child.kill()
+        child.wait(timeout=30)
         for sock in clients:
             sock.close()
+    err = log.read_text()
     assert child.returncode == 0, err
     assert "Traceback" not in err, err
     assert err.count("cannot accept connections") == 1, err
