@@ -15,6 +15,25 @@ async def wait_until(predicate, timeout: float = WAIT) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+def record_claims(task) -> list[float]:
+    """The fires a singleton `task` won the lock for, in order: the fire each of its runs ran.
+
+    Taken at the claim: a job reading `task.last_fire` may see a later fire, because on a
+    busy loop the timer of the next fire can come before a run's job starts.
+    """
+    claimed: list[float] = []
+    claim = task._claim
+
+    async def recording(fire: float) -> bool:
+        won = await claim(fire)
+        if won:
+            claimed.append(fire)
+        return won
+
+    task._claim = recording
+    return claimed
+
+
 class Recorder:
     """An async job that records its runs and can be held open."""
 
