@@ -279,3 +279,20 @@ async def test_a_shared_lock_reaches_another_app(make_locks, backend):
         await a.release("pause", first.id, shared=True)
         second = await b.acquire("pause", ttl=5, wait=False, shared=True)
         assert second.token > first.token  # one fencing counter for the shared namespace
+
+
+async def test_a_lock_block_cancelled_from_outside_raises_cancelled_and_releases(locks):
+    inside = asyncio.Event()
+
+    async def holder():
+        async with locks.lock("c", ttl=30):
+            inside.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.wait_for(inside.wait(), 10)
+    assert await locks.exists("c")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the caller's own cancellation, not LockLostError
+        await asyncio.wait_for(task, 10)
+    assert await locks.owner("c") is None  # released on the way out, not left to its 30 s TTL
