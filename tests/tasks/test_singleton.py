@@ -185,3 +185,27 @@ async def test_redis_singleton_in_two_processes(redis_url):
     assert len(fires) >= 10
     assert len(set(fires)) == len(fires), "a fire ran in both processes"
     assert elsewhere >= 1
+
+
+async def test_a_singleton_fire_with_redis_down_does_not_run_and_counts_as_a_failure():
+    from kaiju.testing import RedisServer, eventually
+
+    server = RedisServer(persistent=False)  # its own, so stopping it leaves the shared one alone
+    server.start()
+    ran: list[float] = []
+
+    async def job() -> None:
+        ran.append(1)
+
+    try:
+        redis, locks = RedisConnection(url=server.url), RedisLocks()
+        async with started(redis, locks):
+            server.stop()
+            task = PeriodicTask(name="report", interval=0.05, singleton=True, call=job)
+            task.locks = locks
+            async with started(task):
+                await eventually(lambda: task.failures >= 2, timeout=30, what="fires failing to claim their lock")
+    finally:
+        server.cleanup()
+    assert ran == [] and task.runs == 0
+    assert "cannot take the singleton lock" in task.last_error
