@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from kaiju.testing import eventually
+
 WAIT = 5.0  # upper bound of any wait in the task tests, seconds
 
 
-async def wait_until(predicate, timeout: float = WAIT) -> None:
-    async def poll():
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
+async def wait_until(predicate, timeout: float = WAIT, what: str = "the condition") -> None:
+    """Wait until `predicate()` holds; fail loudly (AssertionError naming `what`) after `timeout`."""
+    await eventually(predicate, timeout=timeout, what=what)
 
 
 def record_claims(task) -> list[float]:
