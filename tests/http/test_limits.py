@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import aiohttp
+import pytest
 import msgspec
 
 from kaiju import rpc
@@ -218,3 +219,18 @@ def test_a_process_out_of_descriptors_logs_no_traceback_per_accept(tmp_path: Pat
     assert child.returncode == 0, err
     assert "Traceback" not in err, err
     assert err.count("cannot accept connections") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [("header_timeout", 0, "got 0"), ("max_connections", 0, "got 0"), ("idle_timeout", "soon", 'got "soon"')],
+)
+def test_a_bad_limit_is_a_config_error_naming_its_key(setting, value, expected):
+    from kaiju.config import ConfigError, load_config_data
+    from kaiju.runtime.plan import build_plan
+
+    data = {"main": {"name": "shop"}, "services": [{"cls": "RPCServer"}, {"cls": "HTTPServer", "settings": {setting: value}}]}
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_config_data(data, source="conf/app.yml", os_env=False))
+    text = str(info.value)  # the file, the key path, what was expected and what was found
+    assert text.startswith("conf/app.yml: services[") and f"].settings.{setting}: expected " in text and text.endswith(expected)
