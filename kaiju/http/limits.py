@@ -202,14 +202,22 @@ class QuietAcceptErrors:
         loop.set_exception_handler(self)
 
     def uninstall(self) -> None:
-        """Put the previous handler back, unless another one has replaced this one since."""
+        """Put the previous handler back; when another one has replaced this one since (and so
+        calls it), this one only passes reports on from now on."""
         if self.loop is not None and self.loop.get_exception_handler() is self:
             self.loop.set_exception_handler(self.previous)
         self.loop = None
+        self.fileno = -1  # the socket is closed: its number may be reused by another
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc, sock = context.get("exception"), context.get("socket")
-        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES and sock is not None and sock.fileno() == self.fileno:
+        if (
+            isinstance(exc, OSError)
+            and exc.errno in _OUT_OF_RESOURCES
+            and sock is not None
+            and self.fileno != -1
+            and sock.fileno() == self.fileno
+        ):
             self.warning.event(error=exc.strerror)
         elif self.previous is not None:
             self.previous(loop, context)
