@@ -16,3 +16,8 @@ class EchoService(Service):
     async def echo(self, data: object = None) -> object:
         """Return `data` unchanged."""
         return data
+
+    @method(permission=Scope.USER)
+    async def private(self, data: object = None) -> object:
+        """`echo` for callers with a session or a token of a user (bench/auth.py)."""
+        return data

@@ -22,12 +22,14 @@ _EXPORTS = {
     "ConfigError": "kaiju.config.errors",
     "load_config": "kaiju.config.loader",
     "rpc": "kaiju.rpc",
+    "command": "kaiju.commands",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju import rpc
+    from kaiju.commands import command
     from kaiju.config.errors import ConfigError
     from kaiju.config.loader import load_config
     from kaiju.runtime.entrypoint import Entrypoint, entrypoint, run

@@ -3,6 +3,9 @@
     kaiju-run -c FILE [-c FILE ...] [-f ENVFILE ...] [-e KEY=VALUE ...] [--no-os-env]
               [--log-level LEVEL] [--log-format plain|color|json|journald] [COMMAND ...]
 
+Without -c the config files are $KAIJU_CONFIG, without -f the env files $KAIJU_ENV_FILE
+(path lists, ':'-separated); the options may also follow the command.
+
 Exit status: 0 done, 1 a service failed (to start, or a called method failed),
 2 a bad config or bad arguments.
 
@@ -21,6 +24,7 @@ from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
+from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -36,6 +40,7 @@ class Command:
     help: str
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    needs_config: bool = True
 
 
 # -- shared steps -------------------------------------------------------------------
@@ -121,6 +126,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import json
 
+    import msgspec
+
     from kaiju.rpc.errors import RPCError
 
     try:
@@ -139,7 +146,12 @@ def cmd_call(args: argparse.Namespace) -> int:
         except RPCError as exc:
             print(json.dumps({"error": exc.to_dict()}, default=str), file=sys.stderr)
             return 1
-        print(json.dumps(result, default=str, indent=2))
+        try:  # the JSON a client of the app's HTTP server would get
+            encoded = rpc.encode(result)
+        except (TypeError, ValueError) as exc:
+            print(f"kaiju-run: the result cannot be encoded as JSON: {exc}", file=sys.stderr)
+            return 1
+        print(msgspec.json.format(encoded, indent=2).decode())
         return 0
 
     config = load(args)
@@ -153,17 +165,41 @@ def _prepare_call(config: Any) -> list:
     from kaiju.rpc.server import RPCServer
     from kaiju.runtime.registry import ClassNotFound, Registry
 
-    registry = Registry(config.settings.packages)
+    registry = Registry()
+    for package in config.settings.packages:
+        try:
+            registry.add_package(package)
+        except ClassNotFound:
+            continue  # build_plan reports it with the file and key path
     has_rpc = False
     for entry in config.settings.services:
         try:
             cls = registry.resolve(entry.cls)
         except ClassNotFound:
             continue  # build_plan reports it with the file and key path
-        if cls.transport:
+        if getattr(cls, "transport", False):
             entry.enabled = False
         has_rpc = has_rpc or (entry.enabled and issubclass(cls, RPCServer))
     return [] if has_rpc else [RPCServer()]
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from kaiju.auth.passwords import hash_password
+
+    if sys.stdin.isatty():  # typed: no echo, and twice to catch a typo
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("kaiju-run: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("kaiju-run: no password given on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
 
 
 def _call_arguments(p: argparse.ArgumentParser) -> None:
@@ -185,36 +221,135 @@ COMMANDS: dict[str, Command] = {
         Command("methods", "list the RPC methods the app exposes", cmd_methods),
         Command("call", "start the services, call one RPC method with system scope, print the result as JSON, stop",
                 cmd_call, _call_arguments),
+        Command("hash-password", "read a password from standard input, print its argon2id hash for a config",
+                cmd_hash_password, needs_config=False),
     )
 }
 
 
-def parser() -> argparse.ArgumentParser:
+def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
+    """The options naming config sources and logging. Given after the command (`after`), they
+    land in `after_*` destinations without defaults, and `main` lays them over the ones
+    given before it."""
+
+    def add(*flags: str, dest: str, **kwargs: Any) -> None:
+        if after:
+            kwargs = {**kwargs, "default": argparse.SUPPRESS}
+            dest = "after_" + dest
+        p.add_argument(*flags, dest=dest, **kwargs)
+
+    add("-c", "--config", dest="config", action="append", default=[], metavar="FILE",
+        help="YAML config file; repeatable, merged in order (default: $KAIJU_CONFIG)")
+    add("-f", "--env-file", dest="env_file", action="append", default=[], metavar="ENVFILE",
+        help="JSON or KEY=VALUE env file; repeatable (default: $KAIJU_ENV_FILE)")
+    add("-e", "--env", dest="env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
+    add("--no-os-env", dest="os_env", action="store_false", default=True,
+        help="do not read template values from the OS environment")
+    add("--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, default=None, help="override main.loglevel")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS, default=None,
+        help="log format (default: color on a terminal, journald under systemd, else plain)")
+
+
+def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`."""
     p = argparse.ArgumentParser(
         prog="kaiju-run",
         description="Run a kaiju app from config files.",
-        epilog="Sources, lowest to highest precedence: config files, env files, OS environment, -e.",
+        epilog="Sources, lowest to highest precedence: config files, env files, OS environment, -e. "
+        "Without -c, the config files are $KAIJU_CONFIG (paths separated by ':'); without -f, the env "
+        "files are $KAIJU_ENV_FILE. The options may also follow the command.",
     )
-    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="YAML config file; repeatable, merged in order")
-    p.add_argument("-f", "--env-file", action="append", default=[], metavar="ENVFILE", help="JSON or KEY=VALUE env file; repeatable")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
-    p.add_argument("--no-os-env", dest="os_env", action="store_false", help="do not read template values from the OS environment")
-    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="override main.loglevel")
-    p.add_argument("--log-format", choices=LOG_FORMATS, help="log format (default: color on a terminal, journald under systemd, else plain)")
+    _source_options(p, after=False)
     p.add_argument("--version", action="version", version=f"kaiju {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for command in COMMANDS.values():
+    for command in (commands or COMMANDS).values():
         cp = sub.add_parser(command.name, help=command.help, description=command.help)
+        _source_options(cp, after=True)
         if command.add_arguments:
             command.add_arguments(cp)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    command = COMMANDS[args.command or "run"]
+def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = None) -> argparse.Namespace:
+    """The command line, with options given after the command laid over those before it and
+    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given."""
+    args = parser(commands).parse_args(argv)
+    for name in ("config", "env_file", "env"):
+        getattr(args, name).extend(getattr(args, "after_" + name, []))
+    for name in ("os_env", "log_level", "log_format"):
+        if hasattr(args, "after_" + name):
+            setattr(args, name, getattr(args, "after_" + name))
     if not args.config:
-        print("kaiju-run: no config: give at least one -c FILE", file=sys.stderr)
+        args.config = paths_from_env(CONFIG_ENV)
+    if not args.env_file:
+        args.env_file = paths_from_env(ENV_FILE_ENV)
+    return args
+
+
+def app_commands(argv: list[str] | None) -> dict[str, Command]:
+    """The commands of installed distributions (`kaiju.commands` entry points) and of the
+    config's `commands:` list (a config that does not load adds none: the command run reports
+    it). Raises ConfigError for a command that does not import or clashes with another."""
+    from kaiju.commands import installed_commands, load_command
+
+    found: dict[str, Command] = {}
+
+    def add(ref: str, name: str | None, where: str) -> None:
+        try:
+            cmd = load_command(ref, name)
+        except (ImportError, TypeError) as exc:
+            raise ConfigError(f"app command {ref}: {exc}", source=where) from None
+        if cmd.name in COMMANDS or cmd.name in found:
+            raise ConfigError(f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where)
+        found[cmd.name] = Command(cmd.name, cmd.help, lambda args, cmd=cmd: run_app_command(cmd, args), cmd.arguments)
+
+    for name, ref in installed_commands():
+        add(ref, name, "entry points (kaiju.commands)")
+    pre = argparse.ArgumentParser(add_help=False)
+    _source_options(pre, after=False)
+    known, _ = pre.parse_known_args(argv)
+    known.config = known.config or paths_from_env(CONFIG_ENV)
+    known.env_file = known.env_file or paths_from_env(ENV_FILE_ENV)
+    if known.config:
+        try:
+            config = load(known)
+        except ConfigError:
+            config = None
+        for index, ref in enumerate(config.settings.commands if config else ()):
+            add(ref, None, f"{config.source(('commands', index))}: {config.format_path(('commands', index))}")
+    return {**COMMANDS, **found}
+
+
+def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
+    """Run an app command: inside the started app (`cmd.start`), else on the loaded config."""
+    import asyncio
+    import inspect
+
+    if cmd.start:
+
+        async def body(ep: Any) -> int:
+            result = cmd.func(ep.app, args)
+            if inspect.isawaitable(result):
+                result = await result
+            return int(result or 0)
+
+        return run_app(args, body)
+    result = cmd.func(load(args), args)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        commands = app_commands(argv)
+    except ConfigError as exc:
+        print(f"kaiju-run: {exc}", file=sys.stderr)
+        return 2
+    args = parse(argv, commands)
+    command = commands[args.command or "run"]
+    if not args.config and command.needs_config:
+        print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)
         return 2
     try:
         if args.log_format:

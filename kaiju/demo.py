@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kaiju.rpc.access import Scope
+from kaiju.rpc.context import current
 from kaiju.rpc.methods import method
 from kaiju.runtime.service import Service
 
@@ -14,8 +15,9 @@ __all__ = ["DemoService"]
 class DemoService(Service):
     """Greets, echoes and counts (service name "demo").
 
-    RPC methods: `demo.echo(data)` and `demo.hello(name)` for guests, `demo.tick()` and
-    `demo.stats()` for the system scope (the example's tasks call `demo.tick`).
+    RPC methods: `demo.echo(data)` and `demo.hello(name)` for guests, `demo.visits()` for
+    logged-in users, `demo.tick()` and `demo.stats()` for the system scope (the example's
+    tasks call `demo.tick`).
     """
 
     service_name = "demo"
@@ -41,6 +43,13 @@ class DemoService(Service):
         """Return the greeting for `name`."""
         self.calls += 1
         return f"{self.greeting}, {name}"
+
+    @method(permission=Scope.USER)
+    async def visits(self) -> dict[str, Any]:
+        """Count the caller's calls in their session (saved with it); returns the user and the count."""
+        session = current().session
+        session.data["visits"] = session.data.get("visits", 0) + 1
+        return {"user_id": session.user_id, "visits": session.data["visits"]}
 
     @method
     async def tick(self, source: str = "") -> int:

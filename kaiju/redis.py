@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt
+from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt, RedisURL
 
 if TYPE_CHECKING:  # redis-py is imported at start: naming a Redis service needs no client
     import redis.asyncio as aioredis
@@ -56,7 +56,7 @@ class RedisConnection(Service):
 
     service_name = "redis"
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: RedisURL = "redis://127.0.0.1:6379/0"
     """`redis://[user:password@]host:port/db`; `rediss://` for TLS; `unix:///path?db=0` for a socket."""
     password: str | None = None
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from kaiju.config.errors import Path, PathError, describe_value
+from kaiju.runtime.annotations import parse_path, split_validation_error
 
 __all__ = [
     "LOG_LEVELS",
@@ -60,11 +61,13 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ProjectSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """A whole config: ``main``, ``packages``, ``services`` and the free-form ``etc``."""
+    """A whole config: ``main``, ``packages``, ``services``, the app's ``commands`` and the
+    free-form ``etc``."""
 
     main: MainSettings
     packages: list[str] = []
     services: list[ServiceSettings] = []
+    commands: list[Name] = []
     etc: dict[str, Any] = {}
 
 
@@ -81,8 +84,11 @@ def convert_settings(data: Any, texts: Mapping[Path, str] | None = None) -> Proj
         raise PathError(*validation_problem(str(exc), data)) from None
 
 
-def convert_with_texts(data: Any, type_: Any, texts: Mapping[Path, str]) -> Any:
-    """``msgspec.convert(data, type_)``, giving a template its text back where a string is wanted.
+def convert_with_texts(
+    data: Any, type_: Any, texts: Mapping[Path, str], dec_hook: Callable[[type, Any], Any] | None = None
+) -> Any:
+    """``msgspec.convert(data, type_, dec_hook=dec_hook)``, giving a template its text back where a
+    string is wanted.
 
     A whole template such as ``"[PASSWORD]"`` with ``PASSWORD=123456`` fills in the int
     123456; where the setting expects a string, the value becomes ``"123456"`` again.
@@ -90,16 +96,15 @@ def convert_with_texts(data: Any, type_: Any, texts: Mapping[Path, str]) -> Any:
     """
     for _ in range(len(texts) + 1):
         try:
-            return msgspec.convert(data, type_)
+            return msgspec.convert(data, type_, dec_hook=dec_hook)
         except msgspec.ValidationError as exc:
-            match = _AT.match(str(exc))
-            wanted = _EXPECTED.match(match.group("what")) if match and match.group("path") else None
-            path = parse_msgspec_path(match.group("path")) if wanted else None
-            if path not in texts or "str" not in wanted.group("type").split(" | "):
+            reason, path, _ = split_validation_error(str(exc))
+            wanted = _EXPECTED.match(reason)
+            if not wanted or path not in texts or "str" not in wanted.group("type").split(" | "):
                 raise
             data = _replaced(data, path, texts[path])
             texts = {p: t for p, t in texts.items() if p != path}
-    return msgspec.convert(data, type_)
+    return msgspec.convert(data, type_, dec_hook=dec_hook)
 
 
 def _replaced(node: Any, path: Path, value: Any) -> Any:
@@ -113,7 +118,14 @@ def _replaced(node: Any, path: Path, value: Any) -> Any:
     return copied
 
 
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`]*)`| - at `(?P<path>\$[^`]*)`)?$", re.S)
+# kaiju-tools config keys and where their settings live in kaiju (docs/migration.rst)
+MOVED_KEYS: dict[Path, str] = {
+    ("app",): "kaiju-tools' aiohttp Application parameters: debug is main.debug, the body size "
+    "limit is the HTTPServer setting max_body_size",
+    ("run",): "kaiju-tools' run_app() arguments: host, port and the like are settings of an "
+    "HTTPServer service",
+}
+
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`(?P<rest>.*)", re.S)
@@ -122,16 +134,15 @@ _TYPE_NAMES = {"object": "mapping", "array": "list"}
 
 def validation_problem(message: str, data: Any) -> tuple[Path, str]:
     """Turn a msgspec validation message into `(key path, readable message)`."""
-    match = _AT.match(message)
-    assert match is not None  # the pattern matches any text
-    what = match.group("what")
-    if match.group("key"):
-        return parse_msgspec_path(match.group("keypath")), "keys must be strings"
-    path = parse_msgspec_path(match.group("path") or "$")
+    what, path, key_at_fault = split_validation_error(message)
+    if key_at_fault:
+        return path, "keys must be strings"
     if found := _MISSING.match(what):
         return path + (found.group("field"),), "required key missing"
     if found := _UNKNOWN.match(what):
-        return path + (found.group("field"),), "unknown key"
+        key = path + (found.group("field"),)
+        moved = MOVED_KEYS.get(key)
+        return key, f"unknown key ({moved})" if moved else "unknown key"
     return path, _expected(what, data, path)
 
 
@@ -150,17 +161,7 @@ def _expected(what: str, data: Any, path: Path) -> str:
     return f"expected {expected}, got {describe_value(_lookup(data, path))}"
 
 
-def parse_msgspec_path(text: str) -> Path:
-    """``$.services[0].settings`` -> ``("services", 0, "settings")``."""
-    path: list[Any] = []
-    for name, index in re.findall(r"\.([^.\[]+)|\[([^\]]*)\]", text.removeprefix("$")):
-        if name:
-            path.append(name)
-        elif index.lstrip("-").isdigit():
-            path.append(int(index))
-        else:
-            path.append(index.strip("'\""))
-    return tuple(path)
+parse_msgspec_path = parse_path  # ``$.services[0].settings`` -> ``("services", 0, "settings")``
 
 
 def _lookup(data: Any, path: Path) -> Any:

@@ -7,6 +7,7 @@ bad input.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ import yaml
 
 from kaiju.config.errors import ConfigError, describe_value
 
-__all__ = ["parse_env_assignment", "parse_env_text", "read_env_file", "read_yaml_file", "parse_yaml_text"]
+__all__ = [
+    "CONFIG_ENV", "ENV_FILE_ENV", "parse_env_assignment", "parse_env_text", "paths_from_env", "read_env_file",
+    "read_yaml_file", "parse_yaml_text",
+]
 
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)\Z")
@@ -172,3 +176,14 @@ def parse_env_assignment(text: str) -> tuple[str, str]:
             f"expected KEY=VALUE with KEY made of letters, digits and _, got {describe_value(key)}", source="-e"
         )
     return key, value
+
+
+CONFIG_ENV = "KAIJU_CONFIG"
+"""The environment variable naming the config files when none are given (`:`-separated)."""
+ENV_FILE_ENV = "KAIJU_ENV_FILE"
+"""The environment variable naming the env files when none are given (`:`-separated)."""
+
+
+def paths_from_env(name: str) -> list[str]:
+    """The paths in environment variable `name` (separated by `os.pathsep`; empty parts skipped)."""
+    return [p for p in os.environ.get(name, "").split(os.pathsep) if p]

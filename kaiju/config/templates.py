@@ -2,7 +2,9 @@
 
 A value that is exactly one template takes the type its value has when read as a plain
 YAML scalar (``"[PORT:8080]"`` gives 8080); a template inside a longer string is
-interpolated as text. Pure functions, no I/O, no ``eval``.
+interpolated as text. A default in quotes (``"[ENV:'dev']"``, as kaiju-tools configs write
+them) is that text without the quotes, and stays a string (``"[CODE:'007']"`` gives
+"007"). Pure functions, no I/O, no ``eval``.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _fill_string(text: str, env: Mapping[str, Any], path: Path, texts: dict[Path
     whole = TEMPLATE.fullmatch(text)
     if whole:
         value = _lookup(whole, env, path)
-        if not isinstance(value, str):
+        if not isinstance(value, str) or _quoted(whole.group(2)) and whole.group(1) not in env:
             return value
         typed = read_scalar(value)
         if isinstance(typed, (bool, int, float)):
@@ -102,12 +104,17 @@ def _lookup(match: re.Match[str], env: Mapping[str, Any], path: Path) -> Any:
     if value is not _MISSING:
         return value
     if default is not None:
-        return default
+        return default[1:-1] if _quoted(default) else default
     raise PathError(
         path,
         f'template key "{key}" has no value and no default '
         f"(give one with -e {key}=..., an env file or the environment, or write [{key}:default])",
     )
+
+
+def _quoted(default: str | None) -> bool:
+    """Whether a template default is written in quotes (`'dev'` or `"dev"`)."""
+    return default is not None and len(default) >= 2 and default[0] == default[-1] and default[0] in "'\""
 
 
 def _as_text(value: Any) -> str:

@@ -25,10 +25,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
-from kaiju.rpc.protocol import ErrorResponse
+from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt
+from kaiju.runtime.service import Service, check_listen_address
+from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
 
@@ -49,6 +49,12 @@ class HTTPServer(Service):
     - backlog (int, 128): the listen queue;
     - scope (str, "guest"): the scope of callers without a session;
     - access_log (bool, False): log each request through aiohttp's access logger;
+    - session_cookie (bool, False): also carry the session id in a cookie: a request
+      without a Session-Id header uses the cookie's, and a response that names a new
+      session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
+      clears it;
+    - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
+      whether it is sent over HTTPS only (set it when the server is behind TLS);
     - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
     - header_timeout (float s, 10.0): close a connection whose first request's headers
       have not arrived this long after it opened;
@@ -75,8 +81,11 @@ class HTTPServer(Service):
     reuse_port: bool = False
     shutdown_timeout: NonNegative = 5.0
     backlog: PositiveInt = 128
-    scope: str = "guest"
+    scope: ScopeName = "guest"
     access_log: bool = False
+    session_cookie: bool = False
+    cookie_name: str = "session_id"
+    cookie_secure: bool = False
     idle_timeout: Positive = 30.0
     header_timeout: Positive = 10.0
     body_timeout: Positive = 30.0
@@ -89,6 +98,9 @@ class HTTPServer(Service):
     runner = None
 
     # -- lifetime -----------------------------------------------------------
+
+    def check(self) -> None:
+        check_listen_address(self)  # no other server of the app on the same host and port, or socket
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken."""
@@ -217,15 +229,35 @@ class HTTPServer(Service):
             return self._too_large()
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
+        in_headers: Any = request.headers
+        if self.session_cookie and SESSION_ID not in in_headers:
+            cookie = request.cookies.get(self.cookie_name)
+            if cookie:
+                in_headers = {**in_headers, SESSION_ID: cookie}
         try:
-            response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
+            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
         if response is None:
-            return web.Response(status=204, headers=headers)
-        headers["Content-Type"] = _JSON
-        return web.Response(body=response, headers=headers)
+            answer = web.Response(status=204, headers=headers)
+        else:
+            headers["Content-Type"] = _JSON
+            answer = web.Response(body=response, headers=headers)
+        if self.session_cookie:
+            self._update_cookie(answer, in_headers.get(SESSION_ID), headers.get(SESSION_ID))
+        return answer
+
+    def _update_cookie(self, answer: web.Response, sent: str | None, answered: str | None) -> None:
+        """Set the session cookie when the answer names another session than the request did."""
+        if answered is None or answered == sent:
+            return
+        if answered:
+            answer.set_cookie(
+                self.cookie_name, answered, path=self.rpc_path, httponly=True, samesite="Lax", secure=self.cookie_secure
+            )
+        else:
+            answer.del_cookie(self.cookie_name, path=self.rpc_path)
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))

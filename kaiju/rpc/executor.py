@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from msgspec.structs import astuple
@@ -223,15 +223,27 @@ class Executor:
         self.logger.error("RPC method failed", method=m.name, exc_info=exc)
         raise E.InternalError(data={"method": m.name}, base_exc=exc) from exc
 
-    async def bounded(self, ctx: RequestContext, work: Awaitable[Any]) -> Any:
+    async def bounded(self, ctx: RequestContext, work: Coroutine[Any, Any, Any]) -> Any:
         """Await `work` done for `ctx` before its method runs (a session lookup): in flight, so
-        `stop()` waits for it, and bounded by the deadline (RequestTimeout)."""
-        ctx.task = _current_task(self.loop)
-        ctx.expired = None  # bounded here by timeout_at, not by the shared tick
+        `stop()` waits for it, and bounded by the deadline (RequestTimeout) -- by the shared
+        tick, like a method, so a lookup costs no timer of its own."""
+        ctx.task = task = _current_task(self.loop)
+        now = self.clock()
         self.inflight[ctx] = None
         try:
-            async with asyncio.timeout_at(ctx.loop_deadline):
+            if ctx.loop_deadline - now < self.threshold:
+                ctx.expired = None  # too near for the tick: a timer of its own
+                async with asyncio.timeout_at(ctx.loop_deadline):
+                    return await work
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_at(now + self.tick, self._watch)
+            try:
                 return await work
+            except asyncio.CancelledError:
+                if not ctx.expired:
+                    raise
+                task.uncancel()
+                raise TimeoutError from None
         except TimeoutError:
             raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
         finally:

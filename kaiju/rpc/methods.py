@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-import typing
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple
 
@@ -22,12 +21,12 @@ from msgspec.structs import astuple
 
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InvalidParams, InvalidRequest
+from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
 
 __all__ = ["Method", "MethodSpec", "method", "method_spec"]
 
 _MARK = "__kaiju_rpc__"
 _generic_decoder = msgspec.json.Decoder()
-_error_path = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _error_field = re.compile(r"field `(?P<name>[^`]+)`")
 
 
@@ -64,10 +63,7 @@ def method_spec(obj: Any) -> MethodSpec | None:
 
 
 def _hints(func: Callable) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(func, include_extras=True)  # keep msgspec Meta constraints
-    except Exception:  # unresolvable forward references: validate what can be, the rest is Any
-        return {k: (v if not isinstance(v, str) else Any) for k, v in getattr(func, "__annotations__", {}).items()}
+    return function_hints(func)  # unresolvable forward references become Any: validate what can be
 
 
 def _msgspec_type(hint: Any) -> Any:
@@ -81,15 +77,11 @@ def _msgspec_type(hint: Any) -> Any:
 
 def _invalid(exc: msgspec.ValidationError, fields: tuple[str, ...], positional: bool = False) -> InvalidParams:
     """InvalidParams naming the field and the reason, from a msgspec validation error."""
-    match = _error_path.match(str(exc))
-    reason, path = (match["reason"], match["path"]) if match else (str(exc), None)
-    field = None
-    if path:
-        field = path.lstrip(".")
-        if positional and field.startswith("["):
-            index, _, rest = field[1:].partition("]")
-            if index.isdigit() and int(index) < len(fields):
-                field = fields[int(index)] + rest
+    reason, path, _ = split_validation_error(str(exc))
+    field = join_path(path) or None
+    if field is not None:
+        if positional and isinstance(path[0], int) and path[0] < len(fields):
+            field = join_path((fields[path[0]], *path[1:]))
     else:
         named = _error_field.search(reason)
         if named:

@@ -40,7 +40,7 @@ from kaiju.rpc.protocol import (
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
-from kaiju.runtime.service import Service
+from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["RPCServer"]
@@ -95,20 +95,18 @@ class RPCServer(Service):
         self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._hot = _HotPath()
 
-    def check_dependencies(self) -> None:
-        """Reject a default request time above the maximum (ValueError naming the setting)."""
-        if float(self.default_request_time) > float(self.max_request_time):
-            raise ValueError(
-                f"default_request_time: expected at most max_request_time ({self.max_request_time}), "
-                f"got {self.default_request_time}"
-            )
-
     # -- lifetime -----------------------------------------------------------
 
+    def check(self) -> None:
+        """A request's default time may not exceed its maximum time."""
+        if self.default_request_time > self.max_request_time:
+            raise SettingError(
+                "default_request_time",
+                f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
+            )
+
     async def start(self) -> None:
-        """Collect the methods of the app's services; raises ValueError for a bad setting or a
-        method defined twice."""
-        self.check_dependencies()
+        """Collect the methods of the app's services; raises ValueError for a method defined twice."""
         self.executor = Executor(
             max_parallel=int(self.max_parallel_tasks),
             default_time=float(self.default_request_time),
@@ -128,6 +126,11 @@ class RPCServer(Service):
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
         if self.executor is not None:
             await self.executor.stop(float(self.stop_timeout))
+
+    def encode(self, value: Any) -> bytes:
+        """`value` as JSON, encoded as this server encodes results (Structs, dataclasses, UUIDs,
+        datetimes, Decimals, sets); raises TypeError for what it cannot encode."""
+        return self._enc(value)
 
     def log_fields(self) -> Any:
         """The entrypoint's log-field hook: a provider of the current request's correlation id."""
@@ -192,7 +195,7 @@ class RPCServer(Service):
         in `base_exc`.
         """
         ctx, h = self._context(headers, scope, session)
-        loaded = await self._admit(ctx, h, {}, session)
+        loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
             return await self.dispatcher.call(ctx, method, params, h.retries)
         finally:
@@ -235,7 +238,7 @@ class RPCServer(Service):
             return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
-            loaded = await self._admit(ctx, h, out, session)
+            loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
         except E.RPCError as exc:
             return self._refuse(body, exc.to_dict(self._debug)), out
         before = ctx.session
@@ -269,6 +272,10 @@ class RPCServer(Service):
         if session is not None:
             scope = session.scope
         return self.executor.context(h, scope, session, headers), h
+
+    def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
+        """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""
+        return not self._ready or (session is None and _names_session(h, self.sessions, self.auth))
 
     async def _admit(
         self, ctx: RequestContext, h: RequestHeaders, out: dict[str, str], session: Session | None

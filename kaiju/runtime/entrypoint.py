@@ -35,6 +35,7 @@ import aiomisc
 import aiomisc_log
 
 from kaiju.config.loader import LoadedConfig, load_config, load_config_data
+from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, ContextFilter, configure, log_field_providers
 from kaiju.runtime.graph import dependents
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
@@ -69,7 +70,11 @@ class StartupInterrupted(RuntimeError):
 def _load(config: ConfigSource, env: Mapping[str, str] | None, env_files: Sequence[str | Path], os_env: bool) -> LoadedConfig:
     if isinstance(config, LoadedConfig):
         return config
+    env_files = list(env_files) or paths_from_env(ENV_FILE_ENV)
     if config is None:
+        files = paths_from_env(CONFIG_ENV)  # as kaiju-run reads them without -c
+        if files:
+            return load_config(files, env_files=env_files, env=env, os_env=os_env)
         return load_config_data({"main": {"name": "app"}}, source="<python>", env=env, os_env=os_env)
     if isinstance(config, Mapping):
         return load_config_data(dict(config), source="<python>", env=env, os_env=os_env)

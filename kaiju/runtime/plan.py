@@ -1,26 +1,31 @@
 """From settings to a start plan: service instances, their dependencies and start layers.
 
 Everything that can be checked before a service starts is checked here, so
-`kaiju-run check` and a real start reject a bad config in the same words: an unknown
-class, settings of the wrong type or unknown, a duplicate name, a missing or ambiguous
-dependency, a cycle.
+`kaiju-run check` and a real start reject a bad config in the same words: a module that
+does not import, an unknown class, a constructor that raises, settings of the wrong type
+or unknown, a duplicate name, a missing or ambiguous dependency, a cycle, and whatever
+each service's `check()` hook rejects (settings that cannot work together or with the
+other services). Services passed in from Python get the same checks.
 """
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiomisc
 import msgspec
 
 from kaiju.config.errors import ConfigError
 from kaiju.config.loader import LoadedConfig, load_config_data
 from kaiju.config.settings import convert_with_texts, validation_problem
 from kaiju.runtime.graph import CycleError, layers
-from kaiju.runtime.registry import ClassNotFound, Registry
-from kaiju.runtime.service import App, Service
+from kaiju.runtime.registry import ClassNotFound, Registry, describe_error
+from kaiju.runtime.service import App, Service, SettingError, dependencies_of, settings_fields
+from kaiju.runtime.types import check_hook
 
 __all__ = ["Plan", "ServiceSpec", "build_plan", "settings_type"]
 
@@ -29,15 +34,16 @@ __all__ = ["Plan", "ServiceSpec", "build_plan", "settings_type"]
 class ServiceSpec:
     """One service of a plan: its instance and how to start it."""
 
-    service: Service
+    service: aiomisc.Service  # a kaiju Service, or any other aiomisc one
+    name: str = ""  # "": the service's own `name`, else its class name
     required: bool = True
     start_timeout: float | None = None
     path: tuple = ()  # config key path of the entry, () for a service passed in from Python
     needs: dict[str, str] = field(default_factory=dict)  # attribute -> service name (None-valued deps left out)
 
-    @property
-    def name(self) -> str:
-        return self.service.name
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = getattr(self.service, "name", None) or type(self.service).__name__
 
 
 @dataclass
@@ -84,12 +90,12 @@ def _supported(hint: Any) -> bool:
     return True
 
 
-def settings_type(cls: type[Service]) -> type[msgspec.Struct]:
-    """A Struct type checking the settings `cls` accepts (cached per class)."""
+def settings_type(cls: type[aiomisc.Service]) -> type[msgspec.Struct]:
+    """A Struct type checking the settings `cls` (any aiomisc service class) accepts, cached per class."""
     struct = _SETTINGS_TYPES.get(cls)
     if struct is None:
         fields: list[tuple] = []
-        for name, (hint, _default) in cls.settings_fields().items():
+        for name, (hint, _default) in settings_fields(cls).items():
             hint = hint if _supported(hint) else Any
             if name in cls.__required__:
                 fields.append((name, hint))
@@ -101,15 +107,21 @@ def settings_type(cls: type[Service]) -> type[msgspec.Struct]:
     return struct
 
 
-def validate_settings(cls: type[Service], settings: dict[str, Any], texts: dict | None = None) -> dict[str, Any]:
+def validate_settings(cls: type[aiomisc.Service], settings: dict[str, Any], texts: dict | None = None) -> dict[str, Any]:
     """Check `settings` against what `cls` accepts; returns the converted keyword arguments.
 
     `texts` holds the template texts under the settings, so `password: "[PW]"` with
     `PW=123456` still reaches a `str` setting. Raises `msgspec.ValidationError`
     (`kaiju.config.settings.validation_problem` reads it).
     """
-    converted = convert_with_texts(settings, settings_type(cls), texts or {})
+    converted = convert_with_texts(settings, settings_type(cls), texts or {}, check_hook)
     return {key: getattr(converted, key) for key in settings}
+
+
+def _given_settings(service: aiomisc.Service) -> dict[str, Any]:
+    """The settings a service built in Python holds as attributes (those it was given or set)."""
+    fields = settings_fields(type(service))
+    return {key: value for key, value in vars(service).items() if key in fields and not isinstance(value, aiomisc.Service)}
 
 
 # -- building ---------------------------------------------------------------------
@@ -126,16 +138,24 @@ class _Builder:
     def error(self, path: tuple, message: str) -> ConfigError:
         return self.config.error(path, message)
 
+    def setting_error(self, spec: ServiceSpec, key: tuple, message: str) -> ConfigError:
+        """An error at `services[NAME].settings.KEY`, for a config entry or a service from Python."""
+        if spec.path:
+            return self.error((*spec.path, "settings", *key), message)
+        where = self.config.format_path(("settings", *key)) if key else "settings"
+        return ConfigError(message, source="<python>", path=f"services[{spec.name}].{where}")
+
     def add_entry(self, index: int, entry: Any) -> None:
         path = ("services", index)
         try:
             cls = self.registry.resolve(entry.cls)
         except ClassNotFound as exc:
             raise self.error((*path, "cls"), str(exc)) from None
-        name = entry.name or cls.default_name()
+        default_name = cls.default_name() if issubclass(cls, Service) else cls.__name__
+        name = entry.name or default_name
         settings = dict(entry.settings)
         wanted: dict[str, str] = {}
-        for dep in cls.dependencies():
+        for dep in dependencies_of(cls):
             if dep.attr in settings:
                 given = settings.pop(dep.attr)
                 if given is not None and not isinstance(given, str):
@@ -147,11 +167,41 @@ class _Builder:
         except msgspec.ValidationError as exc:
             sub, message = validation_problem(str(exc), settings)
             raise self.error((*path, "settings", *sub), message) from None
+        missing = sorted(set(getattr(cls, "__required__", ())) - kwargs.keys())
+        if missing:  # aiomisc checks these in its constructor, with a less readable message
+            raise self.error((*path, "settings", missing[0]), "required key missing")
+        service = self.construct(cls, name, entry, kwargs, path)
+        self.add(ServiceSpec(service, name, entry.required, entry.start_timeout, path), wanted)
+
+    def construct(self, cls: type[aiomisc.Service], name: str, entry: Any, kwargs: dict[str, Any], path: tuple) -> aiomisc.Service:
+        """An instance of `cls`; what its constructor raises becomes a one-line config error."""
+        ref = f"{cls.__module__}:{cls.__qualname__}"
         try:
-            service = cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)
-        except (TypeError, ValueError, AttributeError, LookupError) as exc:
-            raise self.error((*path, "settings"), f"{cls.__name__}: {exc}") from None
-        self.add(ServiceSpec(service, entry.required, entry.start_timeout, path), wanted)
+            if issubclass(cls, Service):
+                return cls(name=name, app=self.app, loglevel=entry.loglevel, **kwargs)
+            if "name" in inspect.signature(cls).parameters:  # aiomisc's PeriodicService names its callback so
+                kwargs = {**kwargs, "name": name}
+            service = cls(**kwargs)
+        except Exception as exc:  # the settings were valid: the class's own code failed
+            raise self.error(path, f"{ref} failed to construct: {describe_error(exc)}") from None
+        if getattr(service, "name", None) is None:
+            service.name = name  # the runtime and its logs name every service
+        return service
+
+    def add_python(self, service: aiomisc.Service) -> None:
+        """A service instance passed in from Python: bound to the app, its settings checked."""
+        if isinstance(service, Service):
+            service.bind(self.app)
+        name = getattr(service, "name", None) or type(service).__name__
+        spec = ServiceSpec(service, name)
+        try:
+            msgspec.convert(_given_settings(service), settings_type(type(service)), dec_hook=check_hook)
+        except msgspec.ValidationError as exc:
+            sub, message = validation_problem(str(exc), _given_settings(service))
+            raise self.setting_error(spec, sub, message) from None
+        if getattr(service, "name", None) is None:
+            service.name = name
+        self.add(spec, {})
 
     def add(self, spec: ServiceSpec, wanted: dict[str, str]) -> None:
         if spec.name in self.specs:
@@ -165,12 +215,12 @@ class _Builder:
         """Point each dependency at one service: by the name given, else by type."""
         for name, spec in self.specs.items():
             service = spec.service
-            for dep in type(service).dependencies():
+            for dep in dependencies_of(type(service)):
                 given = self.wanted[name].get(dep.attr)
                 path = (*spec.path, "settings", dep.attr) if spec.path else ()
                 current = service.__dict__.get(dep.attr)
-                if given is None and isinstance(current, Service):
-                    given = current.name  # an instance passed in from Python, already wired
+                if given is None and isinstance(current, aiomisc.Service):
+                    given = self.name_of(current)  # an instance passed in from Python, already wired
                 if given is not None:
                     target = self.specs.get(given)
                     if target is None:
@@ -193,15 +243,27 @@ class _Builder:
                     target = found[0]
                 setattr(service, dep.attr, target.service)
                 spec.needs[dep.attr] = target.name
+
+    def name_of(self, service: aiomisc.Service) -> str | None:
+        return next((n for n, s in self.specs.items() if s.service is service), getattr(service, "name", None))
+
+    def check(self) -> None:
+        """Run every service's `check()` hook, once all of them are built and wired."""
+        for spec in self.specs.values():
+            hook = getattr(spec.service, "check", None) if isinstance(spec.service, Service) else None
+            if hook is None:
+                continue
             try:
-                service.check_dependencies()
+                hook()
+            except SettingError as exc:
+                raise self.setting_error(spec, (exc.key,), exc.message) from None
             except ValueError as exc:
-                raise self.error((*spec.path, "settings") if spec.path else (), f"{type(service).__name__}: {exc}") from None
+                raise self.setting_error(spec, (), f"{type(spec.service).__name__}: {exc}") from None
 
 
 def build_plan(
     config: LoadedConfig | None = None,
-    services: Sequence[Service] = (),
+    services: Sequence[aiomisc.Service] = (),
     *,
     registry: Registry | None = None,
 ) -> Plan:
@@ -216,19 +278,21 @@ def build_plan(
     )
     app.managed = True
     if registry is None:
-        try:
-            registry = Registry(config.settings.packages)
-        except ClassNotFound as exc:
-            raise config.error(("packages",), str(exc)) from None
+        registry = Registry()
+        for index, package in enumerate(config.settings.packages):
+            try:
+                registry.add_package(package)
+            except ClassNotFound as exc:
+                raise config.error(("packages", index), str(exc)) from None
     builder = _Builder(config, registry, app)
     for index, entry in enumerate(config.settings.services):
         if entry.enabled:
             builder.add_entry(index, entry)
     for service in services:
-        service.bind(app)
-        builder.add(ServiceSpec(service), {})
+        builder.add_python(service)
     builder.resolve()
     app.services.update({name: spec.service for name, spec in builder.specs.items()})
+    builder.check()
     try:
         order = layers(_graph(builder.specs))
     except CycleError as exc:

@@ -4,6 +4,10 @@ A class is addressable by its bare name when kaiju ships it (`BUILTIN` below, im
 only when named), when it is defined in a module listed in the config's `packages`, or
 when a distribution advertises it under the `kaiju.services` entry point group. Any
 class is addressable as `"package.module:Class"`. Nothing registers itself on import.
+
+Any `aiomisc.Service` subclass qualifies, kaiju's own or not (aiomisc's `TCPServer`, a
+third-party service). A module that fails to import is reported in one line naming the
+module and the file and line of the error.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import traceback
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from kaiju.runtime.service import Service
+import aiomisc
 
-__all__ = ["BUILTIN", "ClassNotFound", "Registry"]
+__all__ = ["BUILTIN", "ClassNotFound", "Registry", "describe_error", "import_module", "import_object"]
 
 ENTRY_POINT_GROUP = "kaiju.services"
 
@@ -30,6 +35,8 @@ BUILTIN: dict[str, str] = {
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
     "CacheSessions": "kaiju.rpc.sessions:CacheSessions",
+    "AuthService": "kaiju.auth.service:AuthService",
+    "ConfigUsers": "kaiju.auth.users:ConfigUsers",
     # tasks
     "PeriodicTask": "kaiju.tasks:PeriodicTask",
     "CronTask": "kaiju.tasks:CronTask",
@@ -53,6 +60,28 @@ class ClassNotFound(LookupError):
     """A `cls:` value that names no known class; the message says what was tried."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """`exc` in one line with where it was raised: `SyntaxError: invalid syntax (app/x.py, line 3)`.
+
+    The place is the innermost frame outside Python's import machinery, so an error in a user's
+    module names that module's file and line, not importlib's.
+    """
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def import_module(name: str, what: str = "module") -> ModuleType:
+    """`importlib.import_module(name)`; any failure (ImportError, SyntaxError, an exception the
+    module raises) becomes ClassNotFound naming the module and the file and line at fault."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise ClassNotFound(f'cannot import {what} "{name}": {describe_error(exc)}') from None
+
+
 def import_object(ref: str) -> object:
     """Import `"package.module:attr"` (or `"package.module.attr"`)."""
     if ":" in ref:
@@ -61,11 +90,7 @@ def import_object(ref: str) -> object:
         module_name, _, attr = ref.rpartition(".")
     if not module_name or not attr:
         raise ClassNotFound(f'expected "package.module:Class", got "{ref}"')
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ClassNotFound(f'cannot import module "{module_name}": {exc}') from None
-    obj = module
+    obj = import_module(module_name)
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -74,10 +99,17 @@ def import_object(ref: str) -> object:
     return obj
 
 
-def _module_services(module: ModuleType) -> dict[str, type[Service]]:
-    found: dict[str, type[Service]] = {}
+def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
+    """The service classes a module defines, or re-exports from its own submodules (a package's
+    `__init__` importing them), by name; classes imported from elsewhere are not its own."""
+    found: dict[str, type[aiomisc.Service]] = {}
+    own = module.__name__
     for name, obj in vars(module).items():
-        if inspect.isclass(obj) and issubclass(obj, Service) and obj.__module__ == module.__name__:
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, aiomisc.Service)
+            and (obj.__module__ == own or obj.__module__.startswith(own + "."))
+        ):
             if not inspect.isabstract(obj) and not name.startswith("_"):
                 found[name] = obj
     return found
@@ -88,7 +120,7 @@ class Registry:
 
     def __init__(self, packages: list[str] | tuple[str, ...] = (), *, use_entry_points: bool = True):
         self._refs: dict[str, str] = dict(BUILTIN)
-        self._classes: dict[str, type[Service]] = {}
+        self._classes: dict[str, type[aiomisc.Service]] = {}
         if use_entry_points:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 self._refs.setdefault(ep.name, ep.value)
@@ -96,21 +128,19 @@ class Registry:
             self.add_package(package)
 
     def add_package(self, package: str) -> None:
-        """Make the Service subclasses defined in `package` (a module) addressable by name."""
-        try:
-            module = importlib.import_module(package)
-        except ImportError as exc:
-            raise ClassNotFound(f'cannot import package "{package}": {exc}') from None
-        self._classes.update(_module_services(module))
+        """Make the service classes defined in `package` (a module) addressable by name.
 
-    def add(self, cls: type[Service], name: str | None = None) -> None:
+        Raises ClassNotFound when the module fails to import (naming the file and line)."""
+        self._classes.update(_module_services(import_module(package, "package")))
+
+    def add(self, cls: type[aiomisc.Service], name: str | None = None) -> None:
         """Make one class addressable as `name` (default: its class name)."""
         self._classes[name or cls.__name__] = cls
 
     def names(self) -> list[str]:
         return sorted({*self._refs, *self._classes})
 
-    def resolve(self, name: str) -> type[Service]:
+    def resolve(self, name: str) -> type[aiomisc.Service]:
         """The class `name` refers to; raises ClassNotFound with close matches."""
         cls = self._classes.get(name)
         if cls is None:
@@ -124,7 +154,7 @@ class Registry:
                 raise ClassNotFound(
                     f'unknown service class "{name}"{hint}; list its module in "packages" or write "module:Class"'
                 )
-            if not (inspect.isclass(cls) and issubclass(cls, Service)):
-                raise ClassNotFound(f'"{name}" is not a kaiju.Service subclass')
+            if not (inspect.isclass(cls) and issubclass(cls, aiomisc.Service)):
+                raise ClassNotFound(f'"{name}" is not an aiomisc.Service subclass (kaiju.Service is one)')
             self._classes[name] = cls
         return cls

@@ -19,8 +19,19 @@ from typing import Any, ClassVar, NamedTuple
 import aiomisc
 
 from kaiju.logging import KaijuLogger
+from kaiju.runtime.annotations import class_hints, function_hints
 
-__all__ = ["App", "Dependency", "Namespace", "Service"]
+__all__ = [
+    "App",
+    "Dependency",
+    "Namespace",
+    "Service",
+    "SettingError",
+    "check_listen_address",
+    "dependencies_of",
+    "listen_address",
+    "settings_fields",
+]
 
 
 class Namespace:
@@ -83,7 +94,7 @@ class App:
         self.etc: dict[str, Any] = etc if etc is not None else {}
         self.namespace = Namespace(env, name)
         self.shared_namespace = Namespace(env, "_shared")
-        self.services: dict[str, Service] = {}
+        self.services: dict[str, aiomisc.Service] = {}  # kaiju services, and any other aiomisc ones
         self.logger = KaijuLogger(logging.getLogger(name))
         # set by the entrypoint once every layer has started; transports that open early
         # (HTTP, streams) hold requests until then -- when a kaiju entrypoint manages the app
@@ -98,41 +109,8 @@ class Dependency(NamedTuple):
     """A dependency declared by a class annotation: `attr: ServiceClass`."""
 
     attr: str
-    cls: type[Service]
+    cls: type[aiomisc.Service]
     optional: bool
-
-
-def _service_type(hint: Any) -> tuple[type[Service] | None, bool]:
-    """(service class, optional) for an annotation naming a Service subclass, else (None, False)."""
-    if isinstance(hint, type):
-        return (hint, False) if issubclass(hint, Service) else (None, False)
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        args = typing.get_args(hint)
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1 and isinstance(rest[0], type) and issubclass(rest[0], Service):
-            return rest[0], len(rest) < len(args)
-    return None, False
-
-
-def _class_hints(cls: type) -> dict[str, Any]:
-    """Annotations of `cls` and its bases (subclass wins), evaluated where possible."""
-    hints: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        if klass in (object, aiomisc.Service) or not issubclass(klass, aiomisc.Service):
-            continue
-        raw = klass.__dict__.get("__annotations__", {})
-        module = inspect.getmodule(klass)
-        namespace = {**vars(module)} if module else {}
-        namespace.setdefault(klass.__name__, klass)
-        for attr, hint in raw.items():
-            if isinstance(hint, str):
-                try:
-                    hint = eval(hint, namespace)  # noqa: S307 -- evaluating a class's own annotation
-                except Exception:
-                    hint = Any
-            hints[attr] = hint
-    return hints
 
 
 class Service(aiomisc.Service):
@@ -193,27 +171,7 @@ class Service(aiomisc.Service):
     @classmethod
     def dependencies(cls) -> tuple[Dependency, ...]:
         """The dependencies declared by annotations typed with a Service subclass."""
-        cached = cls.__dict__.get("_kaiju_deps")
-        if cached is None:
-            found = []
-            for attr, hint in _class_hints(cls).items():
-                if attr.startswith("_") or attr in cls._base_attrs:
-                    continue
-                dep_cls, optional = _service_type(hint)
-                if dep_cls is not None:
-                    found.append(Dependency(attr, dep_cls, optional))
-            cached = tuple(found)
-            type.__setattr__(cls, "_kaiju_deps", cached)
-        return cached
-
-    def check_dependencies(self) -> None:
-        """Reject settings that cannot work with the dependencies the runtime found.
-
-        Called once every dependency attribute is set, before any service starts (so
-        `kaiju-run check` reports it too). Does nothing by default; a subclass raises
-        ValueError naming the setting, e.g. when a setting needs an optional dependency that
-        is missing.
-        """
+        return _collect_dependencies(cls, cls._base_attrs)
 
     @classmethod
     def settings_fields(cls) -> dict[str, tuple[Any, Any]]:
@@ -223,39 +181,155 @@ class Service(aiomisc.Service):
         Collected from class annotations (not ClassVar, not private, not dependencies) and from
         the keyword parameters of `__init__` (for classes configured that way, like aiomisc's).
         """
-        cached = cls.__dict__.get("_kaiju_fields")
-        if cached is not None:
-            return cached
-        deps = {d.attr for d in cls.dependencies()}
-        fields: dict[str, tuple[Any, Any]] = {}
-        for attr, hint in _class_hints(cls).items():
-            if attr.startswith("_") or attr in cls._base_attrs or attr in deps:
-                continue
-            if typing.get_origin(hint) is ClassVar or hint is ClassVar:
-                continue
-            default = inspect.Parameter.empty
-            for klass in cls.__mro__:
-                if attr in klass.__dict__:
-                    default = klass.__dict__[attr]
-                    break
-            if isinstance(default, (property, types.FunctionType, classmethod, staticmethod)):
-                continue
-            fields[attr] = (hint, default)
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None or klass in (Service, aiomisc.Service, object):
-                continue
-            for param in inspect.signature(init).parameters.values():
-                if param.name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-                    continue
-                if param.name in fields or param.name in cls._base_attrs or param.name in deps:
-                    continue
-                hint = param.annotation if param.annotation is not param.empty else Any
-                if isinstance(hint, str):
-                    hint = Any
-                fields[param.name] = (hint, param.default)
-        type.__setattr__(cls, "_kaiju_fields", fields)
-        return fields
+        return _collect_fields(cls, cls._base_attrs)
+
+    def check(self) -> None:
+        """Reject settings that cannot work together, or with the rest of the app.
+
+        The one hook for the rules an annotation cannot say: between settings of this
+        service (a default above its maximum), or with other services (a method some
+        service must expose, an address another server listens on; `self.app.services`
+        holds them all, dependency attributes are set). The runtime calls it before any
+        service starts, so `kaiju-run check` runs it too. Raise `SettingError(key,
+        "expected ..., got ...")` naming the setting. Does nothing by default.
+        """
+
+    async def start(self) -> None:
+        """Does nothing: a service that only exposes RPC methods needs no start of its own.
+
+        Override it to open connections or start loops; the runtime awaits it once every
+        service this one depends on has started.
+        """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+class SettingError(ValueError):
+    """A setting that cannot work, raised by `Service.check`: `key` names it, the message says
+    what was expected and what was given (`expected at most 600, got 900`).
+
+    The runtime shows it as ``FILE: services[NAME].settings.KEY: MESSAGE``.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+def listen_address(service: Any) -> tuple[str, Any] | None:
+    """Where a server service listens, from its settings: ("unix", path) for `unix_socket`, (host, port)
+    for `host` (or aiomisc's `address`) and a fixed `port`; None when it picks a free port or is no server."""
+    path = getattr(service, "unix_socket", None)
+    if isinstance(path, str) and path:
+        return ("unix", path)
+    port = getattr(service, "port", None)
+    if not isinstance(port, int) or isinstance(port, bool) or port == 0:
+        return None
+    host = getattr(service, "host", None) or getattr(service, "address", None) or ""
+    return (str(host), port)
+
+
+_ANY_HOST = ("", "0.0.0.0", "::")  # listening on every interface clashes with any host on that port
+
+
+def check_listen_address(service: Service) -> None:
+    """Raise SettingError when another service of the app listens where `service` does.
+
+    A server's `check()` calls it: two servers on one host and port (or one Unix socket)
+    would fail only at start, the second one with "address in use".
+    """
+    mine = listen_address(service)
+    if mine is None:
+        return
+    for name, other in service.app.services.items():
+        theirs = listen_address(other) if other is not service else None
+        if theirs is None or theirs[0] == "unix" and mine[0] != "unix":
+            continue
+        same_port = mine[0] != "unix" and theirs[1] == mine[1] and (theirs[0] == mine[0] or {theirs[0], mine[0]} & set(_ANY_HOST))
+        if theirs == mine or same_port:
+            key = "unix_socket" if mine[0] == "unix" else "port"
+            shown = mine[1] if mine[0] == "unix" else f"{mine[0]}:{mine[1]}"
+            raise SettingError(key, f'expected an address no other service listens on, got {shown} (also used by "{name}")')
+
+
+# -- declarations of any aiomisc service ------------------------------------------------
+
+_AIOMISC_BASE_ATTRS = frozenset({"name", "loop"})  # set by kaiju or aiomisc on any service; never settings
+
+
+def dependencies_of(cls: type[aiomisc.Service]) -> tuple[Dependency, ...]:
+    """The dependencies of any aiomisc service class (annotations typed with a service class)."""
+    if issubclass(cls, Service):
+        return cls.dependencies()
+    return _collect_dependencies(cls, _AIOMISC_BASE_ATTRS)
+
+
+def settings_fields(cls: type[aiomisc.Service]) -> dict[str, tuple[Any, Any]]:
+    """The settings of any aiomisc service class: see `Service.settings_fields`."""
+    if issubclass(cls, Service):
+        return cls.settings_fields()
+    return _collect_fields(cls, _AIOMISC_BASE_ATTRS)
+
+
+def _service_type(hint: Any) -> tuple[type[aiomisc.Service] | None, bool]:
+    """(service class, optional) for an annotation naming an aiomisc Service subclass, else (None, False)."""
+    if isinstance(hint, type):
+        return (hint, False) if issubclass(hint, aiomisc.Service) else (None, False)
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        args = typing.get_args(hint)
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and isinstance(rest[0], type) and issubclass(rest[0], aiomisc.Service):
+            return rest[0], len(rest) < len(args)
+    return None, False
+
+
+def _collect_dependencies(cls: type, base_attrs: frozenset[str]) -> tuple[Dependency, ...]:
+    cached = cls.__dict__.get("_kaiju_deps")
+    if cached is None:
+        found = []
+        for attr, hint in class_hints(cls, aiomisc.Service).items():
+            if attr.startswith("_") or attr in base_attrs:
+                continue
+            dep_cls, optional = _service_type(hint)
+            if dep_cls is not None:
+                found.append(Dependency(attr, dep_cls, optional))
+        cached = tuple(found)
+        type.__setattr__(cls, "_kaiju_deps", cached)
+    return cached
+
+
+def _collect_fields(cls: type, base_attrs: frozenset[str]) -> dict[str, tuple[Any, Any]]:
+    cached = cls.__dict__.get("_kaiju_fields")
+    if cached is not None:
+        return cached
+    deps = {d.attr for d in _collect_dependencies(cls, base_attrs)}
+    fields: dict[str, tuple[Any, Any]] = {}
+    for attr, hint in class_hints(cls, aiomisc.Service).items():
+        if attr.startswith("_") or attr in base_attrs or attr in deps:
+            continue
+        if typing.get_origin(hint) is ClassVar or hint is ClassVar:
+            continue
+        default = inspect.Parameter.empty
+        for klass in cls.__mro__:
+            if attr in klass.__dict__:
+                default = klass.__dict__[attr]
+                break
+        if isinstance(default, (property, types.FunctionType, classmethod, staticmethod)):
+            continue
+        fields[attr] = (hint, default)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass in (Service, aiomisc.Service, object):
+            continue
+        hints = function_hints(init)
+        for param in inspect.signature(init).parameters.values():
+            if param.name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            if param.name in fields or param.name in base_attrs or param.name in deps:
+                continue
+            fields[param.name] = (hints.get(param.name, Any), param.default)
+    type.__setattr__(cls, "_kaiju_fields", fields)
+    return fields

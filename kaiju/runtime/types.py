@@ -5,15 +5,35 @@ int <= 65535, got 99999`).
     class Poller(kaiju.Service):
         interval: Positive = 1.0
         port: Port = 8080
+        url: RedisURL = "redis://127.0.0.1:6379/0"
+
+Numbers carry msgspec constraints (`Annotated[float, Meta(gt=0)]`). Strings with a grammar
+(scope names, Redis URLs, cron specs, time zones, RPC method names) are `CheckedStr`
+subclasses: msgspec hands them to `check_hook`, which calls their `parse`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from msgspec import Meta
 
-__all__ = ["NonNegative", "NonNegativeInt", "Port", "Positive", "PositiveInt"]
+__all__ = [
+    "SCOPE_NAMES",
+    "CheckedStr",
+    "CronSpec",
+    "NonNegative",
+    "NonNegativeInt",
+    "Port",
+    "Positive",
+    "PositiveInt",
+    "RPCMethodName",
+    "RedisURL",
+    "ScopeName",
+    "TimeZone",
+    "check_hook",
+]
 
 Positive = Annotated[float, Meta(gt=0)]
 """A number of seconds (or other amount) greater than zero."""
@@ -25,3 +45,119 @@ NonNegativeInt = Annotated[int, Meta(ge=0)]
 """A count, zero or more."""
 Port = Annotated[int, Meta(ge=0, le=65535)]
 """A TCP port; 0 picks a free one."""
+
+# the names of kaiju.rpc.access.Scope, lowest floor first (tests keep the two in step)
+SCOPE_NAMES = ("system", "admin", "user", "guest")
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+class CheckedStr(str):
+    """A string setting with a grammar: `parse` returns the value or raises ValueError saying
+    what was expected (`expected ..., got "..."`). A subclass sets `expected` and `valid`."""
+
+    expected = "a string"
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        """Whether `value` (a str) follows the grammar."""
+        return True
+
+    @classmethod
+    def parse(cls, value: Any) -> CheckedStr:
+        """`value` as an instance of `cls`; raises ValueError naming what was expected."""
+        if not isinstance(value, str) or not cls.valid(value):
+            raise ValueError(f"expected {cls.expected}, got {cls.show(value)}")
+        return cls(value)
+
+    @classmethod
+    def show(cls, value: Any) -> str:
+        """`value` as an error message shows it (a subclass hides secrets)."""
+        return _shown(value)
+
+
+class ScopeName(CheckedStr):
+    """The name of an RPC scope, any case: system, admin, user or guest."""
+
+    expected = "one of " + ", ".join(SCOPE_NAMES)
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        return value.strip().lower() in SCOPE_NAMES
+
+
+class RedisURL(CheckedStr):
+    """`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, `unix:///path` for a socket."""
+
+    expected = 'a Redis URL "redis://host:port/db" (or rediss://, unix:///path) with a port up to 65535'
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError for a port out of range
+        except ValueError:
+            return False
+        if parts.scheme == "unix":
+            return bool(parts.path)
+        return parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+
+    @classmethod
+    def show(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            return _shown(value)
+        try:
+            parts = urlsplit(value)
+            if parts.password is not None:
+                value = value.replace(f":{parts.password}@", ":***@", 1)
+        except ValueError:
+            pass
+        return _shown(value)
+
+
+class CronSpec(CheckedStr):
+    """A cron spec as croniter reads it: 5 fields, or 6 with seconds last."""
+
+    expected = "a cron spec of 5 fields (minute hour day month weekday) or 6 (seconds last)"
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        from croniter import croniter  # only configs with a cron spec need it
+
+        return len(value.split()) in (5, 6) and croniter.is_valid(value)
+
+
+class TimeZone(CheckedStr):
+    """An IANA time zone name, such as "Europe/Berlin" or "UTC"."""
+
+    expected = 'an IANA time zone such as "Europe/Berlin"'
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:  # ZoneInfoNotFoundError, ValueError, OSError for odd names
+            return False
+        return True
+
+
+class RPCMethodName(CheckedStr):
+    """An RPC method name, `service.method`."""
+
+    expected = 'an RPC method name "service.method"'
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        service, dot, name = value.partition(".")
+        return bool(service and dot and name) and not any(c.isspace() for c in value)
+
+
+def check_hook(type_: type, value: Any) -> Any:
+    """msgspec's `dec_hook` for the `CheckedStr` types: `msgspec.convert(data, T, dec_hook=check_hook)`."""
+    if isinstance(type_, type) and issubclass(type_, CheckedStr):
+        return type_.parse(value)
+    raise NotImplementedError(f"no decoder for {type_!r}")

@@ -30,6 +30,7 @@ from kaiju.rpc.methods import method
 from kaiju.rpc.protocol import AUTHORIZATION, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
+from kaiju.runtime.types import PositiveInt, ScopeName
 from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable, topic_key
 from kaiju.streams.dispatch import MESSAGE_ID, Outcome, as_request, error_object, response_error
 from kaiju.streams.service import Streams
@@ -93,21 +94,21 @@ class StreamListener(Service):
     consumer: str | None = None
     """This consumer's name in the group. Default: `<hostname>-<pid>`. A fixed name lets a
     restarted process re-read its own pending messages at once instead of after `claim_idle_ms`."""
-    batch_size: int = 16
+    batch_size: PositiveInt = 16
     """Messages taken per read."""
-    max_parallel_batches: int = 2
+    max_parallel_batches: PositiveInt = 2
     """Batches in flight at once (messages inside a batch run one after another, in order)."""
-    block_ms: int = 1000
+    block_ms: PositiveInt = 1000
     """How long one read waits for new messages (kept below the Redis socket timeout)."""
-    claim_idle_ms: int = 30_000
+    claim_idle_ms: PositiveInt = 30_000
     """A message pending this long (its consumer died, or it failed) is claimed and run again.
     Must exceed the longest processing time of a message; in-hand messages are kept fresh."""
-    max_deliveries: int = 5
+    max_deliveries: PositiveInt = 5
     """Deliveries after which a message that keeps failing goes to the dead-letter stream."""
-    maxlen: int | None = None
+    maxlen: PositiveInt | None = None
     """Trim the stream to about this many entries, never dropping one a group still needs
     (None: no trimming)."""
-    scope: str = "SYSTEM"
+    scope: ScopeName = "SYSTEM"
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
     use_sessions: bool = False
     """Let a message name its session (`Session-Id`) or bring credentials (`Authorization`),
@@ -117,11 +118,10 @@ class StreamListener(Service):
     """Seconds stop() may take, mostly waiting for messages in hand; never more than three
     quarters of the app's `main.shutdown_timeout` (the rest is for the services stopped after
     the listener). What is not finished by then stays pending, unacknowledged."""
-    lock_check_ms: int = 1000
+    lock_check_ms: PositiveInt = 1000
     """How often the cluster-wide topic lock is checked."""
 
     async def start(self) -> None:
-        self._check_settings()
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
         self.stream_key = topic_key(namespace, self.topic)
         self.group_name = self.group or self.app.name
@@ -156,17 +156,6 @@ class StreamListener(Service):
         self._reader = loop.create_task(self._read_loop(), name=f"{self.name}.read")
         self._upkeeper = loop.create_task(self._upkeep_loop(), name=f"{self.name}.upkeep")
         self.logger.info("listening", stream=self.stream_key, group=self.group_name, consumer=self.consumer_name)
-
-    def _check_settings(self) -> None:
-        positive = ("batch_size", "max_parallel_batches", "block_ms", "claim_idle_ms", "max_deliveries",
-                    "lock_check_ms")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{self.name}: {name} must be a positive integer, got {value!r}")
-        if self.maxlen is not None and (not isinstance(self.maxlen, int) or self.maxlen < 1):
-            raise ValueError(f"{self.name}: maxlen must be a positive integer or null, got {self.maxlen!r}")
-        parse_scope(self.scope)
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop reading; give messages in hand `stop_timeout` seconds (at most three quarters of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kaiju.runtime.types import CronSpec, TimeZone
 from kaiju.tasks.schedule import CronSchedule, TaskSettingsError
 from kaiju.tasks.service import ScheduledTask
 
@@ -20,12 +21,10 @@ class CronTask(ScheduledTask):
     kind: ClassVar[str] = "cron"
     __required__ = ("cron",)
 
-    cron: str
-    timezone: str = "UTC"
+    cron: CronSpec
+    timezone: TimeZone = "UTC"
 
     def __init__(self, **kwargs: Any):
-        if "cron" not in kwargs:
-            raise TaskSettingsError(f"{kwargs.get('name') or 'CronTask'}: cron: required (e.g. \"*/5 * * * *\")")
         super().__init__(**kwargs)
         try:
             self.schedule = CronSchedule(self.cron, self.timezone)

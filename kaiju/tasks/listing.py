@@ -20,9 +20,6 @@ class Tasks(Service):
 
     service_name = "tasks"
 
-    async def start(self) -> None:
-        pass
-
     def tasks(self) -> list[ScheduledTask]:
         """The task services of the app, in config order."""
         return [svc for svc in self.app.services.values() if isinstance(svc, ScheduledTask)]

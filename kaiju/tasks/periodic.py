@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kaiju.runtime.service import SettingError
 from kaiju.runtime.types import NonNegative, Positive
-from kaiju.tasks.schedule import TaskSettingsError, next_periodic_fire
+from kaiju.tasks.schedule import next_periodic_fire
 from kaiju.tasks.service import ScheduledTask
 
 __all__ = ["PeriodicTask"]
@@ -26,22 +27,15 @@ class PeriodicTask(ScheduledTask):
     delay: NonNegative = 0.0
 
     def __init__(self, **kwargs: Any):
-        if "interval" not in kwargs:
-            name = kwargs.get("name") or "PeriodicTask"
-            raise TaskSettingsError(f"{name}: interval: required (seconds between runs)")
         super().__init__(**kwargs)
-        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or self.interval <= 0:
-            raise TaskSettingsError(
-                f"{self.name}: interval: expected a positive number of seconds, got {self.interval!r}"
-            )
-        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, float)) or self.delay < 0:
-            raise TaskSettingsError(f"{self.name}: delay: expected seconds >= 0, got {self.delay!r}")
+        self._anchor = 0.0
+
+    def check(self) -> None:
+        """Also: `jitter` must stay below `interval`."""
+        super().check()
         if self.jitter >= self.interval:
             # a fire jittered past the next one would be taken for a fire the loop fell behind on
-            raise TaskSettingsError(
-                f"{self.name}: jitter: must be less than interval ({self.interval:g} s), got {self.jitter!r}"
-            )
-        self._anchor = 0.0
+            raise SettingError("jitter", f"expected less than interval ({self.interval:g} s), got {self.jitter:g}")
 
     def _first_fire(self, now: float) -> float:
         if self.singleton:

@@ -21,13 +21,15 @@ import msgspec
 from kaiju.locks.base import LockExistsError, Locks
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
+from kaiju.rpc.methods import method_spec
+from kaiju.rpc.protocol import CORRELATION_ID, TIMEOUT
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.registry import ClassNotFound, import_object
-from kaiju.runtime.service import Service
-from kaiju.runtime.types import NonNegative, Positive
-from kaiju.tasks.schedule import TaskSettingsError, with_jitter
+from kaiju.runtime.service import Service, SettingError
+from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
+from kaiju.tasks.schedule import with_jitter
 
-__all__ = ["ScheduledTask"]
+__all__ = ["OverlapPolicy", "ScheduledTask", "exposed_methods"]
 
 POLICIES = ("skip", "wait", "cancel")
 # Shares of the app's shutdown budget a task may spend on stop: waiting for a run, then for it to unwind.
@@ -59,21 +61,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class OverlapPolicy(CheckedStr):
+    """What a fire does while the previous run still goes: skip, wait or cancel."""
+
+    expected = "one of " + ", ".join(POLICIES)
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        return value in POLICIES
+
+
+def exposed_methods(services: Any) -> set[str]:
+    """The RPC method names the given services expose (`<service name>.<method>`), read from
+    their classes' `@rpc.method` marks: nothing needs to have started."""
+    names = set()
+    for service in services:
+        cls = type(service)
+        for attr in dir(cls):
+            raw = inspect.getattr_static(cls, attr, None)
+            spec = method_spec(raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw)
+            if spec is not None:
+                names.add(f"{service.name}.{spec.name or attr}")
+    return names
+
+
 class ScheduledTask(Service):
     """What periodic and cron tasks share: the job, the overlap policy, timeouts, counters.
 
     Subclasses give the schedule through `_first_fire(now)` and `_next_fire(fire)`.
-    Settings are validated at construction; TaskSettingsError (a ValueError) names the bad one.
+    Settings are checked by their annotations and by `check()` (before anything starts).
     """
 
     transport = True  # `kaiju-run call` runs no schedules
 
     kind: ClassVar[str] = "task"
 
-    method: str | None = None
+    method: RPCMethodName | None = None
     params: dict | list | None = None
-    call: str | None = None
-    policy: str = "skip"
+    call: str | Callable[..., Awaitable[Any]] | None = None
+    policy: OverlapPolicy = "skip"
     timeout: Positive | None = None
     jitter: NonNegative = 0.0
     enabled: bool = True
@@ -85,8 +111,9 @@ class ScheduledTask(Service):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._func = self._check_settings()
+        self._func: Callable[..., Awaitable[Any]] | None = None  # what `call` names, found by check()
         self._timer: asyncio.TimerHandle | None = None
+        self._arming: asyncio.Task | None = None  # a fire due before App.started, waiting for it
         self._running: asyncio.Task | None = None  # the latest run
         self._runs: set[asyncio.Task] = set()  # every run not finished yet (cancelled ones unwinding)
         self._started: set[asyncio.Task] = set()  # those of them whose job has begun
@@ -110,35 +137,35 @@ class ScheduledTask(Service):
 
     # -- settings -----------------------------------------------------
 
-    def _check_settings(self) -> Callable[..., Awaitable[Any]] | None:
+    def check(self) -> None:
+        """Reject a job that cannot run: both or neither of `method` and `call`, a `call` that names
+        no async function, a `method` no service of the app exposes (or no RPCServer to call it),
+        `singleton` without a Locks service. Raises SettingError naming the setting."""
         if (self.method is None) == (self.call is None):
-            raise TaskSettingsError(
-                f"{self.name}: give exactly one of `method` (an RPC method) and `call` (a function)"
-            )
-        if self.method is not None and (not isinstance(self.method, str) or "." not in self.method):
-            raise TaskSettingsError(f'{self.name}: method: expected "service.method", got {self.method!r}')
-        if self.params is not None and not isinstance(self.params, (dict, list)):
-            raise TaskSettingsError(f"{self.name}: params: expected a mapping or a list, got {self.params!r}")
-        if self.policy not in POLICIES:
-            raise TaskSettingsError(f"{self.name}: policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
-        for attr in ("timeout", "shutdown_timeout"):
-            value = getattr(self, attr)
-            if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0)):
-                raise TaskSettingsError(f"{self.name}: {attr}: expected a positive number of seconds, got {value!r}")
-        if not (isinstance(self.jitter, (int, float)) and self.jitter >= 0):
-            raise TaskSettingsError(f"{self.name}: jitter: expected seconds >= 0, got {self.jitter!r}")
-        if self.call is None:
-            return None
+            raise SettingError("method", "expected exactly one of `method` (an RPC method) and `call` (a function)")
+        if self.call is not None:
+            self._func = self._resolve_call()
+        if not self.enabled:
+            return
+        if self.method is not None:
+            if self.rpc is None:
+                raise SettingError("method", f'expected an RPCServer service in the app to call "{self.method}" through')
+            if self.method not in exposed_methods(self.app.services.values()):
+                raise SettingError("method", f'expected a method some service of the app exposes, got "{self.method}"')
+        if self.singleton and self.locks is None:
+            raise SettingError("singleton", "expected a Locks service in the app for singleton: true")
+
+    def _resolve_call(self) -> Callable[..., Awaitable[Any]]:
         func: Any = self.call
         if isinstance(func, str):
             if ":" not in func:
-                raise TaskSettingsError(f'{self.name}: call: expected "package.module:function", got {func!r}')
+                raise SettingError("call", f'expected "package.module:function", got "{func}"')
             try:
                 func = import_object(func)
             except ClassNotFound as exc:
-                raise TaskSettingsError(f"{self.name}: call: {exc}") from None
+                raise SettingError("call", str(exc)) from None
         if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))):
-            raise TaskSettingsError(f"{self.name}: call: {self.call!r} is not an async function")
+            raise SettingError("call", f"expected an async function, got {self.call!r}")
         return func
 
     # -- schedule (subclasses) ------------------------------------------
@@ -157,25 +184,13 @@ class ScheduledTask(Service):
 
     # -- lifetime -------------------------------------------------------
 
-    def check_dependencies(self) -> None:
-        """Raise TaskSettingsError when `method` has no RPCServer or `singleton` no Locks to use.
-
-        The runtime calls it before anything starts (`kaiju-run check` reports it as a config
-        error); `start()` calls it again for tasks started some other way.
-        """
-        if not self.enabled:
-            return
-        if self.method is not None and self.rpc is None:
-            raise TaskSettingsError(f"{self.name}: method {self.method!r} needs an RPCServer service in the app")
-        if self.singleton and self.locks is None:
-            raise TaskSettingsError(f"{self.name}: singleton: true needs a Locks service in the app")
-
     async def start(self) -> None:
-        """Arm the schedule; raises TaskSettingsError when a needed dependency is missing."""
+        """Arm the schedule (a fire due before the app has started waits for it); raises SettingError
+        when `check()` does, for a task started without a kaiju entrypoint."""
+        self.check()
         if not self.enabled:
             self.logger.info(f"task {self.name} disabled", task=self.name)
             return
-        self.check_dependencies()
         self._stopping = False
         self._arm(self._first_fire(time.time()))
         self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
@@ -188,6 +203,9 @@ class ScheduledTask(Service):
         """
         self._stopping = True
         self._pending = None
+        if self._arming is not None:
+            self._arming.cancel()
+            self._arming = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -237,6 +255,10 @@ class ScheduledTask(Service):
         self._timer = None
         if self._stopping:
             return
+        if self.app.managed and not self.app.started.is_set():
+            # the services a run calls may still be starting (in this very layer): wait for the app
+            self._arming = self.loop.create_task(self._fire_once_started(fire, at), name=f"task:{self.name}:wait")
+            return
         if now < at - _EARLY:
             # the wall clock was set back since the timer was armed: wait for the fire time again
             self._timer = self.loop.call_at(self.loop.time() + (at - now), self._on_timer, fire, at)
@@ -252,6 +274,12 @@ class ScheduledTask(Service):
         self._fire(fire)
         # the run's first step is queued already: let it go before the next fire is worked out
         self.loop.call_soon(self._rearm, fire, now)
+
+    async def _fire_once_started(self, fire: float, at: float) -> None:
+        await self.app.started.wait()
+        self._arming = None
+        if not self._stopping and self._timer is None:
+            self._on_timer(fire, at)
 
     def _rearm(self, fire: float, now: float) -> None:
         if self._stopping or self._timer is not None:  # stopped, or stopped and started again meanwhile
@@ -302,6 +330,12 @@ class ScheduledTask(Service):
                 self.misses += 1
             self._launch(fire)
 
+    async def fire_now(self) -> None:
+        """Run the job once now, outside the schedule (after a run still going has finished),
+        and wait for that run to end; its outcome is in `last_result` / `last_error`."""
+        self._launch(time.time())
+        await asyncio.wait({self._running})
+
     def _launch(self, fire: float) -> None:
         # a run starts only once every earlier one has finished (unwinding after a cancel included)
         previous = {run for run in self._runs if not run.done()}
@@ -345,11 +379,12 @@ class ScheduledTask(Service):
                 # the dispatcher wraps a method's own exception in InternalError: report the original
                 error = getattr(exc, "base_exc", None) or exc
                 self.last_error = f"{type(error).__name__}: {error}"
+            # a method's traceback is the dispatcher's to log (it did, once); a function's is ours
             self.logger.error(
                 f"task {self.name} failed: {self.last_error}",
                 task=self.name,
                 correlation_id=correlation_id,
-                exc_info=error,
+                exc_info=error if self.method is None else None,
             )
         else:
             self.last_result = _plain(result)
@@ -387,9 +422,9 @@ class ScheduledTask(Service):
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         if self.method is not None:
-            headers = {"Correlation-Id": correlation_id}
+            headers = {CORRELATION_ID: correlation_id}
             if self.timeout is not None:
-                headers["Timeout"] = str(self.timeout)
+                headers[TIMEOUT] = str(self.timeout)
             return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
         if isinstance(self.params, dict):
             kwargs = self.params

@@ -6,6 +6,11 @@ Fixtures:
   (`RedisServer`: `.url`, `.port`, `.restart()`); skipped when none is installed,
   or failed when the environment sets KAIJU_REQUIRE_REDIS=1.
 - `redis_url`: its URL, with the database flushed before each test.
+- `kaiju_config`: the app's config files (the `kaiju_config` ini option, else the
+  `KAIJU_CONFIG` environment variable, both path lists); override it in a conftest.py;
+- `kaiju_app_options`: keyword arguments of `TestApp` (`settings`, `replace`, `redis`,
+  `env`, ...), empty by default; override it (or parametrize it indirectly) per test;
+- `kaiju_app`: a `TestApp` from those, started in the test's loop and stopped after it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from kaiju.testing.redis import RedisServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("kaiju_config", "config files of the app under test (kaiju_app fixture)", type="paths", default=[])
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +53,26 @@ def redis_url(redis_server: RedisServer) -> str:
         sock.sendall(b"FLUSHALL\r\n")
         sock.recv(16)
     return redis_server.url
+
+
+@pytest.fixture
+def kaiju_config(request: pytest.FixtureRequest) -> list[str]:
+    files = [str(p) for p in request.config.getini("kaiju_config")]
+    if not files and os.environ.get("KAIJU_CONFIG"):
+        files = [p for p in os.environ["KAIJU_CONFIG"].split(os.pathsep) if p]
+    if not files:
+        pytest.fail("kaiju_app needs the app's config: set the kaiju_config ini option, KAIJU_CONFIG, or override the kaiju_config fixture")
+    return files
+
+
+@pytest.fixture
+def kaiju_app_options() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def kaiju_app(kaiju_config: Any, kaiju_app_options: dict[str, Any]) -> AsyncIterator[Any]:
+    from kaiju.testing.app import TestApp
+
+    async with TestApp(kaiju_config, **kaiju_app_options) as app:
+        yield app

@@ -61,3 +61,51 @@ def test_dump_yaml_keeps_order_and_round_trips():
     assert text.index("main") < text.index("a:")
     assert "ü: ä" in text
     assert yaml.safe_load(text) == data
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["secrets", "tokens", "api_keys", "apiKeys", "passwords", "auth_tokens", "auth", "jwt", "jwt_secret", "credential",
+     "passphrase", "cookie", "Cookie", "Set-Cookie", "authorization", "Authorization", "Proxy-Authorization",
+     "password_hash", "private_keys"],
+)
+def test_more_secret_key_names(name):
+    assert is_secret_key(name)
+
+
+@pytest.mark.parametrize("name", ["tokens_count", "keys", "sessions", "author", "hash"])
+def test_more_ordinary_key_names(name):
+    assert not is_secret_key(name)
+
+
+def test_auth_settings_and_headers_are_masked():
+    data = {
+        "services": [
+            {"cls": "AuthService", "settings": {"secret": "s" * 40, "private_key": "-----BEGIN", "access_ttl": 900}},
+            {"cls": "ConfigUsers", "settings": {"users": {"alice": {"password_hash": "$argon2id$v=19$m=1,t=1,p=1$a$b", "scope": "user"}}}},
+            {"cls": "HTTPServer", "settings": {"session_cookie": True, "port": 80}},
+            {"cls": "HTTPRPCClient", "settings": {"headers": {"Authorization": "Bearer abc", "Cookie": "sid=1",
+                                                              "Proxy-Authorization": "Basic eDp5", "Accept": "json"}}},
+        ],
+        "etc": {
+            "api_keys": ["k1", "k2"], "tokens": {"a": "t"}, "secrets": "x", "passwords": ["p"],
+            "hook": "https://ghp_0123456789abcdefghijkl@github.com/x", "signed": "https://s3/x?X-Amz-Signature=abc&sig=def&page=2",
+            "header": ["Authorization", "Bearer abc"], "value": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.sig",
+            "about": "Basic information",
+        },
+    }
+    masked = mask_secrets(data)
+    settings = [s["settings"] for s in masked["services"]]
+    assert settings[0] == {"secret": "***", "private_key": "***", "access_ttl": 900}
+    assert settings[1]["users"]["alice"] == {"password_hash": "***", "scope": "user"}
+    assert settings[2] == {"session_cookie": True, "port": 80}  # a flag is no credential
+    assert settings[3]["headers"] == {"Authorization": "***", "Cookie": "***", "Proxy-Authorization": "***", "Accept": "json"}
+    etc = masked["etc"]
+    assert etc["api_keys"] == etc["tokens"] == etc["secrets"] == etc["passwords"] == "***"
+    assert etc["hook"] == "https://***@github.com/x"
+    assert etc["signed"] == "https://s3/x?X-Amz-Signature=***&sig=***&page=2"
+    assert etc["header"] == ["Authorization", "***"] and etc["value"] == "***"
+    assert etc["about"] == "Basic information"
+    text = dump_yaml(masked)
+    for secret in ("abc", "eDp5", "sid=1", "argon2", "ghp_", "k1", "def"):
+        assert secret not in text

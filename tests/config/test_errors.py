@@ -61,3 +61,15 @@ def test_validation_problem_maps_msgspec_messages():
         "required key missing",
     )
     assert validation_problem("Expected `object`, got `array`", []) == ((), "expected mapping, got a list")
+
+
+@pytest.mark.parametrize(
+    "key, hint",
+    [("app", "main.debug"), ("run", "settings of an HTTPServer service")],
+)
+def test_kaiju_tools_sections_say_where_their_settings_went(key, hint):
+    from kaiju.config import ConfigError, load_config_data
+
+    with pytest.raises(ConfigError) as info:
+        load_config_data({"main": {"name": "t"}, key: {"debug": True, "port": 80}}, source="app.yml", os_env=False)
+    assert str(info.value).startswith(f"app.yml: {key}: unknown key (kaiju-tools'") and hint in str(info.value)

@@ -99,3 +99,9 @@ def test_texts_of_typed_whole_templates_are_recorded():
     texts = {}
     fill_templates({"a": "[A]", "b": ["[B:0.50]"], "c": "[C:null]", "d": "x[A]", "e": "[E:word]"}, {"A": "007"}, texts)
     assert texts == {("a",): "007", ("b", 0): "0.50"}
+
+
+def test_a_quoted_default_loses_its_quotes_and_stays_text():
+    data = {"env": "[main_env:'dev']", "code": '[CODE:"007"]', "url": "redis://[HOST:'db']:6379", "bare": "[N:'']"}
+    assert fill_templates(data, {}) == {"env": "dev", "code": "007", "url": "redis://db:6379", "bare": ""}
+    assert fill_templates({"env": "[main_env:'dev']"}, {"main_env": "prod"}) == {"env": "prod"}

@@ -290,3 +290,85 @@ async def test_a_slow_lookup_is_bounded_by_the_request_deadline_and_listed_in_fl
         error = decode(body)
         assert error["id"] == 4 and error["error"]["data"]["type"] == "RequestTimeout"
         assert not server.executor.inflight
+
+
+class Doors(Service):
+    """Methods that log the caller in and out, as AuthService does: through the context."""
+
+    service_name = "doors"
+
+    async def start(self) -> None:
+        pass
+
+    @rpc.method(permission=Scope.GUEST)
+    async def enter(self, user: str) -> str:
+        session = await self.app.services["sessions"].new_session(user_id=user)
+        current().session = session
+        return session.id
+
+    @rpc.method(permission=Scope.GUEST)
+    async def leave(self) -> bool:
+        current().session = None
+        return True
+
+    @rpc.method(permission=Scope.GUEST)
+    async def note(self, text: str) -> None:
+        current().session.data["note"] = text
+
+
+@pytest.fixture
+async def doors():
+    cache, sessions, door, server = MemoryCache(), CacheSessions(ttl=60), Doors(), RPCServer()
+    async with started(cache, sessions, door, server):
+        yield sessions, server
+
+
+def call_with(method: str, params: dict, rid: int = 1) -> bytes:
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+
+
+async def test_a_method_that_sets_the_session_answers_its_id(doors):
+    sessions, server = doors
+    body, headers = await server.handle(call_with("doors.enter", {"user": "una"}))  # the plain-request path
+    sid = decode(body)["result"]
+    assert headers["Session-Id"] == sid and (await sessions.load_session(sid)).user_id == "una"
+    body, headers = await server.handle(call_with("doors.enter", {"user": "ulf"}), {"Correlation-Id": "c"})  # the general path
+    assert headers["Session-Id"] == decode(body)["result"] != sid
+
+
+async def test_a_method_that_clears_the_session_answers_an_empty_id(doors):
+    sessions, server = doors
+    s = await sessions.new_session(user_id="vic")
+    body, headers = await server.handle(call("doors.leave"), {"Session-Id": s.id})
+    assert decode(body)["result"] is True and headers["Session-Id"] == ""
+
+
+async def test_the_stored_session_is_finished_after_the_request(doors):
+    sessions, server = doors
+    s = await sessions.new_session(user_id="wes")
+    body, headers = await server.handle(call_with("doors.note", {"text": "hi"}), {"Session-Id": s.id})
+    assert headers["Session-Id"] == s.id
+    assert (await sessions.load_session(s.id)).data == {"note": "hi"}
+
+
+class Recorder(SessionStore):
+    service_name = "recorder"
+
+    async def start(self) -> None:
+        self.finished: list[Session] = []
+
+    async def load_session(self, session_id: str) -> Session | None:
+        return Session(id=session_id, user_id="rec", scope=Scope.USER)
+
+    async def finish_session(self, session: Session) -> None:
+        self.finished.append(session)
+
+
+async def test_finish_session_is_awaited_once_per_request_with_a_stored_session():
+    profile, store, tokens, server = Profile(), Recorder(), Tokens(), RPCServer()
+    async with started(profile, store, tokens, server):
+        await server.handle(call("profile.whoami"), {"Session-Id": "s1"})
+        assert [s.id for s in store.finished] == ["s1"]
+        await server.handle(call("profile.whoami"), {"Authorization": "Bearer alice-token"})  # not from the store
+        await server.handle(call("profile.whoami"))
+        assert [s.id for s in store.finished] == ["s1"]

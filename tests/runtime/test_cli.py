@@ -346,3 +346,107 @@ def test_journald_format_without_a_journal_is_a_clear_error():
     result = run("-c", "conf/example.yml", "--log-format", "journald")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f'kaiju-run: log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}'
+
+
+def test_call_prints_structs_uuids_datetimes_and_decimals_as_json(tmp_path):
+    (tmp_path / "typed.py").write_text(
+        "import datetime, decimal, uuid\nimport msgspec\nimport kaiju\nfrom kaiju import rpc\n"
+        "class Item(msgspec.Struct):\n    id: uuid.UUID\n    at: datetime.datetime\n    price: decimal.Decimal\n"
+        "class Shop(kaiju.Service):\n    service_name = 'shop'\n"
+        "    @rpc.method\n    async def item(self) -> Item:\n"
+        "        return Item(uuid.UUID(int=1), datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc),"
+        " decimal.Decimal('9.90'))\n"
+    )
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\nservices: ['typed:Shop']\n")
+    result = run("-c", str(cfg), "--log-level", "ERROR", "call", "shop.item", env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "id": "00000000-0000-0000-0000-000000000001", "at": "2026-01-02T03:04:00Z", "price": "9.90",
+    }
+
+
+def test_options_may_follow_the_command():
+    result = run("check", "-c", "conf/example.yml", "-e", "PORT=1", "--log-level", "ERROR")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("example ")
+    shown = run("-c", "conf/example.yml", "config", "-e", "PORT=4321")
+    assert "port: 4321" in shown.stdout
+
+
+def test_config_and_env_files_from_the_environment(tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("GREETING=bonjour\n")
+    paths = {"KAIJU_CONFIG": f"{ROOT}/conf/example.yml", "KAIJU_ENV_FILE": str(env_file)}
+    result = run("--log-level", "ERROR", "call", "demo.hello", env={**paths, "PORT": "0"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "bonjour, world"
+    none = run("check", env={"KAIJU_CONFIG": ""})
+    assert none.returncode == 2 and "KAIJU_CONFIG" in none.stderr
+
+
+def test_entrypoint_reads_kaiju_config_too(monkeypatch):
+    import kaiju
+
+    monkeypatch.setenv("KAIJU_CONFIG", f"{ROOT}/conf/example.yml")
+    ep = kaiju.entrypoint(log_config=False, catch_signals=())
+    assert ep.app.name == "example" and "demo" in ep.plan.specs
+
+
+APP_COMMANDS = '''
+import kaiju
+
+
+def arguments(parser):
+    parser.add_argument("name")
+    parser.add_argument("--times", type=int, default=1)
+
+
+@kaiju.command(arguments=arguments)
+async def greet_twice(app, args):
+    """Greet through the started app's demo service."""
+    for _ in range(args.times):
+        print(await app.services["demo"].hello(args.name))
+    return 3 if args.name == "fail" else None
+
+
+@kaiju.command(name="show-name", start=False)
+def show(config, args):
+    """Print the app's name without starting anything."""
+    print(config.settings.main.name)
+'''
+
+
+def test_app_commands_from_the_config(tmp_path):
+    (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
+    cfg = tmp_path / "app.yml"
+    cfg.write_text(
+        f"main: {{name: cmdapp}}\npackages: []\ncommands: ['appcmds:greet_twice', 'appcmds:show']\n"
+        f"services: [DemoService]\n"
+    )
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    listed = run("-c", str(cfg), "--help", env=env)
+    assert "greet-twice" in listed.stdout and "Greet through the started app's demo service." in listed.stdout
+    assert "show-name" in listed.stdout
+    greeted = run("-c", str(cfg), "--log-level", "ERROR", "greet-twice", "ann", "--times", "2", env=env)
+    assert greeted.returncode == 0, greeted.stderr
+    assert greeted.stdout.splitlines() == ["hello, ann", "hello, ann"]
+    assert run("-c", str(cfg), "--log-level", "ERROR", "greet-twice", "fail", env=env).returncode == 3
+    shown = run("show-name", "-c", str(cfg), env=env)
+    assert shown.stdout.strip() == "cmdapp" and shown.returncode == 0
+
+
+def test_app_commands_from_entry_points_and_bad_references(tmp_path):
+    (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
+    dist = tmp_path / "appcmds-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: appcmds\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kaiju.commands]\nhello-cmd = appcmds:greet_twice\n")
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    greeted = run("-c", "conf/example.yml", "-e", "PORT=0", "--log-level", "ERROR", "hello-cmd", "bo", env=env)
+    assert greeted.returncode == 0, greeted.stderr
+    assert greeted.stdout.strip() == "hello, bo"
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text("main: {name: t}\ncommands: ['appcmds:nosuch']\n")
+    bad = run("-c", str(cfg), "check", env=env)
+    assert bad.returncode == 2 and 'commands[0]: app command appcmds:nosuch: module "appcmds" has no attribute' in bad.stderr

@@ -4,6 +4,7 @@ import pytest
 
 from kaiju.config import ConfigError, load_config, load_config_data
 from kaiju.runtime.plan import build_plan
+from kaiju.runtime.service import SettingError
 from tests.runtime.sample_services import Api, Cache, Database, Worker
 
 PKG = "tests.runtime.sample_services"
@@ -136,17 +137,18 @@ class CachingWorker(Worker):
 
     cached: bool = False
 
-    def check_dependencies(self) -> None:
+    def check(self) -> None:
         if self.cached and self.cache is None:
-            raise ValueError("cached: true needs a Cache service")
+            raise SettingError("cached", "expected a Cache service in the app for cached: true")
 
 
-def test_check_dependencies_runs_once_wired_and_before_start():
+def test_check_hook_runs_once_wired_and_before_start():
     data = {"main": {"name": "x"}, "packages": [PKG], "services": ["Database", "Cache"]}
     plan = build_plan(load_config_data(data, os_env=False), [CachingWorker(cached=True)])
     assert plan.specs["worker"].service.cache is plan.specs["cache"].service
-    with pytest.raises(ConfigError, match="CachingWorker: cached: true needs a Cache service"):
+    with pytest.raises(ConfigError) as info:
         build_plan(None, [CachingWorker(cached=True)])
+    assert str(info.value) == "<python>: services[worker].settings.cached: expected a Cache service in the app for cached: true"
     build_plan(None, [CachingWorker(cached=False)])
 
 

@@ -44,7 +44,7 @@ def test_unknown_module_and_attribute():
 
 
 def test_not_a_service():
-    with pytest.raises(ClassNotFound, match="not a kaiju.Service subclass"):
+    with pytest.raises(ClassNotFound, match="not an aiomisc.Service subclass"):
         Registry().resolve("collections:OrderedDict")
 
 
@@ -67,3 +67,20 @@ def test_entry_point_group_makes_classes_addressable(tmp_path, monkeypatch):
     assert Registry().resolve("PluginApi") is Api
     with pytest.raises(ClassNotFound):
         Registry(use_entry_points=False).resolve("PluginApi")
+
+
+def test_packages_find_classes_their_init_re_exports(tmp_path, monkeypatch):
+    pkg = tmp_path / "shopapp"
+    pkg.mkdir()
+    (pkg / "services.py").write_text(
+        "import kaiju\nfrom aiomisc.service import TCPServer\n"
+        "class Orders(kaiju.Service):\n    pass\n"
+        "class Echo(TCPServer):\n    async def handle_client(self, reader, writer):\n        pass\n"
+    )
+    (pkg / "__init__.py").write_text("from shopapp.services import Echo, Orders\nfrom kaiju.demo import DemoService\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(["shopapp"], use_entry_points=False)
+    assert registry.resolve("Orders").__module__ == "shopapp.services"
+    assert registry.resolve("Echo").__name__ == "Echo"
+    # a class the package imports from elsewhere is not its own: the built-in name still rules
+    assert "DemoService" not in registry._classes

@@ -184,10 +184,12 @@ async def test_maxlen_trims_only_what_every_group_is_done_with(make_stack) -> No
 async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
     import pytest
 
-    services, *_ = make_stack(batch_size=0)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        async with started(*services, app=App(**APP)):
-            pass
+    from kaiju.config import ConfigError
+    from kaiju.runtime.plan import build_plan
+
+    services, *_ = make_stack(batch_size=0)  # a bad value is the plan's to find, before anything starts
+    with pytest.raises(ConfigError, match=r"\.settings\.batch_size: expected int >= 1, got 0"):
+        build_plan(None, services)
     services, *_ = make_stack(scope="nobody")
     with pytest.raises(ValueError, match="unknown scope"):
         async with started(*services, app=App(**APP)):

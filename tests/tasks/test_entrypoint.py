@@ -110,11 +110,11 @@ SINGLETON = {"cls": "CronTask", "name": "nightly", "settings": {"cron": "0 3 * *
     [
         (
             [SINGLETON],
-            "conf/app.yml: services[nightly].settings: CronTask: nightly: singleton: true needs a Locks service in the app",
+            "conf/app.yml: services[nightly].settings.singleton: expected a Locks service in the app for singleton: true",
         ),
         (
             [{"cls": "PeriodicTask", "name": "beat", "settings": {"interval": 1, "method": "demo.tick"}}],
-            "services[beat].settings: PeriodicTask: beat: method 'demo.tick' needs an RPCServer service in the app",
+            'conf/app.yml: services[beat].settings.method: expected an RPCServer service in the app to call "demo.tick" through',
         ),
     ],
 )

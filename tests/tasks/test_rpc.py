@@ -149,3 +149,64 @@ async def test_method_task_timeout_above_max_request_time_is_cut_to_it():
     async with started(Stuck(), RPCServer(default_request_time=0.05, max_request_time=0.1), task):
         await wait_until(lambda: task.failures >= 1)
     assert task.last_error.startswith("RequestTimeout"), task.last_error
+
+
+def tracebacks(caplog, text: str) -> int:
+    return sum(1 for r in caplog.records if r.exc_info and text in str(r.exc_info[1]))
+
+
+async def test_a_failing_method_run_logs_its_traceback_once(caplog):
+    caplog.set_level("INFO")
+    task = PeriodicTask(name="broken", interval=0.05, method="reports.broken")
+    async with started(Reports(), RPCServer(), task):
+        await wait_until(lambda: task.failures >= 2 and not task.running)
+    assert task.failures >= 2
+    assert tracebacks(caplog, "disk full") == task.failures  # the dispatcher's; the task logs one line each
+    assert sum(1 for r in caplog.records if r.getMessage().startswith("task broken failed")) == task.failures
+
+
+async def fails() -> None:
+    raise RuntimeError("no paper")
+
+
+async def test_a_failing_function_run_logs_its_traceback_once(caplog):
+    caplog.set_level("INFO")
+    task = PeriodicTask(name="printer", interval=0.05, call=fails)
+    async with started(task):
+        await wait_until(lambda: task.failures >= 2 and not task.running)
+    assert tracebacks(caplog, "no paper") == task.failures
+
+
+class SlowToStart(Service):
+    """A method's service that starts in the same layer as the task calling it, slowly."""
+
+    service_name = "slow"
+    rpc: RPCServer  # the same dependency as the task's: the two share a start layer
+
+    async def start(self) -> None:
+        await asyncio.sleep(0.3)  # long enough for several fires of the task, were it armed
+        task = self.app.services["beat"]
+        self.fired_while_starting = task.last_fire is not None or task.runs > 0
+        self.ready = True
+
+    @rpc.method
+    async def ping(self) -> bool:
+        return self.ready  # an AttributeError if called before start() ended
+
+
+async def test_a_task_does_not_fire_before_the_app_has_started():
+    config = {
+        "main": {"name": "t"},
+        "services": [
+            {"cls": "RPCServer"},
+            {"cls": "tests.tasks.test_rpc:SlowToStart"},
+            {"cls": "PeriodicTask", "name": "beat", "settings": {"interval": 0.02, "method": "slow.ping"}},
+        ],
+    }
+    ep = Entrypoint(config=config, catch_signals=(), log_config=False, os_env=False)
+    assert ["beat", "slow"] in ep.plan.layers
+    async with ep:
+        task, slow = ep.app.services["beat"], ep.app.services["slow"]
+        await wait_until(lambda: task.runs >= 2 and not task.running)
+    assert slow.fired_while_starting is False
+    assert task.failures == 0 and task.last_error is None, task.last_error

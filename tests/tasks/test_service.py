@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
+from kaiju.config import ConfigError
+from kaiju.runtime.plan import build_plan
+from kaiju.runtime.service import SettingError
 from kaiju.tasks import CronTask, PeriodicTask, TaskSettingsError
 from kaiju.testing.services import started
 
@@ -313,36 +316,46 @@ def sync_function():
     return None
 
 
+def plan_error(task) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_plan(None, [task])
+    return str(info.value)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"interval": 1}, "exactly one of `method`"),
-        ({"interval": 1, "method": "demo.echo", "call": noop}, "exactly one of `method`"),
-        ({"interval": 1, "method": "echo"}, 'expected "service.method"'),
-        ({"interval": 1, "call": noop, "policy": "queue"}, "policy: expected one of skip, wait, cancel"),
-        ({"interval": 0, "call": noop}, "interval: expected a positive number"),
-        ({"interval": "1", "call": noop}, "interval: expected a positive number"),
-        ({"interval": 1, "delay": -1, "call": noop}, "delay"),
-        ({"interval": 1, "timeout": 0, "call": noop}, "timeout"),
-        ({"interval": 1, "jitter": -1, "call": noop}, "jitter"),
-        ({"interval": 1, "jitter": 1, "call": noop}, "jitter: must be less than interval (1 s), got 1"),
-        ({"interval": 0.1, "jitter": 0.3, "call": noop}, "jitter: must be less than interval (0.1 s)"),
-        ({"interval": 1, "params": "x", "call": noop}, "params"),
-        ({"interval": 1, "call": "no_such_module_xyz:f"}, 'cannot import module "no_such_module_xyz"'),
-        ({"interval": 1, "call": "asyncio"}, '"package.module:function"'),
-        ({"interval": 1, "call": sync_function}, "not an async function"),
-        ({"call": noop}, "interval: required"),
+        ({"interval": 1}, "method: expected exactly one of `method` (an RPC method) and `call` (a function)"),
+        ({"interval": 1, "method": "demo.echo", "call": noop}, "method: expected exactly one of `method`"),
+        ({"interval": 1, "method": "echo"}, 'method: expected an RPC method name "service.method", got "echo"'),
+        ({"interval": 1, "call": noop, "policy": "queue"}, 'policy: expected one of skip, wait, cancel, got "queue"'),
+        ({"interval": 0, "call": noop}, "interval: expected float > 0.0, got 0"),
+        ({"interval": "1", "call": noop}, 'interval: expected float, got "1"'),
+        ({"interval": 1, "delay": -1, "call": noop}, "delay: expected float >= 0.0, got -1"),
+        ({"interval": 1, "timeout": 0, "call": noop}, "timeout: expected float > 0.0, got 0"),
+        ({"interval": 1, "jitter": -1, "call": noop}, "jitter: expected float >= 0.0, got -1"),
+        ({"interval": 1, "jitter": 1, "call": noop}, "jitter: expected less than interval (1 s), got 1"),
+        ({"interval": 0.1, "jitter": 0.3, "call": noop}, "jitter: expected less than interval (0.1 s), got 0.3"),
+        ({"interval": 1, "params": "x", "call": noop}, 'params: expected mapping or list or null, got "x"'),
+        ({"interval": 1, "call": "no_such_module_xyz:f"}, 'call: cannot import module "no_such_module_xyz"'),
+        ({"interval": 1, "call": "asyncio"}, 'call: expected "package.module:function", got "asyncio"'),
+        ({"interval": 1, "call": sync_function}, "call: expected an async function"),
     ],
 )
 def test_periodic_settings_errors(settings, message):
-    with pytest.raises(TaskSettingsError, match=re.escape(message)):
-        PeriodicTask(name="bad", **settings)
+    assert plan_error(PeriodicTask(name="bad", **settings)).startswith(f"<python>: services[bad].settings.{message}")
+
+
+def test_required_settings_are_checked_at_construction():
+    with pytest.raises(AttributeError, match="interval"):
+        PeriodicTask(name="bad", call=noop)
+    with pytest.raises(AttributeError, match="cron"):
+        CronTask(name="bad", call=noop)
 
 
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"call": noop}, "cron: required"),
         ({"cron": "61 * * * *", "call": noop}, "bad: cron: invalid spec"),
         ({"cron": "* * * *", "call": noop}, "expected 5 fields"),
         ({"cron": "* * * * *", "timezone": "Europe/Nowhere", "call": noop}, 'unknown IANA time zone "Europe/Nowhere"'),
@@ -355,13 +368,13 @@ def test_cron_settings_errors(settings, message):
 
 async def test_singleton_without_locks_fails_at_start():
     task = periodic(Recorder(), singleton=True)
-    with pytest.raises(TaskSettingsError, match="singleton: true needs a Locks service"):
+    with pytest.raises(SettingError, match="singleton: expected a Locks service in the app for singleton: true"):
         async with started(task):
             pass
 
 
 async def test_method_without_rpc_fails_at_start():
     task = PeriodicTask(name="m", interval=1, method="demo.echo")
-    with pytest.raises(TaskSettingsError, match="needs an RPCServer"):
+    with pytest.raises(SettingError, match='method: expected an RPCServer service in the app to call "demo.echo"'):
         async with started(task):
             pass

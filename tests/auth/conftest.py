@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import aiohttp
+import pytest
+
+from kaiju.auth.service import AuthService
+from kaiju.auth.users import ConfigUsers
+from kaiju.cache.base import Cache
+from kaiju.cache.memory import MemoryCache
+from kaiju.http.server import HTTPServer
+from kaiju.locks.memory import MemoryLocks
+from kaiju.rpc import RPCServer
+from kaiju.rpc.sessions import CacheSessions
+from kaiju.runtime.service import App
+from kaiju.testing.services import started
+from tests.auth.support import SECRET, USERS, Client, Orders
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def shared(backend, request):
+    """Makes the cache and locks services of the backend: new ones for each app."""
+
+    def make() -> list:
+        if backend == "memory":
+            return [MemoryCache(), MemoryLocks()]
+        from kaiju.cache.redis import RedisCache
+        from kaiju.locks.redis import RedisLocks
+        from kaiju.redis import RedisConnection
+
+        return [RedisConnection(url=request.getfixturevalue("redis_url")), RedisCache(), RedisLocks()]
+
+    return make
+
+
+def app_services(shared_services: list, users=None, http=None, **auth_settings) -> list:
+    return [
+        *shared_services,
+        users if users is not None else ConfigUsers(users=USERS),
+        CacheSessions(ttl=60),
+        AuthService(**{"secret": SECRET, **auth_settings}),
+        Orders(),
+        RPCServer(),
+        HTTPServer(**{"port": 0, "session_cookie": True, **(http or {})}),
+    ]
+
+
+@pytest.fixture
+async def make_app(shared):
+    """Start an app serving HTTP on a free port: `async with make_app(**auth_settings) as app`."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def make(users=None, http=None, **auth_settings):
+        services = app_services(shared(), users, http, **auth_settings)
+        async with started(*services, app=App(name="authtest", env="test")):
+            http = services[-1]
+            # unsafe: keep cookies of an IP-address host (127.0.0.1)
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), cookie_jar=jar) as client:
+                yield SimpleNamespace(
+                    client=Client(client, http.url), http=client, url=http.url,
+                    auth=services[-4], sessions=services[-5], users=services[-6], orders=services[-3],
+                    cache=next(s for s in services if isinstance(s, Cache)),
+                )
+
+    return make
+
+
+@pytest.fixture
+async def app(make_app):
+    async with make_app() as app:
+        yield app

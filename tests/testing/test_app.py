@@ -1,0 +1,78 @@
+"""TestApp and the kaiju_app fixture: an app from its config files, in the test's loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kaiju import rpc
+from kaiju.cache.memory import MemoryCache
+from kaiju.demo import DemoService
+from kaiju.locks.memory import MemoryLocks
+from kaiju.rpc import Scope
+from kaiju.streams.memory import MemoryStream
+from kaiju.testing import TestApp
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+class FakeDemo(DemoService):
+    """A test double for the example's demo service."""
+
+    @rpc.method(permission=Scope.GUEST)
+    async def hello(self, name: str = "world") -> str:
+        return f"fake {name}"
+
+
+@pytest.fixture
+def kaiju_config() -> list[str]:
+    return [str(CONF / "example.yml")]
+
+
+async def test_the_fixture_runs_the_app_from_its_config(kaiju_app):
+    assert await kaiju_app.call("demo.hello", {"name": "test"}) == "hello, test"
+    with pytest.raises(rpc.MethodNotFound):
+        await kaiju_app.call("demo.tick", scope="guest")  # system only
+    async with kaiju_app.http() as client:
+        answer = await client.post("/public/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "demo.echo", "params": [5]})
+        assert (await answer.json())["result"] == 5
+    assert kaiju_app.url.startswith("http://127.0.0.1:") and not kaiju_app.url.startswith("http://127.0.0.1:8080/")
+
+
+async def test_fire_runs_a_task_now_and_returns_its_result():
+    async with TestApp(CONF / "example.yml") as app:
+        ticks = await app.fire("demo_periodic")
+        assert ticks >= 1 and await app.fire("demo_cron") == ticks + 1
+        assert app.service("demo_cron").runs >= 1
+
+
+async def test_settings_and_env_are_laid_over_the_config():
+    async with TestApp(CONF / "example.yml", settings={"demo": {"greeting": "hi"}}) as app:
+        assert await app.call("demo.hello") == "hi, world"
+    async with TestApp(CONF / "example.yml", env={"GREETING": "hey"}) as app:
+        assert await app.call("demo.hello") == "hey, world"
+    with pytest.raises(KeyError, match="nosuch"):
+        TestApp(CONF / "example.yml", settings={"nosuch": {"x": 1}})
+
+
+async def test_replace_puts_a_test_double_in_place_of_a_service():
+    async with TestApp(CONF / "example.yml", replace={"demo": FakeDemo()}) as app:
+        assert await app.call("demo.hello", {"name": "x"}) == "fake x"
+        assert isinstance(app.service("demo"), FakeDemo)
+
+
+async def test_redis_services_run_on_memory_unless_asked(redis_url):
+    async with TestApp(CONF / "redis.yml") as app:
+        assert isinstance(app.service("cache"), MemoryCache)
+        assert isinstance(app.service("locks"), MemoryLocks)
+        assert isinstance(app.service("stream_backend"), MemoryStream)
+        assert "redis" not in app.app.services
+        assert (await app.call("rpc.status"))["app"] == "redis-example"
+    async with TestApp(CONF / "redis.yml", redis=redis_url) as app:
+        from kaiju.cache.redis import RedisCache
+
+        cache = app.service("cache")
+        assert isinstance(cache, RedisCache)
+        await cache.set("k", 1)
+        assert await cache.get("k") == 1
