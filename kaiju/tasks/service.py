@@ -393,7 +393,7 @@ class ScheduledTask(Service):
             self.last_duration = time.time() - started
 
     async def _claim(self, fire: float) -> bool:
-        """Take this fire's lock until the next fire plus `jitter`; False when another process has it."""
+        """Take this fire's lock until past the next fire; False when another process has it or it is too late."""
         key = f"_tasks.{self.name}.{round(fire * 1000)}"
         nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
         now = time.time()
