@@ -28,7 +28,7 @@ def waiting(locks, key: str) -> int:
 
 
 async def test_acquire_release(locks):
-    info = await locks.acquire("a", ttl=TTL)
+    info = await locks.acquire("a", ttl=5)
     assert info.token >= 1
     assert await locks.owner("a") == info.id
     assert await locks.exists("a")
