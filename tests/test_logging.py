@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger, log_field_providers
+from kaiju.testing import OutputLines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,17 +86,19 @@ def test_the_runtime_imports_nothing_of_rpc():
 
 def test_kaiju_run_writes_json_lines(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "--log-format", "json", "--no-os-env"],
+    proc = subprocess.Popen(  # PORT=0: any free port, so a running example app on 8080 does not matter
+        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "-e", "PORT=0", "--log-format", "json", "--no-os-env"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )
-    lines = []
-    while not lines or "started" not in lines[-1]["message"]:  # running: the start-up log line
-        lines.append(json.loads(proc.stderr.readline()))
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=30)[1]
-    assert proc.returncode == 0
-    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
+    try:
+        output = OutputLines(proc.stderr)
+        lines = [json.loads(x) for x in output.until(lambda line: "started" in json.loads(line)["message"])]
+        proc.send_signal(signal.SIGTERM)
+        lines += [json.loads(x) for x in output.until(None) if x.strip()]
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
     ready = next(x for x in lines if x["message"] == "demo service ready")
     assert ready["logger"] == "example.demo" and ready["greeting"] == "hello" and ready["level"] == "info"
     assert any(x["message"] == "SIGTERM received, shutting down" for x in lines)

@@ -26,13 +26,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.health import AppHealth
+from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address
-from kaiju.runtime.types import NonNegative, Port, PositiveInt, ScopeName
+from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
 
@@ -65,7 +66,16 @@ class HTTPServer(Service):
       session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
       clears it;
     - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
-      whether it is sent over HTTPS only (set it when the server is behind TLS).
+      whether it is sent over HTTPS only (set it when the server is behind TLS);
+    - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
+    - header_timeout (float s, 10.0): close a connection whose first request's headers
+      have not arrived this long after it opened;
+    - body_timeout (float s, 30.0): close a connection whose request body has not arrived
+      this long after its headers;
+    - max_connections (int, 900): open connections at most (lowered to fit the open-file
+      limit); past it the oldest idle or slow connection is closed;
+    - warning_interval (float s, 60.0): at most one WARNING per interval about the cap or
+      failed accepts.
 
     Dependencies: `rpc` (an RPCServer); `app_health` (an AppHealth, optional: without one
     the server makes its own and registers `app.health` on `rpc`).
@@ -95,6 +105,11 @@ class HTTPServer(Service):
     session_cookie: bool = False
     cookie_name: str = "session_id"
     cookie_secure: bool = False
+    idle_timeout: Positive = 30.0
+    header_timeout: Positive = 10.0
+    body_timeout: Positive = 30.0
+    max_connections: PositiveInt = 900
+    warning_interval: Positive = 60.0
 
     # not settings (no annotations): the listening socket bound in start(), and aiohttp's
     # runner while serving
@@ -131,8 +146,11 @@ class HTTPServer(Service):
         sock = self._bind()
         server = _JSONErrorServer(
             self._handle,
+            limits=self._connection_limits(),
+            logger=self.logger,
             request_factory=self._make_request,
             handler_cancellation=True,
+            keepalive_timeout=float(self.idle_timeout),
             access_log=self.logger.logger if self.access_log else None,
         )
         runner = web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
@@ -147,6 +165,8 @@ class HTTPServer(Service):
         if self.app_health is None and self._health.name not in self.app.services and not self._rpc_has_health():
             self._own_health = self._health
             self.rpc.add_service(self._own_health)
+        self._accept_errors = QuietAcceptErrors(sock, self.logger, float(self.warning_interval))
+        self._accept_errors.install(self._request_loop)
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -154,6 +174,7 @@ class HTTPServer(Service):
         runner, self.runner = self.runner, None
         if runner is None:
             return
+        self._accept_errors.uninstall()
         try:
             await runner.cleanup()  # closes the listener, then waits for requests in flight
         finally:
@@ -201,7 +222,16 @@ class HTTPServer(Service):
             found.extend(routes_of(service, name))
         return found
 
+    def _connection_limits(self) -> ConnectionLimits:
+        cap = connection_cap(int(self.max_connections))
+        if cap < self.max_connections:
+            self.logger.warning(
+                "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
+            )
+        return ConnectionLimits(float(self.header_timeout), float(self.body_timeout), cap, float(self.warning_interval))
+
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        protocol.request_arrived(payload)  # headers are in: stops the header deadline
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
         return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
 
@@ -360,7 +390,7 @@ class HTTPServer(Service):
         return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
 
 
-class _JSONErrorHandler(web.RequestHandler):
+class _JSONErrorHandler(GuardedHandler):
     """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
     answer them as JSON-RPC errors like everything else."""
 
@@ -372,21 +402,10 @@ class _JSONErrorHandler(web.RequestHandler):
         return response
 
 
-class _JSONErrorServer(web.Server):
-    """aiohttp's low-level server, whose connections are handled by `_JSONErrorHandler`.
+class _JSONErrorServer(GuardedServer):
+    """The guarded low-level server, whose connections are handled by `_JSONErrorHandler`."""
 
-    `web.Server` makes a `RequestHandler` per connection from the keyword arguments it
-    was given; this one keeps them itself to make the subclass instead.
-    """
-
-    def __init__(self, handler: Any, **kwargs: Any):
-        own = {key: kwargs.pop(key) for key in ("request_factory", "handler_cancellation") if key in kwargs}
-        super().__init__(handler, **own, **kwargs)
-        self.handler_kwargs = kwargs
-        self.handler_loop = asyncio.get_running_loop()
-
-    def __call__(self) -> web.RequestHandler:
-        return _JSONErrorHandler(self, loop=self.handler_loop, **self.handler_kwargs)
+    handler_class = _JSONErrorHandler
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:

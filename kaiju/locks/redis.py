@@ -106,6 +106,7 @@ class RedisLocks(Locks):
         finally:
             if not fut.done():
                 fut.cancel()
+            if fut in waiters:  # also when the timeout cancelled it: a long wait must not pile them up
                 waiters.remove(fut)
                 if not waiters and self._released.get(key) is waiters:
                     del self._released[key]

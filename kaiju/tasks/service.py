@@ -38,6 +38,10 @@ _UNWIND_SHARE = 0.25
 _MAX_UNWIND = 1.0  # seconds; a cancelled run unwinding longer than this is left behind
 # Fire times this far behind are given up (counted as misses) instead of fired in a burst.
 _MAX_CATCH_UP = 10_000
+# A singleton fire's lock outlives the next fire by this many seconds: a claim of the same fire
+# slowed down on its way (a busy loop, a slow Locks backend) must still find it; one key per
+# fire, so a longer life blocks nothing else. A claim later than that is skipped.
+_CLAIM_MARGIN = 10.0
 # A timer firing this much before its wall-clock time means the clock was set back.
 _EARLY = 0.05
 
@@ -428,11 +432,18 @@ class ScheduledTask(Service):
             self.last_duration = time.time() - started
 
     async def _claim(self, fire: float) -> bool:
-        """Take this fire's lock until the next fire plus `jitter`; False when another process has it."""
+        """Take this fire's lock until past the next fire; False when another process has it or it is too late."""
         key = f"_tasks.{self.name}.{round(fire * 1000)}"
         nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
-        # another process may fire the same time up to `jitter` later: it must still find the lock
-        ttl = max(nxt + self.jitter - time.time(), 0.001)
+        now = time.time()
+        if now >= self._next_fire(fire) + self.jitter + _CLAIM_MARGIN:
+            # later than any process's lock on this fire lasts: one may have run it, its lock gone
+            self.misses += 1
+            self.logger.warning(f"task {self.name}: the fire at {_iso(fire)} came too late to claim, skipped", task=self.name)
+            return False
+        # another process may fire the same time up to `jitter` later, or have its claim still on
+        # the way when the next fire comes: it must still find the lock
+        ttl = nxt + self.jitter - now + _CLAIM_MARGIN
         try:
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:

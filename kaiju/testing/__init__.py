@@ -1,7 +1,8 @@
 """Test helpers for kaiju apps: a real redis-server on a free port (`RedisServer`),
-`free_port`, `started` (run services for the length of a block) and `TestApp` (an app
-from its config files, started in a test's loop). The pytest plugin is
-`kaiju.testing.plugin`. Names are imported lazily.
+`free_port`, `started` (run services for the length of a block), `TestApp` (an app from
+its config files, started in a test's loop), `eventually` (wait for a condition, failing
+loudly at a deadline) and `OutputLines` (a child's output read with deadlines). The pytest
+plugin is `kaiju.testing.plugin`. Names are imported lazily.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ _EXPORTS = {
     "free_port": "kaiju.testing.redis",
     "started": "kaiju.testing.services",
     "TestApp": "kaiju.testing.app",
+    "eventually": "kaiju.testing.waiting",
+    "OutputLines": "kaiju.testing.lines",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kaiju.testing.redis import RedisServer, free_port
     from kaiju.testing.app import TestApp
+    from kaiju.testing.lines import OutputLines
+    from kaiju.testing.redis import RedisServer, free_port
     from kaiju.testing.services import started
+    from kaiju.testing.waiting import eventually
 
 
 __getattr__ = _lazy_getattr("kaiju.testing", _EXPORTS, globals())

@@ -9,6 +9,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from kaiju.testing import eventually
 from kaiju.testing.services import started
 
 
@@ -48,24 +49,38 @@ async def test_thousand_concurrent_misses_call_loader_once(cache):
     assert len(calls) == 1
 
 
+def waiting_for_a_flight(task: asyncio.Task) -> bool:
+    """Whether `task`, a get_or_set call, waits for another caller's loader (not its own)."""
+    coro = task.get_coro()  # suspended at `await asyncio.shield(filling)`: on a future, not on its own _fill()
+    awaiting = coro.cr_await
+    return coro.cr_frame is not None and coro.cr_frame.f_locals.get("filling") is not None and awaiting is not None and not asyncio.iscoroutine(awaiting)
+
+
 async def test_loader_error_reaches_every_waiter_and_stores_nothing(cache):
+    release, calls = asyncio.Event(), []
+
     async def failing():
-        await asyncio.sleep(0.02)
+        calls.append(1)
+        await release.wait()
         raise RuntimeError("backend down")
 
-    results = await asyncio.gather(*(cache.get_or_set("k", failing) for _ in range(10)), return_exceptions=True)
+    tasks = [asyncio.create_task(cache.get_or_set("k", failing)) for _ in range(10)]
+    await eventually(lambda: len(calls) == 1 and sum(map(waiting_for_a_flight, tasks)) == 9, what="one loader and nine waiters")
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
     assert all(isinstance(r, RuntimeError) for r in results)
+    assert len(calls) == 1  # the waiters got the loader's error, not a call of their own
     assert not await cache.exists("k")
     assert await cache.get_or_set("k", lambda: "ok") == "ok"
 
 
 async def test_cancelled_loader_lets_a_waiter_take_over(cache):
-    slow, _ = counting_loader(delay=30)
+    slow, slow_calls = counting_loader(delay=30)
     first = asyncio.create_task(cache.get_or_set("k", slow))
-    await asyncio.sleep(0.02)
+    await eventually(lambda: slow_calls, what="the first loader to run")
     loader, calls = counting_loader("second")
     second = asyncio.create_task(cache.get_or_set("k", loader))
-    await asyncio.sleep(0.02)
+    await eventually(lambda: waiting_for_a_flight(second), what="the second caller to wait for the first")
     first.cancel()
     assert await asyncio.wait_for(second, 15) == "second"
     assert len(calls) == 1

@@ -8,13 +8,27 @@ import time
 import pytest
 
 from kaiju.locks.base import LockExistsError, LockLostError, LockTimeout, NotLockOwnerError
+from kaiju.testing import eventually
 from kaiju.testing.services import started
 
-TTL = 0.3
+TTL = 0.3  # for locks let expire on purpose; held locks that must stay renewed use wider ones
+
+
+def _expired(locks, key: str):
+    async def predicate() -> bool:
+        return await locks.owner(key) is None
+
+    return predicate
+
+
+def waiting(locks, key: str) -> int:
+    """How many acquire() calls on this service wait for `key` (to wait on their turn, not sleep)."""
+    pending = locks._waiters if hasattr(locks, "_waiters") else locks._released  # memory, Redis
+    return sum(not fut.done() for fut in pending.get(locks.full_key(key), ()))
 
 
 async def test_acquire_release(locks):
-    info = await locks.acquire("a", ttl=TTL)
+    info = await locks.acquire("a", ttl=5)
     assert info.token >= 1
     assert await locks.owner("a") == info.id
     assert await locks.exists("a")
@@ -41,7 +55,7 @@ async def test_timeout(locks):
 async def test_waiter_gets_lock_after_release(locks):
     first = await locks.acquire("a", ttl=5)
     waiter = asyncio.create_task(locks.acquire("a", ttl=5, timeout=5))
-    await asyncio.sleep(0.02)
+    await eventually(lambda: waiting(locks, "a") == 1, what="the second acquire to wait")
     assert not waiter.done()
     await locks.release("a", first.id)
     second = await asyncio.wait_for(waiter, 5)
@@ -105,8 +119,7 @@ async def test_stale_holder_cannot_release_or_renew(locks):
 
 async def test_expired_lock_cannot_be_renewed(locks):
     stale = await locks.acquire("s", ttl=0.05, renew=False)
-    await asyncio.sleep(0.15)
-    assert await locks.owner("s") is None
+    await eventually(_expired(locks, "s"), what="the lock to expire")
     with pytest.raises(NotLockOwnerError):
         await locks.renew("s", stale.id)
     with pytest.raises(NotLockOwnerError):
@@ -114,9 +127,9 @@ async def test_expired_lock_cannot_be_renewed(locks):
 
 
 async def test_renewal_keeps_lock_past_ttl(locks):
-    # a longer TTL than elsewhere: a loaded machine may delay a renewal by a good part of it
-    async with locks.lock("r", ttl=0.6) as info:
-        await asyncio.sleep(1.8)
+    # a TTL with room: renewals come every third of it, and a loaded machine may delay one
+    async with locks.lock("r", ttl=1.5) as info:
+        await asyncio.sleep(3.5)  # past two TTLs: only renewal keeps it
         assert await locks.owner("r") == info.id
     assert await locks.owner("r") is None
 
@@ -174,7 +187,7 @@ async def test_cancelled_waiter_does_not_block_the_next(locks):
     first = await locks.acquire("c", ttl=5)
     cancelled = asyncio.create_task(locks.acquire("c", ttl=5))
     patient = asyncio.create_task(locks.acquire("c", ttl=5, timeout=4))
-    await asyncio.sleep(0.02)
+    await eventually(lambda: waiting(locks, "c") == 2, what="both acquires to wait")
     await locks.release("c", first.id)
     cancelled.cancel()  # woken (or about to be) but gone: the wake-up must reach the other waiter
     info = await asyncio.wait_for(patient, 5)
@@ -217,7 +230,7 @@ async def test_waiter_gives_up_when_the_service_stops(make_locks):
     async with started(*services):
         await locks.acquire("a", ttl=30, renew=False)
         waiter = asyncio.create_task(locks.acquire("a", ttl=30, timeout=30))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: waiting(locks, "a") == 1, what="the acquire to wait")
         assert not waiter.done()
         await locks.stop()  # the waiter must not take the lock after this
         with pytest.raises(LockError, match="not running"):
@@ -244,8 +257,8 @@ async def test_shared_keys_live_in_the_envs_shared_namespace(locks):
     assert await locks.is_owner("k", own.id) and await locks.is_owner("k", info.id, shared=True)
     await locks.release("k", info.id, shared=True)
     assert not await locks.exists("k", shared=True) and await locks.exists("k")
-    async with locks.lock("held", ttl=TTL, shared=True) as held:
-        await asyncio.sleep(TTL * 1.5)  # renewed past its ttl under the shared key
+    async with locks.lock("held", ttl=1.0, shared=True) as held:
+        await asyncio.sleep(1.5)  # renewed past its ttl under the shared key
         assert await locks.owner("held", shared=True) == held.id
     assert await locks.owner("held", shared=True) is None
 
@@ -266,3 +279,20 @@ async def test_a_shared_lock_reaches_another_app(make_locks, backend):
         await a.release("pause", first.id, shared=True)
         second = await b.acquire("pause", ttl=5, wait=False, shared=True)
         assert second.token > first.token  # one fencing counter for the shared namespace
+
+
+async def test_a_lock_block_cancelled_from_outside_raises_cancelled_and_releases(locks):
+    inside = asyncio.Event()
+
+    async def holder():
+        async with locks.lock("c", ttl=30):
+            inside.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.wait_for(inside.wait(), 10)
+    assert await locks.exists("c")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the caller's own cancellation, not LockLostError
+        await asyncio.wait_for(task, 10)
+    assert await locks.owner("c") is None  # released on the way out, not left to its 30 s TTL

@@ -47,7 +47,7 @@ async def test_two_processes_exclude_each_other(redis_url):
 
 
 async def test_killed_holder_frees_lock_after_ttl(redis_url):
-    proc = spawn(redis_url, "hold", "0.5")
+    proc = spawn(redis_url, "hold", "1.5")  # room for the holder's renewals on a loaded machine
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert line.strip() == "held"
@@ -67,13 +67,13 @@ async def test_killed_holder_frees_lock_after_ttl(redis_url):
 
 
 async def test_live_holder_in_other_process_keeps_lock_past_ttl(redis_url):
-    proc = spawn(redis_url, "hold", "0.6")
+    proc = spawn(redis_url, "hold", "1.5")  # renewed every 0.5 s: a delayed renewal still has 1 s
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert line.strip() == "held"
         async with started(RedisConnection(url=redis_url), RedisLocks()) as app:
             locks = app.services["locks"]
-            await asyncio.sleep(1.8)  # three TTLs: only renewal keeps it
+            await asyncio.sleep(3.5)  # past two TTLs: only renewal keeps it
             with pytest.raises(LockExistsError):
                 await locks.acquire("held", ttl=5, wait=False)
     finally:

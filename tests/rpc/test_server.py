@@ -12,8 +12,33 @@ import pytest
 from kaiju import rpc
 from kaiju.rpc import RPCServer, Scope, Session
 from kaiju.rpc.context import current, log_fields
+from kaiju.runtime.service import Service
+from kaiju.testing import eventually
 from kaiju.testing.services import started
 from tests.rpc.conftest import Calc, decode
+
+
+class Gate(Service):
+    """`gate.hold` runs until the test opens the gate (a slot held for as long as needed);
+    `gate.note` records the order calls ran in."""
+
+    service_name = "gate"
+
+    async def start(self) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.notes: list[int] = []
+
+    @rpc.method(permission=Scope.GUEST)
+    async def hold(self) -> str:
+        self.entered.set()
+        await self.open.wait()
+        return "released"
+
+    @rpc.method(permission=Scope.GUEST)
+    async def note(self, value: int) -> int:
+        self.notes.append(value)
+        return value
 
 
 def request(method: str, params=None, id=1) -> dict:
@@ -320,7 +345,11 @@ async def test_default_time_watched_by_shared_tick(calc):
 
 async def test_outer_cancellation_is_not_a_timeout(server):
     task = asyncio.ensure_future(server.handle(b'{"jsonrpc":"2.0","id":1,"method":"calc.sleep","params":[10]}'))
-    await asyncio.sleep(0.02)
+
+    async def sleeping() -> bool:  # calc.sleep and rpc.status itself
+        return (await server.call("rpc.status"))["running"] == 2
+
+    await eventually(sleeping, what="calc.sleep to run")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -339,6 +368,13 @@ async def test_retries(server, calc):
     assert response["error"]["data"]["type"] == "InternalError"
 
 
+async def test_retries_above_max_retries_are_capped(calc):
+    async with started(calc, RPCServer(max_retries=2)) as app:
+        response, _ = await handle(app.services["rpc"], request("calc.flaky", [5]), {"RPC-Retries": "100"})
+    assert response["error"]["data"]["type"] == "InternalError"
+    assert calc.flaky_calls == 3  # the first try and max_retries more, not 100
+
+
 # -- concurrency -----------------------------------------------------------
 
 
@@ -355,14 +391,29 @@ async def test_thousand_awaiting_calls_through_128_slots(calc):
 
 
 async def test_waiting_request_times_out_in_line(calc):
-    srv = RPCServer(max_parallel_tasks=1)
-    async with started(calc, srv):
-        blocker = asyncio.ensure_future(srv.call("calc.sleep", [0.3]))
-        await asyncio.sleep(0.01)
+    srv, gate = RPCServer(max_parallel_tasks=1), Gate()
+    async with started(calc, gate, srv):
+        blocker = asyncio.ensure_future(srv.call("gate.hold"))
+        await asyncio.wait_for(gate.entered.wait(), 5)  # the only slot is taken
         with pytest.raises(rpc.RequestTimeout):
             await asyncio.wait_for(srv.call("calc.sleep", [0], headers={"Timeout": "0.05"}), 5)
-        assert await asyncio.wait_for(blocker, 5) == 0.3
+        gate.open.set()
+        assert await asyncio.wait_for(blocker, 5) == "released"
         assert await srv.call("calc.sleep", [0]) == 0
+
+
+async def test_slot_waiters_are_served_in_order():
+    srv, gate = RPCServer(max_parallel_tasks=1), Gate()
+    async with started(gate, srv):
+        blocker = asyncio.ensure_future(srv.call("gate.hold"))
+        await asyncio.wait_for(gate.entered.wait(), 5)
+        line = []
+        for i in range(5):
+            line.append(asyncio.ensure_future(srv.call("gate.note", [i])))
+            await eventually(lambda: srv.executor.slots.waiting == i + 1, what=f"call {i} to wait in line")
+        gate.open.set()
+        assert await asyncio.wait_for(asyncio.gather(blocker, *line), 5) == ["released", 0, 1, 2, 3, 4]
+    assert gate.notes == [0, 1, 2, 3, 4]
 
 
 # -- context -------------------------------------------------------------

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kaiju.testing import OutputLines
+
 ROOT = Path(__file__).resolve().parents[2]
 PKG = "tests.runtime.sample_services"
 
@@ -327,15 +329,13 @@ def test_call_while_the_app_runs_leaves_out_http_and_tasks():
     port = str(free_port())
     app = kaiju("-c", "conf/example.yml", "-e", f"PORT={port}", "--log-level", "INFO")
     try:
-        deadline = time.monotonic() + 20
-        while "listening" not in (line := app.stderr.readline()) and time.monotonic() < deadline:
-            assert line, "the app exited"
+        OutputLines(app.stderr).until(lambda line: "listening" in line, timeout=20)  # fails loudly: exit or deadline
         result = run("-c", "conf/example.yml", "-e", f"PORT={port}", "--log-level", "ERROR", "call", "demo.stats")
         assert result.returncode == 0, result.stderr  # no second bind of the app's port
         assert json.loads(result.stdout) == {"calls": 0, "ticks": 0}  # and no task ticked in the caller
     finally:
         app.send_signal(signal.SIGTERM)
-        app.communicate(timeout=30)
+        app.wait(timeout=30)
 
 
 def test_journald_format_without_a_journal_is_a_clear_error():

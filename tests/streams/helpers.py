@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 from kaiju import rpc
 from kaiju.rpc.context import current
 from kaiju.runtime.service import Service
+from kaiju.testing import eventually
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Wait until `predicate()` is true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+until = eventually  # the shared bounded wait (kaiju.testing.eventually), by the name these tests use
 
 
 class Recorder(Service):

@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import msgspec
+import pytest
 
-from kaiju.runtime.service import App
+from kaiju.runtime.service import App, Service
+from kaiju.streams.base import StreamBackend, topic_key
 from kaiju.testing.services import started
 from tests.streams.helpers import until
 
@@ -343,3 +345,77 @@ async def test_sessions_in_messages_are_used_only_when_enabled(make_stack) -> No
         assert facts["plain"]["scope"] is Scope.SYSTEM and facts["plain"]["user"] is None
         assert "Session-Id" not in facts["plain"]["headers"]
         assert facts["trusting"]["scope"] is Scope.USER and facts["trusting"]["user"] == "ann"
+
+
+class CrashedConsumer(Service):
+    """Started just before the listener: leaves one request pending on the topic's group,
+    delivered three times already, as consumers that died while running it would."""
+
+    service_name = "crashed"
+    backend: StreamBackend
+
+    async def start(self) -> None:
+        key, group = topic_key(self.app.namespace, "rpc"), self.app.name
+        await self.backend.create_group(key, group)
+        body = msgspec.json.encode({"jsonrpc": "2.0", "method": "rec.echo", "params": {"value": "crash"}})
+        await self.backend.add(key, body)
+        assert [m.deliveries for m in await self.backend.read_new(key, group, "crashed", 10, 100)] == [1]
+        for deliveries in (2, 3):
+            _, claimed = await self.backend.claim_idle(key, group, "crashed", 0, 10)
+            assert [m.deliveries for m in claimed] == [deliveries]
+
+
+async def test_a_message_past_max_deliveries_is_dead_lettered_without_running(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(max_deliveries=2, claim_idle_ms=100)
+    services.insert(services.index(listener), CrashedConsumer())
+    async with started(*services, app=App(**APP)):
+        await until(lambda: listener.counters["dead_lettered"] == 1, what="the message to be dead-lettered")
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        error = msgspec.json.decode(fields["x"])["error"]
+        assert error["data"]["type"] == "MaxDeliveries" and msgspec.json.decode(fields["b"])["params"] == {"value": "crash"}
+        await producer.call("rec.echo", {"value": "after"})  # the listener goes on with the next one
+        await until(lambda: rec.values() == ["after"], what="the next message to run")
+    assert "crash" not in rec.values(), "a message past max_deliveries was run"
+    assert listener.counters["failed"] == 0
+
+
+async def test_a_group_lost_in_a_redis_restart_without_persistence_is_created_again(backend_kind, caplog) -> None:
+    if backend_kind == "memory":
+        pytest.skip("a memory stream is not restarted apart from its process")
+    from kaiju.locks.redis import RedisLocks
+    from kaiju.redis import RedisConnection
+    from kaiju.rpc.server import RPCServer
+    from kaiju.streams.listener import StreamListener
+    from kaiju.streams.producer import StreamProducer
+    from kaiju.streams.redis import RedisStream
+    from kaiju.streams.service import Streams
+    from kaiju.testing import RedisServer
+    from tests.streams.helpers import Recorder
+
+    server = RedisServer(persistent=False)  # its own: a restart forgets every key, groups included
+    server.start()
+    try:
+        rec = Recorder()
+        listener = StreamListener(block_ms=100, claim_idle_ms=300, lock_check_ms=50, consumer="c1")
+        services = [RedisConnection(url=server.url, socket_timeout=3.0), RedisStream(), RedisLocks(), Streams(), rec,
+                    RPCServer(), listener, StreamProducer()]
+        async with started(*services, app=App(**APP)) as app:
+            producer = app.services[services[-1].name]
+            await producer.call("rec.echo", {"value": "before"})
+            await until(lambda: rec.values() == ["before"], what="the first message")
+            await asyncio.to_thread(server.restart)
+            assert not await services[1].length(listener.stream_key)  # the stream and its group are gone
+
+            async def delivered() -> bool:  # the producer may find Redis still reconnecting: write again then
+                if "after" not in rec.values():
+                    try:
+                        await producer.call("rec.echo", {"value": "after"})
+                    except Exception:
+                        return False
+                return "after" in rec.values()
+
+            await until(delivered, timeout=30, what="a message written after the restart to run")
+            assert (await services[1].group_info(listener.stream_key, "test")).length >= 1  # the group exists again
+    finally:
+        server.cleanup()
+    assert any(r.getMessage() == "group missing, creating it again" for r in caplog.records)

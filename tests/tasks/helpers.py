@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import asyncio
 
+from kaiju.testing import eventually
+
 WAIT = 5.0  # upper bound of any wait in the task tests, seconds
 
 
-async def wait_until(predicate, timeout: float = WAIT) -> None:
-    async def poll():
-        while not predicate():
-            await asyncio.sleep(0.01)
+async def wait_until(predicate, timeout: float = WAIT, what: str = "the condition") -> None:
+    """Wait until `predicate()` holds; fail loudly (AssertionError naming `what`) after `timeout`."""
+    await eventually(predicate, timeout=timeout, what=what)
 
-    await asyncio.wait_for(poll(), timeout)
+
+def record_claims(task) -> list[float]:
+    """The fires a singleton `task` won the lock for, in order: the fire each of its runs ran.
+
+    Taken at the claim: a job reading `task.last_fire` may see a later fire, because on a
+    busy loop the timer of the next fire can come before a run's job starts.
+    """
+    claimed: list[float] = []
+    claim = task._claim
+
+    async def recording(fire: float) -> bool:
+        won = await claim(fire)
+        if won:
+            claimed.append(fire)
+        return won
+
+    task._claim = recording
+    return claimed
 
 
 class Recorder:

@@ -214,7 +214,7 @@ async def test_stop_waits_for_a_running_callback():
 
     async def release_soon():
         await wait_until(lambda: task.running)
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: task._stopping, what="the stop to begin")  # so the stop has a run to wait for
         job.release.set()
 
     releaser = asyncio.create_task(release_soon())

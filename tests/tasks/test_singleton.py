@@ -17,7 +17,7 @@ from kaiju.runtime.service import App
 from kaiju.tasks import CronTask, PeriodicTask, next_periodic_fire
 from kaiju.testing.services import started
 
-from tests.tasks.helpers import wait_until
+from tests.tasks.helpers import record_claims, wait_until
 
 WORKER = str(Path(__file__).with_name("singleton_worker.py"))
 
@@ -31,17 +31,17 @@ def recording_task(name: str, fired: list, **settings):
 
 
 async def test_two_apps_sharing_memory_locks_run_each_fire_once():
-    fired: list[tuple[str, float]] = []
     locks = MemoryLocks()
-    a = recording_task("a", fired)
-    b = recording_task("b", fired)
+    a = recording_task("a", [])
+    b = recording_task("b", [])
+    claimed_a, claimed_b = record_claims(a), record_claims(b)
     b.locks = locks  # the second app uses the first app's Locks instance
     async with started(locks, a, app=App(name="shop", env="test")):
         async with started(b, app=App(name="shop", env="test")):
             await wait_until(lambda: a.runs + b.runs >= 8 and a.elsewhere + b.elsewhere >= 8)
-    counts = Counter(fire for _, fire in fired)
+    counts = Counter(claimed_a + claimed_b)
     assert counts and max(counts.values()) == 1, "a fire ran in both apps"
-    assert a.runs + b.runs == len(fired)
+    assert (len(claimed_a), len(claimed_b)) == (a.runs, b.runs)
 
 
 async def test_singleton_cron_with_memory_locks():
@@ -127,15 +127,37 @@ async def test_a_process_held_up_past_a_period_runs_the_latest_fire_not_an_expir
     assert b.last_fire == latest
 
 
+async def test_a_fire_lock_outlives_the_next_fire_so_a_slow_claim_still_finds_it():
+    locks = TTLRecordingLocks()
+    hour = 3600.0
+    task = PeriodicTask(name="report", interval=hour, singleton=True, call=asyncio.sleep, params=[0])
+    async with started(locks, task):
+        fire = next_periodic_fire(0.0, hour, time.time() - hour)  # the latest fire due
+        assert await task._claim(fire)
+    (asked, ttl), = locks.asked
+    assert asked + ttl > task._next_fire(fire) + 5  # well past the next fire, not just up to it
+
+
+async def test_a_claim_later_than_any_lock_on_its_fire_lasts_is_skipped():
+    locks = MemoryLocks()
+    hour = 3600.0
+    task = PeriodicTask(name="report", interval=hour, singleton=True, call=asyncio.sleep, params=[0])
+    async with started(locks, task):
+        stale = next_periodic_fire(0.0, hour, time.time() - hour) - 2 * hour  # its next fire was an hour ago
+        assert not await task._claim(stale)
+        assert task.misses == 1 and task.elsewhere == 0 and task.failures == 0
+        assert not await locks.exists(f"_tasks.report.{round(stale * 1000)}")  # nothing taken: another process may hold it
+
+
 async def test_redis_singleton_in_two_apps(redis_url):
-    fired: list[tuple[str, float]] = []
-    a = recording_task("a", fired)
-    b = recording_task("b", fired)
+    a = recording_task("a", [])
+    b = recording_task("b", [])
+    claimed_a, claimed_b = record_claims(a), record_claims(b)
     async with started(RedisConnection(url=redis_url), RedisLocks(), a):
         async with started(RedisConnection(url=redis_url), RedisLocks(), b):
             await wait_until(lambda: a.runs + b.runs >= 6 and a.elsewhere + b.elsewhere >= 6)
-    counts = Counter(fire for _, fire in fired)
-    assert max(counts.values()) == 1
+    assert max(Counter(claimed_a + claimed_b).values()) == 1, "a fire ran in both apps"
+    assert (len(claimed_a), len(claimed_b)) == (a.runs, b.runs)
 
 
 async def test_redis_singleton_in_two_processes(redis_url):
@@ -163,3 +185,27 @@ async def test_redis_singleton_in_two_processes(redis_url):
     assert len(fires) >= 10
     assert len(set(fires)) == len(fires), "a fire ran in both processes"
     assert elsewhere >= 1
+
+
+async def test_a_singleton_fire_with_redis_down_does_not_run_and_counts_as_a_failure():
+    from kaiju.testing import RedisServer, eventually
+
+    server = RedisServer(persistent=False)  # its own, so stopping it leaves the shared one alone
+    server.start()
+    ran: list[float] = []
+
+    async def job() -> None:
+        ran.append(1)
+
+    try:
+        redis, locks = RedisConnection(url=server.url), RedisLocks()
+        async with started(redis, locks):
+            server.stop()
+            task = PeriodicTask(name="report", interval=0.05, singleton=True, call=job)
+            task.locks = locks
+            async with started(task):
+                await eventually(lambda: task.failures >= 2, timeout=30, what="fires failing to claim their lock")
+    finally:
+        server.cleanup()
+    assert ran == [] and task.runs == 0
+    assert "cannot take the singleton lock" in task.last_error
