@@ -171,7 +171,7 @@ class Executor:
                 out[SESSION_ID] = ctx.session.id
             try:
                 return encode(Response(ctx.request_id, result)), out
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 error = E.InternalError("Internal error: the result cannot be encoded", base_exc=exc)
                 return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
         except E.RPCError as exc:

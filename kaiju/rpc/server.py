@@ -36,7 +36,8 @@ from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response, parse_headers,
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
+    parse_headers, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -218,7 +219,7 @@ class RPCServer(Service):
         if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
             try:
                 req = hot.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+            except (ValueError, TypeError, RecursionError):  # ValueError: msgspec's errors, invalid UTF-8
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
                 m = hot.methods[type(req)]
@@ -244,8 +245,8 @@ class RPCServer(Service):
         if type(body) in _BYTES and bytes(body[:64]).lstrip()[:1] == b"[":
             try:
                 body = _decode_batch(body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out
+            except UNREADABLE as exc:
+                return self._enc(ErrorResponse(id=None, error=unreadable(body, exc).to_dict())), out
         if type(body) in (list, tuple):
             response = await run_batch(self.dispatcher, ctx, list(body), h, int(self.max_batch_size))
         else:
@@ -340,7 +341,7 @@ class RPCServer(Service):
     def _encode(self, response: Any) -> bytes:
         try:
             return self._enc(response)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             if type(response) is list:
                 return self._enc([self._encodable(r) for r in response])
             return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
@@ -349,7 +350,7 @@ class RPCServer(Service):
         try:
             self._enc(response)
             return response
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             return ErrorResponse(id=response.id, error=self._unencodable(exc))
 
     def _unencodable(self, exc: Exception) -> dict:
@@ -363,8 +364,8 @@ class RPCServer(Service):
         if type(body) in _BYTES:
             try:
                 body = _decode_any(body)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                return self._enc(ErrorResponse(id=None, error=error))
+            except UNREADABLE as exc:
+                return self._enc(ErrorResponse(id=getattr(unreadable(body, exc), "request_id", None), error=error))
         if type(body) in (list, tuple) and body:
             answers = [
                 ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)
