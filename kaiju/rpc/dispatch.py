@@ -43,11 +43,14 @@ class Dispatcher:
         try:
             result = await self.call(ctx, req.method, req.params, retries)
         except E.RPCError as exc:
+            if req.id is UNSET and type(exc) is E.Overloaded:
+                self.executor.dropped += 1  # a notification of a batch: nobody hears of it but the count
             return ErrorResponse(id=req_id, error=exc.to_dict(self.executor.debug))
         return Response(req_id, result)
 
     def notify(self, ctx: RequestContext, req: Any, retries: int = 0) -> None:
-        """Run a notification in the background; its failure is logged, never answered."""
+        """Run a notification in the background; its failure is logged, never answered. When
+        the line for slots is full it is dropped at once (counted in `Executor.dropped`)."""
         self.executor.spawn(self._notification(ctx, req, retries))
 
     async def _notification(self, ctx: RequestContext, req: Any, retries: int) -> None:

@@ -59,6 +59,8 @@ class RPCServer(Service):
     `add_service` adds one later. Settings:
 
     - max_parallel_tasks: methods running at once; more requests wait inside their deadline;
+    - max_queue: requests and notifications that may wait for a slot; past it a request is
+      answered Overloaded at once and a notification is dropped (counted in `rpc.status`);
     - default_request_time / max_request_time: seconds a request may run without / with
       a Timeout or Deadline header (longer ones are cut to the maximum);
     - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
@@ -76,6 +78,7 @@ class RPCServer(Service):
     service_name = "rpc"
 
     max_parallel_tasks: PositiveInt = 128
+    max_queue: NonNegativeInt = 1024
     default_request_time: Positive = 90.0
     max_request_time: Positive = 600.0
     max_batch_size: PositiveInt = 200
@@ -117,6 +120,7 @@ class RPCServer(Service):
             threshold=float(self.watchdog_threshold),
             logger=self.logger,
             debug=self.app.debug if self.debug is None else bool(self.debug),
+            max_queue=int(self.max_queue),
         )
         self.table = self._new_table()
         self.dispatcher = Dispatcher(self.table, self.executor)
