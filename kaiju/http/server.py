@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
+from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RequestTimeout, RPCError
 from kaiju.rpc.protocol import ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
@@ -32,6 +32,7 @@ from kaiju.runtime.types import NonNegative, Port, PositiveInt
 __all__ = ["HTTPServer"]
 
 _JSON = "application/json"
+_WRITE_TIME = 1.0  # seconds for the answers of requests cut at the end of the grace period to go out
 
 
 class HTTPServer(Service):
@@ -44,7 +45,8 @@ class HTTPServer(Service):
     - rpc_path (str, "/public/rpc"): where JSON-RPC requests are POSTed;
     - max_body_size (int bytes, 1048576): larger bodies get 413 with a JSON-RPC error;
     - reuse_port (bool, False): SO_REUSEPORT, for several processes on one port;
-    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish;
+    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish; those
+      still running then are answered RequestTimeout before their connections close;
     - backlog (int, 128): the listen queue;
     - scope (str, "guest"): the scope of callers without a session;
     - access_log (bool, False): log each request through aiohttp's access logger.
@@ -89,7 +91,9 @@ class HTTPServer(Service):
             handler_cancellation=True,
             access_log=self.logger.logger if self.access_log else None,
         )
-        runner = web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+        # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
+        # twice (before and after cancelling), is left only the time to write the last answers
+        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, float(self.shutdown_timeout)))
         try:
             await runner.setup()
             await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
@@ -98,6 +102,8 @@ class HTTPServer(Service):
             sock.close()
             raise
         self.socket, self.runner = sock, runner
+        self._requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
+        self._cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -106,13 +112,34 @@ class HTTPServer(Service):
         if runner is None:
             return
         try:
-            await runner.cleanup()  # closes the listener, then waits for requests in flight
+            for site in list(runner.sites):
+                await site.stop()  # no new connections
+            runner.server.pre_shutdown()  # no new requests on open ones
+            await self._drain(float(self.shutdown_timeout))
+            await runner.cleanup()
         finally:
             if self.socket is not None:
                 self.socket.close()
             if self.unix_socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
+
+    async def _drain(self, grace: float) -> None:
+        """Let the requests in flight finish within `grace` seconds; then answer those still
+        running with a JSON-RPC RequestTimeout (the dispatcher times out their methods; a
+        handler not running one is cancelled and answers it itself) and give them a moment
+        to write it before the connections close."""
+        if self._requests:
+            await asyncio.wait(self._requests, timeout=grace)
+        if not self._requests:
+            return
+        running = set(self._requests)
+        hit = self.rpc.executor.expire(running) if self.rpc.executor is not None else set()
+        self._cut = running - hit
+        for task in self._cut:
+            task.cancel()
+        self.logger.warning("grace period over: requests answered RequestTimeout", requests=len(running))
+        await asyncio.wait(running, timeout=_WRITE_TIME)
 
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
@@ -187,11 +214,20 @@ class HTTPServer(Service):
             return self._too_large()
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
+        task = asyncio.current_task()
+        self._requests.add(task)
         try:
             response, headers = await self.rpc.handle(body, request.headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()  # cut by stop(): answer, then the connection closes
+            return _error(200, RequestTimeout("Request timeout: the server is stopping"))
+        finally:
+            self._requests.discard(task)
         if response is None:
             return web.Response(status=204, headers=headers)
         headers["Content-Type"] = _JSON

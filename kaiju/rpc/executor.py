@@ -222,6 +222,11 @@ class Executor:
                         slots.release()
         except TimeoutError:
             raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+        except asyncio.CancelledError:
+            if ctx.expired:  # expired by `expire`
+                _current_task(self.loop).uncancel()
+                raise E.RequestTimeout("Request timeout: the server is stopping", data={"deadline": ctx.deadline}) from None
+            raise
 
     async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
         """After the method raised `exc`: retry it (retryable errors only) or raise InternalError."""
@@ -293,16 +298,32 @@ class Executor:
         """Wait up to `timeout` seconds for the requests in flight and in the background, then
         cancel what is left."""
         deadline = time.monotonic() + timeout
-        while (self.inflight or self.background) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for task in list(self.background):
-            task.cancel()
+        try:
+            while (self.inflight or self.background) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:  # also when the shutdown budget runs out first and this stop is cancelled
+            for task in list(self.background):
+                task.cancel()
+            for ctx in list(self.inflight):
+                if ctx.task is not None and not ctx.task.done():
+                    ctx.task.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def expire(self, tasks: Any) -> set[asyncio.Task]:
+        """Time out now the requests running in `tasks` (a transport's grace period on stop is
+        over): each is cancelled and answers RequestTimeout, as at its deadline. Returns the
+        tasks that ran one (a task of `tasks` that is not running a method is left alone)."""
+        hit: set[asyncio.Task] = set()
         for ctx in list(self.inflight):
-            if ctx.task is not None and not ctx.task.done():
-                ctx.task.cancel()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+            task = ctx.task
+            if task is not None and task in tasks and not task.done():
+                ctx.expired = True
+                hit.add(task)
+        for task in hit:
+            task.cancel()  # once per task: a nested call shares its caller's
+        return hit
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The requests in flight, longest running first: method, correlation id, seconds elapsed and left."""
