@@ -26,6 +26,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
@@ -37,7 +38,7 @@ from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
     CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, unreadable,
+    parse_headers, parse_request, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -369,13 +370,12 @@ class RPCServer(Service):
             try:
                 body = _decode_any(body)
             except UNREADABLE as exc:
-                return self._enc(ErrorResponse(id=getattr(unreadable(body, exc), "request_id", None), error=error))
+                req_id = getattr(unreadable(body, exc), "request_id", None)
+                return None if req_id is UNSET else self._enc(ErrorResponse(id=req_id, error=error))
         if type(body) in (list, tuple) and body:
-            answers = [
-                ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)
-            ]
+            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not _is_notification(r)]
             return self._enc(answers) if answers else None
-        if type(body) is dict and "id" not in body:
+        if _is_notification(body):
             return None
         return self._enc(ErrorResponse(id=_request_id(body), error=error))
 
@@ -394,6 +394,18 @@ def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:
     """Whether the headers give something to look a session up by: a Session-Id with a
     `sessions` service, or an Authorization with an `auth` service."""
     return bool((h.session_id and sessions is not None) or (h.authorization and auth is not None))
+
+
+def _is_notification(obj: Any) -> bool:
+    """Whether a decoded request is a notification: no id, and a request otherwise (an
+    invalid request without an id is still answered, with id null)."""
+    if type(obj) is not dict or "id" in obj:
+        return False
+    try:
+        parse_request(obj)
+    except E.InvalidRequest:
+        return False
+    return True
 
 
 def _request_id(obj: Any) -> Any:
