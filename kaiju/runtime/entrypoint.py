@@ -272,11 +272,10 @@ class Entrypoint:
                 for task in pending:
                     task.cancel()
                 for task in pending:
-                    try:
-                        await task
-                        layer.append(tasks[task])
-                    except BaseException:  # noqa: S110 -- it is being rolled back either way
-                        await self._stop_one(tasks[task], None)
+                    # started or not, it is stopped by the roll-back, in order and within the
+                    # shutdown budget (a stop here would have no bound)
+                    await asyncio.gather(task, return_exceptions=True)
+                    layer.append(tasks[task])
                 raise
             self._collect_log_fields(layer)
 

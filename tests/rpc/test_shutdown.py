@@ -19,13 +19,15 @@ from tests.runtime.test_cli import finish, kaiju, wait_for_line
 PKG = "tests.rpc.shutdown_app"
 
 
-def config(tmp_path: Path, events: Path, port: int, *, budget: float, grace: float, stuck_delay: float) -> Path:
+def config(
+    tmp_path: Path, events: Path, port: int, *, budget: float, grace: float, stuck_delay: float, stuck_start: float = 0
+) -> Path:
     path = tmp_path / "app.yml"
     path.write_text(
         f"main:\n  name: t\n  shutdown_timeout: {budget}\npackages: [{PKG}]\nservices:\n"
         f"  - cls: Journal\n    settings: {{events: '{events}'}}\n"
         f"  - cls: Slow\n    settings: {{events: '{events}'}}\n"
-        f"  - cls: Stuck\n    settings: {{events: '{events}', stop_delay: {stuck_delay}}}\n"
+        f"  - cls: Stuck\n    settings: {{events: '{events}', stop_delay: {stuck_delay}, delay: {stuck_start}}}\n"
         f"  - cls: RPCServer\n"
         f"  - cls: HTTPServer\n    settings: {{port: {port}, shutdown_timeout: {grace}}}\n"
     )
@@ -95,7 +97,9 @@ def test_every_stop_runs_when_the_budget_runs_out(tmp_path):
     events, port = tmp_path / "events", free_port()
     proc = kaiju("-c", str(config(tmp_path, events, port, budget=2, grace=1, stuck_delay=60)))
     wait_for_port(port, proc)
-    wait_for_line(events, "started journal", proc)
+    thread, outcome = call_in_background(port, {"jsonrpc": "2.0", "id": 1, "method": "slow.wait", "params": {"seconds": 0}})
+    thread.join(30)  # answered only once the app has started (requests wait for App.started)
+    assert outcome.get("answer", {}).get("result") == 0, outcome
     proc.send_signal(signal.SIGTERM)
     code, err = finish(proc)
     assert code == 0, err
@@ -104,3 +108,18 @@ def test_every_stop_runs_when_the_budget_runs_out(tmp_path):
     assert "stop stuck" not in seen  # cut at the end of the budget
     assert seen.index("stop slow") < seen.index("stop journal")
     assert "cancelled the stop of: stuck" in err, err
+
+
+def test_a_start_up_interrupted_by_sigterm_rolls_back_within_the_budget(tmp_path):
+    """SIGTERM while `stuck` is still starting: its start is cancelled, and its stop (which
+    outlasts any budget) runs in the roll-back, cut at the end of the budget like any other,
+    so the process still exits and the layer below is still stopped."""
+    events, port = tmp_path / "events", free_port()
+    proc = kaiju("-c", str(config(tmp_path, events, port, budget=2, grace=1, stuck_delay=60, stuck_start=60)))
+    wait_for_line(events, "start stuck", proc)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 0, err
+    assert "start-up interrupted by SIGTERM" in err and "cancelled the stop of: stuck" in err, err
+    seen = lines(events)
+    assert "stop journal" in seen and seen.index("stop slow") < seen.index("stop journal"), seen
