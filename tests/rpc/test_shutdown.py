@@ -123,3 +123,46 @@ def test_a_start_up_interrupted_by_sigterm_rolls_back_within_the_budget(tmp_path
     assert "start-up interrupted by SIGTERM" in err and "cancelled the stop of: stuck" in err, err
     seen = lines(events)
     assert "stop journal" in seen and seen.index("stop slow") < seen.index("stop journal"), seen
+
+
+# -- in-process: the end of the HTTP grace period, for a request and for a batch ---------------
+
+
+async def test_stop_answers_requests_past_the_grace_period_with_request_timeout():
+    import asyncio
+
+    import aiohttp
+
+    from kaiju.http.server import HTTPServer
+    from kaiju.rpc import RPCServer, Scope, method
+    from kaiju.runtime.service import Service
+    from kaiju.testing.services import started
+
+    class Sleeper(Service):
+        service_name = "sleeper"
+
+        async def start(self) -> None:
+            self.inside = 0
+
+        @method(permission=Scope.GUEST)
+        async def sleep(self, seconds: float) -> float:
+            self.inside += 1
+            await asyncio.sleep(seconds)
+            return seconds
+
+    sleeper, http = Sleeper(), HTTPServer(port=free_port(), shutdown_timeout=0.2)
+    one = b'{"jsonrpc":"2.0","id":7,"method":"sleeper.sleep","params":[60]}'
+    batch = b'[{"jsonrpc":"2.0","id":8,"method":"sleeper.sleep","params":[60]}]'
+    async with aiohttp.ClientSession() as session:
+        async with started(sleeper, RPCServer(), http):
+            calls = [asyncio.ensure_future(session.post(http.url, data=body)) for body in (one, batch)]
+            for _ in range(1000):
+                if sleeper.inside == 2:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the two calls did not reach the method within 10 s")
+            await http.stop()  # the grace period ends with both still running
+            answers = [await (await call).json() for call in calls]
+    assert answers[0]["id"] == 7 and answers[0]["error"]["data"]["type"] == "RequestTimeout", answers
+    assert answers[1]["error"]["data"]["type"] == "RequestTimeout", answers
