@@ -29,7 +29,7 @@ from kaiju.health import AppHealth
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RPCError
+from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RequestTimeout, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address
@@ -38,6 +38,7 @@ from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeN
 __all__ = ["HTTPServer"]
 
 _JSON = "application/json"
+_WRITE_TIME = 1.0  # seconds for the answers of requests cut at the end of the grace period to go out
 
 
 class HTTPServer(Service):
@@ -50,7 +51,8 @@ class HTTPServer(Service):
     - rpc_path (str, "/public/rpc"): where JSON-RPC requests are POSTed;
     - max_body_size (int bytes, 1048576): larger bodies get 413 with a JSON-RPC error;
     - reuse_port (bool, False): SO_REUSEPORT, for several processes on one port;
-    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish;
+    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish; those
+      still running then are answered RequestTimeout before their connections close;
     - backlog (int, 128): the listen queue;
     - scope (str, "guest"): the scope of callers without a session;
     - access_log (bool, False): log each request through aiohttp's access logger;
@@ -153,7 +155,9 @@ class HTTPServer(Service):
             keepalive_timeout=float(self.idle_timeout),
             access_log=self.logger.logger if self.access_log else None,
         )
-        runner = web.ServerRunner(server, shutdown_timeout=float(self.shutdown_timeout))
+        # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
+        # twice (before and after cancelling), is left only the time to write the last answers
+        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, float(self.shutdown_timeout)))
         try:
             await runner.setup()
             await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
@@ -167,6 +171,8 @@ class HTTPServer(Service):
             self.rpc.add_service(self._own_health)
         self._accept_errors = QuietAcceptErrors(sock, self.logger, float(self.warning_interval))
         self._accept_errors.install(self._request_loop)
+        self._requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
+        self._cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -176,7 +182,11 @@ class HTTPServer(Service):
             return
         self._accept_errors.uninstall()
         try:
-            await runner.cleanup()  # closes the listener, then waits for requests in flight
+            for site in list(runner.sites):
+                await site.stop()  # no new connections
+            runner.server.pre_shutdown()  # no new requests on open ones
+            await self._drain(float(self.shutdown_timeout))
+            await runner.cleanup()
         finally:
             if self._own_health is not None:
                 self.rpc.remove_service(self._own_health.name)
@@ -229,6 +239,23 @@ class HTTPServer(Service):
                 "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
             )
         return ConnectionLimits(float(self.header_timeout), float(self.body_timeout), cap, float(self.warning_interval))
+
+    async def _drain(self, grace: float) -> None:
+        """Let the requests in flight finish within `grace` seconds; then answer those still
+        running with a JSON-RPC RequestTimeout (the dispatcher times out their methods; a
+        handler not running one is cancelled and answers it itself) and give them a moment
+        to write it before the connections close."""
+        if self._requests:
+            await asyncio.wait(self._requests, timeout=grace)
+        if not self._requests:
+            return
+        running = set(self._requests)
+        hit = self.rpc.executor.expire(running) if self.rpc.executor is not None else set()
+        self._cut = running - hit
+        for task in self._cut:
+            task.cancel()
+        self.logger.warning("grace period over: requests answered RequestTimeout", requests=len(running))
+        await asyncio.wait(running, timeout=_WRITE_TIME)
 
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         protocol.request_arrived(payload)  # headers are in: stops the header deadline
@@ -309,11 +336,20 @@ class HTTPServer(Service):
             cookie = request.cookies.get(self.cookie_name)
             if cookie:
                 in_headers = {**in_headers, SESSION_ID: cookie}
+        task = asyncio.current_task()
+        self._requests.add(task)
         try:
             response, headers = await self.rpc.handle(body, in_headers, scope=self._scope)
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()  # cut by stop(): answer, then the connection closes
+            return _error(200, RequestTimeout("Request timeout: the server is stopping"))
+        finally:
+            self._requests.discard(task)
         if response is None:
             answer = web.Response(status=204, headers=headers)
         else:

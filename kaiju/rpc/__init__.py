@@ -37,6 +37,7 @@ _EXPORTS = {
     "Aborted": "kaiju.rpc.errors",
     "RequestTimeout": "kaiju.rpc.errors",
     "PermissionDenied": "kaiju.rpc.errors",
+    "Overloaded": "kaiju.rpc.errors",
 }
 
 __all__ = list(_EXPORTS)
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.rpc.context import RequestContext, current
     from kaiju.rpc.errors import (
         Aborted, InternalError, InvalidParams, InvalidRequest, JSONParseError, MethodNotFound, NotAuthorized,
-        ParseError, PermissionDenied, RequestTimeout, RPCError,
+        Overloaded, ParseError, PermissionDenied, RequestTimeout, RPCError,
     )
     from kaiju.rpc.methods import Method, method
     from kaiju.rpc.server import RPCServer

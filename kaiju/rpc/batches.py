@@ -17,7 +17,9 @@ from msgspec import UNSET, Raw
 from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.dispatch import Dispatcher
-from kaiju.rpc.protocol import ErrorResponse, Request, RequestHeaders, Response, fill_template, read_request
+from kaiju.rpc.protocol import (
+    UNREADABLE, ErrorResponse, Request, RequestHeaders, Response, fill_template, read_request, why_unreadable,
+)
 
 __all__ = ["run_batch"]
 
@@ -42,7 +44,7 @@ async def run_batch(
             dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
             for c, r in zip(contexts, reqs)
         ))
-        responses = [a for r, a in zip(reqs, answers) if type(r) is ErrorResponse or r.id is not UNSET]
+        responses = [a for r, a in zip(reqs, answers) if r.id is not UNSET]  # notifications get no answer
     for c in contexts:
         if c.session is not ctx.session:
             ctx.session = c.session
@@ -50,13 +52,12 @@ async def run_batch(
 
 
 def _read(item: Any) -> Any:
-    """A batch item as a request, or the error response when it is not one."""
+    """A batch item as a request, or the error response when it is not one (with an UNSET id
+    for a notification whose params do not decode: not answered)."""
     try:
         return read_request(item)
-    except E.InvalidRequest as exc:
+    except E.RPCError as exc:
         return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
-    except msgspec.DecodeError as exc:
-        return ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())
 
 
 async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs: list, h: RequestHeaders) -> list:
@@ -71,8 +72,7 @@ async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs
         else:
             if h.use_template:
                 try:
-                    params = msgspec.json.decode(req.params) if type(req.params) is Raw else req.params
-                    req = Request(method=req.method, id=req.id, params=fill_template(params, results))
+                    req = Request(method=req.method, id=req.id, params=fill_template(_params(req.params), results))
                 except E.RPCError as exc:
                     responses.append(ErrorResponse(id=None if req.id is UNSET else req.id, error=exc.to_dict()))
                     failed = h.abort_on_error
@@ -82,9 +82,19 @@ async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs
                 results[n] = response.result
         if type(response) is ErrorResponse:
             failed = failed or h.abort_on_error
-        if type(req) is ErrorResponse or req.id is not UNSET:
+        if req.id is not UNSET:
             responses.append(response)
     return responses
+
+
+def _params(params: Any) -> Any:
+    """A batch item's params decoded, for a template to fill; InvalidParams when they do not
+    decode (invalid UTF-8, a number out of range) or nest too deeply to fill."""
+    try:
+        return msgspec.json.decode(params) if type(params) is Raw else params
+    except UNREADABLE as exc:
+        reason = why_unreadable(exc)
+        raise E.InvalidParams(f"Invalid params: {reason}", data={"field": None, "reason": reason}) from None
 
 
 async def _ready(value: Any) -> Any:

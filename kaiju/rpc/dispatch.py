@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from msgspec import UNSET
 
 from kaiju.rpc import errors as E
@@ -45,11 +44,14 @@ class Dispatcher:
             m = self.table.resolve(req.method, ctx.scope, ctx.session)  # `call`, inline: one coroutine less
             result = await self.executor.run(ctx, m, m.validate(req.params), retries)
         except E.RPCError as exc:
+            if req.id is UNSET and type(exc) is E.Overloaded:
+                self.executor.dropped += 1  # a notification of a batch: nobody hears of it but the count
             return ErrorResponse(id=req_id, error=exc.to_dict(self.executor.debug))
         return Response(req_id, result)
 
     def notify(self, ctx: RequestContext, req: Any, retries: int = 0) -> None:
-        """Run a notification in the background; its failure is logged, never answered."""
+        """Run a notification in the background; its failure is logged, never answered. When
+        the line for slots is full it is dropped at once (counted in `Executor.dropped`)."""
         self.executor.spawn(self._notification(ctx, req, retries))
 
     async def _notification(self, ctx: RequestContext, req: Any, retries: int) -> None:
@@ -57,16 +59,20 @@ class Dispatcher:
             await self.call(ctx, req.method, req.params, retries)
         except E.RPCError as exc:
             self.executor.logger.info("RPC notification failed", method=req.method, error=exc.type)
+        except Exception as exc:  # a fault of the dispatcher itself: logged, never left in the task
+            self.executor.logger.error("RPC notification failed", method=req.method, exc_info=exc)
 
     async def one(self, ctx: RequestContext, item: Any, retries: int = 0) -> Response | ErrorResponse | None:
         """Answer one request given as JSON or decoded: its response, an error response for
         something that is not a request, or None for a notification (run in the background)."""
         try:
             req = read_request(item)
-        except E.InvalidRequest as exc:
-            return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
-        except msgspec.DecodeError as exc:
-            return ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())
+        except E.RPCError as exc:
+            req_id = getattr(exc, "request_id", None)
+            if req_id is UNSET:  # a notification with params that do not decode
+                self.executor.logger.info("RPC notification refused", error=exc.type, reason=exc.data.get("reason"))
+                return None
+            return ErrorResponse(id=req_id, error=exc.to_dict())
         if req.id is UNSET:
             self.notify(ctx, req, retries)
             return None

@@ -20,6 +20,7 @@ __all__ = [
     "JSONParseError",
     "MethodNotFound",
     "NotAuthorized",
+    "Overloaded",
     "ParseError",
     "PermissionDenied",
     "RPCError",
@@ -130,6 +131,14 @@ class PermissionDenied(RPCError):
     default_message = "Permission denied"
 
 
+class Overloaded(RPCError):
+    """Refused without running: every `max_parallel_tasks` slot is taken and `max_queue`
+    requests already wait for one; a client may try again later (-32004)."""
+
+    code = -32004
+    default_message = "Overloaded"
+
+
 ERRORS: dict[str, type[RPCError]] = {
     cls.__name__: cls
     for cls in (
@@ -143,6 +152,7 @@ ERRORS: dict[str, type[RPCError]] = {
         Aborted,
         RequestTimeout,
         PermissionDenied,
+        Overloaded,
     )
 }
 ERRORS["ParseError"] = JSONParseError

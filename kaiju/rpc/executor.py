@@ -2,7 +2,9 @@
 
 It owns what the requests of one `RPCServer` share:
 
-- the slots of `max_parallel_tasks` (`Slots`); a nested call runs under its caller's slot;
+- the slots of `max_parallel_tasks` (`Slots`) and the line of `max_queue` in front of them,
+  shared by requests and notifications; past it, new work is refused (`Overloaded`; a
+  notification is dropped and counted); a nested call runs under its caller's slot;
 - the requests in flight (`stop()` waits for them, `rpc.tasks` lists them);
 - one deadline tick for all requests whose deadline is at least `threshold` away: it
   cancels those whose deadline has passed, so a request needs no timer of its own; a
@@ -43,27 +45,34 @@ except ImportError:  # pragma: no cover
 _current = current_var
 
 
+def _overloaded() -> E.Overloaded:
+    return E.Overloaded("Overloaded: every slot is taken and the line for one is full; try again later")
+
+
 class Executor:
     """Runs methods for one RPCServer; made in the server's `start()`, inside the running loop.
 
     `default_time` / `max_time`: seconds a request may run without / with a Timeout or
     Deadline header; `threshold`: time left from which the shared tick watches a deadline;
     `logger`: a `KaijuLogger` (the server's), for methods that fail; `debug`: answers carry
-    the method's exception and traceback.
+    the method's exception and traceback; `max_queue`: requests and notifications that may
+    wait for a slot (more are refused).
     """
 
     __slots__ = (
         "loop", "clock", "slots", "inflight", "background", "default_time", "max_time", "threshold", "tick",
-        "logger", "debug", "_watchdog",
+        "logger", "debug", "dropped", "_watchdog",
     )
 
     def __init__(
-        self, *, max_parallel: int, default_time: float, max_time: float, threshold: float, logger: Any, debug: bool = False
+        self, *, max_parallel: int, default_time: float, max_time: float, threshold: float, logger: Any,
+        debug: bool = False, max_queue: int = 1 << 62,
     ):
         self.loop = loop = asyncio.get_running_loop()
         # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
         self.clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        self.slots = Slots(max_parallel)
+        self.slots = Slots(max_parallel, max_queue)
+        self.dropped = 0  # notifications refused because the line was full
         self.inflight: dict[RequestContext, None] = {}
         self.background: set[asyncio.Task] = set()
         self.default_time = default_time
@@ -141,6 +150,9 @@ class Executor:
                     if take_slot:
                         if slots.free > 0:
                             slots.free -= 1
+                        elif slots.full:
+                            coro.close()
+                            raise _overloaded()
                         else:
                             await slots.acquire(coro)
                     try:
@@ -171,7 +183,7 @@ class Executor:
                 out[SESSION_ID] = ctx.session.id
             try:
                 return encode(Response(ctx.request_id, result)), out
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 error = E.InternalError("Internal error: the result cannot be encoded", base_exc=exc)
                 return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
         except E.RPCError as exc:
@@ -194,6 +206,9 @@ class Executor:
         try:
             async with asyncio.timeout_at(ctx.loop_deadline):
                 if take_slot:
+                    if slots.full:
+                        coro.close()
+                        raise _overloaded()
                     await slots.acquire(coro)
                 try:
                     try:
@@ -207,6 +222,11 @@ class Executor:
                         slots.release()
         except TimeoutError:
             raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+        except asyncio.CancelledError:
+            if ctx.expired:  # expired by `expire`
+                _current_task(self.loop).uncancel()
+                raise E.RequestTimeout("Request timeout: the server is stopping", data={"deadline": ctx.deadline}) from None
+            raise
 
     async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
         """After the method raised `exc`: retry it (retryable errors only) or raise InternalError."""
@@ -261,11 +281,28 @@ class Executor:
                 ctx.task.cancel()
         self._watchdog = self.loop.call_at(now + self.tick, self._watch) if self.inflight else None
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` (a notification) in the background, kept until done so `stop()` waits for it."""
-        task = self.loop.create_task(coro)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
+        """Run `coro` (a notification) in the background, kept until done so `stop()` waits for it.
+
+        When the line in front of the slots is full, drop it instead (closed, counted in
+        `dropped`) and return False. Until its task starts it holds a place in line, so a
+        burst of notifications cannot pile up tasks past the limit before any of them runs.
+        """
+        slots = self.slots
+        if slots.full:
+            coro.close()
+            self.dropped += 1
+            return False
+        slots.reserve()
+        task = self.loop.create_task(self._in_background(coro))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return True
+
+    async def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        # (a task cancelled before it starts, by stop(), keeps its place: the executor is done then)
+        self.slots.unreserve()  # started: from here `run` takes a slot or waits in line like any request
+        await coro
 
     # -- lifetime and status ---------------------------------------------------
 
@@ -273,16 +310,32 @@ class Executor:
         """Wait up to `timeout` seconds for the requests in flight and in the background, then
         cancel what is left."""
         deadline = time.monotonic() + timeout
-        while (self.inflight or self.background) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for task in list(self.background):
-            task.cancel()
+        try:
+            while (self.inflight or self.background) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:  # also when the shutdown budget runs out first and this stop is cancelled
+            for task in list(self.background):
+                task.cancel()
+            for ctx in list(self.inflight):
+                if ctx.task is not None and not ctx.task.done():
+                    ctx.task.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def expire(self, tasks: Any) -> set[asyncio.Task]:
+        """Time out now the requests running in `tasks` (a transport's grace period on stop is
+        over): each is cancelled and answers RequestTimeout, as at its deadline. Returns the
+        tasks that ran one (a task of `tasks` that is not running a method is left alone)."""
+        hit: set[asyncio.Task] = set()
         for ctx in list(self.inflight):
-            if ctx.task is not None and not ctx.task.done():
-                ctx.task.cancel()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+            task = ctx.task
+            if task is not None and task in tasks and not task.done():
+                ctx.expired = True
+                hit.add(task)
+        for task in hit:
+            task.cancel()  # once per task: a nested call shares its caller's
+        return hit
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The requests in flight, longest running first: method, correlation id, seconds elapsed and left."""

@@ -21,12 +21,15 @@ from msgspec.structs import astuple
 
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InvalidParams, InvalidRequest
+from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
+from kaiju.rpc.protocol import why_unreadable
 from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
 
 __all__ = ["Method", "MethodSpec", "method", "method_spec"]
 
 _MARK = "__kaiju_rpc__"
 _generic_decoder = msgspec.json.Decoder()
+_members_decoder = msgspec.json.Decoder(dict[str, Raw] | list[Raw])  # the top level of params, each value raw
 _error_field = re.compile(r"field `(?P<name>[^`]+)`")
 
 
@@ -186,7 +189,12 @@ class Method:
                     return self.object_decoder.decode(params)
                 except msgspec.ValidationError:
                     pass  # by-position params, `_` names or a real error: the general path tells which
-            params = _generic_decoder.decode(params)
+                except _UNREADABLE as exc:
+                    raise self._unreadable(params, exc) from None
+            try:
+                params = _generic_decoder.decode(params)
+            except _UNREADABLE as exc:
+                raise self._unreadable(params, exc) from None
         if params is None or params is msgspec.UNSET:
             params = {}
         if type(params) is dict:
@@ -216,6 +224,32 @@ class Method:
             return msgspec.convert(params, self.object_type)
         except msgspec.ValidationError as exc:
             raise _invalid(exc, self.fields) from None
+        except RecursionError:
+            raise InvalidParams("Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}) from None
+
+    def _unreadable(self, params: Raw, exc: BaseException) -> InvalidParams:
+        """InvalidParams for raw params that do not decode (invalid UTF-8, too deep, a number out
+        of range), naming the first field that does not when the params' top level decodes."""
+        reason = why_unreadable(exc)
+        field = None
+        try:
+            members = _members_decoder.decode(params)
+        except _UNREADABLE:
+            members = None
+        if type(members) is dict:
+            items: Any = members.items()
+        elif type(members) is list:
+            items = ((self.fields[n] if n < len(self.fields) else str(n), raw) for n, raw in enumerate(members))
+        else:
+            items = ()
+        for name, raw in items:
+            try:
+                _generic_decoder.decode(raw)
+            except _UNREADABLE as bad:
+                field, reason = name, why_unreadable(bad)
+                break
+        message = f"Invalid params: {field}: {reason}" if field else f"Invalid params: {reason}"
+        return InvalidParams(message, data={"field": field, "reason": reason})
 
     def invoke(self, p: Any) -> Coroutine:
         """The method's coroutine for params returned by `validate` (callable again: retries)."""

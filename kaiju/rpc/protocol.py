@@ -3,7 +3,9 @@
 `read_request` turns one request (JSON bytes, or an object already decoded) into a
 request whose `params` the method validates itself: raw JSON straight from the body
 (`RawRequest`) or the decoded value (`Request`); anything that is not a request raises
-InvalidRequest saying exactly what is wrong. Responses are Structs encoded by one shared
+InvalidRequest saying exactly what is wrong; a body that cannot be decoded at all (not
+JSON, invalid UTF-8, nested too deeply, a number out of range) raises the error a client
+is owed (`unreadable`), with the request's id when it can still be read. Responses are Structs encoded by one shared
 encoder. The header names the dispatcher reads live here and nowhere else.
 """
 
@@ -17,13 +19,18 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from kaiju.rpc.errors import InvalidParams, InvalidRequest
+from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
     "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "fill_template", "parse_headers", "parse_request", "read_request",
+    "UNREADABLE", "fill_template", "parse_headers", "parse_request", "read_request", "unreadable",
 ]
+
+# What decoding client JSON may raise besides a clean result: msgspec's errors, invalid
+# UTF-8 in a string (UnicodeDecodeError, a ValueError), nesting deeper than the interpreter's
+# recursion limit (RecursionError), a number out of range (msgspec.ValidationError).
+UNREADABLE = (ValueError, RecursionError)
 
 JSONRPC = "2.0"
 
@@ -101,7 +108,7 @@ def read_request(item: Any) -> RawRequest | Request:
     """One request of a body or a batch: JSON (bytes-like or `msgspec.Raw`) or a decoded object.
 
     Raises InvalidRequest (carrying `request_id` when an id is readable) for anything that
-    is not a request, and msgspec.DecodeError for JSON that does not parse.
+    is not a request, and what `unreadable` says for a body that does not decode.
     """
     if type(item) is dict:
         return parse_request(item)
@@ -109,7 +116,13 @@ def read_request(item: Any) -> RawRequest | Request:
         try:
             req = _decode_raw_request(item)
         except msgspec.ValidationError:
-            return parse_request(_decode_any(item))  # says what is wrong with it
+            try:
+                decoded = _decode_any(item)
+            except UNREADABLE as exc:
+                raise unreadable(item, exc) from None
+            return parse_request(decoded)  # says what is wrong with it
+        except UNREADABLE as exc:
+            raise unreadable(item, exc) from None
         if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
             exc = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
             raise _with_id(exc, None if req.id is UNSET else req.id)
@@ -117,9 +130,85 @@ def read_request(item: Any) -> RawRequest | Request:
     return parse_request(item)
 
 
-def _with_id(exc: InvalidRequest, req_id: Any) -> InvalidRequest:
+def _with_id(exc: RPCError, req_id: Any) -> RPCError:
     exc.request_id = req_id  # type: ignore[attr-defined]
     return exc
+
+
+def why_unreadable(exc: BaseException) -> str:
+    """What is wrong with JSON a decoder refused with `exc`, in a few words for a client."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "invalid UTF-8"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = str(exc)
+    if "out of range" in text or "exceeds the limit" in text.lower():
+        return "number out of range"
+    return text.split(" - at `", 1)[0] or type(exc).__name__
+
+
+# A JSON string (an unterminated one runs to the end: no rescanning, linear time) or a bracket.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+\\?(?:"|\Z)|[\[\]{}]', re.S)
+_ID_VALUE = re.compile(rb'\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]{0,40}|null)\s*[,}]', re.S)
+_COLON = re.compile(rb"\s*:\s*")
+_OPENING = frozenset(b"[{")
+
+
+def _scan(body: bytes) -> tuple[Any, tuple[int, int] | None]:
+    """For a request object that does not decode as a whole: its id when the top level holds a
+    valid one (else None), and where its "params" value lies when that is an object or an
+    array. A scan of string and bracket tokens, without recursion."""
+    depth = 0
+    req_id = params_start = params = None
+    for token in _TOKEN.finditer(body):
+        start, end = token.span()
+        first = body[start]
+        if first == 0x22:  # a string; directly inside the outermost object, maybe a key
+            if depth != 1:
+                continue
+            key = body[start:end]
+            if key == b'"id"' and req_id is None:
+                value = _ID_VALUE.match(body, end)
+                try:
+                    found = _decode_any(value[1]) if value is not None else None
+                except UNREADABLE:
+                    found = None
+                req_id = found if type(found) in (int, float, str) else None
+            elif key == b'"params"' and params_start is None:
+                colon = _COLON.match(body, end)
+                if colon is not None and body[colon.end():colon.end() + 1] in (b"{", b"["):
+                    params_start = colon.end()
+        elif first in _OPENING:
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 1 and params_start is not None and params is None:
+                params = (params_start, end)
+    return req_id, params
+
+
+def unreadable(body: Any, exc: BaseException) -> RPCError:
+    """The error for a request (or batch) body a decoder refused with `exc`, carrying the
+    request's id in `request_id` when it can still be read:
+
+    - InvalidParams when only the params are at fault (a bad string or number, deep nesting):
+      the request without them decodes (`request_id` is UNSET for a notification: no answer);
+    - else JSONParseError saying what is wrong, with the id the scan finds.
+    """
+    raw = bytes(body) if isinstance(body, (bytes, bytearray, memoryview, Raw)) else b""
+    reason = why_unreadable(exc)
+    if raw.lstrip()[:1] != b"{":
+        return _with_id(JSONParseError(f"Parse error: {reason}", data={"reason": reason}), None)
+    req_id, params = _scan(raw)
+    if params is not None:
+        try:
+            req = _decode_raw_request(raw[:params[0]] + b"null" + raw[params[1]:])
+        except (*UNREADABLE, msgspec.DecodeError):
+            pass
+        else:
+            error = InvalidParams(f"Invalid params: {reason}", data={"field": None, "reason": reason})
+            return _with_id(error, req.id)  # UNSET: a notification, answered with nothing
+    return _with_id(JSONParseError(f"Parse error: {reason}", data={"reason": reason}), req_id)
 
 
 class RequestHeaders:
@@ -214,7 +303,8 @@ _TEMPLATE = re.compile(r"^\[(\d+)((?:\.[^.\[\]]+)*)\]$")
 def fill_template(value: Any, results: dict[int, Any]) -> Any:
     """Replace every string `"[N]"` / `"[N.key.0]"` in `value` by (a part of) result N of the batch.
 
-    Raises InvalidParams when the template names a result that is missing or has no such key.
+    Raises InvalidParams when the template names a result that is missing or has no such key,
+    or when `value` nests too deeply to walk.
     """
     if type(value) is str:
         match = _TEMPLATE.match(value)
@@ -230,8 +320,11 @@ def fill_template(value: Any, results: dict[int, Any]) -> Any:
             except (KeyError, IndexError, TypeError):
                 raise InvalidParams(f"Invalid params: template {value}: no {part!r} in result {index}", data={"field": None, "reason": "template"}) from None
         return found
-    if type(value) is dict:
-        return {k: fill_template(v, results) for k, v in value.items()}
-    if type(value) is list:
-        return [fill_template(v, results) for v in value]
+    try:
+        if type(value) is dict:
+            return {k: fill_template(v, results) for k, v in value.items()}
+        if type(value) is list:
+            return [fill_template(v, results) for v in value]
+    except RecursionError:
+        raise InvalidParams("Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}) from None
     return value

@@ -26,6 +26,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
@@ -36,7 +37,8 @@ from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response, parse_headers,
+    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
+    parse_headers, parse_request, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -58,6 +60,8 @@ class RPCServer(Service):
     `add_service` adds one later. Settings:
 
     - max_parallel_tasks: methods running at once; more requests wait inside their deadline;
+    - max_queue: requests and notifications that may wait for a slot; past it a request is
+      answered Overloaded at once and a notification is dropped (counted in `rpc.status`);
     - default_request_time / max_request_time: seconds a request may run without / with
       a Timeout or Deadline header (longer ones are cut to the maximum);
     - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
@@ -75,6 +79,7 @@ class RPCServer(Service):
     service_name = "rpc"
 
     max_parallel_tasks: PositiveInt = 128
+    max_queue: NonNegativeInt = 1024
     default_request_time: Positive = 90.0
     max_request_time: Positive = 600.0
     max_batch_size: PositiveInt = 200
@@ -114,6 +119,7 @@ class RPCServer(Service):
             threshold=float(self.watchdog_threshold),
             logger=self.logger,
             debug=self.app.debug if self.debug is None else bool(self.debug),
+            max_queue=int(self.max_queue),
         )
         self.table = self._new_table()
         self.dispatcher = Dispatcher(self.table, self.executor)
@@ -221,7 +227,7 @@ class RPCServer(Service):
         if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
             try:
                 req = hot.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+            except (ValueError, TypeError, RecursionError):  # ValueError: msgspec's errors, invalid UTF-8
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
                 m = hot.methods[type(req)]
@@ -247,8 +253,8 @@ class RPCServer(Service):
         if type(body) in _BYTES and bytes(body[:64]).lstrip()[:1] == b"[":
             try:
                 body = _decode_batch(body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                return self._enc(ErrorResponse(id=None, error=E.JSONParseError(f"Parse error: {exc}").to_dict())), out
+            except UNREADABLE as exc:
+                return self._enc(ErrorResponse(id=None, error=unreadable(body, exc).to_dict())), out
         if type(body) in (list, tuple):
             response = await run_batch(self.dispatcher, ctx, list(body), h, int(self.max_batch_size))
         else:
@@ -347,7 +353,7 @@ class RPCServer(Service):
     def _encode(self, response: Any) -> bytes:
         try:
             return self._enc(response)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             if type(response) is list:
                 return self._enc([self._encodable(r) for r in response])
             return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
@@ -356,7 +362,7 @@ class RPCServer(Service):
         try:
             self._enc(response)
             return response
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             return ErrorResponse(id=response.id, error=self._unencodable(exc))
 
     def _unencodable(self, exc: Exception) -> dict:
@@ -370,14 +376,13 @@ class RPCServer(Service):
         if type(body) in _BYTES:
             try:
                 body = _decode_any(body)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                return self._enc(ErrorResponse(id=None, error=error))
+            except UNREADABLE as exc:
+                req_id = getattr(unreadable(body, exc), "request_id", None)
+                return None if req_id is UNSET else self._enc(ErrorResponse(id=req_id, error=error))
         if type(body) in (list, tuple) and body:
-            answers = [
-                ErrorResponse(id=_request_id(r), error=error) for r in body if not (type(r) is dict and "id" not in r)
-            ]
+            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not _is_notification(r)]
             return self._enc(answers) if answers else None
-        if type(body) is dict and "id" not in body:
+        if _is_notification(body):
             return None
         return self._enc(ErrorResponse(id=_request_id(body), error=error))
 
@@ -396,6 +401,18 @@ def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:
     """Whether the headers give something to look a session up by: a Session-Id with a
     `sessions` service, or an Authorization with an `auth` service."""
     return bool((h.session_id and sessions is not None) or (h.authorization and auth is not None))
+
+
+def _is_notification(obj: Any) -> bool:
+    """Whether a decoded request is a notification: no id, and a request otherwise (an
+    invalid request without an id is still answered, with id null)."""
+    if type(obj) is not dict or "id" in obj:
+        return False
+    try:
+        parse_request(obj)
+    except E.InvalidRequest:
+        return False
+    return True
 
 
 def _request_id(obj: Any) -> Any:

@@ -1,8 +1,11 @@
-"""Slots: the bound on methods running at once (`max_parallel_tasks`).
+"""Slots: the bound on methods running at once (`max_parallel_tasks`), and the bounded line
+in front of it (`max_queue`).
 
 A counter with a line of waiters. Taking a free slot is one decrement (the dispatcher's
 hot path does it inline); a finishing request hands its slot straight to the first
-waiter, so no newcomer can jump the line and nothing starves or deadlocks.
+waiter, so no newcomer can jump the line and nothing starves or deadlocks. The line is
+bounded: `full` says a newcomer would find no slot and no place in line, so it is refused
+at once instead of piling up (two counters compared: nothing is built per call).
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ __all__ = ["Slots"]
 
 
 class Slots:
-    """`free` slots and the `waiters` in line (futures).
+    """`free` slots, the `waiters` in line (futures), and `waiting`: the places in line taken
+    (the live waiters, plus notifications accepted but not started yet; see `reserve`).
 
     The executor takes a free slot inline (`free -= 1`) and gives it back inline when nobody
-    waits; `acquire` and `release` are the general forms."""
+    waits; `acquire` and `release` are the general forms. `limit` is the length of the line."""
 
-    __slots__ = ("free", "size", "waiters")
+    __slots__ = ("free", "size", "waiters", "waiting", "limit")
 
-    def __init__(self, size: int = 0):
+    def __init__(self, size: int = 0, limit: int = 1 << 62):
         self.size = size
         self.free = size
+        self.limit = limit
+        self.waiting = 0
         self.waiters: deque[asyncio.Future] = deque()
 
     @property
@@ -34,9 +40,18 @@ class Slots:
         return self.size - self.free
 
     @property
-    def waiting(self) -> int:
-        """Requests in line."""
-        return sum(1 for f in self.waiters if not f.done())
+    def full(self) -> bool:
+        """Whether all slots are taken and the line is at its limit: new work is refused."""
+        return self.waiting - self.free >= self.limit
+
+    def reserve(self) -> None:
+        """Take a place in line for work that will `acquire` later (a notification whose task has
+        not started); `unreserve` gives it back just before that work starts."""
+        self.waiting += 1
+
+    def unreserve(self) -> None:
+        """Give back a place taken by `reserve`."""
+        self.waiting -= 1
 
     async def acquire(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
         """Take a slot, waiting in line when none is free; on cancellation `coro` (not started) is closed."""
@@ -45,14 +60,19 @@ class Slots:
             return
         fut = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
+        self.waiting += 1
         try:
             await fut
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled: pass it on
+            elif fut in self.waiters:
+                self.waiters.remove(fut)  # leave the line now: it is bounded, no stale places in it
             if coro is not None:
                 coro.close()
             raise
+        finally:
+            self.waiting -= 1
 
     def release(self) -> None:
         """Give a slot back: to the first live waiter, else to the free count."""

@@ -11,7 +11,8 @@ context exactly as under aiomisc). What this one adds:
   and raises `StartupError`; a failed optional one is left out with what needs it;
 - SIGINT/SIGTERM are handled from the first moment, during start-up too (an interrupted
   start-up rolls back and raises `StartupInterrupted`); a second signal exits at once;
-- services stop layer by layer in reverse, within `shutdown_timeout`;
+- services stop layer by layer in reverse, within one budget, `shutdown_timeout`, of which
+  each layer gets what is left (at least `STOP_MINIMUM`): every started service's stop runs;
 - aiomisc's entrypoint signals (`pre_start`, `post_start`, `pre_stop`, `post_stop`)
   fire once for the whole app, not once per layer;
 - systemd hears READY=1 only after the last layer started, STOPPING=1 on shutdown, and
@@ -45,6 +46,10 @@ from kaiju.runtime.systemd import SystemdNotifier
 __all__ = ["Entrypoint", "StartupError", "StartupInterrupted", "entrypoint", "run"]
 
 log = logging.getLogger("kaiju")
+
+# Seconds a layer's stop may take even when the shutdown budget is spent, and that a stop
+# cancelled at the end of its time gets to unwind.
+STOP_MINIMUM = 1.0
 
 ConfigSource = str | Path | Mapping[str, Any] | LoadedConfig | Sequence[str | Path | Mapping[str, Any]] | None
 
@@ -272,11 +277,10 @@ class Entrypoint:
                 for task in pending:
                     task.cancel()
                 for task in pending:
-                    try:
-                        await task
-                        layer.append(tasks[task])
-                    except BaseException:  # noqa: S110 -- it is being rolled back either way
-                        await self._stop_one(tasks[task], None)
+                    # started or not, it is stopped by the roll-back, in order and within the
+                    # shutdown budget (a stop here would have no bound)
+                    await asyncio.gather(task, return_exceptions=True)
+                    layer.append(tasks[task])
                 raise
             self._collect_log_fields(layer)
 
@@ -324,18 +328,35 @@ class Entrypoint:
         except Exception as error:  # one failing stop must not keep the others running
             log.error('service "%s" failed to stop: %s', name, _reason(error))
 
-    async def _stop_layers(self, exc: BaseException | None) -> None:
+    async def _stop_layers(self, exc: BaseException | None, what: str) -> None:
+        """Stop the started layers in reverse within one budget, `shutdown_timeout`: each layer
+        gets what is left of it, but at least `STOP_MINIMUM`, so every started service's
+        `stop()` runs even after an upper layer used the whole budget (a service that flushes
+        data on stop still gets to). A layer still stopping when its time is up is cancelled
+        (given `STOP_MINIMUM` more to unwind, then left behind) and the next one starts."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_timeout
+        late: list[str] = []
         while self.started_layers:
             layer = self.started_layers.pop()
-            await asyncio.gather(*(self._stop_one(name, exc) for name in layer))
+            if not layer:
+                continue
+            tasks = {asyncio.ensure_future(self._stop_one(name, exc)): name for name in layer}
+            _, pending = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), STOP_MINIMUM))
+            if pending:
+                late += sorted(tasks[t] for t in pending)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=STOP_MINIMUM)
+        if late:
+            log.error(
+                "%s did not finish within %g s; cancelled the stop of: %s", what, self.shutdown_timeout, ", ".join(late)
+            )
 
     async def _stop_all(self, exc: BaseException | None, what: str) -> None:
         self.app.stopping = True
         await self.pre_stop.call(entrypoint=self, services=self.services)
-        try:
-            await asyncio.wait_for(self._stop_layers(exc), self.shutdown_timeout)
-        except TimeoutError:
-            log.error("%s did not finish within %g s; the rest was cancelled", what, self.shutdown_timeout)
+        await self._stop_layers(exc, what)
         self.state = "stopped"
         await self.post_stop.call(entrypoint=self, services=())
 

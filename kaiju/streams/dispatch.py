@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from kaiju.rpc.errors import InternalError, InvalidParams, InvalidRequest, JSONParseError, RPCError
+from kaiju.rpc.protocol import UNREADABLE, unreadable
 
 __all__ = ["MESSAGE_ID", "Outcome", "as_request", "error_object", "response_error", "PERMANENT_ERRORS"]
 
@@ -42,6 +43,7 @@ _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_answer = msgspec.json.Decoder(_Answer).decode
 _decode_answers = msgspec.json.Decoder(list[_Answer]).decode
+_decode_raw_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -67,17 +69,18 @@ def as_request(body: bytes) -> bytes | list[Any]:
     A lone request stays bytes (the dispatcher's fast path): when it has no id, `"id":0`
     is spliced in after the opening brace (safe: the decode just proved a top-level object
     with a `method` and no `id`). A batch is decoded and its notifications get ids. Anything
-    else is returned as is, for the dispatcher to reject with a proper error.
+    else (not JSON, invalid UTF-8, nested too deeply) is returned as is, for the dispatcher to
+    reject with a proper error; this never raises.
     """
     if body.startswith(_PRODUCER_PREFIX) and b'"id"' not in body:
         return b'{"id":0,' + body[1:]  # the common case, without decoding
     try:
         env = _decode_envelope(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except UNREADABLE:  # msgspec's errors, invalid UTF-8, deep nesting: the dispatcher says which
         try:
             batch = _decode_any(body)
-        except msgspec.DecodeError:
-            return body
+        except UNREADABLE:
+            return _raw_batch_with_ids(body)
         if type(batch) is not list:
             return body
         for n, item in enumerate(batch):
@@ -90,13 +93,34 @@ def as_request(body: bytes) -> bytes | list[Any]:
     return b'{"id":0,' + body[start:]
 
 
+def _raw_batch_with_ids(body: bytes) -> bytes:
+    """A batch that does not decode as a whole (an item with invalid UTF-8 or nested too deeply),
+    item by item: every notification among its items gets an id, so its error is answered too.
+    Anything else is returned as is."""
+    if body.lstrip()[:1] != b"[":
+        return body
+    try:
+        items = _decode_raw_items(body)
+    except UNREADABLE:
+        return body
+    out = []
+    for n, item in enumerate(items):
+        raw = bytes(item)
+        try:
+            notification = _decode_envelope(raw).id is msgspec.UNSET
+        except UNREADABLE as exc:
+            notification = getattr(unreadable(raw, exc), "request_id", None) is msgspec.UNSET
+        out.append(b'{"id":%d,' % n + raw.lstrip()[1:] if notification else raw)
+    return b"[" + b",".join(out) + b"]"
+
+
 def response_error(response: bytes | None) -> Outcome:
     """The first error in a dispatcher response (single or batch), or `OK`."""
     if not response or b'"error"' not in response:
         return OK
     try:
         answers = _decode_answers(response) if response.lstrip()[:1] == b"[" else [_decode_answer(response)]
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except UNREADABLE:
         return Outcome(error_object(InternalError, "unreadable dispatcher response"))
     for answer in answers:
         if answer.error is not None:

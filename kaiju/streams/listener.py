@@ -9,8 +9,9 @@
 Life of a message: read (it becomes *pending* for this consumer), run through
 `RPCServer.handle`, then acknowledged. A message is acknowledged only once the dispatcher
 has finished with it (success), or once it is copied to the dead-letter stream
-`<topic>.dead` (a request no redelivery can cure, a deadline already passed, or
-`max_deliveries` reached). A failed message is left pending: after `claim_idle_ms` a live
+`<topic>.dead` (a request no redelivery can cure — not JSON, invalid UTF-8, nested too
+deeply, not JSON-RPC, invalid params, or one the dispatcher fails on — a deadline already
+passed, or `max_deliveries` reached). A failed message is left pending: after `claim_idle_ms` a live
 consumer (maybe this one) claims it and runs it again.
 """
 
@@ -323,9 +324,12 @@ class StreamListener(Service):
             outcome = response_error(response)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the dispatcher never raises for bad input: this is a fault to retry
-            self.logger.exception("dispatcher failed", message_id=msg.id)
-            outcome = Outcome(error_object(InternalError, repr(exc)))
+        except Exception as exc:
+            # The dispatcher answers every bad input and every failing method with an error: an
+            # exception out of it is a fault this very message triggers, and would again on each
+            # redelivery. Dead-letter it now, with one traceback, rather than max_deliveries.
+            self.logger.exception("dispatcher failed, message dead-lettered", message_id=msg.id)
+            outcome = Outcome(error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True)
         if outcome.error is None:
             self.counters["processed"] += 1
             return True

@@ -1,0 +1,158 @@
+"""Client mistakes in the body, against a real HTTP server: each one answered with the right
+JSON-RPC error and the request's id where it can be read, never InternalError, never a
+traceback in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import msgspec
+import pytest
+
+from kaiju import rpc
+from kaiju.http.server import HTTPServer
+from kaiju.rpc import RPCServer, Scope
+from kaiju.runtime.service import Service
+from kaiju.testing import free_port
+from kaiju.testing.services import started
+
+DEEP = b"[" * 1000 + b"]" * 1000
+BIG_INT = b"1" * 4301
+
+
+class Echo(Service):
+    service_name = "echo"
+
+    async def start(self) -> None:
+        self.calls = 0
+
+    @rpc.method(permission=Scope.GUEST)
+    async def echo(self, data: object = None) -> object:
+        self.calls += 1
+        return data
+
+    @rpc.method(permission=Scope.GUEST)
+    async def add(self, a: int, b: int = 0) -> int:
+        self.calls += 1
+        return a + b
+
+
+@pytest.fixture
+async def server():
+    echo = Echo()
+    http = HTTPServer(port=free_port(), max_body_size=1 << 20)
+    async with started(echo, RPCServer(), http), aiohttp.ClientSession() as session:
+        yield http, echo, session
+
+
+async def post(session, url, body, headers=None):
+    async with session.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.read()
+
+
+def request(rid: bytes, method: bytes, params: bytes | None = None, extra: bytes = b"") -> bytes:
+    body = b'{"jsonrpc":"2.0","id":' + rid + b',"method":"' + method + b'"'
+    if params is not None:
+        body += b',"params":' + params
+    return body + extra + b"}"
+
+
+CASES = [
+    # (body, code, id, field)
+    (request(b"1", b"echo.echo", b'{"data":"\xff\xfe"}'), -32602, 1, "data"),
+    (request(b"2", b"echo.echo", b'["\xc3("]'), -32602, 2, "data"),
+    (request(b"3", b"echo.e\xffcho", b"{}"), -32700, 3, None),
+    (request(b'"s"', b"echo.echo", b'{"data":' + DEEP + b"}"), -32602, "s", None),
+    (request(b"4", b"echo.echo", DEEP), -32602, 4, None),
+    (request(b"5", b"echo.echo", b"{}", b',"extra":' + DEEP), -32700, 5, None),
+    (request(DEEP, b"echo.echo"), -32700, None, None),
+    (request(b"6", b"echo.echo", b'{"data":1e400}'), -32602, 6, "data"),
+    (request(b"7", b"echo.add", b'{"a":' + BIG_INT + b"}"), -32602, 7, "a"),
+    (request(b"8", b"echo.add", b"[" + BIG_INT + b"]"), -32602, 8, "a"),
+    (request(b"1e400", b"echo.echo"), -32700, None, None),
+    (DEEP, -32700, None, None),
+    (b'{"jsonrpc":"2.0","id":9,"method":"echo.echo","params":{"data":"\xff"', -32700, 9, None),
+]
+
+
+@pytest.mark.parametrize("body, code, rid, field", CASES, ids=range(len(CASES)))
+async def test_client_mistakes_get_their_own_error_with_the_id(server, caplog, body, code, rid, field):
+    http, echo, session = server
+    with caplog.at_level(logging.DEBUG):
+        status, raw = await post(session, http.url, body)
+    answer = msgspec.json.decode(raw)
+    assert status == 200, raw
+    assert answer["id"] == rid and answer["error"]["code"] == code, answer
+    if code == -32602:
+        assert answer["error"]["data"]["field"] == field, answer
+    assert echo.calls == 0
+    assert not [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info], caplog.text
+
+
+@pytest.mark.parametrize("params", [b'{"data":"\xff"}', DEEP, b'{"data":1e400}', b'{"data":' + BIG_INT + b"}"])
+async def test_a_broken_notification_is_dropped_quietly(server, caplog, params):
+    http, echo, session = server
+    body = b'{"jsonrpc":"2.0","method":"echo.echo","params":' + params + b"}"
+    with caplog.at_level(logging.DEBUG):
+        status, raw = await post(session, http.url, body)
+        # the dispatcher runs a notification in the background: its outcome is logged at
+        # INFO once it is done, and an ordinary request after it is still served
+        status2, raw2 = await post(session, http.url, request(b"1", b"echo.add", b"[1,2]"))
+    assert status == 204 and raw == b""
+    assert msgspec.json.decode(raw2)["result"] == 3
+    noisy = [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info]
+    assert not noisy, caplog.text
+    assert len([r for r in caplog.records if "notification" in r.getMessage()]) <= 1
+    assert echo.calls == 1  # only the add
+
+
+async def test_batch_items_answer_their_own_errors(server, caplog):
+    http, echo, session = server
+    batch = b"[" + b",".join([
+        request(b"1", b"echo.echo", b'{"data":"\xff"}'),
+        request(b"2", b"echo.add", b"[1,2]"),
+        request(b"3", b"echo.add", b"[" + BIG_INT + b"]"),
+        request(b"4", b"echo.echo", b'{"data":-1e999}'),
+        b'{"jsonrpc":"2.0","method":"echo.echo","params":{"data":"\xff"}}',  # a notification: no answer
+    ]) + b"]"
+    with caplog.at_level(logging.DEBUG):
+        status, raw = await post(session, http.url, batch)
+    answers = {a["id"]: a for a in msgspec.json.decode(raw)}
+    assert status == 200 and len(answers) == 4
+    assert answers[2]["result"] == 3
+    assert [answers[i]["error"]["code"] for i in (1, 3, 4)] == [-32602] * 3, answers
+    assert not [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info], caplog.text
+
+
+async def test_a_batch_nested_too_deeply_is_one_parse_error(server):
+    http, _, session = server
+    status, raw = await post(session, http.url, b"[" + DEEP + b"]")
+    answer = msgspec.json.decode(raw)
+    assert status == 200 and answer["id"] is None and answer["error"]["code"] == -32700
+
+
+async def test_templates_refuse_params_that_do_not_decode(server):
+    http, echo, session = server
+    batch = b"[" + request(b"1", b"echo.add", b"[1]") + b"," + request(b"2", b"echo.echo", b'{"data":"\xff"}') + b"]"
+    status, raw = await post(session, http.url, batch, {"RPC-Batch-Template": "?1"})
+    answers = {a["id"]: a for a in msgspec.json.decode(raw)}
+    assert answers[1]["result"] == 1 and answers[2]["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize("header, value", [("Timeout", "1e400"), ("RPC-Retries", "9" * 5000), ("Correlation-Id", "a" * 200)])
+async def test_a_bad_header_names_itself(server, header, value):
+    http, echo, session = server
+    status, raw = await post(session, http.url, request(b"5", b"echo.add", b"[1]"), {header: value})
+    answer = msgspec.json.decode(raw)
+    assert status == 200 and answer["id"] == 5
+    assert answer["error"]["code"] == -32600 and answer["error"]["data"]["header"] == header
+
+
+async def test_a_pathological_body_is_scanned_in_linear_time(server):
+    """Half a megabyte of escaped quotes: the id scan must not rescan from each one."""
+    http, _, session = server
+    body = b'{"id":"' + b'\\"' * 250_000
+    status, raw = await asyncio.wait_for(post(session, http.url, body), 30)
+    assert status == 200 and msgspec.json.decode(raw)["error"]["code"] == -32700
