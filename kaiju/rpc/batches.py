@@ -9,6 +9,7 @@ that is not a notification gets a response, in the batch's order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -18,7 +19,7 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.protocol import (
-    UNREADABLE, ErrorResponse, Request, RequestHeaders, Response, fill_template, read_request, why_unreadable,
+    UNREADABLE, ErrorResponse, Request, RequestHeaders, Response, fill_template, why_unreadable,
 )
 
 __all__ = ["run_batch"]
@@ -35,7 +36,7 @@ async def run_batch(
     if len(items) > max_size:
         error = E.InvalidRequest(f"Invalid request: more than {max_size} requests in a batch")
         return ErrorResponse(id=None, error=error.to_dict())
-    reqs = [_read(item) for item in items]
+    reqs = [_read(dispatcher.read, item) for item in items]
     contexts = [ctx.copy() for _ in reqs]
     if h.abort_on_error or h.use_template:
         responses = await _in_order(dispatcher, contexts, reqs, h)
@@ -51,11 +52,11 @@ async def run_batch(
     return responses or None
 
 
-def _read(item: Any) -> Any:
-    """A batch item as a request, or the error response when it is not one (with an UNSET id
-    for a notification whose params do not decode: not answered)."""
+def _read(read: Callable[[Any], Any], item: Any) -> Any:
+    """A batch item as a request (by `read`), or the error response when it is not one (with an
+    UNSET id for a notification whose params do not decode: not answered)."""
     try:
-        return read_request(item)
+        return read(item)
     except E.RPCError as exc:
         return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
 

@@ -7,6 +7,7 @@ items, notifications and in-process calls all take this path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from msgspec import UNSET
@@ -22,13 +23,15 @@ __all__ = ["Dispatcher"]
 
 class Dispatcher:
     """Runs requests against a `MethodTable` through an `Executor` (whose `debug` flag decides
-    whether errors carry the method's exception and traceback)."""
+    whether errors carry the method's exception and traceback). `read` reads one request
+    (`protocol.read_request`, or `read_kaiju_tools_request` to accept kaiju-tools' too)."""
 
-    __slots__ = ("table", "executor")
+    __slots__ = ("table", "executor", "read")
 
-    def __init__(self, table: MethodTable, executor: Executor):
+    def __init__(self, table: MethodTable, executor: Executor, read: Callable[[Any], Any] = read_request):
         self.table = table
         self.executor = executor
+        self.read = read
 
     async def call(self, ctx: RequestContext, name: Any, params: Any, retries: int = 0) -> Any:
         """Run method `name` with `params` (raw JSON, decoded, or UNSET) under `ctx`; return its
@@ -66,7 +69,7 @@ class Dispatcher:
         """Answer one request given as JSON or decoded: its response, an error response for
         something that is not a request, or None for a notification (run in the background)."""
         try:
-            req = read_request(item)
+            req = self.read(item)
         except E.RPCError as exc:
             req_id = getattr(exc, "request_id", None)
             if req_id is UNSET:  # a notification with params that do not decode

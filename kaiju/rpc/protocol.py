@@ -24,7 +24,8 @@ from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCE
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
     "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "UNREADABLE", "fill_template", "parse_headers", "parse_request", "read_request", "unreadable",
+    "UNREADABLE", "fill_template", "parse_headers", "parse_request", "read_kaiju_tools_request", "read_request",
+    "unreadable",
 ]
 
 # What decoding client JSON may raise besides a clean result: msgspec's errors, invalid
@@ -128,6 +129,21 @@ def read_request(item: Any) -> RawRequest | Request:
             raise _with_id(exc, None if req.id is UNSET else req.id)
         return req
     return parse_request(item)
+
+
+def read_kaiju_tools_request(item: Any) -> RawRequest | Request:
+    """`read_request`, also accepting kaiju-tools' requests: an object without a `"jsonrpc"`
+    member is read as a JSON-RPC 2.0 request, and without an `"id"` it is answered with id
+    null (kaiju-tools answered every request; a notification needs `"jsonrpc": "2.0"`)."""
+    try:
+        return read_request(item)
+    except InvalidRequest as exc:
+        if exc.data.get("field") != "jsonrpc":
+            raise
+        obj = item if type(item) is dict else _decode_any(item)  # it decoded a moment ago
+        if type(obj) is not dict or "jsonrpc" in obj:
+            raise
+        return parse_request({**obj, "jsonrpc": JSONRPC, "id": obj.get("id")})
 
 
 def _with_id(exc: RPCError, req_id: Any) -> RPCError:

@@ -38,7 +38,7 @@ from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
     CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, parse_request, unreadable,
+    parse_headers, parse_request, read_kaiju_tools_request, read_request, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -70,7 +70,9 @@ class RPCServer(Service):
     - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
     - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick;
     - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
-    - auth: the `Authenticator` that turns an `Authorization` header into a session.
+    - auth: the `Authenticator` that turns an `Authorization` header into a session;
+    - kaiju_tools_requests: also accept kaiju-tools' requests (no "jsonrpc" member; one without
+      an "id" is answered with id null), for clients not moved over yet.
 
     Both are found by type when the app has one (name one when it has several); without
     them those two headers are ignored.
@@ -88,6 +90,7 @@ class RPCServer(Service):
     debug: bool | None = None
     stop_timeout: NonNegative = 30.0
     watchdog_threshold: Positive = 5.0
+    kaiju_tools_requests: bool = False
     sessions: SessionStore | None = None
     auth: Authenticator | None = None
 
@@ -122,7 +125,8 @@ class RPCServer(Service):
             max_queue=int(self.max_queue),
         )
         self.table = self._new_table()
-        self.dispatcher = Dispatcher(self.table, self.executor)
+        read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
+        self.dispatcher = Dispatcher(self.table, self.executor, read)
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)

@@ -180,3 +180,21 @@ async def test_api_pattern_is_bounded():
         response, _ = await srv.handle(body("rpc.api", {"pattern": "calc.s*"}))
         names = [m["name"] for m in decode(response)["result"]["methods"]]
         assert names == ["calc.sleep", "calc.subtract", "calc.sum"]
+
+
+async def test_kaiju_tools_requests_are_accepted_when_asked():
+    calc, strict, lenient = Calc(), RPCServer(), RPCServer(name="legacy", kaiju_tools_requests=True)
+    async with started(calc, strict, lenient):
+        no_member = b'{"id": 7, "method": "calc.subtract", "params": [5, 2]}'
+        response, _ = await strict.handle(no_member)
+        assert decode(response)["error"]["data"]["field"] == "jsonrpc"
+        response, _ = await lenient.handle(no_member)
+        assert decode(response) == {"jsonrpc": "2.0", "id": 7, "result": 3}
+        # kaiju-tools answered a request without an id: so does this mode, with id null
+        response, _ = await lenient.handle({"method": "calc.subtract", "params": {"minuend": 1, "subtrahend": 1}})
+        assert decode(response) == {"jsonrpc": "2.0", "id": None, "result": 0}
+        batch = b'[{"id": 1, "method": "calc.get_data"}, {"jsonrpc": "2.0", "method": "calc.notify_hello"}]'
+        response, _ = await lenient.handle(batch)
+        assert decode(response) == [{"jsonrpc": "2.0", "id": 1, "result": ["hello", 5]}]  # the 2.0 notification stays one
+        response, _ = await lenient.handle(b'{"jsonrpc": "1.0", "id": 2, "method": "calc.get_data"}')
+        assert decode(response)["error"]["code"] == -32600  # a wrong version is still wrong
