@@ -7,22 +7,22 @@ from pathlib import Path
 import pytest
 
 import kaiju
-from kaiju.testing import free_port
+from kaiju.testing import TestApp, free_port
 
 CONF = Path(__file__).parents[1] / "conf" / "redis.yml"
 
 
 async def test_redis_example_config_runs(redis_url):
-    async with kaiju.entrypoint(config=CONF, env={"REDIS_URL": redis_url}, catch_signals=(), log_config=False) as ep:
-        cache, locks = ep.app.services["cache"], ep.app.services["locks"]
+    async with TestApp(CONF, redis=redis_url) as app:
+        cache, locks = app.service("cache"), app.service("locks")
         await cache.set("greeting", "hello")
         assert await cache.get("greeting") == "hello"
         async with locks.lock("job", ttl=1) as info:
             assert await locks.owner("job") == info.id
-        redis = ep.app.services["redis"].client
+        redis = app.service("redis").client
         assert await redis.exists(cache.full_key("greeting")) == 1
         assert cache.full_key("greeting").endswith(".redis-example._cache.greeting")
-        status = await ep.app.services["rpc"].call("listener.status")
+        status = await app.call("listener.status")
         assert status["topic"] == "rpc" and status["processed"] == 0
 
 
