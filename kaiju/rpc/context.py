@@ -57,6 +57,9 @@ class RequestContext(msgspec.Struct, eq=False):
     # False: watched by the server's shared deadline tick; True: expired by it; None: not watched
     expired: bool | None = False
     request_id: Any = None
+    # whether running its method takes a max_parallel_tasks slot: not for a call nested in
+    # another method's (it runs under its caller's slot), decided when the context is made
+    takes_slot: bool = True
 
     @property
     def deadline(self) -> float:
@@ -69,7 +72,9 @@ class RequestContext(msgspec.Struct, eq=False):
 
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
-        return RequestContext(self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers)
+        return RequestContext(
+            self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers, takes_slot=self.takes_slot
+        )
 
     def __repr__(self) -> str:
         return f"<RequestContext {self.correlation_id} method={self.method} scope={self.scope.name}>"

@@ -101,11 +101,17 @@ class Executor:
                 by_deadline = now + min(h.deadline - time.time(), self.max_time)
                 loop_deadline = min(loop_deadline, by_deadline) if h.timeout else by_deadline
             cid = h.correlation_id
+        takes_slot = True
         if parent is not None:
             if parent.loop_deadline < loop_deadline:
                 loop_deadline = parent.loop_deadline  # a nested call never outlives its caller
             cid = cid or parent.correlation_id
-        return RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
+            # a nested call runs under its caller's slot (no deadlock); a context set outside the
+            # dispatcher (request_context(): a task's function) holds none
+            takes_slot = parent.method is None
+        ctx = RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
+        ctx.takes_slot = takes_slot
+        return ctx
 
     def plain_context(self, scope: Scope, headers: Any, request_id: Any) -> RequestContext:
         """`context` for a request with no kaiju header and no caller: the default deadline."""
@@ -127,10 +133,7 @@ class Executor:
         transport and the method than the method's own.
         """
         coro = m.func(*astuple(params)) if m.plain else m.invoke(params)
-        parent = _current.get()
-        # a nested call runs under its caller's slot (no deadlock); a context set outside the
-        # dispatcher (request_context(): a task's function) holds none
-        take_slot = parent is None or parent.method is None
+        take_slot = ctx.takes_slot
         ctx.method = m.name
         ctx.task = task = _current_task(self.loop)
         now = ctx.started
