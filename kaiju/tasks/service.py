@@ -202,14 +202,7 @@ class ScheduledTask(Service):
         cancellation cannot hold up the services stopping after this one.
         """
         self._stopping = True
-        self._pending = None
-        if self._arming is not None:
-            self._arming.cancel()
-            self._arming = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._next_at = self._next_base = None
+        self._disarm()
         runs = {run for run in self._runs if not run.done()}
         if not runs:
             return
@@ -343,6 +336,10 @@ class ScheduledTask(Service):
     def pause(self) -> None:
         """Stop firing (`enabled` turns false); a run going on finishes. `resume()` fires again."""
         self.enabled = False
+        self._disarm()
+
+    def _disarm(self) -> None:
+        """No fire pending any more: the timer, a fire waiting for the app and a waiting fire go."""
         self._pending = None
         if self._arming is not None:
             self._arming.cancel()
