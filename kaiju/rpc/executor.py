@@ -187,7 +187,8 @@ class Executor:
             try:
                 return encode(Response(ctx.request_id, result)), out
             except (TypeError, ValueError, RecursionError) as exc:
-                error = E.InternalError("Internal error: the result cannot be encoded", base_exc=exc)
+                self.logger.error("RPC result cannot be encoded", method=m.name, exc_info=exc)
+                error = E.InternalError("Internal error: the result cannot be encoded", data={"method": m.name}, base_exc=exc)
                 return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
         except E.RPCError as exc:
             if encode is None:

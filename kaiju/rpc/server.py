@@ -370,6 +370,7 @@ class RPCServer(Service):
             return ErrorResponse(id=response.id, error=self._unencodable(exc))
 
     def _unencodable(self, exc: Exception) -> dict:
+        self.logger.error("RPC result cannot be encoded", exc_info=exc)
         return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
 
     def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
@@ -436,4 +437,6 @@ def _not_started() -> None:
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
+    if isinstance(obj, str):  # a str subclass (a checked setting's type): its text
+        return str(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}")

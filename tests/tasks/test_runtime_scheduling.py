@@ -80,3 +80,16 @@ async def test_bad_settings_are_refused_as_check_would(settings, message):
         assert "bad" not in app.services
         with pytest.raises(ValueError, match="already names"):
             await tasks.add("counter", interval=1, call=counter.job)
+
+
+async def test_tasks_list_encodes_as_json_over_the_wire():
+    import msgspec
+
+    counter, rpc_server, tasks = Counter(), RPCServer(), Tasks()
+    async with started(counter, rpc_server, tasks):
+        await tasks.add("nightly", cron="0 3 * * *", timezone="Europe/Berlin", method="counter.bump")
+        body = b'{"jsonrpc":"2.0","id":1,"method":"tasks.list"}'
+        response, _ = await rpc_server.handle(body, scope=rpc.Scope.SYSTEM)
+        (entry,) = msgspec.json.decode(response)["result"]
+        assert entry["name"] == "nightly" and entry["schedule"] == "0 3 * * *" and entry["timezone"] == "Europe/Berlin"
+        assert entry["job"] == {"method": "counter.bump"}
