@@ -359,7 +359,8 @@ def app_commands(argv: list[str] | None) -> dict[str, Command]:
 
 
 def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
-    """Run an app command: inside the started app (`cmd.start`), else on the loaded config."""
+    """Run an app command: inside the started app (`cmd.start`; without the transports, as
+    `call`), else on the loaded config."""
     import asyncio
     import inspect
 
@@ -371,7 +372,8 @@ def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
                 result = await result
             return int(result or 0)
 
-        return run_app(args, body)
+        config = load(args)  # the services `call` runs: no HTTP server, listener or schedule
+        return run_app(args, body, *_prepare_call(config), config=config)
     result = cmd.func(load(args), args)
     if inspect.isawaitable(result):
         result = asyncio.run(result)

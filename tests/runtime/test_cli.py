@@ -418,11 +418,17 @@ def show(config, args):
 
 
 def test_app_commands_from_the_config(tmp_path):
+    import socket
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    held_port = held.getsockname()[1]
     (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
     cfg = tmp_path / "app.yml"
-    cfg.write_text(
+    cfg.write_text(  # the HTTP server holds a port an app already runs on: a command runs beside it
         f"main: {{name: cmdapp}}\npackages: []\ncommands: ['appcmds:greet_twice', 'appcmds:show']\n"
-        f"services: [DemoService]\n"
+        f"services: [DemoService, RPCServer, {{cls: HTTPServer, settings: {{port: {held_port}}}}}]\n"
     )
     env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
     listed = run("-c", str(cfg), "--help", env=env)
@@ -434,6 +440,7 @@ def test_app_commands_from_the_config(tmp_path):
     assert run("-c", str(cfg), "--log-level", "ERROR", "greet-twice", "fail", env=env).returncode == 3
     shown = run("show-name", "-c", str(cfg), env=env)
     assert shown.stdout.strip() == "cmdapp" and shown.returncode == 0
+    held.close()
 
 
 def test_app_commands_from_entry_points_and_bad_references(tmp_path):
