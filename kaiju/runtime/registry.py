@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
+import sysconfig
 import traceback
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -63,14 +65,33 @@ class ClassNotFound(LookupError):
 def describe_error(exc: BaseException) -> str:
     """`exc` in one line with where it was raised: `SyntaxError: invalid syntax (app/x.py, line 3)`.
 
-    The place is the innermost frame outside Python's import machinery, so an error in a user's
-    module names that module's file and line, not importlib's.
+    The place is the innermost frame in the user's own code (not kaiju's, not the standard
+    library's or an installed package's), so an error in a user's module names that module's
+    file and line; with no such frame (a module that does not exist) no place is given.
     """
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
-    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    # the user's code; else (an app installed as a package) anything but kaiju and the stdlib
+    found = [f for f in frames if _outside(f.filename, _NOT_USER_CODE)] or [
+        f for f in frames if _outside(f.filename, _NOT_USER_CODE[:2])
+    ]
+    where = f" ({found[-1].filename}, line {found[-1].lineno})" if found else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _outside(filename: str, roots: tuple[str, ...]) -> bool:
+    path = os.path.abspath(filename)
+    return not any(path.startswith(root) for root in roots)
+
+
+_KAIJU_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# kaiju, the standard library, then installed packages
+_NOT_USER_CODE = (
+    _KAIJU_ROOT,
+    os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep,
+    *{os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")},
+)
 
 
 def import_module(name: str, what: str = "module") -> ModuleType:

@@ -4,6 +4,7 @@ service in them runs (a real TCP echo server answering a real client)."""
 from __future__ import annotations
 
 import socket
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -127,3 +128,20 @@ def test_an_aiomisc_tcp_server_runs_and_answers(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_an_error_kaiju_raises_for_the_user_module_names_the_user_line(tmp_path):
+    from kaiju.runtime.registry import ClassNotFound, import_module
+
+    module = tmp_path / "scoped_app.py"
+    module.write_text("import kaiju\nfrom kaiju import rpc\n\n\nclass S(kaiju.Service):\n    @rpc.method(permission='superuser')\n    async def x(self):\n        pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ClassNotFound) as info:
+            import_module("scoped_app")
+        assert f"({module}, line 6)" in str(info.value) and "unknown scope 'superuser'" in str(info.value)
+        with pytest.raises(ClassNotFound) as info:
+            import_module("scoped_app_that_is_not_there")
+        assert str(info.value).endswith("No module named 'scoped_app_that_is_not_there'")  # no importlib file
+    finally:
+        sys.path.remove(str(tmp_path))
