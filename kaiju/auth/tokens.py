@@ -15,6 +15,8 @@ from typing import Any
 
 import jwt
 
+from kaiju.runtime.service import SettingError
+
 __all__ = ["ALGORITHMS", "TokenError", "TokenSigner"]
 
 ALGORITHMS = ("HS256", "EdDSA", "RS256")
@@ -30,7 +32,8 @@ VERIFIED_KEPT = 4096  # tokens whose signature a TokenSigner remembers as checke
 
 class TokenSigner:
     """Signs and checks tokens with one algorithm: HS256 with `secret`, or EdDSA / RS256 with
-    a PEM key pair (`private_key` signs, `public_key` checks). Raises ValueError for a
+    a PEM key pair (`private_key` signs, `public_key` checks). Raises SettingError (a
+    ValueError naming the setting) for a
     missing or too short key."""
 
     def __init__(
@@ -41,24 +44,24 @@ class TokenSigner:
         public_key: str | None = None,
     ):
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+            raise SettingError("algorithm", f"expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
         self.algorithm = algorithm
         self._verified: dict[str, dict[str, Any]] = {}
         if algorithm == "HS256":
             if not secret or len(secret) < _MIN_SECRET:
-                raise ValueError(f"secret: HS256 needs a secret of at least {_MIN_SECRET} characters")
+                raise SettingError("secret", f"expected at least {_MIN_SECRET} characters for HS256, got fewer")
             self._sign_key: Any = secret
             self._check_key: Any = secret
         else:
             if not private_key or not public_key:
-                raise ValueError(f"private_key, public_key: {algorithm} needs a PEM key pair")
+                raise SettingError("private_key", f"expected a PEM key pair (private_key, public_key) for {algorithm}")
             from cryptography.hazmat.primitives import serialization
 
             try:
                 self._sign_key = serialization.load_pem_private_key(private_key.encode(), password=None)
                 self._check_key = serialization.load_pem_public_key(public_key.encode())
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"private_key, public_key: not a PEM key pair ({exc})") from None
+                raise SettingError("private_key", f"expected a PEM key pair (private_key, public_key), got none ({exc})") from None
 
     def issue(self, kind: str, subject: str, family: str, ttl: float, **claims: Any) -> tuple[str, dict[str, Any]]:
         """A signed token of `kind` ("access" or "refresh") for `subject`; returns (token, its claims)."""

@@ -15,7 +15,7 @@ import msgspec
 
 from kaiju.auth.passwords import is_password_hash
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.runtime.service import Service
+from kaiju.runtime.service import Service, SettingError
 
 __all__ = ["ConfigUser", "ConfigUsers", "User", "UserStore"]
 
@@ -85,14 +85,14 @@ def _user(name: str, entry: ConfigUser | dict) -> User:
         entry = msgspec.convert(entry, ConfigUser)
     if not is_password_hash(entry.password_hash):
         # the value is never quoted: it may be the password itself
-        raise ValueError(
-            f"users.{name}.password_hash: expected an argon2id hash made by `kaiju-run hash-password`,"
-            " got something else"
+        raise SettingError(
+            f"users.{name}.password_hash",
+            "expected an argon2id hash made by `kaiju-run hash-password`, got something else",
         )
     try:
         scope = parse_scope(entry.scope)
     except ValueError as exc:
-        raise ValueError(f"users.{name}.scope: {exc}") from None
+        raise SettingError(f"users.{name}.scope", str(exc)) from None
     return User(
         id=name if entry.id is None else entry.id,
         username=name,

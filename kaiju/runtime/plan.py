@@ -182,6 +182,8 @@ class _Builder:
             if "name" in inspect.signature(cls).parameters:  # aiomisc's PeriodicService names its callback so
                 kwargs = {**kwargs, "name": name}
             service = cls(**kwargs)
+        except SettingError as exc:  # the class refuses a setting by name (a dotted path into it)
+            raise self.error((*path, "settings", *exc.key.split(".")), exc.message) from None
         except Exception as exc:  # the settings were valid: the class's own code failed
             raise self.error(path, f"{ref} failed to construct: {describe_error(exc)}") from None
         if getattr(service, "name", None) is None:
@@ -256,7 +258,7 @@ class _Builder:
             try:
                 hook()
             except SettingError as exc:
-                raise self.setting_error(spec, (exc.key,), exc.message) from None
+                raise self.setting_error(spec, tuple(exc.key.split(".")), exc.message) from None
             except ValueError as exc:
                 raise self.setting_error(spec, (), f"{type(spec.service).__name__}: {exc}") from None
 

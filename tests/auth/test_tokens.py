@@ -179,7 +179,7 @@ def test_key_pair_algorithms_sign_and_check(algorithm, make_key):
         ({"secret": "short"}, "at least 32"),
         ({"algorithm": "EdDSA"}, "key pair"),
         ({"algorithm": "none", "secret": SECRET}, "algorithm"),
-        ({"algorithm": "RS256", "private_key": "x", "public_key": "y"}, "not a PEM key pair"),
+        ({"algorithm": "RS256", "private_key": "x", "public_key": "y"}, "expected a PEM key pair"),
     ],
 )
 def test_bad_key_settings_are_refused(settings, message):
