@@ -74,6 +74,11 @@ CASES = {
         "  - cls: HTTPServer\n    name: b\n    settings: {host: 0.0.0.0, port: 18080}\n",
         'services[a].settings.port: expected an address no other service listens on, got 127.0.0.1:18080 (also used by "b")',
     ),
+    "same_port_localhost": (
+        "  - cls: RPCServer\n  - cls: HTTPServer\n    name: a\n    settings: {host: localhost, port: 18081}\n"
+        "  - cls: HTTPServer\n    name: b\n    settings: {port: 18081}\n",
+        'services[a].settings.port: expected an address no other service listens on, got localhost:18081 (also used by "b")',
+    ),
 }
 
 
