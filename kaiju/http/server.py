@@ -339,7 +339,7 @@ class HTTPServer(Service):
         task = asyncio.current_task()
         self._requests.add(task)
         try:
-            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope)
+            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())

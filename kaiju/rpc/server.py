@@ -196,6 +196,7 @@ class RPCServer(Service):
         scope: Scope = Scope.SYSTEM,
         headers: Mapping[str, str] | None = None,
         session: Session | None = None,
+        transport: str = "internal",
     ) -> Any:
         """Call one method in-process and return its result; before the app has started, wait
         for it (inside the request's deadline).
@@ -204,7 +205,7 @@ class RPCServer(Service):
         malformed header, NotAuthorized, or InternalError carrying the method's own exception
         in `base_exc`.
         """
-        ctx, h = self._context(headers, scope, session)
+        ctx, h = self._context(headers, scope, session, transport)
         loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
             return await self.dispatcher.call(ctx, method, params, h.retries)
@@ -219,11 +220,13 @@ class RPCServer(Service):
         *,
         scope: Scope = Scope.GUEST,
         session: Session | None = None,
+        transport: str = "internal",
     ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
         """Serve a whole JSON-RPC request or batch: await it for (response body or None,
         response headers).
 
-        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input:
+        `body` is JSON (bytes-like or str) or already decoded; `transport` names what brought
+        it in ("http", "stream", ...: the metrics' label). Never raises for bad input:
         every problem is answered as a JSON-RPC error. Until the app has started
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
@@ -237,13 +240,15 @@ class RPCServer(Service):
                 m = hot.methods[type(req)]
                 if m.permission >= scope:  # a plain request, params validated: straight to step 4
                     ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id), m, req.params, 0, hot.encode)
-        return self._handle(body, headers, scope, session)
+                    return ex.run(ex.plain_context(scope, headers, req.id, transport), m, req.params, 0, hot.encode)
+        return self._handle(body, headers, scope, session, transport)
 
-    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
+    async def _handle(
+        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str
+    ) -> tuple[bytes | None, dict]:
         """`handle` for everything but a plain request."""
         try:
-            ctx, h = self._context(headers, scope, session)
+            ctx, h = self._context(headers, scope, session, transport)
         except E.InvalidRequest as exc:
             return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         out = {CORRELATION_ID: ctx.correlation_id}
@@ -272,7 +277,7 @@ class RPCServer(Service):
     # -- step 1: the request's context and the caller's session -----------------
 
     def _context(
-        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None
+        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None, transport: str = "internal"
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
         malformed header."""
@@ -281,7 +286,7 @@ class RPCServer(Service):
         h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
-        return self.executor.context(h, scope, session, headers), h
+        return self.executor.context(h, scope, session, headers, transport), h
 
     def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
         """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""

@@ -461,7 +461,7 @@ class ScheduledTask(Service):
             headers = {CORRELATION_ID: correlation_id}
             if self.timeout is not None:
                 headers[TIMEOUT] = str(self.timeout)
-            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
+            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers, transport="task")
         if isinstance(self.params, dict):
             kwargs = self.params
         elif isinstance(self.params, list):
