@@ -327,10 +327,13 @@ class RequestLog:
 
 
 def _plain_params(params: Any) -> Any:
-    """Validated params (a Struct, or with extra keyword names) as plain data."""
+    """Params as plain data, for masking: validated ones (a Struct, or with extra keyword
+    names), or refused ones as the request gave them (raw JSON, decoded)."""
     import msgspec
 
     try:
+        if isinstance(params, msgspec.Raw):
+            return msgspec.json.decode(params)
         return msgspec.to_builtins(params)
-    except TypeError:
-        return repr(params)
+    except (TypeError, ValueError, msgspec.DecodeError):
+        return "<not shown: not plain data>"  # never a repr: it could carry a secret unmasked

@@ -108,3 +108,13 @@ def test_a_file_handler_rotates(tmp_path: Path) -> None:
         root.setLevel(saved[1])
     assert sorted(p.name for p in tmp_path.glob("rotated.log*")) == ["rotated.log", "rotated.log.1", "rotated.log.2"]
     assert "line 19" in log_file.read_text()
+
+
+def test_refused_params_are_logged_masked(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "  format: json", "{request_logs: true}")
+    result = kaiju_run("-c", str(config), "call", "demo.hello", '{"name": 1, "token": "abc123"}')
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (request,) = [r for r in records if r.get("message") == "RPC request"]
+    assert request["outcome"] == "InvalidParams" and request["duration_ms"] is None
+    assert request["params"] == {"name": 1, "token": "***"} and "abc123" not in result.stderr

@@ -72,7 +72,9 @@ class RPCServer(Service):
     - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
     - auth: the `Authenticator` that turns an `Authorization` header into a session;
     - kaiju_tools_requests: also accept kaiju-tools' requests (no "jsonrpc" member; one without
-      an "id" is answered with id null), for clients not moved over yet.
+      an "id" is answered with id null), for clients not moved over yet;
+    - request_logs / response_logs: a log line per request (method, duration, outcome), with
+      the params / the result at DEBUG, secrets masked (`kaiju.logging.RequestLog`); off: no cost.
 
     Both are found by type when the app has one (name one when it has several); without
     them those two headers are ignored.
@@ -93,6 +95,8 @@ class RPCServer(Service):
     kaiju_tools_requests: bool = False
     sessions: SessionStore | None = None
     auth: Authenticator | None = None
+    request_logs: bool = False
+    response_logs: bool = False
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -124,6 +128,10 @@ class RPCServer(Service):
             debug=self.app.debug if self.debug is None else bool(self.debug),
             max_queue=int(self.max_queue),
         )
+        if self.request_logs or self.response_logs:
+            from kaiju.logging import RequestLog
+
+            self.executor.add_observer(RequestLog(self.logger, bool(self.request_logs), bool(self.response_logs)).observe)
         self.table = self._new_table()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
         self.dispatcher = Dispatcher(self.table, self.executor, read)
