@@ -203,3 +203,15 @@ async def test_cache_and_lock_metrics() -> None:
 async def test_the_route_answers_503_before_start() -> None:
     response = await Metrics().metrics_route(None)
     assert response.status == 503
+
+
+async def test_a_restarted_metrics_service_keeps_counting_once_per_request() -> None:
+    metrics, rpc_server = Metrics(process_metrics=False), RPCServer()
+    async with started(Shop(), rpc_server, metrics):
+        await rpc_server.call("shop.add", {"a": 1, "b": 2})
+        await metrics.stop()
+        await metrics.start()
+        await rpc_server.call("shop.add", {"a": 1, "b": 2})
+        samples = await scrape(metrics)
+        assert rpc_server.executor.observe == metrics._stats.observe  # one observer, not one per start
+    assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 2

@@ -47,10 +47,13 @@ class Metrics(Service):
 
     async def start(self) -> None:
         """Make the registry and start counting the RPC server's requests."""
+        executor = self.rpc.executor if self.rpc is not None else None
         stats = None
-        if self.rpc is not None and self.rpc.executor is not None:
-            stats = RPCStats()
-            self.rpc.executor.add_observer(stats.observe)
+        if executor is not None:
+            if self.__dict__.get("_counted") is not executor:  # once per executor: a restart keeps counting
+                self._stats, self._counted = RPCStats(), executor
+                executor.add_observer(self._stats.observe)
+            stats = self._stats
         registry = CollectorRegistry()
         self.collector = AppCollector(self.app.services.values, stats)
         registry.register(self.collector)
