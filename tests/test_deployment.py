@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kaiju.testing import free_port
+from kaiju.testing import OutputLines, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "conf" / "kaiju@.service"
@@ -91,13 +91,10 @@ def test_three_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
         )
         for name in names
     ]
+    outputs = [OutputLines(proc.stderr) for proc in procs]
     try:
-        for proc in procs:  # each has started (its start-up line), so each is listening
-            for line in proc.stderr:
-                if line.startswith("{") and "started" in json.loads(line)["message"]:
-                    break
-            else:
-                raise AssertionError(f"a process exited before it started: {proc.wait(10)}")
+        for output in outputs:  # each has started (its start-up line), so each is listening
+            output.until(lambda line: line.startswith("{") and "started" in json.loads(line)["message"], timeout=60)
         answered: set[str] = set()
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "demo.hello", "params": {"name": "you"}}).encode()
         for _ in range(500):  # a new connection each time: the kernel spreads them over the three
@@ -111,6 +108,4 @@ def test_three_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(30) for proc in procs]
-        for proc in procs:
-            proc.stderr.close()
     assert codes == [0, 0, 0]

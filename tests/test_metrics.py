@@ -18,10 +18,9 @@ from kaiju.metrics import Metrics
 from kaiju.rpc import RPCServer, Scope
 from kaiju.runtime.service import App, Service
 from kaiju.tasks import PeriodicTask
-from kaiju.testing import free_port
+from kaiju.testing import eventually, free_port
 from kaiju.testing.services import started
 from tests.streams.conftest import backend_kind, make_stack  # noqa: F401 -- fixtures of the stream test
-from tests.streams.helpers import until
 
 
 class Shop(Service):
@@ -100,7 +99,7 @@ async def test_rpc_and_http_metrics_match_the_traffic() -> None:
                 assert response.status == 405
             # one request holds the only slot, a second one waits for it
             holders = [asyncio.create_task(post(session, http.url, request("shop.hold", rid=n))) for n in (1, 2)]
-            await until(lambda: shop.entered == 1 and len(metrics.rpc.executor.inflight) == 2, what="a holder and a waiter")
+            await eventually(lambda: shop.entered == 1 and len(metrics.rpc.executor.inflight) == 2, what="a holder and a waiter")
             samples = await scrape_http(session, http)
             assert sample(samples, "kaiju_rpc_in_flight", transport="http") == 2
             assert sample(samples, "kaiju_rpc_waiting", transport="http") == 1
@@ -146,7 +145,7 @@ async def test_task_metrics() -> None:
     bad = PeriodicTask(name="failer", interval=0.05, method="shop.fail", policy="wait")
     metrics = Metrics(process_metrics=False)
     async with started(Shop(), RPCServer(), metrics, ok, bad):
-        await until(lambda: ok.runs >= 2 and bad.failures >= 2, what="two runs of each")
+        await eventually(lambda: ok.runs >= 2 and bad.failures >= 2, what="two runs of each")
         samples = await scrape(metrics)
         runs_ok, runs_bad = ok.runs, bad.runs
     assert sample(samples, "kaiju_task_runs_total", task="adder") == runs_ok
@@ -165,7 +164,7 @@ async def test_task_timeouts_are_counted() -> None:
     slow = PeriodicTask(name="slow", interval=0.05, method="shop.hold", timeout=0.05)
     metrics = Metrics(process_metrics=False)
     async with started(Shop(), RPCServer(), metrics, slow):
-        await until(lambda: slow.timeouts >= 1, what="a run cut by its timeout")
+        await eventually(lambda: slow.timeouts >= 1, what="a run cut by its timeout")
         samples = await scrape(metrics)
         timeouts = slow.timeouts
     assert sample(samples, "kaiju_task_timeouts_total", task="slow") == timeouts
@@ -177,8 +176,8 @@ async def test_stream_metrics(make_stack) -> None:
     async with started(*services, metrics, app=App(name="test", env="test")):
         await producer.call("rec.echo", {"value": 1})
         await producer.call("rec.fail", {"value": 2})
-        await until(lambda: listener.counters["processed"] == 1 and listener.counters["dead_lettered"] == 1, what="both messages")
-        await until(lambda: not listener._in_hand, what="acks")
+        await eventually(lambda: listener.counters["processed"] == 1 and listener.counters["dead_lettered"] == 1, what="both messages")
+        await eventually(lambda: not listener._in_hand, what="acks")
         samples = await scrape(metrics)
     topic, name = listener.topic, listener.name
     assert sample(samples, "kaiju_stream_messages_processed_total", topic=topic, listener=name) == 1
