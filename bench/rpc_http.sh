@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# JSON-RPC over HTTP: kaiju's HTTPServer vs kaiju-tools 2.4.26 vs the aiohttp ceiling, one run.
+# JSON-RPC over HTTP: kaiju's HTTPServer (without and with metrics) vs kaiju-tools 2.4.26 vs the
+# aiohttp ceiling, one run.
 #
 #   bench/rpc_http.sh                 (needs wrk: apt-get install -y wrk)
 #
@@ -48,6 +49,7 @@ start_server() {  # which port
   case $1 in
     ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju+metrics) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" metrics) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
   wait_up "$2"
@@ -71,11 +73,12 @@ measure() {  # which -> prints "rps=... bad=... errors=... p50_ms=... p99_ms=...
 }
 
 declare -A BEST LINE
-for which in ceiling kaiju kaiju-tools; do BEST[$which]=0; LINE[$which]=""; done
+SERVERS=(ceiling kaiju kaiju+metrics kaiju-tools)
+for which in "${SERVERS[@]}"; do BEST[$which]=0; LINE[$which]=""; done
 for round in $(seq 1 "$ROUNDS"); do
-  for which in ceiling kaiju kaiju-tools; do
+  for which in "${SERVERS[@]}"; do
     line="$(measure "$which")"
-    echo "round $round  $(printf '%-12s' "$which") $line"
+    echo "round $round  $(printf '%-14s' "$which") $line"
     rps="$(sed -E 's/^rps=([0-9]+).*/\1/' <<<"$line")"
     if (( rps > BEST[$which] )); then BEST[$which]=$rps; LINE[$which]=$line; fi
   done
@@ -83,8 +86,9 @@ done
 
 echo
 echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
-for which in kaiju kaiju-tools ceiling; do printf '%-12s %s\n' "$which" "${LINE[$which]}"; done
-awk -v k="${BEST[kaiju]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
+for which in kaiju kaiju+metrics kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
+awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
   printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t
   printf "kaiju/ceiling     = %.0f%% (target >= 90%%)\n", 100 * k / c
+  printf "metrics cost      = %.1f%% of kaiju'"'"'s rps (target < 5%%)\n", 100 * (k - m) / k
 }'

@@ -1,6 +1,8 @@
 """kaiju's side of bench/rpc_http.sh: echo.echo over HTTP on 127.0.0.1:PORT until SIGTERM/SIGINT.
 
-    .venv/bin/python bench/rpc_http_server.py PORT
+    .venv/bin/python bench/rpc_http_server.py PORT [metrics]
+
+With `metrics`, the app also runs the Metrics service (its RPC requests are counted).
 """
 
 from __future__ import annotations
@@ -13,19 +15,21 @@ import sys
 from echo_service import EchoService
 
 from kaiju.http.server import HTTPServer
+from kaiju.metrics import Metrics
 from kaiju.rpc import RPCServer
 from kaiju.testing.services import started
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, metrics: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with started(EchoService(), RPCServer(), HTTPServer(host="127.0.0.1", port=port)):
+    extra = [Metrics()] if metrics else []
+    async with started(EchoService(), RPCServer(), *extra, HTTPServer(host="127.0.0.1", port=port)):
         await stop.wait()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve(int(sys.argv[1]), sys.argv[2:3] == ["metrics"]))

@@ -86,9 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from kaiju.logging import check_logging
     from kaiju.runtime.plan import build_plan
 
-    print(build_plan(load(args)).describe())
+    loaded = load(args)
+    check_logging(loaded, args.log_format)
+    print(build_plan(loaded).describe())
     return 0
 
 
@@ -285,7 +288,7 @@ def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
         help="do not read template values from the OS environment")
     add("--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, default=None, help="override main.loglevel")
     add("--log-format", dest="log_format", choices=LOG_FORMATS, default=None,
-        help="log format (default: color on a terminal, journald under systemd, else plain)")
+        help="log format (default: logging.format, else color on a terminal, journald under systemd, plain otherwise)")
 
 
 def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:

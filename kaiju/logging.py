@@ -9,16 +9,26 @@ with a `log_fields()` method returning its provider; the entrypoint collects the
 the services it started (`log_field_providers`) and adds them to the filter
 `configure()` returned. The RPC server offers the correlation id this way, so the
 runtime needs to know nothing of RPC.
+
+The config's ``logging:`` section (`kaiju.config.settings.LoggingSettings`) chooses the
+format, the handlers (stderr, a rotated file, the journal) and the levels of named
+loggers; `logging_problems` finds what would keep it from working before a start.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
+import sys
 from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "check_format", "configure", "log_field_providers", "record_extras"]
+__all__ = [
+    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "PlainFormatter",
+    "check_format", "check_logging", "configure", "log_field_providers", "logging_problems", "record_extras",
+]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
 
@@ -114,6 +124,22 @@ class ExtrasFormatter(logging.Formatter):
         return text + " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
 
 
+class PlainFormatter(logging.Formatter):
+    """One line a machine can split: time (UTC), level, logger, `[correlation id]` (`-`
+    outside a request), the message, then the record's extras as `key=value`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = record_extras(record)
+        cid = extras.pop("correlation_id", None) or "-"
+        when = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        text = f"{when} {record.levelname} {record.name} [{cid}] {record.getMessage()}"
+        if extras:
+            text += " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, then the record's extras
     (keyword extras of the call, the request's correlation id) and `exception` if any."""
@@ -158,27 +184,156 @@ def configure(
     level: str | int = "INFO",
     log_format: str = "plain",
     providers: list[ContextProvider] | None = None,
+    settings: Any = None,
 ) -> ContextFilter:
-    """Configure the root logger: aiomisc's plain, color or journald format, or kaiju's JSON
-lines; returns the filter stamping request context on records."""
-    import aiomisc_log
+    """Configure the root logger and return the filter stamping request context on records.
 
+    `settings` is the config's ``logging`` section (`LoggingSettings`, None: one stderr
+    handler); `log_format` is the format of handlers that name none (``journald``: the
+    default handler writes to the journal). `level` is the root logger's level; the
+    section's ``loggers`` set the levels of named loggers. Raises LogFormatError when a
+    handler cannot work here (see `logging_problems`).
+    """
     check_format(log_format)
-    if log_format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(JSONFormatter())
-        root = logging.getLogger()
-        for old in root.handlers[:]:
-            root.removeHandler(old)
-        root.addHandler(handler)
-        root.setLevel(level.upper() if isinstance(level, str) else level)
-    else:
-        aiomisc_log.basic_config(level=level, log_format=log_format)
-        for handler in logging.getLogger().handlers:
-            if log_format != "journald" and handler.formatter is not None:  # journald keeps extras as fields
-                handler.setFormatter(ExtrasFormatter(handler.formatter))
+    wanted = list(settings.handlers) if settings is not None and settings.handlers else [None]
+    problems = [message for _, message in logging_problems(settings, log_format)]
+    if problems:
+        raise LogFormatError(problems[0])
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
     context_filter = ContextFilter(list(providers or ()))
-    for handler in logging.getLogger().handlers:
+    for entry in wanted:
+        handler = _handler(entry, log_format)
         handler.addFilter(context_filter)
+        root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name, logger_level in (settings.loggers if settings is not None else {}).items():
+        logging.getLogger(name).setLevel(logger_level)
     return context_filter
 
+
+def _handler(entry: Any, default_format: str) -> logging.Handler:
+    """The handler for one ``logging.handlers`` entry (None: the default stderr one)."""
+    kind = entry.type if entry is not None else ("journald" if default_format == "journald" else "stderr")
+    log_format = (entry.format if entry is not None else None) or default_format
+    if kind == "journald":
+        from logging_journald import JournaldLogHandler
+
+        handler: logging.Handler = JournaldLogHandler()  # extras travel as journal fields
+    else:
+        if kind == "file":
+            handler = logging.handlers.RotatingFileHandler(entry.path, maxBytes=entry.max_bytes, backupCount=entry.backups)
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_formatter(log_format))
+    if entry is not None and entry.level is not None:
+        handler.setLevel(entry.level)
+    return handler
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JSONFormatter()
+    if log_format == "color":
+        import aiomisc_log
+
+        colored = aiomisc_log.create_logging_handler(aiomisc_log.LogFormat.color)
+        return ExtrasFormatter(colored.formatter)
+    return PlainFormatter()
+
+
+def logging_problems(settings: Any, log_format: str | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """What would keep the ``logging`` section `settings` from working on this machine, as
+    `(key path, message)` pairs: a journal that is not there, a log file that cannot be
+    written, ``journald`` as the format of a stderr or file handler."""
+    found: list[tuple[tuple[Any, ...], str]] = []
+    section_format = getattr(settings, "format", None)
+    if section_format == "journald" and log_format in (None, "journald"):
+        found += [(("logging", "format"), m) for m in _journal_problems()]
+    for index, entry in enumerate(getattr(settings, "handlers", None) or ()):
+        path: tuple[Any, ...] = ("logging", "handlers", index)
+        if entry.type == "journald":
+            found += [(path + ("type",), m) for m in _journal_problems()]
+        elif entry.format == "journald":
+            found.append((path + ("format",), f"journald is a handler type, not a format for a {entry.type} handler: use type: journald"))
+        if entry.type == "file":
+            found += [(path + ("path",), m) for m in _file_problems(entry.path)]
+    return found
+
+
+def _journal_problems() -> list[str]:
+    try:
+        check_format("journald")
+    except LogFormatError as exc:
+        return [str(exc)]
+    return []
+
+
+def _file_problems(path: str) -> list[str]:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path):
+        if os.path.isdir(path) or not os.access(path, os.W_OK):
+            return [f"cannot write the log file {path}"]
+    elif not os.path.isdir(folder):
+        return [f"no directory {folder} for the log file"]
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return [f"cannot create the log file in {folder}"]
+    return []
+
+
+def check_logging(config: Any, log_format: str | None = None) -> None:
+    """Raise the ConfigError (file, key path, message) of the first of `logging_problems`
+    of a loaded config (`LoadedConfig`); `log_format` is one given on the command line."""
+    for path, message in logging_problems(config.settings.logging, log_format):
+        raise config.error(path, message)
+
+
+class RequestLog:
+    """The RPC server's `request_logs` / `response_logs`: a line per request through the
+    executor's observer hook (`Executor.add_observer`), logged by `logger`.
+
+    The line (INFO) says the method, the duration (ms), the outcome (`ok` or the error
+    type) and the transport; the correlation id comes with every record. At DEBUG it also
+    carries the params (`request_logs`) and the result or error (`response_logs`), with
+    secrets (passwords, tokens, keys) masked.
+    """
+
+    __slots__ = ("logger", "params", "results")
+
+    def __init__(self, logger: Any, params: bool = True, results: bool = True):
+        self.logger = logger
+        self.params = params
+        self.results = results
+
+    def observe(self, ctx: Any, method: Any, params: Any, result: Any, error: Any, seconds: float | None) -> None:
+        """Log one request (the observer signature)."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        fields: dict[str, Any] = {
+            "method": method.name,
+            "duration_ms": None if seconds is None else round(seconds * 1000, 3),
+            "outcome": "ok" if error is None else error.type,
+            "transport": ctx.transport,
+        }
+        if self.logger.isEnabledFor(logging.DEBUG):
+            from kaiju.config.display import mask_secrets
+
+            if self.params:
+                fields["params"] = mask_secrets(_plain_params(params))
+            if self.results:
+                fields["result" if error is None else "error"] = mask_secrets(result if error is None else error.to_dict())
+        self.logger.info("RPC request", **fields)
+
+
+def _plain_params(params: Any) -> Any:
+    """Params as plain data, for masking: validated ones (a Struct, or with extra keyword
+    names), or refused ones as the request gave them (raw JSON, decoded)."""
+    import msgspec
+
+    try:
+        if isinstance(params, msgspec.Raw):
+            return msgspec.json.decode(params)
+        return msgspec.to_builtins(params)
+    except (TypeError, ValueError, msgspec.DecodeError):
+        return "<not shown: not plain data>"  # never a repr: it could carry a secret unmasked

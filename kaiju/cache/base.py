@@ -50,6 +50,7 @@ class Cache(Service, abc.ABC):
         self._encode, self._decode = codec.encode, codec.decode
         self._filling: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_running_loop()
+        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # read by the metrics
         await self._open()
         self._opened = True
 
@@ -104,6 +105,7 @@ class Cache(Service, abc.ABC):
         Raises msgspec.ValidationError when the stored value does not fit `type`.
         """
         data = await self._get(self._key(key))
+        self.counts["misses" if data is None else "hits"] += 1
         return None if data is None else self._decode(data, type)
 
     async def m_get(self, keys: Collection[str], *, type: Any = None) -> dict[str, Any]:
@@ -112,6 +114,9 @@ class Cache(Service, abc.ABC):
         if not keys:
             return {}
         found = await self._m_get([self._key(key) for key in keys])
+        hits = len(found) - found.count(None)
+        self.counts["hits"] += hits
+        self.counts["misses"] += len(found) - hits
         return {key: self._decode(data, type) for key, data in zip(keys, found) if data is not None}
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
@@ -163,6 +168,7 @@ class Cache(Service, abc.ABC):
         full = self._key(key)
         ttl = self._ttl(ttl)
         data = await self._get(full)
+        self.counts["misses" if data is None else "hits"] += 1
         while data is None:
             filling = self._filling.get(full)
             if filling is not None:
@@ -174,6 +180,7 @@ class Cache(Service, abc.ABC):
                     raise
                 continue
             filling = self._filling[full] = self._loop.create_future()
+            self.counts["loader_calls"] += 1
             try:
                 data = await self._fill(full, loader, ttl)
             except asyncio.CancelledError:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -13,6 +15,8 @@ from kaiju.runtime.annotations import parse_path, split_validation_error
 
 __all__ = [
     "LOG_LEVELS",
+    "LogHandlerSettings",
+    "LoggingSettings",
     "MainSettings",
     "ProjectSettings",
     "ServiceSettings",
@@ -60,11 +64,50 @@ class ServiceSettings(msgspec.Struct, forbid_unknown_fields=True):
             self.loglevel = self.loglevel.upper()
 
 
+LogFormat = Literal["plain", "color", "json", "journald"]
+
+
+class LogHandlerSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """One ``logging.handlers`` entry: where records go (stderr, a rotated file, the journal),
+    in which format (default: the section's) and from which level (default: all)."""
+
+    type: Literal["stderr", "file", "journald"] = "stderr"
+    format: LogFormat | None = None
+    level: LogLevel | None = None
+    path: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 10 * 1024 * 1024
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+
+    def __post_init__(self) -> None:
+        if self.level is not None:
+            self.level = self.level.upper()
+        if self.type == "file" and self.path is None:
+            raise ValueError("a file handler needs a path")
+        if self.type != "file" and self.path is not None:
+            raise ValueError(f"path is for a file handler, not {self.type}")
+
+
+class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The ``logging`` section: the default format, levels of named loggers (third-party
+    ones too, such as ``aiohttp.access``) and the handlers (default: one on stderr)."""
+
+    format: LogFormat | None = None
+    loggers: dict[Name, str] = {}
+    handlers: list[LogHandlerSettings] = []
+
+    def __post_init__(self) -> None:
+        for name, level in self.loggers.items():  # checked here, so the message names the logger
+            if not re.match(_LOGLEVEL_PATTERN, level):
+                raise ValueError(f"loggers.{name}: expected one of {', '.join(LOG_LEVELS)}, got {describe_value(level)}")
+        self.loggers = {name: level.upper() for name, level in self.loggers.items()}
+
+
 class ProjectSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """A whole config: ``main``, ``packages``, ``services``, the app's ``commands`` and the
-    free-form ``etc``."""
+    """A whole config: ``main``, ``logging``, ``packages``, ``services``, the app's ``commands``
+    and the free-form ``etc``."""
 
     main: MainSettings
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     packages: list[str] = []
     services: list[ServiceSettings] = []
     commands: list[Name] = []
@@ -130,6 +173,7 @@ _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`(?P<rest>.*)", re.S)
 _TYPE_NAMES = {"object": "mapping", "array": "list"}
+_BAD_ENUM = re.compile(r"Invalid enum value (?P<value>.*)", re.S)
 
 
 def validation_problem(message: str, data: Any) -> tuple[Path, str]:
@@ -143,7 +187,31 @@ def validation_problem(message: str, data: Any) -> tuple[Path, str]:
         key = path + (found.group("field"),)
         moved = MOVED_KEYS.get(key)
         return key, f"unknown key ({moved})" if moved else "unknown key"
+    if (found := _BAD_ENUM.match(what)) and (choices := _literal_choices(ProjectSettings, path)):
+        return path, f"expected one of {', '.join(choices)}, got {describe_value(_lookup(data, path))}"
     return path, _expected(what, data, path)
+
+
+def _literal_choices(type_: Any, path: Path) -> tuple[str, ...]:
+    """The values of the `Literal` type found at `path` inside the Struct `type_` (else empty)."""
+    for key in path:
+        type_ = _not_none(type_)
+        if isinstance(key, int):
+            type_ = (typing.get_args(type_) or (Any,))[0]
+        elif isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+            type_ = typing.get_type_hints(type_).get(key, Any)
+        else:
+            return ()
+    type_ = _not_none(type_)
+    return typing.get_args(type_) if typing.get_origin(type_) is Literal else ()
+
+
+def _not_none(type_: Any) -> Any:
+    """`X` for `X | None`, else `type_`."""
+    if typing.get_origin(type_) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(type_) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else type_
+    return type_
 
 
 def _expected(what: str, data: Any, path: Path) -> str:

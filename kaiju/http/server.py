@@ -146,8 +146,9 @@ class HTTPServer(Service):
         self._table = self._route_table([*self._probes, *self._service_routes(), *config_routes(self.routes)])
         self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
         sock = self._bind()
+        self.responses: dict[int, int] = {}  # responses by status, read by the metrics
         server = _JSONErrorServer(
-            self._handle,
+            _counting(self._handle, self.responses),
             limits=self._connection_limits(),
             logger=self.logger,
             request_factory=self._make_request,
@@ -339,7 +340,7 @@ class HTTPServer(Service):
         task = asyncio.current_task()
         self._requests.add(task)
         try:
-            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope)
+            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
@@ -424,6 +425,17 @@ class HTTPServer(Service):
     async def _ready(self, request: web.BaseRequest) -> web.Response:
         report = await self._health.check.report()
         return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
+
+
+def _counting(handle: Any, responses: dict[int, int]) -> Any:
+    """`handle`, counting its responses by status into `responses`."""
+
+    async def counted(request: web.BaseRequest) -> web.StreamResponse:
+        response = await handle(request)
+        responses[response.status] = responses.get(response.status, 0) + 1
+        return response
+
+    return counted
 
 
 class _JSONErrorHandler(GuardedHandler):

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import NamedTuple
 
 from kaiju import keys
+from kaiju.metrics.counters import LATENCY_BUCKETS, Histogram
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -111,6 +112,9 @@ class Locks(Service, abc.ABC):
         self._held: dict[tuple[str, str], _Held] = {}
         self._renewals: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
+        # read by the metrics: acquisitions, refusals (taken / timeout), time to acquire when waiting
+        self.counts = {"acquired": 0, "taken": 0, "timeout": 0, "lost": 0}
+        self.wait_time = Histogram(LATENCY_BUCKETS)
         try:
             await self._open()
         except BaseException:
@@ -195,7 +199,15 @@ class Locks(Service, abc.ABC):
         self._check_running()
         full = self.full_key(key, shared)
         lock_id = f"{self._instance}:{next(self._ids)}"
-        token = await self._acquire(full, lock_id, ttl, wait, timeout)
+        began = self._loop.time()
+        try:
+            token = await self._acquire(full, lock_id, ttl, wait, timeout)
+        except (LockExistsError, LockTimeout) as exc:
+            self.counts["timeout" if isinstance(exc, LockTimeout) else "taken"] += 1
+            raise
+        self.counts["acquired"] += 1
+        if wait:
+            self.wait_time.observe(self._loop.time() - began)
         if not self._running:  # stopped while the backend took it: nobody would renew or release it
             with suppress(Exception):
                 await self._release(full, lock_id)
@@ -329,6 +341,7 @@ class Locks(Service, abc.ABC):
 
     def _lose(self, held: _Held, reason: str) -> None:
         held.lost = True
+        self.counts["lost"] += 1
         self.logger.warning("lock lost", lock=held.key, lock_id=held.id, reason=reason)
         if held.body is not None and not held.body.done():
             held.cancelled = held.body.cancel()

@@ -43,7 +43,8 @@ class RequestContext(msgspec.Struct, eq=False):
     `loop_deadline` is the deadline on the event loop's clock; `deadline` the same moment
     as unix time. `session` is the caller's `Session` (or None); `headers` the request
     headers as given; `method` the RPC method being run; `request_id` the JSON-RPC id of
-    the request (None for a notification or an in-process call).
+    the request (None for a notification or an in-process call); `transport` what brought
+    it in ("http", "stream", "task" or "internal").
     """
 
     correlation_id: str
@@ -60,6 +61,7 @@ class RequestContext(msgspec.Struct, eq=False):
     # whether running its method takes a max_parallel_tasks slot: not for a call nested in
     # another method's (it runs under its caller's slot), decided when the context is made
     takes_slot: bool = True
+    transport: str = "internal"
 
     @property
     def deadline(self) -> float:
@@ -73,7 +75,8 @@ class RequestContext(msgspec.Struct, eq=False):
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
         return RequestContext(
-            self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers, takes_slot=self.takes_slot
+            self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers,
+            takes_slot=self.takes_slot, transport=self.transport,
         )
 
     def __repr__(self) -> str:

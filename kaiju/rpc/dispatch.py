@@ -38,19 +38,29 @@ class Dispatcher:
         result. Raises MethodNotFound, InvalidParams, RequestTimeout, the method's own
         RPCError, or InternalError."""
         m = self.table.resolve(name, ctx.scope, ctx.session)
-        return await self.executor.run(ctx, m, m.validate(params), retries)
+        return await self.executor.run(ctx, m, self._validate(ctx, m, params), retries)
 
     async def request(self, ctx: RequestContext, req: Any, retries: int = 0) -> Response | ErrorResponse:
         """The response to one request (a `read_request` result with an id)."""
         req_id = None if req.id is UNSET else req.id
         try:
             m = self.table.resolve(req.method, ctx.scope, ctx.session)  # `call`, inline: one coroutine less
-            result = await self.executor.run(ctx, m, m.validate(req.params), retries)
+            result = await self.executor.run(ctx, m, self._validate(ctx, m, req.params), retries)
         except E.RPCError as exc:
             if req.id is UNSET and type(exc) is E.Overloaded:
                 self.executor.dropped += 1  # a notification of a batch: nobody hears of it but the count
             return ErrorResponse(id=req_id, error=exc.to_dict(self.executor.debug))
         return Response(req_id, result)
+
+    def _validate(self, ctx: RequestContext, m: Any, params: Any) -> Any:
+        """`m.validate(params)`; params refused are an outcome of the method for the executor's
+        observer (metrics, request logs), though the method never ran."""
+        try:
+            return m.validate(params)
+        except E.RPCError as exc:
+            if self.executor.observe is not None:
+                self.executor.observe(ctx, m, params, None, exc, None)
+            raise
 
     def notify(self, ctx: RequestContext, req: Any, retries: int = 0) -> None:
         """Run a notification in the background; its failure is logged, never answered. When

@@ -33,7 +33,10 @@ from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import CORRELATION_ID, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response
 from kaiju.rpc.slots import Slots
 
-__all__ = ["Executor"]
+__all__ = ["WAITING", "Executor"]
+
+# The value of a request in `Executor.inflight` while it waits for a slot (else None).
+WAITING = True
 
 try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
     from asyncio.tasks import _current_tasks
@@ -61,7 +64,7 @@ class Executor:
 
     __slots__ = (
         "loop", "clock", "slots", "inflight", "background", "default_time", "max_time", "threshold", "tick",
-        "logger", "debug", "dropped", "_watchdog",
+        "logger", "debug", "dropped", "_watchdog", "observe",
     )
 
     def __init__(
@@ -73,7 +76,7 @@ class Executor:
         self.clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self.slots = Slots(max_parallel, max_queue)
         self.dropped = 0  # notifications refused because the line was full
-        self.inflight: dict[RequestContext, None] = {}
+        self.inflight: dict[RequestContext, bool | None] = {}  # value: WAITING for a slot, else None
         self.background: set[asyncio.Task] = set()
         self.default_time = default_time
         self.max_time = max_time
@@ -82,10 +85,15 @@ class Executor:
         self.logger = logger
         self.debug = debug
         self._watchdog: asyncio.TimerHandle | None = None
+        # called as observe(ctx, method, params, result, error, seconds) when a method has run
+        # (metrics, request logs; see `add_observer`); None costs one test per request
+        self.observe: Any = None
 
     # -- contexts -----------------------------------------------------------
 
-    def context(self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any) -> RequestContext:
+    def context(
+        self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any, transport: str = "internal"
+    ) -> RequestContext:
         """A new request's context: its deadline from the Timeout / Deadline headers (the earlier
         wins; at most `max_time`), never later than a caller's when nested; the caller's
         correlation id when nested and none is given."""
@@ -109,14 +117,16 @@ class Executor:
             # a nested call runs under its caller's slot (no deadlock); a context set outside the
             # dispatcher (request_context(): a task's function) holds none
             takes_slot = parent.method is None
-        ctx = RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
+        ctx = RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now, transport=transport)
         ctx.takes_slot = takes_slot
         return ctx
 
-    def plain_context(self, scope: Scope, headers: Any, request_id: Any) -> RequestContext:
+    def plain_context(self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal") -> RequestContext:
         """`context` for a request with no kaiju header and no caller: the default deadline."""
         now = self.clock()
-        return RequestContext(next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id)
+        return RequestContext(
+            next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id, True, transport
+        )
 
     # -- running ------------------------------------------------------------
 
@@ -157,7 +167,9 @@ class Executor:
                             coro.close()
                             raise _overloaded()
                         else:
+                            inflight[ctx] = WAITING  # for the metrics: callers waiting for a slot
                             await slots.acquire(coro)
+                            inflight[ctx] = None
                     try:
                         try:
                             result = await coro
@@ -179,6 +191,8 @@ class Executor:
                 if ctx.expired:  # the method swallowed the cancellation
                     task.uncancel()
                     raise E.RequestTimeout(data={"deadline": ctx.deadline})
+            if self.observe is not None:
+                self.observe(ctx, m, params, result, None, self.clock() - now)
             if encode is None:
                 return result
             out = {CORRELATION_ID: ctx.correlation_id}
@@ -191,6 +205,8 @@ class Executor:
                 error = E.InternalError("Internal error: the result cannot be encoded", data={"method": m.name}, base_exc=exc)
                 return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
         except E.RPCError as exc:
+            if self.observe is not None:
+                self.observe(ctx, m, params, None, exc, self.clock() - now)
             if encode is None:
                 raise
             return encode(ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))), {CORRELATION_ID: ctx.correlation_id}
@@ -213,7 +229,10 @@ class Executor:
                     if slots.full:
                         coro.close()
                         raise _overloaded()
+                    if slots.free <= 0:
+                        self.inflight[ctx] = WAITING
                     await slots.acquire(coro)
+                    self.inflight[ctx] = None
                 try:
                     try:
                         return await coro
@@ -275,6 +294,20 @@ class Executor:
             ctx.task = None
             ctx.expired = False
             ctx.started = self.clock()  # the method's time starts now
+
+    def add_observer(self, observer: Any) -> None:
+        """Call `observer(ctx, method, params, result, error, seconds)` after each method has run
+        (`error` the RPCError answered, else None) or was refused its params (`seconds` None),
+        after the observers added before."""
+        before = self.observe
+        if before is None:
+            self.observe = observer
+        else:
+            def both(*args: Any) -> None:
+                before(*args)
+                observer(*args)
+
+            self.observe = both
 
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""

@@ -72,7 +72,9 @@ class RPCServer(Service):
     - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
     - auth: the `Authenticator` that turns an `Authorization` header into a session;
     - kaiju_tools_requests: also accept kaiju-tools' requests (no "jsonrpc" member; one without
-      an "id" is answered with id null), for clients not moved over yet.
+      an "id" is answered with id null), for clients not moved over yet;
+    - request_logs / response_logs: a log line per request (method, duration, outcome), with
+      the params / the result at DEBUG, secrets masked (`kaiju.logging.RequestLog`); off: no cost.
 
     Both are found by type when the app has one (name one when it has several); without
     them those two headers are ignored.
@@ -93,6 +95,8 @@ class RPCServer(Service):
     kaiju_tools_requests: bool = False
     sessions: SessionStore | None = None
     auth: Authenticator | None = None
+    request_logs: bool = False
+    response_logs: bool = False
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -124,6 +128,10 @@ class RPCServer(Service):
             debug=self.app.debug if self.debug is None else bool(self.debug),
             max_queue=int(self.max_queue),
         )
+        if self.request_logs or self.response_logs:
+            from kaiju.logging import RequestLog
+
+            self.executor.add_observer(RequestLog(self.logger, bool(self.request_logs), bool(self.response_logs)).observe)
         self.table = self._new_table()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
         self.dispatcher = Dispatcher(self.table, self.executor, read)
@@ -196,6 +204,7 @@ class RPCServer(Service):
         scope: Scope = Scope.SYSTEM,
         headers: Mapping[str, str] | None = None,
         session: Session | None = None,
+        transport: str = "internal",
     ) -> Any:
         """Call one method in-process and return its result; before the app has started, wait
         for it (inside the request's deadline).
@@ -204,7 +213,7 @@ class RPCServer(Service):
         malformed header, NotAuthorized, or InternalError carrying the method's own exception
         in `base_exc`.
         """
-        ctx, h = self._context(headers, scope, session)
+        ctx, h = self._context(headers, scope, session, transport)
         loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
             return await self.dispatcher.call(ctx, method, params, h.retries)
@@ -219,11 +228,13 @@ class RPCServer(Service):
         *,
         scope: Scope = Scope.GUEST,
         session: Session | None = None,
+        transport: str = "internal",
     ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
         """Serve a whole JSON-RPC request or batch: await it for (response body or None,
         response headers).
 
-        `body` is JSON (bytes-like or str) or already decoded. Never raises for bad input:
+        `body` is JSON (bytes-like or str) or already decoded; `transport` names what brought
+        it in ("http", "stream", ...: the metrics' label). Never raises for bad input:
         every problem is answered as a JSON-RPC error. Until the app has started
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
@@ -237,13 +248,15 @@ class RPCServer(Service):
                 m = hot.methods[type(req)]
                 if m.permission >= scope:  # a plain request, params validated: straight to step 4
                     ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id), m, req.params, 0, hot.encode)
-        return self._handle(body, headers, scope, session)
+                    return ex.run(ex.plain_context(scope, headers, req.id, transport), m, req.params, 0, hot.encode)
+        return self._handle(body, headers, scope, session, transport)
 
-    async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
+    async def _handle(
+        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str
+    ) -> tuple[bytes | None, dict]:
         """`handle` for everything but a plain request."""
         try:
-            ctx, h = self._context(headers, scope, session)
+            ctx, h = self._context(headers, scope, session, transport)
         except E.InvalidRequest as exc:
             return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         out = {CORRELATION_ID: ctx.correlation_id}
@@ -272,7 +285,7 @@ class RPCServer(Service):
     # -- step 1: the request's context and the caller's session -----------------
 
     def _context(
-        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None
+        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None, transport: str = "internal"
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
         malformed header."""
@@ -281,7 +294,7 @@ class RPCServer(Service):
         h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
-        return self.executor.context(h, scope, session, headers), h
+        return self.executor.context(h, scope, session, headers, transport), h
 
     def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
         """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""

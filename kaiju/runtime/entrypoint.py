@@ -37,7 +37,7 @@ import aiomisc_log
 
 from kaiju.config.loader import LoadedConfig, load_config, load_config_data
 from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
-from kaiju.logging import LOG_FORMATS, ContextFilter, configure, log_field_providers
+from kaiju.logging import LOG_FORMATS, ContextFilter, check_logging, configure, log_field_providers
 from kaiju.runtime.graph import dependents
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
 from kaiju.runtime.registry import Registry
@@ -127,8 +127,10 @@ class Entrypoint:
         self.plan: Plan = build_plan(self.config, services, registry=registry)
         main = self.config.settings.main
         self.log_level = log_level if log_level is not None else main.loglevel.lower()
-        self.log_format = log_format if log_format is not None else _default_log_format()
+        self.log_format = log_format or self.config.settings.logging.format or _default_log_format()
         self.log_config = log_config
+        if log_config:
+            check_logging(self.config, log_format)
         self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None else main.shutdown_timeout)
         self.start_timeout = main.start_timeout
         if catch_signals is None:
@@ -196,7 +198,7 @@ class Entrypoint:
     async def __aenter__(self) -> Entrypoint:
         loop = asyncio.get_running_loop()
         if self.log_config:
-            self.log_filter = configure(self.log_level, str(self.log_format))
+            self.log_filter = configure(self.log_level, str(self.log_format), settings=self.config.settings.logging)
         self._install_signal_handlers(loop)
         self.state = "starting"
         began = time.perf_counter()

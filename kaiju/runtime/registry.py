@@ -55,6 +55,8 @@ BUILTIN: dict[str, str] = {
     "Streams": "kaiju.streams.service:Streams",
     "StreamListener": "kaiju.streams.listener:StreamListener",
     "StreamProducer": "kaiju.streams.producer:StreamProducer",
+    # operations
+    "Metrics": "kaiju.metrics.service:Metrics",
 }
 
 

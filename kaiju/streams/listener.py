@@ -320,7 +320,7 @@ class StreamListener(Service):
         headers = {k: v for k, v in msg.headers.items() if k.lower() not in dropped}
         headers[MESSAGE_ID] = f"{self.stream_key}/{msg.id}"
         try:
-            response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)
+            response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope, transport="stream")
             outcome = response_error(response)
         except asyncio.CancelledError:
             raise

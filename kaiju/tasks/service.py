@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from kaiju.locks.base import LockExistsError, Locks
+from kaiju.metrics.counters import LATENESS_BUCKETS, Histogram
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.methods import method_spec
@@ -134,6 +135,9 @@ class ScheduledTask(Service):
         self.last_duration: float | None = None
         self.last_result: Any = None
         self.last_error: str | None = None
+        self.timeouts = 0  # runs cut by `timeout` (counted in failures too)
+        self.last_success: float | None = None  # unix time a run last finished without error
+        self.lateness = Histogram(LATENESS_BUCKETS)  # seconds from each fire's time to its timer
 
     # -- settings -----------------------------------------------------
 
@@ -274,6 +278,7 @@ class ScheduledTask(Service):
             at = fire
         self.last_fire = fire
         self.last_lateness = now - at
+        self.lateness.observe(max(self.last_lateness, 0.0))
         self._fire(fire)
         # the run's first step is queued already: let it go before the next fire is worked out
         self.loop.call_soon(self._rearm, fire, now)
@@ -411,6 +416,7 @@ class ScheduledTask(Service):
             if limit.expired():
                 # the run's own timeout; for a method it may surface as the dispatcher's RequestTimeout
                 self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
+                self.timeouts += 1
             else:
                 # the dispatcher wraps a method's own exception in InternalError: report the original
                 error = getattr(exc, "base_exc", None) or exc
@@ -425,6 +431,7 @@ class ScheduledTask(Service):
         else:
             self.last_result = _plain(result)
             self.last_error = None
+            self.last_success = time.time()
         finally:
             self.last_duration = time.time() - started
 
@@ -461,7 +468,7 @@ class ScheduledTask(Service):
             headers = {CORRELATION_ID: correlation_id}
             if self.timeout is not None:
                 headers[TIMEOUT] = str(self.timeout)
-            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers)
+            return await self.rpc.call(self.method, self.params, scope=Scope.SYSTEM, headers=headers, transport="task")
         if isinstance(self.params, dict):
             kwargs = self.params
         elif isinstance(self.params, list):
