@@ -154,6 +154,10 @@ class HTTPServer(Service):
             request_factory=self._make_request,
             handler_cancellation=True,
             keepalive_timeout=float(self.idle_timeout),
+            # a body left unread (refused as too large, or undecodable) closes the connection after
+            # the answer instead of being drained for seconds -- and drained, an undecodable one
+            # would log a traceback per request
+            lingering_time=0,
             access_log=self.logger.logger if self.access_log else None,
         )
         # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
@@ -443,7 +447,12 @@ class _JSONErrorHandler(GuardedHandler):
     answer them as JSON-RPC errors like everything else."""
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None):
-        super().handle_error(request, status, exc, message)  # logs; raises if a response is already out
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # logs; raises if a response is already out
+        else:  # the client's mistake (framing, encoding): one line at INFO, no traceback
+            self.logger.info("unreadable request from %s: %s", request.remote, message or exc or status)
+            if request.writer.output_size > 0:
+                raise ConnectionError("Response is sent already, cannot send another response with the error message")
         error = InternalError() if status >= 500 else InvalidRequest(f"Invalid request: {message or exc or status}")
         response = _error(status, error)
         response.force_close()

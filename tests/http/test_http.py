@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import aiohttp
@@ -132,7 +133,8 @@ async def test_body_too_large_arriving_in_parts_is_413(server, session):
         (b"Content-Encoding: deflate\r\nTransfer-Encoding: chunked", b"3\r\nabc\r\n0\r\n\r\n"),
     ],
 )
-async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body):
+async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body, caplog):
+    caplog.set_level(logging.INFO)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
     await writer.drain()
@@ -142,6 +144,8 @@ async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body):
     assert status_line.split()[1] == b"400", status_line
     assert b"Content-Type: application/json" in rest
     assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
+    await asyncio.sleep(0.1)  # the connection's handler has finished with the request
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_get_is_405_with_jsonrpc_error(server, session):
