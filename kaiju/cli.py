@@ -200,6 +200,9 @@ def cmd_health(args: argparse.Namespace) -> int:
         print("kaiju-run: no HTTPServer with a ready_path in the config", file=sys.stderr)
         return 2
     http = servers[0]
+    if not http.unix_socket and int(http.port) == 0:
+        print(f"kaiju-run: {http.name} listens on port 0 (any free port): the config cannot tell where to ask", file=sys.stderr)
+        return 2
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)  # a wildcard address: ask this host
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{http.port}{http.ready_path}"

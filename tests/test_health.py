@@ -270,3 +270,16 @@ async def test_a_stream_listener_is_healthy_while_reading():
         assert (await check.report()).ready
         await listener.stop()
         assert (await check.report()).failing == {listener.name: f"RuntimeError: not reading {listener.stream_key}"}
+
+
+def test_kaiju_run_health_refuses_a_server_on_port_0():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "kaiju", "-c", "conf/example.yml", "-e", "PORT=0", "health"],
+        cwd=root, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "port 0" in result.stderr and "Traceback" not in result.stderr
