@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from kaiju.config.display import mask_text
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import current
 from kaiju.rpc.methods import method
@@ -95,7 +96,8 @@ class HealthCheck:
         except TimeoutError:
             return f"no answer within {self.timeout:g} s"
         except Exception as exc:  # any failure is the answer: the service is not healthy
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # the readiness probe answers anyone: credentials in the message are masked
+            return f"{type(exc).__name__}: {mask_text(str(exc))}" if str(exc) else type(exc).__name__
         return None
 
 

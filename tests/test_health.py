@@ -104,6 +104,15 @@ async def test_a_failing_check_is_503_naming_the_service_and_why(session):
     assert body == {"ready": False, "state": "running", "failing": {"probe": "RuntimeError: disk full"}}
 
 
+async def test_credentials_in_a_failure_are_masked_in_the_report(session):
+    http = HTTPServer(port=free_port())
+    problem = "cannot reach redis://:hunter2@db:6379/0 with password=hunter2"
+    async with started(Probe(problem=problem), RPCServer(), http):
+        status, body = await get_json(session, probes(http)[1])
+    assert status == 503 and "hunter2" not in str(body)
+    assert body["failing"]["probe"] == "RuntimeError: cannot reach redis://:***@db:6379/0 with password=***"
+
+
 async def test_a_hanging_check_fails_at_its_timeout():
     app = App()
     app.services["probe"] = probe = Probe(hang=True, app=app)

@@ -32,6 +32,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<secret>[^\s/@]+)(?=@)")
 # a user name alone in a URL is kept, unless it is as long as a token ("https://ghp_...@github.com")
 _URL_TOKEN_USER = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<secret>[^\s:/@]{20,})(?=@)")
+_TEXT_PAIR = re.compile(r"(?P<head>\b(?P<name>[A-Za-z_][\w.\-]*)\s*[=:]\s*)(?P<value>[^\s,;&]+)")
 _QUERY_PARAM = re.compile(r"(?P<head>[?&](?P<name>[^=&#\s]+)=)(?P<value>[^&#\s]*)")
 # values that are credentials whatever their key: an Authorization value (not "Basic usage": a
 # credential is more than lowercase letters), a JWT, a password hash
@@ -92,6 +93,14 @@ def mask_secrets(data: Any) -> Any:
 
 def _masked(key: Any, value: Any) -> bool:
     return value is not None and not isinstance(value, bool) and is_secret_key(key)
+
+
+def mask_text(text: str) -> str:
+    """`text` (an error message, say) with the credentials it may hold masked: URL passwords
+    and token-like user names, secret query parameters (`sig=`, ...) and `key=value` /
+    `key: value` pairs whose key names a secret (`password=...`)."""
+    text = _mask_url(text)
+    return _TEXT_PAIR.sub(lambda m: m.group("head") + MASK if is_secret_key(m.group("name")) else m.group(0), text)
 
 
 def _mask_url(text: str) -> str:
