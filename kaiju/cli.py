@@ -387,6 +387,10 @@ def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the app's own modules are found from where it is run, as with `python -m` (a console
+    # script puts only its own folder on the path)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         commands = app_commands(argv)
     except ConfigError as exc:

@@ -457,3 +457,13 @@ def test_app_commands_from_entry_points_and_bad_references(tmp_path):
     cfg.write_text("main: {name: t}\ncommands: ['appcmds:nosuch']\n")
     bad = run("-c", str(cfg), "check", env=env)
     assert bad.returncode == 2 and 'commands[0]: app command appcmds:nosuch: module "appcmds" has no attribute' in bad.stderr
+
+
+def test_the_console_script_finds_the_apps_modules_from_where_it_runs(tmp_path):
+    (tmp_path / "cwdapp.py").write_text("import kaiju\n\n\nclass Here(kaiju.Service):\n    pass\n")
+    (tmp_path / "app.yml").write_text("main: {name: t}\npackages: [cwdapp]\nservices: [Here]\n")
+    script = Path(sys.executable).with_name("kaiju-run")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(script), "-c", "app.yml", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Here" in result.stdout or "here" in result.stdout
