@@ -19,7 +19,7 @@ def test_an_app_outside_kaiju_is_tested_with_the_plugin_alone(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([*pip, f"{ROOT}[test]"], check=True, env=env, timeout=600)
+    subprocess.run([*pip, f"{ROOT}[testing]"], check=True, env=env, timeout=600)
     project = tmp_path / "shop"
     shutil.copytree(PROJECT, project)
     subprocess.run([*pip, str(project)], check=True, env=env, timeout=600)
