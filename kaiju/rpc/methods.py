@@ -25,7 +25,7 @@ from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
 from kaiju.rpc.protocol import why_unreadable
 from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
 
-__all__ = ["Method", "MethodSpec", "method", "method_spec"]
+__all__ = ["Method", "MethodSpec", "class_methods", "method", "method_spec"]
 
 _MARK = "__kaiju_rpc__"
 _generic_decoder = msgspec.json.Decoder()
@@ -63,6 +63,22 @@ def method_spec(obj: Any) -> MethodSpec | None:
     """The MethodSpec of a function marked with `@method`, else None."""
     spec = getattr(obj, _MARK, None) if callable(obj) else None
     return spec if isinstance(spec, MethodSpec) else None
+
+
+def class_methods(cls: type) -> list[tuple[str, MethodSpec]]:
+    """`(attribute, spec)` of every RPC method of class `cls`. A method a subclass overrides
+    without `@method` (a test double, say) keeps the spec of the one it overrides."""
+    found = []
+    for attr in dir(cls):
+        for klass in cls.__mro__:
+            raw = klass.__dict__.get(attr)
+            if raw is None:
+                continue
+            spec = method_spec(raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw)
+            if spec is not None:
+                found.append((attr, spec))
+                break
+    return found
 
 
 def _hints(func: Callable) -> dict[str, Any]:

@@ -7,7 +7,6 @@ also keeps one decoder for a plain request to any method (`plain_decoder`).
 
 from __future__ import annotations
 
-import inspect
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ import msgspec
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
-from kaiju.rpc.methods import Method, method_spec
+from kaiju.rpc.methods import Method, class_methods
 
 __all__ = ["MethodTable"]
 
@@ -37,12 +36,7 @@ class MethodTable:
         Raises ValueError when a name is taken by a method of another object.
         """
         added = []
-        for attr in dir(type(obj)):
-            raw = inspect.getattr_static(type(obj), attr, None)
-            func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
-            spec = method_spec(func)
-            if spec is None:
-                continue
+        for attr, spec in class_methods(type(obj)):
             name = f"{prefix}.{spec.name or attr}"
             existing = self.methods.get(name)
             if existing is not None and getattr(existing.func, "__self__", None) is not obj:

@@ -22,7 +22,7 @@ from kaiju.locks.base import LockExistsError, Locks
 from kaiju.metrics.counters import LATENESS_BUCKETS, Histogram
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
-from kaiju.rpc.methods import method_spec
+from kaiju.rpc.methods import class_methods
 from kaiju.rpc.protocol import CORRELATION_ID, TIMEOUT
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.registry import ClassNotFound, import_object
@@ -75,15 +75,7 @@ class OverlapPolicy(CheckedStr):
 def exposed_methods(services: Any) -> set[str]:
     """The RPC method names the given services expose (`<service name>.<method>`), read from
     their classes' `@rpc.method` marks: nothing needs to have started."""
-    names = set()
-    for service in services:
-        cls = type(service)
-        for attr in dir(cls):
-            raw = inspect.getattr_static(cls, attr, None)
-            spec = method_spec(raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw)
-            if spec is not None:
-                names.add(f"{service.name}.{spec.name or attr}")
-    return names
+    return {f"{service.name}.{spec.name or attr}" for service in services for attr, spec in class_methods(type(service))}
 
 
 class ScheduledTask(Service):

@@ -198,3 +198,14 @@ async def test_kaiju_tools_requests_are_accepted_when_asked():
         assert decode(response) == [{"jsonrpc": "2.0", "id": 1, "result": ["hello", 5]}]  # the 2.0 notification stays one
         response, _ = await lenient.handle(b'{"jsonrpc": "1.0", "id": 2, "method": "calc.get_data"}')
         assert decode(response)["error"]["code"] == -32600  # a wrong version is still wrong
+
+
+async def test_an_override_without_the_decorator_keeps_the_rpc_method():
+    class QuietCalc(Calc):
+        async def subtract(self, minuend: int, subtrahend: int) -> int:  # a test double's override
+            return 0
+
+    calc, srv = QuietCalc(), RPCServer()
+    async with started(calc, srv):
+        assert await srv.call("calc.subtract", [5, 2]) == 0
+        assert srv.table.methods["calc.subtract"].permission == Scope.GUEST
