@@ -181,6 +181,9 @@ class GuardedServer(web.Server):
         self.cap_warning.event(max_connections=self.limits.max_connections, refused=victim is newcomer)
 
 
+_RETRY_WINDOW = 1.5  # asyncio retries a failed accept after a second (ACCEPT_RETRY_DELAY)
+
+
 class QuietAcceptErrors:
     """An event loop exception handler for accept failures on one listening socket.
 
@@ -203,11 +206,23 @@ class QuietAcceptErrors:
 
     def uninstall(self) -> None:
         """Put the previous handler back; when another one has replaced this one since (and so
-        calls it), this one only passes reports on from now on."""
-        if self.loop is not None and self.loop.get_exception_handler() is self:
-            self.loop.set_exception_handler(self.previous)
-        self.loop = None
+        calls it), this one only passes reports on from now on.
+
+        After failed accepts asyncio retries a second later, on the socket closed meanwhile:
+        that retry's report ("Invalid file descriptor") is dropped too, so the handler stays a
+        little longer when accepts failed."""
         self.fileno = -1  # the socket is closed: its number may be reused by another
+        loop, self.loop = self.loop, None
+        if loop is None or loop.get_exception_handler() is not self:
+            return
+        if self.warning.records and not loop.is_closed():
+            loop.call_later(_RETRY_WINDOW, self._restore, loop)
+        else:
+            self._restore(loop)
+
+    def _restore(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop.get_exception_handler() is self:
+            loop.set_exception_handler(self.previous)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc, sock = context.get("exception"), context.get("socket")
@@ -219,6 +234,8 @@ class QuietAcceptErrors:
             and sock.fileno() == self.fileno
         ):
             self.warning.event(error=exc.strerror)
+        elif self.fileno == -1 and isinstance(exc, ValueError) and "_start_serving" in repr(context.get("handle")):
+            pass  # asyncio's accept retry on the socket closed at stop: nothing to accept any more
         elif self.previous is not None:
             self.previous(loop, context)
         else:
