@@ -195,6 +195,9 @@ class RouteTable:
                 raise RouteError(key, f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
             seen[(r.method, r.path)] = r
             self._by_route[self._dispatcher.add_route(r.method, r.path, r.handler)] = r
+        for r in self.routes:  # a GET route answers HEAD too (aiohttp sends no body), unless one is declared
+            if r.method == "GET" and ("HEAD", r.path) not in seen:
+                self._by_route[self._dispatcher.add_route("HEAD", r.path, r.handler)] = r
         self._dispatcher.freeze()
 
     def __len__(self) -> int:

@@ -116,6 +116,12 @@ async def test_path_params_and_query(server, session):
     assert msgspec.json.decode(body) == {"id": "42", "query": {"color": "red"}, "started": True}
 
 
+async def test_a_get_route_answers_head(server, session):
+    async with session.head(base(server) + "/items/42") as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+        assert await resp.read() == b""
+
+
 async def test_json_body_and_own_response(server, session):
     async with session.post(base(server) + "/items", json={"name": "cup"}) as resp:
         assert resp.status == 201
@@ -174,7 +180,7 @@ async def test_unknown_path_is_404_json(server, session):
 
 async def test_wrong_method_is_405_with_allow(server, session):
     async with session.delete(base(server) + "/items/1") as resp:
-        assert resp.status == 405 and resp.headers["Allow"] == "GET"
+        assert resp.status == 405 and resp.headers["Allow"] == "GET,HEAD"
         assert (await resp.json())["error"]["code"] == -32600
 
 
