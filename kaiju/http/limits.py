@@ -129,13 +129,17 @@ class GuardedHandler(web.RequestHandler):
     def _headers_overdue(self) -> None:
         self._header_timer = None
         if self.transport is not None:
-            self.guard.logger.debug("closing a connection: request headers not received in time", peer=self.peername)
+            self.guard.logger.debug("closing a connection: request headers not received in time", peer=self._peer())
             self.force_close()
 
     def _body_overdue(self, payload: Any) -> None:
         if self.transport is not None and not payload.is_eof():
-            self.guard.logger.debug("closing a connection: request body not received in time", peer=self.peername)
+            self.guard.logger.debug("closing a connection: request body not received in time", peer=self._peer())
             self.force_close()
+
+    def _peer(self) -> Any:
+        # the transport's, not aiohttp's `peername` (from aiohttp 3.10 only)
+        return self.transport.get_extra_info("peername") if self.transport is not None else None
 
 
 class GuardedServer(web.Server):

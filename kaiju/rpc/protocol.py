@@ -31,7 +31,7 @@ __all__ = [
 # What decoding client JSON may raise besides a clean result: msgspec's errors, invalid
 # UTF-8 in a string (UnicodeDecodeError, a ValueError), nesting deeper than the interpreter's
 # recursion limit (RecursionError), a number out of range (msgspec.ValidationError).
-UNREADABLE = (ValueError, RecursionError)
+UNREADABLE = (msgspec.MsgspecError, ValueError, RecursionError)  # msgspec's errors are ValueErrors only from 0.19
 
 JSONRPC = "2.0"
 

@@ -242,7 +242,7 @@ class RPCServer(Service):
         if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
             try:
                 req = hot.decode(body)
-            except (ValueError, TypeError, RecursionError):  # ValueError: msgspec's errors, invalid UTF-8
+            except (*UNREADABLE, TypeError):  # msgspec's errors, invalid UTF-8, deep nesting
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
                 m = hot.methods[type(req)]
