@@ -107,10 +107,11 @@ class Executor:
             cid = cid or parent.correlation_id
         return RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now)
 
-    def plain_context(self, scope: Scope, headers: Any, request_id: Any) -> RequestContext:
-        """`context` for a request with no kaiju header and no caller: the default deadline."""
+    def plain_context(self, scope: Scope, headers: Any, request_id: Any, correlation_id: str | None = None) -> RequestContext:
+        """`context` for a request with no kaiju header but its Correlation-Id, and no caller:
+        the default deadline."""
         now = self.clock()
-        return RequestContext(next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id)
+        return RequestContext(correlation_id or next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id)
 
     # -- running ------------------------------------------------------------
 

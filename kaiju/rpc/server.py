@@ -37,8 +37,8 @@ from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, parse_request, read_kaiju_tools_request, read_request, unreadable,
+    CORRELATION_ID, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
+    parse_headers, parse_request, plain_headers, read_kaiju_tools_request, read_request, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -47,7 +47,7 @@ from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveI
 
 __all__ = ["RPCServer"]
 
-_lower = str.lower
+_NO_KAIJU_HEADERS = (True, None)
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _BYTES = (bytes, bytearray, memoryview)
@@ -228,7 +228,8 @@ class RPCServer(Service):
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
         hot = self._hot
-        if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
+        plain, cid = plain_headers(headers) if headers else _NO_KAIJU_HEADERS
+        if plain and session is None and current_var.get() is None:
             try:
                 req = hot.decode(body)
             except (ValueError, TypeError, RecursionError):  # ValueError: msgspec's errors, invalid UTF-8
@@ -237,7 +238,7 @@ class RPCServer(Service):
                 m = hot.methods[type(req)]
                 if m.permission >= scope:  # a plain request, params validated: straight to step 4
                     ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id), m, req.params, 0, hot.encode)
+                    return ex.run(ex.plain_context(scope, headers, req.id, cid), m, req.params, 0, hot.encode)
         return self._handle(body, headers, scope, session)
 
     async def _handle(self, body: Any, headers: Any, scope: Scope, session: Session | None) -> tuple[bytes | None, dict]:
