@@ -50,14 +50,6 @@ _NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUT
 _DEADLINE = DEADLINE.lower()
 
 
-def _header(headers: dict[str, str], lower_name: str) -> str | None:
-    """A header by name in any case (the dispatcher reads them so too)."""
-    for key, value in headers.items():
-        if key.lower() == lower_name:
-            return value
-    return None
-
-
 class _Backoff:
     """Growing, jittered pauses between attempts to reach a lost server."""
 
@@ -129,6 +121,7 @@ class StreamListener(Service):
         self.consumer_name = self.consumer or default_consumer_name()
         self.backend = self.streams.backend
         self._scope: Scope = parse_scope(self.scope)
+        self._dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
         if self.use_sessions and self.rpc.sessions is None and self.rpc.auth is None:
             raise ValueError(
                 f"{self.name}: use_sessions needs a sessions or auth service on {self.rpc.name}, and it has neither"
@@ -304,7 +297,16 @@ class StreamListener(Service):
             given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
             await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
             return False
-        deadline = _header(msg.headers, _DEADLINE)
+        # one pass over the headers: the deadline (first spelling wins) and those passed on
+        dropped = self._dropped
+        headers: dict[str, str] = {}
+        deadline = None
+        for key, value in msg.headers.items():
+            lower = key.lower()
+            if lower == _DEADLINE and deadline is None:
+                deadline = value
+            if lower not in dropped:
+                headers[key] = value
         if deadline is not None:
             try:
                 expired = float(deadline) < time.time()
@@ -316,8 +318,6 @@ class StreamListener(Service):
                 return False
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
-        dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
-        headers = {k: v for k, v in msg.headers.items() if k.lower() not in dropped}
         headers[MESSAGE_ID] = f"{self.stream_key}/{msg.id}"
         try:
             response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope)
