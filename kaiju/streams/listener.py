@@ -136,6 +136,10 @@ class StreamListener(Service):
         self._slots = asyncio.Semaphore(self.max_parallel_batches)
         self._in_hand: dict[str, float] = {}
         self._batches: set[asyncio.Task] = set()
+        # ids of finished batches handed to the reader, whose next read acknowledges them in
+        # the same round trip; `_acks_landed` tells those batches whether that read went through
+        self._acks: list[list[str]] = []
+        self._acks_landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
         self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
@@ -223,9 +227,7 @@ class StreamListener(Service):
                     claimed_last = False
                     # a claim due: look for new messages without waiting; else wait no longer than until it is
                     wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
-                    msgs = await self.backend.read_new(
-                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
-                    )
+                    msgs = await self._read_new(wait_ms)
                 self._reading = False
                 self._backoff.reset()
             except StreamUnavailable as exc:
@@ -259,6 +261,26 @@ class StreamListener(Service):
                 # up the others while a slot is free
                 await asyncio.wait(self._batches, timeout=self.block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
 
+    async def _read_new(self, wait_ms: int) -> list[StreamMessage]:
+        """Read new messages, acknowledging on the way those the finished batches handed over."""
+        acks, landed = self._acks, self._acks_landed
+        if not acks:
+            return await self.backend.read_new(
+                self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
+            )
+        self._acks = []
+        self._acks_landed = asyncio.get_running_loop().create_future()
+        ids = [i for chunk in acks for i in chunk]
+        try:
+            msgs = await self.backend.ack_and_read_new(
+                self.stream_key, self.group_name, self.consumer_name, ids, self.batch_size, wait_ms
+            )
+        except BaseException:
+            landed.set_result(False)  # the batches acknowledge on their own
+            raise
+        landed.set_result(True)
+        return msgs
+
     def _spawn(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
         now = time.monotonic()
@@ -270,6 +292,7 @@ class StreamListener(Service):
 
     async def _run_batch(self, msgs: list[StreamMessage]) -> None:
         done: list[str] = []
+        released = False
         try:
             for msg in msgs:
                 try:
@@ -279,6 +302,20 @@ class StreamListener(Service):
                     self.logger.warning("message left pending", message_id=msg.id, error=str(exc))
                 except Exception:
                     self.logger.exception("message left pending", message_id=msg.id)
+            if done and self._running:
+                # Hand the ids to the reader, which the freed slot wakes: its next read carries
+                # them (one round trip per batch instead of two). The reader runs before this
+                # task resumes; if it did not take them (it was reading, parked or claiming),
+                # this batch acknowledges them itself, as before.
+                landed = self._acks_landed
+                self._acks.append(done)
+                self._slots.release()
+                released = True
+                await asyncio.sleep(0)
+                if any(chunk is done for chunk in self._acks):
+                    self._acks = [chunk for chunk in self._acks if chunk is not done]
+                elif await asyncio.shield(landed):
+                    done = []
         finally:
             try:
                 if done:
@@ -286,7 +323,8 @@ class StreamListener(Service):
             finally:
                 for msg in msgs:
                     self._in_hand.pop(msg.id, None)
-                self._slots.release()
+                if not released:
+                    self._slots.release()
 
     async def _process(self, msg: StreamMessage) -> bool:
         """Run one message; True when it is to be acknowledged (it succeeded)."""
