@@ -50,6 +50,10 @@ _NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUT
 _DEADLINE = DEADLINE.lower()
 
 
+# where the reader is, for a batch deciding whether to hand it its acks
+_AT_SLOT, _READING, _ELSEWHERE = "slot", "reading", "elsewhere"
+
+
 class _Backoff:
     """Growing, jittered pauses between attempts to reach a lost server."""
 
@@ -140,6 +144,8 @@ class StreamListener(Service):
         # the same round trip; `_acks_landed` tells those batches whether that read went through
         self._acks: list[list[str]] = []
         self._acks_landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reader_at = _ELSEWHERE  # where the reader is: whether a finished batch may hand it its acks
+        self._last_full = False  # the last read came back full: the one in flight should not wait
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
         self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
@@ -192,17 +198,28 @@ class StreamListener(Service):
     # -- reading ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        # own pending messages first (left by a previous run), then claiming takes turns with
+        # reading, in the reader's own slot: a claim never waits for a slot that a blocking read
+        # holds, nor for a backlog to drain (see _read_turns)
+        try:
+            await self._read_turns()
+        finally:
+            self._reader_at = _ELSEWHERE
+            self._refuse_acks()
+
+    async def _read_turns(self) -> None:
         recovering, after = True, "0-0"  # own pending messages first (left by a previous run)
-        # then claiming takes turns with reading, in the reader's own slot: a claim never waits
-        # for a slot that a blocking read holds, nor for a backlog to drain
         next_claim, claimed_last = time.monotonic(), False
         while self._running:
+            self._reader_at = _AT_SLOT
             await self._slots.acquire()
+            self._reader_at = _ELSEWHERE
             if not self._running:  # stop() came while we waited for the slot: take nothing more
                 self._slots.release()
                 break
             try:
                 if self._paused:
+                    self._refuse_acks()
                     self._parked = True
                     await self._unpaused.wait()
                     self._parked = False
@@ -211,6 +228,7 @@ class StreamListener(Service):
                 self._reading = True
                 now = time.monotonic()
                 if recovering:
+                    self._refuse_acks()
                     msgs = await self.backend.read_pending(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
                     )
@@ -220,6 +238,7 @@ class StreamListener(Service):
                         recovering = False
                 elif now >= next_claim and not claimed_last:
                     claimed_last = True
+                    self._refuse_acks()
                     more, msgs = await self._claim()
                     # a scan cut short goes on at the next turn, after one read
                     next_claim = now if more else now + self._claim_every
@@ -227,25 +246,36 @@ class StreamListener(Service):
                     claimed_last = False
                     # a claim due: look for new messages without waiting; else wait no longer than until it is
                     wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
+                    self._reader_at = _READING
                     msgs = await self._read_new(wait_ms)
+                    self._reader_at = _ELSEWHERE
+                    self._last_full = len(msgs) >= self.batch_size
                 self._reading = False
                 self._backoff.reset()
             except StreamUnavailable as exc:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 await self._wait_for_server(exc)
                 continue
             except GroupMissing:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 await self._recreate_group()
                 continue
             except asyncio.CancelledError:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 raise
             except Exception as exc:  # never let one bad reply end the reading
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 self.logger.exception("stream read failed")
                 await self._wait_for_server(exc)
@@ -255,11 +285,21 @@ class StreamListener(Service):
                 continue
             self._spawn(msgs)
             if len(msgs) < self.batch_size:
+                self._refuse_acks()  # the batches waited for here must not wait for a read
                 # drained: wait for a batch in hand to end before reading again, so that batches
                 # grow with the load instead of shrinking to one message (and two round trips)
                 # each; one batch, not all, and at most block_ms: a slow message must not hold
                 # up the others while a slot is free
                 await asyncio.wait(self._batches, timeout=self.block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
+
+    def _refuse_acks(self) -> None:
+        """Give back the acks handed over: the reader is not going to read right away, so the
+        batches send them themselves."""
+        if self._acks:
+            landed = self._acks_landed
+            self._acks = []
+            self._acks_landed = asyncio.get_running_loop().create_future()
+            landed.set_result(False)
 
     async def _read_new(self, wait_ms: int) -> list[StreamMessage]:
         """Read new messages, acknowledging on the way those the finished batches handed over."""
@@ -302,19 +342,18 @@ class StreamListener(Service):
                     self.logger.warning("message left pending", message_id=msg.id, error=str(exc))
                 except Exception:
                     self.logger.exception("message left pending", message_id=msg.id)
-            if done and self._running:
-                # Hand the ids to the reader, which the freed slot wakes: its next read carries
-                # them (one round trip per batch instead of two). The reader runs before this
-                # task resumes; if it did not take them (it was reading, parked or claiming),
-                # this batch acknowledges them itself, as before.
+            at = self._reader_at
+            if done and self._running and (at is _AT_SLOT or (at is _READING and self._last_full)):
+                # The reader is about to read (the freed slot wakes it), or is in a read that
+                # should come back at once: its next read carries these ids (one round trip
+                # per batch instead of two). Wherever else it goes first (parked, claiming,
+                # waiting for a batch, stopping) it hands them back and this batch
+                # acknowledges them itself, as before.
                 landed = self._acks_landed
                 self._acks.append(done)
                 self._slots.release()
                 released = True
-                await asyncio.sleep(0)
-                if any(chunk is done for chunk in self._acks):
-                    self._acks = [chunk for chunk in self._acks if chunk is not done]
-                elif await asyncio.shield(landed):
+                if await asyncio.shield(landed):
                     done = []
         finally:
             try:
