@@ -12,12 +12,20 @@ coroutine, acknowledge it. Two shapes are timed:
 
 Variants: the raw redis-py XADD / XREADGROUP / XACK loop (the ceiling), kaiju's
 StreamProducer + StreamListener + RPCServer on RedisStream, and on MemoryStream.
+
+The peer, in the same run: FastStream's Redis Streams consumer group
+(`faststream_redis.py` in the peers folder, run in its own virtualenv: `--peers DIR`, else
+`$KAIJU_PEERS`, else `../shared/peers` beside the checkout), once with its per-message
+handler (one XACK per message) and once with `--batch-handler` (one XACK per read). It
+starts its own redis-server; its figures are printed beside kaiju's. `--no-peer` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -158,17 +166,56 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> floa
     return n / elapsed
 
 
+def peers_dir(given: str | None) -> Path | None:
+    """The peers folder: `given`, else $KAIJU_PEERS, else `../shared/peers` beside the checkout
+    (or beside its parent, for a worktree one level further down)."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [given] if given else [os.environ.get("KAIJU_PEERS"), root.parent / "shared" / "peers",
+                                         root.parent.parent / "shared" / "peers"]
+    for c in candidates:
+        if c and (Path(c) / "faststream_redis.py").is_file():
+            return Path(c)
+    return None
+
+
+def faststream(peers: Path, messages: int, batch: int, rounds: int, batch_handler: bool) -> dict[str, float] | str:
+    """Run FastStream's peer in its own virtualenv; its figures, or why there are none."""
+    try:
+        python = subprocess.run([str(peers / "setup.sh"), "faststream"], check=True, capture_output=True,
+                                text=True).stdout.strip().splitlines()[-1]
+        args = [python, str(peers / "faststream_redis.py"), "--messages", str(messages), "--batch", str(batch),
+                "--rounds", str(rounds)] + (["--batch-handler"] if batch_handler else [])
+        out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=1800).stdout
+    except (OSError, IndexError, subprocess.SubprocessError) as exc:
+        return f"not run: {exc}"
+    figures = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("faststream_") and "=" in line)
+    return {"e2e": float(figures.get("faststream_e2e_rps", 0)), "consume": float(figures.get("faststream_consume_rps", 0))}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds per figure")
+    parser.add_argument("--peers", help="folder holding faststream_redis.py and setup.sh")
+    parser.add_argument("--no-peer", action="store_true", help="skip FastStream")
     args = parser.parse_args()
+    peers = None if args.no_peer else peers_dir(args.peers)
+    fs: dict[bool, dict[str, float] | str] = {}
+    if peers is not None:
+        # the peer runs first, alone (it brings its own redis-server), so that kaiju's rounds
+        # below do not share the machine with it
+        for batch_handler in (False, True):
+            fs[batch_handler] = faststream(peers, args.messages, args.batch, args.rounds, batch_handler)
+    loop = asyncio.get_running_loop()
     server = RedisServer(persistent=False)
     server.start()
     try:
         print(f"{args.messages} echo requests per round, batch {args.batch}, best of {args.rounds}; "
-              f"redis-server on 127.0.0.1:{server.port}, python {sys.version.split()[0]}")
+              f"redis-server on 127.0.0.1:{server.port}, python {sys.version.split()[0]}, "
+              f"event loop {type(loop).__module__}.{type(loop).__qualname__} (FastStream: asyncio's default)")
+        if peers is None:
+            print("FastStream not run (" + ("--no-peer" if args.no_peer else "no peers folder: --peers DIR") + ")")
         for prefill in (False, True):
             shape = "consume only (pre-filled stream)" if prefill else "end-to-end (write + consume)"
             # the variants take turns, round after round, so that a change in the machine's load
@@ -188,6 +235,17 @@ async def main() -> None:
             print(f"  same loop + RPCServer.handle per request {raw_rpc:10,.0f} req/s  ({raw_rpc / raw:.0%} of raw)")
             print(f"  kaiju StreamListener, RedisStream       {ours:10,.0f} req/s  ({ours / raw:.0%} of raw)")
             print(f"  kaiju StreamListener, MemoryStream      {mem:10,.0f} req/s")
+            key = "consume" if prefill else "e2e"
+            for batch_handler, label in ((False, "per-message handler"), (True, "batch handler      ")):
+                if batch_handler not in fs:
+                    continue
+                figures = fs[batch_handler]
+                if isinstance(figures, str):
+                    print(f"  FastStream {label}: {figures}")
+                    continue
+                peer = figures[key]
+                ahead = f", kaiju {ours / peer:.1f}x" if peer else ""
+                print(f"  FastStream StreamSub, {label}  {peer:10,.0f} req/s  ({peer / raw:.0%} of raw{ahead})")
     finally:
         server.cleanup()
 

@@ -121,11 +121,15 @@ class Executor:
         ctx.takes_slot = takes_slot
         return ctx
 
-    def plain_context(self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal") -> RequestContext:
-        """`context` for a request with no kaiju header and no caller: the default deadline."""
+    def plain_context(
+        self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal", correlation_id: str | None = None
+    ) -> RequestContext:
+        """`context` for a request with no kaiju header but its Correlation-Id, and no caller:
+        the default deadline."""
         now = self.clock()
         return RequestContext(
-            next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False, request_id, True, transport
+            correlation_id or next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False,
+            request_id, True, transport,
         )
 
     # -- running ------------------------------------------------------------

@@ -24,7 +24,7 @@ from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCE
 __all__ = [
     "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
     "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "UNREADABLE", "fill_template", "parse_headers", "parse_request", "read_kaiju_tools_request", "read_request",
+    "UNREADABLE", "fill_template", "parse_headers", "plain_headers", "parse_request", "read_kaiju_tools_request", "read_request",
     "unreadable",
 ]
 
@@ -311,6 +311,22 @@ def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestH
         else:
             setattr(parsed, attr, value or None)
     return parsed
+
+
+def plain_headers(headers: Mapping[str, str]) -> tuple[bool, str | None]:
+    """Whether `headers` leave a request on the plain path (no kaiju header but a well-formed
+    Correlation-Id), and that Correlation-Id (None when absent). Transports such as stream
+    listeners pass a Correlation-Id with every request: reading it here is all that
+    `parse_headers` would have done."""
+    cid = None
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower in _KEYS:
+            # anything else, a second spelling, or a value parse_headers would strip or refuse
+            if lower != "correlation-id" or cid is not None or type(value) is not str or not _CORRELATION_ID.fullmatch(value):
+                return False, None
+            cid = value
+    return True, cid
 
 
 _TEMPLATE = re.compile(r"^\[(\d+)((?:\.[^.\[\]]+)*)\]$")

@@ -38,7 +38,7 @@ from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import (
     CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, parse_request, read_kaiju_tools_request, read_request, unreadable,
+    parse_headers, parse_request, plain_headers, read_kaiju_tools_request, read_request, unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -47,6 +47,7 @@ from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveI
 
 __all__ = ["RPCServer"]
 
+_NO_KAIJU_HEADERS = (True, None)
 _lower = str.lower
 _decode_any = msgspec.json.Decoder().decode
 _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
@@ -239,7 +240,11 @@ class RPCServer(Service):
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
         hot = self._hot
-        if session is None and (not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers))) and current_var.get() is None:
+        if not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers)):  # in C: the common case
+            plain, cid = _NO_KAIJU_HEADERS
+        else:  # a Correlation-Id alone (a stream message's) still takes the plain path
+            plain, cid = plain_headers(headers)
+        if plain and session is None and current_var.get() is None:
             try:
                 req = hot.decode(body)
             except (*UNREADABLE, TypeError):  # msgspec's errors, invalid UTF-8, deep nesting
@@ -248,7 +253,7 @@ class RPCServer(Service):
                 m = hot.methods[type(req)]
                 if m.permission >= scope:  # a plain request, params validated: straight to step 4
                     ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id, transport), m, req.params, 0, hot.encode)
+                    return ex.run(ex.plain_context(scope, headers, req.id, transport, cid), m, req.params, 0, hot.encode)
         return self._handle(body, headers, scope, session, transport)
 
     async def _handle(

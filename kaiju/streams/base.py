@@ -183,6 +183,16 @@ class StreamBackend(Service, abc.ABC):
         """Up to `count` messages never delivered to `group`, now pending for `consumer`;
         waits up to `block_ms` when there are none (returns `[]` then)."""
 
+    async def ack_and_read_new(
+        self, stream: str, group: str, consumer: str, ack_ids: Sequence[str], count: int, block_ms: int
+    ) -> list[StreamMessage]:
+        """Acknowledge `ack_ids`, then `read_new`: in one round trip where the server allows
+        (this default makes two). Raises as `read_new`; after an error the acknowledgements may
+        or may not have landed (acknowledging again is harmless)."""
+        if ack_ids:
+            await self.ack(stream, group, ack_ids)
+        return await self.read_new(stream, group, consumer, count, block_ms)
+
     @abc.abstractmethod
     async def read_pending(
         self, stream: str, group: str, consumer: str, count: int, after_id: str = "0-0"

@@ -50,12 +50,8 @@ _NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUT
 _DEADLINE = DEADLINE.lower()
 
 
-def _header(headers: dict[str, str], lower_name: str) -> str | None:
-    """A header by name in any case (the dispatcher reads them so too)."""
-    for key, value in headers.items():
-        if key.lower() == lower_name:
-            return value
-    return None
+# where the reader is, for a batch deciding whether to hand it its acks
+_AT_SLOT, _READING, _ELSEWHERE = "slot", "reading", "elsewhere"
 
 
 class _Backoff:
@@ -129,6 +125,7 @@ class StreamListener(Service):
         self.consumer_name = self.consumer or default_consumer_name()
         self.backend = self.streams.backend
         self._scope: Scope = parse_scope(self.scope)
+        self._dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
         if self.use_sessions and self.rpc.sessions is None and self.rpc.auth is None:
             raise ValueError(
                 f"{self.name}: use_sessions needs a sessions or auth service on {self.rpc.name}, and it has neither"
@@ -143,6 +140,12 @@ class StreamListener(Service):
         self._slots = asyncio.Semaphore(self.max_parallel_batches)
         self._in_hand: dict[str, float] = {}
         self._batches: set[asyncio.Task] = set()
+        # ids of finished batches handed to the reader, whose next read acknowledges them in
+        # the same round trip; `_acks_landed` tells those batches whether that read went through
+        self._acks: list[list[str]] = []
+        self._acks_landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reader_at = _ELSEWHERE  # where the reader is: whether a finished batch may hand it its acks
+        self._last_full = False  # the last read came back full: the one in flight should not wait
         self._backoff = _Backoff()
         self._claim_cursor = "0-0"
         self._reading = False  # the reader is in a call to the backend (stop() lets it finish)
@@ -195,17 +198,28 @@ class StreamListener(Service):
     # -- reading ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        # own pending messages first (left by a previous run), then claiming takes turns with
+        # reading, in the reader's own slot: a claim never waits for a slot that a blocking read
+        # holds, nor for a backlog to drain (see _read_turns)
+        try:
+            await self._read_turns()
+        finally:
+            self._reader_at = _ELSEWHERE
+            self._refuse_acks()
+
+    async def _read_turns(self) -> None:
         recovering, after = True, "0-0"  # own pending messages first (left by a previous run)
-        # then claiming takes turns with reading, in the reader's own slot: a claim never waits
-        # for a slot that a blocking read holds, nor for a backlog to drain
         next_claim, claimed_last = time.monotonic(), False
         while self._running:
+            self._reader_at = _AT_SLOT
             await self._slots.acquire()
+            self._reader_at = _ELSEWHERE
             if not self._running:  # stop() came while we waited for the slot: take nothing more
                 self._slots.release()
                 break
             try:
                 if self._paused:
+                    self._refuse_acks()
                     self._parked = True
                     await self._unpaused.wait()
                     self._parked = False
@@ -214,6 +228,7 @@ class StreamListener(Service):
                 self._reading = True
                 now = time.monotonic()
                 if recovering:
+                    self._refuse_acks()
                     msgs = await self.backend.read_pending(
                         self.stream_key, self.group_name, self.consumer_name, self.batch_size, after
                     )
@@ -223,6 +238,7 @@ class StreamListener(Service):
                         recovering = False
                 elif now >= next_claim and not claimed_last:
                     claimed_last = True
+                    self._refuse_acks()
                     more, msgs = await self._claim()
                     # a scan cut short goes on at the next turn, after one read
                     next_claim = now if more else now + self._claim_every
@@ -230,27 +246,36 @@ class StreamListener(Service):
                     claimed_last = False
                     # a claim due: look for new messages without waiting; else wait no longer than until it is
                     wait_ms = max(min(self.block_ms, int((next_claim - now) * 1000) + 1), 0)
-                    msgs = await self.backend.read_new(
-                        self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
-                    )
+                    self._reader_at = _READING
+                    msgs = await self._read_new(wait_ms)
+                    self._reader_at = _ELSEWHERE
+                    self._last_full = len(msgs) >= self.batch_size
                 self._reading = False
                 self._backoff.reset()
             except StreamUnavailable as exc:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 await self._wait_for_server(exc)
                 continue
             except GroupMissing:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 await self._recreate_group()
                 continue
             except asyncio.CancelledError:
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 raise
             except Exception as exc:  # never let one bad reply end the reading
                 self._reading = False
+                self._reader_at = _ELSEWHERE
+                self._refuse_acks()
                 self._slots.release()
                 self.logger.exception("stream read failed")
                 await self._wait_for_server(exc)
@@ -260,11 +285,41 @@ class StreamListener(Service):
                 continue
             self._spawn(msgs)
             if len(msgs) < self.batch_size:
+                self._refuse_acks()  # the batches waited for here must not wait for a read
                 # drained: wait for a batch in hand to end before reading again, so that batches
                 # grow with the load instead of shrinking to one message (and two round trips)
                 # each; one batch, not all, and at most block_ms: a slow message must not hold
                 # up the others while a slot is free
                 await asyncio.wait(self._batches, timeout=self.block_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
+
+    def _refuse_acks(self) -> None:
+        """Give back the acks handed over: the reader is not going to read right away, so the
+        batches send them themselves."""
+        if self._acks:
+            landed = self._acks_landed
+            self._acks = []
+            self._acks_landed = asyncio.get_running_loop().create_future()
+            landed.set_result(False)
+
+    async def _read_new(self, wait_ms: int) -> list[StreamMessage]:
+        """Read new messages, acknowledging on the way those the finished batches handed over."""
+        acks, landed = self._acks, self._acks_landed
+        if not acks:
+            return await self.backend.read_new(
+                self.stream_key, self.group_name, self.consumer_name, self.batch_size, wait_ms
+            )
+        self._acks = []
+        self._acks_landed = asyncio.get_running_loop().create_future()
+        ids = [i for chunk in acks for i in chunk]
+        try:
+            msgs = await self.backend.ack_and_read_new(
+                self.stream_key, self.group_name, self.consumer_name, ids, self.batch_size, wait_ms
+            )
+        except BaseException:
+            landed.set_result(False)  # the batches acknowledge on their own
+            raise
+        landed.set_result(True)
+        return msgs
 
     def _spawn(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
@@ -277,6 +332,7 @@ class StreamListener(Service):
 
     async def _run_batch(self, msgs: list[StreamMessage]) -> None:
         done: list[str] = []
+        released = False
         try:
             for msg in msgs:
                 try:
@@ -286,6 +342,19 @@ class StreamListener(Service):
                     self.logger.warning("message left pending", message_id=msg.id, error=str(exc))
                 except Exception:
                     self.logger.exception("message left pending", message_id=msg.id)
+            at = self._reader_at
+            if done and self._running and (at is _AT_SLOT or (at is _READING and self._last_full)):
+                # The reader is about to read (the freed slot wakes it), or is in a read that
+                # should come back at once: its next read carries these ids (one round trip
+                # per batch instead of two). Wherever else it goes first (parked, claiming,
+                # waiting for a batch, stopping) it hands them back and this batch
+                # acknowledges them itself, as before.
+                landed = self._acks_landed
+                self._acks.append(done)
+                self._slots.release()
+                released = True
+                if await asyncio.shield(landed):
+                    done = []
         finally:
             try:
                 if done:
@@ -293,7 +362,8 @@ class StreamListener(Service):
             finally:
                 for msg in msgs:
                     self._in_hand.pop(msg.id, None)
-                self._slots.release()
+                if not released:
+                    self._slots.release()
 
     async def _process(self, msg: StreamMessage) -> bool:
         """Run one message; True when it is to be acknowledged (it succeeded)."""
@@ -304,7 +374,16 @@ class StreamListener(Service):
             given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
             await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
             return False
-        deadline = _header(msg.headers, _DEADLINE)
+        # one pass over the headers: the deadline (first spelling wins) and those passed on
+        dropped = self._dropped
+        headers: dict[str, str] = {}
+        deadline = None
+        for key, value in msg.headers.items():
+            lower = key.lower()
+            if lower == _DEADLINE and deadline is None:
+                deadline = value
+            if lower not in dropped:
+                headers[key] = value
         if deadline is not None:
             try:
                 expired = float(deadline) < time.time()
@@ -316,8 +395,6 @@ class StreamListener(Service):
                 return False
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
-        dropped = _NOT_PASSED if self.use_sessions else _NOT_PASSED_NO_SESSIONS
-        headers = {k: v for k, v in msg.headers.items() if k.lower() not in dropped}
         headers[MESSAGE_ID] = f"{self.stream_key}/{msg.id}"
         try:
             response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope, transport="stream")

@@ -61,12 +61,25 @@ class StreamProducer(Service):
     async def start(self) -> None:
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
             raise ValueError(f"{self.name}: timeout must be a positive number of seconds or null, got {self.timeout!r}")
+        self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
 
     def stream_key(self, topic: str | None = None, app: str | None = None, shared: bool | None = None) -> str:
         """The stream a write with these options goes to."""
+        # remembered per option set while started: a producer writes to few streams, many times each
+        keys = self.__dict__.get("_stream_keys")
+        if keys is None:
+            return self._stream_key(topic, app, shared)
+        key = keys.get((topic, app, shared))
+        if key is None:
+            if len(keys) >= 256:  # option sets made up per call: forget, rather than grow
+                keys.clear()
+            key = keys[(topic, app, shared)] = self._stream_key(topic, app, shared)
+        return key
+
+    def _stream_key(self, topic: str | None, app: str | None, shared: bool | None) -> str:
         shared = self.shared if shared is None else shared
         if shared:
             namespace = self.app.shared_namespace

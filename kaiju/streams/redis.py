@@ -3,6 +3,8 @@
     XGROUP CREATE key group 0 MKSTREAM      create_group (reads history: nothing written before
                                             the first listener started is skipped)
     XREADGROUP ... COUNT n BLOCK ms >       read_new (BLOCK kept below the socket timeout)
+    XACK + XREADGROUP, pipelined            ack_and_read_new: the last batch's acks ride on the
+                                            next read (one round trip per batch, not two)
     XREADGROUP ... 0 + XPENDING             read_pending (own pending, with delivery counts)
     XAUTOCLAIM + XPENDING                   claim_idle
     XACK                                    ack, after processing
@@ -51,6 +53,14 @@ def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
     if str(exc).startswith("NOGROUP"):
         return GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
     return StreamError(f"{stream}: {exc}")
+
+
+def _new_messages(reply: Any) -> list[StreamMessage]:
+    """The messages of an XREADGROUP reply on one stream (RESP2 list or RESP3 map)."""
+    if not reply:
+        return []
+    entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+    return [decode_fields(entry_id.decode(), fields) for entry_id, fields in entries]
 
 
 class RedisStream(StreamBackend):
@@ -124,10 +134,29 @@ class RedisStream(StreamBackend):
             raise _response_error(exc, stream, group) from exc
         except self._net_errors as exc:
             raise _unavailable(exc) from exc
-        if not reply:
-            return []
-        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-        return [decode_fields(entry_id.decode(), fields) for entry_id, fields in entries]
+        return _new_messages(reply)
+
+    async def ack_and_read_new(
+        self, stream: str, group: str, consumer: str, ack_ids: Sequence[str], count: int, block_ms: int
+    ) -> list[StreamMessage]:
+        if not ack_ids:
+            return await self.read_new(stream, group, consumer, count, block_ms)
+        try:
+            # Redis runs the two in order: the XACK lands at once, even when the read then blocks
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, group, *ack_ids)
+                pipe.xreadgroup(
+                    group, consumer, {stream: ">"}, count=count, block=self._block(block_ms) if block_ms > 0 else None
+                )
+                acked, reply = await pipe.execute(raise_on_error=False)
+        except self._net_errors as exc:
+            raise _unavailable(exc) from exc
+        for result in (acked, reply):
+            if isinstance(result, self._reply_error):
+                raise _response_error(result, stream, group)
+            if isinstance(result, self._net_errors):
+                raise _unavailable(result)
+        return _new_messages(reply)
 
     async def _delivery_counts(self, stream: str, group: str, ids: list[str]) -> dict[str, int]:
         async with self._client.pipeline(transaction=False) as pipe:

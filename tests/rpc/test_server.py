@@ -90,6 +90,20 @@ async def test_correlation_id_is_generated_or_echoed(server):
     assert out["Correlation-Id"] == "abc-123" and response["result"]["correlation_id"] == "abc-123"
 
 
+async def test_correlation_id_on_a_plain_request_as_bytes(server):
+    body = b'{"jsonrpc":"2.0","id":1,"method":"calc.context"}'
+    response, out = await handle(server, body, {"correlation-id": "abc-124", "Message-Id": "s/1-0"})
+    assert out["Correlation-Id"] == "abc-124" and response["result"]["correlation_id"] == "abc-124"
+    for bad in ({"Correlation-Id": " padded "}, {"Correlation-Id": "bad id"}, {"Correlation-Id": "a", "correlation-id": "b"}):
+        response, _ = await handle(server, body, bad)
+        if " padded " in bad.values():  # stripped, as the general path reads it
+            assert response["result"]["correlation_id"] == "padded"
+        elif len(bad) == 1:
+            assert response["error"]["code"] == -32600
+        else:
+            assert response["result"]["correlation_id"] in ("a", "b")
+
+
 # -- errors --------------------------------------------------------------
 
 

@@ -151,6 +151,24 @@ async def test_trim_removes_consumed_entries(backend: StreamBackend) -> None:
 async def test_missing_group_is_reported(backend: StreamBackend) -> None:
     with pytest.raises(GroupMissing):
         await backend.read_new(S, "nope", "c", 1, 0)
+    await backend.add(S, b"x")
+    with pytest.raises(GroupMissing):
+        await backend.ack_and_read_new(S, "nope", "c", ["1-0"], 1, 0)
+
+
+async def test_ack_and_read_new_acknowledges_then_reads(backend: StreamBackend) -> None:
+    await backend.create_group(S, "g")
+    for i in range(4):
+        await backend.add(S, str(i).encode())
+    first = await backend.read_new(S, "g", "c", 2, 0)
+    second = await backend.ack_and_read_new(S, "g", "c", [m.id for m in first], 10, 0)
+    assert [m.body for m in second] == [b"2", b"3"]
+    info = await backend.group_info(S, "g")
+    assert (info.pending, info.lag) == (2, 0)  # the first two acknowledged, the last two in hand
+    assert [m.body for m in await backend.read_pending(S, "g", "c", 10)] == [b"2", b"3"]
+    # the acknowledgement lands before the read waits: nothing new here, so it blocks briefly
+    assert await backend.ack_and_read_new(S, "g", "c", [m.id for m in second], 10, 20) == []
+    assert (await backend.group_info(S, "g")).pending == 0
 
 
 async def test_prune_forgets_only_idle_consumers_with_nothing_pending(backend: StreamBackend) -> None:

@@ -419,3 +419,28 @@ async def test_a_group_lost_in_a_redis_restart_without_persistence_is_created_ag
     finally:
         server.cleanup()
     assert any(r.getMessage() == "group missing, creating it again" for r in caplog.records)
+
+
+async def test_a_finished_batch_is_acknowledged_by_the_next_read(make_stack) -> None:
+    services, backend, (listener,), producer, rec = make_stack(batch_size=2, max_parallel_batches=1, block_ms=200)
+    carried: list[str] = []
+    real = backend.ack_and_read_new
+
+    async def ack_and_read_new(stream, group, consumer, ack_ids, count, block_ms):
+        carried.extend(ack_ids)
+        return await real(stream, group, consumer, ack_ids, count, block_ms)
+
+    backend.ack_and_read_new = ack_and_read_new  # the real backend, watched
+    async with started(*services, app=App(**APP)):
+        ids = [await producer.call("rec.slow", {"value": "slow"})]
+        await until(lambda: rec.started_runs == ["slow"], what="the slow one in hand")
+        ids += [await producer.call("rec.echo", {"value": n}) for n in range(8)]
+        rec.release.set()  # the rest now come in full batches: the reader waits for the slot
+        await until(lambda: sorted(rec.values()) == list(range(8)), what="all eight")
+
+        async def nothing_pending() -> bool:
+            return (await backend.group_info(listener.stream_key, listener.group_name)).pending == 0
+
+        await until(nothing_pending, what="every message acknowledged")
+        assert carried and set(carried) <= set(ids)  # acknowledged on the way to a read, only what ran
+        assert sorted(rec.values()) == list(range(8)) and rec.values("slow") == ["slow"]  # each ran once
