@@ -86,9 +86,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from kaiju.runtime.loop import config_loop
     from kaiju.runtime.plan import build_plan
 
-    print(build_plan(load(args)).describe())
+    config = load(args)
+    plan = build_plan(config)
+    config_loop(config)  # a start would refuse a loop that cannot be had
+    print(plan.describe())
     return 0
 
 

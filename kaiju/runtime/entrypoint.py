@@ -39,6 +39,7 @@ from kaiju.config.loader import LoadedConfig, load_config, load_config_data
 from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, ContextFilter, configure, log_field_providers
 from kaiju.runtime.graph import dependents
+from kaiju.runtime.loop import config_loop, entrypoint_loop_kwargs, loop_name
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
 from kaiju.runtime.registry import Registry
 from kaiju.runtime.systemd import SystemdNotifier
@@ -134,6 +135,8 @@ class Entrypoint:
         if catch_signals is None:
             catch_signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
         self.catch_signals = tuple(catch_signals)
+        if not {"loop", "loop_factory", "policy"} & kwargs.keys():
+            kwargs.update(entrypoint_loop_kwargs(config_loop(self.config)))
         # aiomisc's entrypoint owns the loop, its executor and Context; its own signal
         # handling (installed only after start-up) and logging set-up stay off
         self.aiomisc = aiomisc.Entrypoint(catch_signals=(), log_config=False, shutdown_timeout=self.shutdown_timeout, **kwargs)
@@ -220,7 +223,9 @@ class Entrypoint:
         self.app.started.set()
         self.notifier.ready()
         self.notifier.start_watchdog(loop)
-        log.info("%s started %d services in %.3f s", self.app.name, len(self.services), self.startup_seconds)
+        log.info(
+            "%s started %d services in %.3f s on %s", self.app.name, len(self.services), self.startup_seconds, loop_name(loop)
+        )
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
