@@ -1,6 +1,9 @@
 """kaiju's side of bench/rpc_http.sh: echo.echo over HTTP on 127.0.0.1:PORT until SIGTERM/SIGINT.
 
     .venv/bin/python bench/rpc_http_server.py PORT
+
+Runs on the loop kaiju-run would (KAIJU_LOOP, else uvloop when installed) and prints
+`loop=NAME` once serving.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from echo_service import EchoService
 
 from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer
+from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.testing.services import started
 
 
@@ -23,9 +27,11 @@ async def serve(port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with started(EchoService(), RPCServer(), HTTPServer(host="127.0.0.1", port=port)):
+        print(f"loop={loop_name()}", flush=True)
         await stop.wait()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(int(sys.argv[1])))
+    with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:
+        runner.run(serve(int(sys.argv[1])))

@@ -15,7 +15,7 @@ import asyncio
 import importlib.util
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kaiju.config.errors import ConfigError
@@ -23,7 +23,7 @@ from kaiju.config.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.config.loader import LoadedConfig
 
-__all__ = ["EVENT_LOOPS", "LOOP_ENV", "LoopUnavailable", "choose_loop", "config_loop", "entrypoint_loop_kwargs", "loop_name"]
+__all__ = ["EVENT_LOOPS", "LOOP_ENV", "LoopUnavailable", "choose_loop", "config_loop", "entrypoint_loop_kwargs", "loop_factory", "loop_name"]
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 LOOP_ENV = "KAIJU_LOOP"
@@ -73,6 +73,17 @@ def entrypoint_loop_kwargs(choice: str) -> dict[str, Any]:
     if "loop_factory" in params:
         return {"loop_factory": factory}
     return {"policy": policy()}  # aiomisc 17
+
+
+def loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """A function making a new loop of `choice`, for `asyncio.Runner(loop_factory=...)` outside an
+    entrypoint (the benchmarks); `auto` picks as aiomisc does."""
+    off = os.environ.get("AIOMISC_USE_UVLOOP", "1").lower() not in ("yes", "1", "enabled", "enable", "on", "true")
+    if choice == "asyncio" or (choice == "auto" and (off or importlib.util.find_spec("uvloop") is None)):
+        return asyncio.new_event_loop
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
