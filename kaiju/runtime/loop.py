@@ -69,7 +69,8 @@ def entrypoint_loop_kwargs(choice: str) -> dict[str, Any]:
 
         factory, policy = uvloop.new_event_loop, uvloop.EventLoopPolicy
     else:
-        factory, policy = asyncio.new_event_loop, asyncio.DefaultEventLoopPolicy
+        # not asyncio.new_event_loop: it asks the global policy, which may be uvloop's
+        factory, policy = asyncio.SelectorEventLoop, asyncio.DefaultEventLoopPolicy
     if "loop_factory" in params:
         return {"loop_factory": factory}
     return {"policy": policy()}  # aiomisc 17
@@ -80,7 +81,7 @@ def loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop
     entrypoint (the benchmarks); `auto` picks as aiomisc does."""
     off = os.environ.get("AIOMISC_USE_UVLOOP", "1").lower() not in ("yes", "1", "enabled", "enable", "on", "true")
     if choice == "asyncio" or (choice == "auto" and (off or importlib.util.find_spec("uvloop") is None)):
-        return asyncio.new_event_loop
+        return asyncio.SelectorEventLoop  # whatever the global policy says
     import uvloop
 
     return uvloop.new_event_loop

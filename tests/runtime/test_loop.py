@@ -10,7 +10,7 @@ import pytest
 from kaiju.config.errors import ConfigError
 from kaiju.config.loader import load_config
 from kaiju.runtime.entrypoint import Entrypoint
-from kaiju.runtime.loop import LOOP_ENV, LoopUnavailable, choose_loop, config_loop, loop_name
+from kaiju.runtime.loop import LOOP_ENV, LoopUnavailable, choose_loop, config_loop, loop_factory, loop_name
 from tests.runtime.test_cli import run, write_config
 
 uvloop = pytest.importorskip("uvloop")
@@ -34,13 +34,26 @@ def test_an_unknown_loop_names_where_it_was_asked() -> None:
 
 
 def test_loop_name_tells_the_implementations_apart() -> None:
-    plain = asyncio.new_event_loop()
+    plain = asyncio.SelectorEventLoop()
     fast = uvloop.new_event_loop()
     try:
         assert (loop_name(plain), loop_name(fast)) == ("asyncio", "uvloop")
     finally:
         plain.close()
         fast.close()
+
+
+def test_the_asyncio_choice_ignores_a_global_uvloop_policy() -> None:
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        loop = loop_factory("asyncio")()
+    finally:
+        asyncio.set_event_loop_policy(policy)
+    try:
+        assert loop_name(loop) == "asyncio"
+    finally:
+        loop.close()
 
 
 def config(choice: str) -> dict:
