@@ -160,6 +160,7 @@ class Entrypoint:
         self._interrupted: int | None = None
         self._signals_seen = 0
         self._handlers_on: asyncio.AbstractEventLoop | None = None
+        self._missed_signals: list[int] = []  # arrived while a uvloop loop was not running
         self._sync = False  # entered with `with`, not `async with`
 
     # -- what aiomisc users read ----------------------------------------------
@@ -184,6 +185,7 @@ class Entrypoint:
         except BaseException as exc:
             self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # also closes the loop it made
             raise
+        loop.call_soon(self._replay_missed_signals)  # the first thing the caller's next run does
         return loop
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -400,7 +402,28 @@ class Entrypoint:
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in self.catch_signals:
             loop.add_signal_handler(signum, self._on_signal, signum)
+            if loop_name(loop) == "uvloop":  # see _replay_missed_signals
+                signal.signal(signum, self._noting_missed(loop, signal.getsignal(signum)))
         self._handlers_on = loop
+
+    def _noting_missed(self, loop: asyncio.AbstractEventLoop, handler: Any) -> Any:
+        """`handler` (the loop's own Python-level one), noting first a signal that arrives while
+        `loop` is not running."""
+
+        def note(signum: int, frame: Any) -> None:
+            if not loop.is_running():
+                self._missed_signals.append(signum)
+            handler(signum, frame)
+
+        return note
+
+    def _replay_missed_signals(self) -> None:
+        """uvloop listens for signals only while its loop runs: a SIGTERM arriving between
+        `with Entrypoint() as loop:` and `loop.run_forever()` would wait for another signal.
+        Raised again now, with the loop running, it is handled once, as any other."""
+        missed, self._missed_signals = self._missed_signals, []
+        for signum in missed:
+            signal.raise_signal(signum)
 
     def _remove_signal_handlers(self) -> None:
         loop, self._handlers_on = self._handlers_on, None

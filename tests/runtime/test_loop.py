@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,8 @@ from kaiju.runtime.loop import LOOP_ENV, LoopUnavailable, choose_loop, config_lo
 from tests.runtime.test_cli import run, write_config
 
 uvloop = pytest.importorskip("uvloop")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_setting_decides_without_the_variable() -> None:
@@ -110,3 +116,25 @@ def test_check_refuses_an_unknown_variable(tmp_path) -> None:
     proc = run("-c", str(path), "check", env={LOOP_ENV: "tokio"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == 'kaiju-run: environment: KAIJU_LOOP: expected one of auto, uvloop, asyncio, got "tokio"'
+
+
+GAP = """
+import os, signal, sys
+import kaiju
+config = {"main": {"name": "gap", "event_loop": sys.argv[1]}, "services": []}
+with kaiju.entrypoint(config=config, log_config=False) as loop:
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives before the loop runs again
+    loop.run_forever()
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_a_signal_between_start_and_run_forever_stops_the_app(choice: str) -> None:
+    env = {key: value for key, value in os.environ.items() if key != LOOP_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", GAP, choice], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "stopped"), proc.stderr
+    assert proc.stderr.count("SIGTERM received, shutting down") == 1, proc.stderr
