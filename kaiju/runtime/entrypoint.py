@@ -407,23 +407,22 @@ class Entrypoint:
         self._handlers_on = loop
 
     def _noting_missed(self, loop: asyncio.AbstractEventLoop, handler: Any) -> Any:
-        """`handler` (the loop's own Python-level one), noting first a signal that arrives while
-        `loop` is not running."""
+        """`handler` (the loop's own Python-level one), noting first each signal until the loop
+        hands it to `_on_signal`."""
 
         def note(signum: int, frame: Any) -> None:
-            if not loop.is_running():
-                self._missed_signals.append(signum)
+            self._missed_signals.append(signum)  # until _on_signal hears it
             handler(signum, frame)
 
         return note
 
     def _replay_missed_signals(self) -> None:
-        """uvloop listens for signals only while its loop runs: a SIGTERM arriving between
-        `with Entrypoint() as loop:` and `loop.run_forever()` would wait for another signal.
-        Raised again now, with the loop running, it is handled once, as any other."""
+        """uvloop listens for signals only while its loop runs: a SIGTERM arriving at the end of
+        start-up or between `with Entrypoint() as loop:` and `loop.run_forever()` would wait
+        for another signal. One noted but not handled is handled now, as the next run begins."""
         missed, self._missed_signals = self._missed_signals, []
         for signum in missed:
-            signal.raise_signal(signum)
+            self._on_signal(signum)
 
     def _remove_signal_handlers(self) -> None:
         loop, self._handlers_on = self._handlers_on, None
@@ -433,6 +432,8 @@ class Entrypoint:
             loop.remove_signal_handler(signum)
 
     def _on_signal(self, signum: int) -> None:
+        if signum in self._missed_signals:
+            self._missed_signals.remove(signum)
         name = signal.Signals(signum).name
         if self.state in ("stopping", "stopped") and not self._signals_seen:
             log.warning("%s received while already stopping", name)
