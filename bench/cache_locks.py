@@ -27,6 +27,7 @@ from kaiju.locks.redis import RedisLocks
 from kaiju.lua import LOCK_ACQUIRE as ACQUIRE_SCRIPT
 from kaiju.lua import LOCK_RELEASE as RELEASE_SCRIPT
 from kaiju.redis import RedisConnection
+from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.runtime.service import App
 from kaiju.testing.redis import RedisServer
 from kaiju.testing.services import started
@@ -111,7 +112,7 @@ async def run(url: str, ops: int, concurrency: int, rounds: int) -> None:
                     best[name, variant] = max(best.get((name, variant), 0.0), rate)
     await raw.aclose(close_connection_pool=True)
 
-    print(f"ops: {ops} (memory: {ops * 10}), concurrency: {concurrency}, best of {rounds} rounds, ops/s")
+    print(f"ops: {ops} (memory: {ops * 10}), concurrency: {concurrency}, best of {rounds} rounds, ops/s, loop: {loop_name()}")
     header = (
         f"{'operation':<22}{'raw redis-py':>14}{'kaiju redis':>14}{'redis/raw':>11}"
         f"{'kaiju memory':>15}{'memory/redis':>14}"
@@ -141,7 +142,8 @@ def main() -> None:
         server.start()
         url = server.url
     try:
-        asyncio.run(run(url, args.ops, args.concurrency, args.rounds))
+        with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:  # the loop kaiju-run would use
+            runner.run(run(url, args.ops, args.concurrency, args.rounds))
     finally:
         if server is not None:
             server.cleanup()

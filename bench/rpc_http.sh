@@ -8,7 +8,8 @@
 #   wrk -t1 -c64 -d${DURATION}s -s shared/peers/rpc_echo.lua
 # after a short warm-up. ROUNDS rounds (alternating servers), best round per server.
 # Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (64), KAIJU_PEERS (the peers folder),
-#      PYTHON (kaiju's python, default .venv/bin/python).
+#      PYTHON (kaiju's python, default .venv/bin/python), KAIJU_LOOP (kaiju's loop, as
+#      kaiju-run reads it). The aiohttp ceiling runs on the same loop as kaiju's server.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 find_peers() {
@@ -27,6 +28,11 @@ PEER_PY="$("$PEERS/setup.sh")"
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
+# the loop kaiju's server will run on (KAIJU_LOOP, else uvloop when installed): the ceiling gets it too
+LOOP="$("$PY" -c 'from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
+loop = loop_factory(choose_loop())(); print(loop_name(loop)); loop.close()')"
+CEILING_LOOP=()
+[[ $LOOP == uvloop ]] && CEILING_LOOP=(uvloop)
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk" >&2; exit 1; }
 
 RUN="$(mktemp -d)"
@@ -47,12 +53,16 @@ wait_up() {  # port
 
 start_server() {  # which port
   case $1 in
-    ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" "${CEILING_LOOP[@]}" >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+metrics) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" metrics) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
   wait_up "$2"
+  if [[ $1 == kaiju* ]]; then  # it prints its loop once serving
+    for _ in $(seq 1 50); do grep -q '^loop=' "$RUN/$1.log" && break; sleep 0.1; done
+    grep -qx "loop=$LOOP" "$RUN/$1.log" || { echo "kaiju's server is not on $LOOP: $(cat "$RUN/$1.log")" >&2; return 1; }
+  fi
 }
 
 stop_server() {
@@ -86,6 +96,7 @@ done
 
 echo
 echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
+echo "loop: kaiju $LOOP, ceiling $LOOP, kaiju-tools its own (run.py)"
 for which in kaiju kaiju+metrics kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
 awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
   printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t

@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/rpc_http_server.py PORT [metrics]
 
-With `metrics`, the app also runs the Metrics service (its RPC requests are counted).
+With `metrics`, the app also runs the Metrics service (its RPC requests are counted). Runs on
+the loop kaiju-run would (KAIJU_LOOP, else uvloop when installed) and prints `loop=NAME` once
+serving.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from echo_service import EchoService
 from kaiju.http.server import HTTPServer
 from kaiju.metrics import Metrics
 from kaiju.rpc import RPCServer
+from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.testing.services import started
 
 
@@ -27,9 +30,11 @@ async def serve(port: int, metrics: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     extra = [Metrics()] if metrics else []
     async with started(EchoService(), RPCServer(), *extra, HTTPServer(host="127.0.0.1", port=port)):
+        print(f"loop={loop_name()}", flush=True)
         await stop.wait()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(int(sys.argv[1]), sys.argv[2:3] == ["metrics"]))
+    with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:
+        runner.run(serve(int(sys.argv[1]), sys.argv[2:3] == ["metrics"]))

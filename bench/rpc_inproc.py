@@ -7,7 +7,9 @@ the permission check are on), then, in the same run, kaiju-tools 2.4.26
 (`shared/peers/kaiju_tools_inproc.py`, KAIJU_BENCH_INTERLEAVE=1) and the ceiling
 (`shared/peers/limit_inproc.py`: decode, await, encode, nothing else). Each is run ROUNDS
 times, alternating, and the best round counts. Env: N (requests, default 200000),
-ROUNDS (default 3), KAIJU_PEERS (the peers folder), PEER_PYTHON (kaiju-tools' python).
+ROUNDS (default 3), KAIJU_PEERS (the peers folder), PEER_PYTHON (kaiju-tools' python),
+KAIJU_LOOP (kaiju's loop; default asyncio's, the one the ceiling script runs on, so the ratio
+is like for like; with uvloop, kaiju-tools runs on it too: KAIJU_BENCH_UVLOOP=1).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from echo_service import EchoService
 
 from kaiju.rpc import RPCServer
+from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.testing.services import started
 
 
@@ -81,14 +84,21 @@ def run_script(python: str, script: str, key: str, env: dict[str, str]) -> float
 
 def main() -> None:
     peer_py = peer_python()
+    factory = loop_factory(choose_loop("asyncio"))
+    probe = factory()
+    loop = loop_name(probe)
+    probe.close()
+    peer_env = {"KAIJU_BENCH_INTERLEAVE": "1", **({"KAIJU_BENCH_UVLOOP": "1"} if loop == "uvloop" else {})}
     best = {"kaiju": 0.0, "kaiju-tools": 0.0, "ceiling": 0.0}
     for _ in range(ROUNDS):
         best["ceiling"] = max(best["ceiling"], run_script(sys.executable, "limit_inproc.py", "limit_inproc_rps", {"N": str(N)}))
-        best["kaiju"] = max(best["kaiju"], asyncio.run(ours(N)))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            best["kaiju"] = max(best["kaiju"], runner.run(ours(N)))
         best["kaiju-tools"] = max(
-            best["kaiju-tools"], run_script(peer_py, "kaiju_tools_inproc.py", "kaiju_inproc_rps", {"KAIJU_BENCH_INTERLEAVE": "1"})
+            best["kaiju-tools"], run_script(peer_py, "kaiju_tools_inproc.py", "kaiju_inproc_rps", peer_env)
         )
     print(f"rpc in-process, {PARALLEL} interleaving callers, echo(data), best of {ROUNDS} rounds")
+    print(f"loop: kaiju {loop}, kaiju-tools {loop}, ceiling asyncio (limit_inproc.py has no switch)")
     print(f"kaiju        {best['kaiju']:>10.0f} calls/s")
     print(f"kaiju-tools  {best['kaiju-tools']:>10.0f} calls/s   kaiju/kaiju-tools = {best['kaiju'] / best['kaiju-tools']:.2f}x (target >= 3x)")
     print(f"ceiling      {best['ceiling']:>10.0f} calls/s   kaiju/ceiling = {best['kaiju'] / best['ceiling']:.0%} (target >= 60%)")

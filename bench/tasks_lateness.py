@@ -40,6 +40,7 @@ from aiomisc.cron import CronCallback
 from aiomisc.service.cron import CronService, StoreItem
 from aiomisc.service.periodic import PeriodicService
 
+from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.tasks import CronTask, PeriodicTask
 from kaiju.testing.services import started
 
@@ -184,7 +185,7 @@ async def main() -> None:
         ],
     ]
     per_round = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
-    print("lateness, ms: job start - the time it was scheduled for (wall clock)")
+    print(f"lateness, ms: job start - the time it was scheduled for (wall clock); loop: {loop_name()}")
     if rounds == 1:
         print(f"each row: {n} consecutive fires, the rows one after the other")
     else:
@@ -221,4 +222,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:  # the loop kaiju-run would use
+        runner.run(main())

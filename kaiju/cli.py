@@ -46,13 +46,23 @@ class Command:
 # -- shared steps -------------------------------------------------------------------
 
 
+def _sources(args: argparse.Namespace) -> tuple:
+    """What a config load reads from the command line: equal sources load an equal config."""
+    return tuple(args.config), tuple(args.env_file), tuple(args.env), args.os_env
+
+
 def load(args: argparse.Namespace):
-    """The effective config from the command line's sources (raises ConfigError)."""
+    """The effective config from the command line's sources (raises ConfigError).
+
+    A config `main` already loaded from the same sources (to find the app's commands) is
+    used once instead of reading and parsing the files again."""
     from kaiju.config.loader import load_config
     from kaiju.config.sources import parse_env_assignment
 
-    env = dict(parse_env_assignment(item) for item in args.env)
-    loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
+    loaded = getattr(args, "preloaded", {}).pop(_sources(args), None)
+    if loaded is None:
+        env = dict(parse_env_assignment(item) for item in args.env)
+        loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
     if args.log_level:
         loaded.settings.main.loglevel = args.log_level.upper()
     return loaded
@@ -87,11 +97,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from kaiju.logging import check_logging
+    from kaiju.runtime.loop import config_loop
     from kaiju.runtime.plan import build_plan
 
     loaded = load(args)
     check_logging(loaded, args.log_format)
-    print(build_plan(loaded).describe())
+    plan = build_plan(loaded)
+    config_loop(loaded)  # a start would refuse a loop that cannot be had
+    print(plan.describe())
     return 0
 
 
@@ -330,10 +343,11 @@ def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = N
     return args
 
 
-def app_commands(argv: list[str] | None) -> dict[str, Command]:
+def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
     """The commands of installed distributions (`kaiju.commands` entry points) and of the
     config's `commands:` list (a config that does not load adds none: the command run reports
-    it). Raises ConfigError for a command that does not import or clashes with another."""
+    it). Raises ConfigError for a command that does not import or clashes with another.
+    The config loaded here goes into `preloaded`, keyed by its sources, for `load` to reuse."""
     from kaiju.commands import installed_commands, load_command
 
     found: dict[str, Command] = {}
@@ -359,6 +373,8 @@ def app_commands(argv: list[str] | None) -> dict[str, Command]:
             config = load(known)
         except ConfigError:
             config = None
+        if config is not None and preloaded is not None:
+            preloaded[_sources(known)] = config
         for index, ref in enumerate(config.settings.commands if config else ()):
             add(ref, None, f"{config.source(('commands', index))}: {config.format_path(('commands', index))}")
     return {**COMMANDS, **found}
@@ -391,12 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     # script puts only its own folder on the path)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    preloaded: dict[tuple, Any] = {}
     try:
-        commands = app_commands(argv)
+        commands = app_commands(argv, preloaded)
     except ConfigError as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
     args = parse(argv, commands)
+    args.preloaded = preloaded
     command = commands[args.command or "run"]
     if not args.config and command.needs_config:
         print("kaiju-run: no config: give at least one -c FILE (or set KAIJU_CONFIG)", file=sys.stderr)

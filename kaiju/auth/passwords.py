@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from typing import TYPE_CHECKING
 
-import argon2
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:  # pragma: no cover
+    import argon2
 
 __all__ = ["Passwords", "hash_password", "is_password_hash"]
 
@@ -31,6 +32,8 @@ def is_password_hash(value: object) -> bool:
 
 def hash_password(password: str) -> str:
     """A new salted argon2id hash of `password`, with argon2-cffi's recommended parameters."""
+    import argon2  # imported on first use: checking a config needs no hashing
+
     return argon2.PasswordHasher().hash(password)
 
 
@@ -38,6 +41,10 @@ class Passwords:
     """Hashing and verifying with argon2id (argon2-cffi's recommended parameters by default)."""
 
     def __init__(self, hasher: argon2.PasswordHasher | None = None):
+        import argon2  # imported on first use: checking a config needs no hashing
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+        self._mismatch = (VerifyMismatchError, VerificationError, InvalidHashError)
         self.hasher = hasher or argon2.PasswordHasher()
         # verified against when the user is unknown, so that case costs what a wrong password costs
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
@@ -49,7 +56,7 @@ class Passwords:
     def _verify(self, stored: str | None, password: str) -> tuple[bool, str | None]:
         try:
             self.hasher.verify(stored or self._dummy, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except self._mismatch:
             return False, None
         if stored is None:
             return False, None

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import secrets
 import time
+from types import ModuleType
 from typing import Any
-
-import jwt
 
 from kaiju.runtime.service import SettingError
 
-__all__ = ["ALGORITHMS", "TokenError", "TokenSigner"]
+__all__ = ["ALGORITHMS", "TokenError", "TokenSigner", "load_jwt"]
 
 ALGORITHMS = ("HS256", "EdDSA", "RS256")
 _MIN_SECRET = 32  # characters: PyJWT warns below this for HS256, and so do we (as an error)
+
+
+def load_jwt() -> ModuleType:
+    """PyJWT, imported on first use: it loads cryptography, which a config check never needs."""
+    import jwt
+
+    return jwt
 
 
 class TokenError(Exception):
@@ -70,7 +76,7 @@ class TokenSigner:
             "sub": subject, "iat": now, "exp": now + int(ttl), "jti": secrets.token_urlsafe(16),
             "typ": kind, "fam": family, **claims,
         }
-        return jwt.encode(payload, self._sign_key, algorithm=self.algorithm), payload
+        return load_jwt().encode(payload, self._sign_key, algorithm=self.algorithm), payload
 
     def check(self, token: str, kind: str) -> dict[str, Any]:
         """The claims of a valid token of `kind`; raises TokenError otherwise.
@@ -82,6 +88,7 @@ class TokenSigner:
         """
         claims = self._verified.get(token)
         if claims is None:
+            jwt = load_jwt()
             try:
                 claims = jwt.decode(
                     token, self._check_key, algorithms=[self.algorithm],

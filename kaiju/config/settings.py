@@ -43,6 +43,7 @@ class MainSettings(msgspec.Struct, forbid_unknown_fields=True):
     debug: bool = False
     shutdown_timeout: Seconds = 30.0
     start_timeout: Seconds = 30.0
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"  # KAIJU_LOOP, when set, wins
 
     def __post_init__(self) -> None:
         self.loglevel = self.loglevel.upper()

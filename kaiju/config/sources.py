@@ -49,6 +49,11 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# libyaml's parser under the same constructor: ~10x faster on a valid file. Its error messages
+# differ from PyYAML's, so a file it rejects is parsed again by _Loader for the error.
+_FastLoader = type("_FastLoader", (yaml.CSafeLoader, _Loader), {}) if yaml.__with_libyaml__ else _Loader
+
+
 def read_text(path: str | Path) -> str:
     """The UTF-8 text of a file; raises `ConfigError` naming the file when it cannot be read."""
     try:
@@ -75,7 +80,10 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
 def parse_yaml_text(text: str, source: str) -> dict[str, Any]:
     """Parse YAML config text; errors name `source` and the line."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        try:
+            data = yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError:
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark is not None else ""

@@ -39,6 +39,7 @@ from kaiju.config.loader import LoadedConfig, load_config, load_config_data
 from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, ContextFilter, check_logging, configure, log_field_providers
 from kaiju.runtime.graph import dependents
+from kaiju.runtime.loop import config_loop, entrypoint_loop_kwargs, loop_name
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
 from kaiju.runtime.registry import Registry
 from kaiju.runtime.systemd import SystemdNotifier
@@ -136,6 +137,8 @@ class Entrypoint:
         if catch_signals is None:
             catch_signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
         self.catch_signals = tuple(catch_signals)
+        if not {"loop", "loop_factory", "policy"} & kwargs.keys():
+            kwargs.update(entrypoint_loop_kwargs(config_loop(self.config)))
         # aiomisc's entrypoint owns the loop, its executor and Context; its own signal
         # handling (installed only after start-up) and logging set-up stay off
         self.aiomisc = aiomisc.Entrypoint(catch_signals=(), log_config=False, shutdown_timeout=self.shutdown_timeout, **kwargs)
@@ -159,6 +162,7 @@ class Entrypoint:
         self._interrupted: int | None = None
         self._signals_seen = 0
         self._handlers_on: asyncio.AbstractEventLoop | None = None
+        self._missed_signals: list[int] = []  # arrived while a uvloop loop was not running
         self._sync = False  # entered with `with`, not `async with`
 
     # -- what aiomisc users read ----------------------------------------------
@@ -183,6 +187,7 @@ class Entrypoint:
         except BaseException as exc:
             self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # also closes the loop it made
             raise
+        loop.call_soon(self._replay_missed_signals)  # the first thing the caller's next run does
         return loop
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -222,7 +227,9 @@ class Entrypoint:
         self.app.started.set()
         self.notifier.ready()
         self.notifier.start_watchdog(loop)
-        log.info("%s started %d services in %.3f s", self.app.name, len(self.services), self.startup_seconds)
+        log.info(
+            "%s started %d services in %.3f s on %s", self.app.name, len(self.services), self.startup_seconds, loop_name(loop)
+        )
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -397,7 +404,27 @@ class Entrypoint:
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in self.catch_signals:
             loop.add_signal_handler(signum, self._on_signal, signum)
+            if loop_name(loop) == "uvloop":  # see _replay_missed_signals
+                signal.signal(signum, self._noting_missed(loop, signal.getsignal(signum)))
         self._handlers_on = loop
+
+    def _noting_missed(self, loop: asyncio.AbstractEventLoop, handler: Any) -> Any:
+        """`handler` (the loop's own Python-level one), noting first each signal until the loop
+        hands it to `_on_signal`."""
+
+        def note(signum: int, frame: Any) -> None:
+            self._missed_signals.append(signum)  # until _on_signal hears it
+            handler(signum, frame)
+
+        return note
+
+    def _replay_missed_signals(self) -> None:
+        """uvloop listens for signals only while its loop runs: a SIGTERM arriving at the end of
+        start-up or between `with Entrypoint() as loop:` and `loop.run_forever()` would wait
+        for another signal. One noted but not handled is handled now, as the next run begins."""
+        missed, self._missed_signals = self._missed_signals, []
+        for signum in missed:
+            self._on_signal(signum)
 
     def _remove_signal_handlers(self) -> None:
         loop, self._handlers_on = self._handlers_on, None
@@ -407,6 +434,8 @@ class Entrypoint:
             loop.remove_signal_handler(signum)
 
     def _on_signal(self, signum: int) -> None:
+        if signum in self._missed_signals:
+            self._missed_signals.remove(signum)
         name = signal.Signals(signum).name
         if self.state in ("stopping", "stopped") and not self._signals_seen:
             log.warning("%s received while already stopping", name)
