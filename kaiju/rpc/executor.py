@@ -205,9 +205,7 @@ class Executor:
             try:
                 return encode(Response(ctx.request_id, result)), out
             except (TypeError, ValueError, RecursionError) as exc:
-                self.logger.error("RPC result cannot be encoded", method=m.name, exc_info=exc)
-                error = E.InternalError("Internal error: the result cannot be encoded", data={"method": m.name}, base_exc=exc)
-                return encode(ErrorResponse(id=ctx.request_id, error=error.to_dict(self.debug))), out
+                return encode(ErrorResponse(id=ctx.request_id, error=self.unencodable(exc, m.name))), out
         except E.RPCError as exc:
             if self.observe is not None:
                 self.observe(ctx, m, params, None, exc, self.clock() - now)
@@ -269,6 +267,12 @@ class Executor:
                 exc = again
         self.logger.error("RPC method failed", method=m.name, exc_info=exc)
         raise E.InternalError(data={"method": m.name}, base_exc=exc) from exc
+
+    def unencodable(self, exc: Exception, method: str | None = None) -> dict[str, Any]:
+        """The error object for a result that cannot be encoded as JSON (logged: a method's bug)."""
+        self.logger.error("RPC result cannot be encoded", method=method, exc_info=exc)
+        data = {"method": method} if method else None
+        return E.InternalError("Internal error: the result cannot be encoded", data=data, base_exc=exc).to_dict(self.debug)
 
     async def bounded(self, ctx: RequestContext, work: Coroutine[Any, Any, Any]) -> Any:
         """Await `work` done for `ctx` before its method runs (a session lookup): in flight, so

@@ -388,8 +388,7 @@ class RPCServer(Service):
             return ErrorResponse(id=response.id, error=self._unencodable(exc))
 
     def _unencodable(self, exc: Exception) -> dict:
-        self.logger.error("RPC result cannot be encoded", exc_info=exc)
-        return E.InternalError("Internal error: the result cannot be encoded", base_exc=exc).to_dict(self._debug)
+        return self.executor.unencodable(exc)  # answers are encoded only once the server has started
 
     def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
         """Answer every request of `body` with `error`, running none: a request gets it with
