@@ -172,8 +172,9 @@ async def test_singleton_across_two_entrypoints_sharing_one_redis(redis_url):
     claimed_a, claimed_b = record_claims(a), record_claims(b)
     async with first:
         async with second:
-            # both apps see the same fires; each is taken by one of them
-            await wait_until(lambda: min(a.runs, b.runs) >= 2 and a.elsewhere + b.elsewhere >= 6)
+            # both apps see the same fires; each is taken by one of them. Which one wins a fire is
+            # a race (on one loop the first app's claim often goes out first), so no share is asked.
+            await wait_until(lambda: min(a.runs + a.elsewhere, b.runs + b.elsewhere) >= 6 and a.elsewhere + b.elsewhere >= 6)
     assert (len(claimed_a), len(claimed_b)) == (a.runs, b.runs)
     assert max(Counter(claimed_a + claimed_b).values()) == 1, "a fire ran in both apps"
     # the jobs ran through the method (the last one may have been stopped before its call)
