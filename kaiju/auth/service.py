@@ -86,11 +86,23 @@ class AuthService(Authenticator):
         self._signer = TokenSigner(self.algorithm, self.secret, self.private_key, self.public_key)
 
     async def start(self) -> None:
-        # the dummy hash costs one argon2 run: not on the loop
-        self._passwords = await asyncio.get_running_loop().run_in_executor(None, Passwords)
+        # the dummy hash costs one argon2 run: made in a thread while the app goes on starting
+        # (the first password check waits for it); argon2 itself is imported here, so a broken
+        # install fails the start
+        import argon2  # noqa: F401
+
+        self._passwords: asyncio.Future[Passwords] = asyncio.get_running_loop().run_in_executor(None, Passwords)
         self._throttle = LoginThrottle(
             self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail"
         )
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        # an app stopped before its dummy hash was made does not wait for it
+        made = getattr(self, "_passwords", None)
+        if made is None or made.cancel() or made.cancelled():
+            return
+        if made.exception() is not None:  # retrieved here, as no login may ever have awaited it
+            self.logger.error(f"cannot make the dummy password hash: {made.exception()!r}")
 
     # -- checks --------------------------------------------------------------
 
@@ -101,7 +113,8 @@ class AuthService(Authenticator):
         if not isinstance(slot, Slot):
             raise NotAuthorized("Not authorized: too many failed logins", data={"retry_after": slot})
         user = await self.users.get_user(username)
-        ok, new_hash = await self._passwords.verify(user.password_hash if user is not None else None, password)
+        passwords = await self._passwords
+        ok, new_hash = await passwords.verify(user.password_hash if user is not None else None, password)
         if not ok or user is None or user.disabled:
             await self._throttle.failed(slot)
             raise NotAuthorized(_WRONG)
