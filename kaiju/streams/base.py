@@ -163,6 +163,10 @@ class StreamBackend(Service, abc.ABC):
     """
 
     service_name: ClassVar[str | None] = "stream_backend"
+    # True when a read cancelled while it waits hands out no message its caller would not
+    # see (the taking happens after the wait, at once): a stopping listener then cancels its
+    # read instead of waiting up to block_ms for it to come back
+    cancel_safe_reads: ClassVar[bool] = False
 
     # -- writing ------------------------------------------------------------
 

@@ -179,8 +179,9 @@ class StreamListener(Service):
         self._unpaused.set()
         self._lock_recheck.set()
         self._upkeeper.cancel()
-        if self._reading:
+        if self._reading and not self.backend.cancel_safe_reads:
             # a read in flight ends within block_ms; what it returns is processed like the rest
+            # (cancelled, a Redis read could leave what it took pending until claimed)
             await asyncio.wait([self._reader], timeout=max(soft - loop.time(), 0))
         if not self._reader.done():
             self._reader.cancel()  # waiting for a slot, a batch or the topic lock: nothing lost

@@ -95,6 +95,8 @@ class MemoryStream(StreamBackend):
     does not see them). Streams without a group (the dead-letter streams) are kept whole.
     """
 
+    cancel_safe_reads = True  # every read takes its messages synchronously, after any wait
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._streams: dict[str, _Stream] = {}

@@ -328,6 +328,21 @@ async def test_nothing_is_read_after_stop_is_called(make_stack) -> None:
         assert (await backend.group_info(listener.stream_key, "test")).lag == 3
 
 
+async def test_stop_during_an_idle_read_takes_nothing(make_stack, backend_kind) -> None:
+    # MemoryStream's reads are cancel-safe, so stop() cancels the waiting read; a Redis read
+    # is waited for (up to block_ms), as what it took must be run or left for a claim
+    services, backend, (listener,), producer, rec = make_stack(block_ms=300, claim_idle_ms=3_600_000)
+    async with started(*services, app=App(**APP)):
+        await until(lambda: listener._reading, what="the reader waiting in a read")
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(listener.stop(), 10)
+        assert listener._reader.cancelled() == (backend_kind == "memory")
+        await producer.call("rec.echo", {"value": 1})
+        info = await backend.group_info(listener.stream_key, "test")
+        assert (info.lag, info.pending) == (1, 0), "a message was taken after stop()"
+        assert rec.values() == []
+
+
 async def test_sessions_in_messages_are_used_only_when_enabled(make_stack) -> None:
     from kaiju.cache.memory import MemoryCache
     from kaiju.rpc import Scope
