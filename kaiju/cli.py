@@ -68,13 +68,18 @@ def load(args: argparse.Namespace):
     return loaded
 
 
-def run_app(args: argparse.Namespace, body: Callable[[Any], Any] | None = None, *services: Any, config: Any = None) -> int:
+def run_app(
+    args: argparse.Namespace, body: Callable[[Any], Any] | None = None, *services: Any, config: Any = None,
+    transports: bool = True,
+) -> int:
     """Start the app (`config`, else the command line's, plus `services`); run `body(entrypoint)`
-    inside it if given, else run until a signal."""
+    inside it if given, else run until a signal. `transports=False`: the config's transports
+    were left out (`_prepare_call`), and the app knows (`App.transports`)."""
     from kaiju.runtime.entrypoint import Entrypoint, StartupError, StartupInterrupted
 
     kwargs = {"log_format": args.log_format} if args.log_format else {}
     ep = Entrypoint(*services, config=config or load(args), **kwargs)
+    ep.app.transports = transports
     try:
         with ep as loop:
             if body is None:
@@ -171,7 +176,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         return 0
 
     config = load(args)
-    return run_app(args, call, *_prepare_call(config), config=config)
+    return run_app(args, call, *_prepare_call(config), config=config, transports=False)
 
 
 def _prepare_call(config: Any) -> list:
@@ -395,7 +400,7 @@ def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
             return int(result or 0)
 
         config = load(args)  # the services `call` runs: no HTTP server, listener or schedule
-        return run_app(args, body, *_prepare_call(config), config=config)
+        return run_app(args, body, *_prepare_call(config), config=config, transports=False)
     result = cmd.func(load(args), args)
     if inspect.isawaitable(result):
         result = asyncio.run(result)

@@ -74,7 +74,9 @@ class App:
     graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `stopping`
 is true from the moment the stop begins; `managed` is true
     when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
-    set it. One `App` exists per entrypoint; nothing here is global.
+    set it. `transports` is false when the app runs for `kaiju-run call` or an app command:
+    its transports are left out, and a task scheduled at run time (`Tasks.add`) does not
+    fire. One `App` exists per entrypoint; nothing here is global.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ is true from the moment the stop begins; `managed` is true
         self.started = asyncio.Event()
         self.managed = False
         self.stopping = False  # set by the entrypoint before the first service stops: readiness turns 503 first
+        self.transports = True  # False under `kaiju-run call` and app commands: no transports, no schedules
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"

@@ -188,6 +188,9 @@ class ScheduledTask(Service):
             self.logger.info(f"task {self.name} disabled", task=self.name)
             return
         self._stopping = False
+        if not self.app.transports:  # added at run time under `kaiju-run call`: schedules do not fire there
+            self.logger.info(f"task {self.name} not scheduled: the app runs without its transports", task=self.name)
+            return
         self._arm(self._first_fire(time.time()))
         self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
 
@@ -352,7 +355,8 @@ class ScheduledTask(Service):
             return
         self.enabled = True
         self.check()
-        self._arm(self._first_fire(time.time()))
+        if self.app.transports:
+            self._arm(self._first_fire(time.time()))
 
     def reschedule(self) -> None:
         """Arm the schedule again from the wall clock's time now (after the clock was moved: a

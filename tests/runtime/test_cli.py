@@ -338,6 +338,22 @@ def test_call_while_the_app_runs_leaves_out_http_and_tasks():
         app.wait(timeout=30)
 
 
+def test_call_fires_no_task_a_service_schedules_at_start(tmp_path):
+    (tmp_path / "ticking.py").write_text(
+        "import asyncio\nimport kaiju\nfrom kaiju import rpc\nfrom kaiju.tasks import Tasks\n"
+        "class Ticker(kaiju.Service):\n    service_name = 'ticker'\n    tasks: Tasks\n    ticks = 0\n"
+        "    async def start(self):\n        await self.tasks.add('tick', interval=0.01, method='ticker.tick')\n"
+        "    @rpc.method\n    async def tick(self) -> None:\n        self.ticks += 1\n"
+        "    @rpc.method\n    async def count(self) -> dict:\n        await asyncio.sleep(0.3)\n"
+        "        task = self.tasks.task('tick')\n        return {'ticks': self.ticks, 'runs': task.runs}\n"
+    )
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\nservices: [RPCServer, Tasks, 'ticking:Ticker']\n")
+    result = run("-c", str(cfg), "--log-level", "ERROR", "call", "ticker.count", env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"ticks": 0, "runs": 0}  # added, listed, never fired
+
+
 def test_journald_format_without_a_journal_is_a_clear_error():
     from logging_journald import JournaldLogHandler
 
