@@ -166,3 +166,50 @@ async def test_stop_answers_requests_past_the_grace_period_with_request_timeout(
             answers = [await (await call).json() for call in calls]
     assert answers[0]["id"] == 7 and answers[0]["error"]["data"]["type"] == "RequestTimeout", answers
     assert answers[1]["error"]["data"]["type"] == "RequestTimeout", answers
+
+
+async def test_a_request_still_in_its_session_lookup_past_the_grace_period_is_answered():
+    import asyncio
+
+    import aiohttp
+
+    from kaiju.http.server import HTTPServer
+    from kaiju.rpc import RPCServer, Scope, method
+    from kaiju.rpc.sessions import SessionStore
+    from kaiju.runtime.service import Service
+    from kaiju.testing.services import started
+
+    class StuckStore(SessionStore):
+        service_name = "sessions"
+
+        async def start(self) -> None:
+            self.inside = 0
+
+        async def load_session(self, session_id: str) -> None:
+            self.inside += 1
+            await asyncio.sleep(60)
+
+    class Hello(Service):
+        service_name = "hello"
+
+        async def start(self) -> None:
+            pass
+
+        @method(permission=Scope.GUEST)
+        async def hi(self) -> str:
+            return "hi"
+
+    store, http = StuckStore(), HTTPServer(port=free_port(), shutdown_timeout=0.2)
+    body = b'{"jsonrpc":"2.0","id":7,"method":"hello.hi"}'
+    async with aiohttp.ClientSession() as session:
+        async with started(store, Hello(), RPCServer(), http):
+            call = asyncio.ensure_future(session.post(http.url, data=body, headers={"Session-Id": "s1"}))
+            for _ in range(1000):
+                if store.inside == 1:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the call did not reach the session store within 10 s")
+            await http.stop()  # the grace period ends with the lookup still waiting
+            answer = await (await call).json()
+    assert answer["id"] == 7 and answer["error"]["data"]["type"] == "RequestTimeout", answer
