@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from kaiju.testing import free_port
+from kaiju.testing import eventually, free_port
 from tests.runtime.test_cli import finish, kaiju, wait_for_line
 
 PKG = "tests.rpc.shutdown_app"
@@ -156,12 +156,7 @@ async def test_stop_answers_requests_past_the_grace_period_with_request_timeout(
     async with aiohttp.ClientSession() as session:
         async with started(sleeper, RPCServer(), http):
             calls = [asyncio.ensure_future(session.post(http.url, data=body)) for body in (one, batch)]
-            for _ in range(1000):
-                if sleeper.inside == 2:
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the two calls did not reach the method within 10 s")
+            await eventually(lambda: sleeper.inside == 2, timeout=10, what="the two calls in the method")
             await http.stop()  # the grace period ends with both still running
             answers = [await (await call).json() for call in calls]
     assert answers[0]["id"] == 7 and answers[0]["error"]["data"]["type"] == "RequestTimeout", answers
@@ -204,12 +199,7 @@ async def test_a_request_still_in_its_session_lookup_past_the_grace_period_is_an
     async with aiohttp.ClientSession() as session:
         async with started(store, Hello(), RPCServer(), http):
             call = asyncio.ensure_future(session.post(http.url, data=body, headers={"Session-Id": "s1"}))
-            for _ in range(1000):
-                if store.inside == 1:
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the call did not reach the session store within 10 s")
+            await eventually(lambda: store.inside == 1, timeout=10, what="the call in the session store")
             await http.stop()  # the grace period ends with the lookup still waiting
             answer = await (await call).json()
     assert answer["id"] == 7 and answer["error"]["data"]["type"] == "RequestTimeout", answer
