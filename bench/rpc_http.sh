@@ -59,7 +59,7 @@ start_server() {  # which port
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
   wait_up "$2"
-  if [[ $1 == kaiju* ]]; then  # it prints its loop once serving
+  if [[ $1 == kaiju || $1 == kaiju+metrics ]]; then  # it prints its loop once serving (kaiju-tools does not)
     for _ in $(seq 1 50); do grep -q '^loop=' "$RUN/$1.log" && break; sleep 0.1; done
     grep -qx "loop=$LOOP" "$RUN/$1.log" || { echo "kaiju's server is not on $LOOP: $(cat "$RUN/$1.log")" >&2; return 1; }
   fi
