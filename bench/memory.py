@@ -6,7 +6,8 @@ beside the kaiju-tools 2.4.26 peer app, measured in the same run.
 kaiju: `kaiju-run -c conf/example.yml` (serving `demo.echo`); kaiju-tools: the peer app in
 ../shared/peers/kaiju_tools_app (`echo.echo`). Each on a free 127.0.0.1 port, one at a time,
 loaded by wrk (-t1 -c64, shared/peers/rpc_echo.lua) until at least N and 2N requests were
-answered; RSS is read from /proc/PID/status after each step. The growth between N and 2N
+answered; RSS is read from /proc/PID/status after each step (the first one a second after
+the first answer, once what a start leaves to threads is done), and the peak (VmHWM) at the end. The growth between N and 2N
 requests is the figure to watch (a leak grows it). Env: N (100000), KAIJU_PEERS.
 """
 
@@ -28,11 +29,13 @@ from kaiju.testing import free_port
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = find_peers()
 N = int(os.environ.get("N", "100000"))
+SETTLE = 1.0  # seconds between the first answer and the "after start" reading
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The resident memory of `pid` now (VmRSS), or its peak so far (VmHWM), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+    return int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) / 1024
 
 
 def drive(port: int, method: str, count: int) -> int:
@@ -62,16 +65,19 @@ def measure(name: str, args: list[str], cwd: Path, method: str, port: int) -> li
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not come up: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.05)
+        time.sleep(SETTLE)  # work a start leaves to threads (kaiju's dummy password hash) ends first
         started = rss_mb(proc.pid)
         first = drive(port, method, N)
         after_first = rss_mb(proc.pid)
         second = first + drive(port, method, N)
         after_second = rss_mb(proc.pid)
+        peak = rss_mb(proc.pid, "VmHWM")
     finally:
         stop(proc)
     return [
         f"{name:<12} after start {started:6.1f} MB   after {first:>7,} requests {after_first:6.1f} MB   "
-        f"after {second:>7,} {after_second:6.1f} MB   growth over the second {second - first:,}: {after_second - after_first:+.1f} MB"
+        f"after {second:>7,} {after_second:6.1f} MB   growth over the second {second - first:,}: "
+        f"{after_second - after_first:+.1f} MB   peak {peak:6.1f} MB"
     ]
 
 
