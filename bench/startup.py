@@ -126,11 +126,13 @@ def main() -> None:
     compile_dir(str(ROOT / "kaiju"), quiet=1)
     loop = server_loop()
     med = statistics.median
-    kaiju_runs = [kaiju_once() for _ in range(runs)]
-    small_runs = [kaiju_once(SMALL) for _ in range(runs)]
-    check_runs = [check_once() for _ in range(runs)]
-    small_check_runs = [check_once(SMALL) for _ in range(runs)]
-    peer_runs = [peer_once(peer_python) for _ in range(runs)]
+    kaiju_runs, small_runs, check_runs, small_check_runs, peer_runs = [], [], [], [], []
+    for _ in range(runs):  # one of each per round: a machine that slows down mid-run slows all alike
+        kaiju_runs.append(kaiju_once())
+        small_runs.append(kaiju_once(SMALL))
+        check_runs.append(check_once())
+        small_check_runs.append(check_once(SMALL))
+        peer_runs.append(peer_once(peer_python))
     ready, http = med(r for r, _ in kaiju_runs) * 1000, med(h for _, h in kaiju_runs) * 1000
     small_ready, small_http = med(r for r, _ in small_runs) * 1000, med(h for _, h in small_runs) * 1000
     check, small_check = med(check_runs) * 1000, med(small_check_runs) * 1000
