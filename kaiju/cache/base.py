@@ -3,6 +3,7 @@
     await cache.set("user.1", user, ttl=60)          # seconds (float); msgpack-encoded
     user = await cache.get("user.1", type=User)      # decoded into `type` (validated)
     rates = await cache.get_or_set("rates", load_rates, ttl=300)   # one loader call at a time
+    await cache.set("login.1", state, ttl=300, keep=True)          # never evicted to make room
 
 Values are encoded with msgspec msgpack (`kaiju.cache.values`). Without `type=` a value
 comes back with its types: dict, list, str, int, float, bool, None, bytes, UUID, Decimal,
@@ -10,6 +11,11 @@ date, datetime (with its time zone) and set; a Struct or dataclass comes back as
 With `type=` (any type msgspec can decode: a Struct, `uuid.UUID`, `Decimal`,
 `list[User]`, ...) it comes back validated into that type. Keys are namespaced by the
 service: `<env>.<app>._cache.<key>`, or `<env>._shared._cache.<key>` with `shared: true`.
+
+A value written with `keep=True` (security state: sessions, login throttles, token
+families) expires with its TTL but is never evicted to make room for others: a guest who
+fills the cache with new keys cannot push a logged-in user's session or a lockout out of
+it. Such a value needs a TTL.
 """
 
 from __future__ import annotations
@@ -73,10 +79,13 @@ class Cache(Service, abc.ABC):
     async def _m_get(self, keys: list[str]) -> list[bytes | None]: ...
 
     @abc.abstractmethod
-    async def _set(self, key: str, data: bytes, ttl: float | None) -> None: ...
+    async def _set(self, key: str, data: bytes, ttl: float | None, keep: bool = False) -> None: ...
 
     @abc.abstractmethod
-    async def _m_set(self, items: list[tuple[str, bytes]], ttl: float | None) -> None: ...
+    async def _m_set(self, items: list[tuple[str, bytes]], ttl: float | None, keep: bool = False) -> None: ...
+
+    @abc.abstractmethod
+    async def _add(self, key: str, data: bytes, ttl: float | None, keep: bool = False) -> bool: ...
 
     @abc.abstractmethod
     async def _m_exists(self, keys: list[str]) -> list[bool]: ...
@@ -84,13 +93,13 @@ class Cache(Service, abc.ABC):
     @abc.abstractmethod
     async def _m_delete(self, keys: list[str]) -> None: ...
 
-    async def _fill(self, key: str, loader: Callable[[], Any], ttl: float | None) -> bytes:
+    async def _fill(self, key: str, loader: Callable[[], Any], ttl: float | None, keep: bool = False) -> bytes:
         """Run `loader` and store its value (one call per key at a time in this service).
 
         Backends shared between processes override this to take a fill lock.
         """
         data = self._encode(await _call(loader))
-        await self._set(key, data, ttl)
+        await self._set(key, data, ttl, keep)
         return data
 
     # -- public API -------------------------------------------------------
@@ -119,19 +128,21 @@ class Cache(Service, abc.ABC):
         self.counts["misses"] += len(found) - hits
         return {key: self._decode(data, type) for key, data in zip(keys, found) if data is not None}
 
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store `value` under `key` for `ttl` seconds (default: the `ttl` setting).
+    async def set(self, key: str, value: Any, ttl: float | None = None, *, keep: bool = False) -> None:
+        """Store `value` under `key` for `ttl` seconds (default: the `ttl` setting); with `keep`,
+        never evict it to make room (it needs a TTL).
 
-        Raises TypeError when msgpack cannot encode `value`.
+        Raises TypeError when msgpack cannot encode `value`, ValueError for `keep` without a TTL.
         """
-        await self._set(self._key(key), self._encode(value), self._ttl(ttl))
+        await self._set(self._key(key), self._encode(value), self._ttl(ttl, keep), keep)
 
-    async def m_set(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
-        """Store every `{key: value}` of `mapping` for `ttl` seconds (default: the `ttl` setting)."""
+    async def m_set(self, mapping: Mapping[str, Any], ttl: float | None = None, *, keep: bool = False) -> None:
+        """Store every `{key: value}` of `mapping` for `ttl` seconds (default: the `ttl` setting);
+        `keep` as for `set`."""
         if not mapping:
             return
         items = [(self._key(key), self._encode(value)) for key, value in mapping.items()]
-        await self._m_set(items, self._ttl(ttl))
+        await self._m_set(items, self._ttl(ttl, keep), keep)
 
     async def exists(self, key: str) -> bool:
         """Whether `key` holds a value."""
@@ -155,46 +166,49 @@ class Cache(Service, abc.ABC):
         if keys:
             await self._m_delete(keys)
 
+    async def add(self, key: str, value: Any, ttl: float | None = None, *, keep: bool = False) -> bool:
+        """Store `value` under `key` only when the key holds no value; True when it was stored.
+        One caller wins however many race for a key (across processes too with Redis).
+        `ttl` and `keep` as for `set`."""
+        return await self._add(self._key(key), self._encode(value), self._ttl(ttl, keep), keep)
+
     async def get_or_set(
-        self, key: str, loader: Callable[[], Awaitable[Any] | Any], ttl: float | None = None, *, type: Any = None
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any] | Any],
+        ttl: float | None = None,
+        *,
+        type: Any = None,
+        keep: bool = False,
     ) -> Any:
-        """The value of `key`; on a miss, `await loader()`, store its result for `ttl` and return it.
+        """The value of `key`; on a miss, `await loader()`, store its result for `ttl` and return it
+        (`keep` as for `set`).
 
         Single-flight: while a loader runs for `key`, other callers in this service wait for
         its result instead of calling their own (and with Redis, callers in other processes
-        wait too, through a short fill lock). A loader's exception reaches every waiter and
-        nothing is stored.
+        wait too, through a short fill lock). The loader runs as work of its own, shared by
+        its waiters: a waiter that is cancelled (its deadline, a dropped connection) leaves
+        it running for the others, and its value is stored even when nobody waits any more.
+        A loader's exception reaches every waiter and nothing is stored.
         """
         full = self._key(key)
-        ttl = self._ttl(ttl)
+        ttl = self._ttl(ttl, keep)
         data = await self._get(full)
         self.counts["misses" if data is None else "hits"] += 1
-        while data is None:
+        if data is None:
             filling = self._filling.get(full)
-            if filling is not None:
-                try:
-                    data = await asyncio.shield(filling)
-                except asyncio.CancelledError:
-                    if filling.cancelled():
-                        continue  # the caller running the loader was cancelled: take over
-                    raise
-                continue
-            filling = self._filling[full] = self._loop.create_future()
-            self.counts["loader_calls"] += 1
-            try:
-                data = await self._fill(full, loader, ttl)
-            except asyncio.CancelledError:
-                filling.cancel()
-                raise
-            except BaseException as exc:
-                filling.set_exception(exc)
-                filling.exception()  # retrieved: no warning when nobody else waited
-                raise
-            else:
-                filling.set_result(data)
-            finally:
-                del self._filling[full]
+            if filling is None:
+                self.counts["loader_calls"] += 1
+                filling = self._filling[full] = self._loop.create_task(self._fill_shared(full, loader, ttl, keep))
+                filling.add_done_callback(_retrieved)
+            data = await _shared(filling, key)
         return self._decode(data, type)
+
+    async def _fill_shared(self, full: str, loader: Callable[[], Any], ttl: float | None, keep: bool) -> bytes:
+        try:
+            return await self._fill(full, loader, ttl, keep)
+        finally:
+            del self._filling[full]
 
     # -- helpers ----------------------------------------------------------
 
@@ -203,16 +217,36 @@ class Cache(Service, abc.ABC):
             raise ValueError(f"a cache key must be a non-empty string, got {key!r}")
         return self._prefix + key
 
-    def _ttl(self, ttl: float | None) -> float | None:
-        if ttl is None:
-            return self.ttl
-        return self._check_ttl(ttl)
+    def _ttl(self, ttl: float | None, keep: bool = False) -> float | None:
+        ttl = self.ttl if ttl is None else self._check_ttl(ttl)
+        if keep and ttl is None:
+            raise ValueError("a value kept from eviction (keep=True) needs a ttl")
+        return ttl
 
     @staticmethod
     def _check_ttl(ttl: float) -> float:
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         return float(ttl)
+
+
+async def _shared(filling: asyncio.Task[bytes], key: str) -> bytes:
+    """The value a shared loader task makes, awaited so that the waiter's cancellation leaves
+    the task running for the others; a loader that ended by cancellation itself (not the
+    waiter) is reported as an error, never as the waiter's own cancellation."""
+    try:
+        return await asyncio.shield(filling)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if filling.cancelled() and (task is None or not task.cancelling()):
+            raise RuntimeError(f"the loader of cache key {key!r} was cancelled") from None
+        raise
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Mark a loader task's exception as seen: its waiters got it, or nobody waited any more."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _call(loader: Callable[[], Awaitable[Any] | Any]) -> Any:

@@ -1,6 +1,6 @@
 """Cache on Redis: for many processes on many hosts.
 
-One command per call: `GET`, `MGET`, `SET ... PX`, `EXISTS`, `DEL`; multi-key writes
+One command per call: `GET`, `MGET`, `SET ... PX`, `SET ... NX` (`add`), `EXISTS`, `DEL`; multi-key writes
 with a TTL go in one pipeline (`MSET` when there is none). `get_or_set()` takes a short
 fill lock (`SET <ns>._cache_fill.<key> NX PX`) so that one process at a time runs the
 loader for a key while the others wait for its value.
@@ -43,13 +43,15 @@ class RedisCache(Cache):
     async def _m_get(self, keys: list[str]) -> list[bytes | None]:
         return await self._client.mget(keys)
 
-    async def _set(self, key: str, data: bytes, ttl: float | None) -> None:
+    # `keep` asks that a value not be evicted to make room: Redis evicts only under a
+    # `maxmemory-policy` other than noeviction, which an app keeping sessions here must not set
+    async def _set(self, key: str, data: bytes, ttl: float | None, keep: bool = False) -> None:
         if ttl is None:
             await self._client.set(key, data)
         else:
             await self._client.set(key, data, px=int(ttl * 1000) or 1)
 
-    async def _m_set(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+    async def _m_set(self, items: list[tuple[str, bytes]], ttl: float | None, keep: bool = False) -> None:
         if ttl is None:
             await self._client.mset(dict(items))
             return
@@ -58,6 +60,11 @@ class RedisCache(Cache):
             for key, data in items:
                 pipe.set(key, data, px=px)
             await pipe.execute()
+
+    async def _add(self, key: str, data: bytes, ttl: float | None, keep: bool = False) -> bool:
+        if ttl is None:
+            return bool(await self._client.set(key, data, nx=True))
+        return bool(await self._client.set(key, data, nx=True, px=int(ttl * 1000) or 1))
 
     async def _m_exists(self, keys: list[str]) -> list[bool]:
         if len(keys) == 1:
@@ -70,7 +77,7 @@ class RedisCache(Cache):
     async def _m_delete(self, keys: list[str]) -> None:
         await self._client.delete(*keys)
 
-    async def _fill(self, key: str, loader: Callable[[], Any], ttl: float | None) -> bytes:
+    async def _fill(self, key: str, loader: Callable[[], Any], ttl: float | None, keep: bool = False) -> bytes:
         lock_key = self._fill_prefix + key[len(self._prefix) :]
         token = uuid.uuid4().hex
         lock_px = int(self.fill_lock_ttl * 1000) or 1

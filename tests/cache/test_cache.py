@@ -175,6 +175,63 @@ async def test_memory_lru_eviction(backend):
         assert len(cache) == 3
 
 
+async def test_kept_values_are_never_evicted_to_make_room(backend):
+    if backend != "memory":
+        pytest.skip("max_size is a MemoryCache setting")
+    from kaiju.cache.memory import MemoryCache
+
+    cache = MemoryCache(max_size=3, cleanup_interval=0)
+    async with started(cache):
+        await cache.set("session", "alice's", ttl=60, keep=True)
+        await cache.m_set({"lockout.1": 1, "lockout.2": 2}, ttl=60, keep=True)
+        for n in range(100):  # a flood of other keys
+            await cache.set(f"k{n}", n)
+        assert await cache.m_get(["session", "lockout.1", "lockout.2"]) == {"session": "alice's", "lockout.1": 1, "lockout.2": 2}
+        assert len(cache) == 3 + 3
+        # kept ones still expire and can be deleted; a key written again without keep joins the LRU
+        await cache.set("short", 1, ttl=0.05, keep=True)
+        await eventually(lambda: _missing(cache, "short"), what="the kept value to expire")
+        await cache.delete("lockout.1")
+        await cache.set("lockout.2", 2)
+        for n in range(100, 110):
+            await cache.set(f"k{n}", n)
+        assert await cache.m_get(["lockout.1", "lockout.2"]) == {}
+
+
+async def _missing(cache, key):
+    return not await cache.exists(key)
+
+
+async def test_keep_needs_a_ttl(cache):
+    with pytest.raises(ValueError, match="needs a ttl"):
+        await cache.set("k", 1, keep=True)
+
+
+async def test_add_stores_only_a_missing_key_and_one_racer_wins(cache):
+    import asyncio
+
+    assert await cache.add("k", "first", ttl=30)
+    assert not await cache.add("k", "second", ttl=30)
+    assert await cache.get("k") == "first"
+    wins = await asyncio.gather(*(cache.add("race", n, ttl=30, keep=True) for n in range(20)))
+    assert wins.count(True) == 1 and await cache.get("race") == wins.index(True)
+    await cache.delete("k")
+    assert await cache.add("k", "again")
+
+
+async def test_exists_counts_as_a_use_for_the_lru(backend):
+    if backend != "memory":
+        pytest.skip("max_size is a MemoryCache setting")
+    from kaiju.cache.memory import MemoryCache
+
+    cache = MemoryCache(max_size=2, cleanup_interval=0)
+    async with started(cache):
+        await cache.m_set({"a": 1, "b": 2})
+        assert await cache.exists("a")  # "a" is in use: "b" is the least recently used now
+        await cache.set("c", 3)
+        assert await cache.m_exists(["a", "b", "c"]) == frozenset({"a", "c"})
+
+
 async def test_memory_periodic_sweep(backend):
     if backend != "memory":
         pytest.skip("the sweep is a MemoryCache feature")

@@ -50,10 +50,15 @@ async def test_thousand_concurrent_misses_call_loader_once(cache):
 
 
 def waiting_for_a_flight(task: asyncio.Task) -> bool:
-    """Whether `task`, a get_or_set call, waits for another caller's loader (not its own)."""
-    coro = task.get_coro()  # suspended at `await asyncio.shield(filling)`: on a future, not on its own _fill()
-    awaiting = coro.cr_await
-    return coro.cr_frame is not None and coro.cr_frame.f_locals.get("filling") is not None and awaiting is not None and not asyncio.iscoroutine(awaiting)
+    """Whether `task`, a get_or_set call, waits for a loader's shared flight: suspended, at the
+    end of its chain of coroutines, on a future (the shield around the loader's task), not in a
+    loader of its own."""
+    awaiting = task.get_coro()
+    while asyncio.iscoroutine(awaiting):
+        if awaiting.cr_frame is None or awaiting.cr_code.co_name == "loader":
+            return False
+        awaiting = awaiting.cr_await
+    return awaiting is not None  # a future's iterator
 
 
 async def test_loader_error_reaches_every_waiter_and_stores_nothing(cache):
@@ -65,25 +70,64 @@ async def test_loader_error_reaches_every_waiter_and_stores_nothing(cache):
         raise RuntimeError("backend down")
 
     tasks = [asyncio.create_task(cache.get_or_set("k", failing)) for _ in range(10)]
-    await eventually(lambda: len(calls) == 1 and sum(map(waiting_for_a_flight, tasks)) == 9, what="one loader and nine waiters")
+    await eventually(lambda: len(calls) == 1 and all(map(waiting_for_a_flight, tasks)), what="one loader and ten waiters")
     release.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
-    assert all(isinstance(r, RuntimeError) for r in results)
+    assert all(isinstance(r, RuntimeError) and str(r) == "backend down" for r in results), results
     assert len(calls) == 1  # the waiters got the loader's error, not a call of their own
     assert not await cache.exists("k")
     assert await cache.get_or_set("k", lambda: "ok") == "ok"
 
 
-async def test_cancelled_loader_lets_a_waiter_take_over(cache):
-    slow, slow_calls = counting_loader(delay=30)
-    first = asyncio.create_task(cache.get_or_set("k", slow))
-    await eventually(lambda: slow_calls, what="the first loader to run")
-    loader, calls = counting_loader("second")
-    second = asyncio.create_task(cache.get_or_set("k", loader))
-    await eventually(lambda: waiting_for_a_flight(second), what="the second caller to wait for the first")
-    first.cancel()
-    assert await asyncio.wait_for(second, 15) == "second"
+async def test_a_cancelled_caller_leaves_the_loader_running_for_the_others(cache):
+    release, calls = asyncio.Event(), []
+
+    async def loader():
+        calls.append(1)
+        await release.wait()
+        return "loaded"
+
+    first = asyncio.create_task(cache.get_or_set("k", loader, ttl=30))
+    await eventually(lambda: calls, what="the first caller's loader to run")
+    second = asyncio.create_task(cache.get_or_set("k", loader, ttl=30))
+    await eventually(lambda: waiting_for_a_flight(second), what="the second caller to wait for the first's loader")
+    first.cancel()  # its deadline passed, or its client went away
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    release.set()
+    assert await asyncio.wait_for(second, 15) == "loaded"
     assert len(calls) == 1
+
+
+async def test_a_value_is_stored_when_every_caller_went_away(cache):
+    release = asyncio.Event()
+
+    async def loader():
+        await release.wait()
+        return "late"
+
+    caller = asyncio.create_task(cache.get_or_set("k", loader, ttl=30))
+    await eventually(lambda: waiting_for_a_flight(caller), what="the caller to wait for its loader")
+    caller.cancel()
+    release.set()
+    await eventually(lambda: cache.exists("k"), what="the loader's value to be stored")
+    assert await cache.get("k") == "late"
+
+
+async def test_a_loader_ended_by_a_cancellation_is_an_error_for_its_waiters(cache):
+    gate = asyncio.get_running_loop().create_future()
+
+    async def loader():
+        await gate  # something the loader awaits is cancelled under it
+        return "never"
+
+    waiters = [asyncio.create_task(cache.get_or_set("k", loader)) for _ in range(3)]
+    await eventually(lambda: all(map(waiting_for_a_flight, waiters)), what="three waiters")
+    gate.cancel()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    # an error each, never a CancelledError: a caller cancelled by nobody would close its connection
+    assert all(type(r) is RuntimeError and "cancelled" in str(r) for r in results), results
+    assert await cache.get_or_set("k", lambda: "ok") == "ok"
 
 
 async def test_single_flight_across_services(make_cache, backend):
