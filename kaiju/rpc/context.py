@@ -44,7 +44,8 @@ class RequestContext(msgspec.Struct, eq=False):
     as unix time. `session` is the caller's `Session` (or None); `headers` the request
     headers as given; `method` the RPC method being run; `request_id` the JSON-RPC id of
     the request (None for a notification or an in-process call); `transport` what brought
-    it in ("http", "stream", "task" or "internal").
+    it in ("http", "stream", "task" or "internal"); `client` the caller's address when the
+    transport has one.
     """
 
     correlation_id: str
@@ -62,6 +63,9 @@ class RequestContext(msgspec.Struct, eq=False):
     # another method's (it runs under its caller's slot), decided when the context is made
     takes_slot: bool = True
     transport: str = "internal"
+    # the caller's address as the transport knows it (HTTP: the peer, or the real-IP header
+    # of a trusted proxy); None for callers inside the app (tasks, streams, in-process calls)
+    client: str | None = None
 
     @property
     def deadline(self) -> float:
@@ -76,7 +80,7 @@ class RequestContext(msgspec.Struct, eq=False):
         """A context for one more execution of the same request (a batch item)."""
         return RequestContext(
             self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers,
-            takes_slot=self.takes_slot, transport=self.transport,
+            takes_slot=self.takes_slot, transport=self.transport, client=self.client,
         )
 
     def __repr__(self) -> str:

@@ -92,7 +92,8 @@ class Executor:
     # -- contexts -----------------------------------------------------------
 
     def context(
-        self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any, transport: str = "internal"
+        self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any, transport: str = "internal",
+        client: str | None = None,
     ) -> RequestContext:
         """A new request's context: its deadline from the Timeout / Deadline headers (the earlier
         wins; at most `max_time`), never later than a caller's when nested; the caller's
@@ -114,22 +115,26 @@ class Executor:
             if parent.loop_deadline < loop_deadline:
                 loop_deadline = parent.loop_deadline  # a nested call never outlives its caller
             cid = cid or parent.correlation_id
+            client = client or parent.client
             # a nested call runs under its caller's slot (no deadlock); a context set outside the
             # dispatcher (request_context(): a task's function) holds none
             takes_slot = parent.method is None
-        ctx = RequestContext(cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now, transport=transport)
+        ctx = RequestContext(
+            cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now, transport=transport, client=client
+        )
         ctx.takes_slot = takes_slot
         return ctx
 
     def plain_context(
-        self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal", correlation_id: str | None = None
+        self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal", correlation_id: str | None = None,
+        client: str | None = None,
     ) -> RequestContext:
         """`context` for a request with no kaiju header but its Correlation-Id, and no caller:
         the default deadline."""
         now = self.clock()
         return RequestContext(
             correlation_id or next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False,
-            request_id, True, transport,
+            request_id, True, transport, client,
         )
 
     # -- running ------------------------------------------------------------
@@ -191,6 +196,8 @@ class Executor:
                     if ctx.expired:
                         task.uncancel()
                         raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                    if not task.cancelling():
+                        raise self._stray_cancel(m.name) from None
                     raise
                 if ctx.expired:  # the method swallowed the cancellation
                     task.uncancel()
@@ -248,9 +255,12 @@ class Executor:
         except TimeoutError:
             raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
         except asyncio.CancelledError:
+            task = _current_task(self.loop)
             if ctx.expired:  # expired by `expire`
-                _current_task(self.loop).uncancel()
+                task.uncancel()
                 raise E.RequestTimeout("Request timeout: the server is stopping", data={"deadline": ctx.deadline}) from None
+            if not task.cancelling():
+                raise self._stray_cancel(m.name) from None
             raise
 
     async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
@@ -267,6 +277,13 @@ class Executor:
                 exc = again
         self.logger.error("RPC method failed", method=m.name, exc_info=exc)
         raise E.InternalError(data={"method": m.name}, base_exc=exc) from exc
+
+    def _stray_cancel(self, method: str | None) -> E.InternalError:
+        """The error for a CancelledError that reached a request nobody cancelled: the method
+        (or a session lookup) awaited work that was cancelled elsewhere. Logged once: it is a
+        bug to find, and the client gets an answer instead of a closed connection."""
+        self.logger.error("RPC request ended by a cancellation it did not ask for", method=method)
+        return E.InternalError("Internal error: the request was cancelled", data={"method": method} if method else None)
 
     def unencodable(self, exc: Exception, method: str | None = None) -> dict[str, Any]:
         """The error object for a result that cannot be encoded as JSON (logged: a method's bug)."""
@@ -292,6 +309,8 @@ class Executor:
                 return await work
             except asyncio.CancelledError:
                 if not ctx.expired:
+                    if not task.cancelling():
+                        raise self._stray_cancel(None) from None
                     raise
                 task.uncancel()
                 raise TimeoutError from None

@@ -20,9 +20,9 @@ from msgspec import Raw
 from msgspec.structs import astuple
 
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.rpc.errors import InvalidParams, InvalidRequest
+from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
-from kaiju.rpc.protocol import why_unreadable
+from kaiju.rpc.protocol import not_json, why_unreadable
 from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
 
 __all__ = ["Method", "MethodSpec", "class_methods", "method", "method_spec"]
@@ -243,10 +243,14 @@ class Method:
         except RecursionError:
             raise InvalidParams("Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}) from None
 
-    def _unreadable(self, params: Raw, exc: BaseException) -> InvalidParams:
-        """InvalidParams for raw params that do not decode (invalid UTF-8, too deep, a number out
-        of range), naming the first field that does not when the params' top level decodes."""
+    def _unreadable(self, params: Raw, exc: BaseException) -> RPCError:
+        """The error for raw params that do not decode: JSONParseError when they are not JSON at
+        all (bad syntax, invalid UTF-8); InvalidParams for JSON the decoder cannot hold (too
+        deep, a number out of range), naming the first field that does not decode when the
+        params' top level does."""
         reason = why_unreadable(exc)
+        if not_json(reason):
+            return JSONParseError(f"Parse error: {reason}", data={"reason": reason})
         field = None
         try:
             members = _members_decoder.decode(params)

@@ -22,10 +22,10 @@ from msgspec import UNSET, Raw, UnsetType
 from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 
 __all__ = [
-    "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
+    "parse_error", "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
     "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "UNREADABLE", "fill_template", "parse_headers", "plain_headers", "parse_request", "read_kaiju_tools_request", "read_request",
-    "unreadable",
+    "UNREADABLE", "fill_template", "not_json", "parse_headers", "plain_headers", "parse_request", "read_kaiju_tools_request",
+    "read_request", "unreadable",
 ]
 
 # What decoding client JSON may raise besides a clean result: msgspec's errors, invalid
@@ -127,6 +127,12 @@ def read_request(item: Any) -> RawRequest | Request:
         if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
             exc = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
             raise _with_id(exc, None if req.id is UNSET else req.id)
+        if req.id is UNSET:
+            # a notification gets no answer: make sure it is JSON, members the decoder skipped
+            # and the params included; what is not JSON is a parse error, answered with id null
+            refused = parse_error(item)
+            if refused is not None:
+                raise _with_id(refused, None)
         return req
     return parse_request(item)
 
@@ -203,20 +209,47 @@ def _scan(body: bytes) -> tuple[Any, tuple[int, int] | None]:
     return req_id, params
 
 
+# What a decoder may refuse in JSON that parses: values it cannot hold. Anything else it
+# refuses (bad syntax, invalid UTF-8, a control character in a string) is not JSON at all.
+_VALUE_REASONS = frozenset({"number out of range", "nested too deeply"})
+
+
+def not_json(reason: str) -> bool:
+    """Whether `why_unreadable`'s `reason` says the text is not JSON (a parse error), rather
+    than JSON holding a value the decoder refuses (a number out of range, deep nesting)."""
+    return reason not in _VALUE_REASONS
+
+
+def parse_error(raw: Any) -> RPCError | None:
+    """The parse error for raw JSON (bytes-like or `msgspec.Raw`) that is not JSON at all; None
+    when it is JSON (even JSON holding values the decoder refuses). `read_request` checks a
+    notification with it, so that a body that does not parse is answered -32700, never taken
+    for a notification."""
+    try:
+        _decode_any(raw)
+    except UNREADABLE as exc:
+        reason = why_unreadable(exc)
+        if not_json(reason):
+            return JSONParseError(f"Parse error: {reason}", data={"reason": reason})
+    return None
+
+
 def unreadable(body: Any, exc: BaseException) -> RPCError:
     """The error for a request (or batch) body a decoder refused with `exc`, carrying the
     request's id in `request_id` when it can still be read:
 
-    - InvalidParams when only the params are at fault (a bad string or number, deep nesting):
-      the request without them decodes (`request_id` is UNSET for a notification: no answer);
-    - else JSONParseError saying what is wrong, with the id the scan finds.
+    - InvalidParams when only the params are at fault and are JSON (a number out of range,
+      deep nesting): the request without them decodes (`request_id` is UNSET for a
+      notification: no answer);
+    - else JSONParseError saying what is wrong, with the id the scan finds (null without one):
+      a body that is not JSON is always answered, never taken for a notification.
     """
     raw = bytes(body) if isinstance(body, (bytes, bytearray, memoryview, Raw)) else b""
     reason = why_unreadable(exc)
     if raw.lstrip()[:1] != b"{":
         return _with_id(JSONParseError(f"Parse error: {reason}", data={"reason": reason}), None)
     req_id, params = _scan(raw)
-    if params is not None:
+    if params is not None and not not_json(reason):
         try:
             req = _decode_raw_request(raw[:params[0]] + b"null" + raw[params[1]:])
         except (*UNREADABLE, msgspec.DecodeError):

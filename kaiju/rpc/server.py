@@ -67,7 +67,7 @@ class RPCServer(Service):
       a Timeout or Deadline header (longer ones are cut to the maximum);
     - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
     - enable_permissions: check scopes and session permissions (off: everything is callable);
-    - debug: send tracebacks in error data (None: the app's debug flag);
+    - debug: send tracebacks in error data (None: the app's debug flag); in env dev only;
     - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
     - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick;
     - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
@@ -120,13 +120,18 @@ class RPCServer(Service):
 
     async def start(self) -> None:
         """Collect the methods of the app's services; raises ValueError for a method defined twice."""
+        debug = self.app.debug if self.debug is None else bool(self.debug)
+        if debug and self.app.env != "dev":
+            # a traceback tells an attacker where to push: only a developer's own machine sends them
+            self.logger.warning("debug is on, but tracebacks are sent to callers in env dev only", env=self.app.env)
+            debug = False
         self.executor = Executor(
             max_parallel=int(self.max_parallel_tasks),
             default_time=float(self.default_request_time),
             max_time=float(self.max_request_time),
             threshold=float(self.watchdog_threshold),
             logger=self.logger,
-            debug=self.app.debug if self.debug is None else bool(self.debug),
+            debug=debug,
             max_queue=int(self.max_queue),
         )
         if self.request_logs or self.response_logs:
@@ -230,12 +235,14 @@ class RPCServer(Service):
         scope: Scope = Scope.GUEST,
         session: Session | None = None,
         transport: str = "internal",
+        client: str | None = None,
     ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
         """Serve a whole JSON-RPC request or batch: await it for (response body or None,
         response headers).
 
         `body` is JSON (bytes-like or str) or already decoded; `transport` names what brought
-        it in ("http", "stream", ...: the metrics' label). Never raises for bad input:
+        it in ("http", "stream", ...: the metrics' label); `client` the caller's address, when
+        the transport knows one (limits per client read it). Never raises for bad input:
         every problem is answered as a JSON-RPC error. Until the app has started
         (`App.started`), requests wait, so no method runs on a service that has not started yet.
         """
@@ -253,15 +260,16 @@ class RPCServer(Service):
                 m = hot.methods[type(req)]
                 if m.permission >= scope:  # a plain request, params validated: straight to step 4
                     ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id, transport, cid), m, req.params, 0, hot.encode)
-        return self._handle(body, headers, scope, session, transport)
+                    ctx = ex.plain_context(scope, headers, req.id, transport, cid, client)
+                    return ex.run(ctx, m, req.params, 0, hot.encode)
+        return self._handle(body, headers, scope, session, transport, client)
 
     async def _handle(
-        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str
+        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str, client: str | None = None
     ) -> tuple[bytes | None, dict]:
         """`handle` for everything but a plain request."""
         try:
-            ctx, h = self._context(headers, scope, session, transport)
+            ctx, h = self._context(headers, scope, session, transport, client)
         except E.InvalidRequest as exc:
             return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
         out = {CORRELATION_ID: ctx.correlation_id}
@@ -290,7 +298,8 @@ class RPCServer(Service):
     # -- step 1: the request's context and the caller's session -----------------
 
     def _context(
-        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None, transport: str = "internal"
+        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None, transport: str = "internal",
+        client: str | None = None,
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
         malformed header."""
@@ -299,7 +308,7 @@ class RPCServer(Service):
         h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
-        return self.executor.context(h, scope, session, headers, transport), h
+        return self.executor.context(h, scope, session, headers, transport, client), h
 
     def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
         """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from kaiju.rpc.protocol import UNREADABLE, unreadable
+from kaiju.rpc.protocol import UNREADABLE, not_json, unreadable, why_unreadable
 
 __all__ = ["HEADER_NAMES", "HOSTILE", "SEEDS", "mutate", "violation"]
 
@@ -81,10 +81,12 @@ def _expected_silence(body: bytes) -> bool | None:
     try:
         decoded = msgspec.json.decode(body)
     except UNREADABLE as exc:
-        # msgspec skips the members it does not read without checking them (UTF-8, number
-        # ranges): an object with a broken unknown member and no id may run as a notification
-        # (no answer) or be refused (an answer). With a readable id, or not an object at all,
-        # it must be answered.
+        if not_json(why_unreadable(exc)):
+            return False  # not JSON at all: a parse error, always answered (never a notification)
+        # JSON holding a value the decoder refuses (a number out of range, deep nesting): an
+        # object with such an unknown member and no id may run as a notification (no answer)
+        # or be refused (an answer). With a readable id, or not an object at all, it must be
+        # answered.
         start = body.lstrip()[:1]
         if start == b"[":  # a batch: answered unless each of its items may go unanswered
             try:

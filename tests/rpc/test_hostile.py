@@ -48,7 +48,7 @@ async def server():
 
 
 async def post(session, url, body, headers=None):
-    async with session.post(url, data=body, headers=headers) as resp:
+    async with session.post(url, data=body, headers={"Content-Type": "application/json", **(headers or {})}) as resp:
         return resp.status, await resp.read()
 
 
@@ -60,9 +60,10 @@ def request(rid: bytes, method: bytes, params: bytes | None = None, extra: bytes
 
 
 CASES = [
-    # (body, code, id, field)
-    (request(b"1", b"echo.echo", b'{"data":"\xff\xfe"}'), -32602, 1, "data"),
-    (request(b"2", b"echo.echo", b'["\xc3("]'), -32602, 2, "data"),
+    # (body, code, id, field): what is not JSON (invalid UTF-8 included) is a parse error, with
+    # the id when it can still be read; JSON the decoder cannot hold is invalid params
+    (request(b"1", b"echo.echo", b'{"data":"\xff\xfe"}'), -32700, 1, None),
+    (request(b"2", b"echo.echo", b'["\xc3("]'), -32700, 2, None),
     (request(b"3", b"echo.e\xffcho", b"{}"), -32700, 3, None),
     (request(b'"s"', b"echo.echo", b'{"data":' + DEEP + b"}"), -32602, "s", None),
     (request(b"4", b"echo.echo", DEEP), -32602, 4, None),
@@ -91,7 +92,19 @@ async def test_client_mistakes_get_their_own_error_with_the_id(server, caplog, b
     assert not [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info], caplog.text
 
 
-@pytest.mark.parametrize("params", [b'{"data":"\xff"}', DEEP, b'{"data":1e400}', b'{"data":' + BIG_INT + b"}"])
+@pytest.mark.parametrize("params", [b'{"data":"\xff"}', b'{"data"\t1}', b'{"data":"a\x00b"}', b'{"data":[1,}'])
+async def test_a_notification_that_is_not_json_is_answered_with_a_parse_error(server, params):
+    http, echo, session = server
+    body = b'{"jsonrpc":"2.0","method":"echo.echo","params":' + params + b"}"
+    status, raw = await post(session, http.url, body)
+    # not a notification: a body that does not parse has no request in it, so it is answered
+    assert status == 200, raw
+    answer = msgspec.json.decode(raw)
+    assert answer["id"] is None and answer["error"]["code"] == -32700, answer
+    assert echo.calls == 0
+
+
+@pytest.mark.parametrize("params", [DEEP, b'{"data":1e400}', b'{"data":' + BIG_INT + b"}"])
 async def test_a_broken_notification_is_dropped_quietly(server, caplog, params):
     http, echo, session = server
     body = b'{"jsonrpc":"2.0","method":"echo.echo","params":' + params + b"}"
@@ -115,14 +128,15 @@ async def test_batch_items_answer_their_own_errors(server, caplog):
         request(b"2", b"echo.add", b"[1,2]"),
         request(b"3", b"echo.add", b"[" + BIG_INT + b"]"),
         request(b"4", b"echo.echo", b'{"data":-1e999}'),
-        b'{"jsonrpc":"2.0","method":"echo.echo","params":{"data":"\xff"}}',  # a notification: no answer
+        b'{"jsonrpc":"2.0","method":"echo.echo","params":{"data":1e999}}',  # a notification: no answer
+        b'{"jsonrpc":"2.0","method":"echo.echo","params":{"data":"\xff"}}',  # not JSON: a parse error, id null
     ]) + b"]"
     with caplog.at_level(logging.DEBUG):
         status, raw = await post(session, http.url, batch)
     answers = {a["id"]: a for a in msgspec.json.decode(raw)}
-    assert status == 200 and len(answers) == 4
+    assert status == 200 and len(answers) == 5, answers
     assert answers[2]["result"] == 3
-    assert [answers[i]["error"]["code"] for i in (1, 3, 4)] == [-32602] * 3, answers
+    assert [answers[i]["error"]["code"] for i in (1, 3, 4, None)] == [-32700, -32602, -32602, -32700], answers
     assert not [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info], caplog.text
 
 

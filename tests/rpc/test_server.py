@@ -141,12 +141,20 @@ async def test_method_exception_is_internal_error_without_traceback(server):
     assert isinstance(info.value.base_exc, ValueError) and str(info.value.base_exc) == "bad"
 
 
-async def test_debug_sends_traceback(calc):
+async def test_debug_sends_traceback_in_env_dev_only(calc, caplog):
+    from kaiju.runtime.service import App
+
     srv = RPCServer(debug=True)
-    async with started(calc, srv):
+    async with started(calc, srv, app=App(name="t", env="dev")):
         response, _ = await handle(srv, request("calc.fail"))
     assert response["error"]["data"]["base_exc_type"] == "ValueError"
     assert "boom" in response["error"]["data"]["traceback"]
+    srv = RPCServer(debug=True)
+    async with started(calc, srv, app=App(name="t", env="prod")):
+        response, _ = await handle(srv, request("calc.fail"))
+    # outside dev a caller never sees a traceback, and the log says why debug is off
+    assert "traceback" not in response["error"]["data"] and "base_exc_type" not in response["error"]["data"]
+    assert any("tracebacks are sent to callers in env dev only" in r.getMessage() for r in caplog.records)
 
 
 async def test_method_raising_rpc_error_keeps_its_type(server):

@@ -18,14 +18,14 @@ APP = dict(name="test", env="test")
 DEEP = b"[" * 1000 + b"]" * 1000
 
 POISON = [
-    (b'{"jsonrpc":"2.0","method":"rec.echo","params":{"value":"\xff\xfe"}}', -32602),  # a notification
+    (b'{"jsonrpc":"2.0","method":"rec.echo","params":{"value":"\xff\xfe"}}', -32700),  # not JSON: a parse error
     (b'{"jsonrpc":"2.0","method":"rec.e\xffcho","params":{"value":1}}', -32700),
-    (b'{"jsonrpc":"2.0","id":4,"method":"rec.echo","params":{"value":"\xc3("}}', -32602),
+    (b'{"jsonrpc":"2.0","id":4,"method":"rec.echo","params":{"value":"\xc3("}}', -32700),
     (b'{"jsonrpc":"2.0","method":"rec.echo","params":' + DEEP + b"}", -32602),
     (b'{"jsonrpc":"2.0","id":5,"method":"rec.echo","params":{"value":1},"x":' + DEEP + b"}", -32700),
     (b'{"jsonrpc":"2.0","method":"rec.echo","params":{"value":1e400}}', -32602),
     (b"[" + DEEP + b"]", -32700),
-    (b'[{"jsonrpc":"2.0","method":"rec.echo","params":{"value":"\xff"}}]', -32602),
+    (b'[{"jsonrpc":"2.0","method":"rec.echo","params":{"value":"\xff"}}]', -32700),
 ]
 
 
