@@ -38,7 +38,7 @@ PASSWORD = "bench-password"
 
 def rpc(port: int, method: str, params: dict, headers: dict | None = None) -> tuple[dict, dict]:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/public/rpc", body, headers or {})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/public/rpc", body, {"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(request, timeout=5) as answer:
         return json.loads(answer.read()), dict(answer.headers)
 

@@ -8,9 +8,14 @@
     auth.refresh(refresh_token)     -> a new pair; the old refresh token is spent
 
 A login's tokens form a family, kept in the cache as `<key_prefix>.family.<id>` for
-`refresh_ttl`: every token names its family, and a token whose family is gone is refused,
-so logging out or reusing a spent refresh token revokes them all at once, in every
-process sharing the cache.
+`refresh_ttl` with the user it belongs to: every token names its family, and a token whose
+family is gone, or belongs to another user, is refused, so logging out or reusing a spent
+refresh token revokes them all at once, in every process sharing the cache.
+
+A password check passes three gates before argon2 runs (see `kaiju.auth.throttle`): the
+client's limit of login attempts (per process, before anything is written), a slot of the
+account's throttle (by normalised name, then by user id), and a place in the bounded pool
+of hashing threads.
 """
 
 from __future__ import annotations
@@ -20,23 +25,26 @@ import base64
 import binascii
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
-from kaiju.auth.passwords import Passwords
-from kaiju.auth.throttle import LoginThrottle, Slot
-from kaiju.auth.tokens import TokenError, TokenSigner
+from kaiju.auth.passwords import HashPool, Passwords
+from kaiju.auth.throttle import Attempt, ClientLimit, LoginThrottle, Refused, normalise_username
+from kaiju.auth.tokens import TokenError, TokenSigner, weak_secret
 from kaiju.auth.users import User, UserStore
 from kaiju.cache.base import Cache
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import current
-from kaiju.rpc.errors import NotAuthorized
+from kaiju.rpc.errors import NotAuthorized, Overloaded
 from kaiju.rpc.methods import method
 from kaiju.rpc.sessions import Authenticator, SessionStore
-from kaiju.runtime.types import Positive, PositiveInt
+from kaiju.runtime.service import SettingError
+from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["AuthService", "TokenSession"]
 
 _WRONG = "Not authorized: wrong username or password"
+DEV_ENV = "dev"  # the one env in which a missing secret is made up (per process) rather than refused
 
 
 class TokenSession(Session, kw_only=True):
@@ -48,18 +56,6 @@ class TokenSession(Session, kw_only=True):
 class AuthService(Authenticator):
     """Users log in here (service name "auth"); see the module docstring for the methods.
 
-    Settings:
-
-    - secret: the HS256 signing key (at least 32 characters; required for HS256);
-    - algorithm ("HS256"): or "EdDSA" / "RS256" with `private_key` and `public_key` (PEM);
-    - access_ttl (seconds, 900): lifetime of an access token;
-    - refresh_ttl (seconds, 14 days): how long a login's tokens can be refreshed;
-    - basic (true): accept `Authorization: Basic` (a password check per request);
-    - max_failures (5), lockout (seconds, 300): after that many failed logins of one
-      username within `lockout`, its logins are refused until the oldest failure is
-      that old (see `kaiju.auth.throttle`);
-    - key_prefix ("_auth"): prefix of its cache keys.
-
     Dependencies (by type): `users` (a UserStore), `sessions` (a SessionStore), `cache`.
     """
 
@@ -70,58 +66,144 @@ class AuthService(Authenticator):
     cache: Cache
 
     secret: str | None = None
+    """HS256 signing key: at least 32 characters, from the environment (``"[AUTH_SECRET]"``).
+    Outside env ``dev`` a missing, short, weak or published example secret stops the start;
+    in ``dev`` a missing one is made up per process (tokens then die with it)."""
+    secret_file: str | None = None
+    """A file holding the secret instead (systemd ``LoadCredential=``: ``$CREDENTIALS_DIRECTORY/...``);
+    surrounding white space is dropped."""
     algorithm: str = "HS256"
+    """``HS256``, or ``EdDSA`` / ``RS256`` with `private_key` and `public_key`."""
     private_key: str | None = None
+    """PEM private key that signs tokens (EdDSA, RS256)."""
     public_key: str | None = None
+    """PEM public key that checks tokens (EdDSA, RS256)."""
     access_ttl: Positive = 900.0
+    """Seconds an access token lives."""
     refresh_ttl: Positive = 14 * 86400.0
+    """Seconds a login's tokens can be refreshed."""
+    refresh_grace: NonNegative = 10.0
+    """Seconds during which a spent refresh token used again gets the pair its first use got
+    (a client retrying a refresh that timed out, two tabs racing); later, a reuse revokes the
+    whole login. 0: every reuse revokes."""
     basic: bool = True
+    """Accept ``Authorization: Basic`` (a password check per request)."""
     max_failures: PositiveInt = 5
+    """Failed logins of one account that lock it out ..."""
     lockout: Positive = 300.0
+    """... for this many seconds after the oldest of them."""
+    client_attempts: PositiveInt = 20
+    """Login attempts one client address may have pending or failed per `client_window`, in
+    each process (a successful one is given back); past it, refused with ``retry_after``."""
+    client_window: Positive = 60.0
+    """Seconds over which `client_attempts` are counted."""
+    hash_workers: PositiveInt = 2
+    """Threads that check passwords: at most this many argon2 runs at once (64 MiB each)."""
+    hash_queue: NonNegativeInt = 16
+    """Password checks that may wait for a thread; past it a login is refused (Overloaded)."""
     key_prefix: str = "_auth"
+    """Prefix of the service's cache keys."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        secret = self._read_secret()
+        # made up in dev only (check() refuses it elsewhere): tokens live as long as the process
+        self._made_up_secret = self.algorithm == "HS256" and not secret
+        if self._made_up_secret:
+            secret = secrets.token_urlsafe(48)
+        self._secret = secret
         # a missing or weak key is a config error (kaiju-run check sees it), not a start failure
-        self._signer = TokenSigner(self.algorithm, self.secret, self.private_key, self.public_key)
+        self._signer = TokenSigner(self.algorithm, secret, self.private_key, self.public_key)
+        self._passwords: Passwords | None = None
+        self._pool: HashPool | None = None
+
+    def _read_secret(self) -> str | None:
+        if not self.secret_file:
+            return self.secret or None
+        if self.secret:
+            raise SettingError("secret_file", "expected either secret or secret_file, got both")
+        try:
+            return Path(self.secret_file).read_text().strip() or None
+        except OSError as exc:
+            raise SettingError("secret_file", f"expected a readable file holding the secret, got {self.secret_file} ({exc.strerror})") from None
+
+    def check(self) -> None:
+        """Outside env dev, refuse a secret that is made up, published or weak."""
+        if self.algorithm != "HS256" or self.app.env == DEV_ENV:
+            return
+        key = "secret_file" if self.secret_file else "secret"
+        if self._made_up_secret:
+            raise SettingError(
+                "secret", f"expected a signing key of at least 32 characters (secret or secret_file) in env {self.app.env}, got none"
+            )
+        why = weak_secret(self._secret)
+        if why:
+            raise SettingError(key, f"expected a signing key of your own (make one: openssl rand -base64 48), got {why}")
 
     async def start(self) -> None:
-        # the dummy hash costs one argon2 run: made in a thread while the app goes on starting
-        # (the first password check waits for it); argon2 itself is imported here, so a broken
-        # install fails the start
-        import argon2  # noqa: F401
-
-        self._passwords: asyncio.Future[Passwords] = asyncio.get_running_loop().run_in_executor(None, Passwords)
-        self._throttle = LoginThrottle(
-            self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail"
-        )
+        # argon2 is imported here, so a broken install fails the start; the dummy hash costs
+        # nothing (a constant), so no argon2 run happens before the first login
+        self._passwords = Passwords()
+        self._pool = HashPool(int(self.hash_workers), int(self.hash_queue))
+        self._throttle = LoginThrottle(self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail")
+        self._clients = ClientLimit(int(self.client_attempts), float(self.client_window))
+        if self._made_up_secret:
+            self.logger.warning(
+                "no secret: tokens are signed with a key made up for this process (env dev only); "
+                "they end with it and other processes refuse them"
+            )
 
     async def stop(self, exception: Exception | None = None) -> None:
-        # an app stopped before its dummy hash was made does not wait for it
-        made = getattr(self, "_passwords", None)
-        if made is None or made.cancel() or made.cancelled():
-            return
-        if made.exception() is not None:  # retrieved here, as no login may ever have awaited it
-            self.logger.error(f"cannot make the dummy password hash: {made.exception()!r}")
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     # -- checks --------------------------------------------------------------
 
     async def check_password(self, username: str, password: str) -> User:
         """The user, when `password` is theirs and they may log in; raises NotAuthorized
-        (with `data.retry_after` while the username is locked out)."""
-        slot = await self._throttle.claim(username)
-        if not isinstance(slot, Slot):
-            raise NotAuthorized("Not authorized: too many failed logins", data={"retry_after": slot})
-        user = await self.users.get_user(username)
-        passwords = await self._passwords
-        ok, new_hash = await passwords.verify(user.password_hash if user is not None else None, password)
-        if not ok or user is None or user.disabled:
-            await self._throttle.failed(slot)
-            raise NotAuthorized(_WRONG)
-        await self._throttle.succeeded(slot)
+        (with `data.retry_after` while the client or the account must wait) or Overloaded
+        (with `data.retry_after`) when too many checks wait for a hashing thread.
+
+        The attempt is settled however it ends: a wrong password counts as a failure, and
+        an attempt cut short (its deadline, a dropped connection) counts as nothing.
+        """
+        ctx = current()
+        client = ctx.client if ctx is not None else None
+        if client is not None:
+            wait = self._clients.take(client)
+            if wait is not None:
+                raise NotAuthorized("Not authorized: too many login attempts from this address", data={"retry_after": wait})
+        attempt = Attempt(self._throttle)
+        failed = succeeded = False
+        try:
+            refused = await attempt.claim(normalise_username(username))
+            user = None
+            if refused is None:
+                user = await self.users.get_user(username)
+                if user is not None:
+                    refused = await attempt.claim(f"id:{user.id!r}")
+            if refused is not None:
+                raise NotAuthorized(_refusal(refused), data={"retry_after": refused.retry_after})
+            ok, new_hash = await self._verify(user, password)
+            failed = not ok or user is None or user.disabled
+            if failed:
+                raise NotAuthorized(_WRONG)
+            succeeded = True
+        finally:
+            await asyncio.shield(attempt.settle(failed))
+            if succeeded and client is not None:
+                self._clients.give_back(client)  # only attempts that failed or cost a check and ended unheard count
         if new_hash is not None:
             await self.users.set_password_hash(user, new_hash)
         return user
+
+    async def _verify(self, user: User | None, password: str) -> tuple[bool, str | None]:
+        if self._pool is None or self._passwords is None:
+            raise RuntimeError(f"{self.name} is not started")
+        if self._pool.full:
+            raise Overloaded("Overloaded: too many password checks are waiting; try again later", data={"retry_after": 1})
+        return await self._passwords.verify(user.password_hash if user is not None else None, password, self._pool)
 
     async def _active_user(self, username: str) -> User:
         user = await self.users.get_user(username)
@@ -152,12 +234,19 @@ class AuthService(Authenticator):
             claims = self._signer.check(token, "access")
         except TokenError as exc:
             raise NotAuthorized(f"Not authorized: {exc}") from None
-        if not await self.cache.exists(self._family_key(claims["fam"])):
-            raise NotAuthorized("Not authorized: the token has been revoked")
+        await self._family(claims)
         user = await self._active_user(claims["sub"])
         return TokenSession(
             id="", user_id=user.id, scope=user.scope, permissions=user.permissions, family=claims["fam"]
         )
+
+    async def _family(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """The record of the token's family; NotAuthorized when it is gone (revoked) or belongs
+        to another user than the token names (a token forged with a leaked key)."""
+        record = await self.cache.get(self._family_key(claims["fam"]))
+        if type(record) is not dict or record.get("user") != claims["sub"]:
+            raise NotAuthorized("Not authorized: the token has been revoked")
+        return record
 
     # -- tokens --------------------------------------------------------------
 
@@ -231,33 +320,50 @@ class AuthService(Authenticator):
         family = secrets.token_urlsafe(16)
         expires = time.time() + float(self.refresh_ttl)
         record = {"user": user.username, "expires": expires}
-        await self.cache.set(self._family_key(family), record, ttl=float(self.refresh_ttl))
+        await self.cache.set(self._family_key(family), record, ttl=float(self.refresh_ttl), keep=True)
         return self._pair(user, family, expires)
 
     @method(permission=Scope.GUEST)
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
-        """A new token pair for a refresh token, which is spent: presenting it again revokes
-        every token of its login."""
+        """A new token pair for a refresh token, which is spent: presenting it again within
+        `refresh_grace` seconds gives the same pair; later, it revokes every token of its login."""
         try:
             claims = self._signer.check(refresh_token, "refresh")
         except TokenError as exc:
             raise NotAuthorized(f"Not authorized: {exc}") from None
         family = claims["fam"]
-        record = await self.cache.get(self._family_key(family))
-        if record is None:
-            raise NotAuthorized("Not authorized: the token has been revoked")
-        # spend the token: get_or_set writes the key once, so of two racing uses only one wins
+        record = await self._family(claims)
+        grace = float(self.refresh_grace)
+        pair_key = f"{self.key_prefix}.pair.{claims['jti']}"
         mine = secrets.token_hex(8)
-        spent_ttl = max(1.0, claims["exp"] - time.time() + 1)
-        if await self.cache.get_or_set(f"{self.key_prefix}.spent.{claims['jti']}", lambda: mine, ttl=spent_ttl) != mine:
-            await self.revoke_family(family)
-            self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
-            raise NotAuthorized(
-                "Not authorized: the refresh token was already used; every token of this login is revoked"
-            )
-        try:
+        made: dict[str, Any] = {}
+
+        async def spend() -> dict[str, Any]:
+            # runs once for all racing uses (get_or_set writes the key once, across processes too)
             user = await self._active_user(claims["sub"])
+            made.update(self._pair(user, family, float(record["expires"])))
+            if grace > 0:
+                await self.cache.set(pair_key, made, ttl=grace, keep=True)
+            return {"by": mine, "at": time.time()}
+
+        spent_ttl = max(1.0, claims["exp"] - time.time() + 1)
+        try:
+            spent = await self.cache.get_or_set(f"{self.key_prefix}.spent.{claims['jti']}", spend, ttl=spent_ttl, keep=True)
         except NotAuthorized:
-            await self.revoke_family(family)
+            await self.revoke_family(family)  # its user is gone or disabled
             raise
-        return self._pair(user, family, float(record["expires"]))
+        if spent["by"] == mine:
+            return made
+        if time.time() - float(spent["at"]) <= grace:
+            pair = await self.cache.get(pair_key)
+            if pair is not None:
+                return pair
+        await self.revoke_family(family)
+        self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
+        raise NotAuthorized("Not authorized: the refresh token was already used; every token of this login is revoked")
+
+
+def _refusal(refused: Refused) -> str:
+    if refused.locked:
+        return "Not authorized: too many failed logins"
+    return "Not authorized: other logins of this account are being checked; try again shortly"

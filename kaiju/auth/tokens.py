@@ -16,10 +16,25 @@ from typing import Any
 
 from kaiju.runtime.service import SettingError
 
-__all__ = ["ALGORITHMS", "TokenError", "TokenSigner", "load_jwt"]
+__all__ = ["ALGORITHMS", "TokenError", "TokenSigner", "load_jwt", "weak_secret"]
 
 ALGORITHMS = ("HS256", "EdDSA", "RS256")
 _MIN_SECRET = 32  # characters: PyJWT warns below this for HS256, and so do we (as an error)
+_MIN_DISTINCT = 8  # different characters: "aaaa...a" or "abababab..." is not a key
+# secrets published in kaiju's examples and docs of earlier versions: anybody can sign with them
+PUBLISHED_SECRETS = frozenset({"change-this-example-secret-to-32-chars-or-more"})
+
+
+def weak_secret(secret: str | None) -> str | None:
+    """Why `secret` must not sign tokens outside env dev (None when it may): published in an
+    example, or made of too few different characters."""
+    if not secret:
+        return "none"
+    if secret in PUBLISHED_SECRETS:
+        return "the published example secret"
+    if len(set(secret)) < _MIN_DISTINCT:
+        return f"a secret of fewer than {_MIN_DISTINCT} different characters"
+    return None
 
 
 def load_jwt() -> ModuleType:

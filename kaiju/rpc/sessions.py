@@ -117,7 +117,8 @@ class CacheSessions(SessionStore):
 
     Session ids are random (`secrets.token_urlsafe`, 192 bits). With `RedisCache` the
     sessions are shared by every process of the app; with `MemoryCache` each process
-    has its own.
+    has its own. Sessions are written with `keep=True`: other cache traffic never evicts
+    them (they go when they expire or at a logout).
 
     Concurrency rule: a request saves only the keys of `session.data` it changed (set or
     deleted), applied to the session as stored when the request ends. Concurrent requests
@@ -196,7 +197,7 @@ class CacheSessions(SessionStore):
         session.version += 1
         session.saved_at = time.time()
         session._loaded = self._encode(session.data)
-        await self.cache.set(self._key(session.id), session, ttl=self.ttl)
+        await self.cache.set(self._key(session.id), session, ttl=self.ttl, keep=True)
 
     async def finish_session(self, session: Session) -> None:
         """Save the keys of `session.data` the request changed (see the class's concurrency
@@ -216,7 +217,7 @@ class CacheSessions(SessionStore):
                 stored.data = self._merge(session, stored)
             stored.version += 1
             stored.saved_at = time.time()
-            await self.cache.set(self._key(session.id), stored, ttl=self.ttl)
+            await self.cache.set(self._key(session.id), stored, ttl=self.ttl, keep=True)
         session.data, session.version, session.saved_at = stored.data, stored.version, stored.saved_at
         session._loaded = self._encode(stored.data)
 

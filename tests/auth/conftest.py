@@ -57,9 +57,9 @@ async def make_app(shared):
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def make(users=None, http=None, **auth_settings):
+    async def make(users=None, http=None, env="test", **auth_settings):
         services = app_services(shared(), users, http, **auth_settings)
-        async with started(*services, app=App(name="authtest", env="test")):
+        async with started(*services, app=App(name="authtest", env=env)):
             http = services[-1]
             # unsafe: keep cookies of an IP-address host (127.0.0.1)
             jar = aiohttp.CookieJar(unsafe=True)

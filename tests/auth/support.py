@@ -89,7 +89,8 @@ class Client:
         body: dict = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
         if params is not None:
             body["params"] = params
-        async with self.http.post(self.url, data=msgspec.json.encode(body), headers=headers or {}) as resp:
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        async with self.http.post(self.url, data=msgspec.json.encode(body), headers=headers) as resp:
             return msgspec.json.decode(await resp.read()), resp.headers
 
     async def result(self, method: str, params: Any = None, headers: dict | None = None) -> Any:

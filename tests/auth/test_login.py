@@ -67,20 +67,33 @@ async def test_wrong_password_unknown_and_disabled_users_get_one_error(app, user
     assert "Session-Id" not in headers
 
 
-async def test_the_session_cookie_stands_in_for_the_header(app):
-    answer, headers = await login(app)
-    cookie = headers["Set-Cookie"]
-    assert cookie.startswith(f"session_id={answer['result']['session_id']};")
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
-    # the client's jar sends the cookie back on its own
-    assert (await app.client.result("auth.whoami"))["user_id"] == "alice"
-    answer, headers = await app.client.call("auth.logout")
-    assert answer["result"] is True
-    assert 'session_id=""' in headers["Set-Cookie"]
-    assert (await app.client.result("auth.whoami"))["user_id"] is None
+async def test_the_session_cookie_stands_in_for_the_header(make_app):
+    async with make_app(http={"cookie_secure": False}) as app:  # plain HTTP: the jar keeps no Secure cookie
+        answer, headers = await login(app)
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith(f"session_id={answer['result']['session_id']};")
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie and "Secure" not in cookie
+        # the client's jar sends the cookie back on its own
+        assert (await app.client.result("auth.whoami"))["user_id"] == "alice"
+        answer, headers = await app.client.call("auth.logout")
+        assert answer["result"] is True
+        assert 'session_id=""' in headers["Set-Cookie"]
+        assert (await app.client.result("auth.whoami"))["user_id"] is None
 
 
-async def test_the_cookie_is_secure_when_configured_and_absent_when_off(make_app):
+async def test_the_cookie_is_secure_and_host_only_outside_dev(make_app):
+    async with make_app() as app:  # env "test"
+        answer, headers = await login(app)
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith(f"__Host-session_id={answer['result']['session_id']};"), cookie
+        assert "Secure" in cookie and "HttpOnly" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    async with make_app(env="dev") as app:
+        _, headers = await login(app)
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith("session_id=") and "Secure" not in cookie
+
+
+async def test_the_cookie_name_and_flag_can_be_set_and_the_cookie_turned_off(make_app):
     async with make_app(http={"cookie_secure": True, "cookie_name": "sid"}) as app:
         _, headers = await login(app)
         cookie = headers["Set-Cookie"]
@@ -148,12 +161,16 @@ async def test_a_success_frees_its_own_slot_only(make_app):
         assert "retry_after" in (await login(app))[0]["error"]["data"]
 
 
-async def test_parallel_logins_with_the_right_password_are_not_locked_out(make_app):
+async def test_parallel_logins_beyond_the_slots_are_refused_at_once_not_locked_out(make_app):
     import asyncio
 
     async with make_app(max_failures=2, lockout=60) as app:
-        answers = await asyncio.gather(*(login(app) for _ in range(6)))
-        assert all("result" in answer for answer, _ in answers), answers
+        answers = [answer for answer, _ in await asyncio.gather(*(login(app) for _ in range(6)))]
+        refused = [a["error"] for a in answers if "error" in a]
+        assert 2 <= len(answers) - len(refused), answers  # as many as there are slots got in
+        # the others were told to come back in a moment, not that the account is locked
+        assert all(e["message"].endswith("try again shortly") and e["data"]["retry_after"] <= 1 for e in refused), refused
+        assert "result" in (await login(app))[0]  # nothing counted against the account
 
 
 def _hash(password: str) -> str:
