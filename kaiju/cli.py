@@ -62,7 +62,7 @@ def load(args: argparse.Namespace):
     loaded = getattr(args, "preloaded", {}).pop(_sources(args), None)
     if loaded is None:
         env = dict(parse_env_assignment(item) for item in args.env)
-        loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env)
+        loaded = load_config(args.config, env_files=args.env_file, env=env, os_env=args.os_env, strict_env=True)
     if args.log_level:
         loaded.settings.main.loglevel = args.log_level.upper()
     return loaded
@@ -218,24 +218,30 @@ def cmd_health(args: argparse.Namespace) -> int:
         print("kaiju-run: no HTTPServer with a ready_path in the config", file=sys.stderr)
         return 2
     http = servers[0]
-    if not http.unix_socket and int(http.port) == 0:
-        print(f"kaiju-run: {http.name} listens on port 0 (any free port): the config cannot tell where to ask", file=sys.stderr)
+    # the ops listener when there is one: its report says why a service fails
+    ops = http.ops_port is not None
+    unix = None if ops else http.unix_socket
+    port = int(http.ops_port if ops else http.port)
+    if not unix and port == 0:
+        setting = "ops_port" if ops else "port"
+        print(f"kaiju-run: {http.name} listens on {setting} 0 (any free port): the config cannot tell where to ask", file=sys.stderr)
         return 2
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)  # a wildcard address: ask this host
+    host = http.ops_host if ops else http.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard address: ask this host
     host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{http.port}{http.ready_path}"
+    url = f"http://{host}:{port}{http.ready_path}"
 
     async def ask() -> tuple[int, bytes]:
-        connector = aiohttp.UnixConnector(path=http.unix_socket) if http.unix_socket else None
+        connector = aiohttp.UnixConnector(path=unix) if unix else None
         timeout = aiohttp.ClientTimeout(total=args.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            async with session.get(f"http://localhost{http.ready_path}" if http.unix_socket else url) as resp:
+            async with session.get(f"http://localhost{http.ready_path}" if unix else url) as resp:
                 return resp.status, await resp.read()
 
     try:
         status, body = asyncio.run(ask())
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        print(f"kaiju-run: no answer from {http.unix_socket or url}: {exc or type(exc).__name__}", file=sys.stderr)
+        print(f"kaiju-run: no answer from {unix or url}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
     print(body.decode(errors="replace"))
     return 0 if status == 200 else 1

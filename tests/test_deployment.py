@@ -98,7 +98,7 @@ def test_three_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
         answered: set[str] = set()
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "demo.hello", "params": {"name": "you"}}).encode()
         for _ in range(500):  # a new connection each time: the kernel spreads them over the three
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/public/rpc", data=body, headers={"Connection": "close"})
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/public/rpc", data=body, headers={"Connection": "close", "Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 answered.add(json.loads(response.read())["result"].split(",")[0])
             if len(answered) == len(names):

@@ -88,27 +88,45 @@ def probes(http: HTTPServer) -> tuple[str, str]:
     return base + "/health/live", base + "/health/ready"
 
 
+def ops_probes(http: HTTPServer) -> tuple[str, str]:
+    return http.ops_url + "/health/live", http.ops_url + "/health/ready"
+
+
 async def test_live_and_ready(session):
     http = HTTPServer(port=free_port())
     async with started(Probe(), RPCServer(), http):
         live, ready = probes(http)
         assert await get_json(session, live) == (200, {"live": True})
-        assert await get_json(session, ready) == (200, {"ready": True, "state": "running", "failing": {}})
+        assert await get_json(session, ready) == (200, {"ready": True, "state": "running", "failing": []})
 
 
-async def test_a_failing_check_is_503_naming_the_service_and_why(session):
+async def test_a_failing_check_is_503_naming_the_service_but_not_why(session):
     http = HTTPServer(port=free_port())
     async with started(Probe(problem="disk full"), RPCServer(), http):
         status, body = await get_json(session, probes(http)[1])
     assert status == 503
-    assert body == {"ready": False, "state": "running", "failing": {"probe": "RuntimeError: disk full"}}
+    # anyone may ask this probe: the reason (an address, a path, a version) is for operators
+    assert body == {"ready": False, "state": "running", "failing": ["probe"]}
+
+
+async def test_the_ops_listener_serves_the_probes_with_reasons_and_alone(session):
+    http = HTTPServer(port=free_port(), ops_port=free_port())
+    async with started(Probe(problem="disk full"), RPCServer(), http):
+        live, ready = ops_probes(http)
+        assert await get_json(session, live) == (200, {"live": True})
+        status, body = await get_json(session, ready)
+        assert status == 503 and body == {"ready": False, "state": "running", "failing": {"probe": "RuntimeError: disk full"}}
+        for url in probes(http):  # no longer on the public listener
+            assert (await get_json(session, url))[0] == 404
+        status, body = await get_json(session, http.ops_url + "/public/rpc")  # and the ops one serves nothing else
+        assert status == 404 and body["error"]["code"] == -32601
 
 
 async def test_credentials_in_a_failure_are_masked_in_the_report(session):
-    http = HTTPServer(port=free_port())
+    http = HTTPServer(port=free_port(), ops_port=free_port())
     problem = "cannot reach redis://:hunter2@db:6379/0 with password=hunter2"
     async with started(Probe(problem=problem), RPCServer(), http):
-        status, body = await get_json(session, probes(http)[1])
+        status, body = await get_json(session, ops_probes(http)[1])
     assert status == 503 and "hunter2" not in str(body)
     assert body["failing"]["probe"] == "RuntimeError: cannot reach redis://:***@db:6379/0 with password=***"
 
@@ -207,7 +225,7 @@ async def test_shutdown_turns_readiness_503_first_and_kaiju_run_health_reports(t
 
         await eventually(lambda: answers(200), what="the app ready")
         code, out = await asyncio.to_thread(health_command, cfg)
-        assert code == 0 and msgspec.json.decode(out) == {"ready": True, "state": "running", "failing": {}}
+        assert code == 0 and msgspec.json.decode(out) == {"ready": True, "state": "running", "failing": []}
         assert (await get_json(session, slow)) == (200, "served")
 
         app.send_signal(signal.SIGTERM)

@@ -228,3 +228,12 @@ async def test_a_restarted_metrics_service_keeps_counting_once_per_request() -> 
         samples = await scrape(metrics)
         assert rpc_server.executor.observe == metrics._stats.observe  # one observer, not one per start
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 2
+
+
+async def test_the_ops_listener_serves_metrics_and_the_public_one_does_not() -> None:
+    http = HTTPServer(port=free_port(), ops_port=free_port())
+    async with started(Shop(), RPCServer(), Metrics(), http), aiohttp.ClientSession() as session:
+        async with session.get(http.url.removesuffix(http.rpc_path) + "/metrics") as response:
+            assert response.status == 404  # system methods' names stay off the public listener
+        async with session.get(http.ops_url + "/metrics") as response:
+            assert response.status == 200 and "kaiju_rpc" in await response.text()

@@ -28,21 +28,24 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class RouteSpec(NamedTuple):
-    """What `@route` records on a function: the HTTP method and the path pattern
-    (aiohttp's syntax: `/items/{id}`, `/files/{name:.*}`)."""
+    """What `@route` records on a function: the HTTP method, the path pattern (aiohttp's
+    syntax: `/items/{id}`, `/files/{name:.*}`) and whether it is for operators (`ops`)."""
 
     method: str
     path: str
+    ops: bool = False
 
 
 class Route(NamedTuple):
-    """A route found on a service: its spec, the bound handler, and the service's name
-    (None for a route given in config, which belongs to no service)."""
+    """A route found on a service: its spec, the bound handler, the service's name (None for
+    a route given in config, which belongs to no service), and whether it is for operators
+    (served on HTTPServer's ops listener when it has one)."""
 
     method: str
     path: str
     handler: Callable[..., Any]
     service: str | None
+    ops: bool = False
 
     @property
     def owner(self) -> str:
@@ -50,8 +53,10 @@ class Route(NamedTuple):
         return f'service "{self.service}"' if self.service is not None else "the config"
 
 
-def route(method: str, path: str) -> Callable[[Callable], Callable]:
-    """Mark an `async def (self, request)` of a service as the handler of `method path`.
+def route(method: str, path: str, *, ops: bool = False) -> Callable[[Callable], Callable]:
+    """Mark an `async def (self, request)` of a service as the handler of `method path`;
+    with `ops`, a route for operators (metrics, diagnostics), which an HTTPServer with an
+    `ops_port` serves on that listener only.
 
     Raises TypeError for a function that is not `async def`, ValueError for an unknown
     HTTP method or a path that does not start with "/".
@@ -61,7 +66,7 @@ def route(method: str, path: str) -> Callable[[Callable], Callable]:
         raise ValueError(f"unknown HTTP method {method!r}, expected one of {', '.join(sorted(_METHODS))}")
     if not path.startswith("/"):
         raise ValueError(f"a route path starts with '/', got {path!r}")
-    spec = RouteSpec(verb, path)
+    spec = RouteSpec(verb, path, ops)
 
     def mark(func: Callable) -> Callable:
         if not inspect.iscoroutinefunction(func):
@@ -85,7 +90,7 @@ def routes_of(service: Any, name: str) -> list[Route]:
     for attr in dir(type(service)):
         func = inspect.getattr_static(type(service), attr, None)
         for spec in route_spec(func):
-            found.append(Route(spec.method, spec.path, getattr(service, attr), name))
+            found.append(Route(spec.method, spec.path, getattr(service, attr), name, spec.ops))
     return found
 
 

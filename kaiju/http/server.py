@@ -29,7 +29,7 @@ from kaiju.health import AppHealth
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
-from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RequestTimeout, RPCError
+from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, NotAuthorized, RequestTimeout, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address
@@ -65,10 +65,19 @@ class HTTPServer(Service):
       started waits for it (then 503);
     - session_cookie (bool, False): also carry the session id in a cookie: a request
       without a Session-Id header uses the cookie's, and a response that names a new
-      session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
-      clears it;
-    - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
-      whether it is sent over HTTPS only (set it when the server is behind TLS);
+      session (a login) sets it, HttpOnly and SameSite=Lax, on path "/"; a logout
+      clears it. With it, a browser request from another origin is refused (403);
+    - cookie_secure (bool or None, None): send the cookie over HTTPS only (None: unless
+      `main.env` is dev); cookie_name (str or None, None): its name (None:
+      "__Host-session_id" when secure, else "session_id");
+    - origins (list of str, []): origins (`https://app.example.com`) whose pages may call
+      the RPC endpoint with the session cookie, besides the server's own;
+    - real_ip_header (str or None, None): behind a proxy, the header carrying the client's
+      address (the last entry of `X-Forwarded-For`, or `X-Real-IP`); login limits per
+      client read it. Set it only when a proxy you run sets the header;
+    - ops_host (str, "127.0.0.1") and ops_port (int or None, None): a second listener for
+      the probes and `/metrics` only (and then only there); its ready probe says why a
+      service fails, where the public one names failing services only;
     - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
     - header_timeout (float s, 10.0): close a connection whose first request's headers
       have not arrived this long after it opened;
@@ -105,8 +114,12 @@ class HTTPServer(Service):
     ready_path: str | None = "/health/ready"
     start_wait: NonNegative = 30.0
     session_cookie: bool = False
-    cookie_name: str = "session_id"
-    cookie_secure: bool = False
+    cookie_name: str | None = None
+    cookie_secure: bool | None = None
+    origins: list[str] = []  # noqa: RUF012 -- a setting's default, never mutated
+    real_ip_header: str | None = None
+    ops_host: str = "127.0.0.1"
+    ops_port: Port | None = None
     idle_timeout: Positive = 30.0
     header_timeout: Positive = 10.0
     body_timeout: Positive = 30.0
@@ -114,9 +127,11 @@ class HTTPServer(Service):
     warning_interval: Positive = 60.0
 
     # not settings (no annotations): the listening socket bound in start(), and aiohttp's
-    # runner while serving
+    # runner while serving; the same for the ops listener
     socket = None
     runner = None
+    ops_socket = None
+    ops_runner = None
     # the AppHealth made here when the app has none, registered on rpc while serving
     _own_health = None
     # routes waiting for the app to start right now (a gauge for operators and tests)
@@ -129,6 +144,11 @@ class HTTPServer(Service):
         does not import, a route declared twice or at rpc_path, a service in `route_services`
         the app does not have (SettingError naming the setting)."""
         check_listen_address(self)  # no other server of the app on the same host and port, or socket
+        if self.ops_port is not None and self.ops_port != 0 and self.ops_port == self.port and not self.unix_socket:
+            raise SettingError("ops_port", f"expected a port other than port ({self.port}), got {self.ops_port}")
+        for origin in self.origins:
+            if _origin(origin) is None:
+                raise SettingError("origins", f'expected origins such as "https://app.example.com", got {origin!r}')
         try:
             self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
         except RouteError as exc:
@@ -142,8 +162,16 @@ class HTTPServer(Service):
         self._scope: Scope = parse_scope(self.scope)
         self._max_body = int(self.max_body_size)
         self._request_loop = asyncio.get_running_loop()
+        secure = self.cookie_secure if self.cookie_secure is not None else self.app.env != "dev"
+        self._cookie = (self.cookie_name or ("__Host-session_id" if secure else "session_id"), secure)
+        self._origins = frozenset(filter(None, map(_origin, self.origins)))
         self._probes = self._probe_routes()
-        self._table = self._route_table([*self._probes, *self._service_routes(), *config_routes(self.routes)])
+        routes = [*self._probes, *self._service_routes(), *config_routes(self.routes)]
+        if self.ops_port is None:
+            self._table, ops_routes = self._route_table(routes), []
+        else:  # probes and metrics on the ops listener only
+            ops_routes = [r for r in routes if r.ops]
+            self._table = self._route_table([r for r in routes if not r.ops])
         self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
         sock = self._bind()
         self.responses: dict[int, int] = {}  # responses by status, read by the metrics
@@ -171,6 +199,12 @@ class HTTPServer(Service):
             sock.close()
             raise
         self.socket, self.runner = sock, runner
+        if self.ops_port is not None:
+            try:
+                await self._start_ops(ops_routes)
+            except BaseException:
+                await self.stop()
+                raise
         if self.app_health is None and self._health.name not in self.app.services and not self._rpc_has_health():
             self._own_health = self._health
             self.rpc.add_service(self._own_health)
@@ -186,6 +220,12 @@ class HTTPServer(Service):
         if runner is None:
             return
         self._accept_errors.uninstall()
+        ops_runner, self.ops_runner = self.ops_runner, None
+        if ops_runner is not None:
+            await ops_runner.cleanup()
+        if self.ops_socket is not None:
+            self.ops_socket.close()
+            self.ops_socket = None
         try:
             for site in list(runner.sites):
                 await site.stop()  # no new connections
@@ -216,9 +256,34 @@ class HTTPServer(Service):
         return f"{AppHealth.service_name}.health" in self.rpc.table.methods
 
     def _probe_routes(self) -> list[Route]:
-        probes = [(self.live_path, self._live), (self.ready_path, self._ready)]
+        # the ops listener's ready probe says why a service fails; the public one does not
+        ready = self._ready_details if self.ops_port is not None else self._ready
+        probes = [(self.live_path, self._live), (self.ready_path, ready)]
         # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
-        return [Route(verb, path, handler, self.name) for path, handler in probes if path for verb in ("GET", "HEAD")]
+        return [Route(verb, path, handler, self.name, True) for path, handler in probes if path for verb in ("GET", "HEAD")]
+
+    async def _start_ops(self, routes: list[Route]) -> None:
+        """Serve `routes` (the probes, /metrics) on the ops listener."""
+        self._ops_table = RouteTable(routes)
+        sock = self._bind_tcp(self.ops_host, int(self.ops_port or 0), "ops_port")
+        self.ops_socket = sock
+        runner = web.ServerRunner(
+            web.Server(self._route_ops, request_factory=self._make_ops_request, access_log=None), shutdown_timeout=_WRITE_TIME
+        )
+        await runner.setup()
+        self.ops_runner = runner
+        await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
+        self.logger.info("ops listening", url=self.ops_url)
+
+    @property
+    def ops_url(self) -> str | None:
+        """`http://host:port` of the ops listener (probes and metrics), or None without one."""
+        if self.ops_port is None:
+            return None
+        sock = self.ops_socket
+        port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.ops_port
+        host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
+        return f"http://{host}:{port}"
 
     def _service_routes(self, strict: bool = False) -> list[Route]:
         """The `@route` handlers of the services `route_services` names; a name the app lacks
@@ -280,18 +345,21 @@ class HTTPServer(Service):
     def _bind(self) -> socket.socket:
         if self.unix_socket:
             return self._bind_unix(self.unix_socket)
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        return self._bind_tcp(self.host, int(self.port), "port")
+
+    def _bind_tcp(self, host: str, port: int, setting: str) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind over TIME_WAIT, never over a listener
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self.host, int(self.port)))
+            sock.bind((host, port))
             sock.listen(int(self.backlog))
         except OSError as exc:
             sock.close()
             hint = " (another process listens there; set reuse_port: true to share it on purpose)" if exc.errno == errno.EADDRINUSE else ""
-            raise OSError(exc.errno, f"{self.name}: cannot listen on {self.host}:{self.port}: {exc.strerror}{hint}") from None
+            raise OSError(exc.errno, f"{self.name}: cannot listen on {host}:{port} ({setting}): {exc.strerror}{hint}") from None
         sock.setblocking(False)
         return sock
 
@@ -324,6 +392,21 @@ class HTTPServer(Service):
             return await self._route(request)
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
+        in_headers: Any = request.headers
+        if not _is_json(in_headers.get("Content-Type")):
+            # a cross-site form or beacon cannot send a JSON content type without asking first (CORS)
+            return _error(415, InvalidRequest(
+                f"Invalid request: Content-Type must be application/json, got {in_headers.get('Content-Type', 'none')!r}"
+            ), {"Accept-Post": _JSON})
+        if self.session_cookie:
+            if self._cross_site(in_headers):
+                return _error(403, NotAuthorized(
+                    "Not authorized: a page of another origin may not call this endpoint with the session cookie"
+                ))
+            if SESSION_ID not in in_headers:
+                cookie = request.cookies.get(self._cookie[0])
+                if cookie:
+                    in_headers = {**in_headers, SESSION_ID: cookie}
         try:
             payload = request.content
             if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
@@ -336,23 +419,17 @@ class HTTPServer(Service):
             return self._too_large()
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
-        in_headers: Any = request.headers
-        if self.session_cookie and SESSION_ID not in in_headers:
-            cookie = request.cookies.get(self.cookie_name)
-            if cookie:
-                in_headers = {**in_headers, SESSION_ID: cookie}
         task = asyncio.current_task()
         self._requests.add(task)
         try:
-            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
+            response, headers = await self.rpc.handle(
+                body, in_headers, scope=self._scope, transport="http", client=self._client(request)
+            )
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
         except asyncio.CancelledError:
-            if task not in self._cut:
-                raise
-            task.uncancel()  # cut by stop(): answer, then the connection closes
-            return _error(200, RequestTimeout("Request timeout: the server is stopping"))
+            return self._cancelled(request, task)
         finally:
             self._requests.discard(task)
         if response is None:
@@ -364,16 +441,53 @@ class HTTPServer(Service):
             self._update_cookie(answer, in_headers.get(SESSION_ID), headers.get(SESSION_ID))
         return answer
 
+    def _cancelled(self, request: web.BaseRequest, task: asyncio.Task) -> web.Response:
+        """The answer to a request whose handler was cancelled; re-raises when nobody is left to
+        answer (the client went away, or the server is closing its connections)."""
+        if task in self._cut:
+            task.uncancel()  # cut by stop(): answer, then the connection closes
+            return _error(200, RequestTimeout("Request timeout: the server is stopping"))
+        if request.transport is None or request.transport.is_closing() or self.runner is None:
+            raise asyncio.CancelledError  # nobody to answer: the client is gone, or the server stops
+        # cancelled by something else (or a cancelled awaitable inside): never close silently
+        while task.cancelling():
+            task.uncancel()
+        self.logger.error("RPC request cancelled before it was answered", path=request.path)
+        return _error(200, InternalError("Internal error: the request was cancelled"))
+
+    def _client(self, request: web.BaseRequest) -> str | None:
+        """The caller's address: the real-IP header's last entry behind a trusted proxy, else the peer."""
+        if self.real_ip_header:
+            forwarded = request.headers.get(self.real_ip_header)
+            if forwarded:
+                return forwarded.rsplit(",", 1)[-1].strip() or request.remote
+        return request.remote or None
+
+    def _cross_site(self, headers: Any) -> bool:
+        """Whether a browser sent the request from a page of another origin that `origins`
+        does not list (Sec-Fetch-Site, else Origin; a request with neither is no browser's)."""
+        site = headers.get("Sec-Fetch-Site")
+        origin = headers.get("Origin")
+        if site in ("same-origin", "none"):
+            return False
+        if origin is None:
+            return site is not None  # "same-site" / "cross-site" with no Origin to allow
+        own = _origin(origin)
+        if own is None:  # "null": a sandboxed frame, a file, a redirect across origins
+            return True
+        if own in self._origins:
+            return False
+        return site is not None or own.partition("://")[2] != headers.get("Host", "")
+
     def _update_cookie(self, answer: web.Response, sent: str | None, answered: str | None) -> None:
         """Set the session cookie when the answer names another session than the request did."""
         if answered is None or answered == sent:
             return
+        name, secure = self._cookie
         if answered:
-            answer.set_cookie(
-                self.cookie_name, answered, path=self.rpc_path, httponly=True, samesite="Lax", secure=self.cookie_secure
-            )
+            answer.set_cookie(name, answered, path="/", httponly=True, samesite="Lax", secure=secure)
         else:
-            answer.del_cookie(self.cookie_name, path=self.rpc_path)
+            answer.del_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
@@ -391,6 +505,9 @@ class HTTPServer(Service):
             if refused is not None:
                 return refused
         request.match_info = match.params
+        return await self._serve(route, request)
+
+    async def _serve(self, route: Route, request: web.BaseRequest) -> web.StreamResponse:
         try:
             result = await route.handler(request)
             if isinstance(result, web.StreamResponse):
@@ -427,8 +544,25 @@ class HTTPServer(Service):
         return {"live": True}  # answering at all is the proof: the loop runs
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
+        """The public ready probe: whether the app is ready, and which services fail (not why)."""
+        report = await self._health.check.report()
+        return web.Response(status=200 if report.ready else 503, body=_encode(report.public()), headers={"Content-Type": _JSON})
+
+    async def _ready_details(self, request: web.BaseRequest) -> web.Response:
+        """The ops listener's ready probe: also why each failing service fails."""
         report = await self._health.check.report()
         return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
+
+    async def _route_ops(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Serve the ops listener: the probes and /metrics, nothing else."""
+        match = await self._ops_table.resolve(request)
+        if match.route is None:
+            return _error(match.status if match.status in (404, 405) else 404, MethodNotFound(f"Nothing at {request.path} on the ops listener"))
+        request.match_info = match.params
+        return await self._serve(match.route, request)
+
+    def _make_ops_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
 
 
 def _counting(handle: Any, responses: dict[int, int]) -> Any:
@@ -463,6 +597,26 @@ class _JSONErrorServer(GuardedServer):
     """The guarded low-level server, whose connections are handled by `_JSONErrorHandler`."""
 
     handler_class = _JSONErrorHandler
+
+
+_JSON_TYPES = frozenset({_JSON, "application/json-rpc", "application/jsonrequest"})
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (`application/json`, `...+json`; parameters allowed)."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _origin(value: str) -> str | None:
+    """`scheme://host[:port]` of an origin or URL, lower-cased; None for "null" or no http(s) origin."""
+    scheme, sep, rest = value.strip().lower().partition("://")
+    host = rest.split("/", 1)[0]
+    if not sep or scheme not in ("http", "https") or not host:
+        return None
+    return f"{scheme}://{host}"
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:

@@ -25,7 +25,9 @@ __all__ = ["Metrics"]
 
 
 class Metrics(Service):
-    """Prometheus metrics of the app (service name "metrics"), served at `GET /metrics`.
+    """Prometheus metrics of the app (service name "metrics"), served at `GET /metrics` (on
+    the HTTPServer's ops listener when it has an `ops_port`: the metrics name every method,
+    system ones included, so keep them off a public listener).
 
     Settings:
 
@@ -72,7 +74,7 @@ class Metrics(Service):
         await self._refresh_backlogs()
         return generate_latest(self.registry)
 
-    @route("GET", "/metrics")
+    @route("GET", "/metrics", ops=True)
     async def metrics_route(self, request: Any) -> web.Response:
         """`GET /metrics`: the text exposition (503 with a JSON error before start)."""
         if self.registry is None:

@@ -68,7 +68,7 @@ async def session():
 
 
 async def post(session, url, body, headers=None):
-    async with session.post(url, data=body, headers=headers) as resp:
+    async with session.post(url, data=body, headers={"Content-Type": "application/json", **(headers or {})}) as resp:
         return resp.status, resp.headers, await resp.read()
 
 
@@ -136,7 +136,7 @@ async def test_body_too_large_arriving_in_parts_is_413(server, session):
 async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body, caplog):
     caplog.set_level(logging.INFO)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
+    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
@@ -296,7 +296,7 @@ async def test_starts_again_after_a_stop(session):
 
 async def test_framing_error_is_a_jsonrpc_error(server):
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: nope\r\n\r\n")
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()

@@ -26,6 +26,8 @@ from kaiju.testing.services import started
 
 REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"gate.ping"}'
 
+JSON = {"Content-Type": "application/json"}
+
 
 class Gate(Service):
     """`gate.wait` answers once the test opens the gate: a request in flight for as long as needed."""
@@ -125,10 +127,10 @@ async def test_keepalive_connection_keeps_serving_within_its_limits():
         server = app.services["http"]
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
             for _ in range(3):  # one connection, reused after its first request's header deadline
-                async with session.post(server.url, data=REQUEST) as resp:
+                async with session.post(server.url, data=REQUEST, headers=JSON) as resp:
                     assert (await resp.json())["result"] == "pong"
             await asyncio.sleep(0.3)  # past header_timeout: the timer must be gone with the first request
-            async with session.post(server.url, data=REQUEST) as resp:
+            async with session.post(server.url, data=REQUEST, headers=JSON) as resp:
                 assert (await resp.json())["result"] == "pong"
             assert len(server.runner.server.connections) == 1
 
@@ -139,11 +141,11 @@ async def test_past_the_cap_idle_connections_make_way_and_one_warning_is_logged(
         server, gate = app.services["http"], app.services["gate"]
         port = server.socket.getsockname()[1]
         async with aiohttp.ClientSession() as session:
-            busy = asyncio.create_task(session.post(server.url, data=b'{"jsonrpc":"2.0","id":1,"method":"gate.wait"}'))
+            busy = asyncio.create_task(session.post(server.url, data=b'{"jsonrpc":"2.0","id":1,"method":"gate.wait"}', headers=JSON))
             await asyncio.wait_for(gate.entered.wait(), 10)
             idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
             await eventually(lambda: len(server.runner.server.open) <= 5, what="the server to hold no more than 5 connections")
-            async with aiohttp.ClientSession() as fresh, fresh.post(server.url, data=REQUEST) as resp:
+            async with aiohttp.ClientSession() as fresh, fresh.post(server.url, data=REQUEST, headers=JSON) as resp:
                 assert resp.status == 200 and (await resp.json())["result"] == "pong"
             gate.open.set()
             async with await busy as resp:  # a request in flight is never the one closed

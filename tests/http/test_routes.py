@@ -145,7 +145,7 @@ async def test_every_service_is_served_by_default(server, session):
 
 
 async def test_rpc_still_answers_beside_routes(server, session):
-    async with session.post(server.url, data=b'{"jsonrpc":"2.0","id":1,"method":"rpc.list"}') as resp:
+    async with session.post(server.url, data=b'{"jsonrpc":"2.0","id":1,"method":"rpc.list"}', headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 200 and (await resp.json())["id"] == 1
 
 

@@ -62,7 +62,7 @@ async def served():
 
 
 async def post(session, url, body):
-    async with session.post(url, data=body) as resp:
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
         return resp.status, await resp.read()
 
 
@@ -115,7 +115,7 @@ async def test_a_request_that_leaves_the_line_frees_its_place(served):
         asyncio.ensure_future(post(session, http.url, call("gate.wait", 1)))
     await eventually(lambda: gate.entered == 2, what="both slots taken")
     timeouts = aiohttp.ClientTimeout(total=30)
-    async with session.post(http.url, data=call("gate.wait", 2), headers={"Timeout": "0.2"}, timeout=timeouts) as resp:
+    async with session.post(http.url, data=call("gate.wait", 2), headers={"Timeout": "0.2", "Content-Type": "application/json"}, timeout=timeouts) as resp:
         assert (await resp.json())["error"]["data"]["type"] == "RequestTimeout"
     assert server.executor.slots.waiting == 0 and not server.executor.slots.waiters
 

@@ -186,7 +186,7 @@ async def test_a_session_id_wins_over_authorization(app):
 async def test_call_in_process_loads_the_session_from_headers(app):
     sessions, _, server = app
     s = await sessions.new_session(user_id="ian", scope=Scope.GUEST)
-    assert await server.call("profile.whoami", headers={"Session-Id": s.id}) == {"scope": "GUEST", "user": "ian"}
+    assert await server.call("profile.whoami", headers={"Session-Id": s.id, "Content-Type": "application/json"}) == {"scope": "GUEST", "user": "ian"}
     assert await server.call("profile.whoami") == {"scope": "SYSTEM", "user": None}
 
 
@@ -234,7 +234,7 @@ async def test_session_over_http():
     async with started(cache, sessions, profile, server, http):
         s = await sessions.new_session(user_id="hana")
         async with aiohttp.ClientSession() as client:
-            async with client.post(http.url, data=call("profile.orders"), headers={"Session-Id": s.id}) as resp:
+            async with client.post(http.url, data=call("profile.orders"), headers={"Session-Id": s.id, "Content-Type": "application/json"}) as resp:
                 assert resp.headers["Session-Id"] == s.id
                 assert decode(await resp.read())["result"] == ["hana", 1, 2]
 

@@ -18,6 +18,8 @@ from tests.runtime.test_cli import finish, kaiju, wait_for_line
 
 PKG = "tests.rpc.shutdown_app"
 
+JSON = {"Content-Type": "application/json"}
+
 
 def config(
     tmp_path: Path, events: Path, port: int, *, budget: float, grace: float, stuck_delay: float, stuck_start: float = 0
@@ -155,7 +157,7 @@ async def test_stop_answers_requests_past_the_grace_period_with_request_timeout(
     batch = b'[{"jsonrpc":"2.0","id":8,"method":"sleeper.sleep","params":[60]}]'
     async with aiohttp.ClientSession() as session:
         async with started(sleeper, RPCServer(), http):
-            calls = [asyncio.ensure_future(session.post(http.url, data=body)) for body in (one, batch)]
+            calls = [asyncio.ensure_future(session.post(http.url, data=body, headers=JSON)) for body in (one, batch)]
             await eventually(lambda: sleeper.inside == 2, timeout=10, what="the two calls in the method")
             await http.stop()  # the grace period ends with both still running
             answers = [await (await call).json() for call in calls]
@@ -198,7 +200,7 @@ async def test_a_request_still_in_its_session_lookup_past_the_grace_period_is_an
     body = b'{"jsonrpc":"2.0","id":7,"method":"hello.hi"}'
     async with aiohttp.ClientSession() as session:
         async with started(store, Hello(), RPCServer(), http):
-            call = asyncio.ensure_future(session.post(http.url, data=body, headers={"Session-Id": "s1"}))
+            call = asyncio.ensure_future(session.post(http.url, data=body, headers={"Session-Id": "s1", **JSON}))
             await eventually(lambda: store.inside == 1, timeout=10, what="the call in the session store")
             await http.stop()  # the grace period ends with the lookup still waiting
             answer = await (await call).json()
