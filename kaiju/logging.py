@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 __all__ = [
-    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "PlainFormatter",
+    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "MaskingFilter",
+    "PlainFormatter",
     "check_format", "check_logging", "configure", "log_field_providers", "logging_problems", "record_extras",
 ]
 
@@ -99,6 +100,50 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class MaskingFilter(logging.Filter):
+    """Masks credentials in every record, as `kaiju-run config` masks a config: in the
+    message, the traceback and text extras, URL passwords, `password=...` pairs, secret query
+    parameters and PEM blocks become `***` (`kaiju.config.display.mask_text`). A method whose
+    exception says `cannot connect to postgres://app:s3cr3t@db` logs `postgres://app:***@db`.
+
+    The traceback is formatted here, masked, and kept as the record's `exc_text` (its
+    `exc_info` dropped), so no handler formats the unmasked one again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from kaiju.config.display import mask_text
+
+        self._mask = mask_text
+        self._traceback = logging.Formatter().formatException
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get("_kaiju_masked"):
+            return True  # a record reaches every handler: masked once
+        mask = self._mask
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = mask(self._traceback(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        for key, value in record_extras(record).items():
+            if isinstance(value, str):
+                setattr(record, key, mask(value))
+        record._kaiju_masked = True
+        return True
+
+
+def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback: masked text kept by `MaskingFilter`, else formatted now."""
+    if record.exc_info and record.exc_info[0] is not None:
+        return formatter.formatException(record.exc_info)
+    return record.exc_text or None
+
+
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "critical"}
 
@@ -135,8 +180,9 @@ class PlainFormatter(logging.Formatter):
         text = f"{when} {record.levelname} {record.name} [{cid}] {record.getMessage()}"
         if extras:
             text += " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        traceback = _traceback_text(self, record)
+        if traceback:
+            text += "\n" + traceback
         return text
 
 
@@ -158,8 +204,9 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         data.update(record_extras(record))
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        traceback = _traceback_text(self, record)
+        if traceback:
+            data["exception"] = traceback
         return self._encode(data).decode()
 
 
@@ -186,7 +233,8 @@ def configure(
     providers: list[ContextProvider] | None = None,
     settings: Any = None,
 ) -> ContextFilter:
-    """Configure the root logger and return the filter stamping request context on records.
+    """Configure the root logger and return the filter stamping request context on records
+    (every handler also masks credentials: `MaskingFilter`).
 
     `settings` is the config's ``logging`` section (`LoggingSettings`, None: one stderr
     handler); `log_format` is the format of handlers that name none (``journald``: the
@@ -203,9 +251,11 @@ def configure(
     for old in root.handlers[:]:
         root.removeHandler(old)
     context_filter = ContextFilter(list(providers or ()))
+    masking = MaskingFilter()
     for entry in wanted:
         handler = _handler(entry, log_format)
         handler.addFilter(context_filter)
+        handler.addFilter(masking)
         root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     for name, logger_level in (settings.loggers if settings is not None else {}).items():

@@ -125,3 +125,38 @@ def test_text_formats_append_extras():
     formatter = ExtrasFormatter(logging.Formatter("%(levelname)s %(message)s"))
     assert formatter.format(make_record(url="http://x", n=2)) == "INFO saved x url='http://x' n=2"
     assert formatter.format(make_record()) == "INFO saved x"
+
+
+def test_every_record_is_masked_like_the_config():
+    from kaiju.logging import MaskingFilter, PlainFormatter
+
+    try:
+        raise ConnectionError("cannot connect to postgres://app:s3cr3t@db:5432/shop")
+    except ConnectionError:
+        record = logging.LogRecord("app.db", logging.ERROR, __file__, 1, "method failed: %s", ("password=hunter2",), sys.exc_info())
+    record.dsn = "redis://:r3d1s@cache:6379/0"
+    assert MaskingFilter().filter(record)
+    for formatter in (PlainFormatter(), JSONFormatter()):
+        text = formatter.format(record)
+        assert "s3cr3t" not in text and "hunter2" not in text and "r3d1s" not in text, text
+        assert "postgres://app:***@db:5432/shop" in text and "password=***" in text and "ConnectionError" in text
+
+
+def test_a_method_error_reaches_the_log_masked(tmp_path):
+    """A real `kaiju-run call` whose method raises with a DSN in its message: the log line says `***`."""
+    app = tmp_path / "leaky.py"
+    app.write_text(
+        "from kaiju import rpc\nfrom kaiju.runtime.service import Service\n\n"
+        "class Leaky(Service):\n    service_name = 'leaky'\n\n"
+        "    @rpc.method\n    async def fail(self) -> None:\n"
+        "        raise RuntimeError('cannot connect to postgres://app:s3cr3t@db/x')\n"
+    )
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\npackages: [leaky]\nservices:\n  - cls: RPCServer\n  - cls: Leaky\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kaiju", "-c", str(cfg), "--log-format", "json", "call", "leaky.fail"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "s3cr3t" not in proc.stderr + proc.stdout and "postgres://app:***@db/x" in proc.stderr, proc.stderr

@@ -14,8 +14,8 @@ MASK = "***"
 
 # whole words of a key name that mark a secret, and endings of a word that do ("dbpassword")
 _SECRET_WORDS = frozenset({
-    "password", "passwd", "pwd", "secret", "token", "key", "apikey", "credentials", "credential", "auth", "jwt",
-    "passphrase", "cookie", "authorization",
+    "password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "credentials", "credential", "auth", "jwt",
+    "passphrase", "cookie", "authorization", "hmac", "otp", "totp", "seed", "salt", "pepper", "pin", "pem",
 })
 _SECRET_ENDINGS = ("password", "passwd", "secret", "token", "apikey", "passphrase", "credential", "cookie")
 # plurals mark a secret as the last word only: "tokens" and "api_keys" do, "tokens_count" does not
@@ -41,6 +41,8 @@ _SECRET_VALUE = re.compile(
     r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
     r"|\$argon2(id|i|d)\$.*"
 )
+# a PEM block (a private key above all) under any name, whole or cut short, anywhere in a text
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.S)
 
 
 def _words(name: str) -> list[str]:
@@ -51,8 +53,9 @@ def is_secret_key(name: Any) -> bool:
     """True for a key name that looks like it holds a secret.
 
     The name is split into words on ``_``, ``-``, ``.``, spaces and camelCase; it is secret
-    when a word is one of password, passwd, pwd, secret, token, key, apikey, credential(s),
-    auth, jwt, passphrase, cookie, authorization, or ends with password, passwd, secret,
+    when a word is one of password, passwd, pwd, pass, secret, token, key, apikey,
+    credential(s), auth, jwt, passphrase, cookie, authorization, hmac, otp, totp, seed, salt,
+    pepper, pin, pem, or ends with password, passwd, secret,
     token, apikey, passphrase, credential or cookie; or when its last word is a plural of
     one (``tokens``, ``secrets``, ``api_keys``, ``passwords``). ``keys``, ``monkey`` or
     ``tokens_count`` are not.
@@ -76,7 +79,8 @@ def mask_secrets(data: Any) -> Any:
     Masks the value of every key for which `is_secret_key` is true (null and true/false
     stay as they are: they are settings, not credentials), values that are credentials
     by their shape (``Bearer ...``, ``Basic ...``, a JWT, an argon2 hash), a secret header
-    given as a ``[name, value]`` pair, the user information of URLs
+    given as a ``[name, value]`` pair, PEM blocks (private keys) under any name, the user
+    information of URLs
     (``redis://:pw@host`` -> ``redis://:***@host``) and secret query parameters
     (``?token=...``, ``&sig=...``).
     """
@@ -87,7 +91,9 @@ def mask_secrets(data: Any) -> Any:
             return [data[0], MASK]
         return [mask_secrets(value) for value in data]
     if isinstance(data, str):
-        return MASK if _SECRET_VALUE.fullmatch(data.strip()) else _mask_url(data)
+        if _SECRET_VALUE.fullmatch(data.strip()):
+            return MASK
+        return _mask_url(_PEM.sub(MASK, data) if "-----BEGIN " in data else data)
     return data
 
 
@@ -98,9 +104,18 @@ def _masked(key: Any, value: Any) -> bool:
 def mask_text(text: str) -> str:
     """`text` (an error message, say) with the credentials it may hold masked: URL passwords
     and token-like user names, secret query parameters (`sig=`, ...) and `key=value` /
-    `key: value` pairs whose key names a secret (`password=...`)."""
+    `key: value` pairs whose key names a secret (`password=...`), and PEM blocks."""
+    if "-----BEGIN " in text:
+        text = _PEM.sub(MASK, text)
     text = _mask_url(text)
-    return _TEXT_PAIR.sub(lambda m: m.group("head") + MASK if is_secret_key(m.group("name")) else m.group(0), text)
+    return _TEXT_PAIR.sub(_mask_pair, text)
+
+
+def _mask_pair(m: re.Match) -> str:
+    if is_secret_key(m.group("name")):
+        return m.group("head") + MASK
+    # "failed: password=x": the value of an ordinary key may hold a secret pair itself
+    return m.group("head") + _TEXT_PAIR.sub(_mask_pair, m.group("value"))
 
 
 def _mask_url(text: str) -> str:

@@ -67,7 +67,7 @@ def test_dump_yaml_keeps_order_and_round_trips():
     "name",
     ["secrets", "tokens", "api_keys", "apiKeys", "passwords", "auth_tokens", "auth", "jwt", "jwt_secret", "credential",
      "passphrase", "cookie", "Cookie", "Set-Cookie", "authorization", "Authorization", "Proxy-Authorization",
-     "password_hash", "private_keys"],
+     "password_hash", "private_keys", "pass", "smtp_pass", "hmac", "otp_seed", "salt", "totp", "pin", "pem"],
 )
 def test_more_secret_key_names(name):
     assert is_secret_key(name)
@@ -109,3 +109,13 @@ def test_auth_settings_and_headers_are_masked():
     text = dump_yaml(masked)
     for secret in ("abc", "eDp5", "sid=1", "argon2", "ghp_", "k1", "def"):
         assert secret not in text
+
+
+def test_pem_blocks_are_masked_under_any_name_and_in_text():
+    from kaiju.config.display import mask_text
+
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+    masked = mask_secrets({"signing": pem, "cert_chain": ["-----BEGIN RSA PRIVATE KEY-----\nabc"], "name": "app"})
+    assert masked == {"signing": "***\n", "cert_chain": ["***"], "name": "app"}
+    text = mask_text(f"loaded {pem} from disk; dsn postgres://app:s3cr3t@db/x")
+    assert "MIIE" not in text and "s3cr3t" not in text and text.startswith("loaded ***\n from disk") and "app:***@db" in text
