@@ -81,11 +81,15 @@ def load_config(
     env_files: Sequence[str | FilePath] = (),
     env: Mapping[str, Any] | None = None,
     os_env: bool = True,
+    *,
+    strict_env: bool = False,
 ) -> LoadedConfig:
     """Load, merge, fill and validate a config from YAML files (or dicts, in order).
 
     `env_files` (JSON objects or ``KEY=VALUE`` files), the OS environment (unless
     `os_env` is false) and `env` give template values, each overriding the one before.
+    With `strict_env` (the command line's ``-e``), a key of `env` that no template uses is
+    an error: a typo (``PROT=9000``) would otherwise leave the default in place unseen.
 
     Raises `ConfigError` (naming the file and key path) for anything wrong: a missing or
     unreadable file, bad YAML, a bad env file line, a template without a value, a wrong
@@ -99,7 +103,7 @@ def load_config(
     values: dict[str, Any] = {}
     for path in env_files:
         values.update(read_env_file(path))
-    return _build(layers, values, env, os_env, tuple(str(p) for p in env_files))
+    return _build(layers, values, env, os_env, tuple(str(p) for p in env_files), strict_env)
 
 
 def load_config_data(
@@ -132,6 +136,7 @@ def _build(
     env: Mapping[str, Any] | None,
     os_env: bool,
     env_files: tuple[str, ...],
+    strict_env: bool = False,
 ) -> LoadedConfig:
     files = tuple(source for source, _ in layers)
     try:
@@ -139,8 +144,11 @@ def _build(
     except PathError as exc:
         raw = next((data for source, data in layers if source == exc.source), {})
         raise ConfigError(exc.message, source=exc.source or "", path=format_path(exc.path, raw)) from None
+    used = template_keys(merged)
+    if strict_env and env:
+        _check_used(env, used)
     if os_env:
-        values.update({key: os.environ[key] for key in sorted(template_keys(merged)) if key in os.environ})
+        values.update({key: os.environ[key] for key in sorted(used) if key in os.environ})
     if env:
         values.update(env)
     texts: dict[Path, str] = {}
@@ -155,6 +163,17 @@ def _build(
     return LoadedConfig(
         settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts
     )
+
+
+def _check_used(env: Mapping[str, Any], used: set[str]) -> None:
+    """Raise a ConfigError for the first key of `env` no template uses, with the nearest ones."""
+    import difflib
+
+    for key in env:
+        if key not in used:
+            near = difflib.get_close_matches(key, sorted(used), n=3)
+            hint = f"; did you mean {' or '.join(near)}?" if near else f"; the config's templates use: {', '.join(sorted(used)) or 'none'}"
+            raise ConfigError(f"expected a key a template of the config uses, got {key}{hint}", source="-e")
 
 
 def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:

@@ -246,6 +246,19 @@ class _Builder:
                 setattr(service, dep.attr, target.service)
                 spec.needs[dep.attr] = target.name
 
+    def check_required(self) -> None:
+        """Refuse an optional service (`required: false`) that a required one needs: when it
+        failed, the required one could not start either, so it is not optional at all."""
+        for name, spec in self.specs.items():
+            if not spec.required:
+                continue
+            for target in spec.needs.values():
+                other = self.specs[target]
+                if not other.required:
+                    path = (*other.path, "required") if other.path else ()
+                    raise self.error(path, f'expected true: the required service "{name}" needs "{target}" '
+                                           f'(or give "{name}" required: false too)')
+
     def name_of(self, service: aiomisc.Service) -> str | None:
         return next((n for n, s in self.specs.items() if s.service is service), getattr(service, "name", None))
 
@@ -293,6 +306,7 @@ def build_plan(
     for service in services:
         builder.add_python(service)
     builder.resolve()
+    builder.check_required()
     app.services.update({name: spec.service for name, spec in builder.specs.items()})
     builder.check()
     try:

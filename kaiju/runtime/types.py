@@ -91,7 +91,7 @@ class ScopeName(CheckedStr):
 class RedisURL(CheckedStr):
     """`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, `unix:///path` for a socket."""
 
-    expected = 'a Redis URL "redis://host:port/db" (or rediss://, unix:///path) with a port up to 65535'
+    expected = 'a Redis URL "redis://host:port/db" (or rediss://, unix:///path) with a port up to 65535 and a numeric db'
 
     @classmethod
     def valid(cls, value: str) -> bool:
@@ -102,7 +102,9 @@ class RedisURL(CheckedStr):
             return False
         if parts.scheme == "unix":
             return bool(parts.path)
-        return parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+        db = parts.path.strip("/")
+        # the db is a number (redis-py would fail at connect time, reported as "no answer")
+        return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and (not db or db.isascii() and db.isdigit())
 
     @classmethod
     def show(cls, value: Any) -> str:

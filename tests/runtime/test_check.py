@@ -48,12 +48,22 @@ CASES = {
     "redis_url_scheme": (
         '  - cls: RedisConnection\n    settings: {url: "localhost:6379"}\n',
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
-        'with a port up to 65535, got "localhost:6379"',
+        'with a port up to 65535 and a numeric db, got "localhost:6379"',
     ),
     "redis_url_port": (
         '  - cls: RedisConnection\n    settings: {url: "redis://:secret@localhost:99999/0"}\n',
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
-        'with a port up to 65535, got "redis://:***@localhost:99999/0"',
+        'with a port up to 65535 and a numeric db, got "redis://:***@localhost:99999/0"',
+    ),
+    "redis_url_db": (
+        '  - cls: RedisConnection\n    settings: {url: "redis://127.0.0.1:6379/x"}\n',
+        'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
+        'with a port up to 65535 and a numeric db, got "redis://127.0.0.1:6379/x"',
+    ),
+    "optional_but_needed": (
+        "  - cls: RPCServer\n    required: false\n  - cls: HTTPServer\n    settings: {port: 0}\n",
+        'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
+        '(or give "http" required: false too)',
     ),
     "batch_size": (
         "  - cls: RPCServer\n  - cls: MemoryStream\n  - cls: StreamListener\n    settings: {batch_size: 0}\n",
@@ -86,6 +96,18 @@ CASES = {
 def test_check_and_run_report_the_same_line(tmp_path, case):
     services, line = CASES[case]
     assert_check_and_run_agree(write(tmp_path, services), line)
+
+
+def test_an_env_value_no_template_uses_is_refused_with_the_near_miss(tmp_path):
+    path = tmp_path / "app.yml"
+    path.write_text('main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n    settings: {port: "[PORT:0]"}\n')
+    for command in ("check", "run"):
+        proc = run("-c", str(path), "-e", "PROT=9000", command)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == (
+            "kaiju-run: -e: expected a key a template of the config uses, got PROT; did you mean PORT?"
+        ), proc.stderr
+    assert run("-c", str(path), "-e", "PORT=0", "check").returncode == 0
 
 
 def test_same_unix_socket(tmp_path):
