@@ -110,7 +110,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     plan = build_plan(loaded)
     config_loop(loaded)  # a start would refuse a loop that cannot be had
     print(plan.describe())
+    fires = _next_fires(plan)
+    if fires:
+        print("next fires (a start now):")
+        print("\n".join(fires))
     return 0
+
+
+def _next_fires(plan: Any) -> list[str]:
+    """A line per task of the plan: its next two fire times, in its time zone."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from kaiju.tasks.service import ScheduledTask
+
+    lines = []
+    for name, spec in plan.specs.items():
+        task = spec.service
+        if not isinstance(task, ScheduledTask) or not task.enabled:
+            continue
+        zone = getattr(task, "timezone", None)
+        tz = ZoneInfo(zone) if zone else timezone.utc
+        shown = ", ".join(datetime.fromtimestamp(t, tz).isoformat(timespec="seconds") for t in task.next_fires(2))
+        lines.append(f"  {name}: {shown} ({task.describe()['schedule']}{', ' + zone if zone else ''})")
+    return lines
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -159,11 +182,20 @@ def cmd_call(args: argparse.Namespace) -> int:
     if params is not None and not isinstance(params, dict | list):
         print("kaiju-run: PARAMS_JSON must be an object or an array", file=sys.stderr)
         return 2
+    from kaiju.rpc.access import Scope, parse_scope
+
+    try:
+        headers = _call_headers(args)
+        as_caller = headers is not None and ("Session-Id" in headers or any(k.lower() == "authorization" for k in headers))
+        scope = parse_scope(args.scope) if args.scope else Scope.GUEST if as_caller else Scope.SYSTEM
+    except ValueError as exc:
+        print(f"kaiju-run: {exc}", file=sys.stderr)
+        return 2
 
     async def call(ep: Any) -> int:
         rpc = _rpc_servers(ep.app.services.values())[0]
         try:
-            result = await rpc.call(args.method, params)
+            result = await rpc.call(args.method, params, scope=scope, headers=headers)
         except RPCError as exc:
             print(json.dumps({"error": exc.to_dict()}, default=str), file=sys.stderr)
             return 1
@@ -267,6 +299,24 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 def _call_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", metavar="METHOD", help="RPC method name, e.g. demo.echo")
     p.add_argument("params", metavar="PARAMS_JSON", nargs="?", help="params as a JSON object or array")
+    p.add_argument("--scope", metavar="NAME", help="call with this scope (system, admin, user, guest; default: system, "
+                   "or guest with --session or an Authorization header)")
+    p.add_argument("--session", metavar="ID", help="call as the session with this id (Session-Id), from the app's session store")
+    p.add_argument("-H", "--header", dest="headers", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="a request header (Authorization, Timeout, ...); repeatable")
+
+
+def _call_headers(args: argparse.Namespace) -> dict[str, str] | None:
+    """The headers of `call` from -H and --session; raises ValueError for a malformed -H."""
+    headers: dict[str, str] = {}
+    for item in args.headers:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"expected -H 'NAME: VALUE', got {item!r}")
+        headers[name.strip()] = value.strip()
+    if args.session:
+        headers["Session-Id"] = args.session
+    return headers or None
 
 
 COMMANDS: dict[str, Command] = {
@@ -281,7 +331,7 @@ COMMANDS: dict[str, Command] = {
             lambda p: p.add_argument("--show-secrets", action="store_true", help="do not mask secret values"),
         ),
         Command("methods", "list the RPC methods the app exposes", cmd_methods),
-        Command("call", "start the services, call one RPC method with system scope, print the result as JSON, stop",
+        Command("call", "start the services, call one RPC method (system scope unless told), print the result as JSON, stop",
                 cmd_call, _call_arguments),
         Command(
             "health",

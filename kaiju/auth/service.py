@@ -149,7 +149,7 @@ class AuthService(Authenticator):
         self._clients = ClientLimit(int(self.client_attempts), float(self.client_window))
         if self._made_up_secret:
             self.logger.warning(
-                "no secret: tokens are signed with a key made up for this process (env dev only); "
+                "no signing key given, so tokens are signed with a key made up for this process (env dev only); "
                 "they end with it and other processes refuse them"
             )
 
@@ -361,6 +361,23 @@ class AuthService(Authenticator):
         await self.revoke_family(family)
         self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
         raise NotAuthorized("Not authorized: the refresh token was already used; every token of this login is revoked")
+
+
+    # -- kaiju-tools' names, for its clients (RPCServer kaiju_tools_requests: true) ----------
+
+    @method(name="jwt.get", permission=Scope.GUEST, kaiju_tools=True)
+    async def jwt_get(self, username: str, password: str) -> dict[str, Any]:
+        """kaiju-tools' `auth.jwt.get`: `auth.token`, answered with its keys too (`access`, `refresh`)."""
+        return _old_keys(await self.token(username, password))
+
+    @method(name="jwt.refresh", permission=Scope.GUEST, kaiju_tools=True)
+    async def jwt_refresh(self, refresh: str, access: str | None = None) -> dict[str, Any]:
+        """kaiju-tools' `auth.jwt.refresh`: `auth.refresh` with its params and keys."""
+        return _old_keys(await self.refresh(refresh))
+
+
+def _old_keys(pair: dict[str, Any]) -> dict[str, Any]:
+    return {"access": pair["access_token"], "refresh": pair["refresh_token"], **pair}
 
 
 def _refusal(refused: Refused) -> str:

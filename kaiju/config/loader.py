@@ -38,6 +38,10 @@ class LoadedConfig:
     env_files: tuple[str, ...] = ()
     origins: Origins = field(default_factory=dict, repr=False)
     template_texts: dict[Path, str] = field(default_factory=dict, repr=False)
+    # the merged config before templates were filled, and where each template value came
+    # from ("-e", an env file's path, "the environment"): errors say where a bad value came from
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    value_sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def source(self, path: Sequence[Any]) -> str:
         """The source (file) that set the value at `path`, or its nearest recorded ancestor.
@@ -55,9 +59,13 @@ class LoadedConfig:
         """Build (not raise) a `ConfigError` for `path`, naming the file that set it.
 
         ``config.error(("services", 0, "settings", "port"), 'expected int, got "abc"')``
-        prints as ``conf/app.yml: services[http].settings.port: expected int, got "abc"``.
+        prints as ``conf/app.yml: services[http].settings.port: expected int, got "abc"``;
+        a value a template took from ``-e``, an env file or the environment says so
+        (``... got "abc" (PORT from -e)``).
         """
-        return ConfigError(message, source=self.source(path), path=self.format_path(path))
+        indexed = self._indexed(path)
+        note = _value_note(_lookup_raw(self.raw, indexed), self.value_sources)
+        return ConfigError(message + note, source=self.source(path), path=self.format_path(path))
 
     def texts_under(self, path: Sequence[Any]) -> dict[Path, str]:
         """Template texts below `path` (relative to it), for `convert_with_texts`.
@@ -101,9 +109,12 @@ def load_config(
         raise ConfigError("no config given: name at least one config file (-c FILE)")
     layers = [_read_layer(item) for item in files]
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for path in env_files:
-        values.update(read_env_file(path))
-    return _build(layers, values, env, os_env, tuple(str(p) for p in env_files), strict_env)
+        read = read_env_file(path)
+        values.update(read)
+        sources.update(dict.fromkeys(read, str(path)))
+    return _build(layers, values, env, os_env, tuple(str(p) for p in env_files), strict_env, sources)
 
 
 def load_config_data(
@@ -137,6 +148,7 @@ def _build(
     os_env: bool,
     env_files: tuple[str, ...],
     strict_env: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> LoadedConfig:
     files = tuple(source for source, _ in layers)
     try:
@@ -145,12 +157,17 @@ def _build(
         raw = next((data for source, data in layers if source == exc.source), {})
         raise ConfigError(exc.message, source=exc.source or "", path=format_path(exc.path, raw)) from None
     used = template_keys(merged)
+    sources = dict(sources or {})
+    _check_kaiju_tools_keys(values, sources, used)
     if strict_env and env:
         _check_used(env, used)
     if os_env:
-        values.update({key: os.environ[key] for key in sorted(used) if key in os.environ})
+        found = {key: os.environ[key] for key in sorted(used) if key in os.environ}
+        values.update(found)
+        sources.update(dict.fromkeys(found, "the environment"))
     if env:
         values.update(env)
+        sources.update(dict.fromkeys(env, "-e" if strict_env else "the env values given"))
     texts: dict[Path, str] = {}
     try:
         filled = fill_templates(merged, values, texts)
@@ -159,9 +176,10 @@ def _build(
     try:
         settings = convert_settings(filled, texts)
     except PathError as exc:
-        raise _located(exc, filled, origins, files) from None
+        raise _located(exc, filled, origins, files, merged, sources) from None
     return LoadedConfig(
-        settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts
+        settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts,
+        raw=merged, value_sources=sources,
     )
 
 
@@ -176,8 +194,54 @@ def _check_used(env: Mapping[str, Any], used: set[str]) -> None:
             raise ConfigError(f"expected a key a template of the config uses, got {key}{hint}", source="-e")
 
 
-def _located(exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...]) -> ConfigError:
-    return ConfigError(exc.message, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data))
+def _located(
+    exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...],
+    raw: dict[str, Any] | None = None, sources: dict[str, str] | None = None,
+) -> ConfigError:
+    note = _value_note(_lookup_raw(raw or {}, exc.path), sources or {})
+    return ConfigError(exc.message + note, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data))
+
+
+def _lookup_raw(raw: Any, path: Path) -> Any:
+    node = raw
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
+
+
+def _value_note(raw: Any, sources: Mapping[str, str]) -> str:
+    """` (PORT from -e)` for a value a template filled from a source outside the config files."""
+    if not isinstance(raw, str) or "[" not in raw:
+        return ""
+    came = [f"{key} from {sources[key]}" for key in sorted(template_keys(raw)) if key in sources]
+    return f" ({', '.join(came)})" if came else ""
+
+
+# kaiju-tools' standard env keys and the config values they filled there ("[main_env:'dev']")
+KAIJU_TOOLS_ENV_KEYS = {
+    "main_name": ("main.name", 'main: {name: "[main_name]"}'),
+    "main_env": ("main.env", 'main: {env: "[main_env:dev]"}'),
+    "main_loglevel": ("main.loglevel", 'main: {loglevel: "[main_loglevel:INFO]"}'),
+    "run_host": ("the HTTPServer setting host", 'an HTTPServer\'s settings: {host: "[run_host:127.0.0.1]"}'),
+    "run_port": ("the HTTPServer setting port", 'an HTTPServer\'s settings: {port: "[run_port:8080]"}'),
+}
+
+
+def _check_kaiju_tools_keys(values: Mapping[str, Any], sources: Mapping[str, str], used: set[str]) -> None:
+    """Refuse a kaiju-tools env key (`main_env: prod`) that no template uses: its value would
+    be dropped without a word, and the app would run with the default env (and its keys)."""
+    for key, (where, example) in KAIJU_TOOLS_ENV_KEYS.items():
+        if key in values and key not in used:
+            raise ConfigError(
+                f"{key} is kaiju-tools' value for {where}, and no template of the config uses it "
+                f"(so it would be dropped): write {example} in the config, or drop it from the env file",
+                source=sources.get(key, "env"),
+            )
 
 
 def _source_of(path: Path, origins: Origins, files: tuple[str, ...]) -> str:

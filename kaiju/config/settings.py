@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
@@ -177,8 +178,11 @@ _TYPE_NAMES = {"object": "mapping", "array": "list"}
 _BAD_ENUM = re.compile(r"Invalid enum value (?P<value>.*)", re.S)
 
 
-def validation_problem(message: str, data: Any) -> tuple[Path, str]:
-    """Turn a msgspec validation message into `(key path, readable message)`."""
+def validation_problem(message: str, data: Any, type_: Any = None) -> tuple[Path, str]:
+    """Turn a msgspec validation message into `(key path, readable message)`; `type_` is the
+    Struct type `data` was checked against (default: `ProjectSettings`), for the names an
+    unknown key may have been meant as."""
+    type_ = ProjectSettings if type_ is None else type_
     what, path, key_at_fault = split_validation_error(message)
     if key_at_fault:
         return path, "keys must be strings"
@@ -186,15 +190,18 @@ def validation_problem(message: str, data: Any) -> tuple[Path, str]:
         return path + (found.group("field"),), "required key missing"
     if found := _UNKNOWN.match(what):
         key = path + (found.group("field"),)
-        moved = MOVED_KEYS.get(key)
-        return key, f"unknown key ({moved})" if moved else "unknown key"
-    if (found := _BAD_ENUM.match(what)) and (choices := _literal_choices(ProjectSettings, path)):
+        moved = MOVED_KEYS.get(key) if type_ is ProjectSettings else None
+        if moved:
+            return key, f"unknown key ({moved})"
+        near = difflib.get_close_matches(found.group("field"), _field_names(_type_at(type_, path)), n=3)
+        return key, f"unknown key (did you mean {' or '.join(near)}?)" if near else "unknown key"
+    if (found := _BAD_ENUM.match(what)) and (choices := _literal_choices(type_, path)):
         return path, f"expected one of {', '.join(choices)}, got {describe_value(_lookup(data, path))}"
     return path, _expected(what, data, path)
 
 
-def _literal_choices(type_: Any, path: Path) -> tuple[str, ...]:
-    """The values of the `Literal` type found at `path` inside the Struct `type_` (else empty)."""
+def _type_at(type_: Any, path: Path) -> Any:
+    """The type found at `path` inside the Struct `type_` (Any when the path leaves Structs)."""
     for key in path:
         type_ = _not_none(type_)
         if isinstance(key, int):
@@ -202,8 +209,17 @@ def _literal_choices(type_: Any, path: Path) -> tuple[str, ...]:
         elif isinstance(type_, type) and issubclass(type_, msgspec.Struct):
             type_ = typing.get_type_hints(type_).get(key, Any)
         else:
-            return ()
-    type_ = _not_none(type_)
+            return Any
+    return _not_none(type_)
+
+
+def _field_names(type_: Any) -> list[str]:
+    return list(type_.__struct_fields__) if isinstance(type_, type) and issubclass(type_, msgspec.Struct) else []
+
+
+def _literal_choices(type_: Any, path: Path) -> tuple[str, ...]:
+    """The values of the `Literal` type found at `path` inside the Struct `type_` (else empty)."""
+    type_ = _type_at(type_, path)
     return typing.get_args(type_) if typing.get_origin(type_) is Literal else ()
 
 

@@ -34,20 +34,27 @@ _error_field = re.compile(r"field `(?P<name>[^`]+)`")
 
 
 class MethodSpec(NamedTuple):
-    """What `@method` records on a function: its RPC name (None: the function's) and permission."""
+    """What `@method` records on a function: its RPC name (None: the function's), permission,
+    and whether it is a kaiju-tools name served only in that compatibility mode."""
 
     name: str | None
     permission: Scope
+    kaiju_tools: bool = False
 
 
-def method(func: Callable | None = None, /, *, name: str | None = None, permission: Scope | int | str = Scope.SYSTEM):
+def method(
+    func: Callable | None = None, /, *, name: str | None = None, permission: Scope | int | str = Scope.SYSTEM,
+    kaiju_tools: bool = False,
+):
     """Mark an `async def` of a service as an RPC method named `<service name>.<name or function name>`.
 
     Usable bare (`@method`) or with options (`@method(name="get", permission=Scope.GUEST)`).
-    The default permission is SYSTEM: nothing is public unless it says so.
+    The default permission is SYSTEM: nothing is public unless it says so. With
+    `kaiju_tools=True` the method is an old name for clients not moved over yet: only an
+    RPCServer with `kaiju_tools_requests: true` serves it.
     Raises TypeError for a function that is not `async def`, ValueError for an unknown scope.
     """
-    spec = MethodSpec(name, parse_scope(permission))
+    spec = MethodSpec(name, parse_scope(permission), kaiju_tools)
 
     def mark(f: Callable) -> Callable:
         target = f.__func__ if isinstance(f, (classmethod, staticmethod)) else f

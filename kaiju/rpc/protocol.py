@@ -90,7 +90,9 @@ def parse_request(obj: Any) -> Request:
         raise exc
     usable_id = None if req_id is UNSET else req_id
     if obj.get("jsonrpc") != JSONRPC:
-        raise _with_id(InvalidRequest('Invalid request: "jsonrpc" must be "2.0"', data={"field": "jsonrpc"}), usable_id)
+        # kaiju-tools' clients send no "jsonrpc" member: say how a server accepts them
+        hint = "" if "jsonrpc" in obj else ' (it is missing: a kaiju-tools client? RPCServer accepts those with kaiju_tools_requests: true)'
+        raise _with_id(InvalidRequest(f'Invalid request: "jsonrpc" must be "2.0"{hint}', data={"field": "jsonrpc"}), usable_id)
     method = obj.get("method")
     if type(method) is not str:
         raise _with_id(InvalidRequest('Invalid request: "method" must be a string', data={"field": "method"}), usable_id)

@@ -165,7 +165,7 @@ class RPCServer(Service):
     # -- the method table ---------------------------------------------------
 
     def _new_table(self) -> MethodTable:
-        table = MethodTable(bool(self.enable_permissions))
+        table = MethodTable(bool(self.enable_permissions), bool(self.kaiju_tools_requests))
         table.add(Introspection(self), self.name)
         return table
 

@@ -22,13 +22,15 @@ __all__ = ["MethodTable"]
 
 class MethodTable:
     """Methods by RPC name (`<prefix>.<name>`). With `enable_permissions` off, every method
-    is callable by everyone."""
+    is callable by everyone; with `kaiju_tools`, the methods marked as kaiju-tools' old names
+    are served too."""
 
-    __slots__ = ("methods", "enable_permissions")
+    __slots__ = ("methods", "enable_permissions", "kaiju_tools")
 
-    def __init__(self, enable_permissions: bool = True):
+    def __init__(self, enable_permissions: bool = True, kaiju_tools: bool = False):
         self.methods: dict[str, Method] = {}
         self.enable_permissions = enable_permissions
+        self.kaiju_tools = kaiju_tools
 
     def add(self, obj: Any, prefix: str) -> list[str]:
         """Register the `@rpc.method` methods of `obj` as `<prefix>.<name>`; returns their names.
@@ -37,6 +39,8 @@ class MethodTable:
         """
         added = []
         for attr, spec in class_methods(type(obj)):
+            if spec.kaiju_tools and not self.kaiju_tools:
+                continue
             name = f"{prefix}.{spec.name or attr}"
             existing = self.methods.get(name)
             if existing is not None and getattr(existing.func, "__self__", None) is not obj:

@@ -165,7 +165,7 @@ class _Builder:
         try:
             kwargs = validate_settings(cls, settings, self.config.texts_under((*path, "settings")))
         except msgspec.ValidationError as exc:
-            sub, message = validation_problem(str(exc), settings)
+            sub, message = validation_problem(str(exc), settings, settings_type(cls))
             raise self.error((*path, "settings", *sub), message) from None
         missing = sorted(set(getattr(cls, "__required__", ())) - kwargs.keys())
         if missing:  # aiomisc checks these in its constructor, with a less readable message
@@ -199,7 +199,7 @@ class _Builder:
         try:
             msgspec.convert(_given_settings(service), settings_type(type(service)), dec_hook=check_hook)
         except msgspec.ValidationError as exc:
-            sub, message = validation_problem(str(exc), _given_settings(service))
+            sub, message = validation_problem(str(exc), _given_settings(service), settings_type(type(service)))
             raise self.setting_error(spec, sub, message) from None
         if getattr(service, "name", None) is None:
             service.name = name
@@ -235,7 +235,9 @@ class _Builder:
                         if dep.optional:
                             setattr(service, dep.attr, None)
                             continue
-                        raise self.error(path, f"{name} needs a {dep.cls.__name__} service ({dep.attr}), and there is none")
+                        could = self.registry.implementations(dep.cls)
+                        hint = f": add one of {', '.join(could)}" if len(could) > 1 else f": add a {could[0]}" if could else ""
+                        raise self.error(path, f"{name} needs a {dep.cls.__name__} service ({dep.attr}), and there is none{hint}")
                     if len(found) > 1:
                         names = ", ".join(sorted(s.name for s in found))
                         raise self.error(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import os
 import sysconfig
@@ -23,7 +24,10 @@ from types import ModuleType
 
 import aiomisc
 
-__all__ = ["BUILTIN", "ClassNotFound", "Registry", "describe_error", "import_module", "import_object"]
+__all__ = [
+    "BUILTIN", "KAIJU_TOOLS_NAMES", "ClassNotFound", "Registry", "describe_error", "implementations", "import_module",
+    "import_object",
+]
 
 ENTRY_POINT_GROUP = "kaiju.services"
 
@@ -58,6 +62,49 @@ BUILTIN: dict[str, str] = {
     # operations
     "Metrics": "kaiju.metrics.service:Metrics",
 }
+
+
+# kaiju-tools' class names and what takes their place in kaiju (docs/migration.rst)
+KAIJU_TOOLS_NAMES: dict[str, str] = {
+    "LoggingService": "logging is no service in kaiju: configure it in the top-level logging: section",
+    "SessionService": "CacheSessions keeps the sessions (with AuthService for logins)",
+    "AuthenticationService": "AuthService checks passwords and tokens",
+    "LoginService": "AuthService has auth.login, auth.logout, auth.token and auth.refresh",
+    "UserService": "a UserStore (ConfigUsers, or your own subclass) gives AuthService its users",
+    "JSONRPCServer": "RPCServer is the JSON-RPC dispatcher",
+    "HTTPService": "HTTPClient is the HTTP client service (HTTPServer serves HTTP)",
+    "RPCClientService": "HTTPRPCClient calls another app's RPC methods over HTTP",
+    "StreamRPCClient": "StreamProducer writes RPC requests to a stream",
+    "Scheduler": "each task is a service of its own: PeriodicTask or CronTask in the config, or Tasks.add() at run time",
+    "Listener": "StreamListener runs the requests of a stream topic",
+    "RedisTransportService": "RedisConnection holds the Redis client",
+    "RedisCacheService": "RedisCache (or MemoryCache in one process)",
+    "LocksService": "RedisLocks (or MemoryLocks in one process)",
+    "RedisLocksService": "RedisLocks (or MemoryLocks in one process)",
+    "ApplicationService": "kaiju.Service is the base class of a service",
+    "ContextableService": "kaiju.Service is the base class of a service",
+}
+
+
+# kaiju's classes that implement each of its interfaces, by the interface's name: what an
+# error can suggest for a missing dependency without importing every backend
+_IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
+    "Cache": ("MemoryCache", "RedisCache"),
+    "Locks": ("MemoryLocks", "RedisLocks"),
+    "StreamBackend": ("MemoryStream", "RedisStream"),
+    "SessionStore": ("CacheSessions",),
+    "UserStore": ("ConfigUsers",),
+    "Authenticator": ("AuthService",),
+    "Streams": ("Streams",),
+}
+
+
+def implementations(base: type) -> tuple[str, ...]:
+    """kaiju's classes a config can name (`cls:`) for a dependency of type `base`."""
+    for klass in base.__mro__:
+        if klass.__name__ in _IMPLEMENTATIONS and klass.__module__.startswith("kaiju."):
+            return _IMPLEMENTATIONS[klass.__name__]
+    return (base.__name__,) if base.__name__ in BUILTIN else ()
 
 
 class ClassNotFound(LookupError):
@@ -123,15 +170,16 @@ def import_object(ref: str) -> object:
 
 
 def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
-    """The service classes a module defines, or re-exports from its own submodules (a package's
-    `__init__` importing them), by name; classes imported from elsewhere are not its own."""
+    """The service classes a module defines, or imports from its own top-level package (an
+    app's `app.services` importing `Warehouse` from `app.warehouse`), by name; classes
+    imported from other distributions (kaiju's, aiomisc's) are not the app's own."""
     found: dict[str, type[aiomisc.Service]] = {}
-    own = module.__name__
+    top = module.__name__.split(".", 1)[0]
     for name, obj in vars(module).items():
         if (
             inspect.isclass(obj)
             and issubclass(obj, aiomisc.Service)
-            and (obj.__module__ == own or obj.__module__.startswith(own + "."))
+            and (obj.__module__ == top or obj.__module__.startswith(top + "."))
         ):
             if not inspect.isabstract(obj) and not name.startswith("_"):
                 found[name] = obj
@@ -151,10 +199,15 @@ class Registry:
             self.add_package(package)
 
     def add_package(self, package: str) -> None:
-        """Make the service classes defined in `package` (a module) addressable by name.
+        """Make the service classes of `package` (a module) addressable by name: those it
+        defines or imports from its own top-level package, and, for a package with a
+        `services` module (where kaiju-tools looked), those of `<package>.services` too.
 
-        Raises ClassNotFound when the module fails to import (naming the file and line)."""
-        self._classes.update(_module_services(import_module(package, "package")))
+        Raises ClassNotFound when a module fails to import (naming the file and line)."""
+        module = import_module(package, "package")
+        self._classes.update(_module_services(module))
+        if hasattr(module, "__path__") and importlib.util.find_spec(f"{package}.services") is not None:
+            self._classes.update(_module_services(import_module(f"{package}.services", "package")))
 
     def add(self, cls: type[aiomisc.Service], name: str | None = None) -> None:
         """Make one class addressable as `name` (default: its class name)."""
@@ -162,6 +215,13 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted({*self._refs, *self._classes})
+
+    def implementations(self, base: type) -> list[str]:
+        """Names of the classes a config could add for a dependency of type `base`: kaiju's
+        own (see `implementations`) and those of the config's packages."""
+        found = set(implementations(base))
+        found.update(name for name, cls in self._classes.items() if issubclass(cls, base) and not inspect.isabstract(cls))
+        return sorted(found)
 
     def resolve(self, name: str) -> type[aiomisc.Service]:
         """The class `name` refers to; raises ClassNotFound with close matches."""
@@ -172,6 +232,8 @@ class Registry:
             elif ":" in name or "." in name:
                 cls = import_object(name)  # type: ignore[assignment]
             else:
+                if name in KAIJU_TOOLS_NAMES:
+                    raise ClassNotFound(f'"{name}" is kaiju-tools\' class: {KAIJU_TOOLS_NAMES[name]} (docs/migration.rst)')
                 close = difflib.get_close_matches(name, self.names(), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ClassNotFound(

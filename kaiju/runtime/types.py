@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from msgspec import Meta
 
 __all__ = [
+    "CRON_MACROS",
     "SCOPE_NAMES",
     "CheckedStr",
     "CronSpec",
@@ -66,10 +67,18 @@ class CheckedStr(str):
         return True
 
     @classmethod
+    def problem(cls, value: str) -> str | None:
+        """What is wrong with `value` (a str): None when it is valid, else a reason ("" when
+        `expected` says it all). Subclasses with more to say than `valid` override it."""
+        return None if cls.valid(value) else ""
+
+    @classmethod
     def parse(cls, value: Any) -> CheckedStr:
-        """`value` as an instance of `cls`; raises ValueError naming what was expected."""
-        if not isinstance(value, str) or not cls.valid(value):
-            raise ValueError(f"expected {cls.expected}, got {cls.show(value)}")
+        """`value` as an instance of `cls`; raises ValueError naming what was expected (and why
+        the value is not that, when the type can say)."""
+        why = cls.problem(value) if isinstance(value, str) else ""
+        if why is not None:
+            raise ValueError(f"expected {cls.expected}, got {cls.show(value)}" + (f" ({why})" if why else ""))
         return cls(value)
 
     @classmethod
@@ -119,16 +128,48 @@ class RedisURL(CheckedStr):
         return _shown(value)
 
 
-class CronSpec(CheckedStr):
-    """A cron spec as croniter reads it: 5 fields, or 6 with seconds last."""
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
-    expected = "a cron spec of 5 fields (minute hour day month weekday) or 6 (seconds last)"
+
+class CronSpec(CheckedStr):
+    """A cron spec as croniter reads it: 5 fields, 6 with seconds last, or a macro such as
+    `@daily`; one that never fires (`0 3 31 2 *`) is refused."""
+
+    expected = f"a cron spec of 5 fields (minute hour day month weekday), 6 (seconds last) or one of {', '.join(CRON_MACROS)}"
 
     @classmethod
-    def valid(cls, value: str) -> bool:
+    def problem(cls, value: str) -> str | None:
         from croniter import croniter  # only configs with a cron spec need it
+        from croniter import CroniterBadDateError
 
-        return len(value.split()) in (5, 6) and croniter.is_valid(value)
+        if value.strip().lower() in CRON_MACROS:
+            return None
+        if len(value.split()) not in (5, 6):
+            return ""
+        try:
+            croniter(value).get_next(float)
+        except CroniterBadDateError:
+            return "it never fires: no date matches it"
+        except Exception:  # croniter's several error types; find the field at fault
+            return _bad_cron_field(value.split())
+        return None
+
+
+_CRON_FIELDS = ("minute", "hour", "day", "month", "weekday", "second")
+
+
+def _bad_cron_field(fields: list[str]) -> str:
+    """Which field of a cron spec croniter refuses, and croniter's reason."""
+    from croniter import croniter
+
+    for index, field in enumerate(fields):
+        alone = " ".join(field if n == index else "*" for n in range(len(fields)))
+        try:
+            croniter(alone)
+        except Exception as exc:
+            reason = str(exc).replace(f"[{alone}] ", "").strip() or "not valid"
+            return f"the {_CRON_FIELDS[index]} field {field!r}: {reason}"
+    return "croniter cannot read it"
 
 
 class TimeZone(CheckedStr):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from kaiju.runtime.service import SettingError
@@ -38,14 +39,25 @@ class PeriodicTask(ScheduledTask):
             raise SettingError("jitter", f"expected less than interval ({self.interval:g} s), got {self.jitter:g}")
 
     def _first_fire(self, now: float) -> float:
+        self._anchor, first = self._plan(now)
+        return first
+
+    def _plan(self, now: float) -> tuple[float, float]:
+        """(anchor, first fire) for a start at `now`: a singleton's fires sit on multiples of
+        `interval`, which every process agrees on; others count from their own start."""
         if self.singleton:
-            self._anchor = 0.0
-            return next_periodic_fire(0.0, self.interval, now + self.delay - 1e-6)
-        self._anchor = now + self.delay
-        return self._anchor
+            return 0.0, next_periodic_fire(0.0, self.interval, now + self.delay - 1e-6)
+        return now + self.delay, now + self.delay
 
     def _next_fire(self, fire: float) -> float:
         return next_periodic_fire(self._anchor, self.interval, fire)
+
+    def next_fires(self, count: int = 2, now: float | None = None) -> list[float]:
+        anchor, first = self._plan(time.time() if now is None else now)  # a running task's anchor stays
+        fires = [first]
+        while len(fires) < count:
+            fires.append(next_periodic_fire(anchor, self.interval, fires[-1]))
+        return fires
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 
 Cron specs are read by croniter: 5 fields (minute hour day month weekday) or 6, the
 sixth being seconds (`"* * * * * *"` fires every second, `"0 * * * * 30"` at second 30
-of every hour). A spec is matched against the wall clock of an IANA time zone.
+of every hour), or one of croniter's macros (`@daily`, `@hourly`, ...). A spec is matched against the wall clock of an IANA time zone.
 
 Daylight-saving time, for a zone that has it:
 
@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+
+from kaiju.runtime.types import CRON_MACROS
 
 __all__ = [
     "CronSchedule",
@@ -83,12 +85,17 @@ class CronSchedule:
     __slots__ = ("spec", "tz", "timezone", "_every_hour")
 
     def __init__(self, spec: str, timezone: str = "UTC"):
-        if not isinstance(spec, str) or len(spec.split()) not in (5, 6):
+        macro = isinstance(spec, str) and spec.strip().lower() in CRON_MACROS
+        if not isinstance(spec, str) or not macro and len(spec.split()) not in (5, 6):
             raise TaskSettingsError(
-                f"cron: expected 5 fields (minute hour day month weekday) or 6 (the sixth is seconds), got {spec!r}"
+                f"cron: expected 5 fields (minute hour day month weekday), 6 (the sixth is seconds) or a macro"
+                f" ({', '.join(CRON_MACROS)}), got {spec!r}"
             )
+        if macro:
+            spec = spec.strip().lower()
         try:
             expanded = croniter(spec).expanded
+            croniter(spec).get_next(float)  # one that never fires (Feb 31) raises here, not at start
         except Exception as exc:  # croniter raises several types for bad specs
             raise TaskSettingsError(f"cron: invalid spec {spec!r}: {exc}") from None
         self.spec = spec

@@ -178,6 +178,14 @@ class ScheduledTask(Service):
     def describe(self) -> dict[str, Any]:
         """The schedule as plain data, for `status()`."""
 
+    def next_fires(self, count: int = 2, now: float | None = None) -> list[float]:
+        """The first `count` fire times (Unix seconds, before jitter) a start at `now` (default:
+        the wall clock now) would arm; `kaiju-run check` prints them, so a swapped field shows."""
+        fires = [self._first_fire(time.time() if now is None else now)]
+        while len(fires) < count:
+            fires.append(self._next_fire(fires[-1]))
+        return fires
+
     # -- lifetime -------------------------------------------------------
 
     async def start(self) -> None:

@@ -202,3 +202,27 @@ def test_key_pair_algorithms_sign_and_check(algorithm, make_key):
 def test_bad_key_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         TokenSigner(**settings)
+
+
+async def test_kaiju_tools_clients_get_their_jwt_methods_in_compatibility_mode():
+    from kaiju.auth.service import AuthService
+    from kaiju.auth.users import ConfigUsers
+    from kaiju.cache.memory import MemoryCache
+    from kaiju.rpc import RPCServer, Scope
+    from kaiju.rpc.errors import MethodNotFound
+    from kaiju.rpc.sessions import CacheSessions
+    from kaiju.testing.services import started
+    from tests.auth.support import SECRET, USERS
+
+    for compat in (False, True):
+        rpc = RPCServer(kaiju_tools_requests=compat)
+        async with started(MemoryCache(), CacheSessions(), ConfigUsers(users=USERS), AuthService(secret=SECRET), rpc):
+            params = {"username": "alice", "password": "wonderland"}
+            if not compat:
+                with pytest.raises(MethodNotFound):
+                    await rpc.call("auth.jwt.get", params, scope=Scope.GUEST)
+                continue
+            old = await rpc.call("auth.jwt.get", params, scope=Scope.GUEST)
+            assert old["access"] == old["access_token"] and old["refresh"] == old["refresh_token"]
+            renewed = await rpc.call("auth.jwt.refresh", {"access": old["access"], "refresh": old["refresh"]}, scope=Scope.GUEST)
+            assert renewed["refresh"] != old["refresh"]

@@ -132,7 +132,7 @@ def test_load_config_data_rejects_a_non_mapping():
     [
         ("main: {}\n", "conf/app.yml: main.name: required key missing"),
         ("etc: {}\n", "conf/app.yml: main: required key missing"),
-        ("main: {name: a, nmae: b}\n", "conf/app.yml: main.nmae: unknown key"),
+        ("main: {name: a, nmae: b}\n", "conf/app.yml: main.nmae: unknown key (did you mean name?)"),
         ("main: {name: a}\nextra: 1\n", "conf/app.yml: extra: unknown key"),
         ("main: {name: a, debug: maybe}\n", 'conf/app.yml: main.debug: expected bool, got "maybe"'),
         ("main: {name: a, version: 1.0}\n", "conf/app.yml: main.version: expected str, got 1.0"),
@@ -188,7 +188,7 @@ def test_missing_template_names_the_file_where_it_stands():
 
 def test_a_typed_template_value_that_does_not_fit_is_reported_at_its_key():
     write("conf/app.yml", 'main: {name: a, debug: "[KJ_DEBUG:false]"}\n')
-    expected = 'conf/app.yml: main.debug: expected bool, got "sometimes"'
+    expected = 'conf/app.yml: main.debug: expected bool, got "sometimes" (KJ_DEBUG from the env values given)'
     assert error_of(["conf/app.yml"], env={"KJ_DEBUG": "sometimes"}) == expected
 
 
@@ -253,3 +253,19 @@ def test_template_texts_are_kept_for_service_settings():
     assert convert_with_texts(settings, Redis, texts) == Redis(password="123456", db=1)
     with pytest.raises(msgspec.ValidationError):
         convert_with_texts(settings, Redis, {})
+
+
+def test_a_kaiju_tools_env_key_no_template_uses_is_refused():
+    write("conf/app.yml", 'main: {name: a, env: "[ENV:dev]"}\n')
+    write("conf/env.json", '{"main_env": "prod"}')
+    message = error_of(["conf/app.yml"], env_files=["conf/env.json"])
+    assert message.startswith("conf/env.json: main_env is kaiju-tools' value for main.env") and '[main_env:dev]' in message
+    write("conf/app.yml", 'main: {name: a, env: "[main_env:dev]"}\n')
+    assert load_config(["conf/app.yml"], env_files=["conf/env.json"]).settings.main.env == "prod"
+
+
+def test_a_bad_value_says_which_env_file_it_came_from():
+    write("conf/app.yml", 'main: {name: a, debug: "[KJ_DEBUG:false]"}\n')
+    write("conf/app.env", "KJ_DEBUG=sometimes\n")
+    expected = 'conf/app.yml: main.debug: expected bool, got "sometimes" (KJ_DEBUG from conf/app.env)'
+    assert error_of(["conf/app.yml"], env_files=["conf/app.env"]) == expected

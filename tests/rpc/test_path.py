@@ -187,7 +187,8 @@ async def test_kaiju_tools_requests_are_accepted_when_asked():
     async with started(calc, strict, lenient):
         no_member = b'{"id": 7, "method": "calc.subtract", "params": [5, 2]}'
         response, _ = await strict.handle(no_member)
-        assert decode(response)["error"]["data"]["field"] == "jsonrpc"
+        error = decode(response)["error"]
+        assert error["data"]["field"] == "jsonrpc" and "kaiju_tools_requests: true" in error["message"], error
         response, _ = await lenient.handle(no_member)
         assert decode(response) == {"jsonrpc": "2.0", "id": 7, "result": 3}
         # kaiju-tools answered a request without an id: so does this mode, with id null

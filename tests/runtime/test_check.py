@@ -55,6 +55,22 @@ CASES = {
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
         'with a port up to 65535 and a numeric db, got "redis://:***@localhost:99999/0"',
     ),
+    "cron_never_fires": (
+        '  - cls: CronTask\n    name: nightly\n    settings: {cron: "0 3 31 2 *", call: "asyncio:sleep", params: [0]}\n',
+        "services[nightly].settings.cron: expected a cron spec of 5 fields (minute hour day month weekday), "
+        '6 (seconds last) or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, '
+        'got "0 3 31 2 *" (it never fires: no date matches it)',
+    ),
+    "cron_swapped_weekday": (
+        '  - cls: CronTask\n    name: nightly\n    settings: {cron: "0 3 * * mon-fry", call: "asyncio:sleep", params: [0]}\n',
+        "services[nightly].settings.cron: expected a cron spec of 5 fields (minute hour day month weekday), "
+        '6 (seconds last) or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, '
+        'got "0 3 * * mon-fry" (the weekday field \'mon-fry\': is not acceptable)',
+    ),
+    "missing_locks": (
+        "  - cls: RPCServer\n  - cls: MemoryCache\n  - cls: CacheSessions\n    settings: {locks: mylocks}\n",
+        'services[CacheSessions].settings.locks: sessions needs "mylocks", but no service has that name',
+    ),
     "redis_url_db": (
         '  - cls: RedisConnection\n    settings: {url: "redis://127.0.0.1:6379/x"}\n',
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
@@ -76,8 +92,9 @@ CASES = {
     ),
     "cron_spec": (
         '  - cls: CronTask\n    name: nightly\n    settings: {cron: "61 * * * *", call: "asyncio:sleep", params: [0]}\n',
-        "services[nightly].settings.cron: expected a cron spec of 5 fields (minute hour day month weekday) "
-        'or 6 (seconds last), got "61 * * * *"',
+        "services[nightly].settings.cron: expected a cron spec of 5 fields (minute hour day month weekday), "
+        '6 (seconds last) or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, '
+        'got "61 * * * *" (the minute field \'61\': is not acceptable, out of range)',
     ),
     "same_port": (
         "  - cls: RPCServer\n  - cls: HTTPServer\n    name: a\n    settings: {port: 18080}\n"
@@ -118,6 +135,25 @@ def test_same_unix_socket(tmp_path):
     )
     line = f'services[a].settings.unix_socket: expected an address no other service listens on, got {sock} (also used by "b")'
     assert_check_and_run_agree(write(tmp_path, services), line)
+
+
+def test_check_prints_each_tasks_next_fires_and_takes_cron_macros(tmp_path):
+    services = (
+        '  - cls: CronTask\n    name: nightly\n    settings: {cron: "@daily", timezone: Europe/Berlin, call: "asyncio:sleep", params: [0]}\n'
+        '  - cls: CronTask\n    name: at_three\n    settings: {cron: "3 0 * * *", call: "asyncio:sleep", params: [0]}\n'
+    )
+    proc = run("-c", str(write(tmp_path, services)), "check")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("next fires (a start now):\n", 1)[1].splitlines()
+    assert lines[0].startswith("  nightly: ") and lines[0].count("T00:00:00+01:00") + lines[0].count("T00:00:00+02:00") == 2
+    assert lines[0].endswith("(@daily, Europe/Berlin)")
+    assert lines[1].startswith("  at_three: ") and lines[1].count("T00:03:00+00:00") == 2, lines  # not 03:00: a swap shows
+
+
+def test_a_missing_dependency_names_the_classes_that_would_do(tmp_path):
+    proc = run("-c", str(write(tmp_path, "  - cls: RPCServer\n  - cls: Tasks\n    settings: {locks: null}\n  - cls: AuthService\n")), "check")
+    assert proc.returncode == 2, proc.stderr
+    assert "auth needs a UserStore service (users), and there is none: add a ConfigUsers" in proc.stderr, proc.stderr
 
 
 def test_a_good_config_passes_check(tmp_path):

@@ -297,6 +297,18 @@ def test_call_prints_the_result_as_json():
     assert json.loads(by_position.stdout) == {"a": [1, 2]}
 
 
+def test_call_takes_a_scope_a_session_and_headers():
+    guest = run("-c", "conf/example.yml", "--log-level", "ERROR", "call", "demo.visits", "--scope", "guest")
+    assert guest.returncode == 1 and '"MethodNotFound"' in guest.stderr  # a user method, out of a guest's reach
+    basic = "Authorization: Basic " + __import__("base64").b64encode(b"demo:demo-password").decode()
+    user = run("-c", "conf/example.yml", "--log-level", "ERROR", "call", "auth.whoami", "-H", basic)
+    assert user.returncode == 0 and json.loads(user.stdout)["user_id"] == "demo", user.stderr
+    unknown = run("-c", "conf/example.yml", "--log-level", "ERROR", "call", "auth.whoami", "--session", "nope")
+    assert unknown.returncode == 0 and json.loads(unknown.stdout)["scope"] == "guest", unknown.stderr
+    bad = run("-c", "conf/example.yml", "call", "auth.whoami", "-H", "no colon")
+    assert bad.returncode == 2 and "expected -H 'NAME: VALUE'" in bad.stderr
+
+
 def test_call_error_response_exits_1():
     result = run("-c", "conf/example.yml", "-e", "PORT=0", "--log-level", "ERROR", "call", "demo.hello", '{"nam": 1}')
     assert result.returncode == 1

@@ -84,7 +84,7 @@ def test_duplicate_service_name():
 
 def test_missing_dependency():
     msg = error_of({"cls": "Cache"})
-    assert msg == "conf/app.yml: services[Cache].settings.db: cache needs a Database service (db), and there is none"
+    assert msg == "conf/app.yml: services[Cache].settings.db: cache needs a Database service (db), and there is none: add a Database"
 
 
 def test_ambiguous_dependency_asks_to_name_one():

@@ -84,3 +84,26 @@ def test_packages_find_classes_their_init_re_exports(tmp_path, monkeypatch):
     assert registry.resolve("Echo").__name__ == "Echo"
     # a class the package imports from elsewhere is not its own: the built-in name still rules
     assert "DemoService" not in registry._classes
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("LoggingService", "logging: section"), ("SessionService", "CacheSessions"), ("HTTPService", "HTTPClient"),
+    ("RPCClientService", "HTTPRPCClient"), ("Scheduler", "PeriodicTask or CronTask"),
+])
+def test_kaiju_tools_class_names_say_what_took_their_place(name, hint):
+    with pytest.raises(ClassNotFound, match=f"kaiju-tools' class: .*{hint}"):
+        Registry().resolve(name)
+
+
+def test_a_listed_package_is_read_with_its_services_module_and_its_own_imports(tmp_path, monkeypatch):
+    pkg = tmp_path / "orders"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "warehouse.py").write_text("import kaiju\nclass Warehouse(kaiju.Service):\n    pass\n")
+    (pkg / "services.py").write_text("import kaiju\nfrom orders.warehouse import Warehouse\nclass Orders(kaiju.Service):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # kaiju-tools' packages: [orders] read orders.services; the classes it imports from its own package count
+    registry = Registry(["orders"], use_entry_points=False)
+    assert registry.resolve("Orders").__module__ == "orders.services"
+    assert registry.resolve("Warehouse").__module__ == "orders.warehouse"
+    assert Registry(["orders.services"], use_entry_points=False).resolve("Warehouse").__name__ == "Warehouse"
