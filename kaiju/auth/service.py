@@ -128,7 +128,10 @@ class AuthService(Authenticator):
             raise SettingError("secret_file", f"expected a readable file holding the secret, got {self.secret_file} ({exc.strerror})") from None
 
     def check(self) -> None:
-        """Outside env dev, refuse a secret that is made up, published or weak."""
+        """Refuse a refresh window shorter than an access token's life; outside env dev, a secret
+        that is made up, published or weak."""
+        if self.refresh_ttl < self.access_ttl:
+            raise SettingError("refresh_ttl", f"expected at least access_ttl ({self.access_ttl:g} s), got {self.refresh_ttl:g}")
         if self.algorithm != "HS256" or self.app.env == DEV_ENV:
             return
         key = "secret_file" if self.secret_file else "secret"

@@ -64,6 +64,9 @@ def service_identity(entry: Any) -> str | None:
     """The ``name`` of a services entry, else its ``cls``; None if it has neither."""
     if not isinstance(entry, Mapping):
         return None
+    name = entry.get("name")
+    if name == "":
+        return None  # an empty name is no identity: validation says what is wrong with it
     for field in ("name", "cls"):
         value = entry.get(field)
         if isinstance(value, str) and value:

@@ -171,6 +171,14 @@ MOVED_KEYS: dict[Path, str] = {
     "HTTPServer service",
 }
 
+# kaiju-tools service settings and what takes their place (an unknown setting of that name says so)
+MOVED_SETTINGS: dict[str, str] = {
+    "blacklist_routes": "kaiju-tools' RPC blacklist: a method is SYSTEM-only unless its @rpc.method(permission=...) says otherwise",
+    "blacklist_scope": "kaiju-tools' RPC blacklist: a method is SYSTEM-only unless its @rpc.method(permission=...) says otherwise",
+    "max_timeout": "kaiju-tools' max_timeout: max_request_time on RPCServer, timeout on a task",
+    "use_context": "kaiju-tools' use_context: nested calls always keep the caller's context",
+}
+
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`(?P<rest>.*)", re.S)
@@ -184,13 +192,14 @@ def validation_problem(message: str, data: Any, type_: Any = None) -> tuple[Path
     unknown key may have been meant as."""
     type_ = ProjectSettings if type_ is None else type_
     what, path, key_at_fault = split_validation_error(message)
+    path = _named_keys(path, data, type_)
     if key_at_fault:
         return path, "keys must be strings"
     if found := _MISSING.match(what):
         return path + (found.group("field"),), "required key missing"
     if found := _UNKNOWN.match(what):
         key = path + (found.group("field"),)
-        moved = MOVED_KEYS.get(key) if type_ is ProjectSettings else None
+        moved = MOVED_KEYS.get(key) if type_ is ProjectSettings else MOVED_SETTINGS.get(found.group("field"))
         if moved:
             return key, f"unknown key ({moved})"
         near = difflib.get_close_matches(found.group("field"), _field_names(_type_at(type_, path)), n=3)
@@ -200,6 +209,29 @@ def validation_problem(message: str, data: Any, type_: Any = None) -> tuple[Path
     return path, _expected(what, data, path)
 
 
+def _named_keys(path: Path, data: Any, type_: Any) -> Path:
+    """`path` with msgspec's `...` (a mapping's key it does not name) replaced by the key of the
+    first entry that does not fit its type: `users.alice.permissions`, not `users["..."]`."""
+    if "..." not in path:
+        return path
+    named: list[Any] = []
+    for key in path:
+        node = _lookup(data, tuple(named))
+        if key == "..." and isinstance(node, dict):
+            value_type = (typing.get_args(_type_at(type_, tuple(named))) or (Any, Any))[-1]
+            key = next((k for k, v in node.items() if not _fits(v, value_type)), key)
+        named.append(key)
+    return tuple(named)
+
+
+def _fits(value: Any, type_: Any) -> bool:
+    try:
+        msgspec.convert(value, type_)
+    except Exception:  # a ValidationError, or a type the plain conversion cannot make: a suspect
+        return False
+    return True
+
+
 def _type_at(type_: Any, path: Path) -> Any:
     """The type found at `path` inside the Struct `type_` (Any when the path leaves Structs)."""
     for key in path:
@@ -207,7 +239,9 @@ def _type_at(type_: Any, path: Path) -> Any:
         if isinstance(key, int):
             type_ = (typing.get_args(type_) or (Any,))[0]
         elif isinstance(type_, type) and issubclass(type_, msgspec.Struct):
-            type_ = typing.get_type_hints(type_).get(key, Any)
+            type_ = typing.get_type_hints(type_, include_extras=True).get(key, Any)
+        elif typing.get_origin(type_) is dict:
+            type_ = (typing.get_args(type_) or (Any, Any))[-1]
         else:
             return Any
     return _not_none(type_)
@@ -224,9 +258,9 @@ def _literal_choices(type_: Any, path: Path) -> tuple[str, ...]:
 
 
 def _not_none(type_: Any) -> Any:
-    """`X` for `X | None`, else `type_`."""
+    """`X` for `X | None` (or `X | UnsetType`, an optional setting), else `type_`."""
     if typing.get_origin(type_) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(type_) if a is not type(None)]
+        rest = [a for a in typing.get_args(type_) if a is not type(None) and a is not msgspec.UnsetType]
         return rest[0] if len(rest) == 1 else type_
     return type_
 

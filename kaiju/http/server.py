@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
+import re
 import socket
 import stat
 from typing import Any, Literal
@@ -32,7 +34,7 @@ from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, NotAuthorized, RequestTimeout, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.service import Service, SettingError, check_listen_address
+from kaiju.runtime.service import Service, SettingError, check_listen_address, same_host
 from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeName
 
 __all__ = ["HTTPServer"]
@@ -144,11 +146,28 @@ class HTTPServer(Service):
         does not import, a route declared twice or at rpc_path, a service in `route_services`
         the app does not have (SettingError naming the setting)."""
         check_listen_address(self)  # no other server of the app on the same host and port, or socket
-        if self.ops_port is not None and self.ops_port != 0 and self.ops_port == self.port and not self.unix_socket:
-            raise SettingError("ops_port", f"expected a port other than port ({self.port}), got {self.ops_port}")
+        self._check_ops_port()
+        _check_host("host", self.host)
+        if self.ops_port is not None:
+            _check_host("ops_host", self.ops_host)
+        if self.unix_socket and not os.path.isdir(os.path.dirname(os.path.abspath(self.unix_socket))):
+            raise SettingError("unix_socket", f"expected a path in an existing directory, got {self.unix_socket}")
+        for key in ("rpc_path", "live_path", "ready_path"):
+            path = getattr(self, key)
+            if path is not None and not path.startswith("/"):
+                raise SettingError(key, f'expected a path starting with "/", got {path!r}')
+        if self.live_path is not None and self.live_path == self.ready_path:
+            raise SettingError("ready_path", f"expected a path other than live_path, got {self.ready_path!r}")
+        if self.cookie_name is not None and not _COOKIE_NAME.fullmatch(self.cookie_name):
+            raise SettingError("cookie_name", f"expected a cookie name of letters, digits and !#$%&'*+-.^_`|~, got {self.cookie_name!r}")
+        if self.real_ip_header is not None and not _COOKIE_NAME.fullmatch(self.real_ip_header):
+            raise SettingError("real_ip_header", f"expected a header name such as X-Forwarded-For, got {self.real_ip_header!r}")
         for origin in self.origins:
-            if _origin(origin) is None:
-                raise SettingError("origins", f'expected origins such as "https://app.example.com", got {origin!r}')
+            own = _origin(origin)
+            if own is None or own != origin.strip().lower().rstrip("/"):
+                raise SettingError("origins", f'expected origins such as "https://app.example.com" (no path), got {origin!r}')
+        if self.shutdown_timeout > self.app.shutdown_timeout:
+            raise SettingError("shutdown_timeout", f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), got {self.shutdown_timeout:g}")
         try:
             self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
         except RouteError as exc:
@@ -241,6 +260,24 @@ class HTTPServer(Service):
             if self.unix_socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
+
+    def _check_ops_port(self) -> None:
+        """The ops listener's address clashes with no listener of the app (this one's or another server's)."""
+        if self.ops_port is None or self.ops_port == 0:
+            return
+        if self.ops_port == self.port and not self.unix_socket:
+            raise SettingError("ops_port", f"expected a port other than port ({self.port}), got {self.ops_port}")
+        for name, other in self.app.services.items():
+            if other is self:
+                continue
+            listens = [(getattr(other, "host", None) or getattr(other, "address", None) or "", getattr(other, "port", None))]
+            if isinstance(other, HTTPServer) and other.ops_port is not None:
+                listens.append((other.ops_host, other.ops_port))
+            for host, port in listens:
+                if port == self.ops_port and same_host(str(host), self.ops_host):
+                    raise SettingError(
+                        "ops_port", f'expected an address no other service listens on, got {self.ops_host}:{self.ops_port} (also used by "{name}")'
+                    )
 
     def _route_table(self, routes: list[Route]) -> RouteTable:
         """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
@@ -395,8 +432,10 @@ class HTTPServer(Service):
         in_headers: Any = request.headers
         if not _is_json(in_headers.get("Content-Type")):
             # a cross-site form or beacon cannot send a JSON content type without asking first (CORS)
+            given = in_headers.get("Content-Type")
             return _error(415, InvalidRequest(
-                f"Invalid request: Content-Type must be application/json, got {in_headers.get('Content-Type', 'none')!r}"
+                "Invalid request: Content-Type must be application/json, got "
+                + (repr(given) if given is not None else "no Content-Type header")
             ), {"Accept-Post": _JSON})
         if self.session_cookie:
             if self._cross_site(in_headers):
@@ -600,6 +639,24 @@ class _JSONErrorServer(GuardedServer):
 
 
 _JSON_TYPES = frozenset({_JSON, "application/json-rpc", "application/jsonrequest"})
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an RFC 7230 token: what a header or cookie name may be
+
+
+def _check_host(key: str, host: str) -> None:
+    """Raise SettingError for a host that cannot be listened on: an impossible address literal,
+    or a name that does not resolve."""
+    if host in ("", "0.0.0.0", "::"):
+        return
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        if host.replace(".", "").isdigit():
+            raise SettingError(key, f"expected an IP address or a host name, got {host!r} (no such IPv4 address)") from None
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SettingError(key, f"expected an address this host can listen on, got {host!r} ({exc.strerror or exc})") from None
 
 
 def _is_json(content_type: str | None) -> bool:

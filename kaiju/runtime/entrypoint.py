@@ -303,8 +303,9 @@ class Entrypoint:
             log.error('service "%s" failed to start; rerun with --log-level DEBUG to see the traceback', name)
 
     def _leave_out(self, name: str, exc: BaseException) -> None:
-        """An optional service failed: leave it out with everything that needs it."""
-        users = dependents(self.plan.graph(), [name])
+        """An optional service failed: leave it out with everything that cannot go without it;
+        a service that declared it an optional dependency (`x: X | None`) starts with None."""
+        users = dependents(self.plan.graph(hard=True), [name])
         needed = sorted(u for u in users if self.plan.specs[u].required)
         if needed:
             raise StartupError(needed[0], f'needs "{name}", which failed to start: {_reason(exc)}')
@@ -316,6 +317,12 @@ class Entrypoint:
                 forget = getattr(service, "remove_service", None)
                 if callable(forget):
                     forget(gone)
+        for other, spec in self.plan.specs.items():
+            if other in self.left_out:
+                continue
+            for attr in [a for a, target in spec.needs.items() if target in self.left_out and a in spec.optional]:
+                setattr(spec.service, attr, None)
+                del spec.needs[attr]
         also = f"; left out with it: {', '.join(sorted(users))}" if users else ""
         log.warning('optional service "%s" failed to start (%s)%s', name, _reason(exc), also)
         if name not in self._timed_out:

@@ -40,6 +40,8 @@ class ServiceSpec:
     start_timeout: float | None = None
     path: tuple = ()  # config key path of the entry, () for a service passed in from Python
     needs: dict[str, str] = field(default_factory=dict)  # attribute -> service name (None-valued deps left out)
+    # the attributes of `needs` declared optional (`x: X | None`): the service can go on without them
+    optional: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -55,8 +57,11 @@ class Plan:
     layers: list[list[str]]
     config: LoadedConfig
 
-    def graph(self) -> dict[str, set[str]]:
-        """`{service: names of the services it needs}`."""
+    def graph(self, *, hard: bool = False) -> dict[str, set[str]]:
+        """`{service: names of the services it needs}`; with `hard`, only the dependencies it
+        cannot go without (not those declared optional)."""
+        if hard:
+            return {name: {t for a, t in spec.needs.items() if a not in spec.optional} for name, spec in self.specs.items()}
         return _graph(self.specs)
 
     def describe(self) -> str:
@@ -247,6 +252,8 @@ class _Builder:
                     target = found[0]
                 setattr(service, dep.attr, target.service)
                 spec.needs[dep.attr] = target.name
+                if dep.optional:
+                    spec.optional.add(dep.attr)
 
     def check_required(self) -> None:
         """Refuse an optional service (`required: false`) that a required one needs: when it
@@ -254,7 +261,9 @@ class _Builder:
         for name, spec in self.specs.items():
             if not spec.required:
                 continue
-            for target in spec.needs.values():
+            for attr, target in spec.needs.items():
+                if attr in spec.optional:
+                    continue  # declared optional (`x: X | None`): it starts without it
                 other = self.specs[target]
                 if not other.required:
                     path = (*other.path, "required") if other.path else ()

@@ -83,6 +83,11 @@ KAIJU_TOOLS_NAMES: dict[str, str] = {
     "RedisLocksService": "RedisLocks (or MemoryLocks in one process)",
     "ApplicationService": "kaiju.Service is the base class of a service",
     "ContextableService": "kaiju.Service is the base class of a service",
+    "UserInterface": "a UserStore (ConfigUsers, or your own subclass) gives AuthService its users",
+    "CacheService": "MemoryCache in one process, RedisCache (with a RedisConnection) for many",
+    "LockService": "MemoryLocks in one process, RedisLocks (with a RedisConnection) for many",
+    "SessionInterface": "CacheSessions keeps the sessions",
+    "TokenClientService": "HTTPRPCClient with an Authorization header (auth.token gives the tokens)",
 }
 
 

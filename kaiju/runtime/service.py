@@ -30,6 +30,7 @@ __all__ = [
     "check_listen_address",
     "dependencies_of",
     "listen_address",
+    "same_host",
     "settings_fields",
 ]
 
@@ -252,14 +253,14 @@ def check_listen_address(service: Service) -> None:
         theirs = listen_address(other) if other is not service else None
         if theirs is None or theirs[0] == "unix" and mine[0] != "unix":
             continue
-        same_port = mine[0] != "unix" and theirs[1] == mine[1] and _same_host(theirs[0], mine[0])
+        same_port = mine[0] != "unix" and theirs[1] == mine[1] and same_host(theirs[0], mine[0])
         if theirs == mine or same_port:
             key = "unix_socket" if mine[0] == "unix" else "port"
             shown = mine[1] if mine[0] == "unix" else f"{mine[0]}:{mine[1]}"
             raise SettingError(key, f'expected an address no other service listens on, got {shown} (also used by "{name}")')
 
 
-def _same_host(a: str, b: str) -> bool:
+def same_host(a: str, b: str) -> bool:
     """Whether two listen hosts can clash: the same address, a wildcard, or `localhost` and one
     of its loopback addresses."""
     if {a, b} & set(_ANY_HOST):

@@ -15,7 +15,7 @@ subclasses: msgspec hands them to `check_hook`, which calls their `parse`.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from msgspec import Meta
 
@@ -109,6 +109,9 @@ class RedisURL(CheckedStr):
             parts.port  # noqa: B018 -- raises ValueError for a port out of range
         except ValueError:
             return False
+        dbs = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "db"]
+        if any(not (v.isascii() and v.isdigit()) for v in dbs):
+            return False  # ?db=x: redis-py would fail at connect time, reported as "no answer"
         if parts.scheme == "unix":
             return bool(parts.path)
         db = parts.path.strip("/")
@@ -149,10 +152,27 @@ class CronSpec(CheckedStr):
         try:
             croniter(value).get_next(float)
         except CroniterBadDateError:
-            return "it never fires: no date matches it"
+            return None  # well formed: `parse` says it never fires
         except Exception:  # croniter's several error types; find the field at fault
             return _bad_cron_field(value.split())
         return None
+
+    @classmethod
+    def parse(cls, value: Any) -> CheckedStr:
+        spec = super().parse(value)
+        if spec.strip().lower() not in CRON_MACROS and not _fires(spec):
+            raise ValueError(f"expected a cron spec that fires, got {cls.show(value)}: no date matches all of its fields")
+        return spec
+
+
+def _fires(spec: str) -> bool:
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(spec).get_next(float)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 _CRON_FIELDS = ("minute", "hour", "day", "month", "weekday", "second")

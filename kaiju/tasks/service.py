@@ -148,8 +148,24 @@ class ScheduledTask(Service):
                 raise SettingError("method", f'expected an RPCServer service in the app to call "{self.method}" through')
             if self.method not in exposed_methods(self.app.services.values()):
                 raise SettingError("method", f'expected a method some service of the app exposes, got "{self.method}"')
+            self._check_params()
         if self.singleton and self.locks is None:
             raise SettingError("singleton", "expected a Locks service in the app for singleton: true")
+
+    def _check_params(self) -> None:
+        """`params` fit the signature of the method they are for (else every fire would fail)."""
+        from kaiju.rpc.errors import RPCError
+        from kaiju.rpc.methods import Method
+
+        for service in self.app.services.values():
+            for attr, spec in class_methods(type(service)):
+                if f"{service.name}.{spec.name or attr}" == self.method:
+                    target = Method(str(self.method), service.name, getattr(service, attr), spec.permission)
+                    try:
+                        target.validate(self.params)
+                    except RPCError as exc:
+                        raise SettingError("params", f"expected the params {self.method} takes, got {self.params!r}: {exc}") from None
+                    return
 
     def _resolve_call(self) -> Callable[..., Awaitable[Any]]:
         func: Any = self.call

@@ -221,17 +221,17 @@ def test_failed_start_rolls_back_and_exits_1(tmp_path, events):
 
 
 def test_optional_service_failure_keeps_the_app_running(tmp_path, events):
-    services = recorder("Database", events) + recorder("Cache", events, fail=True) + recorder("Worker", events)
+    services = recorder("Database", events) + recorder("Cache", events, fail=True) + recorder("Api", events)
     services = services.replace("  - cls: Cache\n", "  - cls: Cache\n    required: false\n")
-    services = services.replace("  - cls: Worker\n", "  - cls: Worker\n    required: false\n")
+    services = services.replace("  - cls: Api\n", "  - cls: Api\n    required: false\n")
     proc = kaiju("-c", str(write_config(tmp_path, services)))
     wait_for_line(events, "started db", proc)
     time.sleep(0.2)
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     code, err = finish(proc)
-    assert code == 0 and 'optional service "cache" failed to start' in err and "left out with it: worker" in err
-    assert "start worker" not in events.read_text()
+    assert code == 0 and 'optional service "cache" failed to start' in err and "left out with it: api" in err
+    assert "start api" not in events.read_text()
 
 
 # -- systemd notify -----------------------------------------------------------------------------

@@ -81,21 +81,30 @@ async def test_failure_inside_a_layer_stops_its_started_siblings(events):
 async def test_optional_failure_is_left_out_with_its_dependents(events):
     ep = make(config(
         events, "Database", {"cls": "Cache", "required": False, "settings": {"fail": True}},
-        {"cls": "Worker", "required": False}, {"cls": "Recorder", "name": "other"},
+        {"cls": "Api", "required": False}, {"cls": "Recorder", "name": "other"},
     ))
     async with ep:
-        assert ep.left_out == {"cache", "worker"}
+        assert ep.left_out == {"cache", "api"}
         assert set(ep.app.services) == {"db", "other"}
-    assert "start worker" not in lines(events)
+    assert "start api" not in lines(events)
     assert sorted(lines(events)[-2:]) == ["stop db", "stop other"]
+
+
+async def test_a_service_whose_optional_dependency_failed_starts_without_it(events):
+    # Worker declares `cache: Cache | None`: it goes on without the optional cache, even required
+    ep = make(config(events, "Database", {"cls": "Cache", "required": False, "settings": {"fail": True}}, "Worker"))
+    async with ep:
+        assert ep.left_out == {"cache"}
+        assert ep.app.services["worker"].cache is None
+    assert "started worker" in lines(events)
 
 
 async def test_an_optional_service_a_required_one_needs_is_refused_before_the_start(events):
     from kaiju.config.errors import ConfigError
 
     # when it failed, the required one could not start either: a contradiction the plan sees
-    with pytest.raises(ConfigError, match=r'services\[Cache\]\.required: expected true: the required service "worker" needs "cache"'):
-        make(config(events, "Database", {"cls": "Cache", "required": False, "settings": {"fail": True}}, "Worker"))
+    with pytest.raises(ConfigError, match=r'services\[Cache\]\.required: expected true: the required service "api" needs "cache"'):
+        make(config(events, "Database", {"cls": "Cache", "required": False, "settings": {"fail": True}}, "Api"))
     assert not events.exists() or lines(events) == []
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -54,12 +56,14 @@ async def test_method_errors_are_counted_and_the_schedule_goes_on():
     assert "disk full" in task.last_error, task.last_error
 
 
-async def test_invalid_params_are_a_failure_not_a_crash():
+async def test_params_that_do_not_fit_the_method_are_refused_before_the_first_fire():
+    from kaiju.runtime.service import SettingError
+
     task = PeriodicTask(name="bad", interval=0.05, method="reports.build", params={"size": "x"})
-    async with started(Reports(), RPCServer(), task):
-        await wait_until(lambda: task.failures >= 2)
-    assert task.runs >= 2
-    assert "InvalidParams" in task.last_error
+    with pytest.raises(SettingError, match="expected the params reports.build takes") as info:
+        async with started(Reports(), RPCServer(), task):
+            pass
+    assert info.value.key == "params" and task.runs == 0
 
 
 async def test_function_runs_get_a_request_context_of_their_own():
