@@ -74,7 +74,7 @@ def test_check_rejects_a_bad_logging_section_with_its_key_path(tmp_path: Path) -
     cases = {
         "  format: xml": 'logging.format: expected one of plain, color, json, journald, got "xml"',
         "  handlers:\n    - {type: file}": "logging.handlers[0]: a file handler needs a path",
-        "  loggers: {aiohttp.access: LOUD}": 'loggers.aiohttp.access: expected one of DEBUG',
+        "  loggers: {aiohttp.access: LOUD}": 'logging.loggers["aiohttp.access"]: expected one of DEBUG',
         f"  handlers:\n    - {{type: file, path: '{tmp_path}/missing/app.log'}}": "logging.handlers[0].path: no directory",
         "  handlers:\n    - {type: stderr, format: journald}": "logging.handlers[0].format: journald is a handler type",
     }

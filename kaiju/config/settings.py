@@ -94,13 +94,10 @@ class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True):
     ones too, such as ``aiohttp.access``) and the handlers (default: one on stderr)."""
 
     format: LogFormat | None = None
-    loggers: dict[Name, str] = {}
+    loggers: dict[Name, LogLevel] = {}
     handlers: list[LogHandlerSettings] = []
 
     def __post_init__(self) -> None:
-        for name, level in self.loggers.items():  # checked here, so the message names the logger
-            if not re.match(_LOGLEVEL_PATTERN, level):
-                raise ValueError(f"loggers.{name}: expected one of {', '.join(LOG_LEVELS)}, got {describe_value(level)}")
         self.loggers = {name: level.upper() for name, level in self.loggers.items()}
 
 
