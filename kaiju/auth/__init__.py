@@ -1,5 +1,6 @@
-"""Users and authentication: `AuthService` (login, logout, tokens), `UserStore` and
-`ConfigUsers`, argon2id `Passwords`, JWT `TokenSigner`, and the `LoginThrottle`.
+"""Users and authentication: `AuthService` (login, logout, tokens), `CacheSessions`
+(sessions on the cache), `UserStore` and `ConfigUsers`, argon2id `Passwords`, JWT
+`TokenSigner`, and the `LoginThrottle`.
 
 Names are imported lazily; `import kaiju.auth` loads nothing else.
 """
@@ -13,6 +14,7 @@ from kaiju import _lazy_getattr
 _EXPORTS = {
     "AuthService": "kaiju.auth.service",
     "TokenSession": "kaiju.auth.service",
+    "CacheSessions": "kaiju.auth.sessions",
     "User": "kaiju.auth.users",
     "UserStore": "kaiju.auth.users",
     "ConfigUsers": "kaiju.auth.users",
@@ -26,6 +28,7 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.auth.passwords import Passwords
     from kaiju.auth.service import AuthService, TokenSession
+    from kaiju.auth.sessions import CacheSessions
     from kaiju.auth.throttle import LoginThrottle
     from kaiju.auth.tokens import TokenSigner
     from kaiju.auth.users import ConfigUsers, User, UserStore

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from kaiju.config.errors import Path, PathError, describe_value
-from kaiju.runtime.annotations import parse_path, split_validation_error
+from kaiju.annotations import parse_path, split_validation_error
 
 __all__ = [
     "LOG_LEVELS",

@@ -23,7 +23,6 @@ _EXPORTS = {
     "RPCServer": "kaiju.rpc.server",
     "SessionStore": "kaiju.rpc.sessions",
     "Authenticator": "kaiju.rpc.sessions",
-    "CacheSessions": "kaiju.rpc.sessions",
     "RequestContext": "kaiju.rpc.context",
     "current": "kaiju.rpc.context",
     "RPCError": "kaiju.rpc.errors",
@@ -51,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from kaiju.rpc.methods import Method, method
     from kaiju.rpc.server import RPCServer
-    from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
+    from kaiju.rpc.sessions import Authenticator, SessionStore
 
 
 __getattr__ = _lazy_getattr("kaiju.rpc", _EXPORTS, globals())

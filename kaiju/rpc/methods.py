@@ -23,7 +23,7 @@ from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InvalidParams, InvalidRequest
 from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
 from kaiju.rpc.protocol import why_unreadable
-from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
+from kaiju.annotations import function_hints, join_path, split_validation_error
 
 __all__ = ["Method", "MethodSpec", "class_methods", "method", "method_spec"]
 

@@ -36,7 +36,7 @@ BUILTIN: dict[str, str] = {
     "HTTPServer": "kaiju.http.server:HTTPServer",
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
-    "CacheSessions": "kaiju.rpc.sessions:CacheSessions",
+    "CacheSessions": "kaiju.auth.sessions:CacheSessions",
     "AuthService": "kaiju.auth.service:AuthService",
     "ConfigUsers": "kaiju.auth.users:ConfigUsers",
     # tasks

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 import aiomisc
 
 from kaiju.logging import KaijuLogger
-from kaiju.runtime.annotations import class_hints, function_hints
+from kaiju.annotations import class_hints, function_hints
 
 __all__ = [
     "App",

@@ -14,7 +14,8 @@ from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope, Session
 from kaiju.rpc.context import current
 from kaiju.rpc.errors import NotAuthorized
-from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
+from kaiju.auth.sessions import CacheSessions
+from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.runtime.service import Service
 from kaiju.testing import eventually, free_port
 from kaiju.testing.services import started

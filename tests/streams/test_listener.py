@@ -346,7 +346,7 @@ async def test_stop_during_an_idle_read_takes_nothing(make_stack, backend_kind) 
 async def test_sessions_in_messages_are_used_only_when_enabled(make_stack) -> None:
     from kaiju.cache.memory import MemoryCache
     from kaiju.rpc import Scope
-    from kaiju.rpc.sessions import CacheSessions
+    from kaiju.auth.sessions import CacheSessions
 
     sessions = CacheSessions()
     services, _, (off, on), producer, rec = make_stack(listeners=[{"topic": "plain"}, {"topic": "trusting", "use_sessions": True}])
