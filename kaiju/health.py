@@ -1,7 +1,8 @@
 """Health of an app: is it live, is it ready, and which service is failing and why.
 
-A service takes part by defining `async def health(self) -> None` that raises when the
-service cannot do its work (the message says why). `HealthCheck` runs every service's
+A service takes part by implementing the `health()` hook of the service contract
+(`kaiju.Service.health`): `async def health(self) -> None` that raises when the service
+cannot do its work (the message says why). `HealthCheck` runs every service's
 check concurrently, each within a timeout, and keeps the report for a short while so a
 storm of probes costs one round of checks. `AppHealth` (service name "app") serves the
 report as the RPC method `app.health`; `HTTPServer` serves it at `/health/ready`.
@@ -84,7 +85,11 @@ class HealthCheck:
             self._report, self._checked_at = done.result(), time.monotonic()
 
     async def _run(self) -> HealthReport:
-        checked = [(name, svc.health) for name, svc in list(self.app.services.items()) if callable(getattr(svc, "health", None))]
+        checked = [
+            (name, svc.health)
+            for name, svc in list(self.app.services.items())
+            if isinstance(svc, Service) and type(svc).health is not Service.health  # the default checks nothing
+        ]
         reasons = await asyncio.gather(*(self._check(check) for _, check in checked))
         failing = {name: why for (name, _), why in zip(checked, reasons, strict=True) if why is not None}
         return HealthReport(not failing and self.state() == "running", self.state(), failing)

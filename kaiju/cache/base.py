@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from kaiju import keys
@@ -57,6 +57,22 @@ class Cache(Service, abc.ABC):
     async def stop(self, exception: Exception | None = None) -> None:
         if self.__dict__.pop("_opened", False):  # nothing to close when start() failed
             await self._close()
+
+    def metrics(self) -> Iterator[Any]:
+        """Hits, misses and loader calls (`get_or_set` fills) of this cache since it started."""
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = self.__dict__.get("counts")
+        if counts is None:  # never started
+            return
+        for key, name, doc in (
+            ("hits", "kaiju_cache_hits", "Cache reads that found the key"),
+            ("misses", "kaiju_cache_misses", "Cache reads that did not find the key"),
+            ("loader_calls", "kaiju_cache_loader_calls", "get_or_set loader runs"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["cache"])
+            family.add_metric([self.name], counts[key])
+            yield family
 
     async def _open(self) -> None:
         """Backend set-up at start."""

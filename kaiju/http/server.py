@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import msgspec
@@ -29,6 +30,7 @@ from kaiju.health import AppHealth
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.answer import encode_value
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RequestTimeout, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
@@ -202,6 +204,15 @@ class HTTPServer(Service):
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
 
+    def metrics(self) -> Iterator[Any]:
+        """HTTP responses sent since start, by status code."""
+        from prometheus_client.core import CounterMetricFamily
+
+        responses = CounterMetricFamily("kaiju_http_responses", "HTTP responses sent, by status", labels=["server", "status"])
+        for status, n in sorted(self.__dict__.get("responses", {}).items()):
+            responses.add_metric([self.name, str(status)], n)
+        yield responses
+
     def _route_table(self, routes: list[Route]) -> RouteTable:
         """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
         (the RPC endpoint is matched first: such a route would never be served)."""
@@ -344,7 +355,8 @@ class HTTPServer(Service):
         task = asyncio.current_task()
         self._requests.add(task)
         try:
-            response, headers = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
+            answer = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
+            response = answer.body
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
@@ -355,25 +367,26 @@ class HTTPServer(Service):
             return _error(200, RequestTimeout("Request timeout: the server is stopping"))
         finally:
             self._requests.discard(task)
+        headers = answer.headers
         if response is None:
-            answer = web.Response(status=204, headers=headers)
+            sent = web.Response(status=204, headers=headers)
         else:
             headers["Content-Type"] = _JSON
-            answer = web.Response(body=response, headers=headers)
+            sent = web.Response(body=response, headers=headers)
         if self.session_cookie:
-            self._update_cookie(answer, in_headers.get(SESSION_ID), headers.get(SESSION_ID))
-        return answer
+            self._update_cookie(sent, in_headers.get(SESSION_ID), answer.session_id)
+        return sent
 
-    def _update_cookie(self, answer: web.Response, sent: str | None, answered: str | None) -> None:
+    def _update_cookie(self, sent: web.Response, named: str | None, answered: str | None) -> None:
         """Set the session cookie when the answer names another session than the request did."""
-        if answered is None or answered == sent:
+        if answered is None or answered == named:
             return
         if answered:
-            answer.set_cookie(
+            sent.set_cookie(
                 self.cookie_name, answered, path=self.rpc_path, httponly=True, samesite="Lax", secure=self.cookie_secure
             )
         else:
-            answer.del_cookie(self.cookie_name, path=self.rpc_path)
+            sent.del_cookie(self.cookie_name, path=self.rpc_path)
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
@@ -395,7 +408,7 @@ class HTTPServer(Service):
             result = await route.handler(request)
             if isinstance(result, web.StreamResponse):
                 return result
-            return web.Response(body=_encode(result), headers={"Content-Type": _JSON})
+            return web.Response(body=encode_value(result), headers={"Content-Type": _JSON})
         except web.HTTPException as exc:
             return _http_error(exc)
         except Exception as exc:  # the handler's bug: log it once, answer JSON
@@ -428,7 +441,7 @@ class HTTPServer(Service):
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
         report = await self._health.check.report()
-        return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
+        return web.Response(status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON})
 
 
 def _counting(handle: Any, responses: dict[int, int]) -> Any:
@@ -486,11 +499,3 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     body = msgspec.json.encode(ErrorResponse(id=None, error=error))
     return web.Response(status=exc.status, body=body, headers={**headers, "Content-Type": _JSON})
 
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode

@@ -18,12 +18,12 @@ import abc
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, suppress
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kaiju import keys
-from kaiju.metrics.counters import LATENCY_BUCKETS, Histogram
+from kaiju.histogram import LATENCY_BUCKETS, Histogram, histogram_family
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -121,6 +121,25 @@ class Locks(Service, abc.ABC):
             del self._loop
             raise
         self._running = True
+
+    def metrics(self) -> Iterator[Any]:
+        """Locks acquired, refused (taken / timeout), lost, and the time spent waiting for them."""
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = self.__dict__.get("counts")
+        if counts is None:  # never started
+            return
+        acquired = CounterMetricFamily("kaiju_locks_acquired", "Locks acquired", labels=["locks"])
+        refused = CounterMetricFamily("kaiju_locks_refused", "acquire() calls refused", labels=["locks", "reason"])
+        lost = CounterMetricFamily("kaiju_locks_lost", "Locks lost while held (a renewal failed)", labels=["locks"])
+        acquired.add_metric([self.name], counts["acquired"])
+        refused.add_metric([self.name, "taken"], counts["taken"])
+        refused.add_metric([self.name, "timeout"], counts["timeout"])
+        lost.add_metric([self.name], counts["lost"])
+        yield from (acquired, refused, lost)
+        yield histogram_family(
+            "kaiju_locks_wait_seconds", "Time acquire(wait=True) took to get the lock", ["locks"], [([self.name], self.wait_time)]
+        )
 
     async def stop(self, exception: Exception | None = None) -> None:
         if "_loop" not in self.__dict__:

@@ -1,7 +1,8 @@
-"""Prometheus metrics: plain counters on the request path, exported at scrape time.
+"""Prometheus metrics: what the services count, exported at scrape time.
 
-`Metrics` (the service serving `GET /metrics`) and `AppCollector` import prometheus-client;
-`kaiju.metrics.counters` does not, so the services keeping counters import only that.
+`Metrics` (the service serving `GET /metrics`) and `AppCollector` (asking every service
+for its `metrics()`) import prometheus-client; the services keep plain counters and
+histograms (`kaiju.histogram`) and build families only when asked.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from kaiju import _lazy_getattr
 _EXPORTS = {
     "Metrics": "kaiju.metrics.service",
     "AppCollector": "kaiju.metrics.collector",
-    "Histogram": "kaiju.metrics.counters",
-    "RPCStats": "kaiju.metrics.counters",
 }
 
 __all__ = list(_EXPORTS)

@@ -37,14 +37,15 @@ def new_correlation_id() -> str:
     return next(correlation_ids)
 
 
-class RequestContext(msgspec.Struct, eq=False):
+class RequestContext(msgspec.Struct, eq=False, kw_only=True):
     """One request in flight (a msgspec Struct: cheap to create, compared by identity).
 
     `loop_deadline` is the deadline on the event loop's clock; `deadline` the same moment
     as unix time. `session` is the caller's `Session` (or None); `headers` the request
     headers as given; `method` the RPC method being run; `request_id` the JSON-RPC id of
     the request (None for a notification or an in-process call); `transport` what brought
-    it in ("http", "stream", "task" or "internal").
+    it in ("http", "stream", "task" or "internal"); `response_headers` headers a middleware
+    adds to the response (None: none).
     """
 
     correlation_id: str
@@ -62,6 +63,7 @@ class RequestContext(msgspec.Struct, eq=False):
     # another method's (it runs under its caller's slot), decided when the context is made
     takes_slot: bool = True
     transport: str = "internal"
+    response_headers: dict[str, str] | None = None
 
     @property
     def deadline(self) -> float:
@@ -75,8 +77,8 @@ class RequestContext(msgspec.Struct, eq=False):
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
         return RequestContext(
-            self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers,
-            takes_slot=self.takes_slot, transport=self.transport,
+            correlation_id=self.correlation_id, loop_deadline=self.loop_deadline, scope=self.scope,
+            session=self.session, headers=self.headers, takes_slot=self.takes_slot, transport=self.transport,
         )
 
     def __repr__(self) -> str:
@@ -111,7 +113,10 @@ def request_context(
     loop = asyncio.get_running_loop()
     now = loop.time()
     deadline = now + timeout if timeout is not None else math.inf
-    ctx = RequestContext(correlation_id or new_correlation_id(), deadline, scope, None, headers, None, now, None, None)
+    ctx = RequestContext(
+        correlation_id=correlation_id or new_correlation_id(), loop_deadline=deadline, scope=scope, headers=headers,
+        started=now, expired=None,
+    )
     token = _current.set(ctx)
     try:
         yield ctx

@@ -8,21 +8,24 @@ A request's path, in the order it is taken:
    caller's session (Session-Id, Authorization);
 2. a batch goes to `batches.run_batch`, which answers each item by step 3;
 3. `Dispatcher` (dispatch.py): read the request (`protocol.read_request`), resolve the method
-   and check access (`MethodTable.resolve`), validate the params (`Method.validate`);
-4. `Executor.run` (executor.py): take a slot, be listed in flight, run under the deadline
+   and check access (`MethodTable.resolve`);
+4. the middleware chain (middleware.py), when the server has middleware: each one wraps the
+   call; the last step validates the params (`Method.validate`);
+5. `Executor.run` (executor.py): take a slot, be listed in flight, run under the deadline
    and the retries, with the context as `current()`;
-5. back in `handle`: encode the response, answer the session's id when it changed, save the
-   session's data.
+6. back in `handle`: the response and its headers become an `Answer` (answer.py; a changed
+   session's id among the headers); the session's data is saved. The transport encodes the
+   answer (`Answer.body`) if it sends one.
 
 The common request — one plain request with an id, no kaiju header, for a method the
 caller may use — is decoded with its params in one pass (`MethodTable.plain_decoder`) and
-goes straight to step 4: the same `Executor.run` as every other request.
+goes straight to step 4 (or 5): the same chain and `Executor.run` as every other request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import msgspec
@@ -30,12 +33,14 @@ from msgspec import UNSET
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
 from kaiju.rpc.batches import run_batch
 from kaiju.rpc.context import RequestContext, current_var, new_correlation_id
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
+from kaiju.rpc.middleware import Chain, Middleware, load_middleware
 from kaiju.rpc.protocol import (
     CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
     parse_headers, parse_request, plain_headers, read_kaiju_tools_request, read_request, unreadable,
@@ -58,104 +63,166 @@ class RPCServer(Service):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
-    `add_service` adds one later. Settings:
-
-    - max_parallel_tasks: methods running at once; more requests wait inside their deadline;
-    - max_queue: requests and notifications that may wait for a slot; past it a request is
-      answered Overloaded at once and a notification is dropped (counted in `rpc.status`);
-    - default_request_time / max_request_time: seconds a request may run without / with
-      a Timeout or Deadline header (longer ones are cut to the maximum);
-    - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
-    - enable_permissions: check scopes and session permissions (off: everything is callable);
-    - debug: send tracebacks in error data (None: the app's debug flag);
-    - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
-    - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick;
-    - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
-    - auth: the `Authenticator` that turns an `Authorization` header into a session;
-    - kaiju_tools_requests: also accept kaiju-tools' requests (no "jsonrpc" member; one without
-      an "id" is answered with id null), for clients not moved over yet;
-    - request_logs / response_logs: a log line per request (method, duration, outcome), with
-      the params / the result at DEBUG, secrets masked (`kaiju.logging.RequestLog`); off: no cost.
-
-    Both are found by type when the app has one (name one when it has several); without
-    them those two headers are ignored.
+    `add_service` adds one later. `sessions` and `auth` are found by type when the app has
+    one (name one when it has several); without them the Session-Id and Authorization
+    headers are ignored.
     """
 
     service_name = "rpc"
 
     max_parallel_tasks: PositiveInt = 128
+    """Methods running at once; more requests wait inside their deadline."""
     max_queue: NonNegativeInt = 1024
+    """Requests and notifications that may wait for a slot; past it a request is answered
+    Overloaded at once and a notification is dropped (counted in `rpc.status`)."""
     default_request_time: Positive = 90.0
+    """Seconds a request may run without a Timeout or Deadline header."""
     max_request_time: Positive = 600.0
+    """The longest time (s) a Timeout or Deadline header may ask for (longer ones are cut)."""
     max_batch_size: PositiveInt = 200
+    """Requests in one batch."""
     max_retries: NonNegativeInt = 10
+    """Cap of the RPC-Retries header."""
     enable_permissions: bool = True
+    """Check scopes and session permissions (off: everything is callable by everyone)."""
     debug: bool | None = None
+    """Send tracebacks in error data (None: the app's debug flag)."""
     stop_timeout: NonNegative = 30.0
+    """Seconds `stop()` waits for running requests before cancelling them."""
     watchdog_threshold: Positive = 5.0
+    """Time left (s) from which a deadline is watched by the shared tick (nearer: a timer of its own)."""
     kaiju_tools_requests: bool = False
+    """Also accept kaiju-tools' requests (no "jsonrpc" member; one without an "id" is
+    answered with id null), for clients not moved over yet."""
     sessions: SessionStore | None = None
+    """The `SessionStore` that loads the session a `Session-Id` header names."""
     auth: Authenticator | None = None
+    """The `Authenticator` that turns an `Authorization` header into a session."""
     request_logs: bool = False
+    """A log line per request (method, duration, outcome), with the params at DEBUG."""
     response_logs: bool = False
+    """A log line per request, with the result or error at DEBUG (secrets masked)."""
+    middleware: list[str | Callable[..., Any]] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """RPC middleware around every call, outermost first: "package.module:callable" names
+    (or, from Python, the async callables themselves) of `async def mw(call, call_next)`."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.table = self._new_table()  # listed before start too (kaiju-run methods)
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
+        self.encoder: AnswerEncoder | None = None
         self._ready = False  # true once App.started is set: requests need not wait any more
-        self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._hot = _HotPath()
+        self._chain: list[Middleware] = []  # the configured middleware (and request logs), loaded at start
+        self._outer: list[Middleware] = []  # added from Python around them (add_middleware), outermost first
+        self._inner: list[Middleware] = []  # added from Python inside them
 
     # -- lifetime -----------------------------------------------------------
 
     def check(self) -> None:
-        """A request's default time may not exceed its maximum time."""
+        """A request's default time may not exceed its maximum time; every `middleware` entry
+        must name an async callable. Raises SettingError."""
         if self.default_request_time > self.max_request_time:
             raise SettingError(
                 "default_request_time",
                 f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
             )
+        self._configured_middleware()
+
+    def _configured_middleware(self) -> list[Middleware]:
+        found = []
+        for n, entry in enumerate(self.middleware):
+            try:
+                found.append(load_middleware(entry))
+            except ValueError as exc:
+                raise SettingError("middleware", f"entry {n}: {exc}") from None
+        return found
 
     async def start(self) -> None:
-        """Collect the methods of the app's services; raises ValueError for a method defined twice."""
+        """Collect the methods of the app's services and compile the middleware; raises
+        ValueError for a method defined twice, SettingError for a middleware that does not load."""
+        debug = self.app.debug if self.debug is None else self.debug
         self.executor = Executor(
-            max_parallel=int(self.max_parallel_tasks),
-            default_time=float(self.default_request_time),
-            max_time=float(self.max_request_time),
-            threshold=float(self.watchdog_threshold),
+            max_parallel=self.max_parallel_tasks,
+            default_time=self.default_request_time,
+            max_time=self.max_request_time,
+            threshold=self.watchdog_threshold,
             logger=self.logger,
-            debug=self.app.debug if self.debug is None else bool(self.debug),
-            max_queue=int(self.max_queue),
+            debug=debug,
+            max_queue=self.max_queue,
         )
-        if self.request_logs or self.response_logs:
-            from kaiju.logging import RequestLog
-
-            self.executor.add_observer(RequestLog(self.logger, bool(self.request_logs), bool(self.response_logs)).observe)
+        self.encoder = AnswerEncoder(self.logger, debug)
         self.table = self._new_table()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
         self.dispatcher = Dispatcher(self.table, self.executor, read)
+        chain: list[Middleware] = []
+        if self.request_logs or self.response_logs:
+            from kaiju.rpc.logs import RequestLog
+
+            chain.append(RequestLog(self.logger, self.request_logs, self.response_logs))
+        self._chain = [*chain, *self._configured_middleware()]
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)
-        self._build_hot_path()
+        self._compile()
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
         if self.executor is not None:
-            await self.executor.stop(float(self.stop_timeout))
+            await self.executor.stop(self.stop_timeout)
 
     def encode(self, value: Any) -> bytes:
         """`value` as JSON, encoded as this server encodes results (Structs, dataclasses, UUIDs,
         datetimes, Decimals, sets); raises TypeError for what it cannot encode."""
-        return self._enc(value)
+        return encode_value(value)
 
     def log_fields(self) -> Any:
-        """The entrypoint's log-field hook: a provider of the current request's correlation id."""
+        """A provider of the current request's correlation id, for log records."""
         from kaiju.rpc.context import log_fields
 
         return log_fields
+
+    def metrics(self) -> Any:
+        """Requests in flight and waiting for a slot, by transport."""
+        from kaiju.rpc.stats import in_flight_families
+
+        return in_flight_families(self.executor)
+
+    def forget_service(self, name: str) -> None:
+        """A service was left out of the app: forget its methods."""
+        if self.table.methods:
+            self.remove_service(name)
+
+    # -- middleware -----------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware, *, outermost: bool = False) -> None:
+        """Wrap every call in `middleware` too: inside the configured ones, or around all of
+        them with `outermost` (what counts or logs every call, refused ones included). Adding
+        one already added does nothing. Takes effect at once when the server has started."""
+        if middleware in self._outer or middleware in self._inner:
+            return
+        if outermost:
+            self._outer.insert(0, middleware)
+        else:
+            self._inner.append(middleware)
+        self._compile()
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        """Stop wrapping calls in a middleware `add_middleware` added."""
+        for added in (self._outer, self._inner):
+            if middleware in added:
+                added.remove(middleware)
+                self._compile()
+
+    def _compile(self) -> None:
+        """Compile the middleware into the dispatcher's chain (none: calls go straight to the
+        executor) and refill the hot path."""
+        if self.dispatcher is None:
+            return
+        wrapping = [*self._outer, *self._chain, *self._inner]
+        self.dispatcher.use(Chain(wrapping, self.executor.run, self.logger) if wrapping else None)
+        self._build_hot_path()
 
     # -- the method table ---------------------------------------------------
 
@@ -193,7 +260,9 @@ class RPCServer(Service):
         hot = self._hot
         plain = self.table.plain_decoder() if self._ready and self.executor is not None else None
         hot.decode, hot.methods = plain if plain is not None else (_no_hot_path, {})
-        hot.executor, hot.encode = self.executor, self._enc
+        hot.executor, hot.encoder = self.executor, self.encoder
+        if self.dispatcher is not None:
+            hot.run, hot.debug = self.dispatcher.run, self.executor.debug
 
     # -- entry points -------------------------------------------------------
 
@@ -230,14 +299,18 @@ class RPCServer(Service):
         scope: Scope = Scope.GUEST,
         session: Session | None = None,
         transport: str = "internal",
-    ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
-        """Serve a whole JSON-RPC request or batch: await it for (response body or None,
-        response headers).
+        wait_notifications: bool = False,
+    ) -> Coroutine[Any, Any, Answer]:
+        """Serve a whole JSON-RPC request or batch: await it for its `Answer` (the response or
+        responses as data, the response headers; `Answer.body` encodes it).
 
         `body` is JSON (bytes-like or str) or already decoded; `transport` names what brought
-        it in ("http", "stream", ...: the metrics' label). Never raises for bad input:
-        every problem is answered as a JSON-RPC error. Until the app has started
-        (`App.started`), requests wait, so no method runs on a service that has not started yet.
+        it in ("http", "stream", ...: what middleware and the metrics see). With
+        `wait_notifications` a notification runs in the caller's task and is answered too
+        (with id None): a stream listener learns so how each request of a message ended.
+        Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
+        app has started (`App.started`), requests wait, so no method runs on a service that
+        has not started yet.
         """
         hot = self._hot
         if not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers)):  # in C: the common case
@@ -251,24 +324,27 @@ class RPCServer(Service):
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
                 m = hot.methods[type(req)]
-                if m.permission >= scope:  # a plain request, params validated: straight to step 4
-                    ex = hot.executor
-                    return ex.run(ex.plain_context(scope, headers, req.id, transport, cid), m, req.params, 0, hot.encode)
-        return self._handle(body, headers, scope, session, transport)
+                rid = req.id
+                if rid is UNSET and wait_notifications:
+                    rid = None
+                if m.permission >= scope and rid is not UNSET:  # a plain request, params validated: step 4
+                    ctx = hot.executor.plain_context(scope, headers, rid, transport, cid)
+                    return hot.answer(ctx, m, req.params)
+        return self._handle(body, headers, scope, session, transport, wait_notifications)
 
     async def _handle(
-        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str
-    ) -> tuple[bytes | None, dict]:
+        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str, wait: bool
+    ) -> Answer:
         """`handle` for everything but a plain request."""
         try:
             ctx, h = self._context(headers, scope, session, transport)
         except E.InvalidRequest as exc:
-            return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
+            return self._refuse(body, exc.to_dict(), {CORRELATION_ID: new_correlation_id()}, wait)
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
             loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
         except E.RPCError as exc:
-            return self._refuse(body, exc.to_dict(self._debug)), out
+            return self._refuse(body, exc.to_dict(self.executor.debug), out, wait)
         before = ctx.session
         if type(body) is str:
             body = body.encode()
@@ -276,16 +352,18 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return self._enc(ErrorResponse(id=None, error=unreadable(body, exc).to_dict())), out
+                return Answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out, self.encoder)
         if type(body) in (list, tuple):
-            response = await run_batch(self.dispatcher, ctx, list(body), h, int(self.max_batch_size))
+            response = await run_batch(self.dispatcher, ctx, list(body), h, self.max_batch_size, wait)
         else:
-            response = await self.dispatcher.one(ctx, body, h.retries)
+            response = await self.dispatcher.one(ctx, body, h.retries, wait)
         if loaded is not None:
             await self._finish_session(ctx, loaded)
         if ctx.session is not before:  # a login or a logout
             out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
-        return (None if response is None else self._encode(response)), out
+        if ctx.response_headers:
+            out.update(ctx.response_headers)
+        return Answer(response, out, self.encoder)
 
     # -- step 1: the request's context and the caller's session -----------------
 
@@ -296,7 +374,7 @@ class RPCServer(Service):
         malformed header."""
         if self.executor is None:
             _not_started()
-        h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
+        h = parse_headers(headers, self.max_retries) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
         return self.executor.context(h, scope, session, headers, transport), h
@@ -366,33 +444,11 @@ class RPCServer(Service):
         except Exception as exc:
             self.logger.error("session not saved", session_id=loaded.id, exc_info=exc)
 
-    # -- step 5: answers ------------------------------------------------------
+    # -- answers -------------------------------------------------------------
 
-    @property
-    def _debug(self) -> bool:
-        return self.executor.debug if self.executor is not None else False
-
-    def _encode(self, response: Any) -> bytes:
-        try:
-            return self._enc(response)
-        except (TypeError, ValueError, RecursionError) as exc:
-            if type(response) is list:
-                return self._enc([self._encodable(r) for r in response])
-            return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
-
-    def _encodable(self, response: Any) -> Any:
-        try:
-            self._enc(response)
-            return response
-        except (TypeError, ValueError, RecursionError) as exc:
-            return ErrorResponse(id=response.id, error=self._unencodable(exc))
-
-    def _unencodable(self, exc: Exception) -> dict:
-        return self.executor.unencodable(exc)  # answers are encoded only once the server has started
-
-    def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
+    def _refuse(self, body: Any, error: dict[str, Any], headers: dict[str, str], wait: bool = False) -> Answer:
         """Answer every request of `body` with `error`, running none: a request gets it with
-        its own id, a batch gets one per request, a notification gets nothing."""
+        its own id, a batch gets one per request, a notification gets nothing (unless `wait`)."""
         if type(body) is str:
             body = body.encode()
         if type(body) in _BYTES:
@@ -400,23 +456,42 @@ class RPCServer(Service):
                 body = _decode_any(body)
             except UNREADABLE as exc:
                 req_id = getattr(unreadable(body, exc), "request_id", None)
-                return None if req_id is UNSET else self._enc(ErrorResponse(id=req_id, error=error))
+                if req_id is UNSET:
+                    return Answer(ErrorResponse(id=None, error=error) if wait else None, headers, self.encoder)
+                return Answer(ErrorResponse(id=req_id, error=error), headers, self.encoder)
         if type(body) in (list, tuple) and body:
-            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not _is_notification(r)]
-            return self._enc(answers) if answers else None
-        if _is_notification(body):
-            return None
-        return self._enc(ErrorResponse(id=_request_id(body), error=error))
+            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if wait or not _is_notification(r)]
+            return Answer(answers or None, headers, self.encoder)
+        if _is_notification(body) and not wait:
+            return Answer(None, headers, self.encoder)
+        return Answer(ErrorResponse(id=_request_id(body), error=error), headers, self.encoder)
 
 
 class _HotPath:
-    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`)."""
+    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`), and
+    the answer to a plain request."""
 
-    __slots__ = ("decode", "methods", "executor", "encode")
+    __slots__ = ("decode", "methods", "executor", "run", "encoder", "debug")
 
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
         self.methods: dict[type, Method] = {}
+
+    async def answer(self, ctx: RequestContext, m: Method, params: Any) -> Answer:
+        """Run a plain request (params validated) through the chain or the executor: its Answer."""
+        try:
+            result = await self.run(ctx, m, params)
+        except E.RPCError as exc:
+            response: Any = ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))
+            out = {CORRELATION_ID: ctx.correlation_id}
+        else:
+            response = Response(ctx.request_id, result)
+            out = {CORRELATION_ID: ctx.correlation_id}
+            if ctx.session is not None:  # the method logged the caller in
+                out[SESSION_ID] = ctx.session.id
+        if ctx.response_headers:
+            out.update(ctx.response_headers)
+        return Answer(response, out, self.encoder)
 
 
 def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:
@@ -449,11 +524,3 @@ def _no_hot_path(body: bytes) -> Any:
 
 def _not_started() -> None:
     raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, str):  # a str subclass (a checked setting's type): its text
-        return str(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")

@@ -42,6 +42,7 @@ from kaiju.runtime.graph import dependents
 from kaiju.runtime.loop import config_loop, entrypoint_loop_kwargs, loop_name
 from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
 from kaiju.runtime.registry import Registry
+from kaiju.runtime.service import Service
 from kaiju.runtime.systemd import SystemdNotifier
 
 __all__ = ["Entrypoint", "StartupError", "StartupInterrupted", "entrypoint", "run"]
@@ -312,10 +313,8 @@ class Entrypoint:
         for gone in (name, *users):
             self.app.services.pop(gone, None)
             for service in self.app.services.values():
-                # services indexing others (RPCServer's methods) forget the ones left out
-                forget = getattr(service, "remove_service", None)
-                if callable(forget):
-                    forget(gone)
+                if isinstance(service, Service):  # services indexing others (RPCServer's methods)
+                    service.forget_service(gone)
         also = f"; left out with it: {', '.join(sorted(users))}" if users else ""
         log.warning('optional service "%s" failed to start (%s)%s', name, _reason(exc), also)
         if name not in self._timed_out:
@@ -324,7 +323,8 @@ class Entrypoint:
     def _collect_log_fields(self, layer: list[str]) -> None:
         if self.log_filter is None:
             return
-        for provider in log_field_providers(self.plan.specs[name].service for name in layer):
+        services = (self.plan.specs[name].service for name in layer)
+        for provider in log_field_providers(s.log_fields() for s in services if isinstance(s, Service)):
             if provider not in self.log_filter.providers:
                 self.log_filter.providers.append(provider)
 

@@ -14,6 +14,7 @@ import inspect
 import logging
 import types
 import typing
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
 import aiomisc
@@ -205,6 +206,32 @@ class Service(aiomisc.Service):
         Override it to open connections or start loops; the runtime awaits it once every
         service this one depends on has started.
         """
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Does nothing: override it to close what `start()` opened."""
+
+    # -- the service contract: what kaiju asks every service -------------------
+
+    async def health(self) -> None:
+        """Raise when the service cannot do its work now (the message says why): the check of
+        `/health/ready` and `app.health`, run within a timeout. Default: healthy."""
+
+    def metrics(self) -> Iterable[Any]:
+        """The service's metrics at scrape time: prometheus-client metric families
+        (`CounterMetricFamily`, `GaugeMetricFamily`, ...), yielded exactly like a custom
+        collector's `collect()`. Families of one name from several services are merged.
+        Default: none."""
+        return ()
+
+    def log_fields(self) -> Callable[[], dict[str, Any] | None] | None:
+        """A provider of fields for every log record: a zero-argument callable returning the
+        fields for the record being logged now (or None). Asked once, after the service
+        started. Default: None (no provider)."""
+        return None
+
+    def forget_service(self, name: str) -> None:
+        """The service `name` was left out of the app (an optional service that failed to
+        start): drop what this service keeps about it. Default: nothing."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -22,6 +22,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
@@ -32,8 +33,8 @@ from kaiju.rpc.protocol import AUTHORIZATION, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import PositiveInt, ScopeName
-from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable, topic_key
-from kaiju.streams.dispatch import MESSAGE_ID, Outcome, as_request, error_object, response_error
+from kaiju.streams.base import GroupInfo, GroupMissing, StreamError, StreamMessage, StreamUnavailable, topic_key
+from kaiju.streams.dispatch import MESSAGE_ID, Outcome, error_object, outcome_of
 from kaiju.streams.service import Streams
 
 __all__ = ["StreamListener", "default_consumer_name"]
@@ -131,6 +132,7 @@ class StreamListener(Service):
                 f"{self.name}: use_sessions needs a sessions or auth service on {self.rpc.name}, and it has neither"
             )
         self.counters = {"processed": 0, "failed": 0, "dead_lettered": 0, "claimed": 0}
+        self.backlog: GroupInfo | None = None  # the group's length, pending and lag, as last read
         self._running = True
         self._paused = False
         self._parked = False
@@ -398,8 +400,8 @@ class StreamListener(Service):
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
         headers[MESSAGE_ID] = f"{self.stream_key}/{msg.id}"
         try:
-            response, _ = await self.rpc.handle(as_request(msg.body), headers, scope=self._scope, transport="stream")
-            outcome = response_error(response)
+            answer = await self.rpc.handle(msg.body, headers, scope=self._scope, transport="stream", wait_notifications=True)
+            outcome = outcome_of(answer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -484,6 +486,7 @@ class StreamListener(Service):
                     self._lock_recheck.clear()
                     next_lock = now + lock_every
                     self._set_paused(await self._topic_locked())
+                    self.backlog = await self.backend.group_info(self.stream_key, self.group_name)  # for the metrics
                 if now >= next_claim:
                     next_claim = now + claim_every
                     await self._touch_in_hand(now)
@@ -566,6 +569,28 @@ class StreamListener(Service):
         if self.state == "stopped" or self._reader.done():
             raise RuntimeError(f"not reading {self.stream_key}")
         await self.backend.group_info(self.stream_key, self.group_name)  # StreamError when out of reach
+
+    def metrics(self) -> Iterator[Any]:
+        """Messages processed, failed, dead-lettered and claimed; the group's pending and lag
+        (as last read by the upkeep)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counters = self.__dict__.get("counters")
+        if counters is None:  # never started
+            return
+        names = {"processed": "processed", "failed": "failed", "dead_lettered": "dead-lettered", "claimed": "claimed"}
+        for key, text in names.items():
+            family = CounterMetricFamily(f"kaiju_stream_messages_{key}", f"Stream messages {text}", labels=["topic", "listener"])
+            family.add_metric([self.topic, self.name], counters[key])
+            yield family
+        pending = GaugeMetricFamily("kaiju_stream_pending", "Messages delivered to the group and not yet acknowledged", labels=["topic"])
+        lag = GaugeMetricFamily("kaiju_stream_lag", "Messages not yet delivered to any consumer of the group", labels=["topic"])
+        info = self.backlog
+        if info is not None:
+            pending.add_metric([self.topic], info.pending)
+            if info.lag is not None:
+                lag.add_metric([self.topic], info.lag)
+        yield from (pending, lag)
 
     @method
     async def status(self) -> dict[str, Any]:

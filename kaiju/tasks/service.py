@@ -12,14 +12,14 @@ import asyncio
 import inspect
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import msgspec
 
 from kaiju.locks.base import LockExistsError, Locks
-from kaiju.metrics.counters import LATENESS_BUCKETS, Histogram
+from kaiju.histogram import LATENESS_BUCKETS, Histogram, histogram_family
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.methods import class_methods
@@ -227,6 +227,28 @@ class ScheduledTask(Service):
             raise RuntimeError(f"a run has been going for {now - self.last_run:.0f} s, timeout {self.timeout:g} s")
         if self._next_at is not None and now - self._next_at > 60:
             raise RuntimeError(f"the fire due at {_iso(self._next_at)} has not happened")
+
+    def metrics(self) -> Iterator[Any]:
+        """Runs, failures, skips by policy, timeouts, lateness and last success of this task."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        name = [self.name]
+        for metric, doc, value in (
+            ("kaiju_task_runs", "Task runs started", self.runs),
+            ("kaiju_task_failures", "Task runs that failed (timeouts included)", self.failures),
+            ("kaiju_task_timeouts", "Task runs cut by their timeout", self.timeouts),
+        ):
+            family = CounterMetricFamily(metric, doc, labels=["task"])
+            family.add_metric(name, value)
+            yield family
+        skips = CounterMetricFamily("kaiju_task_skips", "Fires not run (overlap policy, or the loop fell behind)", labels=["task", "policy"])
+        skips.add_metric([self.name, self.policy], self.misses)
+        yield skips
+        yield histogram_family("kaiju_task_lateness_seconds", "Seconds between a fire's time and its run starting", ["task"], [(name, self.lateness)])
+        success = GaugeMetricFamily("kaiju_task_last_success_timestamp_seconds", "Unix time of the last run without error", labels=["task"])
+        if self.last_success is not None:
+            success.add_metric(name, self.last_success)
+        yield success
 
     def stop_limits(self) -> tuple[float, float]:
         """(grace, unwind): seconds `stop()` waits for a running run, then for it to unwind once cancelled.

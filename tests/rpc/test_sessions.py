@@ -252,7 +252,7 @@ async def test_a_refused_request_is_answered_in_its_own_shape(app):
     assert [a["id"] for a in answers] == [1, "b"]
     assert {a["error"]["data"]["type"] for a in answers} == {"NotAuthorized"}
     notification = msgspec.json.encode({"jsonrpc": "2.0", "method": "profile.whoami"})
-    assert (await server.handle(notification, stolen))[0] is None
+    assert (await server.handle(notification, stolen)).body is None
 
 
 async def test_a_dead_session_never_runs_with_more_than_guest_scope(app):
