@@ -55,7 +55,6 @@ class RequestContext(msgspec.Struct, eq=False, kw_only=True):
     headers: Any = None
     method: str | None = None
     started: float = 0.0
-    task: Any = None
     # False: watched by the server's shared deadline tick; True: expired by it; None: not watched
     expired: bool | None = False
     request_id: Any = None

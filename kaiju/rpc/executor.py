@@ -19,9 +19,10 @@ a batch item, a nested call, a task. It runs in the caller's own task: no task p
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from msgspec.structs import astuple
@@ -136,7 +137,6 @@ class Executor:
         """
         coro = m.func(*astuple(params)) if m.plain else m.invoke(params)
         ctx.method = m.name
-        ctx.task = task = _current_task(self.loop)
         now = ctx.started
         if not now:  # a batch item: its clock starts now
             ctx.started = now = self.clock()
@@ -168,12 +168,12 @@ class Executor:
                 if take_slot:
                     slots.release()
             if ctx.expired:  # the method swallowed the cancellation
-                task.uncancel()
+                _current_task(self.loop).uncancel()
                 raise E.RequestTimeout(data={"deadline": ctx.deadline})
             return result
         except asyncio.CancelledError:
             if ctx.expired:
-                task.uncancel()
+                _current_task(self.loop).uncancel()
                 raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
             raise
         finally:
@@ -199,9 +199,39 @@ class Executor:
 
     def _expire(self, ctx: RequestContext) -> None:
         """The deadline of `ctx` has passed: cancel its task (once), which answers RequestTimeout."""
-        if ctx.expired is False and ctx.task is not None:
-            ctx.expired = True
-            ctx.task.cancel()
+        if ctx.expired is False:
+            self._expire_all([ctx])
+
+    def _expire_all(self, contexts: list[RequestContext], tasks: Any = None) -> set[asyncio.Task]:
+        """Mark `contexts` expired and cancel the tasks running them (once per task: a nested
+        call shares its caller's), among `tasks` (default: all of the loop's); a context whose
+        task is not found (done already) is left as it is. Returns the tasks cancelled."""
+        found = self.running(contexts, tasks)
+        for running in found.values():
+            for ctx in running:
+                ctx.expired = True
+        for task in found:
+            task.cancel()
+        return set(found)
+
+    def running(self, contexts: Any, tasks: Any = None) -> dict[asyncio.Task, list[RequestContext]]:
+        """The tasks among `tasks` (default: all of the loop's) running the method (or session
+        lookup) of one of `contexts`, with those contexts.
+
+        A call does not record its task (asking asyncio for it costs a Python call per
+        request): the task is found when it is wanted, at a deadline or a stop, by walking each
+        task's chain of awaits through the coroutines' public attributes (`cr_await`, and the
+        locals of `run` and `bounded` frames, which hold their `ctx`).
+        """
+        wanted = set(contexts)
+        found: dict[asyncio.Task, list[RequestContext]] = {}
+        for task in asyncio.all_tasks(self.loop) if tasks is None else tasks:
+            if task.done():
+                continue
+            hits = [ctx for ctx in _contexts_awaited(task.get_coro()) if ctx in wanted]
+            if hits:
+                found[task] = hits
+        return found
 
     async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
         """After the method raised `exc`: retry it (retryable errors only) or raise InternalError."""
@@ -222,7 +252,6 @@ class Executor:
         """Await `work` done for `ctx` before its method runs (a session lookup): in flight, so
         `stop()` waits for it, and bounded by the deadline (RequestTimeout), watched as a
         method's is."""
-        ctx.task = task = _current_task(self.loop)
         try:
             timer = self._watch_deadline(ctx, self.clock(), work)
         except E.RequestTimeout:
@@ -233,22 +262,21 @@ class Executor:
         except asyncio.CancelledError:
             if not ctx.expired:
                 raise
-            task.uncancel()
+            _current_task(self.loop).uncancel()
             raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
         finally:
             if timer is not None:
                 timer.cancel()
             del self.inflight[ctx]
-            ctx.task = None
             ctx.expired = False
             ctx.started = self.clock()  # the method's time starts now
 
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""
         now = self.loop.time()
-        for ctx in list(self.inflight):
-            if ctx.loop_deadline <= now:
-                self._expire(ctx)
+        late = [ctx for ctx in self.inflight if ctx.expired is False and ctx.loop_deadline <= now]
+        if late:
+            self._expire_all(late)
         self._watchdog = self.loop.call_at(now + self.tick, self._watch) if self.inflight else None
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
@@ -286,9 +314,8 @@ class Executor:
         finally:  # also when the shutdown budget runs out first and this stop is cancelled
             for task in list(self.background):
                 task.cancel()
-            for ctx in list(self.inflight):
-                if ctx.task is not None and not ctx.task.done():
-                    ctx.task.cancel()
+            for task in self.running(list(self.inflight)):
+                task.cancel()
             if self._watchdog is not None:
                 self._watchdog.cancel()
                 self._watchdog = None
@@ -297,15 +324,8 @@ class Executor:
         """Time out now the requests running in `tasks` (a transport's grace period on stop is
         over): each is cancelled and answers RequestTimeout, as at its deadline. Returns the
         tasks that ran one (a task of `tasks` that is not running a method is left alone)."""
-        hit: set[asyncio.Task] = set()
-        for ctx in list(self.inflight):
-            task = ctx.task
-            if task is not None and task in tasks and not task.done():
-                ctx.expired = True
-                hit.add(task)
-        for task in hit:
-            task.cancel()  # once per task: a nested call shares its caller's
-        return hit
+        found = self.running(list(self.inflight), tasks)
+        return self._expire_all([ctx for contexts in found.values() for ctx in contexts], list(found))
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The requests in flight, longest running first: method, correlation id, seconds elapsed and left."""
@@ -320,3 +340,16 @@ class Executor:
             for c in self.inflight
         )
         return sorted(found, key=lambda d: -d["elapsed"])
+
+
+_AWAITING_CTX = (Executor.run.__code__, Executor.bounded.__code__)  # frames whose local `ctx` is their request's
+
+
+def _contexts_awaited(coro: Any) -> Iterator[RequestContext]:
+    """The request contexts of the `run` / `bounded` frames along a chain of awaits."""
+    while coro is not None:
+        if getattr(coro, "cr_code", None) in _AWAITING_CTX:
+            ctx = inspect.getcoroutinelocals(coro).get("ctx")
+            if ctx is not None:
+                yield ctx
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
