@@ -72,9 +72,6 @@ class ConfigUsers(UserStore):
         super().__init__(**kwargs)
         self._users = {name: _user(name, entry) for name, entry in dict(self.users).items()}
 
-    async def start(self) -> None:
-        pass
-
     async def get_user(self, username: str) -> User | None:
         """The user with this name, or None."""
         return self._users.get(username)

@@ -28,8 +28,6 @@ class MemoryCache(Cache):
     """Seconds between sweeps that drop expired values (0: only when read)."""
 
     async def _open(self) -> None:
-        if self.max_size < 0:
-            raise ValueError(f"{self.name}: max_size must be >= 0, got {self.max_size!r}")
         # key -> (expiry on the loop clock or None, encoded value); order = least recently used first
         self._data: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
         self._now = self._loop.time

@@ -129,9 +129,6 @@ class HTTPRPCClient(Service):
         super().__init__(**kwargs)
         self._ids = itertools.count(1)
 
-    async def start(self) -> None:
-        pass
-
     def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:
         headers = {"Content-Type": "application/json", **self.headers}
         timeout = timeout if timeout is not None else self.timeout

@@ -30,7 +30,6 @@ ENTRY_POINT_GROUP = "kaiju.services"
 # Class name -> "module:attribute"; imported lazily, the first time a config names it.
 BUILTIN: dict[str, str] = {
     # runtime
-    "DemoService": "kaiju.demo:DemoService",
     # rpc and http
     "RPCServer": "kaiju.rpc.server:RPCServer",
     "HTTPServer": "kaiju.http.server:HTTPServer",

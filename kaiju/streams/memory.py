@@ -101,12 +101,6 @@ class MemoryStream(StreamBackend):
         super().__init__(**kwargs)
         self._streams: dict[str, _Stream] = {}
 
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
-
     # -- helpers --------------------------------------------------------------
 
     def _stream(self, stream: str) -> _Stream:

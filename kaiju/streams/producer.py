@@ -19,6 +19,7 @@ import msgspec
 from kaiju.rpc.context import current, new_correlation_id
 from kaiju.rpc.protocol import CORRELATION_ID, DEADLINE
 from kaiju.runtime.service import Namespace, Service
+from kaiju.runtime.types import Positive
 from kaiju.streams.base import StreamBackend, topic_key
 
 __all__ = ["StreamProducer"]
@@ -54,17 +55,12 @@ class StreamProducer(Service):
     """The topic written to."""
     shared: bool = False
     """Write to the shared namespace (`<env>._shared._stream.<topic>`) instead of the app's."""
-    timeout: float | None = None
+    timeout: Positive | None = None
     """Seconds a request stays valid (sent as a `Deadline` header); past it the listener
     dead-letters the message unrun. None: no deadline."""
 
     async def start(self) -> None:
-        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
-            raise ValueError(f"{self.name}: timeout must be a positive number of seconds or null, got {self.timeout!r}")
         self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
 
     def stream_key(self, topic: str | None = None, app: str | None = None, shared: bool | None = None) -> str:
         """The stream a write with these options goes to."""
