@@ -231,3 +231,29 @@ async def test_a_restarted_metrics_service_keeps_counting_once_per_request() -> 
         samples = await scrape(metrics)
         assert rpc_server.dispatcher.run.__self__.first is not None and rpc_server._outer == [metrics.stats]  # added once
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 2
+
+
+class Orders(Service):
+    """A user's service reporting a metric of its own through the service contract."""
+
+    service_name = "orders"
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)
+        self.open = ["o1", "o2"]
+
+    def metrics(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("shop_open_orders", "Orders not shipped yet", labels=["service"])
+        family.add_metric([self.name], len(self.open))
+        yield family
+
+
+async def test_a_users_service_reports_its_own_metric_on_the_metrics_route() -> None:
+    http, orders = HTTPServer(port=free_port()), Orders()
+    async with started(orders, RPCServer(), Metrics(process_metrics=False), http):
+        async with aiohttp.ClientSession() as session:
+            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 2
+            orders.open.append("o3")  # read at scrape time
+            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 3
