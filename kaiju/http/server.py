@@ -356,7 +356,6 @@ class HTTPServer(Service):
         self._requests.add(task)
         try:
             answer = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
-            response = answer.body
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
@@ -367,7 +366,7 @@ class HTTPServer(Service):
             return _error(200, RequestTimeout("Request timeout: the server is stopping"))
         finally:
             self._requests.discard(task)
-        headers = answer.headers
+        headers, response = answer.headers, answer.body
         if response is None:
             sent = web.Response(status=204, headers=headers)
         else:

@@ -3,11 +3,11 @@
 `RPCServer.handle` returns an `Answer` for every caller and every kind of request: the
 response (or the list of responses of a batch; None when nothing is to be sent back), the
 response headers (Correlation-Id, and Session-Id when the request named a session or a
-method changed it). Transports read what they need from it as data: the HTTP server its
-body and the session it names (for the cookie), a stream listener the outcome of each
-request (to acknowledge or redeliver), tests its `outcomes`. Only `body` encodes, through
-the server's `AnswerEncoder`: a result that cannot be encoded becomes an `InternalError`
-there, the one place that knows how.
+method changed it), and the body: the response as JSON. Transports read what they need
+from it as data: the HTTP server its body and the session it names (for the cookie), a
+stream listener the outcome of each request (to acknowledge or redeliver), tests its
+`outcomes`. The body is made by the server's one `AnswerEncoder`: a result that cannot be
+encoded becomes an `InternalError` there (in the response too), the one place that knows how.
 """
 
 from __future__ import annotations
@@ -41,24 +41,14 @@ class Answer(msgspec.Struct, gc=False):
     """The answer to one request or batch (a msgspec Struct: made once per request, cheaply).
 
     `response` is a `Response`, an `ErrorResponse`, the list of them for a batch, or None
-    when nothing is answered (notifications only); `headers` are the response headers.
-    An Answer unpacks as `(body, headers)`, what a transport sends.
+    when nothing is answered (notifications only); `headers` are the response headers;
+    `body` is the response as JSON (None for none), made by the `AnswerEncoder` with the
+    answer. An Answer unpacks as `(body, headers)`, what a transport sends.
     """
 
     response: Any
     headers: dict[str, str]
-    encoder: AnswerEncoder
-
-    @property
-    def body(self) -> bytes | None:
-        """The response as JSON (None when there is none); encoded on each access."""
-        response = self.response
-        if response is not None:
-            try:
-                return encode_value(response)
-            except _UNENCODABLE:
-                pass  # the encoder says what is wrong (and answers the rest of a batch)
-        return self.encoder.encode(response)
+    body: bytes | None
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.body, self.headers))
@@ -97,9 +87,12 @@ def _error_type(error: dict[str, Any]) -> str:
 
 
 class AnswerEncoder:
-    """Turns answers into bytes; a response that cannot be encoded (a method's result the
-    encoder does not know) is answered `InternalError` instead, and logged by `logger`.
-    With `debug`, that error carries the exception and its traceback."""
+    """Makes answers: the response and its JSON body. A response that cannot be encoded (a
+    method's result the encoder does not know) is answered `InternalError` instead, and
+    logged by `logger`; with `debug`, that error carries the exception and its traceback.
+
+    The plain request's path encodes with `encode_value` itself and comes here only when
+    that fails (`answer` does the same, for every other answer)."""
 
     __slots__ = ("logger", "debug")
 
@@ -107,16 +100,18 @@ class AnswerEncoder:
         self.logger = logger
         self.debug = debug
 
-    def encode(self, response: Any) -> bytes | None:
-        """`response` (an answer's) as JSON bytes; None for None."""
+    def answer(self, response: Any, headers: dict[str, str]) -> Answer:
+        """The Answer of `response` (a response, a list of them, or None) with `headers`."""
         if response is None:
-            return None
+            return Answer(None, headers, None)
         try:
-            return encode_value(response)
+            return Answer(response, headers, encode_value(response))
         except _UNENCODABLE as exc:
             if type(response) is list:
-                return encode_value([self._encodable(r) for r in response])
-            return encode_value(ErrorResponse(id=response.id, error=self.unencodable(exc)))
+                response = [self._encodable(r) for r in response]
+            else:
+                response = ErrorResponse(id=response.id, error=self.unencodable(exc))
+            return Answer(response, headers, encode_value(response))
 
     def _encodable(self, response: Any) -> Any:
         try:

@@ -352,7 +352,7 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return Answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out, self.encoder)
+                return self.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
         if type(body) in (list, tuple):
             response = await run_batch(self.dispatcher, ctx, list(body), h, self.max_batch_size, wait)
         else:
@@ -363,7 +363,7 @@ class RPCServer(Service):
             out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
         if ctx.response_headers:
             out.update(ctx.response_headers)
-        return Answer(response, out, self.encoder)
+        return self.encoder.answer(response, out)
 
     # -- step 1: the request's context and the caller's session -----------------
 
@@ -457,14 +457,14 @@ class RPCServer(Service):
             except UNREADABLE as exc:
                 req_id = getattr(unreadable(body, exc), "request_id", None)
                 if req_id is UNSET:
-                    return Answer(ErrorResponse(id=None, error=error) if wait else None, headers, self.encoder)
-                return Answer(ErrorResponse(id=req_id, error=error), headers, self.encoder)
+                    return self.encoder.answer(ErrorResponse(id=None, error=error) if wait else None, headers)
+                return self.encoder.answer(ErrorResponse(id=req_id, error=error), headers)
         if type(body) in (list, tuple) and body:
             answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if wait or not _is_notification(r)]
-            return Answer(answers or None, headers, self.encoder)
+            return self.encoder.answer(answers or None, headers)
         if _is_notification(body) and not wait:
-            return Answer(None, headers, self.encoder)
-        return Answer(ErrorResponse(id=_request_id(body), error=error), headers, self.encoder)
+            return self.encoder.answer(None, headers)
+        return self.encoder.answer(ErrorResponse(id=_request_id(body), error=error), headers)
 
 
 class _HotPath:
@@ -491,7 +491,10 @@ class _HotPath:
                 out[SESSION_ID] = ctx.session.id
         if ctx.response_headers:
             out.update(ctx.response_headers)
-        return Answer(response, out, self.encoder)
+        try:  # the encoder's own fast path, inline: encode_value, then the encoder when that fails
+            return Answer(response, out, encode_value(response))
+        except (TypeError, ValueError, RecursionError):
+            return self.encoder.answer(response, out)
 
 
 def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:

@@ -10,7 +10,7 @@ _encoder = AnswerEncoder(logger=None)
 
 
 def answer(response: object) -> Answer:
-    return Answer(response, {}, _encoder)
+    return _encoder.answer(response, {})
 
 
 def test_outcomes_are_read_from_the_answer() -> None:
