@@ -177,7 +177,7 @@ async def test_stream_metrics(make_stack) -> None:
         await producer.call("rec.echo", {"value": 1})
         await producer.call("rec.fail", {"value": 2})
         await eventually(lambda: listener.counters["processed"] == 1 and listener.counters["dead_lettered"] == 1, what="both messages")
-        await eventually(lambda: not listener._in_hand, what="acks")
+        await eventually(lambda: not listener.in_hand, what="acks")
         # pending and lag are read by the listener's upkeep, at its next lock check
         read = lambda: listener.backlog is not None and listener.backlog.pending == 0 and listener.backlog.lag == 0  # noqa: E731
         await eventually(read, what="the backlog read")
