@@ -124,7 +124,7 @@ class AppHealth(Service):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.check = HealthCheck(self.app, float(self.timeout), float(self.cache_seconds))
+        self.check = HealthCheck(self.app, self.timeout, self.cache_seconds)
 
     def bind(self, app: App, loglevel: str | int | None = None) -> None:
         """Attach to `app` (and check its services)."""

@@ -147,7 +147,7 @@ class CacheSessions(SessionStore):
         if not isinstance(session, StoredSession) or loaded is None:
             return
         changed = self._encode(session.data) != loaded
-        if not changed and time.time() - session.saved_at < float(self.ttl) / 4:
+        if not changed and time.time() - session.saved_at < self.ttl / 4:
             return
         async with self._locked(session.id):
             stored = await self._read(session.id)

@@ -65,11 +65,11 @@ class HTTPClient(Service):
 
     async def start(self) -> None:
         if self.unix_socket:
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=int(self.connections))
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=self.connections)
         else:
-            connector = aiohttp.TCPConnector(limit=int(self.connections), ssl=None if self.verify_ssl else False)
+            connector = aiohttp.TCPConnector(limit=self.connections, ssl=None if self.verify_ssl else False)
         self.session = aiohttp.ClientSession(
-            connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=float(self.timeout))
+            connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=self.timeout)
         )
 
     async def stop(self, exception: Exception | None = None) -> None:

@@ -28,7 +28,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.health import AppHealth
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
-from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
+from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.answer import encode_value
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, RequestTimeout, RPCError
@@ -115,14 +115,20 @@ class HTTPServer(Service):
     max_connections: PositiveInt = 900
     warning_interval: Positive = 60.0
 
-    # not settings (no annotations): the listening socket bound in start(), and aiohttp's
-    # runner while serving
-    socket = None
-    runner = None
-    # the AppHealth made here when the app has none, registered on rpc while serving
-    _own_health = None
+    # not settings (no annotations): the run-time state while serving (from start() to stop())
+    serving: Serving | None = None
     # routes waiting for the app to start right now (a gauge for operators and tests)
     held_requests = 0
+
+    @property
+    def socket(self) -> socket.socket | None:
+        """The listening socket while serving, else None."""
+        return self.serving.socket if self.serving is not None else None
+
+    @property
+    def runner(self) -> web.ServerRunner | None:
+        """aiohttp's runner while serving, else None."""
+        return self.serving.runner if self.serving is not None else None
 
     # -- lifetime -----------------------------------------------------------
 
@@ -131,31 +137,25 @@ class HTTPServer(Service):
         does not import, a route declared twice or at rpc_path, a service in `route_services`
         the app does not have (SettingError naming the setting)."""
         check_listen_address(self)  # no other server of the app on the same host and port, or socket
-        try:
-            self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
-        except RouteError as exc:
-            raise SettingError(exc.key, exc.message) from None
+        self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
 
     async def start(self) -> None:
         """Bind the socket and start serving; raises OSError naming the address when it is taken,
         ValueError for a route declared twice or at rpc_path."""
-        if self.runner is not None:
+        if self.serving is not None:
             raise RuntimeError(f"{self.name}: already started")
-        self._scope: Scope = parse_scope(self.scope)
-        self._max_body = int(self.max_body_size)
-        self._request_loop = asyncio.get_running_loop()
-        self._probes = self._probe_routes()
-        self._table = self._route_table([*self._probes, *self._service_routes(), *config_routes(self.routes)])
-        self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
+        probes = self._probe_routes()
+        table = self._route_table([*probes, *self._service_routes(), *config_routes(self.routes)])
+        health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
         sock = self._bind()
-        self.responses: dict[int, int] = {}  # responses by status, read by the metrics
+        serving = Serving(parse_scope(self.scope), asyncio.get_running_loop(), probes, table, health, sock)
         server = _JSONErrorServer(
-            _counting(self._handle, self.responses),
+            _counting(self._handle, serving.responses),
             limits=self._connection_limits(),
             logger=self.logger,
             request_factory=self._make_request,
             handler_cancellation=True,
-            keepalive_timeout=float(self.idle_timeout),
+            keepalive_timeout=self.idle_timeout,
             # a body left unread (refused as too large, or undecodable) closes the connection after
             # the answer instead of being drained for seconds -- and drained, an undecodable one
             # would log a traceback per request
@@ -164,42 +164,43 @@ class HTTPServer(Service):
         )
         # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
         # twice (before and after cancelling), is left only the time to write the last answers
-        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, float(self.shutdown_timeout)))
+        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, self.shutdown_timeout))
+        self.serving = serving
         try:
             await runner.setup()
-            await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
+            await web.SockSite(runner, sock, backlog=self.backlog).start()
         except BaseException:
+            self.serving = None
             await runner.cleanup()
             sock.close()
             raise
-        self.socket, self.runner = sock, runner
-        if self.app_health is None and self._health.name not in self.app.services and not self._rpc_has_health():
-            self._own_health = self._health
-            self.rpc.add_service(self._own_health)
-        self._accept_errors = QuietAcceptErrors(sock, self.logger, float(self.warning_interval))
-        self._accept_errors.install(self._request_loop)
-        self._requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
-        self._cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
+        serving.runner = runner
+        if self.app_health is None and health.name not in self.app.services and not self._rpc_has_health():
+            serving.own_health = health
+            self.rpc.add_service(health)
+        serving.accept_errors = QuietAcceptErrors(sock, self.logger, self.warning_interval)
+        serving.accept_errors.install(serving.loop)
         self.logger.info("listening", url=self.url)
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
-        runner, self.runner = self.runner, None
-        if runner is None:
+        serving = self.serving
+        if serving is None or serving.runner is None:
             return
-        self._accept_errors.uninstall()
+        runner, serving.runner = serving.runner, None
+        if serving.accept_errors is not None:
+            serving.accept_errors.uninstall()
         try:
             for site in list(runner.sites):
                 await site.stop()  # no new connections
             runner.server.pre_shutdown()  # no new requests on open ones
-            await self._drain(float(self.shutdown_timeout))
+            await self._drain(serving, self.shutdown_timeout)
             await runner.cleanup()
         finally:
-            if self._own_health is not None:
-                self.rpc.remove_service(self._own_health.name)
-                self._own_health = None
-            if self.socket is not None:
-                self.socket.close()
+            if serving.own_health is not None:
+                self.rpc.remove_service(serving.own_health.name)
+            serving.socket.close()
+            self.serving = None
             if self.unix_socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
@@ -209,17 +210,17 @@ class HTTPServer(Service):
         from prometheus_client.core import CounterMetricFamily
 
         responses = CounterMetricFamily("kaiju_http_responses", "HTTP responses sent, by status", labels=["server", "status"])
-        for status, n in sorted(self.__dict__.get("responses", {}).items()):
+        for status, n in sorted(self.serving.responses.items() if self.serving is not None else ()):
             responses.add_metric([self.name, str(status)], n)
         yield responses
 
     def _route_table(self, routes: list[Route]) -> RouteTable:
-        """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
+        """The table of `routes`; raises SettingError for a route declared twice or at the RPC path
         (the RPC endpoint is matched first: such a route would never be served)."""
         for r in routes:
             if r.path == self.rpc_path:
                 key = "routes" if r.service is None else "rpc_path"
-                raise RouteError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+                raise SettingError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
         return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
@@ -233,7 +234,7 @@ class HTTPServer(Service):
 
     def _service_routes(self, strict: bool = False) -> list[Route]:
         """The `@route` handlers of the services `route_services` names; a name the app lacks
-        is a RouteError when `strict` (the check), else a warning (left out after a failed start)."""
+        is a SettingError when `strict` (the check), else a warning (left out after a failed start)."""
         if self.route_services == "none":
             return []
         names = list(self.app.services) if self.route_services == "all" else self.route_services
@@ -241,7 +242,7 @@ class HTTPServer(Service):
         for name in names:
             service = self.app.services.get(name)
             if service is None and strict:
-                raise RouteError("route_services", f'expected names of services of the app, got "{name}"')
+                raise SettingError("route_services", f'expected names of services of the app, got "{name}"')
             if service is None:
                 self.logger.warning("no running service to serve routes of", service=name)
                 continue
@@ -249,26 +250,26 @@ class HTTPServer(Service):
         return found
 
     def _connection_limits(self) -> ConnectionLimits:
-        cap = connection_cap(int(self.max_connections))
+        cap = connection_cap(self.max_connections)
         if cap < self.max_connections:
             self.logger.warning(
                 "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
             )
-        return ConnectionLimits(float(self.header_timeout), float(self.body_timeout), cap, float(self.warning_interval))
+        return ConnectionLimits(self.header_timeout, self.body_timeout, cap, self.warning_interval)
 
-    async def _drain(self, grace: float) -> None:
+    async def _drain(self, serving: Serving, grace: float) -> None:
         """Let the requests in flight finish within `grace` seconds; then answer those still
         running with a JSON-RPC RequestTimeout (the dispatcher times out their methods; a
         handler not running one is cancelled and answers it itself) and give them a moment
         to write it before the connections close."""
-        if self._requests:
-            await asyncio.wait(self._requests, timeout=grace)
-        if not self._requests:
+        if serving.requests:
+            await asyncio.wait(serving.requests, timeout=grace)
+        if not serving.requests:
             return
-        running = set(self._requests)
+        running = set(serving.requests)
         hit = self.rpc.executor.expire(running) if self.rpc.executor is not None else set()
-        self._cut = running - hit
-        for task in self._cut:
+        serving.cut = running - hit
+        for task in serving.cut:
             task.cancel()
         self.logger.warning("grace period over: requests answered RequestTimeout", requests=len(running))
         await asyncio.wait(running, timeout=_WRITE_TIME)
@@ -276,14 +277,14 @@ class HTTPServer(Service):
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         protocol.request_arrived(payload)  # headers are in: stops the header deadline
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
-        return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
+        return RouteRequest(message, payload, protocol, writer, task, self.serving.loop, client_max_size=self.max_body_size)
 
     @property
     def url(self) -> str:
         """Where the RPC endpoint listens: `http://host:port/path` or `unix:<path>:<rpc_path>`."""
         if self.unix_socket:
             return f"unix:{self.unix_socket}:{self.rpc_path}"
-        sock = getattr(self, "socket", None)
+        sock = self.socket
         port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{port}{self.rpc_path}"
@@ -297,8 +298,8 @@ class HTTPServer(Service):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind over TIME_WAIT, never over a listener
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self.host, int(self.port)))
-            sock.listen(int(self.backlog))
+            sock.bind((self.host, self.port))
+            sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
             hint = " (another process listens there; set reuse_port: true to share it on purpose)" if exc.errno == errno.EADDRINUSE else ""
@@ -321,7 +322,7 @@ class HTTPServer(Service):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
-            sock.listen(int(self.backlog))
+            sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
             raise OSError(exc.errno, f"{self.name}: cannot listen on {path}: {exc.strerror}") from None
@@ -339,7 +340,7 @@ class HTTPServer(Service):
             payload = request.content
             if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
                 body = payload.read_nowait()
-                if len(body) > self._max_body:
+                if len(body) > self.max_body_size:
                     return self._too_large()
             else:
                 body = await request.read()
@@ -353,19 +354,20 @@ class HTTPServer(Service):
             if cookie:
                 in_headers = {**in_headers, SESSION_ID: cookie}
         task = asyncio.current_task()
-        self._requests.add(task)
+        serving = self.serving
+        serving.requests.add(task)
         try:
-            answer = await self.rpc.handle(body, in_headers, scope=self._scope, transport="http")
+            answer = await self.rpc.handle(body, in_headers, scope=serving.scope, transport="http")
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
         except asyncio.CancelledError:
-            if task not in self._cut:
+            if task not in serving.cut:
                 raise
             task.uncancel()  # cut by stop(): answer, then the connection closes
             return _error(200, RequestTimeout("Request timeout: the server is stopping"))
         finally:
-            self._requests.discard(task)
+            serving.requests.discard(task)
         headers, response = answer.headers, answer.body
         if response is None:
             sent = web.Response(status=204, headers=headers)
@@ -392,13 +394,14 @@ class HTTPServer(Service):
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve every path but the RPC one: a probe, a route, or a JSON 404 / 405."""
-        match = await self._table.resolve(request)
+        serving = self.serving
+        match = await serving.table.resolve(request)
         route = match.route
         if route is None:
             if match.status == 405:
                 return _error(405, InvalidRequest(f"Invalid request: {request.method} is not allowed at {request.path}"), {"Allow": match.allow})
             return _error(404, MethodNotFound(f"Nothing at {request.path}; JSON-RPC requests go to {self.rpc_path}"))
-        if route not in self._probes:
+        if route not in serving.probes:
             refused = await self._refusal(route)
             if refused is not None:
                 return refused
@@ -421,7 +424,7 @@ class HTTPServer(Service):
         if app.managed and not app.started.is_set():
             self.held_requests += 1
             try:
-                async with asyncio.timeout(float(self.start_wait)):
+                async with asyncio.timeout(self.start_wait):
                     await app.started.wait()
             except TimeoutError:
                 return _unavailable(f"the app did not start within {self.start_wait:g} s")
@@ -439,8 +442,30 @@ class HTTPServer(Service):
         return {"live": True}  # answering at all is the proof: the loop runs
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
-        report = await self._health.check.report()
+        report = await self.serving.health.check.report()
         return web.Response(status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON})
+
+
+class Serving:
+    """What a started HTTPServer holds: made in `start()`, dropped in `stop()`."""
+
+    __slots__ = ("scope", "loop", "probes", "table", "health", "socket", "runner", "own_health", "accept_errors",
+                 "responses", "requests", "cut")
+
+    def __init__(self, scope: Scope, loop: asyncio.AbstractEventLoop, probes: list[Route], table: RouteTable,
+                 health: AppHealth, sock: socket.socket):
+        self.scope = scope  # of callers without a session
+        self.loop = loop
+        self.probes = probes  # the live / ready routes (served before the app has started too)
+        self.table = table
+        self.health = health  # the app's AppHealth, or one made here
+        self.socket = sock
+        self.runner: web.ServerRunner | None = None
+        self.own_health: AppHealth | None = None  # the one made here, registered on rpc while serving
+        self.accept_errors: QuietAcceptErrors | None = None
+        self.responses: dict[int, int] = {}  # responses by status, read by the metrics
+        self.requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
+        self.cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
 
 
 def _counting(handle: Any, responses: dict[int, int]) -> Any:

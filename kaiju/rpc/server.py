@@ -227,7 +227,7 @@ class RPCServer(Service):
     # -- the method table ---------------------------------------------------
 
     def _new_table(self) -> MethodTable:
-        table = MethodTable(bool(self.enable_permissions))
+        table = MethodTable(self.enable_permissions)
         table.add(Introspection(self), self.name)
         return table
 

@@ -21,7 +21,6 @@ _EXPORTS = {
     "CronTask": "kaiju.tasks.cron",
     "PeriodicTask": "kaiju.tasks.periodic",
     "ScheduledTask": "kaiju.tasks.service",
-    "TaskSettingsError": "kaiju.tasks.schedule",
     "Tasks": "kaiju.tasks.listing",
     "next_periodic_fire": "kaiju.tasks.schedule",
 }
@@ -32,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.tasks.cron import CronTask
     from kaiju.tasks.listing import Tasks
     from kaiju.tasks.periodic import PeriodicTask
-    from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire
+    from kaiju.tasks.schedule import CronSchedule, next_periodic_fire
     from kaiju.tasks.service import ScheduledTask
 
 

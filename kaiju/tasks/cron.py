@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from kaiju.runtime.types import CronSpec, TimeZone
-from kaiju.tasks.schedule import CronSchedule, TaskSettingsError
+from kaiju.tasks.schedule import CronSchedule
 from kaiju.tasks.service import ScheduledTask
 
 __all__ = ["CronTask"]
@@ -26,10 +26,7 @@ class CronTask(ScheduledTask):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        try:
-            self.schedule = CronSchedule(self.cron, self.timezone)
-        except TaskSettingsError as exc:
-            raise TaskSettingsError(f"{self.name}: {exc}") from None
+        self.schedule = CronSchedule(self.cron, self.timezone)  # SettingError naming cron or timezone
 
     def _first_fire(self, now: float) -> float:
         return self.schedule.next_fire(now)

@@ -22,9 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from kaiju.runtime.service import SettingError
+
 __all__ = [
     "CronSchedule",
-    "TaskSettingsError",
     "with_jitter",
     "next_periodic_fire",
     "parse_timezone",
@@ -35,27 +36,23 @@ UTC = timezone.utc
 _MAX_SHIFT = timedelta(hours=3)
 
 
-class TaskSettingsError(ValueError):
-    """A task setting that cannot work: a bad cron spec, an unknown time zone, a bad interval, ..."""
-
-
 def parse_timezone(name: str) -> ZoneInfo:
-    """The IANA zone called `name` (e.g. "Europe/Berlin", "UTC"); raises TaskSettingsError if unknown."""
+    """The IANA zone called `name` (e.g. "Europe/Berlin", "UTC"); raises SettingError if unknown."""
     if not isinstance(name, str) or not name:
-        raise TaskSettingsError(f"timezone: expected an IANA zone name such as \"Europe/Berlin\", got {name!r}")
+        raise SettingError("timezone", f"expected an IANA zone name such as \"Europe/Berlin\", got {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise TaskSettingsError(f'timezone: unknown IANA time zone "{name}"') from None
+        raise SettingError("timezone", f'unknown IANA time zone "{name}"') from None
 
 
 def next_periodic_fire(anchor: float, interval: float, after: float) -> float:
     """The first time `anchor + k * interval` (k >= 0 an integer) that is later than `after`.
 
-    Raises TaskSettingsError when `interval` is not a positive number.
+    Raises SettingError when `interval` is not a positive number.
     """
     if not interval > 0:
-        raise TaskSettingsError(f"interval: expected a positive number of seconds, got {interval!r}")
+        raise SettingError("interval", f"expected a positive number of seconds, got {interval!r}")
     if after < anchor:
         return anchor
     k = math.floor((after - anchor) / interval) + 1
@@ -77,20 +74,20 @@ def with_jitter(fire: float, jitter: float, rng: random.Random | None = None) ->
 class CronSchedule:
     """A cron spec in a time zone; `next_fire(after)` gives the next fire time.
 
-    Raises TaskSettingsError at construction for a spec croniter cannot read or an unknown zone.
+    Raises SettingError at construction for a spec croniter cannot read or an unknown zone.
     """
 
     __slots__ = ("spec", "tz", "timezone", "_every_hour")
 
     def __init__(self, spec: str, timezone: str = "UTC"):
         if not isinstance(spec, str) or len(spec.split()) not in (5, 6):
-            raise TaskSettingsError(
-                f"cron: expected 5 fields (minute hour day month weekday) or 6 (the sixth is seconds), got {spec!r}"
+            raise SettingError(
+                "cron", f"expected 5 fields (minute hour day month weekday) or 6 (the sixth is seconds), got {spec!r}"
             )
         try:
             expanded = croniter(spec).expanded
         except Exception as exc:  # croniter raises several types for bad specs
-            raise TaskSettingsError(f"cron: invalid spec {spec!r}: {exc}") from None
+            raise SettingError("cron", f"invalid spec {spec!r}: {exc}") from None
         self.spec = spec
         self.timezone = timezone
         self.tz = parse_timezone(timezone)

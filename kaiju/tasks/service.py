@@ -259,10 +259,10 @@ class ScheduledTask(Service):
         run unwind: the services stopping after it (the RPC server, locks, connections) keep
         the rest.
         """
-        budget = float(self.app.shutdown_timeout)
+        budget = self.app.shutdown_timeout
         grace = budget * _GRACE_SHARE
         if self.shutdown_timeout is not None:
-            grace = min(grace, float(self.shutdown_timeout))
+            grace = min(grace, self.shutdown_timeout)
         return grace, min(_MAX_UNWIND, budget * _UNWIND_SHARE)
 
     # -- firing -------------------------------------------------------
