@@ -38,6 +38,10 @@ class Cache(Service, abc.ABC):
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._cache`) instead of the app's."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}
+
     # -- lifetime ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -50,7 +54,7 @@ class Cache(Service, abc.ABC):
         self._encode, self._decode = codec.encode, codec.decode
         self._filling: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_running_loop()
-        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # read by the metrics
+        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # since this start, read by the metrics
         await self._open()
         self._opened = True
 
@@ -62,9 +66,7 @@ class Cache(Service, abc.ABC):
         """Hits, misses and loader calls (`get_or_set` fills) of this cache since it started."""
         from prometheus_client.core import CounterMetricFamily
 
-        counts = self.__dict__.get("counts")
-        if counts is None:  # never started
-            return
+        counts = self.counts
         for key, name, doc in (
             ("hits", "kaiju_cache_hits", "Cache reads that found the key"),
             ("misses", "kaiju_cache_misses", "Cache reads that did not find the key"),

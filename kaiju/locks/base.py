@@ -100,6 +100,12 @@ class Locks(Service, abc.ABC):
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # acquisitions, refusals (taken / timeout), locks lost, time to acquire when waiting: the metrics'
+        self.counts = {"acquired": 0, "taken": 0, "timeout": 0, "lost": 0}
+        self.wait_time = Histogram(LATENCY_BUCKETS)
+
     # -- lifetime ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -126,9 +132,7 @@ class Locks(Service, abc.ABC):
         """Locks acquired, refused (taken / timeout), lost, and the time spent waiting for them."""
         from prometheus_client.core import CounterMetricFamily
 
-        counts = self.__dict__.get("counts")
-        if counts is None:  # never started
-            return
+        counts = self.counts
         acquired = CounterMetricFamily("kaiju_locks_acquired", "Locks acquired", labels=["locks"])
         refused = CounterMetricFamily("kaiju_locks_refused", "acquire() calls refused", labels=["locks", "reason"])
         lost = CounterMetricFamily("kaiju_locks_lost", "Locks lost while held (a renewal failed)", labels=["locks"])

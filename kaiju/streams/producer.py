@@ -59,15 +59,17 @@ class StreamProducer(Service):
     """Seconds a request stays valid (sent as a `Deadline` header); past it the listener
     dead-letters the message unrun. None: no deadline."""
 
-    async def start(self) -> None:
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # stream keys remembered per option set: a producer writes to few streams, many times each
         self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
+
+    async def start(self) -> None:
+        self._stream_keys.clear()  # made before the app was bound, maybe
 
     def stream_key(self, topic: str | None = None, app: str | None = None, shared: bool | None = None) -> str:
         """The stream a write with these options goes to."""
-        # remembered per option set while started: a producer writes to few streams, many times each
-        keys = self.__dict__.get("_stream_keys")
-        if keys is None:
-            return self._stream_key(topic, app, shared)
+        keys = self._stream_keys
         key = keys.get((topic, app, shared))
         if key is None:
             if len(keys) >= 256:  # option sets made up per call: forget, rather than grow
