@@ -9,23 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "AuthService": "kaiju.auth.service",
-    "TokenSession": "kaiju.auth.service",
-    "CacheSessions": "kaiju.auth.sessions",
-    "User": "kaiju.auth.users",
-    "UserStore": "kaiju.auth.users",
-    "ConfigUsers": "kaiju.auth.users",
-    "Passwords": "kaiju.auth.passwords",
-    "TokenSigner": "kaiju.auth.tokens",
-    "LoginThrottle": "kaiju.auth.throttle",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.auth.passwords import Passwords
     from kaiju.auth.service import AuthService, TokenSession
     from kaiju.auth.sessions import CacheSessions
@@ -33,5 +19,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.auth.tokens import TokenSigner
     from kaiju.auth.users import ConfigUsers, User, UserStore
 
-
-__getattr__ = _lazy_getattr("kaiju.auth", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

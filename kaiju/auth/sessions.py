@@ -12,7 +12,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -20,8 +20,8 @@ import msgspec
 from kaiju.auth.users import UserStore
 from kaiju.cache.base import Cache
 from kaiju.locks.base import Locks
-from kaiju.rpc.access import Scope, Session, parse_scope
-from kaiju.rpc.sessions import SessionStore
+from kaiju.rpc.access import Session
+from kaiju.rpc.sessions import SessionStore, session_fields
 from kaiju.runtime.types import Positive
 
 __all__ = ["CacheSessions", "StoredSession"]
@@ -81,24 +81,10 @@ class CacheSessions(SessionStore):
     def _key(self, session_id: str) -> str:
         return f"{self.key_prefix}.{session_id}"
 
-    async def new_session(
-        self,
-        *,
-        user_id: Any = None,
-        scope: Scope | int | str = Scope.USER,
-        permissions: Iterable[str] = (),
-        data: Mapping[str, Any] | None = None,
-        username: str | None = None,
-    ) -> StoredSession:
-        """Create a session with a fresh id, save it and return it."""
-        session = StoredSession(
-            id=secrets.token_urlsafe(24),
-            user_id=user_id,
-            scope=parse_scope(scope),
-            permissions=frozenset(permissions),
-            data=dict(data or {}),
-            username=username,
-        )
+    async def new_session(self, **fields: Any) -> StoredSession:
+        """Create a session with a fresh id (the keyword arguments of
+        `SessionStore.new_session`), save it and return it."""
+        session = StoredSession(id=secrets.token_urlsafe(24), **session_fields(**fields))
         await self.save_session(session)
         return session
 

@@ -7,13 +7,12 @@ histograms (`kaiju.histogram`) and build families only when asked.
 
 from __future__ import annotations
 
-from kaiju import _lazy_getattr
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "Metrics": "kaiju.metrics.service",
-    "AppCollector": "kaiju.metrics.collector",
-}
+from kaiju import _front_door
 
-__all__ = list(_EXPORTS)
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
+    from kaiju.metrics.collector import AppCollector
+    from kaiju.metrics.service import Metrics
 
-__getattr__ = _lazy_getattr("kaiju.metrics", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

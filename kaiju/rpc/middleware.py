@@ -39,6 +39,11 @@ CallNext = Callable[["Call"], Awaitable[Any]]
 Middleware = Callable[["Call", CallNext], Awaitable[Any]]
 
 
+def _from_context(name: str, doc: str) -> Any:
+    """A read-only property of `Call` reading the request context's attribute `name`."""
+    return property(lambda call: getattr(call.context, name), doc=doc)
+
+
 class Call:
     """One call of an RPC method as a middleware sees it.
 
@@ -63,35 +68,12 @@ class Call:
         """The RPC name of the method called (`service.method`)."""
         return self.target.name
 
-    @property
-    def transport(self) -> str:
-        """What brought the call in: "http", "stream", "task" or "internal"."""
-        return self.context.transport
-
-    @property
-    def scope(self) -> Any:
-        """The caller's `Scope` (its session's, when it has one)."""
-        return self.context.scope
-
-    @property
-    def session(self) -> Any:
-        """The caller's `Session`, or None."""
-        return self.context.session
-
-    @property
-    def headers(self) -> Any:
-        """The request headers as the transport gave them (a mapping, or None)."""
-        return self.context.headers
-
-    @property
-    def request_id(self) -> Any:
-        """The JSON-RPC id of the request (None for a notification or an in-process call)."""
-        return self.context.request_id
-
-    @property
-    def correlation_id(self) -> str:
-        """The request's correlation id."""
-        return self.context.correlation_id
+    transport = _from_context("transport", 'What brought the call in: "http", "stream", "task" or "internal".')
+    scope = _from_context("scope", "The caller's `Scope` (its session's, when it has one).")
+    session = _from_context("session", "The caller's `Session`, or None.")
+    headers = _from_context("headers", "The request headers as the transport gave them (a mapping, or None).")
+    request_id = _from_context("request_id", "The JSON-RPC id of the request (None for a notification or an in-process call).")
+    correlation_id = _from_context("correlation_id", "The request's correlation id.")
 
     @property
     def response_headers(self) -> dict[str, str]:

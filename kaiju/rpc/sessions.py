@@ -18,10 +18,10 @@ import abc
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.access import Scope, Session, parse_scope
 from kaiju.runtime.service import Service
 
-__all__ = ["Authenticator", "SessionStore"]
+__all__ = ["Authenticator", "SessionStore", "session_fields"]
 
 
 class SessionStore(Service, abc.ABC):
@@ -56,6 +56,22 @@ class SessionStore(Service, abc.ABC):
     async def delete_session(self, session_id: str) -> None:
         """Forget a session (a logout). Default: NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete sessions")
+
+
+def session_fields(
+    *,
+    user_id: Any = None,
+    scope: Scope | int | str = Scope.USER,
+    permissions: Iterable[str] = (),
+    data: Mapping[str, Any] | None = None,
+    username: str | None = None,
+) -> dict[str, Any]:
+    """The fields of a new session from `SessionStore.new_session`'s keyword arguments: the
+    scope parsed (ValueError for an unknown one), the permissions a frozenset, the data a dict."""
+    return {
+        "user_id": user_id, "scope": parse_scope(scope), "permissions": frozenset(permissions),
+        "data": dict(data or {}), "username": username,
+    }
 
 
 class Authenticator(Service, abc.ABC):
