@@ -25,11 +25,9 @@ from typing import Any
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
 from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
-from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
+from kaiju.logging import LOG_FORMATS, LOG_LEVELS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)

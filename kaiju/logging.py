@@ -26,11 +26,12 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 __all__ = [
-    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "PlainFormatter",
+    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LOG_LEVELS", "LogFormatError", "PlainFormatter",
     "check_format", "check_logging", "configure", "log_field_providers", "logging_problems", "record_extras",
 ]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _STD_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
 
