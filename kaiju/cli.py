@@ -226,9 +226,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     async def ask() -> tuple[int, bytes]:
         connector = aiohttp.UnixConnector(path=http.unix_socket) if http.unix_socket else None
         timeout = aiohttp.ClientTimeout(total=args.timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            async with session.get(f"http://localhost{http.ready_path}" if http.unix_socket else url) as resp:
-                return resp.status, await resp.read()
+        target = f"http://localhost{http.ready_path}" if http.unix_socket else url
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, session.get(target) as resp:
+            return resp.status, await resp.read()
 
     try:
         status, body = asyncio.run(ask())

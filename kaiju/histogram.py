@@ -46,7 +46,7 @@ class Histogram:
     def cumulative(self) -> list[tuple[str, int]]:
         """`[(le, count of values <= le), ..., ("+Inf", all)]`."""
         out, total = [], 0
-        for bound, n in zip((*map(repr, map(float, self.bounds)), "+Inf"), self.counts):
+        for bound, n in zip((*map(repr, map(float, self.bounds)), "+Inf"), self.counts, strict=True):
             total += n
             out.append((bound, total))
         return out

@@ -21,8 +21,8 @@ import logging
 import logging.handlers
 import os
 import sys
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -59,7 +59,7 @@ class KaijuLogger(logging.LoggerAdapter):
             kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller, not this adapter
             self.logger.log(level, msg, *args, **kwargs)
 
-    def getChild(self, suffix: str) -> KaijuLogger:  # noqa: N802 -- the logging module's name
+    def getChild(self, suffix: str) -> KaijuLogger:
         return KaijuLogger(self.logger.getChild(suffix))
 
     @property
@@ -130,7 +130,7 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = record_extras(record)
         cid = extras.pop("correlation_id", None) or "-"
-        when = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         text = f"{when} {record.levelname} {record.name} [{cid}] {record.getMessage()}"
         if extras:
             text += " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
@@ -151,7 +151,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": _LEVELS.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
             "message": record.getMessage(),

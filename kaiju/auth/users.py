@@ -66,7 +66,7 @@ class ConfigUsers(UserStore):
     with `kaiju-run hash-password`): a plain password there is a config error.
     """
 
-    users: dict[str, ConfigUser] = {}
+    users: dict[str, ConfigUser] = {}  # noqa: RUF012 -- a setting's default, never mutated
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

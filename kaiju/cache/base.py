@@ -135,7 +135,7 @@ class Cache(Service, abc.ABC):
         hits = len(found) - found.count(None)
         self.counts["hits"] += hits
         self.counts["misses"] += len(found) - hits
-        return {key: self._decode(data, type) for key, data in zip(keys, found) if data is not None}
+        return {key: self._decode(data, type) for key, data in zip(keys, found, strict=True) if data is not None}
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store `value` under `key` for `ttl` seconds (default: the `ttl` setting).
@@ -161,7 +161,7 @@ class Cache(Service, abc.ABC):
         if not keys:
             return frozenset()
         found = await self._m_exists([self._key(key) for key in keys])
-        return frozenset(key for key, present in zip(keys, found) if present)
+        return frozenset(key for key, present in zip(keys, found, strict=True) if present)
 
     async def delete(self, key: str) -> None:
         """Remove `key` (nothing happens when it is missing)."""

@@ -54,7 +54,7 @@ class HTTPClient(Service):
 
     base_url: str = ""
     timeout: float = 30.0
-    headers: dict = {}
+    headers: dict = {}  # noqa: RUF012 -- a setting's default, never mutated
     connections: int = 100
     unix_socket: str | None = None
     verify_ssl: bool = True
@@ -123,7 +123,7 @@ class HTTPRPCClient(Service):
 
     path: str = "/public/rpc"
     timeout: float | None = None
-    headers: dict = {}
+    headers: dict = {}  # noqa: RUF012 -- a setting's default, never mutated
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each
         LockExistsError,
         LockInfo,
         LockLostError,
-        LockTimeout,
         Locks,
+        LockTimeout,
         NotLockOwnerError,
     )
     from kaiju.locks.memory import MemoryLocks

@@ -289,7 +289,7 @@ class Locks(Service, abc.ABC):
         if not keys:
             return frozenset()
         owners = await self._owners([self.full_key(key, shared) for key in keys])
-        return frozenset(key for key, owner in zip(keys, owners) if owner is not None)
+        return frozenset(key for key, owner in zip(keys, owners, strict=True) if owner is not None)
 
     @asynccontextmanager
     async def lock(

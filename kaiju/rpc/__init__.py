@@ -20,8 +20,18 @@ if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each
     from kaiju.rpc.answer import Answer
     from kaiju.rpc.context import RequestContext, current
     from kaiju.rpc.errors import (
-        Aborted, InternalError, InvalidParams, InvalidRequest, JSONParseError, MethodNotFound, NotAuthorized,
-        Overloaded, ParseError, PermissionDenied, RequestTimeout, RPCError,
+        Aborted,
+        InternalError,
+        InvalidParams,
+        InvalidRequest,
+        JSONParseError,
+        MethodNotFound,
+        NotAuthorized,
+        Overloaded,
+        ParseError,
+        PermissionDenied,
+        RequestTimeout,
+        RPCError,
     )
     from kaiju.rpc.methods import Method, method
     from kaiju.rpc.middleware import Call

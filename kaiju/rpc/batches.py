@@ -19,7 +19,13 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.protocol import (
-    UNREADABLE, ErrorResponse, Request, RequestHeaders, Response, fill_template, why_unreadable,
+    UNREADABLE,
+    ErrorResponse,
+    Request,
+    RequestHeaders,
+    Response,
+    fill_template,
+    why_unreadable,
 )
 
 __all__ = ["run_batch"]
@@ -44,10 +50,10 @@ async def run_batch(
     else:
         answers = await asyncio.gather(*(
             dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
-            for c, r in zip(contexts, reqs)
+            for c, r in zip(contexts, reqs, strict=True)
         ))
         # notifications get no answer (unless waited for)
-        responses = [a for r, a in zip(reqs, answers) if wait or r.id is not UNSET]
+        responses = [a for r, a in zip(reqs, answers, strict=True) if wait or r.id is not UNSET]
     for c in contexts:
         if c.session is not ctx.session:
             ctx.session = c.session
@@ -69,7 +75,7 @@ async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs
     responses: list = []
     results: dict[int, Any] = {}
     failed = False
-    for n, (ctx, req) in enumerate(zip(contexts, reqs)):
+    for n, (ctx, req) in enumerate(zip(contexts, reqs, strict=True)):
         if type(req) is ErrorResponse:
             response = req
         elif failed:

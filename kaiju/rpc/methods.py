@@ -19,11 +19,11 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 from msgspec.structs import astuple
 
+from kaiju.annotations import function_hints, join_path, split_validation_error
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InvalidParams, InvalidRequest
 from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
 from kaiju.rpc.protocol import why_unreadable
-from kaiju.annotations import function_hints, join_path, split_validation_error
 
 __all__ = ["Method", "MethodSpec", "WithExtra", "class_methods", "method", "method_spec"]
 
@@ -276,7 +276,7 @@ class Method:
             p, extra = p.params, p.extra
         values = astuple(p)
         n = self.n_pos
-        kwargs = dict(zip(self.kw_names or (), values[n:]))
+        kwargs = dict(zip(self.kw_names or (), values[n:], strict=True))
         if extra:
             kwargs.update(extra)
         return self.func(*values[:n], **kwargs)

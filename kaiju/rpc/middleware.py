@@ -23,7 +23,6 @@ a call never holds a slot, and one that waits should bound its wait itself.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -164,7 +163,7 @@ def _link(mw: Middleware, call_next: CallNext) -> CallNext:
 def load_middleware(entry: Any) -> Middleware:
     """A middleware from a setting's entry: an async callable, or "package.module:callable"
     naming one. Raises ValueError saying what was expected."""
-    from kaiju.runtime.registry import ClassNotFound, import_object
+    from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callable
 
     found = entry
     if isinstance(entry, str):
@@ -174,6 +173,6 @@ def load_middleware(entry: Any) -> Middleware:
             found = import_object(entry)
         except ClassNotFound as exc:
             raise ValueError(str(exc)) from None
-    if not (inspect.iscoroutinefunction(found) or inspect.iscoroutinefunction(getattr(found, "__call__", None))):
+    if not is_async_callable(found):
         raise ValueError(f"expected an async function (call, call_next), got {entry!r}")
     return found

@@ -42,8 +42,20 @@ from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
 from kaiju.rpc.middleware import Chain, Middleware, load_middleware
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, parse_request, plain_headers, read_kaiju_tools_request, read_request, unreadable,
+    CORRELATION_ID,
+    KAIJU_HEADERS,
+    NO_HEADERS,
+    SESSION_ID,
+    UNREADABLE,
+    ErrorResponse,
+    RequestHeaders,
+    Response,
+    parse_headers,
+    parse_request,
+    plain_headers,
+    read_kaiju_tools_request,
+    read_request,
+    unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable

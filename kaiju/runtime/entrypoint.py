@@ -40,7 +40,7 @@ from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, ContextFilter, check_logging, configure, log_field_providers
 from kaiju.runtime.graph import dependents
 from kaiju.runtime.loop import config_loop, entrypoint_loop_kwargs, loop_name
-from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
+from kaiju.runtime.plan import Plan, build_plan
 from kaiju.runtime.registry import Registry
 from kaiju.runtime.service import Service
 from kaiju.runtime.systemd import SystemdNotifier

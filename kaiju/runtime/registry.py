@@ -23,7 +23,7 @@ from types import ModuleType
 
 import aiomisc
 
-__all__ = ["BUILTIN", "ClassNotFound", "Registry", "describe_error", "import_module", "import_object"]
+__all__ = ["BUILTIN", "ClassNotFound", "Registry", "describe_error", "import_module", "import_object", "is_async_callable"]
 
 ENTRY_POINT_GROUP = "kaiju.services"
 
@@ -121,6 +121,12 @@ def import_object(ref: str) -> object:
     return obj
 
 
+def is_async_callable(obj: object) -> bool:
+    """Whether calling `obj` returns a coroutine: an `async def`, or an object whose
+    `__call__` is one."""
+    return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(type(obj).__call__))
+
+
 def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
     """The service classes a module defines, or re-exports from its own submodules (a package's
     `__init__` importing them), by name; classes imported from elsewhere are not its own."""
@@ -131,9 +137,10 @@ def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
             inspect.isclass(obj)
             and issubclass(obj, aiomisc.Service)
             and (obj.__module__ == own or obj.__module__.startswith(own + "."))
+            and not inspect.isabstract(obj)
+            and not name.startswith("_")
         ):
-            if not inspect.isabstract(obj) and not name.startswith("_"):
-                found[name] = obj
+            found[name] = obj
     return found
 
 

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import aiomisc
 
-from kaiju.logging import KaijuLogger
 from kaiju.annotations import class_hints, function_hints
+from kaiju.logging import KaijuLogger
 
 __all__ = [
     "App",
@@ -277,7 +277,7 @@ def check_listen_address(service: Service) -> None:
         return
     for name, other in service.app.services.items():
         theirs = listen_address(other) if other is not service else None
-        if theirs is None or theirs[0] == "unix" and mine[0] != "unix":
+        if theirs is None or (theirs[0] == "unix" and mine[0] != "unix"):
             continue
         same_port = mine[0] != "unix" and theirs[1] == mine[1] and _same_host(theirs[0], mine[0])
         if theirs == mine or same_port:

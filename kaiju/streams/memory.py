@@ -16,8 +16,8 @@ from typing import Any
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.streams.base import (
     GroupInfo,
-    StreamBackend,
     GroupMissing,
+    StreamBackend,
     StreamMessage,
     dead_letter_fields,
     decode_fields,
@@ -149,7 +149,7 @@ class MemoryStream(StreamBackend):
             return found
         try:
             await asyncio.wait_for(s.changed.wait(), block_ms / 1000.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return []
         # taking is synchronous after the wake-up, so a cancelled wait never loses a message
         s, g = self._group(stream, group)

@@ -15,6 +15,7 @@ Failures back off as the reader's do; the loop never ends on one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -41,10 +42,8 @@ class Upkeep:
         next_prune = next_claim + prune_every
         last_trim, trimmed_at = 0.0, 0  # trim only after new messages were processed
         while s.running:
-            try:
+            with contextlib.suppress(TimeoutError):  # the next tick is due
                 await asyncio.wait_for(s.lock_recheck.wait(), max(min(next_claim, next_lock) - time.monotonic(), 0))
-            except TimeoutError:
-                pass
             if not s.running:
                 return
             try:

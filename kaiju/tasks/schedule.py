@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -31,7 +31,7 @@ __all__ = [
     "parse_timezone",
 ]
 
-UTC = timezone.utc
+UTC = UTC
 # No zone has ever moved its clocks by more than this at once; enough to see a whole repeated hour.
 _MAX_SHIFT = timedelta(hours=3)
 

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
 
-from kaiju.locks.base import LockExistsError, Locks
 from kaiju.histogram import LATENESS_BUCKETS, Histogram, histogram_family
+from kaiju.locks.base import LockExistsError, Locks
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.methods import class_methods
 from kaiju.rpc.protocol import CORRELATION_ID, TIMEOUT
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.registry import ClassNotFound, import_object
+from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callable
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
 from kaiju.tasks.schedule import with_jitter
@@ -50,7 +49,7 @@ _EARLY = 0.05
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def _plain(value: Any) -> Any:
@@ -160,7 +159,7 @@ class ScheduledTask(Service):
                 func = import_object(func)
             except ClassNotFound as exc:
                 raise SettingError("call", str(exc)) from None
-        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))):
+        if not is_async_callable(func):
             raise SettingError("call", f"expected an async function, got {self.call!r}")
         return func
 
