@@ -16,9 +16,10 @@ arguments and a function running it. Adding one is adding an entry.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ class Command:
     name: str
     help: str
     run: Callable[[argparse.Namespace], int]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    add_arguments: Callable[[argparse.ArgumentParser], object] | None = None
     needs_config: bool = True
 
 
@@ -362,7 +363,7 @@ def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = No
             raise ConfigError(f"app command {ref}: {exc}", source=where) from None
         if cmd.name in COMMANDS or cmd.name in found:
             raise ConfigError(f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where)
-        found[cmd.name] = Command(cmd.name, cmd.help, lambda args, cmd=cmd: run_app_command(cmd, args), cmd.arguments)
+        found[cmd.name] = Command(cmd.name, cmd.help, functools.partial(run_app_command, cmd), cmd.arguments)
 
     for name, ref in installed_commands():
         add(ref, name, "entry points (kaiju.commands)")
@@ -401,8 +402,12 @@ def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
         return run_app(args, body, *_prepare_call(config), config=config, transports=False)
     result = cmd.func(load(args), args)
     if inspect.isawaitable(result):
-        result = asyncio.run(result)
+        result = asyncio.run(_awaited(result))
     return int(result or 0)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def main(argv: list[str] | None = None) -> int:

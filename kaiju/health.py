@@ -124,12 +124,12 @@ class AppHealth(Service):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.check = HealthCheck(self.app, self.timeout, self.cache_seconds)
+        self.checks = HealthCheck(self.app, self.timeout, self.cache_seconds)
 
     def bind(self, app: App, loglevel: str | int | None = None) -> None:
         """Attach to `app` (and check its services)."""
         super().bind(app, loglevel)
-        self.check.app = app
+        self.checks.app = app
 
     async def start(self) -> None:
         """Nothing to open: the checks run when asked."""
@@ -138,6 +138,6 @@ class AppHealth(Service):
     async def report(self) -> dict[str, Any]:  # not `health`: this service has nothing of its own to check
         """Whether the app is ready, and the services failing their health check (a caller
         with the system scope also sees why)."""
-        report = await self.check.report()
+        report = await self.checks.report()
         ctx = current()
         return report.details() if ctx is not None and ctx.scope <= Scope.SYSTEM else report.public()

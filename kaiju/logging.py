@@ -47,7 +47,7 @@ class KaijuLogger(logging.LoggerAdapter):
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         if len(kwargs) > len(_STD_KWARGS & kwargs.keys()):
-            extra = dict(kwargs.get("extra") or {})
+            extra: MutableMapping[str, Any] = dict(kwargs.get("extra") or {})
             for key in [k for k in kwargs if k not in _STD_KWARGS]:
                 extra[key] = kwargs.pop(key)
             kwargs["extra"] = extra
@@ -55,9 +55,9 @@ class KaijuLogger(logging.LoggerAdapter):
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(level):
-            msg, kwargs = self.process(msg, kwargs)
-            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller, not this adapter
-            self.logger.log(level, msg, *args, **kwargs)
+            msg, processed = self.process(msg, kwargs)
+            processed["stacklevel"] = processed.get("stacklevel", 1) + 1  # report the caller, not this adapter
+            self.logger.log(level, msg, *args, **processed)
 
     def getChild(self, suffix: str) -> KaijuLogger:
         return KaijuLogger(self.logger.getChild(suffix))
@@ -238,7 +238,8 @@ def _formatter(log_format: str) -> logging.Formatter:
         import aiomisc_log
 
         colored = aiomisc_log.create_logging_handler(aiomisc_log.LogFormat.color)
-        return ExtrasFormatter(colored.formatter)
+        if colored is not None and colored.formatter is not None:
+            return ExtrasFormatter(colored.formatter)
     return PlainFormatter()
 
 

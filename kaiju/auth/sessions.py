@@ -29,6 +29,16 @@ __all__ = ["CacheSessions", "StoredSession"]
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 
 
+def _remember(session: StoredSession, data: bytes) -> None:
+    """Keep `session.data` as it was loaded or saved (encoded) with the session, beside its
+    fields (a `dict=True` Struct): what `finish_session` compares against. Never stored."""
+    session.__dict__["_loaded"] = data
+
+
+def _remembered(session: StoredSession) -> bytes | None:
+    return session.__dict__.get("_loaded")
+
+
 def _valid_id(session_id: object) -> bool:
     return type(session_id) is str and _SESSION_ID.fullmatch(session_id) is not None
 
@@ -111,7 +121,7 @@ class CacheSessions(SessionStore):
                 await self.cache.delete(self._key(session_id))
                 return None
             session.scope, session.permissions = user.scope, user.permissions
-        session._loaded = self._encode(session.data)  # what finish_session compares against
+        _remember(session, self._encode(session.data))  # what finish_session compares against
         return session
 
     async def save_session(self, session: Session) -> None:
@@ -122,14 +132,14 @@ class CacheSessions(SessionStore):
             session = StoredSession(**msgspec.structs.asdict(session))
         session.version += 1
         session.saved_at = time.time()
-        session._loaded = self._encode(session.data)
+        _remember(session, self._encode(session.data))
         await self.cache.set(self._key(session.id), session, ttl=self.ttl)
 
     async def finish_session(self, session: Session) -> None:
         """Save the keys of `session.data` the request changed (see the class's concurrency
         rule), and restart the TTL when a quarter of it has passed since the last save. A
         session deleted meanwhile (a logout) stays deleted."""
-        loaded = getattr(session, "_loaded", None)
+        loaded = _remembered(session) if isinstance(session, StoredSession) else None
         if not isinstance(session, StoredSession) or loaded is None:
             return
         changed = self._encode(session.data) != loaded
@@ -140,16 +150,16 @@ class CacheSessions(SessionStore):
             if stored is None:
                 return
             if changed:
-                stored.data = self._merge(session, stored)
+                stored.data = self._merge(session, stored, loaded)
             stored.version += 1
             stored.saved_at = time.time()
             await self.cache.set(self._key(session.id), stored, ttl=self.ttl)
         session.data, session.version, session.saved_at = stored.data, stored.version, stored.saved_at
-        session._loaded = self._encode(stored.data)
+        _remember(session, self._encode(stored.data))
 
-    def _merge(self, session: StoredSession, stored: StoredSession) -> dict[str, Any]:
+    def _merge(self, session: StoredSession, stored: StoredSession, loaded: bytes) -> dict[str, Any]:
         """`stored.data` with the keys this request set or deleted in `session.data`."""
-        before = self._decode(session._loaded)
+        before = self._decode(loaded)
         data, enc = dict(stored.data), self._encode
         mine = {k for k, v in session.data.items() if k not in before or enc(v) != enc(before[k])}
         mine |= before.keys() - session.data.keys()

@@ -13,6 +13,7 @@ decided, so parallel logins with the right password are not mistaken for guessin
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -59,7 +60,7 @@ class LoginThrottle:
             taken = await self.cache.m_get(keys)
             mine = [token, time.time(), _PENDING]
             for key in keys:
-                if key not in taken and await self.cache.get_or_set(key, lambda mine=mine: mine, ttl=self.lockout) == mine:
+                if key not in taken and await self.cache.get_or_set(key, functools.partial(list, mine), ttl=self.lockout) == mine:
                     return Slot(key, token)
             taken = await self.cache.m_get(keys)
             failures = [float(value[1]) for value in taken.values() if value[2] == _FAILED]

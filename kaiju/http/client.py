@@ -67,7 +67,7 @@ class HTTPClient(Service):
         if self.unix_socket:
             connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=self.connections)
         else:
-            connector = aiohttp.TCPConnector(limit=self.connections, ssl=None if self.verify_ssl else False)
+            connector = aiohttp.TCPConnector(limit=self.connections, ssl=bool(self.verify_ssl))
         self.session = aiohttp.ClientSession(
             connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=self.timeout)
         )

@@ -13,7 +13,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 from aiohttp import web
@@ -197,7 +197,8 @@ class RouteTable:
 
     async def resolve(self, request: web.BaseRequest) -> Match:
         """The route for `request`'s method and path."""
-        info = await self._dispatcher.resolve(request)  # type: ignore[arg-type] -- reads rel_url and method only
+        # UrlDispatcher.resolve is typed for a full web.Request; it reads rel_url and method only
+        info = await self._dispatcher.resolve(cast(web.Request, request))
         error = info.http_exception
         if error is None:
             return Match(self._by_route[info.route], info)

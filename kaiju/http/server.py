@@ -20,7 +20,8 @@ import os
 import socket
 import stat
 from collections.abc import Iterator
-from typing import Any, Literal
+from socket import socket as Socket
+from typing import Any, Literal, cast
 
 import msgspec
 from aiohttp import web
@@ -99,7 +100,7 @@ class HTTPServer(Service):
     reuse_port: bool = False
     shutdown_timeout: NonNegative = 5.0
     backlog: PositiveInt = 128
-    scope: ScopeName = "guest"
+    scope: ScopeName = ScopeName("guest")
     access_log: bool = False
     route_services: Literal["all", "none"] | list[str] = "all"
     routes: list[RouteEntry] = []  # noqa: RUF012 -- a setting's default, never mutated
@@ -121,7 +122,7 @@ class HTTPServer(Service):
     held_requests = 0
 
     @property
-    def socket(self) -> socket.socket | None:
+    def socket(self) -> Socket | None:
         """The listening socket while serving, else None."""
         return self.serving.socket if self.serving is not None else None
 
@@ -129,6 +130,13 @@ class HTTPServer(Service):
     def runner(self) -> web.ServerRunner | None:
         """aiohttp's runner while serving, else None."""
         return self.serving.runner if self.serving is not None else None
+
+    @property
+    def _serving(self) -> Serving:
+        """The run-time state, for what runs only while serving (request handlers)."""
+        if self.serving is None:
+            raise RuntimeError(f"{self.name}: not serving")
+        return self.serving
 
     # -- lifetime -----------------------------------------------------------
 
@@ -193,7 +201,8 @@ class HTTPServer(Service):
         try:
             for site in list(runner.sites):
                 await site.stop()  # no new connections
-            runner.server.pre_shutdown()  # no new requests on open ones
+            if runner.server is not None:
+                runner.server.pre_shutdown()  # no new requests on open ones
             await self._drain(serving, self.shutdown_timeout)
             await runner.cleanup()
         finally:
@@ -267,7 +276,7 @@ class HTTPServer(Service):
         if not serving.requests:
             return
         running = set(serving.requests)
-        hit = self.rpc.executor.expire(running) if self.rpc.executor is not None else set()
+        hit = self.rpc.running.executor.expire(running) if self.rpc.running is not None else set()
         serving.cut = running - hit
         for task in serving.cut:
             task.cancel()
@@ -277,7 +286,8 @@ class HTTPServer(Service):
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         protocol.request_arrived(payload)  # headers are in: stops the header deadline
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
-        return RouteRequest(message, payload, protocol, writer, task, self.serving.loop, client_max_size=self.max_body_size)
+        loop = self._serving.loop
+        return RouteRequest(message, payload, protocol, writer, task, loop, client_max_size=self.max_body_size)
 
     @property
     def url(self) -> str:
@@ -289,7 +299,7 @@ class HTTPServer(Service):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{port}{self.rpc_path}"
 
-    def _bind(self) -> socket.socket:
+    def _bind(self) -> Socket:
         if self.unix_socket:
             return self._bind_unix(self.unix_socket)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -307,7 +317,7 @@ class HTTPServer(Service):
         sock.setblocking(False)
         return sock
 
-    def _bind_unix(self, path: str) -> socket.socket:
+    def _bind_unix(self, path: str) -> Socket:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(path).st_mode):
                 probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -331,9 +341,9 @@ class HTTPServer(Service):
 
     # -- requests -----------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path != self.rpc_path and request.path != self.rpc_path:  # raw first: no URL parsing
-            return await self._route(request)
+            return await self._route(cast(RouteRequest, request))  # made by _make_request
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
         try:
@@ -354,7 +364,9 @@ class HTTPServer(Service):
             if cookie:
                 in_headers = {**in_headers, SESSION_ID: cookie}
         task = asyncio.current_task()
-        serving = self.serving
+        if task is None:  # aiohttp runs each handler in a task of its own (handler_cancellation)
+            raise RuntimeError("an HTTP request handled outside a task")
+        serving = self._serving
         serving.requests.add(task)
         try:
             answer = await self.rpc.handle(body, in_headers, scope=serving.scope, transport="http")
@@ -392,9 +404,9 @@ class HTTPServer(Service):
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
-    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _route(self, request: RouteRequest) -> web.StreamResponse:
         """Serve every path but the RPC one: a probe, a route, or a JSON 404 / 405."""
-        serving = self.serving
+        serving = self._serving
         match = await serving.table.resolve(request)
         route = match.route
         if route is None:
@@ -442,7 +454,7 @@ class HTTPServer(Service):
         return {"live": True}  # answering at all is the proof: the loop runs
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
-        report = await self.serving.health.check.report()
+        report = await self._serving.health.checks.report()
         return web.Response(status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON})
 
 
@@ -453,7 +465,7 @@ class Serving:
                  "responses", "requests", "cut")
 
     def __init__(self, scope: Scope, loop: asyncio.AbstractEventLoop, probes: list[Route], table: RouteTable,
-                 health: AppHealth, sock: socket.socket):
+                 health: AppHealth, sock: Socket):
         self.scope = scope  # of callers without a session
         self.loop = loop
         self.probes = probes  # the live / ready routes (served before the app has started too)

@@ -64,7 +64,7 @@ class Answer(msgspec.Struct, gc=False):
     @property
     def outcomes(self) -> list[str]:
         """The outcome of each answered request: "ok", or the error's type (`data.type`)."""
-        return ["ok" if type(r) is Response else _error_type(r.error) for r in self.responses]
+        return [_error_type(r.error) if type(r) is ErrorResponse else "ok" for r in self.responses]
 
     @property
     def error(self) -> dict[str, Any] | None:

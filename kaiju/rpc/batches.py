@@ -76,6 +76,7 @@ async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs
     results: dict[int, Any] = {}
     failed = False
     for n, (ctx, req) in enumerate(zip(contexts, reqs, strict=True)):
+        response: Response | ErrorResponse
         if type(req) is ErrorResponse:
             response = req
         elif failed:

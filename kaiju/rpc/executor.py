@@ -40,7 +40,13 @@ __all__ = ["WAITING", "Executor"]
 WAITING = True
 
 _current = current_var
-_current_task = asyncio.current_task
+
+
+def _uncancel(loop: asyncio.AbstractEventLoop) -> None:
+    """Take back the cancellation the deadline asked of the running task (it answers RequestTimeout)."""
+    task = asyncio.current_task(loop)
+    if task is not None:
+        task.uncancel()
 
 
 def _overloaded() -> E.Overloaded:
@@ -168,12 +174,12 @@ class Executor:
                 if take_slot:
                     slots.release()
             if ctx.expired:  # the method swallowed the cancellation
-                _current_task(self.loop).uncancel()
+                _uncancel(self.loop)
                 raise E.RequestTimeout(data={"deadline": ctx.deadline})
             return result
         except asyncio.CancelledError:
             if ctx.expired:
-                _current_task(self.loop).uncancel()
+                _uncancel(self.loop)
                 raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
             raise
         finally:
@@ -262,7 +268,7 @@ class Executor:
         except asyncio.CancelledError:
             if not ctx.expired:
                 raise
-            _current_task(self.loop).uncancel()
+            _uncancel(self.loop)
             raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
         finally:
             if timer is not None:

@@ -10,6 +10,7 @@ settable over RPC; unknown names are rejected unless the method takes `**kwargs`
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import re
 from collections.abc import Callable, Coroutine
@@ -157,7 +158,7 @@ class Method:
                 struct_fields.append((param.name, hint))
             elif isinstance(param.default, (list, dict, set)) and param.default:
                 default = param.default
-                struct_fields.append((param.name, hint, msgspec.field(default_factory=lambda d=default: copy.deepcopy(d))))
+                struct_fields.append((param.name, hint, msgspec.field(default_factory=functools.partial(copy.deepcopy, default))))
             else:
                 struct_fields.append((param.name, hint, param.default))
             names.append(param.name)

@@ -125,8 +125,8 @@ def read_request(item: Any) -> RawRequest | Request:
         except UNREADABLE as exc:
             raise unreadable(item, exc) from None
         if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
-            exc = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
-            raise _with_id(exc, None if req.id is UNSET else req.id)
+            refused = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
+            raise _with_id(refused, None if req.id is UNSET else req.id)
         return req
     return parse_request(item)
 

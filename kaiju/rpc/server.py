@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET
@@ -121,9 +121,7 @@ class RPCServer(Service):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.table = self._new_table()  # listed before start too (kaiju-run methods)
-        self.executor: Executor | None = None
-        self.dispatcher: Dispatcher | None = None
-        self.encoder: AnswerEncoder | None = None
+        self.running: Running | None = None  # the run-time parts, from start() on
         self._ready = False  # true once App.started is set: requests need not wait any more
         self._hot = _HotPath()
         self._chain: list[Middleware] = []  # the configured middleware (and request logs), loaded at start
@@ -155,7 +153,7 @@ class RPCServer(Service):
         """Collect the methods of the app's services and compile the middleware; raises
         ValueError for a method defined twice, SettingError for a middleware that does not load."""
         debug = self.app.debug if self.debug is None else self.debug
-        self.executor = Executor(
+        executor = Executor(
             max_parallel=self.max_parallel_tasks,
             default_time=self.default_request_time,
             max_time=self.max_request_time,
@@ -164,10 +162,9 @@ class RPCServer(Service):
             debug=debug,
             max_queue=self.max_queue,
         )
-        self.encoder = AnswerEncoder(self.logger, debug)
         self.table = self._new_table()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
-        self.dispatcher = Dispatcher(self.table, self.executor, read)
+        self.running = Running(executor, Dispatcher(self.table, executor, read), AnswerEncoder(self.logger, debug))
         chain: list[Middleware] = []
         if self.request_logs or self.response_logs:
             from kaiju.rpc.logs import RequestLog
@@ -181,8 +178,8 @@ class RPCServer(Service):
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
-        if self.executor is not None:
-            await self.executor.stop(self.stop_timeout)
+        if self.running is not None:
+            await self.running.executor.stop(self.stop_timeout)
 
     def encode(self, value: Any) -> bytes:
         """`value` as JSON, encoded as this server encodes results (Structs, dataclasses, UUIDs,
@@ -199,12 +196,29 @@ class RPCServer(Service):
         """Requests in flight and waiting for a slot, by transport."""
         from kaiju.rpc.stats import in_flight_families
 
-        return in_flight_families(self.executor)
+        return in_flight_families(self.running.executor if self.running is not None else None)
 
     def forget_service(self, name: str) -> None:
         """A service was left out of the app: forget its methods."""
         if self.table.methods:
             self.remove_service(name)
+
+    @property
+    def _running(self) -> Running:
+        """The run-time parts; RuntimeError before start()."""
+        if self.running is None:
+            raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
+        return self.running
+
+    @property
+    def executor(self) -> Executor:
+        """The executor (slots, requests in flight, deadlines); RuntimeError before start()."""
+        return self._running.executor
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher (one request over the method table and the executor); RuntimeError before start()."""
+        return self._running.dispatcher
 
     # -- middleware -----------------------------------------------------------
 
@@ -230,10 +244,10 @@ class RPCServer(Service):
     def _compile(self) -> None:
         """Compile the middleware into the dispatcher's chain (none: calls go straight to the
         executor) and refill the hot path."""
-        if self.dispatcher is None:
+        if self.running is None:
             return
         wrapping = [*self._outer, *self._chain, *self._inner]
-        self.dispatcher.use(Chain(wrapping, self.executor.run, self.logger) if wrapping else None)
+        self.running.dispatcher.use(Chain(wrapping, self.running.executor.run, self.logger) if wrapping else None)
         self._build_hot_path()
 
     # -- the method table ---------------------------------------------------
@@ -243,7 +257,7 @@ class RPCServer(Service):
         table.add(Introspection(self), self.name)
         return table
 
-    def add_service(self, service: Service) -> list[str]:
+    def add_service(self, service: Any) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
         added = self.table.add(service, service.name)
         self._build_hot_path()
@@ -269,12 +283,12 @@ class RPCServer(Service):
     def _build_hot_path(self) -> None:
         """Fill what `handle` reads for a plain request (kept in slots: reading attributes of a
         Service passes through aiomisc's `__getattr__` hook, which CPython does not speed up)."""
-        hot = self._hot
-        plain = self.table.plain_decoder() if self._ready and self.executor is not None else None
+        hot, running = self._hot, self.running
+        plain = self.table.plain_decoder() if self._ready and running is not None else None
         hot.decode, hot.methods = plain if plain is not None else (_no_hot_path, {})
-        hot.executor, hot.encoder = self.executor, self.encoder
-        if self.dispatcher is not None:
-            hot.run, hot.debug = self.dispatcher.run, self.executor.debug
+        if running is not None:
+            hot.executor, hot.encoder = running.executor, running.encoder
+            hot.run, hot.debug = running.dispatcher.run, running.executor.debug
 
     # -- entry points -------------------------------------------------------
 
@@ -298,7 +312,7 @@ class RPCServer(Service):
         ctx, h = self._context(headers, scope, session, transport)
         loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
-            return await self.dispatcher.call(ctx, method, params, h.retries)
+            return await self._running.dispatcher.call(ctx, method, params, h.retries)
         finally:
             if loaded is not None:
                 await self._finish_session(ctx, loaded)
@@ -356,7 +370,7 @@ class RPCServer(Service):
         try:
             loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
         except E.RPCError as exc:
-            return self._refuse(body, exc.to_dict(self.executor.debug), out, wait)
+            return self._refuse(body, exc.to_dict(self._running.executor.debug), out, wait)
         before = ctx.session
         if type(body) is str:
             body = body.encode()
@@ -364,18 +378,20 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return self.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
+                return self._running.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
+        dispatcher = self._running.dispatcher
+        response: Any
         if type(body) in (list, tuple):
-            response = await run_batch(self.dispatcher, ctx, list(body), h, self.max_batch_size, wait)
+            response = await run_batch(dispatcher, ctx, list(body), h, self.max_batch_size, wait)
         else:
-            response = await self.dispatcher.one(ctx, body, h.retries, wait)
+            response = await dispatcher.one(ctx, body, h.retries, wait)
         if loaded is not None:
             await self._finish_session(ctx, loaded)
         if ctx.session is not before:  # a login or a logout
             out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
         if ctx.response_headers:
             out.update(ctx.response_headers)
-        return self.encoder.answer(response, out)
+        return self._running.encoder.answer(response, out)
 
     # -- step 1: the request's context and the caller's session -----------------
 
@@ -384,12 +400,11 @@ class RPCServer(Service):
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
         malformed header."""
-        if self.executor is None:
-            _not_started()
+        executor = self._running.executor
         h = parse_headers(headers, self.max_retries) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
-        return self.executor.context(h, scope, session, headers, transport), h
+        return executor.context(h, scope, session, headers, transport), h
 
     def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
         """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""
@@ -431,10 +446,10 @@ class RPCServer(Service):
         found = loaded = None
         try:
             if h.session_id and self.sessions is not None:
-                found = loaded = await self.executor.bounded(ctx, self.sessions.load_session(h.session_id))
+                found = loaded = await self._running.executor.bounded(ctx, self.sessions.load_session(h.session_id))
                 out[SESSION_ID] = "" if found is None else found.id
             if found is None and h.authorization and self.auth is not None:
-                found = await self.executor.bounded(ctx, self.auth.authenticate(h.authorization))
+                found = await self._running.executor.bounded(ctx, self.auth.authenticate(h.authorization))
         except E.RPCError:
             raise
         except Exception as exc:
@@ -469,14 +484,22 @@ class RPCServer(Service):
             except UNREADABLE as exc:
                 req_id = getattr(unreadable(body, exc), "request_id", None)
                 if req_id is UNSET:
-                    return self.encoder.answer(ErrorResponse(id=None, error=error) if wait else None, headers)
-                return self.encoder.answer(ErrorResponse(id=req_id, error=error), headers)
+                    return self._running.encoder.answer(ErrorResponse(id=None, error=error) if wait else None, headers)
+                return self._running.encoder.answer(ErrorResponse(id=req_id, error=error), headers)
         if type(body) in (list, tuple) and body:
             answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if wait or not _is_notification(r)]
-            return self.encoder.answer(answers or None, headers)
+            return self._running.encoder.answer(answers or None, headers)
         if _is_notification(body) and not wait:
-            return self.encoder.answer(None, headers)
-        return self.encoder.answer(ErrorResponse(id=_request_id(body), error=error), headers)
+            return self._running.encoder.answer(None, headers)
+        return self._running.encoder.answer(ErrorResponse(id=_request_id(body), error=error), headers)
+
+
+class Running(NamedTuple):
+    """What a started RPCServer holds: made in `start()`."""
+
+    executor: Executor
+    dispatcher: Dispatcher
+    encoder: AnswerEncoder
 
 
 class _HotPath:
@@ -488,6 +511,10 @@ class _HotPath:
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
         self.methods: dict[type, Method] = {}
+        self.executor: Any = None
+        self.run: Any = None
+        self.encoder: Any = None
+        self.debug = False
 
     async def answer(self, ctx: RequestContext, m: Method, params: Any) -> Answer:
         """Run a plain request (params validated) through the chain or the executor: its Answer."""
@@ -536,6 +563,3 @@ def _request_id(obj: Any) -> Any:
 def _no_hot_path(body: bytes) -> Any:
     raise msgspec.ValidationError("no hot path")
 
-
-def _not_started() -> None:
-    raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")

@@ -85,8 +85,8 @@ def _load(config: ConfigSource, env: Mapping[str, str] | None, env_files: Sequen
         return load_config_data({"main": {"name": "app"}}, source="<python>", env=env, os_env=os_env)
     if isinstance(config, Mapping):
         return load_config_data(dict(config), source="<python>", env=env, os_env=os_env)
-    files = [config] if isinstance(config, str | Path) else list(config)
-    return load_config(files, env_files=env_files, env=env, os_env=os_env)
+    sources: list[str | Path | Mapping[str, Any]] = [config] if isinstance(config, str | Path) else list(config)
+    return load_config(sources, env_files=env_files, env=env, os_env=os_env)
 
 
 def _default_log_format() -> str:

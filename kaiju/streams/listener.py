@@ -79,7 +79,7 @@ class StreamListener(Service):
     maxlen: PositiveInt | None = None
     """Trim the stream to about this many entries, never dropping one a group still needs
     (None: no trimming)."""
-    scope: ScopeName = "SYSTEM"
+    scope: ScopeName = ScopeName("SYSTEM")
     """Scope the requests run with (stream messages come from trusted apps: SYSTEM)."""
     use_sessions: bool = False
     """Let a message name its session (`Session-Id`) or bring credentials (`Authorization`),
@@ -171,7 +171,7 @@ class StreamListener(Service):
         await asyncio.wait([reader, upkeeper], timeout=max(deadline - loop.time(), 0.01))
         self.streams.detach(self)
         self.active = None
-        self.logger.info("stopped", **self.counters)
+        self.logger.info("stopped", extra=self.counters)
 
     def recheck_lock(self) -> None:
         """Check the topic lock now rather than at the next `lock_check_ms` tick."""

@@ -112,7 +112,7 @@ class MemoryStream(StreamBackend):
     def _group(self, stream: str, group: str) -> tuple[_Stream, _Group]:
         s = self._streams.get(stream)
         g = s.groups.get(group) if s is not None else None
-        if g is None:
+        if s is None or g is None:
             raise GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
         return s, g
 

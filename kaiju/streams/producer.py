@@ -27,7 +27,7 @@ __all__ = ["SendOptions", "StreamProducer"]
 _encode = msgspec.json.Encoder().encode
 
 
-def notification(method: str, params: Any = None) -> dict[str, Any]:
+def notification(method: Any, params: Any = None) -> dict[str, Any]:
     """A JSON-RPC notification object; raises TypeError for a bad method or params."""
     if not isinstance(method, str) or not method:
         raise TypeError(f"method must be a non-empty string, got {method!r}")

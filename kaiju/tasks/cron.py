@@ -22,7 +22,7 @@ class CronTask(ScheduledTask):
     __required__ = ("cron",)
 
     cron: CronSpec
-    timezone: TimeZone = "UTC"
+    timezone: TimeZone = TimeZone("UTC")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -35,4 +35,4 @@ class CronTask(ScheduledTask):
         return self.schedule.next_fire(fire)
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "schedule": self.cron, "timezone": self.timezone}
+        return {"type": self.kind, "schedule": str(self.cron), "timezone": str(self.timezone)}

@@ -91,7 +91,7 @@ class ScheduledTask(Service):
     method: RPCMethodName | None = None
     params: dict | list | None = None
     call: str | Callable[..., Awaitable[Any]] | None = None
-    policy: OverlapPolicy = "skip"
+    policy: OverlapPolicy = OverlapPolicy("skip")
     timeout: Positive | None = None
     jitter: NonNegative = 0.0
     enabled: bool = True
@@ -221,9 +221,12 @@ class ScheduledTask(Service):
         """Raise when the task is stuck: a run outlived twice its timeout (it ignores being
         cancelled), or a fire is a minute overdue (the timer never fired). The health check of
         `/health/ready`."""
-        now, running = time.time(), self._running
-        if running in self._started and not running.done() and self.timeout and now - self.last_run > 2 * self.timeout:
-            raise RuntimeError(f"a run has been going for {now - self.last_run:.0f} s, timeout {self.timeout:g} s")
+        now, running, last_run = time.time(), self._running, self.last_run
+        if (
+            running in self._started and not running.done() and self.timeout and last_run is not None
+            and now - last_run > 2 * self.timeout
+        ):
+            raise RuntimeError(f"a run has been going for {now - last_run:.0f} s, timeout {self.timeout:g} s")
         if self._next_at is not None and now - self._next_at > 60:
             raise RuntimeError(f"the fire due at {_iso(self._next_at)} has not happened")
 
@@ -392,7 +395,8 @@ class ScheduledTask(Service):
         """Run the job once now, outside the schedule (after a run still going has finished),
         and wait for that run to end; its outcome is in `last_result` / `last_error`."""
         self._launch(time.time())
-        await asyncio.wait({self._running})
+        if self._running is not None:
+            await asyncio.wait({self._running})
 
     def _launch(self, fire: float) -> None:
         # a run starts only once every earlier one has finished (unwinding after a cancel included)
@@ -465,6 +469,8 @@ class ScheduledTask(Service):
         # another process may fire the same time up to `jitter` later, or have its claim still on
         # the way when the next fire comes: it must still find the lock
         ttl = nxt + self.jitter - now + _CLAIM_MARGIN
+        if self.locks is None:  # check() requires one for singleton: true
+            raise RuntimeError(f"task {self.name}: singleton without a Locks service")
         try:
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:
@@ -481,7 +487,7 @@ class ScheduledTask(Service):
     async def _job(self, correlation_id: str) -> Any:
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        if self.method is not None:
+        if self.method is not None and self.rpc is not None:  # check() requires an rpc for a method
             headers = {CORRELATION_ID: correlation_id}
             if self.timeout is not None:
                 headers[TIMEOUT] = str(self.timeout)
@@ -491,8 +497,9 @@ class ScheduledTask(Service):
         elif isinstance(self.params, list):
             args = self.params
         # a function gets the request context a method would: its own correlation id, system scope
+        func = self._func or self._resolve_call()  # found by check(), or now (started without one)
         with request_context(scope=Scope.SYSTEM, timeout=self.timeout, correlation_id=correlation_id):
-            return await self._func(*args, **kwargs)
+            return await func(*args, **kwargs)
 
     # -- status -------------------------------------------------------
 
@@ -508,7 +515,7 @@ class ScheduledTask(Service):
             **self.describe(),
             "job": {"method": self.method} if self.method is not None else {"call": self._call_name()},
             "enabled": self.enabled,
-            "policy": self.policy,
+            "policy": str(self.policy),
             "singleton": self.singleton,
             "running": self.running,
             "next_run": _iso(self._next_at),
