@@ -120,7 +120,9 @@ class AppHealth(Service):
     service_name = "app"
 
     timeout: Positive = 1.0
+    """Seconds each service's check may take."""
     cache_seconds: NonNegative = 1.0
+    """Seconds a report is reused."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -48,17 +48,7 @@ class TokenSession(Session, kw_only=True):
 class AuthService(Authenticator):
     """Users log in here (service name "auth"); see the module docstring for the methods.
 
-    Settings:
-
-    - secret: the HS256 signing key (at least 32 characters; required for HS256);
-    - algorithm ("HS256"): or "EdDSA" / "RS256" with `private_key` and `public_key` (PEM);
-    - access_ttl (seconds, 900): lifetime of an access token;
-    - refresh_ttl (seconds, 14 days): how long a login's tokens can be refreshed;
-    - basic (true): accept `Authorization: Basic` (a password check per request);
-    - max_failures (5), lockout (seconds, 300): after that many failed logins of one
-      username within `lockout`, its logins are refused until the oldest failure is
-      that old (see `kaiju.auth.throttle`);
-    - key_prefix ("_auth"): prefix of its cache keys.
+    The settings are documented where each is declared, below.
 
     Dependencies (by type): `users` (a UserStore), `sessions` (a SessionStore), `cache`.
     """
@@ -70,15 +60,27 @@ class AuthService(Authenticator):
     cache: Cache
 
     secret: str | None = None
+    """HS256 signing key, at least 32 characters; required for HS256."""
     algorithm: str = "HS256"
+    """The signing algorithm: "HS256", or "EdDSA" / "RS256" with a key pair."""
     private_key: str | None = None
+    """PEM private key that signs tokens (EdDSA, RS256)."""
     public_key: str | None = None
+    """PEM public key that checks tokens (EdDSA, RS256)."""
     access_ttl: Positive = 900.0
+    """Seconds an access token lives."""
     refresh_ttl: Positive = 14 * 86400.0
+    """Seconds a login's tokens can be refreshed (14 days)."""
     basic: bool = True
+    """Accept `Authorization: Basic` (a password check per request)."""
     max_failures: PositiveInt = 5
+    """Failed logins of one username within `lockout` after which its logins are refused
+    (see `kaiju.auth.throttle`)."""
     lockout: Positive = 300.0
+    """Seconds failed logins are counted over; a locked-out username may log in again once
+    its oldest failure is that old."""
     key_prefix: str = "_auth"
+    """Prefix of the service's cache keys."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -55,16 +55,7 @@ class StoredSession(Session, kw_only=True, dict=True):
 class CacheSessions(SessionStore):
     """Sessions kept in the app's cache (service name "sessions").
 
-    Settings:
-
-    - cache: the Cache service (found by type when there is one);
-    - locks: a Locks service (optional, found by type): with it, saving a session's data
-      is one critical section across processes; without it, only within one process;
-    - users: a UserStore (optional, found by type): a session made by a login is dropped
-      as soon as its user is gone or disabled, and takes the user's current scope and
-      permissions;
-    - ttl (seconds, 86400): a session expires this long after it was last used;
-    - key_prefix ("_session"): the cache key of a session is `<key_prefix>.<id>`.
+    The settings are documented where each is declared, below.
 
     Session ids are random (`secrets.token_urlsafe`, 192 bits). With `RedisCache` the
     sessions are shared by every process of the app; with `MemoryCache` each process
@@ -79,10 +70,16 @@ class CacheSessions(SessionStore):
     service_name = "sessions"
 
     cache: Cache
+    """The cache the sessions live in."""
     locks: Locks | None = None
+    """Makes saving a session's data one critical section across processes (without: within one process)."""
     users: UserStore | None = None
+    """A session made by a login is dropped once its user is gone or disabled, and takes the user's current scope
+    and permissions."""
     ttl: Positive = 86400.0
+    """Seconds a session lives after it was last used."""
     key_prefix: str = "_session"
+    """The cache key of a session is `<key_prefix>.<id>`."""
 
     async def start(self) -> None:
         self._encode = msgspec.msgpack.Encoder().encode

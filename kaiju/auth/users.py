@@ -67,6 +67,8 @@ class ConfigUsers(UserStore):
     """
 
     users: dict[str, ConfigUser] = {}  # noqa: RUF012 -- a setting's default, never mutated
+    """The users by name: `{password_hash, scope, permissions, disabled, id}` each (hashes only: `kaiju-run
+    hash-password`)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

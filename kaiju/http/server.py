@@ -47,40 +47,7 @@ _WRITE_TIME = 1.0  # seconds for the answers of requests cut at the end of the g
 class HTTPServer(Service):
     """Serves the RPC dispatcher over HTTP (service name "http").
 
-    Settings:
-
-    - host (str, "127.0.0.1") and port (int, 8080; 0 picks a free port), or
-      unix_socket (str path, None) to listen on a Unix socket instead;
-    - rpc_path (str, "/public/rpc"): where JSON-RPC requests are POSTed;
-    - max_body_size (int bytes, 1048576): larger bodies get 413 with a JSON-RPC error;
-    - reuse_port (bool, False): SO_REUSEPORT, for several processes on one port;
-    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish; those
-      still running then are answered RequestTimeout before their connections close;
-    - backlog (int, 128): the listen queue;
-    - scope (str, "guest"): the scope of callers without a session;
-    - access_log (bool, False): log each request through aiohttp's access logger;
-    - route_services ("all", "none" or a list of service names, "all"): whose `@route`
-      handlers are served;
-    - routes (list of {method, path, handler: "module:function"}, []): routes from config;
-    - live_path (str or None, "/health/live") and ready_path (str or None, "/health/ready"):
-      the probes (None: not served);
-    - start_wait (float s, 30.0): how long a route request received before the app has
-      started waits for it (then 503);
-    - session_cookie (bool, False): also carry the session id in a cookie: a request
-      without a Session-Id header uses the cookie's, and a response that names a new
-      session (a login) sets it, HttpOnly and SameSite=Lax, on `rpc_path`; a logout
-      clears it;
-    - cookie_name (str, "session_id"), cookie_secure (bool, False): the cookie's name, and
-      whether it is sent over HTTPS only (set it when the server is behind TLS);
-    - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
-    - header_timeout (float s, 10.0): close a connection whose first request's headers
-      have not arrived this long after it opened;
-    - body_timeout (float s, 30.0): close a connection whose request body has not arrived
-      this long after its headers;
-    - max_connections (int, 900): open connections at most (lowered to fit the open-file
-      limit); past it the oldest idle or slow connection is closed;
-    - warning_interval (float s, 60.0): at most one WARNING per interval about the cap or
-      failed accepts.
+    The settings are documented where each is declared, below.
 
     Dependencies: `rpc` (an RPCServer); `app_health` (an AppHealth, optional: without one
     the server makes its own and registers `app.health` on `rpc`).
@@ -90,36 +57,64 @@ class HTTPServer(Service):
     transport = True
 
     rpc: RPCServer
+    """The RPCServer requests go to."""
     app_health: AppHealth | None = None
+    """The AppHealth the probes report (none: the server makes its own)."""
 
     host: str = "127.0.0.1"
+    """Address to listen on (IPv6 literals work)."""
     port: Port = 8080
+    """TCP port (0: any free port; see `url`)."""
     unix_socket: str | None = None
+    """Listen on this Unix socket path instead of host and port."""
     rpc_path: str = "/public/rpc"
+    """Where JSON-RPC requests are POSTed."""
     max_body_size: PositiveInt = 1024 * 1024
+    """Largest request body (bytes); larger ones are answered 413 with a JSON-RPC error."""
     reuse_port: bool = False
+    """Set SO_REUSEPORT, for several processes on one port."""
     shutdown_timeout: NonNegative = 5.0
+    """Seconds in-flight requests may take to finish on stop; those still running then are answered RequestTimeout."""
     backlog: PositiveInt = 128
+    """The listen queue's length."""
     scope: ScopeName = ScopeName("guest")
+    """Scope of callers without a session."""
     access_log: bool = False
+    """Log each request (aiohttp's access log format)."""
     route_services: Literal["all", "none"] | list[str] = "all"
+    """Whose `@route` handlers are served: "all", "none" or a list of service names."""
     routes: list[RouteEntry] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """Routes from config: `{method, path, handler: "module:function"}`."""
     live_path: str | None = "/health/live"
+    """The liveness probe (null: not served)."""
     ready_path: str | None = "/health/ready"
+    """The readiness probe (null: not served)."""
     start_wait: NonNegative = 30.0
+    """Seconds a route request received before the app has started waits for it (then 503)."""
     session_cookie: bool = False
+    """Also carry the session id in a cookie (HttpOnly, SameSite=Lax, on `rpc_path`): a login sets it, a logout
+    clears it."""
     cookie_name: str = "session_id"
+    """The session cookie's name."""
     cookie_secure: bool = False
+    """Send the session cookie over HTTPS only (set it behind TLS)."""
     idle_timeout: Positive = 30.0
+    """Seconds a kept-alive connection may stay idle."""
     header_timeout: Positive = 10.0
+    """Seconds a new connection has to send its first request's headers."""
     body_timeout: Positive = 30.0
+    """Seconds a request body has to arrive after its headers."""
     max_connections: PositiveInt = 900
+    """Open connections at most (lowered to fit the open-file limit); past it the oldest idle or slow one is closed."""
     warning_interval: Positive = 60.0
+    """At most one WARNING per this many seconds about the connection cap or failed accepts."""
 
-    # not settings (no annotations): the run-time state while serving (from start() to stop())
-    serving: Serving | None = None
-    # routes waiting for the app to start right now (a gauge for operators and tests)
+    # routes waiting for the app to start right now (a gauge for operators and tests; not a setting)
     held_requests = 0
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.serving: Serving | None = None  # the run-time state, from start() to stop()
 
     @property
     def socket(self) -> Socket | None:

@@ -22,7 +22,9 @@ class CronTask(ScheduledTask):
     __required__ = ("cron",)
 
     cron: CronSpec
+    """The cron spec: 5 fields (minute hour day month weekday), or 6 with seconds last."""
     timezone: TimeZone = TimeZone("UTC")
+    """The IANA time zone the spec is read in."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -89,17 +89,28 @@ class ScheduledTask(Service):
     kind: ClassVar[str] = "task"
 
     method: RPCMethodName | None = None
+    """The RPC method to call (system scope), `service.method`; or `call`."""
     params: dict | list | None = None
+    """The method's params, or the function's arguments (a mapping by name, a list by position)."""
     call: str | Callable[..., Awaitable[Any]] | None = None
+    """A Python async function to call instead of a method: "package.module:function"."""
     policy: OverlapPolicy = OverlapPolicy("skip")
+    """What a fire does while the previous run still goes: "skip", "wait" or "cancel"."""
     timeout: Positive | None = None
+    """Seconds a run may take before it is cancelled (none: no limit)."""
     jitter: NonNegative = 0.0
+    """Seconds, at most, a fire is delayed by at random (spreads processes' fires apart)."""
     enabled: bool = True
+    """Schedule the task (false: it never fires, `fire_now` still runs it)."""
     singleton: bool = False
+    """Run each fire in one process of the app only (needs a Locks service)."""
     shutdown_timeout: NonNegative | None = None
+    """Seconds stop() waits for a running run before cancelling it (none: half the app's budget)."""
 
     rpc: RPCServer | None = None
+    """The RPCServer a method task calls through."""
     locks: Locks | None = None
+    """The locks a singleton task claims its fires with."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
