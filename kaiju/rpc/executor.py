@@ -158,12 +158,7 @@ class Executor:
         try:
             take_slot, slots = ctx.takes_slot, self.slots
             if take_slot and not slots.take():
-                if slots.full:
-                    coro.close()
-                    raise _overloaded()
-                inflight[ctx] = WAITING  # for the metrics: callers waiting for a slot
-                await slots.acquire(coro)
-                inflight[ctx] = None
+                await self._wait_for_slot(ctx, coro)
             try:
                 result = await coro
             except (E.RPCError, asyncio.CancelledError):
@@ -174,19 +169,31 @@ class Executor:
                 if take_slot:
                     slots.release()
             if ctx.expired:  # the method swallowed the cancellation
-                _uncancel(self.loop)
-                raise E.RequestTimeout(data={"deadline": ctx.deadline})
+                raise self._timed_out(ctx)
             return result
         except asyncio.CancelledError:
             if ctx.expired:
-                _uncancel(self.loop)
-                raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
+                raise self._timed_out(ctx) from None
             raise
         finally:
             if timer is not None:
                 timer.cancel()
             del inflight[ctx]
             _current.reset(token)
+
+    async def _wait_for_slot(self, ctx: RequestContext, coro: Coroutine) -> None:
+        """Wait in line for a slot; refused Overloaded at once when the line is full."""
+        if self.slots.full:
+            coro.close()
+            raise _overloaded()
+        self.inflight[ctx] = WAITING  # for the metrics: callers waiting for a slot
+        await self.slots.acquire(coro)
+        self.inflight[ctx] = None
+
+    def _timed_out(self, ctx: RequestContext) -> E.RequestTimeout:
+        """The deadline of `ctx` cancelled its task: take the cancellation back, answer RequestTimeout."""
+        _uncancel(self.loop)
+        return E.RequestTimeout(data={"deadline": ctx.deadline})
 
     def _watch_deadline(self, ctx: RequestContext, now: float, coro: Coroutine | None = None) -> asyncio.TimerHandle | None:
         """Watch `ctx`'s deadline from `now`: by the shared tick when it is at least `threshold`
