@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# JSON-RPC over HTTP: kaiju's HTTPServer (without and with metrics) vs kaiju-tools 2.4.26 vs the
-# aiohttp ceiling, one run.
+# JSON-RPC over HTTP: kaiju's HTTPServer (plain, with metrics, with one no-op RPC middleware) vs
+# kaiju-tools 2.4.26 vs the aiohttp ceiling, one run.
 #
 #   bench/rpc_http.sh                 (needs wrk: apt-get install -y wrk)
 #
@@ -56,10 +56,11 @@ start_server() {  # which port
     ceiling) "$PY" "$PEERS/limit_aiohttp.py" "$2" "${CEILING_LOOP[@]}" >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+metrics) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" metrics) >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju+mw) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" middleware) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
   wait_up "$2"
-  if [[ $1 == kaiju || $1 == kaiju+metrics ]]; then  # it prints its loop once serving (kaiju-tools does not)
+  if [[ $1 == kaiju* && $1 != kaiju-tools ]]; then  # it prints its loop once serving (kaiju-tools does not)
     for _ in $(seq 1 50); do grep -q '^loop=' "$RUN/$1.log" && break; sleep 0.1; done
     grep -qx "loop=$LOOP" "$RUN/$1.log" || { echo "kaiju's server is not on $LOOP: $(cat "$RUN/$1.log")" >&2; return 1; }
   fi
@@ -83,7 +84,7 @@ measure() {  # which -> prints "rps=... bad=... errors=... p50_ms=... p99_ms=...
 }
 
 declare -A BEST LINE
-SERVERS=(ceiling kaiju kaiju+metrics kaiju-tools)
+SERVERS=(ceiling kaiju kaiju+metrics kaiju+mw kaiju-tools)
 for which in "${SERVERS[@]}"; do BEST[$which]=0; LINE[$which]=""; done
 for round in $(seq 1 "$ROUNDS"); do
   for which in "${SERVERS[@]}"; do
@@ -97,9 +98,10 @@ done
 echo
 echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
 echo "loop: kaiju $LOOP, ceiling $LOOP, kaiju-tools its own (run.py)"
-for which in kaiju kaiju+metrics kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
-awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
+for which in kaiju kaiju+metrics kaiju+mw kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
+awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v w="${BEST[kaiju+mw]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
   printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t
   printf "kaiju/ceiling     = %.0f%% (target >= 90%%)\n", 100 * k / c
   printf "metrics cost      = %.1f%% of kaiju'"'"'s rps (target < 5%%)\n", 100 * (k - m) / k
+  printf "no-op middleware  = %.1f%% of kaiju'"'"'s rps\n", 100 * (k - w) / k
 }'

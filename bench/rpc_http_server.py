@@ -1,8 +1,9 @@
 """kaiju's side of bench/rpc_http.sh: echo.echo over HTTP on 127.0.0.1:PORT until SIGTERM/SIGINT.
 
-    .venv/bin/python bench/rpc_http_server.py PORT [metrics]
+    .venv/bin/python bench/rpc_http_server.py PORT [metrics|middleware]
 
-With `metrics`, the app also runs the Metrics service (its RPC requests are counted). Runs on
+With `metrics`, the app also runs the Metrics service (its RPC requests are counted); with
+`middleware`, the RPC server has one no-op middleware (what a middleware costs). Runs on
 the loop kaiju-run would (KAIJU_LOOP, else uvloop when installed) and prints `loop=NAME` once
 serving.
 """
@@ -23,13 +24,19 @@ from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
 from kaiju.testing.services import started
 
 
-async def serve(port: int, metrics: bool = False) -> None:
+async def noop(call, call_next):
+    """A middleware that does nothing but pass the call on."""
+    return await call_next(call)
+
+
+async def serve(port: int, variant: str = "") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    extra = [Metrics()] if metrics else []
-    async with started(EchoService(), RPCServer(), *extra, HTTPServer(host="127.0.0.1", port=port)):
+    extra = [Metrics()] if variant == "metrics" else []
+    rpc = RPCServer(middleware=[noop] if variant == "middleware" else [])
+    async with started(EchoService(), rpc, *extra, HTTPServer(host="127.0.0.1", port=port)):
         print(f"loop={loop_name()}", flush=True)
         await stop.wait()
 
@@ -37,4 +44,4 @@ async def serve(port: int, metrics: bool = False) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:
-        runner.run(serve(int(sys.argv[1]), sys.argv[2:3] == ["metrics"]))
+        runner.run(serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))

@@ -3,7 +3,8 @@
     .venv/bin/python bench/rpc_inproc.py
 
 Measures `RPCServer.handle` serving `echo.echo(data)` (GUEST method: params validation and
-the permission check are on), then, in the same run, kaiju-tools 2.4.26
+the permission check are on), and again with one no-op RPC middleware installed (what a
+middleware costs per call; with none the server has no chain at all), then, in the same run, kaiju-tools 2.4.26
 (`shared/peers/kaiju_tools_inproc.py`, KAIJU_BENCH_INTERLEAVE=1) and the ceiling
 (`shared/peers/limit_inproc.py`: decode, await, encode, nothing else). Each is run ROUNDS
 times, alternating, and the best round counts. Env: N (requests, default 200000),
@@ -49,8 +50,13 @@ PARALLEL = 128
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"echo.echo","params":{"data":{"hello":"world","n":[1,2,3]}}}'
 
 
-async def ours(n: int) -> float:
-    rpc = RPCServer()
+async def noop(call, call_next):
+    """A middleware that does nothing but pass the call on."""
+    return await call_next(call)
+
+
+async def ours(n: int, middleware: bool = False) -> float:
+    rpc = RPCServer(middleware=[noop] if middleware else [])
     async with started(EchoService(), rpc):
         body, _ = await rpc.handle(BODY)
         assert b'"result"' in body, body
@@ -90,11 +96,13 @@ def main() -> None:
     loop = loop_name(probe)
     probe.close()
     peer_env = {"KAIJU_BENCH_INTERLEAVE": "1", **({"KAIJU_BENCH_UVLOOP": "1"} if loop == "uvloop" else {})}
-    best = {"kaiju": 0.0, "kaiju-tools": 0.0, "pjrpc": 0.0, "ceiling": 0.0}
+    best = {"kaiju": 0.0, "kaiju+mw": 0.0, "kaiju-tools": 0.0, "pjrpc": 0.0, "ceiling": 0.0}
     for _ in range(ROUNDS):
         best["ceiling"] = max(best["ceiling"], run_script(sys.executable, "limit_inproc.py", "limit_inproc_rps", {"N": str(N)}))
         with asyncio.Runner(loop_factory=factory) as runner:
             best["kaiju"] = max(best["kaiju"], runner.run(ours(N)))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            best["kaiju+mw"] = max(best["kaiju+mw"], runner.run(ours(N, middleware=True)))
         best["kaiju-tools"] = max(
             best["kaiju-tools"], run_script(peer_py, "kaiju_tools_inproc.py", "kaiju_inproc_rps", peer_env)
         )
@@ -103,6 +111,7 @@ def main() -> None:
     print(f"rpc in-process, {PARALLEL} interleaving callers, echo(data), best of {ROUNDS} rounds")
     print(f"loop: kaiju {loop}, kaiju-tools {loop}, ceiling asyncio (limit_inproc.py has no switch)")
     print(f"kaiju        {best['kaiju']:>10.0f} calls/s")
+    print(f"kaiju+mw     {best['kaiju+mw']:>10.0f} calls/s   one no-op middleware costs {1 - best['kaiju+mw'] / best['kaiju']:.1%}")
     print(f"kaiju-tools  {best['kaiju-tools']:>10.0f} calls/s   kaiju/kaiju-tools = {best['kaiju'] / best['kaiju-tools']:.2f}x (target >= 2.3x)")
     print(f"pjrpc        {best['pjrpc']:>10.0f} calls/s   kaiju/pjrpc = {best['kaiju'] / best['pjrpc']:.2f}x (asyncio's loop)")
     print(f"ceiling      {best['ceiling']:>10.0f} calls/s   kaiju/ceiling = {best['kaiju'] / best['ceiling']:.0%} (target >= 60%)")

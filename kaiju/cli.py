@@ -16,20 +16,19 @@ arguments and a function running it. Adding one is adding an entry.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
 from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
-from kaiju.logging import LOG_FORMATS, LogFormatError, check_format
+from kaiju.logging import LOG_FORMATS, LOG_LEVELS, LogFormatError, check_format
 
 __all__ = ["COMMANDS", "Command", "main"]
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Command:
     name: str
     help: str
     run: Callable[[argparse.Namespace], int]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    add_arguments: Callable[[argparse.ArgumentParser], object] | None = None
     needs_config: bool = True
 
 
@@ -266,9 +265,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     async def ask() -> tuple[int, bytes]:
         connector = aiohttp.UnixConnector(path=unix) if unix else None
         timeout = aiohttp.ClientTimeout(total=args.timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            async with session.get(f"http://localhost{http.ready_path}" if unix else url) as resp:
-                return resp.status, await resp.read()
+        target = f"http://localhost{http.ready_path}" if unix else url
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, session.get(target) as resp:
+            return resp.status, await resp.read()
 
     try:
         status, body = asyncio.run(ask())
@@ -420,7 +419,7 @@ def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = No
             raise ConfigError(f"app command {ref}: {exc}", source=where) from None
         if cmd.name in COMMANDS or cmd.name in found:
             raise ConfigError(f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where)
-        found[cmd.name] = Command(cmd.name, cmd.help, lambda args, cmd=cmd: run_app_command(cmd, args), cmd.arguments)
+        found[cmd.name] = Command(cmd.name, cmd.help, functools.partial(run_app_command, cmd), cmd.arguments)
 
     for name, ref in installed_commands():
         add(ref, name, "entry points (kaiju.commands)")
@@ -459,8 +458,12 @@ def run_app_command(cmd: Any, args: argparse.Namespace) -> int:
         return run_app(args, body, *_prepare_call(config), config=config, transports=False)
     result = cmd.func(load(args), args)
     if inspect.isawaitable(result):
-        result = asyncio.run(result)
+        result = asyncio.run(_awaited(result))
     return int(result or 0)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def command(
     /,
     *,
     name: str | None = None,
-    help: str | None = None,  # noqa: A002 -- argparse's word
+    help: str | None = None,
     start: bool | None = None,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> Any:
@@ -66,7 +66,7 @@ def command(
     return mark(func) if func is not None else mark
 
 
-def _describe(f: Callable, name: str | None, help: str | None, start: bool | None, arguments: Any) -> AppCommand:  # noqa: A002
+def _describe(f: Callable, name: str | None, help: str | None, start: bool | None, arguments: Any) -> AppCommand:
     doc = (inspect.getdoc(f) or "").strip().split("\n")[0]
     is_async = inspect.iscoroutinefunction(f)
     return AppCommand(

@@ -6,6 +6,7 @@ from typing import Any
 
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import current
+from kaiju.rpc.errors import NotAuthorized
 from kaiju.rpc.methods import method
 from kaiju.runtime.service import Service
 
@@ -47,7 +48,10 @@ class DemoService(Service):
     @method(permission=Scope.USER)
     async def visits(self) -> dict[str, Any]:
         """Count the caller's calls in their session (saved with it); returns the user and the count."""
-        session = current().session
+        ctx = current()
+        session = ctx.session if ctx is not None else None
+        if session is None:  # a USER method: the dispatcher lets no caller without a session in
+            raise NotAuthorized()
         session.data["visits"] = session.data.get("visits", 0) + 1
         return {"user_id": session.user_id, "visits": session.data["visits"]}
 

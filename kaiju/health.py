@@ -1,7 +1,8 @@
 """Health of an app: is it live, is it ready, and which service is failing and why.
 
-A service takes part by defining `async def health(self) -> None` that raises when the
-service cannot do its work (the message says why). `HealthCheck` runs every service's
+A service takes part by implementing the `health()` hook of the service contract
+(`kaiju.Service.health`): `async def health(self) -> None` that raises when the service
+cannot do its work (the message says why). `HealthCheck` runs every service's
 check concurrently, each within a timeout, and keeps the report for a short while so a
 storm of probes costs one round of checks. `AppHealth` (service name "app") serves the
 report as the RPC method `app.health`; `HTTPServer` serves it at `/health/ready`.
@@ -84,7 +85,11 @@ class HealthCheck:
             self._report, self._checked_at = done.result(), time.monotonic()
 
     async def _run(self) -> HealthReport:
-        checked = [(name, svc.health) for name, svc in list(self.app.services.items()) if callable(getattr(svc, "health", None))]
+        checked = [
+            (name, svc.health)
+            for name, svc in list(self.app.services.items())
+            if isinstance(svc, Service) and type(svc).health is not Service.health  # the default checks nothing
+        ]
         reasons = await asyncio.gather(*(self._check(check) for _, check in checked))
         failing = {name: why for (name, _), why in zip(checked, reasons, strict=True) if why is not None}
         return HealthReport(not failing and self.state() == "running", self.state(), failing)
@@ -115,16 +120,18 @@ class AppHealth(Service):
     service_name = "app"
 
     timeout: Positive = 1.0
+    """Seconds each service's check may take."""
     cache_seconds: NonNegative = 1.0
+    """Seconds a report is reused."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.check = HealthCheck(self.app, float(self.timeout), float(self.cache_seconds))
+        self.checks = HealthCheck(self.app, self.timeout, self.cache_seconds)
 
     def bind(self, app: App, loglevel: str | int | None = None) -> None:
         """Attach to `app` (and check its services)."""
         super().bind(app, loglevel)
-        self.check.app = app
+        self.checks.app = app
 
     async def start(self) -> None:
         """Nothing to open: the checks run when asked."""
@@ -133,6 +140,6 @@ class AppHealth(Service):
     async def report(self) -> dict[str, Any]:  # not `health`: this service has nothing of its own to check
         """Whether the app is ready, and the services failing their health check (a caller
         with the system scope also sees why)."""
-        report = await self.check.report()
+        report = await self.checks.report()
         ctx = current()
         return report.details() if ctx is not None and ctx.scope <= Scope.SYSTEM else report.public()

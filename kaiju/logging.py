@@ -5,8 +5,8 @@ entrypoint when it starts.
 
 Request context reaches records through *context providers*: zero-argument callables
 returning the fields for the record being logged now (or None). A service offers one
-with a `log_fields()` method returning its provider; the entrypoint collects them from
-the services it started (`log_field_providers`) and adds them to the filter
+from its `log_fields()` hook (`kaiju.Service.log_fields`); the entrypoint asks the
+services it started and adds their providers (`log_field_providers`) to the filter
 `configure()` returned. The RPC server offers the correlation id this way, so the
 runtime needs to know nothing of RPC.
 
@@ -21,17 +21,18 @@ import logging
 import logging.handlers
 import os
 import sys
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LogFormatError", "MaskingFilter",
-    "PlainFormatter",
+    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LOG_LEVELS", "LogFormatError",
+    "MaskingFilter", "PlainFormatter",
     "check_format", "check_logging", "configure", "log_field_providers", "logging_problems", "record_extras",
 ]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _STD_KWARGS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
 
@@ -47,7 +48,7 @@ class KaijuLogger(logging.LoggerAdapter):
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         if len(kwargs) > len(_STD_KWARGS & kwargs.keys()):
-            extra = dict(kwargs.get("extra") or {})
+            extra: MutableMapping[str, Any] = dict(kwargs.get("extra") or {})
             for key in [k for k in kwargs if k not in _STD_KWARGS]:
                 extra[key] = kwargs.pop(key)
             kwargs["extra"] = extra
@@ -55,11 +56,11 @@ class KaijuLogger(logging.LoggerAdapter):
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(level):
-            msg, kwargs = self.process(msg, kwargs)
-            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller, not this adapter
-            self.logger.log(level, msg, *args, **kwargs)
+            msg, processed = self.process(msg, kwargs)
+            processed["stacklevel"] = processed.get("stacklevel", 1) + 1  # report the caller, not this adapter
+            self.logger.log(level, msg, *args, **processed)
 
-    def getChild(self, suffix: str) -> KaijuLogger:  # noqa: N802 -- the logging module's name
+    def getChild(self, suffix: str) -> KaijuLogger:
         return KaijuLogger(self.logger.getChild(suffix))
 
     @property
@@ -71,13 +72,11 @@ class KaijuLogger(logging.LoggerAdapter):
 ContextProvider = Callable[[], dict[str, Any] | None]
 
 
-def log_field_providers(services: Iterable[object]) -> list[ContextProvider]:
-    """The context providers `services` offer: each service with a `log_fields()` method
-    returning a provider (None: it offers none). Duplicates are dropped, order is kept."""
+def log_field_providers(offers: Iterable[ContextProvider | None]) -> list[ContextProvider]:
+    """The context providers among `offers` (what services' `log_fields()` returned; None:
+    a service offers none). Duplicates are dropped, order is kept."""
     found: list[ContextProvider] = []
-    for service in services:
-        offer = getattr(service, "log_fields", None)
-        provider = offer() if callable(offer) else None
+    for provider in offers:
         if provider is not None and provider not in found:
             found.append(provider)
     return found
@@ -176,7 +175,7 @@ class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = record_extras(record)
         cid = extras.pop("correlation_id", None) or "-"
-        when = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         text = f"{when} {record.levelname} {record.name} [{cid}] {record.getMessage()}"
         if extras:
             text += " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
@@ -198,7 +197,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": _LEVELS.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
             "message": record.getMessage(),
@@ -289,7 +288,8 @@ def _formatter(log_format: str) -> logging.Formatter:
         import aiomisc_log
 
         colored = aiomisc_log.create_logging_handler(aiomisc_log.LogFormat.color)
-        return ExtrasFormatter(colored.formatter)
+        if colored is not None and colored.formatter is not None:
+            return ExtrasFormatter(colored.formatter)
     return PlainFormatter()
 
 
@@ -337,53 +337,3 @@ def check_logging(config: Any, log_format: str | None = None) -> None:
     of a loaded config (`LoadedConfig`); `log_format` is one given on the command line."""
     for path, message in logging_problems(config.settings.logging, log_format):
         raise config.error(path, message)
-
-
-class RequestLog:
-    """The RPC server's `request_logs` / `response_logs`: a line per request through the
-    executor's observer hook (`Executor.add_observer`), logged by `logger`.
-
-    The line (INFO) says the method, the duration (ms), the outcome (`ok` or the error
-    type) and the transport; the correlation id comes with every record. At DEBUG it also
-    carries the params (`request_logs`) and the result or error (`response_logs`), with
-    secrets (passwords, tokens, keys) masked.
-    """
-
-    __slots__ = ("logger", "params", "results")
-
-    def __init__(self, logger: Any, params: bool = True, results: bool = True):
-        self.logger = logger
-        self.params = params
-        self.results = results
-
-    def observe(self, ctx: Any, method: Any, params: Any, result: Any, error: Any, seconds: float | None) -> None:
-        """Log one request (the observer signature)."""
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
-        fields: dict[str, Any] = {
-            "method": method.name,
-            "duration_ms": None if seconds is None else round(seconds * 1000, 3),
-            "outcome": "ok" if error is None else error.type,
-            "transport": ctx.transport,
-        }
-        if self.logger.isEnabledFor(logging.DEBUG):
-            from kaiju.config.display import mask_secrets
-
-            if self.params:
-                fields["params"] = mask_secrets(_plain_params(params))
-            if self.results:
-                fields["result" if error is None else "error"] = mask_secrets(result if error is None else error.to_dict())
-        self.logger.info("RPC request", **fields)
-
-
-def _plain_params(params: Any) -> Any:
-    """Params as plain data, for masking: validated ones (a Struct, or with extra keyword
-    names), or refused ones as the request gave them (raw JSON, decoded)."""
-    import msgspec
-
-    try:
-        if isinstance(params, msgspec.Raw):
-            return msgspec.json.decode(params)
-        return msgspec.to_builtins(params)
-    except (TypeError, ValueError, msgspec.DecodeError):
-        return "<not shown: not plain data>"  # never a repr: it could carry a secret unmasked

@@ -17,9 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt, RedisURL
 
-if TYPE_CHECKING:  # redis-py is imported at start: naming a Redis service needs no client
-    import redis.asyncio as aioredis
-
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 
 
@@ -56,7 +53,7 @@ class RedisConnection(Service):
 
     service_name = "redis"
 
-    url: RedisURL = "redis://127.0.0.1:6379/0"
+    url: RedisURL = RedisURL("redis://127.0.0.1:6379/0")
     """`redis://[user:password@]host:port/db`; `rediss://` for TLS; `unix:///path?db=0` for a socket."""
     password: str | None = None
     """Overrides the password in `url` (keeps it out of the URL in logs and configs)."""
@@ -78,7 +75,9 @@ class RedisConnection(Service):
     """Server certificate check over `rediss://`: "required", "optional" or "none"."""
 
     if TYPE_CHECKING:  # set by start(); not a setting
-        client: aioredis.Redis
+        # a redis.asyncio.Redis; typed Any: redis-py types each reply `bytes | str` by a run-time
+        # flag (decode_responses), and this client always returns bytes
+        client: Any
 
     async def start(self) -> None:
         import redis.asyncio as aioredis

@@ -78,7 +78,7 @@ def test_three_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
         "services:\n"
         "  - cls: RPCServer\n"
         f"  - cls: HTTPServer\n    settings: {{port: {port}, reuse_port: true}}\n"
-        "  - cls: DemoService\n    settings: {greeting: '[GREETING]'}\n"
+        "  - cls: kaiju.demo:DemoService\n    settings: {greeting: '[GREETING]'}\n"
     )
     # as the unit runs them: the config from KAIJU_CONFIG, the values from the environment
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KAIJU_CONFIG": str(config)}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from kaiju.logging import ContextFilter, JSONFormatter, KaijuLogger, log_field_providers
+from kaiju.runtime.service import Service
 from kaiju.testing import OutputLines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,25 +55,20 @@ def test_services_offer_log_field_providers():
     def request_id():
         return {"request_id": "r1"}
 
-    class Offers:
+    class Offers(Service):
         def log_fields(self):
             return request_id
 
-    class Declines:
-        def log_fields(self):
-            return None
-
-    class Silent:
-        log_fields = "not a method"
-
-    assert log_field_providers([Offers(), Declines(), Silent(), object(), Offers()]) == [request_id]
+    assert Service().log_fields() is None  # the contract's default: no provider
+    offers = [s.log_fields() for s in (Offers(), Service(), Offers())]
+    assert log_field_providers(offers) == [request_id]
 
 
 def test_the_rpc_server_offers_the_correlation_id():
     from kaiju.rpc.context import log_fields
     from kaiju.rpc.server import RPCServer
 
-    assert log_field_providers([RPCServer()]) == [log_fields]
+    assert log_field_providers([RPCServer().log_fields()]) == [log_fields]
 
 
 def test_the_runtime_imports_nothing_of_rpc():

@@ -26,7 +26,7 @@ def write_config(tmp_path: Path, logging_section: str, rpc_settings: str = "{}")
         f"logging:\n{logging_section}\n"
         "services:\n"
         f"  - cls: RPCServer\n    settings: {rpc_settings}\n"
-        "  - cls: DemoService\n"
+        "  - cls: kaiju.demo:DemoService\n"
     )
     return path
 

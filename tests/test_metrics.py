@@ -137,7 +137,7 @@ async def test_without_the_metrics_service_nothing_is_counted() -> None:
     rpc_server = RPCServer()
     async with started(Shop(), rpc_server):
         assert await rpc_server.call("shop.add", {"a": 1, "b": 2}) == 3
-        assert rpc_server.executor.observe is None
+        assert rpc_server.dispatcher.run == rpc_server.executor.run  # no middleware: straight to the executor
 
 
 async def test_task_metrics() -> None:
@@ -177,7 +177,10 @@ async def test_stream_metrics(make_stack) -> None:
         await producer.call("rec.echo", {"value": 1})
         await producer.call("rec.fail", {"value": 2})
         await eventually(lambda: listener.counters["processed"] == 1 and listener.counters["dead_lettered"] == 1, what="both messages")
-        await eventually(lambda: not listener._in_hand, what="acks")
+        await eventually(lambda: not listener.in_hand, what="acks")
+        # pending and lag are read by the listener's upkeep, at its next lock check
+        read = lambda: listener.backlog is not None and listener.backlog.pending == 0 and listener.backlog.lag == 0  # noqa: E731
+        await eventually(read, what="the backlog read")
         samples = await scrape(metrics)
     topic, name = listener.topic, listener.name
     assert sample(samples, "kaiju_stream_messages_processed_total", topic=topic, listener=name) == 1
@@ -226,8 +229,34 @@ async def test_a_restarted_metrics_service_keeps_counting_once_per_request() -> 
         await metrics.start()
         await rpc_server.call("shop.add", {"a": 1, "b": 2})
         samples = await scrape(metrics)
-        assert rpc_server.executor.observe == metrics._stats.observe  # one observer, not one per start
+        assert rpc_server.dispatcher.run.__self__.first is not None and rpc_server._outer == [metrics.stats]  # added once
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 2
+
+
+class Orders(Service):
+    """A user's service reporting a metric of its own through the service contract."""
+
+    service_name = "orders"
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)
+        self.open = ["o1", "o2"]
+
+    def metrics(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("shop_open_orders", "Orders not shipped yet", labels=["service"])
+        family.add_metric([self.name], len(self.open))
+        yield family
+
+
+async def test_a_users_service_reports_its_own_metric_on_the_metrics_route() -> None:
+    http, orders = HTTPServer(port=free_port()), Orders()
+    async with started(orders, RPCServer(), Metrics(process_metrics=False), http):
+        async with aiohttp.ClientSession() as session:
+            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 2
+            orders.open.append("o3")  # read at scrape time
+            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 3
 
 
 async def test_the_ops_listener_serves_metrics_and_the_public_one_does_not() -> None:

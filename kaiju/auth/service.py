@@ -56,6 +56,8 @@ class TokenSession(Session, kw_only=True):
 class AuthService(Authenticator):
     """Users log in here (service name "auth"); see the module docstring for the methods.
 
+    The settings are documented where each is declared, below.
+
     Dependencies (by type): `users` (a UserStore), `sessions` (a SessionStore), `cache`.
     """
 
@@ -147,9 +149,9 @@ class AuthService(Authenticator):
         # argon2 is imported here, so a broken install fails the start; the dummy hash costs
         # nothing (a constant), so no argon2 run happens before the first login
         self._passwords = Passwords()
-        self._pool = HashPool(int(self.hash_workers), int(self.hash_queue))
-        self._throttle = LoginThrottle(self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail")
-        self._clients = ClientLimit(int(self.client_attempts), float(self.client_window))
+        self._pool = HashPool(self.hash_workers, self.hash_queue)
+        self._throttle = LoginThrottle(self.cache, self.max_failures, self.lockout, prefix=f"{self.key_prefix}.fail")
+        self._clients = ClientLimit(self.client_attempts, self.client_window)
         if self._made_up_secret:
             self.logger.warning(
                 "no signing key given, so tokens are signed with a key made up for this process (env dev only); "
@@ -258,7 +260,7 @@ class AuthService(Authenticator):
 
     def _pair(self, user: User, family: str, expires: float) -> dict[str, Any]:
         left = expires - time.time()
-        access_ttl = min(float(self.access_ttl), left)
+        access_ttl = min(self.access_ttl, left)
         access, _ = self._signer.issue(
             "access", user.username, family, access_ttl,
             scope=user.scope.name.lower(), permissions=sorted(user.permissions),
@@ -321,9 +323,9 @@ class AuthService(Authenticator):
         """Log in for tokens: a signed access token (JWT) and a refresh token."""
         user = await self.check_password(username, password)
         family = secrets.token_urlsafe(16)
-        expires = time.time() + float(self.refresh_ttl)
+        expires = time.time() + self.refresh_ttl
         record = {"user": user.username, "expires": expires}
-        await self.cache.set(self._family_key(family), record, ttl=float(self.refresh_ttl), keep=True)
+        await self.cache.set(self._family_key(family), record, ttl=self.refresh_ttl, keep=True)
         return self._pair(user, family, expires)
 
     @method(permission=Scope.GUEST)
@@ -336,7 +338,7 @@ class AuthService(Authenticator):
             raise NotAuthorized(f"Not authorized: {exc}") from None
         family = claims["fam"]
         record = await self._family(claims)
-        grace = float(self.refresh_grace)
+        grace = self.refresh_grace
         pair_key = f"{self.key_prefix}.pair.{claims['jti']}"
         mine = secrets.token_hex(8)
         made: dict[str, Any] = {}

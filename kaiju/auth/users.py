@@ -66,14 +66,13 @@ class ConfigUsers(UserStore):
     with `kaiju-run hash-password`): a plain password there is a config error.
     """
 
-    users: dict[str, ConfigUser] = {}
+    users: dict[str, ConfigUser] = {}  # noqa: RUF012 -- a setting's default, never mutated
+    """The users by name: `{password_hash, scope, permissions, disabled, id}` each (hashes only: `kaiju-run
+    hash-password`)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._users = {name: _user(name, entry) for name, entry in dict(self.users).items()}
-
-    async def start(self) -> None:
-        pass
 
     async def get_user(self, username: str) -> User | None:
         """The user with this name, or None."""

@@ -11,20 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "Cache": "kaiju.cache.base",
-    "MemoryCache": "kaiju.cache.memory",
-    "RedisCache": "kaiju.cache.redis",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.cache.base import Cache
     from kaiju.cache.memory import MemoryCache
     from kaiju.cache.redis import RedisCache
 
-
-__getattr__ = _lazy_getattr("kaiju.cache", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

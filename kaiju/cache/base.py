@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from kaiju import keys
@@ -44,6 +44,10 @@ class Cache(Service, abc.ABC):
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._cache`) instead of the app's."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}
+
     # -- lifetime ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -56,13 +60,27 @@ class Cache(Service, abc.ABC):
         self._encode, self._decode = codec.encode, codec.decode
         self._filling: dict[str, asyncio.Future] = {}
         self._loop = asyncio.get_running_loop()
-        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # read by the metrics
+        self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # since this start, read by the metrics
         await self._open()
         self._opened = True
 
     async def stop(self, exception: Exception | None = None) -> None:
         if self.__dict__.pop("_opened", False):  # nothing to close when start() failed
             await self._close()
+
+    def metrics(self) -> Iterator[Any]:
+        """Hits, misses and loader calls (`get_or_set` fills) of this cache since it started."""
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = self.counts
+        for key, name, doc in (
+            ("hits", "kaiju_cache_hits", "Cache reads that found the key"),
+            ("misses", "kaiju_cache_misses", "Cache reads that did not find the key"),
+            ("loader_calls", "kaiju_cache_loader_calls", "get_or_set loader runs"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["cache"])
+            family.add_metric([self.name], counts[key])
+            yield family
 
     async def _open(self) -> None:
         """Backend set-up at start."""
@@ -126,7 +144,7 @@ class Cache(Service, abc.ABC):
         hits = len(found) - found.count(None)
         self.counts["hits"] += hits
         self.counts["misses"] += len(found) - hits
-        return {key: self._decode(data, type) for key, data in zip(keys, found) if data is not None}
+        return {key: self._decode(data, type) for key, data in zip(keys, found, strict=True) if data is not None}
 
     async def set(self, key: str, value: Any, ttl: float | None = None, *, keep: bool = False) -> None:
         """Store `value` under `key` for `ttl` seconds (default: the `ttl` setting); with `keep`,
@@ -154,7 +172,7 @@ class Cache(Service, abc.ABC):
         if not keys:
             return frozenset()
         found = await self._m_exists([self._key(key) for key in keys])
-        return frozenset(key for key, present in zip(keys, found) if present)
+        return frozenset(key for key, present in zip(keys, found, strict=True) if present)
 
     async def delete(self, key: str) -> None:
         """Remove `key` (nothing happens when it is missing)."""

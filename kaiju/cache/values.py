@@ -45,7 +45,7 @@ class ValueCodec:
         """`value` as msgpack; raises TypeError for what msgpack cannot hold."""
         return self._encode(self._tag(value))
 
-    def decode(self, data: bytes, type: Any = None) -> Any:  # noqa: A002 -- the cache's keyword
+    def decode(self, data: bytes, type: Any = None) -> Any:
         """The value `data` holds; with `type`, validated into it (msgspec.ValidationError)."""
         if type is None:
             return self._decode_any(data)

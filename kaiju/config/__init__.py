@@ -12,24 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "load_config": "kaiju.config.loader",
-    "load_config_data": "kaiju.config.loader",
-    "LoadedConfig": "kaiju.config.loader",
-    "ConfigError": "kaiju.config.errors",
-    "ProjectSettings": "kaiju.config.settings",
-    "MainSettings": "kaiju.config.settings",
-    "ServiceSettings": "kaiju.config.settings",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.config.errors import ConfigError
     from kaiju.config.loader import LoadedConfig, load_config, load_config_data
     from kaiju.config.settings import MainSettings, ProjectSettings, ServiceSettings
 
-
-__getattr__ = _lazy_getattr("kaiju.config", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

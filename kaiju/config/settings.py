@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from kaiju.annotations import parse_path, split_validation_error
 from kaiju.config.errors import Path, PathError, describe_value
-from kaiju.runtime.annotations import parse_path, split_validation_error
+from kaiju.logging import LOG_LEVELS
 
 __all__ = [
     "LOG_LEVELS",
@@ -26,7 +27,6 @@ __all__ = [
     "validation_problem",
 ]
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOGLEVEL_PATTERN = "(?i)^(" + "|".join(LOG_LEVELS) + ")$"
 
 LogLevel = Annotated[str, msgspec.Meta(pattern=_LOGLEVEL_PATTERN)]

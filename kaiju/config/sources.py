@@ -81,9 +81,9 @@ def parse_yaml_text(text: str, source: str) -> dict[str, Any]:
     """Parse YAML config text; errors name `source` and the line."""
     try:
         try:
-            data = yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader
+            data = yaml.load(text, Loader=_FastLoader)
         except yaml.YAMLError:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+            data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark is not None else ""

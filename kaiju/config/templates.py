@@ -89,7 +89,7 @@ def _fill_string(text: str, env: Mapping[str, Any], path: Path, texts: dict[Path
     whole = TEMPLATE.fullmatch(text)
     if whole:
         value = _lookup(whole, env, path)
-        if not isinstance(value, str) or _quoted(whole.group(2)) and whole.group(1) not in env:
+        if not isinstance(value, str) or (_quoted(whole.group(2)) and whole.group(1) not in env):
             return value
         typed = read_scalar(value)
         if isinstance(typed, (bool, int, float)):

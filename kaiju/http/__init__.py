@@ -8,23 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "HTTPServer": "kaiju.http.server",
-    "HTTPClient": "kaiju.http.client",
-    "HTTPRPCClient": "kaiju.http.client",
-    "HTTPResponse": "kaiju.http.client",
-    "route": "kaiju.http.routes",
-    "Route": "kaiju.http.routes",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.http.client import HTTPClient, HTTPResponse, HTTPRPCClient
     from kaiju.http.routes import Route, route
     from kaiju.http.server import HTTPServer
 
-
-__getattr__ = _lazy_getattr("kaiju.http", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

@@ -40,24 +40,23 @@ class HTTPResponse(NamedTuple):
 class HTTPClient(Service):
     """An aiohttp client session with a lifetime (service name "http_client").
 
-    Settings:
-
-    - base_url (str, ""): prefixed to relative paths;
-    - timeout (float s, 30.0): total time of one request unless a call says otherwise;
-    - headers (dict, {}): sent with every request;
-    - connections (int, 100): open connections at most;
-    - unix_socket (str path, None): connect through a Unix socket instead of TCP;
-    - verify_ssl (bool, True): check TLS certificates.
+    The settings are documented where each is declared, below.
     """
 
     service_name = "http_client"
 
     base_url: str = ""
+    """Prefixed to relative paths."""
     timeout: float = 30.0
-    headers: dict = {}
+    """Seconds one request may take in all, unless a call says otherwise."""
+    headers: dict = {}  # noqa: RUF012 -- a setting's default, never mutated
+    """Sent with every request."""
     connections: int = 100
+    """Open connections at most."""
     unix_socket: str | None = None
+    """Connect through this Unix socket."""
     verify_ssl: bool = True
+    """Check TLS certificates."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -65,11 +64,11 @@ class HTTPClient(Service):
 
     async def start(self) -> None:
         if self.unix_socket:
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=int(self.connections))
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=self.unix_socket, limit=self.connections)
         else:
-            connector = aiohttp.TCPConnector(limit=int(self.connections), ssl=None if self.verify_ssl else False)
+            connector = aiohttp.TCPConnector(limit=self.connections, ssl=bool(self.verify_ssl))
         self.session = aiohttp.ClientSession(
-            connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=float(self.timeout))
+            connector=connector, headers=dict(self.headers), timeout=aiohttp.ClientTimeout(total=self.timeout)
         )
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -111,26 +110,24 @@ class HTTPClient(Service):
 class HTTPRPCClient(Service):
     """Calls JSON-RPC methods of another server over HTTP (service name "rpc_client").
 
-    Settings: path (str, "/public/rpc"): the endpoint under the HTTPClient's base_url;
-    timeout (float s or None, None): per call, when the call gives none (None: the
-    HTTPClient's); headers (dict, {}): sent with every call (e.g. Authorization).
-    Dependency: `http` (an HTTPClient).
+    The settings are documented where each is declared, below. Dependency: `http` (an HTTPClient).
     """
 
     service_name = "rpc_client"
 
     http: HTTPClient
+    """The HTTPClient to send through."""
 
     path: str = "/public/rpc"
+    """The endpoint, under the HTTPClient's `base_url`."""
     timeout: float | None = None
-    headers: dict = {}
+    """Seconds a call may take, when the call gives none (none: the HTTPClient's)."""
+    headers: dict = {}  # noqa: RUF012 -- a setting's default, never mutated
+    """Sent with every call (an Authorization, say)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._ids = itertools.count(1)
-
-    async def start(self) -> None:
-        pass
 
     def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:
         headers = {"Content-Type": "application/json", **self.headers}

@@ -238,8 +238,11 @@ class QuietAcceptErrors:
             and sock.fileno() == self.fileno
         ):
             self.warning.event(error=exc.strerror)
-        elif self.fileno == -1 and isinstance(exc, ValueError) and "_start_serving" in repr(context.get("handle")):
-            pass  # asyncio's accept retry on the socket closed at stop: nothing to accept any more
+        elif self.fileno == -1 and self.warning.records and isinstance(exc, ValueError) and "handle" in context:
+            # uninstalled, after failed accepts, within the retry window: a callback failing with
+            # ValueError is asyncio's accept retry on the socket closed at stop (its descriptor
+            # is -1: "Invalid file descriptor"); nothing is left to accept
+            pass
         elif self.previous is not None:
             self.previous(loop, context)
         else:

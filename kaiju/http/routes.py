@@ -13,13 +13,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 from aiohttp import web
 
+from kaiju.runtime.service import SettingError
+
 __all__ = [
-    "Match", "Route", "RouteEntry", "RouteError", "RouteRequest", "RouteSpec", "RouteTable",
+    "Match", "Route", "RouteEntry", "RouteRequest", "RouteSpec", "RouteTable",
     "config_routes", "import_handler", "route", "route_spec", "routes_of",
 ]
 
@@ -94,16 +96,6 @@ def routes_of(service: Any, name: str) -> list[Route]:
     return found
 
 
-class RouteError(ValueError):
-    """A route that cannot be served: `key` names the setting it comes from (`routes`,
-    `route_services`, `rpc_path`), `message` says which entry and what was expected."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}")
-
-
 class RouteEntry(msgspec.Struct, forbid_unknown_fields=True):
     """A route given in config (HTTPServer's `routes` setting): `handler` is "package.module:function",
     an `async def (request)`."""
@@ -140,7 +132,7 @@ def config_routes(entries: Sequence[RouteEntry | Mapping[str, str]]) -> list[Rou
     """The routes of HTTPServer's `routes` setting (RouteEntry, or mappings of the same keys
     when given from Python), their handlers imported.
 
-    Raises RouteError (key `routes`) naming the entry: `entry 1 (GET /x): handler: ...`.
+    Raises SettingError (key `routes`) naming the entry: `entry 1 (GET /x): handler: ...`.
     """
     found = []
     for index, entry in enumerate(entries):
@@ -148,16 +140,16 @@ def config_routes(entries: Sequence[RouteEntry | Mapping[str, str]]) -> list[Rou
             if not isinstance(entry, RouteEntry):
                 entry = msgspec.convert(entry, RouteEntry)
         except msgspec.ValidationError as exc:
-            raise RouteError("routes", f"entry {index}: {exc}") from None
+            raise SettingError("routes", f"entry {index}: {exc}") from None
         where = f"entry {index} ({entry.method} {entry.path})"
         try:
             spec = route(entry.method, entry.path)
         except ValueError as exc:
-            raise RouteError("routes", f"{where}: {exc}") from None
+            raise SettingError("routes", f"{where}: {exc}") from None
         try:
             handler = import_handler(entry.handler)
         except ValueError as exc:
-            raise RouteError("routes", f"{where}: handler: {exc}") from None
+            raise SettingError("routes", f"{where}: handler: {exc}") from None
         spec(handler)  # checks it once more, as @route would
         found.append(Route(entry.method.upper(), entry.path, handler, None))
     return found
@@ -184,7 +176,7 @@ class Match(NamedTuple):
 class RouteTable:
     """The routes an HTTPServer serves, matched with aiohttp's public `UrlDispatcher`.
 
-    Raises RouteError when two routes share a method and a path, naming who declared them
+    Raises SettingError when two routes share a method and a path, naming who declared them
     (the key is `routes` when the config declared one of them, else `route_services`).
     """
 
@@ -197,7 +189,7 @@ class RouteTable:
             other = seen.get((r.method, r.path))
             if other is not None:
                 key = "routes" if None in (r.service, other.service) else "route_services"
-                raise RouteError(key, f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
+                raise SettingError(key, f"{r.method} {r.path} is declared twice: by {other.owner} and by {r.owner}")
             seen[(r.method, r.path)] = r
             self._by_route[self._dispatcher.add_route(r.method, r.path, r.handler)] = r
         for r in self.routes:  # a GET route answers HEAD too (aiohttp sends no body), unless one is declared
@@ -210,7 +202,8 @@ class RouteTable:
 
     async def resolve(self, request: web.BaseRequest) -> Match:
         """The route for `request`'s method and path."""
-        info = await self._dispatcher.resolve(request)  # type: ignore[arg-type] -- reads rel_url and method only
+        # UrlDispatcher.resolve is typed for a full web.Request; it reads rel_url and method only
+        info = await self._dispatcher.resolve(cast(web.Request, request))
         error = info.http_exception
         if error is None:
             return Match(self._by_route[info.route], info)

@@ -21,7 +21,9 @@ import os
 import re
 import socket
 import stat
-from typing import Any, Literal
+from collections.abc import Iterator
+from socket import socket as Socket
+from typing import Any, Literal, cast
 
 import msgspec
 from aiohttp import web
@@ -29,8 +31,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.health import AppHealth
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
-from kaiju.http.routes import Route, RouteEntry, RouteError, RouteRequest, RouteTable, config_routes, routes_of
+from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
+from kaiju.rpc.answer import encode_value
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, NotAuthorized, RequestTimeout, RPCError
 from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
@@ -46,49 +49,7 @@ _WRITE_TIME = 1.0  # seconds for the answers of requests cut at the end of the g
 class HTTPServer(Service):
     """Serves the RPC dispatcher over HTTP (service name "http").
 
-    Settings:
-
-    - host (str, "127.0.0.1") and port (int, 8080; 0 picks a free port), or
-      unix_socket (str path, None) to listen on a Unix socket instead;
-    - rpc_path (str, "/public/rpc"): where JSON-RPC requests are POSTed;
-    - max_body_size (int bytes, 1048576): larger bodies get 413 with a JSON-RPC error;
-    - reuse_port (bool, False): SO_REUSEPORT, for several processes on one port;
-    - shutdown_timeout (float s, 5.0): on stop, how long in-flight requests may finish; those
-      still running then are answered RequestTimeout before their connections close;
-    - backlog (int, 128): the listen queue;
-    - scope (str, "guest"): the scope of callers without a session;
-    - access_log (bool, False): log each request through aiohttp's access logger;
-    - route_services ("all", "none" or a list of service names, "all"): whose `@route`
-      handlers are served;
-    - routes (list of {method, path, handler: "module:function"}, []): routes from config;
-    - live_path (str or None, "/health/live") and ready_path (str or None, "/health/ready"):
-      the probes (None: not served);
-    - start_wait (float s, 30.0): how long a route request received before the app has
-      started waits for it (then 503);
-    - session_cookie (bool, False): also carry the session id in a cookie: a request
-      without a Session-Id header uses the cookie's, and a response that names a new
-      session (a login) sets it, HttpOnly and SameSite=Lax, on path "/"; a logout
-      clears it. With it, a browser request from another origin is refused (403);
-    - cookie_secure (bool or None, None): send the cookie over HTTPS only (None: unless
-      `main.env` is dev); cookie_name (str or None, None): its name (None:
-      "__Host-session_id" when secure, else "session_id");
-    - origins (list of str, []): origins (`https://app.example.com`) whose pages may call
-      the RPC endpoint with the session cookie, besides the server's own;
-    - real_ip_header (str or None, None): behind a proxy, the header carrying the client's
-      address (the last entry of `X-Forwarded-For`, or `X-Real-IP`); login limits per
-      client read it. Set it only when a proxy you run sets the header;
-    - ops_host (str, "127.0.0.1") and ops_port (int or None, None): a second listener for
-      the probes and `/metrics` only (and then only there); its ready probe says why a
-      service fails, where the public one names failing services only;
-    - idle_timeout (float s, 30.0): close a kept-alive connection idle this long;
-    - header_timeout (float s, 10.0): close a connection whose first request's headers
-      have not arrived this long after it opened;
-    - body_timeout (float s, 30.0): close a connection whose request body has not arrived
-      this long after its headers;
-    - max_connections (int, 900): open connections at most (lowered to fit the open-file
-      limit); past it the oldest idle or slow connection is closed;
-    - warning_interval (float s, 60.0): at most one WARNING per interval about the cap or
-      failed accepts.
+    The settings are documented where each is declared, below.
 
     Dependencies: `rpc` (an RPCServer); `app_health` (an AppHealth, optional: without one
     the server makes its own and registers `app.health` on `rpc`).
@@ -98,46 +59,99 @@ class HTTPServer(Service):
     transport = True
 
     rpc: RPCServer
+    """The RPCServer requests go to."""
     app_health: AppHealth | None = None
+    """The AppHealth the probes report (none: the server makes its own)."""
 
     host: str = "127.0.0.1"
+    """Address to listen on (IPv6 literals work)."""
     port: Port = 8080
+    """TCP port (0: any free port; see `url`)."""
     unix_socket: str | None = None
+    """Listen on this Unix socket path instead of host and port."""
     rpc_path: str = "/public/rpc"
+    """Where JSON-RPC requests are POSTed."""
     max_body_size: PositiveInt = 1024 * 1024
+    """Largest request body (bytes); larger ones are answered 413 with a JSON-RPC error."""
     reuse_port: bool = False
+    """Set SO_REUSEPORT, for several processes on one port."""
     shutdown_timeout: NonNegative = 5.0
+    """Seconds in-flight requests may take to finish on stop; those still running then are answered RequestTimeout."""
     backlog: PositiveInt = 128
-    scope: ScopeName = "guest"
+    """The listen queue's length."""
+    scope: ScopeName = ScopeName("guest")
+    """Scope of callers without a session."""
     access_log: bool = False
+    """Log each request (aiohttp's access log format)."""
     route_services: Literal["all", "none"] | list[str] = "all"
+    """Whose `@route` handlers are served: "all", "none" or a list of service names."""
     routes: list[RouteEntry] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """Routes from config: `{method, path, handler: "module:function"}`."""
     live_path: str | None = "/health/live"
+    """The liveness probe (null: not served)."""
     ready_path: str | None = "/health/ready"
+    """The readiness probe (null: not served)."""
     start_wait: NonNegative = 30.0
+    """Seconds a route request received before the app has started waits for it (then 503)."""
     session_cookie: bool = False
+    """Also carry the session id in a cookie (HttpOnly, SameSite=Lax, on path "/"): a login sets it, a logout
+    clears it. With it, a browser request from a page of another origin is refused (403)."""
     cookie_name: str | None = None
+    """The session cookie's name (null: "__Host-session_id" when secure, else "session_id")."""
     cookie_secure: bool | None = None
+    """Send the session cookie over HTTPS only (null: unless `main.env` is dev)."""
     origins: list[str] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """Other origins (`https://app.example.com`) whose pages may call the RPC endpoint with the session cookie."""
     real_ip_header: str | None = None
+    """Behind a proxy you run: the header with the client's address (its last entry), e.g. X-Forwarded-For."""
     ops_host: str = "127.0.0.1"
+    """Address of the ops listener."""
     ops_port: Port | None = None
+    """A second listener serving the probes and the ops routes (/metrics) only, and then only there."""
     idle_timeout: Positive = 30.0
+    """Seconds a kept-alive connection may stay idle."""
     header_timeout: Positive = 10.0
+    """Seconds a new connection has to send its first request's headers."""
     body_timeout: Positive = 30.0
+    """Seconds a request body has to arrive after its headers."""
     max_connections: PositiveInt = 900
+    """Open connections at most (lowered to fit the open-file limit); past it the oldest idle or slow one is closed."""
     warning_interval: Positive = 60.0
+    """At most one WARNING per this many seconds about the connection cap or failed accepts."""
 
-    # not settings (no annotations): the listening socket bound in start(), and aiohttp's
-    # runner while serving; the same for the ops listener
-    socket = None
-    runner = None
-    ops_socket = None
-    ops_runner = None
-    # the AppHealth made here when the app has none, registered on rpc while serving
-    _own_health = None
-    # routes waiting for the app to start right now (a gauge for operators and tests)
+    # routes waiting for the app to start right now (a gauge for operators and tests; not a setting)
     held_requests = 0
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.serving: Serving | None = None  # the run-time state, from start() to stop()
+
+    @property
+    def socket(self) -> Socket | None:
+        """The listening socket while serving, else None."""
+        return self.serving.socket if self.serving is not None else None
+
+    @property
+    def runner(self) -> web.ServerRunner | None:
+        """aiohttp's runner while serving, else None."""
+        return self.serving.runner if self.serving is not None else None
+
+    @property
+    def ops_url(self) -> str | None:
+        """`http://host:port` of the ops listener (probes and metrics), or None without one."""
+        if self.ops_port is None:
+            return None
+        sock = self.serving.ops_socket if self.serving is not None else None
+        port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.ops_port
+        host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
+        return f"http://{host}:{port}"
+
+    @property
+    def _serving(self) -> Serving:
+        """The run-time state, for what runs only while serving (request handlers)."""
+        if self.serving is None:
+            raise RuntimeError(f"{self.name}: not serving")
+        return self.serving
 
     # -- lifetime -----------------------------------------------------------
 
@@ -158,108 +172,19 @@ class HTTPServer(Service):
                 raise SettingError(key, f'expected a path starting with "/", got {path!r}')
         if self.live_path is not None and self.live_path == self.ready_path:
             raise SettingError("ready_path", f"expected a path other than live_path, got {self.ready_path!r}")
-        if self.cookie_name is not None and not _COOKIE_NAME.fullmatch(self.cookie_name):
+        if self.cookie_name is not None and not _TOKEN.fullmatch(self.cookie_name):
             raise SettingError("cookie_name", f"expected a cookie name of letters, digits and !#$%&'*+-.^_`|~, got {self.cookie_name!r}")
-        if self.real_ip_header is not None and not _COOKIE_NAME.fullmatch(self.real_ip_header):
+        if self.real_ip_header is not None and not _TOKEN.fullmatch(self.real_ip_header):
             raise SettingError("real_ip_header", f"expected a header name such as X-Forwarded-For, got {self.real_ip_header!r}")
         for origin in self.origins:
             own = _origin(origin)
             if own is None or own != origin.strip().lower().rstrip("/"):
                 raise SettingError("origins", f'expected origins such as "https://app.example.com" (no path), got {origin!r}')
         if self.shutdown_timeout > self.app.shutdown_timeout:
-            raise SettingError("shutdown_timeout", f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), got {self.shutdown_timeout:g}")
-        try:
-            self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
-        except RouteError as exc:
-            raise SettingError(exc.key, exc.message) from None
-
-    async def start(self) -> None:
-        """Bind the socket and start serving; raises OSError naming the address when it is taken,
-        ValueError for a route declared twice or at rpc_path."""
-        if self.runner is not None:
-            raise RuntimeError(f"{self.name}: already started")
-        self._scope: Scope = parse_scope(self.scope)
-        self._max_body = int(self.max_body_size)
-        self._request_loop = asyncio.get_running_loop()
-        secure = self.cookie_secure if self.cookie_secure is not None else self.app.env != "dev"
-        self._cookie = (self.cookie_name or ("__Host-session_id" if secure else "session_id"), secure)
-        self._origins = frozenset(filter(None, map(_origin, self.origins)))
-        self._probes = self._probe_routes()
-        routes = [*self._probes, *self._service_routes(), *config_routes(self.routes)]
-        if self.ops_port is None:
-            self._table, ops_routes = self._route_table(routes), []
-        else:  # probes and metrics on the ops listener only
-            ops_routes = [r for r in routes if r.ops]
-            self._table = self._route_table([r for r in routes if not r.ops])
-        self._health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
-        sock = self._bind()
-        self.responses: dict[int, int] = {}  # responses by status, read by the metrics
-        server = _JSONErrorServer(
-            _counting(self._handle, self.responses),
-            limits=self._connection_limits(),
-            logger=self.logger,
-            request_factory=self._make_request,
-            handler_cancellation=True,
-            keepalive_timeout=float(self.idle_timeout),
-            # a body left unread (refused as too large, or undecodable) closes the connection after
-            # the answer instead of being drained for seconds -- and drained, an undecodable one
-            # would log a traceback per request
-            lingering_time=0,
-            access_log=self.logger.logger if self.access_log else None,
-        )
-        # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
-        # twice (before and after cancelling), is left only the time to write the last answers
-        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, float(self.shutdown_timeout)))
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
-        self.socket, self.runner = sock, runner
-        if self.ops_port is not None:
-            try:
-                await self._start_ops(ops_routes)
-            except BaseException:
-                await self.stop()
-                raise
-        if self.app_health is None and self._health.name not in self.app.services and not self._rpc_has_health():
-            self._own_health = self._health
-            self.rpc.add_service(self._own_health)
-        self._accept_errors = QuietAcceptErrors(sock, self.logger, float(self.warning_interval))
-        self._accept_errors.install(self._request_loop)
-        self._requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
-        self._cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
-        self.logger.info("listening", url=self.url)
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
-        runner, self.runner = self.runner, None
-        if runner is None:
-            return
-        self._accept_errors.uninstall()
-        ops_runner, self.ops_runner = self.ops_runner, None
-        if ops_runner is not None:
-            await ops_runner.cleanup()
-        if self.ops_socket is not None:
-            self.ops_socket.close()
-            self.ops_socket = None
-        try:
-            for site in list(runner.sites):
-                await site.stop()  # no new connections
-            runner.server.pre_shutdown()  # no new requests on open ones
-            await self._drain(float(self.shutdown_timeout))
-            await runner.cleanup()
-        finally:
-            if self._own_health is not None:
-                self.rpc.remove_service(self._own_health.name)
-                self._own_health = None
-            if self.socket is not None:
-                self.socket.close()
-            if self.unix_socket:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.unix_socket)
+            raise SettingError(
+                "shutdown_timeout", f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), got {self.shutdown_timeout:g}"
+            )
+        self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
 
     def _check_ops_port(self) -> None:
         """The ops listener's address clashes with no listener of the app (this one's or another server's)."""
@@ -276,16 +201,108 @@ class HTTPServer(Service):
             for host, port in listens:
                 if port == self.ops_port and same_host(str(host), self.ops_host):
                     raise SettingError(
-                        "ops_port", f'expected an address no other service listens on, got {self.ops_host}:{self.ops_port} (also used by "{name}")'
+                        "ops_port",
+                        f'expected an address no other service listens on, got {self.ops_host}:{self.ops_port} (also used by "{name}")',
                     )
 
+    async def start(self) -> None:
+        """Bind the socket and start serving; raises OSError naming the address when it is taken,
+        ValueError for a route declared twice or at rpc_path."""
+        if self.serving is not None:
+            raise RuntimeError(f"{self.name}: already started")
+        probes = self._probe_routes()
+        routes = [*probes, *self._service_routes(), *config_routes(self.routes)]
+        # with an ops listener, the probes and ops routes (/metrics) are served there only
+        table = self._route_table([r for r in routes if not r.ops or self.ops_port is None])
+        health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
+        sock = self._bind()
+        serving = Serving(parse_scope(self.scope), asyncio.get_running_loop(), probes, table, health, sock)
+        secure = self.cookie_secure if self.cookie_secure is not None else self.app.env != "dev"
+        serving.cookie = (self.cookie_name or ("__Host-session_id" if secure else "session_id"), secure)
+        serving.origins = frozenset(filter(None, map(_origin, self.origins)))
+        server = _JSONErrorServer(
+            _counting(self._handle, serving.responses),
+            limits=self._connection_limits(),
+            logger=self.logger,
+            request_factory=self._make_request,
+            handler_cancellation=True,
+            keepalive_timeout=self.idle_timeout,
+            # a body left unread (refused as too large, or undecodable) closes the connection after
+            # the answer instead of being drained for seconds -- and drained, an undecodable one
+            # would log a traceback per request
+            lingering_time=0,
+            access_log=self.logger.logger if self.access_log else None,
+        )
+        # stop() spends shutdown_timeout itself (_drain); aiohttp's own wait, which it would apply
+        # twice (before and after cancelling), is left only the time to write the last answers
+        runner = web.ServerRunner(server, shutdown_timeout=min(_WRITE_TIME, self.shutdown_timeout))
+        self.serving = serving
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock, backlog=self.backlog).start()
+        except BaseException:
+            self.serving = None
+            await runner.cleanup()
+            sock.close()
+            raise
+        serving.runner = runner
+        if self.ops_port is not None:
+            try:
+                await self._start_ops(serving, RouteTable([r for r in routes if r.ops]))
+            except BaseException:
+                await self.stop()
+                raise
+        if self.app_health is None and health.name not in self.app.services and not self._rpc_has_health():
+            serving.own_health = health
+            self.rpc.add_service(health)
+        serving.accept_errors = QuietAcceptErrors(sock, self.logger, self.warning_interval)
+        serving.accept_errors.install(serving.loop)
+        self.logger.info("listening", url=self.url)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within shutdown_timeout, close."""
+        serving = self.serving
+        if serving is None or serving.runner is None:
+            return
+        runner, serving.runner = serving.runner, None
+        if serving.accept_errors is not None:
+            serving.accept_errors.uninstall()
+        if serving.ops_runner is not None:
+            await serving.ops_runner.cleanup()
+        if serving.ops_socket is not None:
+            serving.ops_socket.close()
+        try:
+            for site in list(runner.sites):
+                await site.stop()  # no new connections
+            if runner.server is not None:
+                runner.server.pre_shutdown()  # no new requests on open ones
+            await self._drain(serving, self.shutdown_timeout)
+            await runner.cleanup()
+        finally:
+            if serving.own_health is not None:
+                self.rpc.remove_service(serving.own_health.name)
+            serving.socket.close()
+            self.serving = None
+            if self.unix_socket:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.unix_socket)
+
+    def metrics(self) -> Iterator[Any]:
+        """HTTP responses sent since start, by status code."""
+        from prometheus_client.core import CounterMetricFamily
+
+        responses = CounterMetricFamily("kaiju_http_responses", "HTTP responses sent, by status", labels=["server", "status"])
+        for status, n in sorted(self.serving.responses.items() if self.serving is not None else ()):
+            responses.add_metric([self.name, str(status)], n)
+        yield responses
+
     def _route_table(self, routes: list[Route]) -> RouteTable:
-        """The table of `routes`; raises RouteError for a route declared twice or at the RPC path
+        """The table of `routes`; raises SettingError for a route declared twice or at the RPC path
         (the RPC endpoint is matched first: such a route would never be served)."""
         for r in routes:
             if r.path == self.rpc_path:
                 key = "routes" if r.service is None else "rpc_path"
-                raise RouteError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+                raise SettingError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
         return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
@@ -299,32 +316,21 @@ class HTTPServer(Service):
         # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
         return [Route(verb, path, handler, self.name, True) for path, handler in probes if path for verb in ("GET", "HEAD")]
 
-    async def _start_ops(self, routes: list[Route]) -> None:
-        """Serve `routes` (the probes, /metrics) on the ops listener."""
-        self._ops_table = RouteTable(routes)
-        sock = self._bind_tcp(self.ops_host, int(self.ops_port or 0), "ops_port")
-        self.ops_socket = sock
+    async def _start_ops(self, serving: Serving, table: RouteTable) -> None:
+        """Serve `table` (the probes, /metrics) on the ops listener."""
+        serving.ops_table = table
+        serving.ops_socket = self._bind_tcp(self.ops_host, self.ops_port or 0, "ops_port")
         runner = web.ServerRunner(
             web.Server(self._route_ops, request_factory=self._make_ops_request, access_log=None), shutdown_timeout=_WRITE_TIME
         )
         await runner.setup()
-        self.ops_runner = runner
-        await web.SockSite(runner, sock, backlog=int(self.backlog)).start()
+        serving.ops_runner = runner
+        await web.SockSite(runner, serving.ops_socket, backlog=self.backlog).start()
         self.logger.info("ops listening", url=self.ops_url)
-
-    @property
-    def ops_url(self) -> str | None:
-        """`http://host:port` of the ops listener (probes and metrics), or None without one."""
-        if self.ops_port is None:
-            return None
-        sock = self.ops_socket
-        port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.ops_port
-        host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
-        return f"http://{host}:{port}"
 
     def _service_routes(self, strict: bool = False) -> list[Route]:
         """The `@route` handlers of the services `route_services` names; a name the app lacks
-        is a RouteError when `strict` (the check), else a warning (left out after a failed start)."""
+        is a SettingError when `strict` (the check), else a warning (left out after a failed start)."""
         if self.route_services == "none":
             return []
         names = list(self.app.services) if self.route_services == "all" else self.route_services
@@ -332,7 +338,7 @@ class HTTPServer(Service):
         for name in names:
             service = self.app.services.get(name)
             if service is None and strict:
-                raise RouteError("route_services", f'expected names of services of the app, got "{name}"')
+                raise SettingError("route_services", f'expected names of services of the app, got "{name}"')
             if service is None:
                 self.logger.warning("no running service to serve routes of", service=name)
                 continue
@@ -340,26 +346,26 @@ class HTTPServer(Service):
         return found
 
     def _connection_limits(self) -> ConnectionLimits:
-        cap = connection_cap(int(self.max_connections))
+        cap = connection_cap(self.max_connections)
         if cap < self.max_connections:
             self.logger.warning(
                 "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
             )
-        return ConnectionLimits(float(self.header_timeout), float(self.body_timeout), cap, float(self.warning_interval))
+        return ConnectionLimits(self.header_timeout, self.body_timeout, cap, self.warning_interval)
 
-    async def _drain(self, grace: float) -> None:
+    async def _drain(self, serving: Serving, grace: float) -> None:
         """Let the requests in flight finish within `grace` seconds; then answer those still
         running with a JSON-RPC RequestTimeout (the dispatcher times out their methods; a
         handler not running one is cancelled and answers it itself) and give them a moment
         to write it before the connections close."""
-        if self._requests:
-            await asyncio.wait(self._requests, timeout=grace)
-        if not self._requests:
+        if serving.requests:
+            await asyncio.wait(serving.requests, timeout=grace)
+        if not serving.requests:
             return
-        running = set(self._requests)
-        hit = self.rpc.executor.expire(running) if self.rpc.executor is not None else set()
-        self._cut = running - hit
-        for task in self._cut:
+        running = set(serving.requests)
+        hit = self.rpc.running.executor.expire(running) if self.rpc.running is not None else set()
+        serving.cut = running - hit
+        for task in serving.cut:
             task.cancel()
         self.logger.warning("grace period over: requests answered RequestTimeout", requests=len(running))
         await asyncio.wait(running, timeout=_WRITE_TIME)
@@ -367,24 +373,25 @@ class HTTPServer(Service):
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         protocol.request_arrived(payload)  # headers are in: stops the header deadline
         # client_max_size: aiohttp refuses larger bodies while reading them (chunked ones too)
-        return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
+        loop = self._serving.loop
+        return RouteRequest(message, payload, protocol, writer, task, loop, client_max_size=self.max_body_size)
 
     @property
     def url(self) -> str:
         """Where the RPC endpoint listens: `http://host:port/path` or `unix:<path>:<rpc_path>`."""
         if self.unix_socket:
             return f"unix:{self.unix_socket}:{self.rpc_path}"
-        sock = getattr(self, "socket", None)
+        sock = self.socket
         port = sock.getsockname()[1] if sock is not None and sock.fileno() != -1 else self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{port}{self.rpc_path}"
 
-    def _bind(self) -> socket.socket:
+    def _bind(self) -> Socket:
         if self.unix_socket:
             return self._bind_unix(self.unix_socket)
-        return self._bind_tcp(self.host, int(self.port), "port")
+        return self._bind_tcp(self.host, self.port, "port")
 
-    def _bind_tcp(self, host: str, port: int, setting: str) -> socket.socket:
+    def _bind_tcp(self, host: str, port: int, setting: str) -> Socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -392,7 +399,7 @@ class HTTPServer(Service):
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
-            sock.listen(int(self.backlog))
+            sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
             hint = " (another process listens there; set reuse_port: true to share it on purpose)" if exc.errno == errno.EADDRINUSE else ""
@@ -400,7 +407,7 @@ class HTTPServer(Service):
         sock.setblocking(False)
         return sock
 
-    def _bind_unix(self, path: str) -> socket.socket:
+    def _bind_unix(self, path: str) -> Socket:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(path).st_mode):
                 probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -415,7 +422,7 @@ class HTTPServer(Service):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
-            sock.listen(int(self.backlog))
+            sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
             raise OSError(exc.errno, f"{self.name}: cannot listen on {path}: {exc.strerror}") from None
@@ -424,11 +431,12 @@ class HTTPServer(Service):
 
     # -- requests -----------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path != self.rpc_path and request.path != self.rpc_path:  # raw first: no URL parsing
-            return await self._route(request)
+            return await self._route(cast(RouteRequest, request))  # made by _make_request
         if request.method != "POST":
             return _error(405, InvalidRequest(f"Invalid request: use POST, not {request.method}"), {"Allow": "POST"})
+        serving = self._serving
         in_headers: Any = request.headers
         if not _is_json(in_headers.get("Content-Type")):
             # a cross-site form or beacon cannot send a JSON content type without asking first (CORS)
@@ -438,19 +446,19 @@ class HTTPServer(Service):
                 + (repr(given) if given is not None else "no Content-Type header")
             ), {"Accept-Post": _JSON})
         if self.session_cookie:
-            if self._cross_site(in_headers):
+            if self._cross_site(serving, in_headers):
                 return _error(403, NotAuthorized(
                     "Not authorized: a page of another origin may not call this endpoint with the session cookie"
                 ))
             if SESSION_ID not in in_headers:
-                cookie = request.cookies.get(self._cookie[0])
+                cookie = request.cookies.get(serving.cookie[0])
                 if cookie:
                     in_headers = {**in_headers, SESSION_ID: cookie}
         try:
             payload = request.content
             if payload.is_eof():  # the whole body has arrived (the usual small request): take it without awaiting
                 body = payload.read_nowait()
-                if len(body) > self._max_body:
+                if len(body) > self.max_body_size:
                     return self._too_large()
             else:
                 body = await request.read()
@@ -459,34 +467,37 @@ class HTTPServer(Service):
         except (web.RequestPayloadError, HttpProcessingError) as exc:  # bad Content-Encoding, chunking: still JSON
             return _error(400, InvalidRequest(f"Invalid request: unreadable body: {exc}"))
         task = asyncio.current_task()
-        self._requests.add(task)
+        if task is None:  # aiohttp runs each handler in a task of its own (handler_cancellation)
+            raise RuntimeError("an HTTP request handled outside a task")
+        serving.requests.add(task)
         try:
-            response, headers = await self.rpc.handle(
-                body, in_headers, scope=self._scope, transport="http", client=self._client(request)
+            answer = await self.rpc.handle(
+                body, in_headers, scope=serving.scope, transport="http", client=self._client(request)
             )
         except Exception as exc:  # a dispatcher bug: still answer JSON, never an HTML page
             self.logger.error("RPC dispatcher failed", exc_info=exc)
             return _error(500, InternalError())
         except asyncio.CancelledError:
-            return self._cancelled(request, task)
+            return self._cancelled(serving, request, task)
         finally:
-            self._requests.discard(task)
+            serving.requests.discard(task)
+        headers, response = answer.headers, answer.body
         if response is None:
-            answer = web.Response(status=204, headers=headers)
+            sent = web.Response(status=204, headers=headers)
         else:
             headers["Content-Type"] = _JSON
-            answer = web.Response(body=response, headers=headers)
+            sent = web.Response(body=response, headers=headers)
         if self.session_cookie:
-            self._update_cookie(answer, in_headers.get(SESSION_ID), headers.get(SESSION_ID))
-        return answer
+            self._update_cookie(serving, sent, in_headers.get(SESSION_ID), answer.session_id)
+        return sent
 
-    def _cancelled(self, request: web.BaseRequest, task: asyncio.Task) -> web.Response:
+    def _cancelled(self, serving: Serving, request: web.BaseRequest, task: asyncio.Task) -> web.Response:
         """The answer to a request whose handler was cancelled; re-raises when nobody is left to
         answer (the client went away, or the server is closing its connections)."""
-        if task in self._cut:
+        if task in serving.cut:
             task.uncancel()  # cut by stop(): answer, then the connection closes
             return _error(200, RequestTimeout("Request timeout: the server is stopping"))
-        if request.transport is None or request.transport.is_closing() or self.runner is None:
+        if request.transport is None or request.transport.is_closing() or serving.runner is None:
             raise asyncio.CancelledError  # nobody to answer: the client is gone, or the server stops
         # cancelled by something else (or a cancelled awaitable inside): never close silently
         while task.cancelling():
@@ -502,7 +513,7 @@ class HTTPServer(Service):
                 return forwarded.rsplit(",", 1)[-1].strip() or request.remote
         return request.remote or None
 
-    def _cross_site(self, headers: Any) -> bool:
+    def _cross_site(self, serving: Serving, headers: Any) -> bool:
         """Whether a browser sent the request from a page of another origin that `origins`
         does not list (Sec-Fetch-Site, else Origin; a request with neither is no browser's)."""
         site = headers.get("Sec-Fetch-Site")
@@ -514,32 +525,33 @@ class HTTPServer(Service):
         own = _origin(origin)
         if own is None:  # "null": a sandboxed frame, a file, a redirect across origins
             return True
-        if own in self._origins:
+        if own in serving.origins:
             return False
         return site is not None or own.partition("://")[2] != headers.get("Host", "")
 
-    def _update_cookie(self, answer: web.Response, sent: str | None, answered: str | None) -> None:
+    def _update_cookie(self, serving: Serving, sent: web.Response, named: str | None, answered: str | None) -> None:
         """Set the session cookie when the answer names another session than the request did."""
-        if answered is None or answered == sent:
+        if answered is None or answered == named:
             return
-        name, secure = self._cookie
+        name, secure = serving.cookie
         if answered:
-            answer.set_cookie(name, answered, path="/", httponly=True, samesite="Lax", secure=secure)
+            sent.set_cookie(name, answered, path="/", httponly=True, samesite="Lax", secure=secure)
         else:
-            answer.del_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
+            sent.del_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
-    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _route(self, request: RouteRequest) -> web.StreamResponse:
         """Serve every path but the RPC one: a probe, a route, or a JSON 404 / 405."""
-        match = await self._table.resolve(request)
+        serving = self._serving
+        match = await serving.table.resolve(request)
         route = match.route
         if route is None:
             if match.status == 405:
                 return _error(405, InvalidRequest(f"Invalid request: {request.method} is not allowed at {request.path}"), {"Allow": match.allow})
             return _error(404, MethodNotFound(f"Nothing at {request.path}; JSON-RPC requests go to {self.rpc_path}"))
-        if route not in self._probes:
+        if route not in serving.probes:
             refused = await self._refusal(route)
             if refused is not None:
                 return refused
@@ -551,7 +563,7 @@ class HTTPServer(Service):
             result = await route.handler(request)
             if isinstance(result, web.StreamResponse):
                 return result
-            return web.Response(body=_encode(result), headers={"Content-Type": _JSON})
+            return web.Response(body=encode_value(result), headers={"Content-Type": _JSON})
         except web.HTTPException as exc:
             return _http_error(exc)
         except Exception as exc:  # the handler's bug: log it once, answer JSON
@@ -565,7 +577,7 @@ class HTTPServer(Service):
         if app.managed and not app.started.is_set():
             self.held_requests += 1
             try:
-                async with asyncio.timeout(float(self.start_wait)):
+                async with asyncio.timeout(self.start_wait):
                     await app.started.wait()
             except TimeoutError:
                 return _unavailable(f"the app did not start within {self.start_wait:g} s")
@@ -584,24 +596,54 @@ class HTTPServer(Service):
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
         """The public ready probe: whether the app is ready, and which services fail (not why)."""
-        report = await self._health.check.report()
-        return web.Response(status=200 if report.ready else 503, body=_encode(report.public()), headers={"Content-Type": _JSON})
+        report = await self._serving.health.checks.report()
+        return web.Response(status=200 if report.ready else 503, body=encode_value(report.public()), headers={"Content-Type": _JSON})
 
     async def _ready_details(self, request: web.BaseRequest) -> web.Response:
         """The ops listener's ready probe: also why each failing service fails."""
-        report = await self._health.check.report()
-        return web.Response(status=200 if report.ready else 503, body=_encode(report), headers={"Content-Type": _JSON})
+        report = await self._serving.health.checks.report()
+        return web.Response(status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON})
 
     async def _route_ops(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Serve the ops listener: the probes and /metrics, nothing else."""
-        match = await self._ops_table.resolve(request)
+        """Serve the ops listener: the probes and the ops routes, nothing else."""
+        serving = self._serving
+        if serving.ops_table is None:
+            raise RuntimeError(f"{self.name}: no ops listener")
+        match = await serving.ops_table.resolve(request)
         if match.route is None:
             return _error(match.status if match.status in (404, 405) else 404, MethodNotFound(f"Nothing at {request.path} on the ops listener"))
-        request.match_info = match.params
+        cast(RouteRequest, request).match_info = match.params
         return await self._serve(match.route, request)
 
     def _make_ops_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        return RouteRequest(message, payload, protocol, writer, task, self._request_loop, client_max_size=self._max_body)
+        return RouteRequest(message, payload, protocol, writer, task, self._serving.loop, client_max_size=self.max_body_size)
+
+
+class Serving:
+    """What a started HTTPServer holds: made in `start()`, dropped in `stop()`."""
+
+    __slots__ = ("scope", "loop", "probes", "table", "health", "socket", "runner", "own_health", "accept_errors",
+                 "responses", "requests", "cut", "cookie", "origins", "ops_table", "ops_socket", "ops_runner")
+
+    def __init__(self, scope: Scope, loop: asyncio.AbstractEventLoop, probes: list[Route], table: RouteTable,
+                 health: AppHealth, sock: Socket):
+        self.scope = scope  # of callers without a session
+        self.loop = loop
+        self.probes = probes  # the live / ready routes (served before the app has started too)
+        self.table = table
+        self.health = health  # the app's AppHealth, or one made here
+        self.socket = sock
+        self.runner: web.ServerRunner | None = None
+        self.own_health: AppHealth | None = None  # the one made here, registered on rpc while serving
+        self.accept_errors: QuietAcceptErrors | None = None
+        self.responses: dict[int, int] = {}  # responses by status, read by the metrics
+        self.requests: set[asyncio.Task] = set()  # handlers running (stop() waits for them)
+        self.cut: set[asyncio.Task] = set()  # handlers stop() cancelled at the end of the grace period
+        self.cookie: tuple[str, bool] = ("session_id", False)  # the session cookie's name, and whether it is Secure
+        self.origins: frozenset[str] = frozenset()  # other origins whose pages may use the cookie
+        self.ops_table: RouteTable | None = None  # the ops listener's routes, socket and runner
+        self.ops_socket: Socket | None = None
+        self.ops_runner: web.ServerRunner | None = None
 
 
 def _counting(handle: Any, responses: dict[int, int]) -> Any:
@@ -639,24 +681,7 @@ class _JSONErrorServer(GuardedServer):
 
 
 _JSON_TYPES = frozenset({_JSON, "application/json-rpc", "application/jsonrequest"})
-_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an RFC 7230 token: what a header or cookie name may be
-
-
-def _check_host(key: str, host: str) -> None:
-    """Raise SettingError for a host that cannot be listened on: an impossible address literal,
-    or a name that does not resolve."""
-    if host in ("", "0.0.0.0", "::"):
-        return
-    try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        if host.replace(".", "").isdigit():
-            raise SettingError(key, f"expected an IP address or a host name, got {host!r} (no such IPv4 address)") from None
-    try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise SettingError(key, f"expected an address this host can listen on, got {host!r} ({exc.strerror or exc})") from None
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an RFC 7230 token: what a header or cookie name may be
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -674,6 +699,23 @@ def _origin(value: str) -> str | None:
     if not sep or scheme not in ("http", "https") or not host:
         return None
     return f"{scheme}://{host}"
+
+
+def _check_host(key: str, host: str) -> None:
+    """Raise SettingError for a host that cannot be listened on: an impossible address literal,
+    or a name that does not resolve."""
+    if host in ("", "0.0.0.0", "::"):
+        return
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        if host.replace(".", "").isdigit():
+            raise SettingError(key, f"expected an IP address or a host name, got {host!r} (no such IPv4 address)") from None
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SettingError(key, f"expected an address this host can listen on, got {host!r} ({exc.strerror or exc})") from None
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:
@@ -697,11 +739,3 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     body = msgspec.json.encode(ErrorResponse(id=None, error=error))
     return web.Response(status=exc.status, body=body, headers={**headers, "Content-Type": _JSON})
 
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode

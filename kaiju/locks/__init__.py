@@ -10,34 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "Locks": "kaiju.locks.base",
-    "LockInfo": "kaiju.locks.base",
-    "LockError": "kaiju.locks.base",
-    "LockExistsError": "kaiju.locks.base",
-    "LockLostError": "kaiju.locks.base",
-    "LockTimeout": "kaiju.locks.base",
-    "NotLockOwnerError": "kaiju.locks.base",
-    "MemoryLocks": "kaiju.locks.memory",
-    "RedisLocks": "kaiju.locks.redis",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.locks.base import (
         LockError,
         LockExistsError,
         LockInfo,
         LockLostError,
-        LockTimeout,
         Locks,
+        LockTimeout,
         NotLockOwnerError,
     )
     from kaiju.locks.memory import MemoryLocks
     from kaiju.locks.redis import RedisLocks
 
-
-__getattr__ = _lazy_getattr("kaiju.locks", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

@@ -18,12 +18,12 @@ import abc
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, suppress
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kaiju import keys
-from kaiju.metrics.counters import LATENCY_BUCKETS, Histogram
+from kaiju.histogram import LATENCY_BUCKETS, Histogram, histogram_family
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
 
@@ -100,6 +100,12 @@ class Locks(Service, abc.ABC):
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # acquisitions, refusals (taken / timeout), locks lost, time to acquire when waiting: the metrics'
+        self.counts = {"acquired": 0, "taken": 0, "timeout": 0, "lost": 0}
+        self.wait_time = Histogram(LATENCY_BUCKETS)
+
     # -- lifetime ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -121,6 +127,23 @@ class Locks(Service, abc.ABC):
             del self._loop
             raise
         self._running = True
+
+    def metrics(self) -> Iterator[Any]:
+        """Locks acquired, refused (taken / timeout), lost, and the time spent waiting for them."""
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = self.counts
+        acquired = CounterMetricFamily("kaiju_locks_acquired", "Locks acquired", labels=["locks"])
+        refused = CounterMetricFamily("kaiju_locks_refused", "acquire() calls refused", labels=["locks", "reason"])
+        lost = CounterMetricFamily("kaiju_locks_lost", "Locks lost while held (a renewal failed)", labels=["locks"])
+        acquired.add_metric([self.name], counts["acquired"])
+        refused.add_metric([self.name, "taken"], counts["taken"])
+        refused.add_metric([self.name, "timeout"], counts["timeout"])
+        lost.add_metric([self.name], counts["lost"])
+        yield from (acquired, refused, lost)
+        yield histogram_family(
+            "kaiju_locks_wait_seconds", "Time acquire(wait=True) took to get the lock", ["locks"], [([self.name], self.wait_time)]
+        )
 
     async def stop(self, exception: Exception | None = None) -> None:
         if "_loop" not in self.__dict__:
@@ -266,7 +289,7 @@ class Locks(Service, abc.ABC):
         if not keys:
             return frozenset()
         owners = await self._owners([self.full_key(key, shared) for key in keys])
-        return frozenset(key for key, owner in zip(keys, owners) if owner is not None)
+        return frozenset(key for key, owner in zip(keys, owners, strict=True) if owner is not None)
 
     @asynccontextmanager
     async def lock(

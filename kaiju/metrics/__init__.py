@@ -1,20 +1,18 @@
-"""Prometheus metrics: plain counters on the request path, exported at scrape time.
+"""Prometheus metrics: what the services count, exported at scrape time.
 
-`Metrics` (the service serving `GET /metrics`) and `AppCollector` import prometheus-client;
-`kaiju.metrics.counters` does not, so the services keeping counters import only that.
+`Metrics` (the service serving `GET /metrics`) and `AppCollector` (asking every service
+for its `metrics()`) import prometheus-client; the services keep plain counters and
+histograms (`kaiju.histogram`) and build families only when asked.
 """
 
 from __future__ import annotations
 
-from kaiju import _lazy_getattr
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "Metrics": "kaiju.metrics.service",
-    "AppCollector": "kaiju.metrics.collector",
-    "Histogram": "kaiju.metrics.counters",
-    "RPCStats": "kaiju.metrics.counters",
-}
+from kaiju import _front_door
 
-__all__ = list(_EXPORTS)
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
+    from kaiju.metrics.collector import AppCollector
+    from kaiju.metrics.service import Metrics
 
-__getattr__ = _lazy_getattr("kaiju.metrics", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

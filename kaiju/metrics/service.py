@@ -8,7 +8,7 @@ config, or set `enabled: false` on it, to run an app without metrics at no cost.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -16,10 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 
 from kaiju.http.routes import route
 from kaiju.metrics.collector import AppCollector
-from kaiju.metrics.counters import RPCStats
 from kaiju.rpc.server import RPCServer
+from kaiju.rpc.stats import RPCStats
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import Positive
 
 __all__ = ["Metrics"]
 
@@ -29,13 +28,8 @@ class Metrics(Service):
     the HTTPServer's ops listener when it has an `ops_port`: the metrics name every method,
     system ones included, so keep them off a public listener).
 
-    Settings:
-
-    - process_metrics (bool, True): add the process' RSS, CPU time and open fds;
-    - backlog_timeout (float s, 1.0): how long a scrape waits for the streams backend to
-      tell each listener's pending count and lag (skipped when it does not answer in time).
-
-    Dependency: `rpc` (an RPCServer, optional): its requests are counted from start on.
+    Dependency: `rpc` (an RPCServer, optional): its requests are counted from start on,
+    by a middleware (`kaiju.rpc.stats.RPCStats`) this service adds to it.
     """
 
     service_name = "metrics"
@@ -43,22 +37,21 @@ class Metrics(Service):
     rpc: RPCServer | None = None
 
     process_metrics: bool = True
-    backlog_timeout: Positive = 1.0
+    """Add the process' RSS, CPU time and open fds."""
 
     registry = None  # the app's CollectorRegistry, made in start()
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.stats = RPCStats()  # kept across restarts: a restarted service keeps counting
+
     async def start(self) -> None:
         """Make the registry and start counting the RPC server's requests."""
-        executor = self.rpc.executor if self.rpc is not None else None
-        stats = None
-        if executor is not None:
-            if self.__dict__.get("_counted") is not executor:  # once per executor: a restart keeps counting
-                self._stats, self._counted = RPCStats(), executor
-                executor.add_observer(self._stats.observe)
-            stats = self._stats
+        if self.rpc is not None:
+            # the same stats across restarts, added once (outermost: refused calls count too)
+            self.rpc.add_middleware(self.stats, outermost=True)
         registry = CollectorRegistry()
-        self.collector = AppCollector(self.app.services.values, stats)
-        registry.register(self.collector)
+        registry.register(AppCollector(self.app.services.values))
         if self.process_metrics:
             ProcessCollector(registry=registry)
         self.registry = registry
@@ -66,12 +59,16 @@ class Metrics(Service):
     async def stop(self, exception: Exception | None = None) -> None:
         self.registry = None
 
+    def metrics(self) -> Iterator[Any]:
+        """The RPC requests counted (by method, transport and outcome) and their latency."""
+        if self.rpc is not None:
+            yield from self.stats.families()
+
     async def exposition(self) -> bytes:
         """The metrics now, in Prometheus' text format (streams backlogs refreshed first).
         Raises RuntimeError when the service is not started."""
         if self.registry is None:
             raise RuntimeError(f"{self.name}: not started")
-        await self._refresh_backlogs()
         return generate_latest(self.registry)
 
     @route("GET", "/metrics", ops=True)
@@ -80,20 +77,3 @@ class Metrics(Service):
         if self.registry is None:
             return web.json_response({"error": "metrics not started"}, status=503)
         return web.Response(body=await self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _refresh_backlogs(self) -> None:
-        from kaiju.streams.listener import StreamListener
-
-        listeners = [s for s in self.app.services.values() if isinstance(s, StreamListener) and hasattr(s, "backend")]
-        if not listeners:
-            return
-        found = await asyncio.gather(*(self._backlog(listener) for listener in listeners))
-        self.collector.backlogs = {listener.name: info for listener, info in zip(listeners, found) if info is not None}
-
-    async def _backlog(self, listener: Any) -> Any:
-        try:
-            async with asyncio.timeout(float(self.backlog_timeout)):
-                return await listener.backend.group_info(listener.stream_key, listener.group_name)
-        except Exception as exc:  # a scrape still answers when the backend does not
-            self.logger.debug("stream backlog unknown", topic=listener.topic, error=repr(exc))
-            return None

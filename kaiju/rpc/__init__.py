@@ -13,45 +13,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "method": "kaiju.rpc.methods",
-    "Method": "kaiju.rpc.methods",
-    "Scope": "kaiju.rpc.access",
-    "Session": "kaiju.rpc.access",
-    "RPCServer": "kaiju.rpc.server",
-    "SessionStore": "kaiju.rpc.sessions",
-    "Authenticator": "kaiju.rpc.sessions",
-    "CacheSessions": "kaiju.rpc.sessions",
-    "RequestContext": "kaiju.rpc.context",
-    "current": "kaiju.rpc.context",
-    "RPCError": "kaiju.rpc.errors",
-    "JSONParseError": "kaiju.rpc.errors",
-    "ParseError": "kaiju.rpc.errors",
-    "InvalidRequest": "kaiju.rpc.errors",
-    "MethodNotFound": "kaiju.rpc.errors",
-    "InvalidParams": "kaiju.rpc.errors",
-    "InternalError": "kaiju.rpc.errors",
-    "NotAuthorized": "kaiju.rpc.errors",
-    "Aborted": "kaiju.rpc.errors",
-    "RequestTimeout": "kaiju.rpc.errors",
-    "PermissionDenied": "kaiju.rpc.errors",
-    "Overloaded": "kaiju.rpc.errors",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.rpc.access import Scope, Session
+    from kaiju.rpc.answer import Answer
     from kaiju.rpc.context import RequestContext, current
     from kaiju.rpc.errors import (
-        Aborted, InternalError, InvalidParams, InvalidRequest, JSONParseError, MethodNotFound, NotAuthorized,
-        Overloaded, ParseError, PermissionDenied, RequestTimeout, RPCError,
+        Aborted,
+        InternalError,
+        InvalidParams,
+        InvalidRequest,
+        JSONParseError,
+        MethodNotFound,
+        NotAuthorized,
+        Overloaded,
+        ParseError,
+        PermissionDenied,
+        RequestTimeout,
+        RPCError,
     )
     from kaiju.rpc.methods import Method, method
+    from kaiju.rpc.middleware import Call
     from kaiju.rpc.server import RPCServer
-    from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
+    from kaiju.rpc.sessions import Authenticator, SessionStore
 
-
-__getattr__ = _lazy_getattr("kaiju.rpc", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

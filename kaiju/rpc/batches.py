@@ -19,18 +19,25 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.protocol import (
-    UNREADABLE, ErrorResponse, Request, RequestHeaders, Response, fill_template, why_unreadable,
+    UNREADABLE,
+    ErrorResponse,
+    Request,
+    RequestHeaders,
+    Response,
+    fill_template,
+    why_unreadable,
 )
 
 __all__ = ["run_batch"]
 
 
 async def run_batch(
-    dispatcher: Dispatcher, ctx: RequestContext, items: list, h: RequestHeaders, max_size: int
+    dispatcher: Dispatcher, ctx: RequestContext, items: list, h: RequestHeaders, max_size: int, wait: bool = False
 ) -> list | ErrorResponse | None:
     """The responses to a batch (None when all were notifications), or one error response for
     an empty batch or one of more than `max_size` requests. A session an item sets (a login)
-    becomes `ctx`'s."""
+    becomes `ctx`'s, and so do the response headers its middleware set. With `wait`,
+    notifications are answered too (id None), so the caller learns how each one ended."""
     if not items:
         return ErrorResponse(id=None, error=E.InvalidRequest("Invalid request: empty batch").to_dict())
     if len(items) > max_size:
@@ -39,16 +46,19 @@ async def run_batch(
     reqs = [_read(dispatcher.read, item) for item in items]
     contexts = [ctx.copy() for _ in reqs]
     if h.abort_on_error or h.use_template:
-        responses = await _in_order(dispatcher, contexts, reqs, h)
+        responses = await _in_order(dispatcher, contexts, reqs, h, wait)
     else:
         answers = await asyncio.gather(*(
             dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
-            for c, r in zip(contexts, reqs)
+            for c, r in zip(contexts, reqs, strict=True)
         ))
-        responses = [a for r, a in zip(reqs, answers) if r.id is not UNSET]  # notifications get no answer
+        # notifications get no answer (unless waited for)
+        responses = [a for r, a in zip(reqs, answers, strict=True) if wait or r.id is not UNSET]
     for c in contexts:
         if c.session is not ctx.session:
             ctx.session = c.session
+        if c.response_headers:
+            ctx.response_headers = {**(ctx.response_headers or {}), **c.response_headers}
     return responses or None
 
 
@@ -61,11 +71,12 @@ def _read(read: Callable[[Any], Any], item: Any) -> Any:
         return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
 
 
-async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs: list, h: RequestHeaders) -> list:
+async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs: list, h: RequestHeaders, wait: bool) -> list:
     responses: list = []
     results: dict[int, Any] = {}
     failed = False
-    for n, (ctx, req) in enumerate(zip(contexts, reqs)):
+    for n, (ctx, req) in enumerate(zip(contexts, reqs, strict=True)):
+        response: Response | ErrorResponse
         if type(req) is ErrorResponse:
             response = req
         elif failed:
@@ -83,7 +94,7 @@ async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs
                 results[n] = response.result
         if type(response) is ErrorResponse:
             failed = failed or h.abort_on_error
-        if req.id is not UNSET:
+        if wait or req.id is not UNSET:
             responses.append(response)
     return responses
 

@@ -37,7 +37,7 @@ def new_correlation_id() -> str:
     return next(correlation_ids)
 
 
-class RequestContext(msgspec.Struct, eq=False):
+class RequestContext(msgspec.Struct, eq=False, kw_only=True):
     """One request in flight (a msgspec Struct: cheap to create, compared by identity).
 
     `loop_deadline` is the deadline on the event loop's clock; `deadline` the same moment
@@ -45,7 +45,8 @@ class RequestContext(msgspec.Struct, eq=False):
     headers as given; `method` the RPC method being run; `request_id` the JSON-RPC id of
     the request (None for a notification or an in-process call); `transport` what brought
     it in ("http", "stream", "task" or "internal"); `client` the caller's address when the
-    transport has one.
+    transport has one; `response_headers` headers a middleware adds to the response (None:
+    none).
     """
 
     correlation_id: str
@@ -55,7 +56,6 @@ class RequestContext(msgspec.Struct, eq=False):
     headers: Any = None
     method: str | None = None
     started: float = 0.0
-    task: Any = None
     # False: watched by the server's shared deadline tick; True: expired by it; None: not watched
     expired: bool | None = False
     request_id: Any = None
@@ -63,6 +63,7 @@ class RequestContext(msgspec.Struct, eq=False):
     # another method's (it runs under its caller's slot), decided when the context is made
     takes_slot: bool = True
     transport: str = "internal"
+    response_headers: dict[str, str] | None = None
     # the caller's address as the transport knows it (HTTP: the peer, or the real-IP header
     # of a trusted proxy); None for callers inside the app (tasks, streams, in-process calls)
     client: str | None = None
@@ -79,8 +80,9 @@ class RequestContext(msgspec.Struct, eq=False):
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
         return RequestContext(
-            self.correlation_id, self.loop_deadline, self.scope, self.session, self.headers,
-            takes_slot=self.takes_slot, transport=self.transport, client=self.client,
+            correlation_id=self.correlation_id, loop_deadline=self.loop_deadline, scope=self.scope,
+            session=self.session, headers=self.headers, takes_slot=self.takes_slot, transport=self.transport,
+            client=self.client,
         )
 
     def __repr__(self) -> str:
@@ -115,7 +117,10 @@ def request_context(
     loop = asyncio.get_running_loop()
     now = loop.time()
     deadline = now + timeout if timeout is not None else math.inf
-    ctx = RequestContext(correlation_id or new_correlation_id(), deadline, scope, None, headers, None, now, None, None)
+    ctx = RequestContext(
+        correlation_id=correlation_id or new_correlation_id(), loop_deadline=deadline, scope=scope, headers=headers,
+        started=now, expired=None,
+    )
     token = _current.set(ctx)
     try:
         yield ctx

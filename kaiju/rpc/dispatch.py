@@ -1,13 +1,14 @@
 """Dispatcher: one JSON-RPC request, from its decoded envelope to its response.
 
-Resolve the method (checking the caller may use it), validate the params against its
-signature, run it through the `Executor`, and shape the answer. Single requests, batch
-items, notifications and in-process calls all take this path.
+Resolve the method (checking the caller may use it), then call it through the middleware
+chain (`kaiju.rpc.middleware.Chain`; without middleware, straight through the `Executor`),
+which validates the params against its signature and runs it, and shape the answer.
+Single requests, batch items, notifications and in-process calls all take this path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from msgspec import UNSET
@@ -15,52 +16,62 @@ from msgspec import UNSET
 from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.executor import Executor
+from kaiju.rpc.methods import Method
+from kaiju.rpc.middleware import Chain
 from kaiju.rpc.protocol import ErrorResponse, Response, read_request
 from kaiju.rpc.table import MethodTable
 
 __all__ = ["Dispatcher"]
 
+Run = Callable[[RequestContext, Method, Any, int], Coroutine[Any, Any, Any]]
+
 
 class Dispatcher:
     """Runs requests against a `MethodTable` through an `Executor` (whose `debug` flag decides
     whether errors carry the method's exception and traceback). `read` reads one request
-    (`protocol.read_request`, or `read_kaiju_tools_request` to accept kaiju-tools' too)."""
+    (`protocol.read_request`, or `read_kaiju_tools_request` to accept kaiju-tools' too).
 
-    __slots__ = ("table", "executor", "read")
+    `run(ctx, m, params, retries)` calls a method with validated params, `run_raw` with
+    params as a request gave them: through the middleware chain `use` installs, or straight
+    to `Executor.run` when there is none."""
+
+    __slots__ = ("table", "executor", "read", "run", "run_raw")
 
     def __init__(self, table: MethodTable, executor: Executor, read: Callable[[Any], Any] = read_request):
         self.table = table
         self.executor = executor
         self.read = read
+        self.run: Run = executor.run
+        self.run_raw: Run = self._validate_and_run
+
+    def use(self, chain: Chain | None) -> None:
+        """Call methods through `chain` from now on (None: no middleware)."""
+        if chain is None:
+            self.run, self.run_raw = self.executor.run, self._validate_and_run
+        else:
+            self.run, self.run_raw = chain.run, chain.run_raw
+
+    def _validate_and_run(self, ctx: RequestContext, m: Method, params: Any, retries: int = 0) -> Coroutine[Any, Any, Any]:
+        return self.executor.run(ctx, m, m.validate(params), retries)
 
     async def call(self, ctx: RequestContext, name: Any, params: Any, retries: int = 0) -> Any:
         """Run method `name` with `params` (raw JSON, decoded, or UNSET) under `ctx`; return its
         result. Raises MethodNotFound, InvalidParams, RequestTimeout, the method's own
         RPCError, or InternalError."""
         m = self.table.resolve(name, ctx.scope, ctx.session)
-        return await self.executor.run(ctx, m, self._validate(ctx, m, params), retries)
+        return await self.run_raw(ctx, m, params, retries)
 
     async def request(self, ctx: RequestContext, req: Any, retries: int = 0) -> Response | ErrorResponse:
-        """The response to one request (a `read_request` result with an id)."""
-        req_id = None if req.id is UNSET else req.id
+        """The response to one request (a `read_request` result; a notification's has id None)."""
+        ctx.request_id = req_id = None if req.id is UNSET else req.id
         try:
             m = self.table.resolve(req.method, ctx.scope, ctx.session)  # `call`, inline: one coroutine less
-            result = await self.executor.run(ctx, m, self._validate(ctx, m, req.params), retries)
+            result = await self.run_raw(ctx, m, req.params, retries)
         except E.RPCError as exc:
             if req.id is UNSET and type(exc) is E.Overloaded:
                 self.executor.dropped += 1  # a notification of a batch: nobody hears of it but the count
             return ErrorResponse(id=req_id, error=exc.to_dict(self.executor.debug))
         return Response(req_id, result)
-
-    def _validate(self, ctx: RequestContext, m: Any, params: Any) -> Any:
-        """`m.validate(params)`; params refused are an outcome of the method for the executor's
-        observer (metrics, request logs), though the method never ran."""
-        try:
-            return m.validate(params)
-        except E.RPCError as exc:
-            if self.executor.observe is not None:
-                self.executor.observe(ctx, m, params, None, exc, None)
-            raise
 
     def notify(self, ctx: RequestContext, req: Any, retries: int = 0) -> None:
         """Run a notification in the background; its failure is logged, never answered. When
@@ -75,18 +86,21 @@ class Dispatcher:
         except Exception as exc:  # a fault of the dispatcher itself: logged, never left in the task
             self.executor.logger.error("RPC notification failed", method=req.method, exc_info=exc)
 
-    async def one(self, ctx: RequestContext, item: Any, retries: int = 0) -> Response | ErrorResponse | None:
+    async def one(self, ctx: RequestContext, item: Any, retries: int = 0, wait: bool = False) -> Response | ErrorResponse | None:
         """Answer one request given as JSON or decoded: its response, an error response for
-        something that is not a request, or None for a notification (run in the background)."""
+        something that is not a request, or None for a notification (run in the background).
+        With `wait`, a notification runs in this task and is answered like a request (id None)."""
         try:
             req = self.read(item)
         except E.RPCError as exc:
             req_id = getattr(exc, "request_id", None)
             if req_id is UNSET:  # a notification with params that do not decode
+                if wait:
+                    return ErrorResponse(id=None, error=exc.to_dict())
                 self.executor.logger.info("RPC notification refused", error=exc.type, reason=exc.data.get("reason"))
                 return None
             return ErrorResponse(id=req_id, error=exc.to_dict())
-        if req.id is UNSET:
+        if req.id is UNSET and not wait:
             self.notify(ctx, req, retries)
             return None
         return await self.request(ctx, req, retries)

@@ -40,6 +40,14 @@ class RPCError(Exception):
     code: int = -32603
     default_message: str = "Internal error"
 
+    def __init_subclass__(cls, code: int | None = None, message: str | None = None, **kwargs: Any):
+        """`class NotFound(RPCError, code=-32050, message="Not found")`: an error type with its code."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if message is not None:
+            cls.default_message = message
+
     def __init__(self, message: str | None = None, *, data: dict[str, Any] | None = None, base_exc: BaseException | None = None):
         self.message = message or self.default_message
         self.data = data or {}
@@ -65,78 +73,48 @@ class RPCError(Exception):
         return f"{type(self).__name__}({self.message!r}, data={self.data!r})"
 
 
-class JSONParseError(RPCError):
+class JSONParseError(RPCError, code=-32700, message="Parse error"):
     """The request body is not valid JSON (-32700)."""
-
-    code = -32700
-    default_message = "Parse error"
 
 
 ParseError = JSONParseError
 
 
-class InvalidRequest(RPCError):
+class InvalidRequest(RPCError, code=-32600, message="Invalid request"):
     """The request is not a valid JSON-RPC 2.0 request object, or a header value is malformed (-32600)."""
 
-    code = -32600
-    default_message = "Invalid request"
 
-
-class MethodNotFound(RPCError):
+class MethodNotFound(RPCError, code=-32601, message="Method not found"):
     """No such method, or the caller may not use it (-32601)."""
 
-    code = -32601
-    default_message = "Method not found"
 
-
-class InvalidParams(RPCError):
+class InvalidParams(RPCError, code=-32602, message="Invalid params"):
     """The params do not fit the method's signature; `data` names the `field` and the `reason` (-32602)."""
 
-    code = -32602
-    default_message = "Invalid params"
 
-
-class InternalError(RPCError):
+class InternalError(RPCError, code=-32603, message="Internal error"):
     """The method failed with an exception of its own (kept in `base_exc`) (-32603)."""
 
-    code = -32603
-    default_message = "Internal error"
 
-
-class NotAuthorized(RPCError):
+class NotAuthorized(RPCError, code=-32000, message="Not authorized"):
     """The request needs (valid) credentials (-32000)."""
 
-    code = -32000
-    default_message = "Not authorized"
 
-
-class Aborted(RPCError):
+class Aborted(RPCError, code=-32001, message="Aborted"):
     """Not run: an earlier request of the batch failed and the batch aborts on error (-32001)."""
 
-    code = -32001
-    default_message = "Aborted"
 
-
-class RequestTimeout(RPCError):
+class RequestTimeout(RPCError, code=-32002, message="Request timeout"):
     """The request's timeout or deadline passed before the method finished (-32002)."""
 
-    code = -32002
-    default_message = "Request timeout"
 
-
-class PermissionDenied(RPCError):
+class PermissionDenied(RPCError, code=-32003, message="Permission denied"):
     """A method refuses the caller for a reason of its own (e.g. not the object's owner) (-32003)."""
 
-    code = -32003
-    default_message = "Permission denied"
 
-
-class Overloaded(RPCError):
+class Overloaded(RPCError, code=-32004, message="Overloaded"):
     """Refused without running: every `max_parallel_tasks` slot is taken and `max_queue`
     requests already wait for one; a client may try again later (-32004)."""
-
-    code = -32004
-    default_message = "Overloaded"
 
 
 ERRORS: dict[str, type[RPCError]] = {

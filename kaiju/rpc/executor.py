@@ -6,9 +6,9 @@ It owns what the requests of one `RPCServer` share:
   shared by requests and notifications; past it, new work is refused (`Overloaded`; a
   notification is dropped and counted); a nested call runs under its caller's slot;
 - the requests in flight (`stop()` waits for them, `rpc.tasks` lists them);
-- one deadline tick for all requests whose deadline is at least `threshold` away: it
-  cancels those whose deadline has passed, so a request needs no timer of its own; a
-  nearer deadline gets its own `asyncio.timeout_at`;
+- the deadlines: a request whose deadline is at least `threshold` away is watched by one
+  shared tick (no timer of its own), a nearer one by a timer of its own; either way, when
+  it passes the request's task is cancelled and the request answers RequestTimeout;
 - retries of retryable failures (the RPC-Retries header);
 - notifications, which run in the background.
 
@@ -19,9 +19,10 @@ a batch item, a nested call, a task. It runs in the caller's own task: no task p
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from msgspec.structs import astuple
@@ -30,7 +31,7 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import RequestContext, correlation_ids, current_var, new_correlation_id
 from kaiju.rpc.methods import Method
-from kaiju.rpc.protocol import CORRELATION_ID, NO_HEADERS, SESSION_ID, ErrorResponse, RequestHeaders, Response
+from kaiju.rpc.protocol import NO_HEADERS, RequestHeaders
 from kaiju.rpc.slots import Slots
 
 __all__ = ["WAITING", "Executor"]
@@ -38,14 +39,21 @@ __all__ = ["WAITING", "Executor"]
 # The value of a request in `Executor.inflight` while it waits for a slot (else None).
 WAITING = True
 
-try:  # Python 3.11's asyncio.current_task() is Python code around this dict: read it directly
-    from asyncio.tasks import _current_tasks
-
-    _current_task = _current_tasks.get
-except ImportError:  # pragma: no cover
-    _current_task = asyncio.current_task
-
 _current = current_var
+
+
+def _uncancel(loop: asyncio.AbstractEventLoop) -> None:
+    """Take back the cancellation the deadline asked of the running task (it answers RequestTimeout)."""
+    task = asyncio.current_task(loop)
+    if task is not None:
+        task.uncancel()
+
+
+def _stray(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a CancelledError reached the running task although nobody cancelled the task:
+    it awaited something that was cancelled elsewhere (shared work)."""
+    task = asyncio.current_task(loop)
+    return task is not None and not task.cancelling()
 
 
 def _overloaded() -> E.Overloaded:
@@ -64,7 +72,7 @@ class Executor:
 
     __slots__ = (
         "loop", "clock", "slots", "inflight", "background", "default_time", "max_time", "threshold", "tick",
-        "logger", "debug", "dropped", "_watchdog", "observe",
+        "logger", "debug", "dropped", "_watchdog",
     )
 
     def __init__(
@@ -85,9 +93,6 @@ class Executor:
         self.logger = logger
         self.debug = debug
         self._watchdog: asyncio.TimerHandle | None = None
-        # called as observe(ctx, method, params, result, error, seconds) when a method has run
-        # (metrics, request logs; see `add_observer`); None costs one test per request
-        self.observe: Any = None
 
     # -- contexts -----------------------------------------------------------
 
@@ -119,11 +124,10 @@ class Executor:
             # a nested call runs under its caller's slot (no deadlock); a context set outside the
             # dispatcher (request_context(): a task's function) holds none
             takes_slot = parent.method is None
-        ctx = RequestContext(
-            cid or new_correlation_id(), loop_deadline, scope, session, headers, None, now, transport=transport, client=client
+        return RequestContext(
+            correlation_id=cid or new_correlation_id(), loop_deadline=loop_deadline, scope=scope, session=session,
+            headers=headers, started=now, takes_slot=takes_slot, transport=transport, client=client,
         )
-        ctx.takes_slot = takes_slot
-        return ctx
 
     def plain_context(
         self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal", correlation_id: str | None = None,
@@ -133,135 +137,126 @@ class Executor:
         the default deadline."""
         now = self.clock()
         return RequestContext(
-            correlation_id or next(correlation_ids), now + self.default_time, scope, None, headers, None, now, None, False,
-            request_id, True, transport, client,
+            correlation_id=correlation_id or next(correlation_ids), loop_deadline=now + self.default_time, scope=scope,
+            headers=headers, started=now, request_id=request_id, transport=transport, client=client,
         )
 
     # -- running ------------------------------------------------------------
 
-    async def run(self, ctx: RequestContext, m: Method, params: Any, retries: int = 0, encode: Any = None) -> Any:
+    async def run(self, ctx: RequestContext, m: Method, params: Any, retries: int = 0) -> Any:
         """Run method `m` with `params` (from `m.validate`) under `ctx`; return its result.
 
-        Takes a slot unless nested, is listed in flight, sees `ctx` as `current()`. Raises
-        RequestTimeout when the deadline passes first, the method's own RPCError, or
-        InternalError for any other exception (after the retries `retries` allows).
-
-        With `encode` (the server's JSON encoder), returns the JSON-RPC response to
-        `ctx.request_id` and its headers instead, and answers an RPCError rather than raising
-        it: the plain path of `RPCServer.handle`, with no more coroutines between the
-        transport and the method than the method's own.
+        Takes a slot unless nested (or is refused Overloaded when the line for one is full),
+        is listed in flight, sees `ctx` as `current()`. Raises RequestTimeout when the
+        deadline passes first, the method's own RPCError, or InternalError for any other
+        exception (after the retries `retries` allows).
         """
         coro = m.func(*astuple(params)) if m.plain else m.invoke(params)
-        take_slot = ctx.takes_slot
         ctx.method = m.name
-        ctx.task = task = _current_task(self.loop)
         now = ctx.started
         if not now:  # a batch item: its clock starts now
             ctx.started = now = self.clock()
+        if ctx.loop_deadline - now >= self.threshold:  # the usual deadline: the shared tick watches it
+            timer = None
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_at(now + self.tick, self._watch)
+        else:
+            timer = self._watch_deadline(ctx, now, coro)
         token = _current.set(ctx)
         inflight = self.inflight
         inflight[ctx] = None
         try:
-            if ctx.loop_deadline - now < self.threshold:
-                result = await self._run_timed(ctx, m, coro, params, retries, take_slot, now)
-            else:
-                if self._watchdog is None:
-                    self._watchdog = self.loop.call_at(now + self.tick, self._watch)
-                slots = self.slots
-                try:
-                    if take_slot:
-                        if slots.free > 0:
-                            slots.free -= 1
-                        elif slots.full:
-                            coro.close()
-                            raise _overloaded()
-                        else:
-                            inflight[ctx] = WAITING  # for the metrics: callers waiting for a slot
-                            await slots.acquire(coro)
-                            inflight[ctx] = None
-                    try:
-                        try:
-                            result = await coro
-                        except (E.RPCError, asyncio.CancelledError):
-                            raise
-                        except Exception as exc:
-                            result = await self._recover(ctx, m, exc, params, retries)
-                    finally:
-                        if take_slot:
-                            if slots.waiters:
-                                slots.release()
-                            else:
-                                slots.free += 1
-                except asyncio.CancelledError:
-                    if ctx.expired:
-                        task.uncancel()
-                        raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
-                    if not task.cancelling():
-                        raise self._stray_cancel(m.name) from None
-                    raise
-                if ctx.expired:  # the method swallowed the cancellation
-                    task.uncancel()
-                    raise E.RequestTimeout(data={"deadline": ctx.deadline})
-            if self.observe is not None:
-                self.observe(ctx, m, params, result, None, self.clock() - now)
-            if encode is None:
-                return result
-            out = {CORRELATION_ID: ctx.correlation_id}
-            if ctx.session is not None:  # the method logged the caller in
-                out[SESSION_ID] = ctx.session.id
+            take_slot, slots = ctx.takes_slot, self.slots
+            if take_slot and not slots.take():
+                await self._wait_for_slot(ctx, coro)
             try:
-                return encode(Response(ctx.request_id, result)), out
-            except (TypeError, ValueError, RecursionError) as exc:
-                return encode(ErrorResponse(id=ctx.request_id, error=self.unencodable(exc, m.name))), out
-        except E.RPCError as exc:
-            if self.observe is not None:
-                self.observe(ctx, m, params, None, exc, self.clock() - now)
-            if encode is None:
+                result = await coro
+            except (E.RPCError, asyncio.CancelledError):
                 raise
-            return encode(ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))), {CORRELATION_ID: ctx.correlation_id}
+            except Exception as exc:
+                result = await self._recover(ctx, m, exc, params, retries)
+            finally:
+                if take_slot:
+                    slots.release()
+            if ctx.expired:  # the method swallowed the cancellation
+                raise self._timed_out(ctx)
+            return result
+        except asyncio.CancelledError:
+            if ctx.expired:
+                raise self._timed_out(ctx) from None
+            if _stray(self.loop):
+                raise self._stray_cancel(m.name) from None
+            raise
         finally:
+            if timer is not None:
+                timer.cancel()
             del inflight[ctx]
             _current.reset(token)
 
-    async def _run_timed(
-        self, ctx: RequestContext, m: Method, coro: Coroutine, params: Any, retries: int, take_slot: bool, now: float
-    ) -> Any:
-        """`run` for a deadline too near for the shared tick: one `asyncio.timeout_at`."""
-        ctx.expired = None
-        slots = self.slots
-        if ctx.loop_deadline <= now:
+    async def _wait_for_slot(self, ctx: RequestContext, coro: Coroutine) -> None:
+        """Wait in line for a slot; refused Overloaded at once when the line is full."""
+        if self.slots.full:
             coro.close()
+            raise _overloaded()
+        self.inflight[ctx] = WAITING  # for the metrics: callers waiting for a slot
+        await self.slots.acquire(coro)
+        self.inflight[ctx] = None
+
+    def _timed_out(self, ctx: RequestContext) -> E.RequestTimeout:
+        """The deadline of `ctx` cancelled its task: take the cancellation back, answer RequestTimeout."""
+        _uncancel(self.loop)
+        return E.RequestTimeout(data={"deadline": ctx.deadline})
+
+    def _watch_deadline(self, ctx: RequestContext, now: float, coro: Coroutine | None = None) -> asyncio.TimerHandle | None:
+        """Watch `ctx`'s deadline from `now`: by the shared tick when it is at least `threshold`
+        away, else by a timer of its own (returned, for the caller to cancel). A deadline
+        already passed raises RequestTimeout at once (closing `coro`, not started)."""
+        left = ctx.loop_deadline - now
+        if left >= self.threshold:
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_at(now + self.tick, self._watch)
+            return None
+        if left <= 0:
+            if coro is not None:
+                coro.close()
             raise E.RequestTimeout("Request timeout: the deadline has passed", data={"deadline": ctx.deadline})
-        try:
-            async with asyncio.timeout_at(ctx.loop_deadline):
-                if take_slot:
-                    if slots.full:
-                        coro.close()
-                        raise _overloaded()
-                    if slots.free <= 0:
-                        self.inflight[ctx] = WAITING
-                    await slots.acquire(coro)
-                    self.inflight[ctx] = None
-                try:
-                    try:
-                        return await coro
-                    except (E.RPCError, asyncio.CancelledError):
-                        raise
-                    except Exception as exc:
-                        return await self._recover(ctx, m, exc, params, retries)
-                finally:
-                    if take_slot:
-                        slots.release()
-        except TimeoutError:
-            raise E.RequestTimeout(data={"deadline": ctx.deadline}) from None
-        except asyncio.CancelledError:
-            task = _current_task(self.loop)
-            if ctx.expired:  # expired by `expire`
-                task.uncancel()
-                raise E.RequestTimeout("Request timeout: the server is stopping", data={"deadline": ctx.deadline}) from None
-            if not task.cancelling():
-                raise self._stray_cancel(m.name) from None
-            raise
+        return self.loop.call_at(ctx.loop_deadline, self._expire, ctx)
+
+    def _expire(self, ctx: RequestContext) -> None:
+        """The deadline of `ctx` has passed: cancel its task (once), which answers RequestTimeout."""
+        if ctx.expired is False:
+            self._expire_all([ctx])
+
+    def _expire_all(self, contexts: list[RequestContext], tasks: Any = None) -> set[asyncio.Task]:
+        """Mark `contexts` expired and cancel the tasks running them (once per task: a nested
+        call shares its caller's), among `tasks` (default: all of the loop's); a context whose
+        task is not found (done already) is left as it is. Returns the tasks cancelled."""
+        found = self.running(contexts, tasks)
+        for running in found.values():
+            for ctx in running:
+                ctx.expired = True
+        for task in found:
+            task.cancel()
+        return set(found)
+
+    def running(self, contexts: Any, tasks: Any = None) -> dict[asyncio.Task, list[RequestContext]]:
+        """The tasks among `tasks` (default: all of the loop's) running the method (or session
+        lookup) of one of `contexts`, with those contexts.
+
+        A call does not record its task (asking asyncio for it costs a Python call per
+        request): the task is found when it is wanted, at a deadline or a stop, by walking each
+        task's chain of awaits through the coroutines' public attributes (`cr_await`, and the
+        locals of `run` and `bounded` frames, which hold their `ctx`).
+        """
+        wanted = set(contexts)
+        found: dict[asyncio.Task, list[RequestContext]] = {}
+        for task in asyncio.all_tasks(self.loop) if tasks is None else tasks:
+            if task.done():
+                continue
+            hits = [ctx for ctx in _contexts_awaited(task.get_coro()) if ctx in wanted]
+            if hits:
+                found[task] = hits
+        return found
 
     async def _recover(self, ctx: RequestContext, m: Method, exc: Exception, params: Any, retries: int) -> Any:
         """After the method raised `exc`: retry it (retryable errors only) or raise InternalError."""
@@ -285,64 +280,37 @@ class Executor:
         self.logger.error("RPC request ended by a cancellation it did not ask for", method=method)
         return E.InternalError("Internal error: the request was cancelled", data={"method": method} if method else None)
 
-    def unencodable(self, exc: Exception, method: str | None = None) -> dict[str, Any]:
-        """The error object for a result that cannot be encoded as JSON (logged: a method's bug)."""
-        self.logger.error("RPC result cannot be encoded", method=method, exc_info=exc)
-        data = {"method": method} if method else None
-        return E.InternalError("Internal error: the result cannot be encoded", data=data, base_exc=exc).to_dict(self.debug)
-
     async def bounded(self, ctx: RequestContext, work: Coroutine[Any, Any, Any]) -> Any:
         """Await `work` done for `ctx` before its method runs (a session lookup): in flight, so
-        `stop()` waits for it, and bounded by the deadline (RequestTimeout) -- by the shared
-        tick, like a method, so a lookup costs no timer of its own."""
-        ctx.task = task = _current_task(self.loop)
-        now = self.clock()
+        `stop()` waits for it, and bounded by the deadline (RequestTimeout), watched as a
+        method's is."""
+        try:
+            timer = self._watch_deadline(ctx, self.clock(), work)
+        except E.RequestTimeout:
+            raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
         self.inflight[ctx] = None
         try:
-            if ctx.loop_deadline - now < self.threshold:
-                ctx.expired = None  # too near for the tick: a timer of its own
-                async with asyncio.timeout_at(ctx.loop_deadline):
-                    return await work
-            if self._watchdog is None:
-                self._watchdog = self.loop.call_at(now + self.tick, self._watch)
-            try:
-                return await work
-            except asyncio.CancelledError:
-                if not ctx.expired:
-                    if not task.cancelling():
-                        raise self._stray_cancel(None) from None
-                    raise
-                task.uncancel()
-                raise TimeoutError from None
-        except TimeoutError:
+            return await work
+        except asyncio.CancelledError:
+            if not ctx.expired:
+                if _stray(self.loop):
+                    raise self._stray_cancel(None) from None
+                raise
+            _uncancel(self.loop)
             raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             del self.inflight[ctx]
-            ctx.task = None
             ctx.expired = False
             ctx.started = self.clock()  # the method's time starts now
-
-    def add_observer(self, observer: Any) -> None:
-        """Call `observer(ctx, method, params, result, error, seconds)` after each method has run
-        (`error` the RPCError answered, else None) or was refused its params (`seconds` None),
-        after the observers added before."""
-        before = self.observe
-        if before is None:
-            self.observe = observer
-        else:
-            def both(*args: Any) -> None:
-                before(*args)
-                observer(*args)
-
-            self.observe = both
 
     def _watch(self) -> None:
         """The shared deadline tick: cancel the requests whose deadline has passed."""
         now = self.loop.time()
-        for ctx in list(self.inflight):
-            if ctx.expired is False and ctx.loop_deadline <= now and ctx.task is not None:
-                ctx.expired = True
-                ctx.task.cancel()
+        late = [ctx for ctx in self.inflight if ctx.expired is False and ctx.loop_deadline <= now]
+        if late:
+            self._expire_all(late)
         self._watchdog = self.loop.call_at(now + self.tick, self._watch) if self.inflight else None
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
@@ -380,9 +348,8 @@ class Executor:
         finally:  # also when the shutdown budget runs out first and this stop is cancelled
             for task in list(self.background):
                 task.cancel()
-            for ctx in list(self.inflight):
-                if ctx.task is not None and not ctx.task.done():
-                    ctx.task.cancel()
+            for task in self.running(list(self.inflight)):
+                task.cancel()
             if self._watchdog is not None:
                 self._watchdog.cancel()
                 self._watchdog = None
@@ -391,15 +358,8 @@ class Executor:
         """Time out now the requests running in `tasks` (a transport's grace period on stop is
         over): each is cancelled and answers RequestTimeout, as at its deadline. Returns the
         tasks that ran one (a task of `tasks` that is not running a method is left alone)."""
-        hit: set[asyncio.Task] = set()
-        for ctx in list(self.inflight):
-            task = ctx.task
-            if task is not None and task in tasks and not task.done():
-                ctx.expired = True
-                hit.add(task)
-        for task in hit:
-            task.cancel()  # once per task: a nested call shares its caller's
-        return hit
+        found = self.running(list(self.inflight), tasks)
+        return self._expire_all([ctx for contexts in found.values() for ctx in contexts], list(found))
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The requests in flight, longest running first: method, correlation id, seconds elapsed and left."""
@@ -414,3 +374,16 @@ class Executor:
             for c in self.inflight
         )
         return sorted(found, key=lambda d: -d["elapsed"])
+
+
+_AWAITING_CTX = (Executor.run.__code__, Executor.bounded.__code__)  # frames whose local `ctx` is their request's
+
+
+def _contexts_awaited(coro: Any) -> Iterator[RequestContext]:
+    """The request contexts of the `run` / `bounded` frames along a chain of awaits."""
+    while coro is not None:
+        if getattr(coro, "cr_code", None) in _AWAITING_CTX:
+            ctx = inspect.getcoroutinelocals(coro).get("ctx")
+            if ctx is not None:
+                yield ctx
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)

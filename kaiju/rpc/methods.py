@@ -10,22 +10,23 @@ settable over RPC; unknown names are rejected unless the method takes `**kwargs`
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NamedTuple
 
 import msgspec
-from msgspec import Raw
+from msgspec import UNSET, Raw, UnsetType
 from msgspec.structs import astuple
 
+from kaiju.annotations import function_hints, join_path, split_validation_error
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 from kaiju.rpc.protocol import UNREADABLE as _UNREADABLE
 from kaiju.rpc.protocol import not_json, why_unreadable
-from kaiju.runtime.annotations import function_hints, join_path, split_validation_error
 
-__all__ = ["Method", "MethodSpec", "class_methods", "method", "method_spec"]
+__all__ = ["Method", "MethodSpec", "WithExtra", "class_methods", "method", "method_spec"]
 
 _MARK = "__kaiju_rpc__"
 _generic_decoder = msgspec.json.Decoder()
@@ -116,7 +117,7 @@ def _invalid(exc: msgspec.ValidationError, fields: tuple[str, ...], positional: 
     return InvalidParams(message, data={"field": field, "reason": reason})
 
 
-class _WithExtra(NamedTuple):
+class WithExtra(NamedTuple):
     """Validated params of a `**kwargs` method plus the names its signature does not list."""
 
     params: Any
@@ -164,7 +165,7 @@ class Method:
                 struct_fields.append((param.name, hint))
             elif isinstance(param.default, (list, dict, set)) and param.default:
                 default = param.default
-                struct_fields.append((param.name, hint, msgspec.field(default_factory=lambda d=default: copy.deepcopy(d))))
+                struct_fields.append((param.name, hint, msgspec.field(default_factory=functools.partial(copy.deepcopy, default))))
             else:
                 struct_fields.append((param.name, hint, param.default))
             names.append(param.name)
@@ -182,15 +183,15 @@ class Method:
         # validated params are the positional arguments, in order: `func(*astuple(params))`
         self.plain = self._fast and self.kw_names is None
         # The whole request as one Struct, tagged by its method name: the server decodes a plain
-        # request for any method in one pass through a tagged union of these. The id is required
-        # here, so a notification fails this decoder and takes the server's general path.
+        # request for any method in one pass through a tagged union of these. A notification
+        # decodes with its id UNSET: the server runs it here only when its caller waits for it.
         self.request_type = None
         if self._fast:
             required = any(len(f) == 2 for f in struct_fields)
             params_field = ("params", self.object_type) if required else ("params", self.object_type, msgspec.field(default_factory=self.object_type))
             self.request_type = msgspec.defstruct(
                 base.replace("_params", "_request"),
-                [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None), params_field],
+                [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None | UnsetType, UNSET), params_field],
                 tag_field="method", tag=name, kw_only=True,
             )
 
@@ -226,7 +227,7 @@ class Method:
             if self.var_kwargs:
                 extra = {k: v for k, v in params.items() if k not in self.field_set}
                 if extra:
-                    return _WithExtra(self._convert(params, extra), extra)
+                    return WithExtra(self._convert(params, extra), extra)
             return self._convert(params)
         if type(params) in (list, tuple):
             if len(params) > len(self.fields):
@@ -280,14 +281,14 @@ class Method:
 
     def invoke(self, p: Any) -> Coroutine:
         """The method's coroutine for params returned by `validate` (callable again: retries)."""
-        if self.kw_names is None and type(p) is not _WithExtra:
+        if self.kw_names is None and type(p) is not WithExtra:
             return self.func(*astuple(p))
         extra = None
-        if type(p) is _WithExtra:
+        if type(p) is WithExtra:
             p, extra = p.params, p.extra
         values = astuple(p)
         n = self.n_pos
-        kwargs = dict(zip(self.kw_names or (), values[n:]))
+        kwargs = dict(zip(self.kw_names or (), values[n:], strict=True))
         if extra:
             kwargs.update(extra)
         return self.func(*values[:n], **kwargs)

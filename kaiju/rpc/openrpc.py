@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ def openrpc_document(methods: Iterable[Method], *, title: str = "kaiju", version
     for m in methods:
         types.extend(p.annotation for p in m.params)
         types.append(m.returns)
+    schemas: Sequence[dict[str, Any]]
     try:
         schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     except Exception:  # an annotation msgspec cannot describe: describe it as anything

@@ -127,14 +127,14 @@ def read_request(item: Any) -> RawRequest | Request:
         except UNREADABLE as exc:
             raise unreadable(item, exc) from None
         if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
-            exc = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
-            raise _with_id(exc, None if req.id is UNSET else req.id)
+            refused = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
+            raise _with_id(refused, None if req.id is UNSET else req.id)
         if req.id is UNSET:
             # a notification gets no answer: make sure it is JSON, members the decoder skipped
             # and the params included; what is not JSON is a parse error, answered with id null
-            refused = parse_error(item)
-            if refused is not None:
-                raise _with_id(refused, None)
+            unparsed = parse_error(item)
+            if unparsed is not None:
+                raise _with_id(unparsed, None)
         return req
     return parse_request(item)
 

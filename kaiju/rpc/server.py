@@ -8,37 +8,54 @@ A request's path, in the order it is taken:
    caller's session (Session-Id, Authorization);
 2. a batch goes to `batches.run_batch`, which answers each item by step 3;
 3. `Dispatcher` (dispatch.py): read the request (`protocol.read_request`), resolve the method
-   and check access (`MethodTable.resolve`), validate the params (`Method.validate`);
-4. `Executor.run` (executor.py): take a slot, be listed in flight, run under the deadline
+   and check access (`MethodTable.resolve`);
+4. the middleware chain (middleware.py), when the server has middleware: each one wraps the
+   call; the last step validates the params (`Method.validate`);
+5. `Executor.run` (executor.py): take a slot, be listed in flight, run under the deadline
    and the retries, with the context as `current()`;
-5. back in `handle`: encode the response, answer the session's id when it changed, save the
-   session's data.
+6. back in `handle`: the response and its headers become an `Answer` (answer.py; a changed
+   session's id among the headers); the session's data is saved. The transport encodes the
+   answer (`Answer.body`) if it sends one.
 
 The common request — one plain request with an id, no kaiju header, for a method the
 caller may use — is decoded with its params in one pass (`MethodTable.plain_decoder`) and
-goes straight to step 4: the same `Executor.run` as every other request.
+goes straight to step 4 (or 5): the same chain and `Executor.run` as every other request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
+from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
 from kaiju.rpc.batches import run_batch
 from kaiju.rpc.context import RequestContext, current_var, new_correlation_id
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
+from kaiju.rpc.middleware import Chain, Middleware, load_middleware
 from kaiju.rpc.protocol import (
-    CORRELATION_ID, KAIJU_HEADERS, NO_HEADERS, SESSION_ID, UNREADABLE, ErrorResponse, RequestHeaders, Response,
-    parse_headers, parse_request, plain_headers, read_kaiju_tools_request, read_request, unreadable,
+    CORRELATION_ID,
+    KAIJU_HEADERS,
+    NO_HEADERS,
+    SESSION_ID,
+    UNREADABLE,
+    ErrorResponse,
+    RequestHeaders,
+    Response,
+    parse_headers,
+    parse_request,
+    plain_headers,
+    read_kaiju_tools_request,
+    read_request,
+    unreadable,
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
@@ -58,118 +75,194 @@ class RPCServer(Service):
     """The JSON-RPC 2.0 dispatcher (service name "rpc").
 
     At start it collects the `@rpc.method` methods of every service of the app;
-    `add_service` adds one later. Settings:
-
-    - max_parallel_tasks: methods running at once; more requests wait inside their deadline;
-    - max_queue: requests and notifications that may wait for a slot; past it a request is
-      answered Overloaded at once and a notification is dropped (counted in `rpc.status`);
-    - default_request_time / max_request_time: seconds a request may run without / with
-      a Timeout or Deadline header (longer ones are cut to the maximum);
-    - max_batch_size: requests in one batch; max_retries: cap of the RPC-Retries header;
-    - enable_permissions: check scopes and session permissions (off: everything is callable);
-    - debug: send tracebacks in error data (None: the app's debug flag); in env dev only;
-    - stop_timeout: seconds `stop()` waits for running requests before cancelling them;
-    - watchdog_threshold: time left (s) from which a deadline is watched by the shared tick;
-    - sessions: the `SessionStore` that loads the session a `Session-Id` header names;
-    - auth: the `Authenticator` that turns an `Authorization` header into a session;
-    - kaiju_tools_requests: also accept kaiju-tools' requests (no "jsonrpc" member; one without
-      an "id" is answered with id null), for clients not moved over yet;
-    - request_logs / response_logs: a log line per request (method, duration, outcome), with
-      the params / the result at DEBUG, secrets masked (`kaiju.logging.RequestLog`); off: no cost.
-
-    Both are found by type when the app has one (name one when it has several); without
-    them those two headers are ignored.
+    `add_service` adds one later. `sessions` and `auth` are found by type when the app has
+    one (name one when it has several); without them the Session-Id and Authorization
+    headers are ignored.
     """
 
     service_name = "rpc"
 
     max_parallel_tasks: PositiveInt = 128
+    """Methods running at once; more requests wait inside their deadline."""
     max_queue: NonNegativeInt = 1024
+    """Requests and notifications that may wait for a slot; past it a request is answered
+    Overloaded at once and a notification is dropped (counted in `rpc.status`)."""
     default_request_time: Positive = 90.0
+    """Seconds a request may run without a Timeout or Deadline header."""
     max_request_time: Positive = 600.0
+    """The longest time (s) a Timeout or Deadline header may ask for (longer ones are cut)."""
     max_batch_size: PositiveInt = 200
+    """Requests in one batch."""
     max_retries: NonNegativeInt = 10
+    """Cap of the RPC-Retries header."""
     enable_permissions: bool = True
+    """Check scopes and session permissions (off: everything is callable by everyone)."""
     debug: bool | None = None
+    """Send tracebacks in error data (None: the app's debug flag); only in env dev: elsewhere they stay in the log."""
     stop_timeout: NonNegative = 30.0
+    """Seconds `stop()` waits for running requests before cancelling them."""
     watchdog_threshold: Positive = 5.0
+    """Time left (s) from which a deadline is watched by the shared tick (nearer: a timer of its own)."""
     kaiju_tools_requests: bool = False
+    """Also accept kaiju-tools' requests (no "jsonrpc" member; one without an "id" is
+    answered with id null), and serve methods under their kaiju-tools names (AuthService's
+    auth.jwt.get and auth.jwt.refresh), for clients not moved over yet."""
     sessions: SessionStore | None = None
+    """The `SessionStore` that loads the session a `Session-Id` header names."""
     auth: Authenticator | None = None
+    """The `Authenticator` that turns an `Authorization` header into a session."""
     request_logs: bool = False
+    """A log line per request (method, duration, outcome), with the params at DEBUG."""
     response_logs: bool = False
+    """A log line per request, with the result or error at DEBUG (secrets masked)."""
+    middleware: list[str | Callable[..., Any]] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """RPC middleware around every call, outermost first: "package.module:callable" names
+    (or, from Python, the async callables themselves) of `async def mw(call, call_next)`."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.table = self._new_table()  # listed before start too (kaiju-run methods)
-        self.executor: Executor | None = None
-        self.dispatcher: Dispatcher | None = None
+        self.running: Running | None = None  # the run-time parts, from start() on
         self._ready = False  # true once App.started is set: requests need not wait any more
-        self._enc = msgspec.json.Encoder(enc_hook=_enc_hook).encode
         self._hot = _HotPath()
+        self._chain: list[Middleware] = []  # the configured middleware (and request logs), loaded at start
+        self._outer: list[Middleware] = []  # added from Python around them (add_middleware), outermost first
+        self._inner: list[Middleware] = []  # added from Python inside them
 
     # -- lifetime -----------------------------------------------------------
 
     def check(self) -> None:
-        """A request's default time may not exceed its maximum time."""
+        """A request's default time may not exceed its maximum time; every `middleware` entry
+        must name an async callable. Raises SettingError."""
         if self.default_request_time > self.max_request_time:
             raise SettingError(
                 "default_request_time",
                 f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
             )
+        self._configured_middleware()
+
+    def _configured_middleware(self) -> list[Middleware]:
+        found = []
+        for n, entry in enumerate(self.middleware):
+            try:
+                found.append(load_middleware(entry))
+            except ValueError as exc:
+                raise SettingError("middleware", f"entry {n}: {exc}") from None
+        return found
 
     async def start(self) -> None:
-        """Collect the methods of the app's services; raises ValueError for a method defined twice."""
-        debug = self.app.debug if self.debug is None else bool(self.debug)
+        """Collect the methods of the app's services and compile the middleware; raises
+        ValueError for a method defined twice, SettingError for a middleware that does not load."""
+        debug = self.app.debug if self.debug is None else self.debug
         if debug and self.app.env != "dev":
             # a traceback tells an attacker where to push: only a developer's own machine sends them
             self.logger.warning("debug is on, but tracebacks are sent to callers in env dev only", env=self.app.env)
             debug = False
-        self.executor = Executor(
-            max_parallel=int(self.max_parallel_tasks),
-            default_time=float(self.default_request_time),
-            max_time=float(self.max_request_time),
-            threshold=float(self.watchdog_threshold),
+        executor = Executor(
+            max_parallel=self.max_parallel_tasks,
+            default_time=self.default_request_time,
+            max_time=self.max_request_time,
+            threshold=self.watchdog_threshold,
             logger=self.logger,
             debug=debug,
-            max_queue=int(self.max_queue),
+            max_queue=self.max_queue,
         )
-        if self.request_logs or self.response_logs:
-            from kaiju.logging import RequestLog
-
-            self.executor.add_observer(RequestLog(self.logger, bool(self.request_logs), bool(self.response_logs)).observe)
         self.table = self._new_table()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
-        self.dispatcher = Dispatcher(self.table, self.executor, read)
+        self.running = Running(executor, Dispatcher(self.table, executor, read), AnswerEncoder(self.logger, debug))
+        chain: list[Middleware] = []
+        if self.request_logs or self.response_logs:
+            from kaiju.rpc.logs import RequestLog
+
+            chain.append(RequestLog(self.logger, self.request_logs, self.response_logs))
+        self._chain = [*chain, *self._configured_middleware()]
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)
-        self._build_hot_path()
+        self._compile()
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
-        if self.executor is not None:
-            await self.executor.stop(float(self.stop_timeout))
+        if self.running is not None:
+            await self.running.executor.stop(self.stop_timeout)
 
     def encode(self, value: Any) -> bytes:
         """`value` as JSON, encoded as this server encodes results (Structs, dataclasses, UUIDs,
         datetimes, Decimals, sets); raises TypeError for what it cannot encode."""
-        return self._enc(value)
+        return encode_value(value)
 
     def log_fields(self) -> Any:
-        """The entrypoint's log-field hook: a provider of the current request's correlation id."""
+        """A provider of the current request's correlation id, for log records."""
         from kaiju.rpc.context import log_fields
 
         return log_fields
 
+    def metrics(self) -> Any:
+        """Requests in flight and waiting for a slot, by transport."""
+        from kaiju.rpc.stats import in_flight_families
+
+        return in_flight_families(self.running.executor if self.running is not None else None)
+
+    def forget_service(self, name: str) -> None:
+        """A service was left out of the app: forget its methods."""
+        if self.table.methods:
+            self.remove_service(name)
+
+    @property
+    def _running(self) -> Running:
+        """The run-time parts; RuntimeError before start()."""
+        if self.running is None:
+            raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
+        return self.running
+
+    @property
+    def executor(self) -> Executor:
+        """The executor (slots, requests in flight, deadlines); RuntimeError before start()."""
+        return self._running.executor
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher (one request over the method table and the executor); RuntimeError before start()."""
+        return self._running.dispatcher
+
+    # -- middleware -----------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware, *, outermost: bool = False) -> None:
+        """Wrap every call in `middleware` too: inside the configured ones, or around all of
+        them with `outermost` (what counts or logs every call, refused ones included). Adding
+        one already added does nothing. Takes effect at once when the server has started."""
+        if middleware in self._outer or middleware in self._inner:
+            return
+        if outermost:
+            self._outer.insert(0, middleware)
+        else:
+            self._inner.append(middleware)
+        self._compile()
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        """Stop wrapping calls in a middleware `add_middleware` added."""
+        for added in (self._outer, self._inner):
+            if middleware in added:
+                added.remove(middleware)
+                self._compile()
+
+    def _compile(self) -> None:
+        """Compile the middleware into the dispatcher's chain (none: calls go straight to the
+        executor) and refill the hot path."""
+        if self.running is None:
+            return
+        wrapping = [*self._outer, *self._chain, *self._inner]
+        self.running.dispatcher.use(Chain(wrapping, self.running.executor.run, self.logger) if wrapping else None)
+        self._build_hot_path()
+
     # -- the method table ---------------------------------------------------
 
     def _new_table(self) -> MethodTable:
-        table = MethodTable(bool(self.enable_permissions), bool(self.kaiju_tools_requests))
+        table = MethodTable(self.enable_permissions, self.kaiju_tools_requests)
         table.add(Introspection(self), self.name)
         return table
 
-    def add_service(self, service: Service) -> list[str]:
+    def add_service(self, service: Any) -> list[str]:
         """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
         added = self.table.add(service, service.name)
         self._build_hot_path()
@@ -195,10 +288,12 @@ class RPCServer(Service):
     def _build_hot_path(self) -> None:
         """Fill what `handle` reads for a plain request (kept in slots: reading attributes of a
         Service passes through aiomisc's `__getattr__` hook, which CPython does not speed up)."""
-        hot = self._hot
-        plain = self.table.plain_decoder() if self._ready and self.executor is not None else None
+        hot, running = self._hot, self.running
+        plain = self.table.plain_decoder() if self._ready and running is not None else None
         hot.decode, hot.methods = plain if plain is not None else (_no_hot_path, {})
-        hot.executor, hot.encode = self.executor, self._enc
+        if running is not None:
+            hot.executor, hot.encoder = running.executor, running.encoder
+            hot.run, hot.debug = running.dispatcher.run, running.executor.debug
 
     # -- entry points -------------------------------------------------------
 
@@ -222,7 +317,7 @@ class RPCServer(Service):
         ctx, h = self._context(headers, scope, session, transport)
         loaded = await self._admit(ctx, h, {}, session) if self._must_admit(h, session) else None
         try:
-            return await self.dispatcher.call(ctx, method, params, h.retries)
+            return await self._running.dispatcher.call(ctx, method, params, h.retries)
         finally:
             if loaded is not None:
                 await self._finish_session(ctx, loaded)
@@ -236,15 +331,19 @@ class RPCServer(Service):
         session: Session | None = None,
         transport: str = "internal",
         client: str | None = None,
-    ) -> Coroutine[Any, Any, tuple[bytes | None, dict[str, str]]]:
-        """Serve a whole JSON-RPC request or batch: await it for (response body or None,
-        response headers).
+        wait_notifications: bool = False,
+    ) -> Coroutine[Any, Any, Answer]:
+        """Serve a whole JSON-RPC request or batch: await it for its `Answer` (the response or
+        responses as data, the response headers; `Answer.body` encodes it).
 
         `body` is JSON (bytes-like or str) or already decoded; `transport` names what brought
-        it in ("http", "stream", ...: the metrics' label); `client` the caller's address, when
-        the transport knows one (limits per client read it). Never raises for bad input:
-        every problem is answered as a JSON-RPC error. Until the app has started
-        (`App.started`), requests wait, so no method runs on a service that has not started yet.
+        it in ("http", "stream", ...: what middleware and the metrics see); `client` the
+        caller's address, when the transport knows one (limits per client read it). With
+        `wait_notifications` a notification runs in the caller's task and is answered too
+        (with id None): a stream listener learns so how each request of a message ended.
+        Never raises for bad input: every problem is answered as a JSON-RPC error. Until the
+        app has started (`App.started`), requests wait, so no method runs on a service that
+        has not started yet.
         """
         hot = self._hot
         if not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers)):  # in C: the common case
@@ -258,25 +357,28 @@ class RPCServer(Service):
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
                 m = hot.methods[type(req)]
-                if m.permission >= scope:  # a plain request, params validated: straight to step 4
-                    ex = hot.executor
-                    ctx = ex.plain_context(scope, headers, req.id, transport, cid, client)
-                    return ex.run(ctx, m, req.params, 0, hot.encode)
-        return self._handle(body, headers, scope, session, transport, client)
+                rid = req.id
+                if rid is UNSET and wait_notifications:
+                    rid = None
+                if m.permission >= scope and rid is not UNSET:  # a plain request, params validated: step 4
+                    ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
+                    return hot.answer(ctx, m, req.params)
+        return self._handle(body, headers, scope, session, transport, wait_notifications, client)
 
     async def _handle(
-        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str, client: str | None = None
-    ) -> tuple[bytes | None, dict]:
+        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str, wait: bool,
+        client: str | None = None,
+    ) -> Answer:
         """`handle` for everything but a plain request."""
         try:
             ctx, h = self._context(headers, scope, session, transport, client)
         except E.InvalidRequest as exc:
-            return self._refuse(body, exc.to_dict()), {CORRELATION_ID: new_correlation_id()}
+            return self._refuse(body, exc.to_dict(), {CORRELATION_ID: new_correlation_id()}, wait)
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
             loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
         except E.RPCError as exc:
-            return self._refuse(body, exc.to_dict(self._debug)), out
+            return self._refuse(body, exc.to_dict(self._running.executor.debug), out, wait)
         before = ctx.session
         if type(body) is str:
             body = body.encode()
@@ -284,16 +386,20 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return self._enc(ErrorResponse(id=None, error=unreadable(body, exc).to_dict())), out
+                return self._running.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
+        dispatcher = self._running.dispatcher
+        response: Any
         if type(body) in (list, tuple):
-            response = await run_batch(self.dispatcher, ctx, list(body), h, int(self.max_batch_size))
+            response = await run_batch(dispatcher, ctx, list(body), h, self.max_batch_size, wait)
         else:
-            response = await self.dispatcher.one(ctx, body, h.retries)
+            response = await dispatcher.one(ctx, body, h.retries, wait)
         if loaded is not None:
             await self._finish_session(ctx, loaded)
         if ctx.session is not before:  # a login or a logout
             out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
-        return (None if response is None else self._encode(response)), out
+        if ctx.response_headers:
+            out.update(ctx.response_headers)
+        return self._running.encoder.answer(response, out)
 
     # -- step 1: the request's context and the caller's session -----------------
 
@@ -303,12 +409,11 @@ class RPCServer(Service):
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
         malformed header."""
-        if self.executor is None:
-            _not_started()
-        h = parse_headers(headers, int(self.max_retries)) if headers else NO_HEADERS
+        executor = self._running.executor
+        h = parse_headers(headers, self.max_retries) if headers else NO_HEADERS
         if session is not None:
             scope = session.scope
-        return self.executor.context(h, scope, session, headers, transport, client), h
+        return executor.context(h, scope, session, headers, transport, client), h
 
     def _must_admit(self, h: RequestHeaders, session: Session | None) -> bool:
         """Whether `_admit` has anything to do (it usually has not: no coroutine then)."""
@@ -350,10 +455,10 @@ class RPCServer(Service):
         found = loaded = None
         try:
             if h.session_id and self.sessions is not None:
-                found = loaded = await self.executor.bounded(ctx, self.sessions.load_session(h.session_id))
+                found = loaded = await self._running.executor.bounded(ctx, self.sessions.load_session(h.session_id))
                 out[SESSION_ID] = "" if found is None else found.id
             if found is None and h.authorization and self.auth is not None:
-                found = await self.executor.bounded(ctx, self.auth.authenticate(h.authorization))
+                found = await self._running.executor.bounded(ctx, self.auth.authenticate(h.authorization))
         except E.RPCError:
             raise
         except Exception as exc:
@@ -375,33 +480,11 @@ class RPCServer(Service):
         except Exception as exc:
             self.logger.error("session not saved", session_id=loaded.id, exc_info=exc)
 
-    # -- step 5: answers ------------------------------------------------------
+    # -- answers -------------------------------------------------------------
 
-    @property
-    def _debug(self) -> bool:
-        return self.executor.debug if self.executor is not None else False
-
-    def _encode(self, response: Any) -> bytes:
-        try:
-            return self._enc(response)
-        except (TypeError, ValueError, RecursionError) as exc:
-            if type(response) is list:
-                return self._enc([self._encodable(r) for r in response])
-            return self._enc(ErrorResponse(id=response.id, error=self._unencodable(exc)))
-
-    def _encodable(self, response: Any) -> Any:
-        try:
-            self._enc(response)
-            return response
-        except (TypeError, ValueError, RecursionError) as exc:
-            return ErrorResponse(id=response.id, error=self._unencodable(exc))
-
-    def _unencodable(self, exc: Exception) -> dict:
-        return self.executor.unencodable(exc)  # answers are encoded only once the server has started
-
-    def _refuse(self, body: Any, error: dict[str, Any]) -> bytes | None:
+    def _refuse(self, body: Any, error: dict[str, Any], headers: dict[str, str], wait: bool = False) -> Answer:
         """Answer every request of `body` with `error`, running none: a request gets it with
-        its own id, a batch gets one per request, a notification gets nothing."""
+        its own id, a batch gets one per request, a notification gets nothing (unless `wait`)."""
         if type(body) is str:
             body = body.encode()
         if type(body) in _BYTES:
@@ -409,23 +492,57 @@ class RPCServer(Service):
                 body = _decode_any(body)
             except UNREADABLE as exc:
                 req_id = getattr(unreadable(body, exc), "request_id", None)
-                return None if req_id is UNSET else self._enc(ErrorResponse(id=req_id, error=error))
+                if req_id is UNSET:
+                    return self._running.encoder.answer(ErrorResponse(id=None, error=error) if wait else None, headers)
+                return self._running.encoder.answer(ErrorResponse(id=req_id, error=error), headers)
         if type(body) in (list, tuple) and body:
-            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if not _is_notification(r)]
-            return self._enc(answers) if answers else None
-        if _is_notification(body):
-            return None
-        return self._enc(ErrorResponse(id=_request_id(body), error=error))
+            answers = [ErrorResponse(id=_request_id(r), error=error) for r in body if wait or not _is_notification(r)]
+            return self._running.encoder.answer(answers or None, headers)
+        if _is_notification(body) and not wait:
+            return self._running.encoder.answer(None, headers)
+        return self._running.encoder.answer(ErrorResponse(id=_request_id(body), error=error), headers)
+
+
+class Running(NamedTuple):
+    """What a started RPCServer holds: made in `start()`."""
+
+    executor: Executor
+    dispatcher: Dispatcher
+    encoder: AnswerEncoder
 
 
 class _HotPath:
-    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`)."""
+    """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`), and
+    the answer to a plain request."""
 
-    __slots__ = ("decode", "methods", "executor", "encode")
+    __slots__ = ("decode", "methods", "executor", "run", "encoder", "debug")
 
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
         self.methods: dict[type, Method] = {}
+        self.executor: Any = None
+        self.run: Any = None
+        self.encoder: Any = None
+        self.debug = False
+
+    async def answer(self, ctx: RequestContext, m: Method, params: Any) -> Answer:
+        """Run a plain request (params validated) through the chain or the executor: its Answer."""
+        try:
+            result = await self.run(ctx, m, params)
+        except E.RPCError as exc:
+            response: Any = ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))
+            out = {CORRELATION_ID: ctx.correlation_id}
+        else:
+            response = Response(ctx.request_id, result)
+            out = {CORRELATION_ID: ctx.correlation_id}
+            if ctx.session is not None:  # the method logged the caller in
+                out[SESSION_ID] = ctx.session.id
+        if ctx.response_headers:
+            out.update(ctx.response_headers)
+        try:  # the encoder's own fast path, inline: encode_value, then the encoder when that fails
+            return Answer(response, out, encode_value(response))
+        except (TypeError, ValueError, RecursionError):
+            return self.encoder.answer(response, out)
 
 
 def _names_session(h: RequestHeaders, sessions: Any, auth: Any) -> bool:
@@ -455,14 +572,3 @@ def _request_id(obj: Any) -> Any:
 def _no_hot_path(body: bytes) -> Any:
     raise msgspec.ValidationError("no hot path")
 
-
-def _not_started() -> None:
-    raise RuntimeError("RPCServer is not started: start() it (or run it in an entrypoint) before calling")
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, str):  # a str subclass (a checked setting's type): its text
-        return str(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")

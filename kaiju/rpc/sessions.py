@@ -8,37 +8,20 @@ found; the session's scope and permissions then decide what the request may call
 - `SessionStore`: the interface of a session store: `load_session(session_id)`, and
   `finish_session(session)`, which the dispatcher awaits after the method ran.
 - `Authenticator`: the interface of an authentication service: `authenticate(authorization)`.
-- `CacheSessions`: a `SessionStore` on the app's `Cache` (memory or Redis), with a sliding
-  TTL; a request's changes to `session.data` are saved when it ends, merged key by key
-  with the changes of concurrent requests of the same session.
+
+The built-in store, `CacheSessions` (sessions on the app's cache), is in `kaiju.auth.sessions`.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import re
-import secrets
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import msgspec
-
-from kaiju.auth.users import UserStore
-from kaiju.cache.base import Cache
-from kaiju.locks.base import Locks
 from kaiju.rpc.access import Scope, Session, parse_scope
 from kaiju.runtime.service import Service
-from kaiju.runtime.types import Positive
 
-__all__ = ["Authenticator", "CacheSessions", "SessionStore", "StoredSession"]
-
-_SESSION_ID = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
-
-
-def _valid_id(session_id: object) -> bool:
-    return type(session_id) is str and _SESSION_ID.fullmatch(session_id) is not None
+__all__ = ["Authenticator", "SessionStore", "session_fields"]
 
 
 class SessionStore(Service, abc.ABC):
@@ -75,6 +58,22 @@ class SessionStore(Service, abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot delete sessions")
 
 
+def session_fields(
+    *,
+    user_id: Any = None,
+    scope: Scope | int | str = Scope.USER,
+    permissions: Iterable[str] = (),
+    data: Mapping[str, Any] | None = None,
+    username: str | None = None,
+) -> dict[str, Any]:
+    """The fields of a new session from `SessionStore.new_session`'s keyword arguments: the
+    scope parsed (ValueError for an unknown one), the permissions a frozenset, the data a dict."""
+    return {
+        "user_id": user_id, "scope": parse_scope(scope), "permissions": frozenset(permissions),
+        "data": dict(data or {}), "username": username,
+    }
+
+
 class Authenticator(Service, abc.ABC):
     """An authentication service for `RPCServer`: subclass it and implement `authenticate`.
 
@@ -90,164 +89,3 @@ class Authenticator(Service, abc.ABC):
         the transport's default scope); raises `kaiju.rpc.errors.NotAuthorized` for
         credentials that are wrong or expired (the request is answered with that error).
         """
-
-
-class StoredSession(Session, kw_only=True, dict=True):
-    """A `Session` as `CacheSessions` stores it: with the user's name (when a login made it),
-    a version counting its saves, and when it was last saved (unix time)."""
-
-    username: str | None = None
-    version: int = 0
-    saved_at: float = 0.0
-
-
-class CacheSessions(SessionStore):
-    """Sessions kept in the app's cache (service name "sessions").
-
-    Settings:
-
-    - cache: the Cache service (found by type when there is one);
-    - locks: a Locks service (optional, found by type): with it, saving a session's data
-      is one critical section across processes; without it, only within one process;
-    - users: a UserStore (optional, found by type): a session made by a login is dropped
-      as soon as its user is gone or disabled, and takes the user's current scope and
-      permissions;
-    - ttl (seconds, 86400): a session expires this long after it was last used;
-    - key_prefix ("_session"): the cache key of a session is `<key_prefix>.<id>`.
-
-    Session ids are random (`secrets.token_urlsafe`, 192 bits). With `RedisCache` the
-    sessions are shared by every process of the app; with `MemoryCache` each process
-    has its own. Sessions are written with `keep=True`: other cache traffic never evicts
-    them (they go when they expire or at a logout).
-
-    Concurrency rule: a request saves only the keys of `session.data` it changed (set or
-    deleted), applied to the session as stored when the request ends. Concurrent requests
-    that change different keys keep all their changes; when two change the same key, the
-    one that ends last wins and a warning names the key.
-    """
-
-    service_name = "sessions"
-
-    cache: Cache
-    locks: Locks | None = None
-    users: UserStore | None = None
-    ttl: Positive = 86400.0
-    key_prefix: str = "_session"
-
-    async def start(self) -> None:
-        self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder().decode
-
-    def _key(self, session_id: str) -> str:
-        return f"{self.key_prefix}.{session_id}"
-
-    async def new_session(
-        self,
-        *,
-        user_id: Any = None,
-        scope: Scope | int | str = Scope.USER,
-        permissions: Iterable[str] = (),
-        data: Mapping[str, Any] | None = None,
-        username: str | None = None,
-    ) -> StoredSession:
-        """Create a session with a fresh id, save it and return it."""
-        session = StoredSession(
-            id=secrets.token_urlsafe(24),
-            user_id=user_id,
-            scope=parse_scope(scope),
-            permissions=frozenset(permissions),
-            data=dict(data or {}),
-            username=username,
-        )
-        await self.save_session(session)
-        return session
-
-    async def _read(self, session_id: str) -> StoredSession | None:
-        try:
-            return await self.cache.get(self._key(session_id), type=StoredSession)
-        except msgspec.ValidationError as exc:
-            # written by an incompatible version: as good as gone
-            self.logger.warning("unreadable session dropped", session_id=session_id, error=str(exc))
-            await self.cache.delete(self._key(session_id))
-            return None
-
-    async def load_session(self, session_id: str) -> StoredSession | None:
-        """The stored session, or None when the id is unknown, expired or malformed, or its
-        user (with a `users` store) is gone or disabled."""
-        if not _valid_id(session_id):
-            return None
-        session = await self._read(session_id)
-        if session is None:
-            return None
-        if session.username is not None and self.users is not None:
-            user = await self.users.get_user(session.username)
-            if user is None or user.disabled:
-                await self.cache.delete(self._key(session_id))
-                return None
-            session.scope, session.permissions = user.scope, user.permissions
-        session._loaded = self._encode(session.data)  # what finish_session compares against
-        return session
-
-    async def save_session(self, session: Session) -> None:
-        """Store `session` as it is (overwriting), restarting its TTL."""
-        if not _valid_id(session.id):
-            raise ValueError(f"a session id must be 1-128 characters of A-Z a-z 0-9 _ - ., got {session.id!r}")
-        if not isinstance(session, StoredSession):
-            session = StoredSession(**msgspec.structs.asdict(session))
-        session.version += 1
-        session.saved_at = time.time()
-        session._loaded = self._encode(session.data)
-        await self.cache.set(self._key(session.id), session, ttl=self.ttl, keep=True)
-
-    async def finish_session(self, session: Session) -> None:
-        """Save the keys of `session.data` the request changed (see the class's concurrency
-        rule), and restart the TTL when a quarter of it has passed since the last save. A
-        session deleted meanwhile (a logout) stays deleted."""
-        loaded = getattr(session, "_loaded", None)
-        if not isinstance(session, StoredSession) or loaded is None:
-            return
-        changed = self._encode(session.data) != loaded
-        if not changed and time.time() - session.saved_at < float(self.ttl) / 4:
-            return
-        async with self._locked(session.id):
-            stored = await self._read(session.id)
-            if stored is None:
-                return
-            if changed:
-                stored.data = self._merge(session, stored)
-            stored.version += 1
-            stored.saved_at = time.time()
-            await self.cache.set(self._key(session.id), stored, ttl=self.ttl, keep=True)
-        session.data, session.version, session.saved_at = stored.data, stored.version, stored.saved_at
-        session._loaded = self._encode(stored.data)
-
-    def _merge(self, session: StoredSession, stored: StoredSession) -> dict[str, Any]:
-        """`stored.data` with the keys this request set or deleted in `session.data`."""
-        before = self._decode(session._loaded)
-        data, enc = dict(stored.data), self._encode
-        mine = {k for k, v in session.data.items() if k not in before or enc(v) != enc(before[k])}
-        mine |= before.keys() - session.data.keys()
-        if stored.version != session.version:
-            clashes = sorted(k for k in mine if enc(stored.data.get(k)) != enc(before.get(k)))
-            if clashes:
-                self.logger.warning("concurrent requests changed the same session keys: the last wins",
-                                    session_id=session.id, keys=clashes)
-        for key in mine:
-            if key in session.data:
-                data[key] = session.data[key]
-            else:
-                data.pop(key, None)
-        return data
-
-    @contextlib.asynccontextmanager
-    async def _locked(self, session_id: str) -> AsyncIterator[None]:
-        if self.locks is None:  # with MemoryCache nothing yields between the read and the write
-            yield
-            return
-        async with self.locks.lock(f"{self.key_prefix}.{session_id}", ttl=10):
-            yield
-
-    async def delete_session(self, session_id: str) -> None:
-        """Forget a session (a logout); unknown ids are ignored."""
-        if _valid_id(session_id):
-            await self.cache.delete(self._key(session_id))

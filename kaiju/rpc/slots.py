@@ -1,8 +1,8 @@
 """Slots: the bound on methods running at once (`max_parallel_tasks`), and the bounded line
 in front of it (`max_queue`).
 
-A counter with a line of waiters. Taking a free slot is one decrement (the dispatcher's
-hot path does it inline); a finishing request hands its slot straight to the first
+A counter with a line of waiters. Taking a free slot is one decrement (`take`, no
+coroutine); a finishing request hands its slot straight to the first
 waiter, so no newcomer can jump the line and nothing starves or deadlocks. The line is
 bounded: `full` says a newcomer would find no slot and no place in line, so it is refused
 at once instead of piling up (two counters compared: nothing is built per call).
@@ -22,8 +22,8 @@ class Slots:
     """`free` slots, the `waiters` in line (futures), and `waiting`: the places in line taken
     (the live waiters, plus notifications accepted but not started yet; see `reserve`).
 
-    The executor takes a free slot inline (`free -= 1`) and gives it back inline when nobody
-    waits; `acquire` and `release` are the general forms. `limit` is the length of the line."""
+    `take` takes a free slot without waiting, `acquire` waits in line for one, `release`
+    gives one back (to the first waiter, if any). `limit` is the length of the line."""
 
     __slots__ = ("free", "size", "waiters", "waiting", "limit")
 
@@ -53,10 +53,16 @@ class Slots:
         """Give back a place taken by `reserve`."""
         self.waiting -= 1
 
-    async def acquire(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
-        """Take a slot, waiting in line when none is free; on cancellation `coro` (not started) is closed."""
+    def take(self) -> bool:
+        """Take a free slot if there is one (True); False: the caller must `acquire` one."""
         if self.free > 0:
             self.free -= 1
+            return True
+        return False
+
+    async def acquire(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Take a slot, waiting in line when none is free; on cancellation `coro` (not started) is closed."""
+        if self.take():
             return
         fut = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)

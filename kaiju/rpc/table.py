@@ -83,4 +83,4 @@ class MethodTable:
         by_type = {m.request_type: m for m in self.methods.values() if m.request_type is not None}
         if not by_type:
             return None
-        return msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode, by_type
+        return msgspec.json.Decoder(typing.Union[tuple(by_type)]).decode, by_type  # noqa: UP007 -- made from a tuple

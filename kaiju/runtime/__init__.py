@@ -12,36 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "App": "kaiju.runtime.service",
-    "Namespace": "kaiju.runtime.service",
-    "Service": "kaiju.runtime.service",
-    "Dependency": "kaiju.runtime.service",
-    "Entrypoint": "kaiju.runtime.entrypoint",
-    "entrypoint": "kaiju.runtime.entrypoint",
-    "run": "kaiju.runtime.entrypoint",
-    "StartupError": "kaiju.runtime.entrypoint",
-    "Registry": "kaiju.runtime.registry",
-    "ClassNotFound": "kaiju.runtime.registry",
-    "Plan": "kaiju.runtime.plan",
-    "build_plan": "kaiju.runtime.plan",
-    "Positive": "kaiju.runtime.types",
-    "PositiveInt": "kaiju.runtime.types",
-    "NonNegative": "kaiju.runtime.types",
-    "NonNegativeInt": "kaiju.runtime.types",
-    "Port": "kaiju.runtime.types",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.runtime.entrypoint import Entrypoint, StartupError, entrypoint, run
     from kaiju.runtime.plan import Plan, build_plan
     from kaiju.runtime.registry import ClassNotFound, Registry
-    from kaiju.runtime.service import App, Dependency, Namespace, Service
+    from kaiju.runtime.service import App, Dependency, Namespace, Service, SettingError
     from kaiju.runtime.types import NonNegative, NonNegativeInt, Port, Positive, PositiveInt
 
-
-__getattr__ = _lazy_getattr("kaiju.runtime", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

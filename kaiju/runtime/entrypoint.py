@@ -40,8 +40,9 @@ from kaiju.config.sources import CONFIG_ENV, ENV_FILE_ENV, paths_from_env
 from kaiju.logging import LOG_FORMATS, ContextFilter, check_logging, configure, log_field_providers
 from kaiju.runtime.graph import dependents
 from kaiju.runtime.loop import config_loop, entrypoint_loop_kwargs, loop_name
-from kaiju.runtime.plan import Plan, ServiceSpec, build_plan
+from kaiju.runtime.plan import Plan, build_plan
 from kaiju.runtime.registry import Registry
+from kaiju.runtime.service import Service
 from kaiju.runtime.systemd import SystemdNotifier
 
 __all__ = ["Entrypoint", "StartupError", "StartupInterrupted", "entrypoint", "run"]
@@ -84,8 +85,8 @@ def _load(config: ConfigSource, env: Mapping[str, str] | None, env_files: Sequen
         return load_config_data({"main": {"name": "app"}}, source="<python>", env=env, os_env=os_env)
     if isinstance(config, Mapping):
         return load_config_data(dict(config), source="<python>", env=env, os_env=os_env)
-    files = [config] if isinstance(config, str | Path) else list(config)
-    return load_config(files, env_files=env_files, env=env, os_env=os_env)
+    sources: list[str | Path | Mapping[str, Any]] = [config] if isinstance(config, str | Path) else list(config)
+    return load_config(sources, env_files=env_files, env=env, os_env=os_env)
 
 
 def _default_log_format() -> str:
@@ -313,10 +314,8 @@ class Entrypoint:
         for gone in (name, *users):
             self.app.services.pop(gone, None)
             for service in self.app.services.values():
-                # services indexing others (RPCServer's methods) forget the ones left out
-                forget = getattr(service, "remove_service", None)
-                if callable(forget):
-                    forget(gone)
+                if isinstance(service, Service):  # services indexing others (RPCServer's methods)
+                    service.forget_service(gone)
         for other, spec in self.plan.specs.items():
             if other in self.left_out:
                 continue
@@ -331,7 +330,8 @@ class Entrypoint:
     def _collect_log_fields(self, layer: list[str]) -> None:
         if self.log_filter is None:
             return
-        for provider in log_field_providers(self.plan.specs[name].service for name in layer):
+        services = (self.plan.specs[name].service for name in layer)
+        for provider in log_field_providers(s.log_fields() for s in services if isinstance(s, Service)):
             if provider not in self.log_filter.providers:
                 self.log_filter.providers.append(provider)
 

@@ -67,7 +67,8 @@ def entrypoint_loop_kwargs(choice: str) -> dict[str, Any]:
     if choice == "uvloop":
         import uvloop
 
-        factory, policy = uvloop.new_event_loop, uvloop.EventLoopPolicy
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        policy: type[asyncio.AbstractEventLoopPolicy] = uvloop.EventLoopPolicy
     else:
         # not asyncio.new_event_loop: it asks the global policy, which may be uvloop's
         factory, policy = asyncio.SelectorEventLoop, asyncio.DefaultEventLoopPolicy

@@ -105,7 +105,7 @@ def settings_type(cls: type[aiomisc.Service]) -> type[msgspec.Struct]:
             if name in cls.__required__:
                 fields.append((name, hint))
             else:  # the class default stays in place when the setting is not given
-                fields.append((name, typing.Union[hint, msgspec.UnsetType], msgspec.UNSET))
+                fields.append((name, typing.Union[hint, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007 -- any hint
         fields.sort(key=len)  # required (2-tuples) first, as Structs want
         struct = msgspec.defstruct(f"{cls.__name__}Settings", fields, forbid_unknown_fields=True)
         _SETTINGS_TYPES[cls] = struct

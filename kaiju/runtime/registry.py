@@ -26,7 +26,7 @@ import aiomisc
 
 __all__ = [
     "BUILTIN", "KAIJU_TOOLS_NAMES", "ClassNotFound", "Registry", "describe_error", "implementations", "import_module",
-    "import_object",
+    "import_object", "is_async_callable",
 ]
 
 ENTRY_POINT_GROUP = "kaiju.services"
@@ -34,13 +34,12 @@ ENTRY_POINT_GROUP = "kaiju.services"
 # Class name -> "module:attribute"; imported lazily, the first time a config names it.
 BUILTIN: dict[str, str] = {
     # runtime
-    "DemoService": "kaiju.demo:DemoService",
     # rpc and http
     "RPCServer": "kaiju.rpc.server:RPCServer",
     "HTTPServer": "kaiju.http.server:HTTPServer",
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
-    "CacheSessions": "kaiju.rpc.sessions:CacheSessions",
+    "CacheSessions": "kaiju.auth.sessions:CacheSessions",
     "AuthService": "kaiju.auth.service:AuthService",
     "ConfigUsers": "kaiju.auth.users:ConfigUsers",
     # tasks
@@ -174,6 +173,12 @@ def import_object(ref: str) -> object:
     return obj
 
 
+def is_async_callable(obj: object) -> bool:
+    """Whether calling `obj` returns a coroutine: an `async def`, or an object whose
+    `__call__` is one."""
+    return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(type(obj).__call__))
+
+
 def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
     """The service classes a module defines, or imports from its own top-level package (an
     app's `app.services` importing `Warehouse` from `app.warehouse`), by name; classes
@@ -185,9 +190,10 @@ def _module_services(module: ModuleType) -> dict[str, type[aiomisc.Service]]:
             inspect.isclass(obj)
             and issubclass(obj, aiomisc.Service)
             and (obj.__module__ == top or obj.__module__.startswith(top + "."))
+            and not inspect.isabstract(obj)
+            and not name.startswith("_")
         ):
-            if not inspect.isabstract(obj) and not name.startswith("_"):
-                found[name] = obj
+            found[name] = obj
     return found
 
 

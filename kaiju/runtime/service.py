@@ -14,12 +14,13 @@ import inspect
 import logging
 import types
 import typing
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
 import aiomisc
 
+from kaiju.annotations import class_hints, function_hints
 from kaiju.logging import KaijuLogger
-from kaiju.runtime.annotations import class_hints, function_hints
 
 __all__ = [
     "App",
@@ -207,6 +208,32 @@ class Service(aiomisc.Service):
         service this one depends on has started.
         """
 
+    async def stop(self, exception: Exception | None = None) -> None:
+        """Does nothing: override it to close what `start()` opened."""
+
+    # -- the service contract: what kaiju asks every service -------------------
+
+    async def health(self) -> None:
+        """Raise when the service cannot do its work now (the message says why): the check of
+        `/health/ready` and `app.health`, run within a timeout. Default: healthy."""
+
+    def metrics(self) -> Iterable[Any]:
+        """The service's metrics at scrape time: prometheus-client metric families
+        (`CounterMetricFamily`, `GaugeMetricFamily`, ...), yielded exactly like a custom
+        collector's `collect()`. Families of one name from several services are merged.
+        Default: none."""
+        return ()
+
+    def log_fields(self) -> Callable[[], dict[str, Any] | None] | None:
+        """A provider of fields for every log record: a zero-argument callable returning the
+        fields for the record being logged now (or None). Asked once, after the service
+        started. Default: None (no provider)."""
+        return None
+
+    def forget_service(self, name: str) -> None:
+        """The service `name` was left out of the app (an optional service that failed to
+        start): drop what this service keeps about it. Default: nothing."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -251,7 +278,7 @@ def check_listen_address(service: Service) -> None:
         return
     for name, other in service.app.services.items():
         theirs = listen_address(other) if other is not service else None
-        if theirs is None or theirs[0] == "unix" and mine[0] != "unix":
+        if theirs is None or (theirs[0] == "unix" and mine[0] != "unix"):
             continue
         same_port = mine[0] != "unix" and theirs[1] == mine[1] and same_host(theirs[0], mine[0])
         if theirs == mine or same_port:

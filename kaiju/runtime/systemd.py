@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Mapping
 
 __all__ = ["SystemdNotifier"]
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 class SystemdNotifier:
     """Sends state lines to systemd; pings the watchdog at half of `WATCHDOG_USEC`."""
 
-    def __init__(self, environ: dict[str, str] | None = None):
+    def __init__(self, environ: Mapping[str, str] | None = None):
         environ = os.environ if environ is None else environ
         address = environ.get("NOTIFY_SOCKET") or None
         if address and address.startswith("@"):

@@ -16,26 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "StreamBackend": "kaiju.streams.base",
-    "StreamMessage": "kaiju.streams.base",
-    "GroupInfo": "kaiju.streams.base",
-    "StreamError": "kaiju.streams.base",
-    "StreamUnavailable": "kaiju.streams.base",
-    "GroupMissing": "kaiju.streams.base",
-    "topic_key": "kaiju.streams.base",
-    "MemoryStream": "kaiju.streams.memory",
-    "RedisStream": "kaiju.streams.redis",
-    "Streams": "kaiju.streams.service",
-    "StreamListener": "kaiju.streams.listener",
-    "StreamProducer": "kaiju.streams.producer",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.streams.base import (
         GroupInfo,
         GroupMissing,
@@ -51,5 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.streams.redis import RedisStream
     from kaiju.streams.service import Streams
 
-
-__getattr__ = _lazy_getattr("kaiju.streams", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

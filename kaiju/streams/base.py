@@ -95,12 +95,6 @@ def format_id(ms: int, seq: int) -> str:
     return f"{ms}-{seq}"
 
 
-def next_id(stream_id: str) -> str:
-    """The smallest id greater than `stream_id`."""
-    ms, seq = parse_id(stream_id)
-    return format_id(ms, seq + 1)
-
-
 _json_encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 

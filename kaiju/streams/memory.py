@@ -16,8 +16,8 @@ from typing import Any
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.streams.base import (
     GroupInfo,
-    StreamBackend,
     GroupMissing,
+    StreamBackend,
     StreamMessage,
     dead_letter_fields,
     decode_fields,
@@ -101,12 +101,6 @@ class MemoryStream(StreamBackend):
         super().__init__(**kwargs)
         self._streams: dict[str, _Stream] = {}
 
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
-
     # -- helpers --------------------------------------------------------------
 
     def _stream(self, stream: str) -> _Stream:
@@ -118,7 +112,7 @@ class MemoryStream(StreamBackend):
     def _group(self, stream: str, group: str) -> tuple[_Stream, _Group]:
         s = self._streams.get(stream)
         g = s.groups.get(group) if s is not None else None
-        if g is None:
+        if s is None or g is None:
             raise GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
         return s, g
 
@@ -155,7 +149,7 @@ class MemoryStream(StreamBackend):
             return found
         try:
             await asyncio.wait_for(s.changed.wait(), block_ms / 1000.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return []
         # taking is synchronous after the wake-up, so a cancelled wait never loses a message
         s, g = self._group(stream, group)

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
 from kaiju.rpc.context import current, new_correlation_id
 from kaiju.rpc.protocol import CORRELATION_ID, DEADLINE
 from kaiju.runtime.service import Namespace, Service
+from kaiju.runtime.types import Positive
 from kaiju.streams.base import StreamBackend, topic_key
 
-__all__ = ["StreamProducer"]
+__all__ = ["SendOptions", "StreamProducer"]
 
 _encode = msgspec.json.Encoder().encode
 
 
-def notification(method: str, params: Any = None) -> dict[str, Any]:
+def notification(method: Any, params: Any = None) -> dict[str, Any]:
     """A JSON-RPC notification object; raises TypeError for a bad method or params."""
     if not isinstance(method, str) or not method:
         raise TypeError(f"method must be a non-empty string, got {method!r}")
@@ -35,6 +36,23 @@ def notification(method: str, params: Any = None) -> dict[str, Any]:
     if not isinstance(params, (dict, list, tuple)):
         raise TypeError(f"params of {method!r} must be a dict or a list, got {type(params).__name__}")
     return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+class SendOptions(TypedDict, total=False):
+    """Where and how `StreamProducer.call` / `call_multiple` send (each defaults to the setting)."""
+
+    app: str | None
+    """The app whose topic receives the request."""
+    topic: str | None
+    """The topic written to."""
+    shared: bool | None
+    """Write to the shared namespace instead of the app's."""
+    headers: Mapping[str, str] | None
+    """Headers of the message (a Correlation-Id and a Deadline are added when missing)."""
+    timeout: float | None
+    """Seconds the request stays valid (a Deadline header)."""
+    key: str | None
+    """A key stored with the message (carried, not used for routing)."""
 
 
 class StreamProducer(Service):
@@ -54,24 +72,21 @@ class StreamProducer(Service):
     """The topic written to."""
     shared: bool = False
     """Write to the shared namespace (`<env>._shared._stream.<topic>`) instead of the app's."""
-    timeout: float | None = None
+    timeout: Positive | None = None
     """Seconds a request stays valid (sent as a `Deadline` header); past it the listener
     dead-letters the message unrun. None: no deadline."""
 
-    async def start(self) -> None:
-        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
-            raise ValueError(f"{self.name}: timeout must be a positive number of seconds or null, got {self.timeout!r}")
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # stream keys remembered per option set: a producer writes to few streams, many times each
         self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
 
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
+    async def start(self) -> None:
+        self._stream_keys.clear()  # made before the app was bound, maybe
 
     def stream_key(self, topic: str | None = None, app: str | None = None, shared: bool | None = None) -> str:
         """The stream a write with these options goes to."""
-        # remembered per option set while started: a producer writes to few streams, many times each
-        keys = self.__dict__.get("_stream_keys")
-        if keys is None:
-            return self._stream_key(topic, app, shared)
+        keys = self._stream_keys
         key = keys.get((topic, app, shared))
         if key is None:
             if len(keys) >= 256:  # option sets made up per call: forget, rather than grow
@@ -98,35 +113,17 @@ class StreamProducer(Service):
         return out
 
     async def call(
-        self,
-        method: str,
-        params: Mapping[str, Any] | list | tuple | None = None,
-        *,
-        app: str | None = None,
-        topic: str | None = None,
-        shared: bool | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
+        self, method: str, params: Mapping[str, Any] | list | tuple | None = None, **options: Unpack[SendOptions]
     ) -> str:
-        """Send one request (as a notification); returns the message id.
+        """Send one request (as a notification); returns the message id. `options`: see `SendOptions`.
 
         The Correlation-Id of the current request is passed on (else a new one). Raises
         TypeError for a bad method or params, `StreamUnavailable` when the server is down.
         """
-        body = _encode(notification(method, params))
-        return await self.backend.add(self.stream_key(topic, app, shared), body, self._headers(headers, timeout), key)
+        return await self._send(_encode(notification(method, params)), options)
 
     async def call_multiple(
-        self,
-        requests: Iterable[tuple[str, Any] | Mapping[str, Any]],
-        *,
-        app: str | None = None,
-        topic: str | None = None,
-        shared: bool | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
+        self, requests: Iterable[tuple[str, Any] | Mapping[str, Any]], **options: Unpack[SendOptions]
     ) -> str:
         """Send a batch in one message: `(method, params)` pairs or `{"method": ..., "params": ...}`
         dicts. The batch is run (and redelivered, on failure) as a whole. Returns the message id.
@@ -142,9 +139,12 @@ class StreamProducer(Service):
                 batch.append(notification(method, params))
         if not batch:
             raise ValueError("call_multiple needs at least one request")
-        return await self.backend.add(
-            self.stream_key(topic, app, shared), _encode(batch), self._headers(headers, timeout), key
-        )
+        return await self._send(_encode(batch), options)
+
+    async def _send(self, body: bytes, options: SendOptions) -> str:
+        stream = self.stream_key(options.get("topic"), options.get("app"), options.get("shared"))
+        headers = self._headers(options.get("headers"), options.get("timeout"))
+        return await self.backend.add(stream, body, headers, options.get("key"))
 
     async def write(
         self,

@@ -98,9 +98,6 @@ class RedisStream(StreamBackend):
         self._prune_script = self._client.register_script(STREAM_PRUNE_CONSUMERS)
         self._touch_script = self._client.register_script(STREAM_TOUCH)
 
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
-
     # -- writing ----------------------------------------------------------------
 
     async def add(

@@ -13,7 +13,9 @@ process's listeners and the RPC methods `streams.lock_topic`, `streams.unlock_to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from msgspec import Meta
 
 from kaiju import keys
 from kaiju.locks.base import LockExistsError, Locks, NotLockOwnerError
@@ -51,12 +53,6 @@ class Streams(Service):
         super().__init__(**kwargs)
         self._listeners: list[StreamListener] = []
         self._local_locks: set[str] = set()
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, exception: Exception | None = None) -> None:
-        pass
 
     def stream_key(self, topic: str, shared: bool = False) -> str:
         """The stream key of `topic` in this app's namespace (or the shared one)."""
@@ -115,11 +111,10 @@ class Streams(Service):
     # -- RPC ---------------------------------------------------------------------
 
     @method
-    async def lock_topic(self, topic: str, shared: bool = False, ttl: float = 3600.0) -> bool:
+    async def lock_topic(self, topic: str, shared: bool = False, ttl: Annotated[float, Meta(gt=0)] = 3600.0) -> bool:
         """Pause `topic` for every listener of this app (or of the env with `shared`) until
-        `unlock_topic`, at most `ttl` seconds. Returns False when it was already locked."""
-        if not isinstance(ttl, (int, float)) or ttl <= 0:
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        `unlock_topic`, at most `ttl` seconds (a positive number). Returns False when it was
+        already locked."""
         return await self.lock_stream(self.stream_key(topic, shared), ttl)
 
     @method

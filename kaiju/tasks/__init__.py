@@ -14,26 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "CronSchedule": "kaiju.tasks.schedule",
-    "CronTask": "kaiju.tasks.cron",
-    "PeriodicTask": "kaiju.tasks.periodic",
-    "ScheduledTask": "kaiju.tasks.service",
-    "TaskSettingsError": "kaiju.tasks.schedule",
-    "Tasks": "kaiju.tasks.listing",
-    "next_periodic_fire": "kaiju.tasks.schedule",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.tasks.cron import CronTask
     from kaiju.tasks.listing import Tasks
     from kaiju.tasks.periodic import PeriodicTask
-    from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire
+    from kaiju.tasks.schedule import CronSchedule, next_periodic_fire
     from kaiju.tasks.service import ScheduledTask
 
-
-__getattr__ = _lazy_getattr("kaiju.tasks", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

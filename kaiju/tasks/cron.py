@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from kaiju.runtime.types import CronSpec, TimeZone
-from kaiju.tasks.schedule import CronSchedule, TaskSettingsError
+from kaiju.tasks.schedule import CronSchedule
 from kaiju.tasks.service import ScheduledTask
 
 __all__ = ["CronTask"]
@@ -22,14 +22,13 @@ class CronTask(ScheduledTask):
     __required__ = ("cron",)
 
     cron: CronSpec
-    timezone: TimeZone = "UTC"
+    """The cron spec: 5 fields (minute hour day month weekday), or 6 with seconds last."""
+    timezone: TimeZone = TimeZone("UTC")
+    """The IANA time zone the spec is read in."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        try:
-            self.schedule = CronSchedule(self.cron, self.timezone)
-        except TaskSettingsError as exc:
-            raise TaskSettingsError(f"{self.name}: {exc}") from None
+        self.schedule = CronSchedule(self.cron, self.timezone)  # SettingError naming cron or timezone
 
     def _first_fire(self, now: float) -> float:
         return self.schedule.next_fire(now)
@@ -38,4 +37,4 @@ class CronTask(ScheduledTask):
         return self.schedule.next_fire(fire)
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "schedule": self.cron, "timezone": self.timezone}
+        return {"type": self.kind, "schedule": str(self.cron), "timezone": str(self.timezone)}

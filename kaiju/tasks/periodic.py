@@ -25,7 +25,9 @@ class PeriodicTask(ScheduledTask):
     __required__ = ("interval",)
 
     interval: Positive
+    """Seconds between fires."""
     delay: NonNegative = 0.0
+    """Seconds before the first fire."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -17,47 +17,44 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from kaiju.runtime.service import SettingError
 from kaiju.runtime.types import CRON_MACROS
+
 
 __all__ = [
     "CronSchedule",
-    "TaskSettingsError",
     "with_jitter",
     "next_periodic_fire",
     "parse_timezone",
 ]
 
-UTC = timezone.utc
+UTC = UTC
 # No zone has ever moved its clocks by more than this at once; enough to see a whole repeated hour.
 _MAX_SHIFT = timedelta(hours=3)
 
 
-class TaskSettingsError(ValueError):
-    """A task setting that cannot work: a bad cron spec, an unknown time zone, a bad interval, ..."""
-
-
 def parse_timezone(name: str) -> ZoneInfo:
-    """The IANA zone called `name` (e.g. "Europe/Berlin", "UTC"); raises TaskSettingsError if unknown."""
+    """The IANA zone called `name` (e.g. "Europe/Berlin", "UTC"); raises SettingError if unknown."""
     if not isinstance(name, str) or not name:
-        raise TaskSettingsError(f"timezone: expected an IANA zone name such as \"Europe/Berlin\", got {name!r}")
+        raise SettingError("timezone", f"expected an IANA zone name such as \"Europe/Berlin\", got {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise TaskSettingsError(f'timezone: unknown IANA time zone "{name}"') from None
+        raise SettingError("timezone", f'unknown IANA time zone "{name}"') from None
 
 
 def next_periodic_fire(anchor: float, interval: float, after: float) -> float:
     """The first time `anchor + k * interval` (k >= 0 an integer) that is later than `after`.
 
-    Raises TaskSettingsError when `interval` is not a positive number.
+    Raises SettingError when `interval` is not a positive number.
     """
     if not interval > 0:
-        raise TaskSettingsError(f"interval: expected a positive number of seconds, got {interval!r}")
+        raise SettingError("interval", f"expected a positive number of seconds, got {interval!r}")
     if after < anchor:
         return anchor
     k = math.floor((after - anchor) / interval) + 1
@@ -79,7 +76,7 @@ def with_jitter(fire: float, jitter: float, rng: random.Random | None = None) ->
 class CronSchedule:
     """A cron spec in a time zone; `next_fire(after)` gives the next fire time.
 
-    Raises TaskSettingsError at construction for a spec croniter cannot read or an unknown zone.
+    Raises SettingError at construction for a spec croniter cannot read or an unknown zone.
     """
 
     __slots__ = ("spec", "tz", "timezone", "_every_hour")
@@ -87,8 +84,8 @@ class CronSchedule:
     def __init__(self, spec: str, timezone: str = "UTC"):
         macro = isinstance(spec, str) and spec.strip().lower() in CRON_MACROS
         if not isinstance(spec, str) or not macro and len(spec.split()) not in (5, 6):
-            raise TaskSettingsError(
-                f"cron: expected 5 fields (minute hour day month weekday), 6 (the sixth is seconds) or a macro"
+            raise SettingError(
+                "cron", f"expected 5 fields (minute hour day month weekday), 6 (the sixth is seconds) or a macro"
                 f" ({', '.join(CRON_MACROS)}), got {spec!r}"
             )
         if macro:
@@ -97,7 +94,7 @@ class CronSchedule:
             expanded = croniter(spec).expanded
             croniter(spec).get_next(float)  # one that never fires (Feb 31) raises here, not at start
         except Exception as exc:  # croniter raises several types for bad specs
-            raise TaskSettingsError(f"cron: invalid spec {spec!r}: {exc}") from None
+            raise SettingError("cron", f"invalid spec {spec!r}: {exc}") from None
         self.spec = spec
         self.timezone = timezone
         self.tz = parse_timezone(timezone)

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import inspect
 import math
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
 
+from kaiju.histogram import LATENESS_BUCKETS, Histogram, histogram_family
 from kaiju.locks.base import LockExistsError, Locks
-from kaiju.metrics.counters import LATENESS_BUCKETS, Histogram
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.methods import class_methods
 from kaiju.rpc.protocol import CORRELATION_ID, TIMEOUT
 from kaiju.rpc.server import RPCServer
-from kaiju.runtime.registry import ClassNotFound, import_object
+from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callable
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
 from kaiju.tasks.schedule import with_jitter
@@ -50,7 +49,7 @@ _EARLY = 0.05
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def _plain(value: Any) -> Any:
@@ -90,17 +89,28 @@ class ScheduledTask(Service):
     kind: ClassVar[str] = "task"
 
     method: RPCMethodName | None = None
+    """The RPC method to call (system scope), `service.method`; or `call`."""
     params: dict | list | None = None
+    """The method's params, or the function's arguments (a mapping by name, a list by position)."""
     call: str | Callable[..., Awaitable[Any]] | None = None
-    policy: OverlapPolicy = "skip"
+    """A Python async function to call instead of a method: "package.module:function"."""
+    policy: OverlapPolicy = OverlapPolicy("skip")
+    """What a fire does while the previous run still goes: "skip", "wait" or "cancel"."""
     timeout: Positive | None = None
+    """Seconds a run may take before it is cancelled (none: no limit)."""
     jitter: NonNegative = 0.0
+    """Seconds, at most, a fire is delayed by at random (spreads processes' fires apart)."""
     enabled: bool = True
+    """Schedule the task (false: it never fires, `fire_now` still runs it)."""
     singleton: bool = False
+    """Run each fire in one process of the app only (needs a Locks service)."""
     shutdown_timeout: NonNegative | None = None
+    """Seconds stop() waits for a running run before cancelling it (none: half the app's budget)."""
 
     rpc: RPCServer | None = None
+    """The RPCServer a method task calls through."""
     locks: Locks | None = None
+    """The locks a singleton task claims its fires with."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -176,7 +186,7 @@ class ScheduledTask(Service):
                 func = import_object(func)
             except ClassNotFound as exc:
                 raise SettingError("call", str(exc)) from None
-        if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))):
+        if not is_async_callable(func):
             raise SettingError("call", f"expected an async function, got {self.call!r}")
         return func
 
@@ -246,11 +256,36 @@ class ScheduledTask(Service):
         """Raise when the task is stuck: a run outlived twice its timeout (it ignores being
         cancelled), or a fire is a minute overdue (the timer never fired). The health check of
         `/health/ready`."""
-        now, running = time.time(), self._running
-        if running in self._started and not running.done() and self.timeout and now - self.last_run > 2 * self.timeout:
-            raise RuntimeError(f"a run has been going for {now - self.last_run:.0f} s, timeout {self.timeout:g} s")
+        now, running, last_run = time.time(), self._running, self.last_run
+        if (
+            running in self._started and not running.done() and self.timeout and last_run is not None
+            and now - last_run > 2 * self.timeout
+        ):
+            raise RuntimeError(f"a run has been going for {now - last_run:.0f} s, timeout {self.timeout:g} s")
         if self._next_at is not None and now - self._next_at > 60:
             raise RuntimeError(f"the fire due at {_iso(self._next_at)} has not happened")
+
+    def metrics(self) -> Iterator[Any]:
+        """Runs, failures, skips by policy, timeouts, lateness and last success of this task."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        name = [self.name]
+        for metric, doc, value in (
+            ("kaiju_task_runs", "Task runs started", self.runs),
+            ("kaiju_task_failures", "Task runs that failed (timeouts included)", self.failures),
+            ("kaiju_task_timeouts", "Task runs cut by their timeout", self.timeouts),
+        ):
+            family = CounterMetricFamily(metric, doc, labels=["task"])
+            family.add_metric(name, value)
+            yield family
+        skips = CounterMetricFamily("kaiju_task_skips", "Fires not run (overlap policy, or the loop fell behind)", labels=["task", "policy"])
+        skips.add_metric([self.name, self.policy], self.misses)
+        yield skips
+        yield histogram_family("kaiju_task_lateness_seconds", "Seconds between a fire's time and its run starting", ["task"], [(name, self.lateness)])
+        success = GaugeMetricFamily("kaiju_task_last_success_timestamp_seconds", "Unix time of the last run without error", labels=["task"])
+        if self.last_success is not None:
+            success.add_metric(name, self.last_success)
+        yield success
 
     def stop_limits(self) -> tuple[float, float]:
         """(grace, unwind): seconds `stop()` waits for a running run, then for it to unwind once cancelled.
@@ -261,10 +296,10 @@ class ScheduledTask(Service):
         run unwind: the services stopping after it (the RPC server, locks, connections) keep
         the rest.
         """
-        budget = float(self.app.shutdown_timeout)
+        budget = self.app.shutdown_timeout
         grace = budget * _GRACE_SHARE
         if self.shutdown_timeout is not None:
-            grace = min(grace, float(self.shutdown_timeout))
+            grace = min(grace, self.shutdown_timeout)
         return grace, min(_MAX_UNWIND, budget * _UNWIND_SHARE)
 
     # -- firing -------------------------------------------------------
@@ -395,7 +430,8 @@ class ScheduledTask(Service):
         """Run the job once now, outside the schedule (after a run still going has finished),
         and wait for that run to end; its outcome is in `last_result` / `last_error`."""
         self._launch(time.time())
-        await asyncio.wait({self._running})
+        if self._running is not None:
+            await asyncio.wait({self._running})
 
     def _launch(self, fire: float) -> None:
         # a run starts only once every earlier one has finished (unwinding after a cancel included)
@@ -468,6 +504,8 @@ class ScheduledTask(Service):
         # another process may fire the same time up to `jitter` later, or have its claim still on
         # the way when the next fire comes: it must still find the lock
         ttl = nxt + self.jitter - now + _CLAIM_MARGIN
+        if self.locks is None:  # check() requires one for singleton: true
+            raise RuntimeError(f"task {self.name}: singleton without a Locks service")
         try:
             await self.locks.acquire(key, ttl, wait=False, renew=False)
         except LockExistsError:
@@ -484,7 +522,7 @@ class ScheduledTask(Service):
     async def _job(self, correlation_id: str) -> Any:
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        if self.method is not None:
+        if self.method is not None and self.rpc is not None:  # check() requires an rpc for a method
             headers = {CORRELATION_ID: correlation_id}
             if self.timeout is not None:
                 headers[TIMEOUT] = str(self.timeout)
@@ -494,8 +532,9 @@ class ScheduledTask(Service):
         elif isinstance(self.params, list):
             args = self.params
         # a function gets the request context a method would: its own correlation id, system scope
+        func = self._func or self._resolve_call()  # found by check(), or now (started without one)
         with request_context(scope=Scope.SYSTEM, timeout=self.timeout, correlation_id=correlation_id):
-            return await self._func(*args, **kwargs)
+            return await func(*args, **kwargs)
 
     # -- status -------------------------------------------------------
 
@@ -511,7 +550,7 @@ class ScheduledTask(Service):
             **self.describe(),
             "job": {"method": self.method} if self.method is not None else {"call": self._call_name()},
             "enabled": self.enabled,
-            "policy": self.policy,
+            "policy": str(self.policy),
             "singleton": self.singleton,
             "running": self.running,
             "next_run": _iso(self._next_at),

@@ -9,25 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kaiju import _lazy_getattr
+from kaiju import _front_door
 
-_EXPORTS = {
-    "RedisServer": "kaiju.testing.redis",
-    "free_port": "kaiju.testing.redis",
-    "started": "kaiju.testing.services",
-    "TestApp": "kaiju.testing.app",
-    "eventually": "kaiju.testing.waiting",
-    "OutputLines": "kaiju.testing.lines",
-}
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each on first use
     from kaiju.testing.app import TestApp
     from kaiju.testing.lines import OutputLines
     from kaiju.testing.redis import RedisServer, free_port
     from kaiju.testing.services import started
     from kaiju.testing.waiting import eventually
 
-
-__getattr__ = _lazy_getattr("kaiju.testing", _EXPORTS, globals())
+__getattr__ = _front_door(__name__, __file__, globals())

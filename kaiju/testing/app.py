@@ -236,6 +236,7 @@ def _default_name(registry: Any, cls: str) -> str:
 def _memory_settings(stand_in: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings of a Redis backend that its memory stand-in also has."""
     from kaiju.runtime.registry import Registry
+    from kaiju.runtime.service import settings_fields
 
-    fields = Registry(use_entry_points=False).resolve(stand_in).settings_fields()
+    fields = settings_fields(Registry(use_entry_points=False).resolve(stand_in))
     return {k: v for k, v in settings.items() if k in fields}

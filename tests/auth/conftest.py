@@ -12,7 +12,7 @@ from kaiju.cache.memory import MemoryCache
 from kaiju.http.server import HTTPServer
 from kaiju.locks.memory import MemoryLocks
 from kaiju.rpc import RPCServer
-from kaiju.rpc.sessions import CacheSessions
+from kaiju.auth.sessions import CacheSessions
 from kaiju.runtime.service import App
 from kaiju.testing.services import started
 from tests.auth.support import SECRET, USERS, Client, Orders

@@ -210,7 +210,7 @@ async def test_kaiju_tools_clients_get_their_jwt_methods_in_compatibility_mode()
     from kaiju.cache.memory import MemoryCache
     from kaiju.rpc import RPCServer, Scope
     from kaiju.rpc.errors import MethodNotFound
-    from kaiju.rpc.sessions import CacheSessions
+    from kaiju.auth.sessions import CacheSessions
     from kaiju.testing.services import started
     from tests.auth.support import SECRET, USERS
 

@@ -405,7 +405,7 @@ async def test_thousand_awaiting_calls_through_128_slots(calc):
     async with started(calc, srv):
         body = b'{"jsonrpc":"2.0","id":1,"method":"calc.sleep","params":[0.001]}'
         results = await asyncio.wait_for(asyncio.gather(*(srv.handle(body) for _ in range(1000))), 20)
-        assert all(b'"result":0.001' in r[0] for r in results)
+        assert all(b'"result":0.001' in r.body for r in results)
         calls = await asyncio.wait_for(asyncio.gather(*(srv.call("calc.sleep", [0]) for _ in range(1000))), 20)
         assert calls == [0] * 1000
         status = await srv.call("rpc.status")

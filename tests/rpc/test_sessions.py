@@ -14,7 +14,8 @@ from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope, Session
 from kaiju.rpc.context import current
 from kaiju.rpc.errors import NotAuthorized
-from kaiju.rpc.sessions import Authenticator, CacheSessions, SessionStore
+from kaiju.auth.sessions import CacheSessions
+from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.runtime.service import Service
 from kaiju.testing import eventually, free_port
 from kaiju.testing.services import started
@@ -251,7 +252,7 @@ async def test_a_refused_request_is_answered_in_its_own_shape(app):
     assert [a["id"] for a in answers] == [1, "b"]
     assert {a["error"]["data"]["type"] for a in answers} == {"NotAuthorized"}
     notification = msgspec.json.encode({"jsonrpc": "2.0", "method": "profile.whoami"})
-    assert (await server.handle(notification, stolen))[0] is None
+    assert (await server.handle(notification, stolen)).body is None
 
 
 async def test_a_dead_session_never_runs_with_more_than_guest_scope(app):

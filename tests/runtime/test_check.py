@@ -117,7 +117,7 @@ CASES = {
         "services[StreamListener].settings.batch_size: expected int >= 1, got 0",
     ),
     "task_method": (
-        "  - cls: RPCServer\n  - cls: DemoService\n  - cls: PeriodicTask\n    name: beat\n"
+        "  - cls: RPCServer\n  - cls: kaiju.demo:DemoService\n  - cls: PeriodicTask\n    name: beat\n"
         "    settings: {interval: 1, method: demo.nope}\n",
         'services[beat].settings.method: expected a method some service of the app exposes, got "demo.nope"',
     ),
@@ -189,7 +189,7 @@ def test_a_missing_dependency_names_the_classes_that_would_do(tmp_path):
 
 def test_a_good_config_passes_check(tmp_path):
     services = (
-        "  - cls: RPCServer\n  - cls: DemoService\n  - cls: HTTPServer\n    settings: {port: 0, scope: USER}\n"
+        "  - cls: RPCServer\n  - cls: kaiju.demo:DemoService\n  - cls: HTTPServer\n    settings: {port: 0, scope: USER}\n"
         "  - cls: PeriodicTask\n    settings: {interval: 1, method: demo.tick}\n"
         '  - cls: RedisConnection\n    settings: {url: "unix:///tmp/redis.sock?db=1"}\n'
     )

@@ -323,7 +323,7 @@ def test_call_with_bad_params_json_exits_2():
 
 def test_call_without_rpc_server_in_config(tmp_path):
     cfg = tmp_path / "app.yml"
-    cfg.write_text("main: {name: t}\nservices: [DemoService]\n")
+    cfg.write_text("main: {name: t}\nservices: [\"kaiju.demo:DemoService\"]\n")
     result = run("-c", str(cfg), "--log-level", "ERROR", "call", "demo.stats")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"calls": 0, "ticks": 0}
@@ -456,7 +456,7 @@ def test_app_commands_from_the_config(tmp_path):
     cfg = tmp_path / "app.yml"
     cfg.write_text(  # the HTTP server holds a port an app already runs on: a command runs beside it
         f"main: {{name: cmdapp}}\npackages: []\ncommands: ['appcmds:greet_twice', 'appcmds:show']\n"
-        f"services: [DemoService, RPCServer, {{cls: HTTPServer, settings: {{port: {held_port}}}}}]\n"
+        f"services: [\"kaiju.demo:DemoService\", RPCServer, {{cls: HTTPServer, settings: {{port: {held_port}}}}}]\n"
     )
     env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
     listed = run("-c", str(cfg), "--help", env=env)

@@ -1,3 +1,4 @@
+import subprocess
 import sys
 
 import pytest
@@ -8,11 +9,17 @@ from tests.runtime.sample_services import Api
 
 
 def test_builtin_names_are_imported_only_when_named():
-    sys.modules.pop("kaiju.demo", None)
-    registry = Registry()
-    assert "kaiju.demo" not in sys.modules
-    cls = registry.resolve("DemoService")
-    assert cls.__name__ == "DemoService" and "kaiju.demo" in sys.modules
+    code = (
+        "import sys; from kaiju.runtime.registry import Registry; registry = Registry(); "
+        "assert 'kaiju.tasks.periodic' not in sys.modules; cls = registry.resolve('PeriodicTask'); "
+        "assert cls.__name__ == 'PeriodicTask' and 'kaiju.tasks.periodic' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # a fresh interpreter: nothing imported yet
+
+
+def test_the_demo_service_is_named_by_its_module_path():
+    assert "DemoService" not in BUILTIN
+    assert Registry().resolve("kaiju.demo:DemoService").__name__ == "DemoService"
 
 
 def test_every_builtin_reference_is_well_formed():
@@ -32,8 +39,8 @@ def test_module_colon_class_always_works():
 
 
 def test_unknown_class_suggests_close_names():
-    with pytest.raises(ClassNotFound, match=r'unknown service class "DemoServce" \(did you mean DemoService'):
-        Registry().resolve("DemoServce")
+    with pytest.raises(ClassNotFound, match=r'unknown service class "MemoryCahce" \(did you mean MemoryCache'):
+        Registry().resolve("MemoryCahce")
 
 
 def test_unknown_module_and_attribute():

@@ -10,7 +10,7 @@ from aiomisc.service.periodic import PeriodicService
 
 from kaiju.config import ConfigError, load_config_data
 from kaiju.rpc.access import Scope
-from kaiju.runtime.annotations import class_hints, function_hints, join_path, split_validation_error
+from kaiju.annotations import class_hints, function_hints, join_path, split_validation_error
 from kaiju.runtime.entrypoint import Entrypoint
 from kaiju.runtime.plan import build_plan
 from kaiju.runtime.service import Service

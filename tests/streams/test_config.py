@@ -53,7 +53,7 @@ async def test_a_stop_with_a_message_in_hand_fits_the_shutdown_budget() -> None:
         listener, producer, rec = services["StreamListener"], services["stream_producer"], services["rec"]
         await producer.call("rec.slow", {"value": 1})
         await until(lambda: rec.started_runs == [1], what="the slow one in hand")
-    assert listener.state == "stopped" and not listener._batches
+    assert listener.state == "stopped" and listener.active is None and not listener.in_hand
     assert rec.stopped, "the shutdown budget ran out before the lower layers were stopped"
     info = await services["stream_backend"].group_info(listener.stream_key, listener.group_name)
     assert info.pending == 1 and rec.values("slow") == []  # left pending, unacknowledged

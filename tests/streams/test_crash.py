@@ -96,7 +96,7 @@ async def test_redis_restart_during_consumption_loses_nothing(redis_server, redi
         await until(lambda: len(rec.calls) >= N // 4, what="consumption under way")
         await asyncio.get_running_loop().run_in_executor(None, redis_server.restart)
         await until(lambda: set(rec.values()) == set(range(N)), timeout=30, what="every message after the restart")
-        await until(lambda: listener.counters["processed"] >= N and not listener._in_hand, timeout=10, what="acks")
+        await until(lambda: listener.counters["processed"] >= N and not listener.in_hand, timeout=10, what="acks")
         print(f"\nRedis restart: {N} messages, {len(set(rec.values()))} run, {len(rec.values()) - N} run twice")
         for _ in range(100):  # a pooled connection broken by the restart may fail one status call
             status = await listener.status()

@@ -30,7 +30,7 @@ async def test_requests_reach_the_method_with_their_headers(make_stack) -> None:
         status = await listener.status()
         assert status["stream"] == "test.test._stream.rpc" and status["group"] == "test"
         assert (status["processed"], status["failed"], status["dead_lettered"]) == (2, 0, 0)
-        await until(lambda: not listener._in_hand, what="ack")
+        await until(lambda: not listener.in_hand, what="ack")
         status = await listener.streams.status()
         assert status[0]["pending"] == 0 and status[0]["lag"] == 0
 
@@ -57,7 +57,7 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliveries(make_stack
         info = msgspec.json.decode(fields["x"])
         assert info["deliveries"] == 3 and info["error"]["data"]["type"] == "InternalError"
         assert msgspec.json.decode(fields["b"])["method"] == "rec.fail"
-        await until(lambda: not listener._in_hand, what="ack")
+        await until(lambda: not listener.in_hand, what="ack")
         assert (await backend.group_info(listener.stream_key, "test")).pending == 0
         assert listener.counters["failed"] == 3
 
@@ -131,7 +131,7 @@ async def test_status_and_topic_lock_over_rpc(make_stack) -> None:
     async with started(*services, app=App(**APP)):
         server = next(s for s in services if s.name == "rpc")
         await producer.call("rec.echo", {"value": 1})
-        await until(lambda: listener.counters["processed"] == 1 and not listener._in_hand, what="one processed")
+        await until(lambda: listener.counters["processed"] == 1 and not listener.in_hand, what="one processed")
         (status,) = await server.call("streams.status")
         assert (status["topic"], status["processed"], status["pending"], status["lag"]) == ("rpc", 1, 0, 0)
         assert (await server.call("listener0.status"))["consumer"] == "c1"
@@ -194,8 +194,11 @@ async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
     with pytest.raises(ValueError, match="unknown scope"):
         async with started(*services, app=App(**APP)):
             pass
-    services, *_ = make_stack(use_sessions=True)  # and no sessions or auth service
-    with pytest.raises(ValueError, match="use_sessions needs a sessions or auth service"):
+    services, *_ = make_stack(use_sessions=True)  # and no sessions or auth service: the check says so
+    with pytest.raises(ConfigError, match=r"\.settings\.use_sessions: expected a sessions or auth service"):
+        build_plan(None, services)
+    services, *_ = make_stack(use_sessions=True)
+    with pytest.raises(ValueError, match="use_sessions: expected a sessions or auth service"):
         async with started(*services, app=App(**APP)):
             pass
 
@@ -253,7 +256,7 @@ async def test_one_slot_still_claims_a_dead_consumers_messages(make_stack) -> No
         await listener.streams.unlock_stream(listener.stream_key)
         await until(lambda: sorted(rec.values()) == ["d0", "d1", "d2"], what="the dead consumer's messages run")
         assert listener.counters["claimed"] == 3
-        await until(lambda: not listener._in_hand, what="acks")
+        await until(lambda: not listener.in_hand, what="acks")
         assert (await backend.group_info(listener.stream_key, "test")).pending == 0
 
 
@@ -265,7 +268,7 @@ async def test_one_slot_still_retries_and_dead_letters_a_failing_message(make_st
         await producer.call("rec.fail", {"value": "x"})
         await until(lambda: listener.counters["dead_lettered"] == 1, what="dead letter after retries")
         assert rec.values("fail") == ["x", "x", "x"]
-        await until(lambda: not listener._in_hand, what="ack")
+        await until(lambda: not listener.in_hand, what="ack")
         assert (await backend.group_info(listener.stream_key, "test")).pending == 0
 
 
@@ -333,10 +336,11 @@ async def test_stop_during_an_idle_read_takes_nothing(make_stack, backend_kind) 
     # is waited for (up to block_ms), as what it took must be run or left for a claim
     services, backend, (listener,), producer, rec = make_stack(block_ms=300, claim_idle_ms=3_600_000)
     async with started(*services, app=App(**APP)):
-        await until(lambda: listener._reading, what="the reader waiting in a read")
+        await until(lambda: listener.active.reading, what="the reader waiting in a read")
         await asyncio.sleep(0.05)
+        (reader,) = [t for t in asyncio.all_tasks() if t.get_name() == f"{listener.name}.read"]
         await asyncio.wait_for(listener.stop(), 10)
-        assert listener._reader.cancelled() == (backend_kind == "memory")
+        assert reader.cancelled() == (backend_kind == "memory")
         await producer.call("rec.echo", {"value": 1})
         info = await backend.group_info(listener.stream_key, "test")
         assert (info.lag, info.pending) == (1, 0), "a message was taken after stop()"
@@ -346,7 +350,7 @@ async def test_stop_during_an_idle_read_takes_nothing(make_stack, backend_kind) 
 async def test_sessions_in_messages_are_used_only_when_enabled(make_stack) -> None:
     from kaiju.cache.memory import MemoryCache
     from kaiju.rpc import Scope
-    from kaiju.rpc.sessions import CacheSessions
+    from kaiju.auth.sessions import CacheSessions
 
     sessions = CacheSessions()
     services, _, (off, on), producer, rec = make_stack(listeners=[{"topic": "plain"}, {"topic": "trusting", "use_sessions": True}])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kaiju import keys, lua
-from kaiju.rpc.sessions import CacheSessions
+from kaiju.auth.sessions import CacheSessions
 
 KAIJU = Path(keys.__file__).resolve().parent
 USERS = sorted([*KAIJU.glob("streams/*.py"), *KAIJU.glob("cache/*.py"), *KAIJU.glob("locks/*.py")])

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kaiju.tasks.schedule import CronSchedule, TaskSettingsError, next_periodic_fire, parse_timezone, with_jitter
+from kaiju.runtime.service import SettingError
+from kaiju.tasks.schedule import CronSchedule, next_periodic_fire, parse_timezone, with_jitter
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc
@@ -52,7 +53,7 @@ def test_periodic_fractional_interval_never_returns_the_same_time():
 
 @pytest.mark.parametrize("interval", [0, -1])
 def test_periodic_rejects_non_positive_interval(interval):
-    with pytest.raises(TaskSettingsError, match="interval"):
+    with pytest.raises(SettingError, match="interval"):
         next_periodic_fire(0.0, interval, 1.0)
 
 
@@ -178,12 +179,12 @@ def test_fall_back_every_second_is_one_second_apart():
 
 @pytest.mark.parametrize("spec", ["", "* * * *", "* * * * * * *", "61 * * * *", "a b c d e", None])
 def test_bad_cron_spec(spec):
-    with pytest.raises(TaskSettingsError, match="cron"):
+    with pytest.raises(SettingError, match="cron"):
         CronSchedule(spec)
 
 
 def test_unknown_timezone():
-    with pytest.raises(TaskSettingsError, match='unknown IANA time zone "Mars/Olympus"'):
+    with pytest.raises(SettingError, match='unknown IANA time zone "Mars/Olympus"'):
         CronSchedule("* * * * *", "Mars/Olympus")
-    with pytest.raises(TaskSettingsError, match="timezone"):
+    with pytest.raises(SettingError, match="timezone"):
         parse_timezone("")

@@ -87,7 +87,7 @@ async def test_travel_runs_a_cron_schedule_without_waiting(tmp_path):
     config = {
         "main": {"name": "nightly"},
         "services": [
-            {"cls": "DemoService"},
+            {"cls": "kaiju.demo:DemoService"},
             {"cls": "RPCServer"},
             {"cls": "CronTask", "name": "night", "settings": {"cron": "0 3 * * *", "timezone": "Europe/Berlin", "method": "demo.tick"}},
         ],

@@ -29,7 +29,7 @@ def _evaluate(hint: Any, namespace: dict[str, Any]) -> Any:
         if not isinstance(hint, str):
             return hint
         try:
-            hint = eval(hint, namespace)  # noqa: S307 -- evaluating a class's or function's own annotation
+            hint = eval(hint, namespace)
         except Exception:
             return Any
     return Any if isinstance(hint, str) else hint
@@ -48,7 +48,7 @@ def class_hints(cls: type, base: type = object) -> dict[str, Any]:
         module = sys.modules.get(klass.__module__)
         namespace = {**vars(module)} if module else {}
         namespace.setdefault(klass.__name__, klass)
-        for attr, hint in klass.__dict__.get("__annotations__", {}).items():
+        for attr, hint in inspect.get_annotations(klass).items():
             hints[attr] = _evaluate(hint, namespace)
     return hints
 
