@@ -20,7 +20,9 @@ __all__ = ["class_hints", "function_hints", "join_path", "parse_path", "split_va
 Path = tuple[Any, ...]
 
 # "<reason> - at `$.a[0]`", or "<reason> - at `key` in `$.a`" when a mapping key is at fault
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`]*)`| - at `(?P<path>\$[^`]*)`)?$", re.S)
+_AT = re.compile(
+    r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>\$[^`]*)`| - at `(?P<path>\$[^`]*)`)?$", re.S
+)
 
 
 def _evaluate(hint: Any, namespace: dict[str, Any]) -> Any:

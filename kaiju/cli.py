@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from kaiju import __version__
@@ -68,7 +69,10 @@ def load(args: argparse.Namespace):
 
 
 def run_app(
-    args: argparse.Namespace, body: Callable[[Any], Any] | None = None, *services: Any, config: Any = None,
+    args: argparse.Namespace,
+    body: Callable[[Any], Any] | None = None,
+    *services: Any,
+    config: Any = None,
     transports: bool = True,
 ) -> int:
     """Start the app (`config`, else the command line's, plus `services`); run `body(entrypoint)`
@@ -118,7 +122,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _next_fires(plan: Any) -> list[str]:
     """A line per task of the plan: its next two fire times, in its time zone."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from zoneinfo import ZoneInfo
 
     from kaiju.tasks.service import ScheduledTask
@@ -129,7 +133,7 @@ def _next_fires(plan: Any) -> list[str]:
         if not isinstance(task, ScheduledTask) or not task.enabled:
             continue
         zone = getattr(task, "timezone", None)
-        tz = ZoneInfo(zone) if zone else timezone.utc
+        tz = ZoneInfo(zone) if zone else UTC
         shown = ", ".join(datetime.fromtimestamp(t, tz).isoformat(timespec="seconds") for t in task.next_fires(2))
         lines.append(f"  {name}: {shown} ({task.describe()['schedule']}{', ' + zone if zone else ''})")
     return lines
@@ -185,7 +189,9 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     try:
         headers = _call_headers(args)
-        as_caller = headers is not None and ("Session-Id" in headers or any(k.lower() == "authorization" for k in headers))
+        as_caller = headers is not None and (
+            "Session-Id" in headers or any(k.lower() == "authorization" for k in headers)
+        )
         scope = parse_scope(args.scope) if args.scope else Scope.GUEST if as_caller else Scope.SYSTEM
     except ValueError as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
@@ -252,10 +258,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     # the ops listener when there is one: its report says why a service fails
     ops = http.ops_port is not None
     unix = None if ops else http.unix_socket
-    port = int(http.ops_port if ops else http.port)
+    port = (http.ops_port or 0) if ops else http.port
     if not unix and port == 0:
         setting = "ops_port" if ops else "port"
-        print(f"kaiju-run: {http.name} listens on {setting} 0 (any free port): the config cannot tell where to ask", file=sys.stderr)
+        print(
+            f"kaiju-run: {http.name} listens on {setting} 0 (any free port): the config cannot tell where to ask",
+            file=sys.stderr,
+        )
         return 2
     host = http.ops_host if ops else http.host
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard address: ask this host
@@ -276,6 +285,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         return 1
     print(body.decode(errors="replace"))
     return 0 if status == 200 else 1
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
@@ -298,11 +309,24 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 def _call_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", metavar="METHOD", help="RPC method name, e.g. demo.echo")
     p.add_argument("params", metavar="PARAMS_JSON", nargs="?", help="params as a JSON object or array")
-    p.add_argument("--scope", metavar="NAME", help="call with this scope (system, admin, user, guest; default: system, "
-                   "or guest with --session or an Authorization header)")
-    p.add_argument("--session", metavar="ID", help="call as the session with this id (Session-Id), from the app's session store")
-    p.add_argument("-H", "--header", dest="headers", action="append", default=[], metavar="'NAME: VALUE'",
-                   help="a request header (Authorization, Timeout, ...); repeatable")
+    p.add_argument(
+        "--scope",
+        metavar="NAME",
+        help="call with this scope (system, admin, user, guest; default: system, "
+        "or guest with --session or an Authorization header)",
+    )
+    p.add_argument(
+        "--session", metavar="ID", help="call as the session with this id (Session-Id), from the app's session store"
+    )
+    p.add_argument(
+        "-H",
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (Authorization, Timeout, ...); repeatable",
+    )
 
 
 def _call_headers(args: argparse.Namespace) -> dict[str, str] | None:
@@ -322,7 +346,9 @@ COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
         Command("run", "start the services and run until SIGINT or SIGTERM (the default)", cmd_run),
-        Command("check", "load and validate the config, resolve classes and dependencies, print the start layers", cmd_check),
+        Command(
+            "check", "load and validate the config, resolve classes and dependencies, print the start layers", cmd_check
+        ),
         Command(
             "config",
             "print the effective config after templates as YAML, secrets masked",
@@ -330,16 +356,24 @@ COMMANDS: dict[str, Command] = {
             lambda p: p.add_argument("--show-secrets", action="store_true", help="do not mask secret values"),
         ),
         Command("methods", "list the RPC methods the app exposes", cmd_methods),
-        Command("call", "start the services, call one RPC method (system scope unless told), print the result as JSON, stop",
-                cmd_call, _call_arguments),
+        Command(
+            "call",
+            "start the services, call one RPC method (system scope unless told), print the result as JSON, stop",
+            cmd_call,
+            _call_arguments,
+        ),
         Command(
             "health",
             "ask the running app (at its HTTPServer's address) whether it is ready; exit 0 ready, 1 not",
             cmd_health,
             lambda p: p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer"),
         ),
-        Command("hash-password", "read a password from standard input, print its argon2id hash for a config",
-                cmd_hash_password, needs_config=False),
+        Command(
+            "hash-password",
+            "read a password from standard input, print its argon2id hash for a config",
+            cmd_hash_password,
+            needs_config=False,
+        ),
     )
 }
 
@@ -355,16 +389,42 @@ def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
             dest = "after_" + dest
         p.add_argument(*flags, dest=dest, **kwargs)
 
-    add("-c", "--config", dest="config", action="append", default=[], metavar="FILE",
-        help="YAML config file; repeatable, merged in order (default: $KAIJU_CONFIG)")
-    add("-f", "--env-file", dest="env_file", action="append", default=[], metavar="ENVFILE",
-        help="JSON or KEY=VALUE env file; repeatable (default: $KAIJU_ENV_FILE)")
+    add(
+        "-c",
+        "--config",
+        dest="config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config file; repeatable, merged in order (default: $KAIJU_CONFIG)",
+    )
+    add(
+        "-f",
+        "--env-file",
+        dest="env_file",
+        action="append",
+        default=[],
+        metavar="ENVFILE",
+        help="JSON or KEY=VALUE env file; repeatable (default: $KAIJU_ENV_FILE)",
+    )
     add("-e", "--env", dest="env", action="append", default=[], metavar="KEY=VALUE", help="template value; repeatable")
-    add("--no-os-env", dest="os_env", action="store_false", default=True,
-        help="do not read template values from the OS environment")
-    add("--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, default=None, help="override main.loglevel")
-    add("--log-format", dest="log_format", choices=LOG_FORMATS, default=None,
-        help="log format (default: logging.format, else color on a terminal, journald under systemd, plain otherwise)")
+    add(
+        "--no-os-env",
+        dest="os_env",
+        action="store_false",
+        default=True,
+        help="do not read template values from the OS environment",
+    )
+    add(
+        "--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, default=None, help="override main.loglevel"
+    )
+    add(
+        "--log-format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log format (default: logging.format, else color on a terminal, journald under systemd, plain otherwise)",
+    )
 
 
 def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
@@ -418,7 +478,9 @@ def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = No
         except (ImportError, TypeError) as exc:
             raise ConfigError(f"app command {ref}: {exc}", source=where) from None
         if cmd.name in COMMANDS or cmd.name in found:
-            raise ConfigError(f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where)
+            raise ConfigError(
+                f'app command "{cmd.name}" ({ref}) clashes with another command of that name', source=where
+            )
         found[cmd.name] = Command(cmd.name, cmd.help, functools.partial(run_app_command, cmd), cmd.arguments)
 
     for name, ref in installed_commands():

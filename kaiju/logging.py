@@ -26,9 +26,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "ContextFilter", "ExtrasFormatter", "JSONFormatter", "KaijuLogger", "LOG_FORMATS", "LOG_LEVELS", "LogFormatError",
-    "MaskingFilter", "PlainFormatter",
-    "check_format", "check_logging", "configure", "log_field_providers", "logging_problems", "record_extras",
+    "ContextFilter",
+    "ExtrasFormatter",
+    "JSONFormatter",
+    "KaijuLogger",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "LogFormatError",
+    "MaskingFilter",
+    "PlainFormatter",
+    "check_format",
+    "check_logging",
+    "configure",
+    "log_field_providers",
+    "logging_problems",
+    "record_extras",
 ]
 
 LOG_FORMATS = ("plain", "color", "json", "journald")
@@ -144,7 +156,13 @@ def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 
 
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "critical"}
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
 
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -165,7 +183,13 @@ class ExtrasFormatter(logging.Formatter):
         extras = record_extras(record)
         if not extras:
             return text
-        return text + " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
+        return (
+            text
+            + " "
+            + " ".join(
+                f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items()
+            )
+        )
 
 
 class PlainFormatter(logging.Formatter):
@@ -178,7 +202,9 @@ class PlainFormatter(logging.Formatter):
         when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         text = f"{when} {record.levelname} {record.name} [{cid}] {record.getMessage()}"
         if extras:
-            text += " " + " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items())
+            text += " " + " ".join(
+                f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in extras.items()
+            )
         traceback = _traceback_text(self, record)
         if traceback:
             text += "\n" + traceback
@@ -223,7 +249,9 @@ def check_format(log_format: str) -> None:
         except ImportError:
             raise LogFormatError('log format "journald" needs the logging-journald package') from None
         if not JournaldLogHandler.SOCKET_PATH.exists():
-            raise LogFormatError(f'log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}') from None
+            raise LogFormatError(
+                f'log format "journald": no journal socket at {JournaldLogHandler.SOCKET_PATH}'
+            ) from None
 
 
 def configure(
@@ -272,7 +300,9 @@ def _handler(entry: Any, default_format: str) -> logging.Handler:
         handler: logging.Handler = JournaldLogHandler()  # extras travel as journal fields
     else:
         if kind == "file":
-            handler = logging.handlers.RotatingFileHandler(entry.path, maxBytes=entry.max_bytes, backupCount=entry.backups)
+            handler = logging.handlers.RotatingFileHandler(
+                entry.path, maxBytes=entry.max_bytes, backupCount=entry.backups
+            )
         else:
             handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_formatter(log_format))
@@ -306,7 +336,12 @@ def logging_problems(settings: Any, log_format: str | None = None) -> list[tuple
         if entry.type == "journald":
             found += [(path + ("type",), m) for m in _journal_problems()]
         elif entry.format == "journald":
-            found.append((path + ("format",), f"journald is a handler type, not a format for a {entry.type} handler: use type: journald"))
+            found.append(
+                (
+                    path + ("format",),
+                    f"journald is a handler type, not a format for a {entry.type} handler: use type: journald",
+                )
+            )
         if entry.type == "file":
             found += [(path + ("path",), m) for m in _file_problems(entry.path)]
     return found

@@ -85,7 +85,9 @@ class Passwords:
             return False, None
         return True, (self.hasher.hash(password) if self.hasher.check_needs_rehash(stored) else None)
 
-    async def verify(self, stored: str | None, password: str, pool: HashPool | Executor | None = None) -> tuple[bool, str | None]:
+    async def verify(
+        self, stored: str | None, password: str, pool: HashPool | Executor | None = None
+    ) -> tuple[bool, str | None]:
         """Whether `password` matches the hash `stored`, in a thread of `pool` (a `HashPool`, an
         executor, or the loop's default executor when None); (ok, new hash or None).
 

@@ -127,23 +127,31 @@ class AuthService(Authenticator):
         try:
             return Path(self.secret_file).read_text().strip() or None
         except OSError as exc:
-            raise SettingError("secret_file", f"expected a readable file holding the secret, got {self.secret_file} ({exc.strerror})") from None
+            raise SettingError(
+                "secret_file", f"expected a readable file holding the secret, got {self.secret_file} ({exc.strerror})"
+            ) from None
 
     def check(self) -> None:
         """Refuse a refresh window shorter than an access token's life; outside env dev, a secret
         that is made up, published or weak."""
         if self.refresh_ttl < self.access_ttl:
-            raise SettingError("refresh_ttl", f"expected at least access_ttl ({self.access_ttl:g} s), got {self.refresh_ttl:g}")
+            raise SettingError(
+                "refresh_ttl", f"expected at least access_ttl ({self.access_ttl:g} s), got {self.refresh_ttl:g}"
+            )
         if self.algorithm != "HS256" or self.app.env == DEV_ENV:
             return
         key = "secret_file" if self.secret_file else "secret"
         if self._made_up_secret:
             raise SettingError(
-                "secret", f"expected a signing key of at least 32 characters (secret or secret_file) in env {self.app.env}, got none"
+                "secret",
+                f"expected a signing key of at least 32 characters (secret or secret_file) in env {self.app.env}, "
+                "got none",
             )
         why = weak_secret(self._secret)
         if why:
-            raise SettingError(key, f"expected a signing key of your own (make one: openssl rand -base64 48), got {why}")
+            raise SettingError(
+                key, f"expected a signing key of your own (make one: openssl rand -base64 48), got {why}"
+            )
 
     async def start(self) -> None:
         # argon2 is imported here, so a broken install fails the start; the dummy hash costs
@@ -178,7 +186,9 @@ class AuthService(Authenticator):
         if client is not None:
             wait = self._clients.take(client)
             if wait is not None:
-                raise NotAuthorized("Not authorized: too many login attempts from this address", data={"retry_after": wait})
+                raise NotAuthorized(
+                    "Not authorized: too many login attempts from this address", data={"retry_after": wait}
+                )
         attempt = Attempt(self._throttle)
         failed = succeeded = False
         try:
@@ -191,14 +201,14 @@ class AuthService(Authenticator):
             if refused is not None:
                 raise NotAuthorized(_refusal(refused), data={"retry_after": refused.retry_after})
             ok, new_hash = await self._verify(user, password)
-            failed = not ok or user is None or user.disabled
-            if failed:
+            if not ok or user is None or user.disabled:
+                failed = True
                 raise NotAuthorized(_WRONG)
             succeeded = True
         finally:
             await asyncio.shield(attempt.settle(failed))
             if succeeded and client is not None:
-                self._clients.give_back(client)  # only attempts that failed or cost a check and ended unheard count
+                self._clients.give_back(client)  # only failed attempts, and those cut short, use up the limit
         if new_hash is not None:
             await self.users.set_password_hash(user, new_hash)
         return user
@@ -207,7 +217,9 @@ class AuthService(Authenticator):
         if self._pool is None or self._passwords is None:
             raise RuntimeError(f"{self.name} is not started")
         if self._pool.full:
-            raise Overloaded("Overloaded: too many password checks are waiting; try again later", data={"retry_after": 1})
+            raise Overloaded(
+                "Overloaded: too many password checks are waiting; try again later", data={"retry_after": 1}
+            )
         return await self._passwords.verify(user.password_hash if user is not None else None, password, self._pool)
 
     async def _active_user(self, username: str) -> User:
@@ -262,8 +274,12 @@ class AuthService(Authenticator):
         left = expires - time.time()
         access_ttl = min(self.access_ttl, left)
         access, _ = self._signer.issue(
-            "access", user.username, family, access_ttl,
-            scope=user.scope.name.lower(), permissions=sorted(user.permissions),
+            "access",
+            user.username,
+            family,
+            access_ttl,
+            scope=user.scope.name.lower(),
+            permissions=sorted(user.permissions),
         )
         refresh, _ = self._signer.issue("refresh", user.username, family, left)
         return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": int(access_ttl)}
@@ -353,7 +369,9 @@ class AuthService(Authenticator):
 
         spent_ttl = max(1.0, claims["exp"] - time.time() + 1)
         try:
-            spent = await self.cache.get_or_set(f"{self.key_prefix}.spent.{claims['jti']}", spend, ttl=spent_ttl, keep=True)
+            spent = await self.cache.get_or_set(
+                f"{self.key_prefix}.spent.{claims['jti']}", spend, ttl=spent_ttl, keep=True
+            )
         except NotAuthorized:
             await self.revoke_family(family)  # its user is gone or disabled
             raise
@@ -366,7 +384,6 @@ class AuthService(Authenticator):
         await self.revoke_family(family)
         self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
         raise NotAuthorized("Not authorized: the refresh token was already used; every token of this login is revoked")
-
 
     # -- kaiju-tools' names, for its clients (RPCServer kaiju_tools_requests: true) ----------
 

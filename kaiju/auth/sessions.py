@@ -164,8 +164,11 @@ class CacheSessions(SessionStore):
         if stored.version != session.version:
             clashes = sorted(k for k in mine if enc(stored.data.get(k)) != enc(before.get(k)))
             if clashes:
-                self.logger.warning("concurrent requests changed the same session keys: the last wins",
-                                    session_id=session.id, keys=clashes)
+                self.logger.warning(
+                    "concurrent requests changed the same session keys: the last wins",
+                    session_id=session.id,
+                    keys=clashes,
+                )
         for key in mine:
             if key in session.data:
                 data[key] = session.data[key]

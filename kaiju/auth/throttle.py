@@ -5,7 +5,7 @@ Every login attempt first claims one of `max_failures` slots of its account: a c
 written only when missing (`Cache.add`: one caller wins however many race for it, across
 processes too with Redis), so parallel guesses cannot share a slot.
 An account is named twice: by its normalised username (NFKC, case-folded: "ALICE",
-"alice" and "ａｌｉｃｅ" are one name to the throttle, whatever the user store makes of
+"alice" and its full-width form are one name to the throttle, whatever the user store makes of
 them) and, once the store has found the user, by the user's id, so that a store matching
 names more loosely still counts every guess against the one account.
 
@@ -68,7 +68,11 @@ class LoginThrottle:
     lockout by filling the cache)."""
 
     def __init__(
-        self, cache: Cache, max_failures: int = 5, lockout: float = 300.0, prefix: str = "_auth.fail",
+        self,
+        cache: Cache,
+        max_failures: int = 5,
+        lockout: float = 300.0,
+        prefix: str = "_auth.fail",
         pending_ttl: float = 30.0,
     ):
         self.cache = cache
@@ -90,7 +94,9 @@ class LoginThrottle:
         token = secrets.token_hex(8)
         taken = await self.cache.m_get(keys)
         for key in keys:
-            if key not in taken and await self.cache.add(key, [token, time.time(), _PENDING], ttl=self.pending_ttl, keep=True):
+            if key not in taken and await self.cache.add(
+                key, [token, time.time(), _PENDING], ttl=self.pending_ttl, keep=True
+            ):
                 return Slot(key, token)
         taken = await self.cache.m_get(keys)  # those others won meanwhile too
         failures = [float(value[1]) for value in taken.values() if value[2] == _FAILED]

@@ -82,14 +82,21 @@ class TokenSigner:
                 self._sign_key = serialization.load_pem_private_key(private_key.encode(), password=None)
                 self._check_key = serialization.load_pem_public_key(public_key.encode())
             except (ValueError, TypeError) as exc:
-                raise SettingError("private_key", f"expected a PEM key pair (private_key, public_key), got none ({exc})") from None
+                raise SettingError(
+                    "private_key", f"expected a PEM key pair (private_key, public_key), got none ({exc})"
+                ) from None
 
     def issue(self, kind: str, subject: str, family: str, ttl: float, **claims: Any) -> tuple[str, dict[str, Any]]:
         """A signed token of `kind` ("access" or "refresh") for `subject`; returns (token, its claims)."""
         now = int(time.time())
         payload = {
-            "sub": subject, "iat": now, "exp": now + int(ttl), "jti": secrets.token_urlsafe(16),
-            "typ": kind, "fam": family, **claims,
+            "sub": subject,
+            "iat": now,
+            "exp": now + int(ttl),
+            "jti": secrets.token_urlsafe(16),
+            "typ": kind,
+            "fam": family,
+            **claims,
         }
         return load_jwt().encode(payload, self._sign_key, algorithm=self.algorithm), payload
 
@@ -106,7 +113,9 @@ class TokenSigner:
             jwt = load_jwt()
             try:
                 claims = jwt.decode(
-                    token, self._check_key, algorithms=[self.algorithm],
+                    token,
+                    self._check_key,
+                    algorithms=[self.algorithm],
                     options={"require": ["sub", "iat", "exp", "jti", "typ", "fam"]},
                 )
             except jwt.ExpiredSignatureError:

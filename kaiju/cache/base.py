@@ -58,7 +58,7 @@ class Cache(Service, abc.ABC):
         self._prefix = namespace.get_key(keys.CACHE) + "."
         codec = ValueCodec()
         self._encode, self._decode = codec.encode, codec.decode
-        self._filling: dict[str, asyncio.Future] = {}
+        self._filling: dict[str, asyncio.Task[bytes]] = {}
         self._loop = asyncio.get_running_loop()
         self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # since this start, read by the metrics
         await self._open()

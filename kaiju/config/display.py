@@ -13,21 +13,61 @@ __all__ = ["MASK", "dump_yaml", "is_secret_key", "mask_secrets"]
 MASK = "***"
 
 # whole words of a key name that mark a secret, and endings of a word that do ("dbpassword")
-_SECRET_WORDS = frozenset({
-    "password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "credentials", "credential", "auth", "jwt",
-    "passphrase", "cookie", "authorization", "hmac", "otp", "totp", "seed", "salt", "pepper", "pin", "pem",
-})
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "credentials",
+        "credential",
+        "auth",
+        "jwt",
+        "passphrase",
+        "cookie",
+        "authorization",
+        "hmac",
+        "otp",
+        "totp",
+        "seed",
+        "salt",
+        "pepper",
+        "pin",
+        "pem",
+    }
+)
 _SECRET_ENDINGS = ("password", "passwd", "secret", "token", "apikey", "passphrase", "credential", "cookie")
 # plurals mark a secret as the last word only: "tokens" and "api_keys" do, "tokens_count" does not
-_SECRET_PLURALS = frozenset({
-    "passwords", "passwds", "secrets", "tokens", "apikeys", "credentials", "passphrases", "cookies", "jwts",
-    "authorizations",
-})
+_SECRET_PLURALS = frozenset(
+    {
+        "passwords",
+        "passwds",
+        "secrets",
+        "tokens",
+        "apikeys",
+        "credentials",
+        "passphrases",
+        "cookies",
+        "jwts",
+        "authorizations",
+    }
+)
 _KEY_OWNERS = frozenset({"api", "private", "secret", "signing", "access", "ssh", "encryption"})  # "<owner>_keys"
 # query parameters whose value is a credential although the name alone is no secret word
-_SECRET_QUERY_NAMES = frozenset({
-    "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code",
-})
+_SECRET_QUERY_NAMES = frozenset(
+    {
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "code",
+    }
+)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<secret>[^\s/@]+)(?=@)")
 # a user name alone in a URL is kept, unless it is as long as a token ("https://ghp_...@github.com")
@@ -68,8 +108,10 @@ def is_secret_key(name: Any) -> bool:
     if not words:
         return False
     last = words[-1]
-    return last in _SECRET_PLURALS or last.endswith(tuple(_SECRET_PLURALS)) or (
-        last == "keys" and len(words) > 1 and words[-2] in _KEY_OWNERS
+    return (
+        last in _SECRET_PLURALS
+        or last.endswith(tuple(_SECRET_PLURALS))
+        or (last == "keys" and len(words) > 1 and words[-2] in _KEY_OWNERS)
     )
 
 

@@ -178,8 +178,14 @@ def _build(
     except PathError as exc:
         raise _located(exc, filled, origins, files, merged, sources) from None
     return LoadedConfig(
-        settings=settings, data=filled, files=files, env_files=env_files, origins=origins, template_texts=texts,
-        raw=merged, value_sources=sources,
+        settings=settings,
+        data=filled,
+        files=files,
+        env_files=env_files,
+        origins=origins,
+        template_texts=texts,
+        raw=merged,
+        value_sources=sources,
     )
 
 
@@ -190,24 +196,33 @@ def _check_used(env: Mapping[str, Any], used: set[str]) -> None:
     for key in env:
         if key not in used:
             near = difflib.get_close_matches(key, sorted(used), n=3)
-            hint = f"; did you mean {' or '.join(near)}?" if near else f"; the config's templates use: {', '.join(sorted(used)) or 'none'}"
+            hint = (
+                f"; did you mean {' or '.join(near)}?"
+                if near
+                else f"; the config's templates use: {', '.join(sorted(used)) or 'none'}"
+            )
             raise ConfigError(f"expected a key a template of the config uses, got {key}{hint}", source="-e")
 
 
 def _located(
-    exc: PathError, data: dict[str, Any], origins: Origins, files: tuple[str, ...],
-    raw: dict[str, Any] | None = None, sources: dict[str, str] | None = None,
+    exc: PathError,
+    data: dict[str, Any],
+    origins: Origins,
+    files: tuple[str, ...],
+    raw: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> ConfigError:
     note = _value_note(_lookup_raw(raw or {}, exc.path), sources or {})
-    return ConfigError(exc.message + note, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data))
+    return ConfigError(
+        exc.message + note, source=_source_of(exc.path, origins, files), path=format_path(exc.path, data)
+    )
 
 
 def _lookup_raw(raw: Any, path: Path) -> Any:
     node = raw
     for key in path:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        in_list = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if (isinstance(node, dict) and key in node) or in_list:
             node = node[key]
         else:
             return None

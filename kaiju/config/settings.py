@@ -164,14 +164,14 @@ def _replaced(node: Any, path: Path, value: Any) -> Any:
 MOVED_KEYS: dict[Path, str] = {
     ("app",): "kaiju-tools' aiohttp Application parameters: debug is main.debug, the body size "
     "limit is the HTTPServer setting max_body_size",
-    ("run",): "kaiju-tools' run_app() arguments: host, port and the like are settings of an "
-    "HTTPServer service",
+    ("run",): "kaiju-tools' run_app() arguments: host, port and the like are settings of an HTTPServer service",
 }
 
+_BLACKLIST = "kaiju-tools' RPC blacklist: a method is SYSTEM-only unless its @rpc.method(permission=...) says so"
 # kaiju-tools service settings and what takes their place (an unknown setting of that name says so)
 MOVED_SETTINGS: dict[str, str] = {
-    "blacklist_routes": "kaiju-tools' RPC blacklist: a method is SYSTEM-only unless its @rpc.method(permission=...) says otherwise",
-    "blacklist_scope": "kaiju-tools' RPC blacklist: a method is SYSTEM-only unless its @rpc.method(permission=...) says otherwise",
+    "blacklist_routes": _BLACKLIST,
+    "blacklist_scope": _BLACKLIST,
     "max_timeout": "kaiju-tools' max_timeout: max_request_time on RPCServer, timeout on a task",
     "use_context": "kaiju-tools' use_context: nested calls always keep the caller's context",
 }

@@ -17,8 +17,14 @@ import yaml
 from kaiju.config.errors import ConfigError, describe_value
 
 __all__ = [
-    "CONFIG_ENV", "ENV_FILE_ENV", "parse_env_assignment", "parse_env_text", "paths_from_env", "read_env_file",
-    "read_yaml_file", "parse_yaml_text",
+    "CONFIG_ENV",
+    "ENV_FILE_ENV",
+    "parse_env_assignment",
+    "parse_env_text",
+    "paths_from_env",
+    "read_env_file",
+    "read_yaml_file",
+    "parse_yaml_text",
 ]
 
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

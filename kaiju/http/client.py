@@ -103,7 +103,9 @@ class HTTPClient(Service):
             data = _encode(json)
             headers = {"Content-Type": "application/json", **(headers or {})}
         client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
-        async with self.session.request(method, self.url(path), data=data, headers=headers, timeout=client_timeout) as resp:
+        async with self.session.request(
+            method, self.url(path), data=data, headers=headers, timeout=client_timeout
+        ) as resp:
             return HTTPResponse(resp.status, resp.headers, await resp.read())
 
 
@@ -157,9 +159,13 @@ class HTTPRPCClient(Service):
         try:
             return resp.json()
         except msgspec.DecodeError:
-            raise InternalError(f"RPC server answered HTTP {resp.status} with a body that is not JSON", data={"status": resp.status}) from None
+            raise InternalError(
+                f"RPC server answered HTTP {resp.status} with a body that is not JSON", data={"status": resp.status}
+            ) from None
 
-    async def call(self, method: str, params: dict | list | None = None, nowait: bool = False, timeout: float | None = None) -> Any:
+    async def call(
+        self, method: str, params: dict | list | None = None, nowait: bool = False, timeout: float | None = None
+    ) -> Any:
         """Call one method and return its result; with `nowait`, send it as a notification and return None.
 
         Raises the RPCError subclass the server answered with (by `data.type`), InternalError for
@@ -198,12 +204,18 @@ class HTTPRPCClient(Service):
             batch.append(self._request(method, params))
         response = await self._post(batch, headers, timeout)
         if isinstance(response, dict):  # the whole batch was refused
-            raise _unwrap(response, raise_exception=False) if "error" in response else InternalError("Malformed batch response")
+            raise (
+                _unwrap(response, raise_exception=False)
+                if "error" in response
+                else InternalError("Malformed batch response")
+            )
         by_id = {r.get("id"): r for r in response or () if isinstance(r, dict)}
         results = []
         for req in batch:
             item = by_id.get(req["id"])
-            value = _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
+            value = (
+                _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
+            )
             if raise_exception and isinstance(value, RPCError):
                 raise value
             results.append(value)

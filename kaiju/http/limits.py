@@ -31,7 +31,14 @@ from aiohttp import web
 
 from kaiju.logging import KaijuLogger
 
-__all__ = ["ConnectionLimits", "GuardedHandler", "GuardedServer", "QuietAcceptErrors", "RateLimitedWarning", "connection_cap"]
+__all__ = [
+    "ConnectionLimits",
+    "GuardedHandler",
+    "GuardedServer",
+    "QuietAcceptErrors",
+    "RateLimitedWarning",
+    "connection_cap",
+]
 
 # file descriptors left to the rest of the process (Redis pools, logs, files) when the cap is
 # fitted under the open-file limit
@@ -104,7 +111,9 @@ class GuardedHandler(web.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # may close it at once: the server is over its cap
         if self.transport is not None:
-            self._header_timer = self.guard.handler_loop.call_later(self.guard.limits.header_timeout, self._headers_overdue)
+            self._header_timer = self.guard.handler_loop.call_later(
+                self.guard.limits.header_timeout, self._headers_overdue
+            )
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._header_timer is not None:
@@ -199,7 +208,9 @@ class QuietAcceptErrors:
 
     def __init__(self, sock: socket.socket, logger: KaijuLogger, interval: float):
         self.fileno = sock.fileno()
-        self.warning = RateLimitedWarning(logger, "cannot accept connections: out of file descriptors or memory", interval)
+        self.warning = RateLimitedWarning(
+            logger, "cannot accept connections: out of file descriptors or memory", interval
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.previous: Any = None
 

@@ -21,8 +21,17 @@ from aiohttp import web
 from kaiju.runtime.service import SettingError
 
 __all__ = [
-    "Match", "Route", "RouteEntry", "RouteRequest", "RouteSpec", "RouteTable",
-    "config_routes", "import_handler", "route", "route_spec", "routes_of",
+    "Match",
+    "Route",
+    "RouteEntry",
+    "RouteRequest",
+    "RouteSpec",
+    "RouteTable",
+    "config_routes",
+    "import_handler",
+    "route",
+    "route_spec",
+    "routes_of",
 ]
 
 _MARK = "__kaiju_route__"

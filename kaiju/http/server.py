@@ -173,16 +173,25 @@ class HTTPServer(Service):
         if self.live_path is not None and self.live_path == self.ready_path:
             raise SettingError("ready_path", f"expected a path other than live_path, got {self.ready_path!r}")
         if self.cookie_name is not None and not _TOKEN.fullmatch(self.cookie_name):
-            raise SettingError("cookie_name", f"expected a cookie name of letters, digits and !#$%&'*+-.^_`|~, got {self.cookie_name!r}")
+            raise SettingError(
+                "cookie_name",
+                f"expected a cookie name of letters, digits and !#$%&'*+-.^_`|~, got {self.cookie_name!r}",
+            )
         if self.real_ip_header is not None and not _TOKEN.fullmatch(self.real_ip_header):
-            raise SettingError("real_ip_header", f"expected a header name such as X-Forwarded-For, got {self.real_ip_header!r}")
+            raise SettingError(
+                "real_ip_header", f"expected a header name such as X-Forwarded-For, got {self.real_ip_header!r}"
+            )
         for origin in self.origins:
             own = _origin(origin)
             if own is None or own != origin.strip().lower().rstrip("/"):
-                raise SettingError("origins", f'expected origins such as "https://app.example.com" (no path), got {origin!r}')
+                raise SettingError(
+                    "origins", f'expected origins such as "https://app.example.com" (no path), got {origin!r}'
+                )
         if self.shutdown_timeout > self.app.shutdown_timeout:
             raise SettingError(
-                "shutdown_timeout", f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), got {self.shutdown_timeout:g}"
+                "shutdown_timeout",
+                f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), "
+                f"got {self.shutdown_timeout:g}",
             )
         self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
 
@@ -195,14 +204,17 @@ class HTTPServer(Service):
         for name, other in self.app.services.items():
             if other is self:
                 continue
-            listens = [(getattr(other, "host", None) or getattr(other, "address", None) or "", getattr(other, "port", None))]
+            listens = [
+                (getattr(other, "host", None) or getattr(other, "address", None) or "", getattr(other, "port", None))
+            ]
             if isinstance(other, HTTPServer) and other.ops_port is not None:
                 listens.append((other.ops_host, other.ops_port))
             for host, port in listens:
                 if port == self.ops_port and same_host(str(host), self.ops_host):
                     raise SettingError(
                         "ops_port",
-                        f'expected an address no other service listens on, got {self.ops_host}:{self.ops_port} (also used by "{name}")',
+                        f"expected an address no other service listens on, got {self.ops_host}:{self.ops_port} "
+                        f'(also used by "{name}")',
                     )
 
     async def start(self) -> None:
@@ -291,7 +303,9 @@ class HTTPServer(Service):
         """HTTP responses sent since start, by status code."""
         from prometheus_client.core import CounterMetricFamily
 
-        responses = CounterMetricFamily("kaiju_http_responses", "HTTP responses sent, by status", labels=["server", "status"])
+        responses = CounterMetricFamily(
+            "kaiju_http_responses", "HTTP responses sent, by status", labels=["server", "status"]
+        )
         for status, n in sorted(self.serving.responses.items() if self.serving is not None else ()):
             responses.add_metric([self.name, str(status)], n)
         yield responses
@@ -302,7 +316,9 @@ class HTTPServer(Service):
         for r in routes:
             if r.path == self.rpc_path:
                 key = "routes" if r.service is None else "rpc_path"
-                raise SettingError(key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served")
+                raise SettingError(
+                    key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served"
+                )
         return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
@@ -314,14 +330,17 @@ class HTTPServer(Service):
         ready = self._ready_details if self.ops_port is not None else self._ready
         probes = [(self.live_path, self._live), (self.ready_path, ready)]
         # HEAD too: some load balancers probe with it (aiohttp sends the status without the body)
-        return [Route(verb, path, handler, self.name, True) for path, handler in probes if path for verb in ("GET", "HEAD")]
+        return [
+            Route(verb, path, handler, self.name, True) for path, handler in probes if path for verb in ("GET", "HEAD")
+        ]
 
     async def _start_ops(self, serving: Serving, table: RouteTable) -> None:
         """Serve `table` (the probes, /metrics) on the ops listener."""
         serving.ops_table = table
         serving.ops_socket = self._bind_tcp(self.ops_host, self.ops_port or 0, "ops_port")
         runner = web.ServerRunner(
-            web.Server(self._route_ops, request_factory=self._make_ops_request, access_log=None), shutdown_timeout=_WRITE_TIME
+            web.Server(self._route_ops, request_factory=self._make_ops_request, access_log=None),
+            shutdown_timeout=_WRITE_TIME,
         )
         await runner.setup()
         serving.ops_runner = runner
@@ -349,7 +368,9 @@ class HTTPServer(Service):
         cap = connection_cap(self.max_connections)
         if cap < self.max_connections:
             self.logger.warning(
-                "max_connections lowered to fit the open-file limit (raise LimitNOFILE)", max_connections=self.max_connections, cap=cap
+                "max_connections lowered to fit the open-file limit (raise LimitNOFILE)",
+                max_connections=self.max_connections,
+                cap=cap,
             )
         return ConnectionLimits(self.header_timeout, self.body_timeout, cap, self.warning_interval)
 
@@ -402,8 +423,14 @@ class HTTPServer(Service):
             sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
-            hint = " (another process listens there; set reuse_port: true to share it on purpose)" if exc.errno == errno.EADDRINUSE else ""
-            raise OSError(exc.errno, f"{self.name}: cannot listen on {host}:{port} ({setting}): {exc.strerror}{hint}") from None
+            hint = (
+                " (another process listens there; set reuse_port: true to share it on purpose)"
+                if exc.errno == errno.EADDRINUSE
+                else ""
+            )
+            raise OSError(
+                exc.errno, f"{self.name}: cannot listen on {host}:{port} ({setting}): {exc.strerror}{hint}"
+            ) from None
         sock.setblocking(False)
         return sock
 
@@ -416,7 +443,9 @@ class HTTPServer(Service):
                 except OSError:
                     os.unlink(path)  # a stale socket file left by a process that died
                 else:
-                    raise OSError(errno.EADDRINUSE, f"{self.name}: cannot listen on {path}: another process listens there")
+                    raise OSError(
+                        errno.EADDRINUSE, f"{self.name}: cannot listen on {path}: another process listens there"
+                    )
                 finally:
                     probe.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -441,15 +470,22 @@ class HTTPServer(Service):
         if not _is_json(in_headers.get("Content-Type")):
             # a cross-site form or beacon cannot send a JSON content type without asking first (CORS)
             given = in_headers.get("Content-Type")
-            return _error(415, InvalidRequest(
-                "Invalid request: Content-Type must be application/json, got "
-                + (repr(given) if given is not None else "no Content-Type header")
-            ), {"Accept-Post": _JSON})
+            return _error(
+                415,
+                InvalidRequest(
+                    "Invalid request: Content-Type must be application/json, got "
+                    + (repr(given) if given is not None else "no Content-Type header")
+                ),
+                {"Accept-Post": _JSON},
+            )
         if self.session_cookie:
             if self._cross_site(serving, in_headers):
-                return _error(403, NotAuthorized(
-                    "Not authorized: a page of another origin may not call this endpoint with the session cookie"
-                ))
+                return _error(
+                    403,
+                    NotAuthorized(
+                        "Not authorized: a page of another origin may not call this endpoint with the session cookie"
+                    ),
+                )
             if SESSION_ID not in in_headers:
                 cookie = request.cookies.get(serving.cookie[0])
                 if cookie:
@@ -549,7 +585,11 @@ class HTTPServer(Service):
         route = match.route
         if route is None:
             if match.status == 405:
-                return _error(405, InvalidRequest(f"Invalid request: {request.method} is not allowed at {request.path}"), {"Allow": match.allow})
+                return _error(
+                    405,
+                    InvalidRequest(f"Invalid request: {request.method} is not allowed at {request.path}"),
+                    {"Allow": match.allow},
+                )
             return _error(404, MethodNotFound(f"Nothing at {request.path}; JSON-RPC requests go to {self.rpc_path}"))
         if route not in serving.probes:
             refused = await self._refusal(route)
@@ -597,12 +637,16 @@ class HTTPServer(Service):
     async def _ready(self, request: web.BaseRequest) -> web.Response:
         """The public ready probe: whether the app is ready, and which services fail (not why)."""
         report = await self._serving.health.checks.report()
-        return web.Response(status=200 if report.ready else 503, body=encode_value(report.public()), headers={"Content-Type": _JSON})
+        return web.Response(
+            status=200 if report.ready else 503, body=encode_value(report.public()), headers={"Content-Type": _JSON}
+        )
 
     async def _ready_details(self, request: web.BaseRequest) -> web.Response:
         """The ops listener's ready probe: also why each failing service fails."""
         report = await self._serving.health.checks.report()
-        return web.Response(status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON})
+        return web.Response(
+            status=200 if report.ready else 503, body=encode_value(report), headers={"Content-Type": _JSON}
+        )
 
     async def _route_ops(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve the ops listener: the probes and the ops routes, nothing else."""
@@ -611,22 +655,51 @@ class HTTPServer(Service):
             raise RuntimeError(f"{self.name}: no ops listener")
         match = await serving.ops_table.resolve(request)
         if match.route is None:
-            return _error(match.status if match.status in (404, 405) else 404, MethodNotFound(f"Nothing at {request.path} on the ops listener"))
+            return _error(
+                match.status if match.status in (404, 405) else 404,
+                MethodNotFound(f"Nothing at {request.path} on the ops listener"),
+            )
         cast(RouteRequest, request).match_info = match.params
         return await self._serve(match.route, request)
 
     def _make_ops_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        return RouteRequest(message, payload, protocol, writer, task, self._serving.loop, client_max_size=self.max_body_size)
+        return RouteRequest(
+            message, payload, protocol, writer, task, self._serving.loop, client_max_size=self.max_body_size
+        )
 
 
 class Serving:
     """What a started HTTPServer holds: made in `start()`, dropped in `stop()`."""
 
-    __slots__ = ("scope", "loop", "probes", "table", "health", "socket", "runner", "own_health", "accept_errors",
-                 "responses", "requests", "cut", "cookie", "origins", "ops_table", "ops_socket", "ops_runner")
+    __slots__ = (
+        "scope",
+        "loop",
+        "probes",
+        "table",
+        "health",
+        "socket",
+        "runner",
+        "own_health",
+        "accept_errors",
+        "responses",
+        "requests",
+        "cut",
+        "cookie",
+        "origins",
+        "ops_table",
+        "ops_socket",
+        "ops_runner",
+    )
 
-    def __init__(self, scope: Scope, loop: asyncio.AbstractEventLoop, probes: list[Route], table: RouteTable,
-                 health: AppHealth, sock: Socket):
+    def __init__(
+        self,
+        scope: Scope,
+        loop: asyncio.AbstractEventLoop,
+        probes: list[Route],
+        table: RouteTable,
+        health: AppHealth,
+        sock: Socket,
+    ):
         self.scope = scope  # of callers without a session
         self.loop = loop
         self.probes = probes  # the live / ready routes (served before the app has started too)
@@ -661,7 +734,9 @@ class _JSONErrorHandler(GuardedHandler):
     """aiohttp answers requests it cannot parse (bad framing, bad encoding) itself, as text:
     answer them as JSON-RPC errors like everything else."""
 
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ):
         if status >= 500:
             super().handle_error(request, status, exc, message)  # logs; raises if a response is already out
         else:  # the client's mistake (framing, encoding): one line at INFO, no traceback
@@ -711,11 +786,15 @@ def _check_host(key: str, host: str) -> None:
         return
     except ValueError:
         if host.replace(".", "").isdigit():
-            raise SettingError(key, f"expected an IP address or a host name, got {host!r} (no such IPv4 address)") from None
+            raise SettingError(
+                key, f"expected an IP address or a host name, got {host!r} (no such IPv4 address)"
+            ) from None
     try:
         socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise SettingError(key, f"expected an address this host can listen on, got {host!r} ({exc.strerror or exc})") from None
+        raise SettingError(
+            key, f"expected an address this host can listen on, got {host!r} ({exc.strerror or exc})"
+        ) from None
 
 
 def _error(status: int, exc: RPCError, headers: dict[str, str] | None = None) -> web.Response:
@@ -738,4 +817,3 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     error = {"code": code, "message": exc.text or exc.reason, "data": data}
     body = msgspec.json.encode(ErrorResponse(id=None, error=error))
     return web.Response(status=exc.status, body=body, headers={**headers, "Content-Type": _JSON})
-

@@ -142,7 +142,10 @@ class Locks(Service, abc.ABC):
         lost.add_metric([self.name], counts["lost"])
         yield from (acquired, refused, lost)
         yield histogram_family(
-            "kaiju_locks_wait_seconds", "Time acquire(wait=True) took to get the lock", ["locks"], [([self.name], self.wait_time)]
+            "kaiju_locks_wait_seconds",
+            "Time acquire(wait=True) took to get the lock",
+            ["locks"],
+            [([self.name], self.wait_time)],
         )
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -293,7 +296,12 @@ class Locks(Service, abc.ABC):
 
     @asynccontextmanager
     async def lock(
-        self, key: str, ttl: float | None = None, *, wait: bool = True, timeout: float | None = None,
+        self,
+        key: str,
+        ttl: float | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
         shared: bool = False,
     ) -> AsyncIterator[LockInfo]:
         """Hold `key` for the duration of the block, renewing it; release it on exit.

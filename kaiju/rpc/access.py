@@ -32,7 +32,9 @@ def parse_scope(value: Scope | int | str) -> Scope:
         try:
             return Scope[value.strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown scope {value!r}, expected one of {', '.join(s.name.lower() for s in Scope)}") from None
+            raise ValueError(
+                f"unknown scope {value!r}, expected one of {', '.join(s.name.lower() for s in Scope)}"
+            ) from None
     return Scope(value)
 
 

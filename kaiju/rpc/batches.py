@@ -48,10 +48,12 @@ async def run_batch(
     if h.abort_on_error or h.use_template:
         responses = await _in_order(dispatcher, contexts, reqs, h, wait)
     else:
-        answers = await asyncio.gather(*(
-            dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
-            for c, r in zip(contexts, reqs, strict=True)
-        ))
+        answers = await asyncio.gather(
+            *(
+                dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
+                for c, r in zip(contexts, reqs, strict=True)
+            )
+        )
         # notifications get no answer (unless waited for)
         responses = [a for r, a in zip(reqs, answers, strict=True) if wait or r.id is not UNSET]
     for c in contexts:
@@ -71,7 +73,9 @@ def _read(read: Callable[[Any], Any], item: Any) -> Any:
         return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
 
 
-async def _in_order(dispatcher: Dispatcher, contexts: list[RequestContext], reqs: list, h: RequestHeaders, wait: bool) -> list:
+async def _in_order(
+    dispatcher: Dispatcher, contexts: list[RequestContext], reqs: list, h: RequestHeaders, wait: bool
+) -> list:
     responses: list = []
     results: dict[int, Any] = {}
     failed = False

@@ -21,7 +21,15 @@ import msgspec
 
 from kaiju.rpc.access import Scope
 
-__all__ = ["RequestContext", "correlation_ids", "current", "current_var", "log_fields", "new_correlation_id", "request_context"]
+__all__ = [
+    "RequestContext",
+    "correlation_ids",
+    "current",
+    "current_var",
+    "log_fields",
+    "new_correlation_id",
+    "request_context",
+]
 
 # The request being served in this task; set by the executor around each method call.
 current_var: ContextVar[RequestContext | None] = ContextVar("kaiju_rpc_request", default=None)
@@ -80,8 +88,13 @@ class RequestContext(msgspec.Struct, eq=False, kw_only=True):
     def copy(self) -> RequestContext:
         """A context for one more execution of the same request (a batch item)."""
         return RequestContext(
-            correlation_id=self.correlation_id, loop_deadline=self.loop_deadline, scope=self.scope,
-            session=self.session, headers=self.headers, takes_slot=self.takes_slot, transport=self.transport,
+            correlation_id=self.correlation_id,
+            loop_deadline=self.loop_deadline,
+            scope=self.scope,
+            session=self.session,
+            headers=self.headers,
+            takes_slot=self.takes_slot,
+            transport=self.transport,
             client=self.client,
         )
 
@@ -118,8 +131,12 @@ def request_context(
     now = loop.time()
     deadline = now + timeout if timeout is not None else math.inf
     ctx = RequestContext(
-        correlation_id=correlation_id or new_correlation_id(), loop_deadline=deadline, scope=scope, headers=headers,
-        started=now, expired=None,
+        correlation_id=correlation_id or new_correlation_id(),
+        loop_deadline=deadline,
+        scope=scope,
+        headers=headers,
+        started=now,
+        expired=None,
     )
     token = _current.set(ctx)
     try:

@@ -51,7 +51,9 @@ class Dispatcher:
         else:
             self.run, self.run_raw = chain.run, chain.run_raw
 
-    def _validate_and_run(self, ctx: RequestContext, m: Method, params: Any, retries: int = 0) -> Coroutine[Any, Any, Any]:
+    def _validate_and_run(
+        self, ctx: RequestContext, m: Method, params: Any, retries: int = 0
+    ) -> Coroutine[Any, Any, Any]:
         return self.executor.run(ctx, m, m.validate(params), retries)
 
     async def call(self, ctx: RequestContext, name: Any, params: Any, retries: int = 0) -> Any:
@@ -86,7 +88,9 @@ class Dispatcher:
         except Exception as exc:  # a fault of the dispatcher itself: logged, never left in the task
             self.executor.logger.error("RPC notification failed", method=req.method, exc_info=exc)
 
-    async def one(self, ctx: RequestContext, item: Any, retries: int = 0, wait: bool = False) -> Response | ErrorResponse | None:
+    async def one(
+        self, ctx: RequestContext, item: Any, retries: int = 0, wait: bool = False
+    ) -> Response | ErrorResponse | None:
         """Answer one request given as JSON or decoded: its response, an error response for
         something that is not a request, or None for a notification (run in the background).
         With `wait`, a notification runs in this task and is answered like a request (id None)."""

@@ -48,7 +48,9 @@ class RPCError(Exception):
         if message is not None:
             cls.default_message = message
 
-    def __init__(self, message: str | None = None, *, data: dict[str, Any] | None = None, base_exc: BaseException | None = None):
+    def __init__(
+        self, message: str | None = None, *, data: dict[str, Any] | None = None, base_exc: BaseException | None = None
+    ):
         self.message = message or self.default_message
         self.data = data or {}
         self.base_exc = base_exc

@@ -71,13 +71,31 @@ class Executor:
     """
 
     __slots__ = (
-        "loop", "clock", "slots", "inflight", "background", "default_time", "max_time", "threshold", "tick",
-        "logger", "debug", "dropped", "_watchdog",
+        "loop",
+        "clock",
+        "slots",
+        "inflight",
+        "background",
+        "default_time",
+        "max_time",
+        "threshold",
+        "tick",
+        "logger",
+        "debug",
+        "dropped",
+        "_watchdog",
     )
 
     def __init__(
-        self, *, max_parallel: int, default_time: float, max_time: float, threshold: float, logger: Any,
-        debug: bool = False, max_queue: int = 1 << 62,
+        self,
+        *,
+        max_parallel: int,
+        default_time: float,
+        max_time: float,
+        threshold: float,
+        logger: Any,
+        debug: bool = False,
+        max_queue: int = 1 << 62,
     ):
         self.loop = loop = asyncio.get_running_loop()
         # the default loop's clock is time.monotonic: calling it directly skips a Python-level method
@@ -97,7 +115,12 @@ class Executor:
     # -- contexts -----------------------------------------------------------
 
     def context(
-        self, h: RequestHeaders, scope: Scope, session: Session | None, headers: Any, transport: str = "internal",
+        self,
+        h: RequestHeaders,
+        scope: Scope,
+        session: Session | None,
+        headers: Any,
+        transport: str = "internal",
         client: str | None = None,
     ) -> RequestContext:
         """A new request's context: its deadline from the Timeout / Deadline headers (the earlier
@@ -125,20 +148,38 @@ class Executor:
             # dispatcher (request_context(): a task's function) holds none
             takes_slot = parent.method is None
         return RequestContext(
-            correlation_id=cid or new_correlation_id(), loop_deadline=loop_deadline, scope=scope, session=session,
-            headers=headers, started=now, takes_slot=takes_slot, transport=transport, client=client,
+            correlation_id=cid or new_correlation_id(),
+            loop_deadline=loop_deadline,
+            scope=scope,
+            session=session,
+            headers=headers,
+            started=now,
+            takes_slot=takes_slot,
+            transport=transport,
+            client=client,
         )
 
     def plain_context(
-        self, scope: Scope, headers: Any, request_id: Any, transport: str = "internal", correlation_id: str | None = None,
+        self,
+        scope: Scope,
+        headers: Any,
+        request_id: Any,
+        transport: str = "internal",
+        correlation_id: str | None = None,
         client: str | None = None,
     ) -> RequestContext:
         """`context` for a request with no kaiju header but its Correlation-Id, and no caller:
         the default deadline."""
         now = self.clock()
         return RequestContext(
-            correlation_id=correlation_id or next(correlation_ids), loop_deadline=now + self.default_time, scope=scope,
-            headers=headers, started=now, request_id=request_id, transport=transport, client=client,
+            correlation_id=correlation_id or next(correlation_ids),
+            loop_deadline=now + self.default_time,
+            scope=scope,
+            headers=headers,
+            started=now,
+            request_id=request_id,
+            transport=transport,
+            client=client,
         )
 
     # -- running ------------------------------------------------------------
@@ -207,7 +248,9 @@ class Executor:
         _uncancel(self.loop)
         return E.RequestTimeout(data={"deadline": ctx.deadline})
 
-    def _watch_deadline(self, ctx: RequestContext, now: float, coro: Coroutine | None = None) -> asyncio.TimerHandle | None:
+    def _watch_deadline(
+        self, ctx: RequestContext, now: float, coro: Coroutine | None = None
+    ) -> asyncio.TimerHandle | None:
         """Watch `ctx`'s deadline from `now`: by the shared tick when it is at least `threshold`
         away, else by a timer of its own (returned, for the caller to cancel). A deadline
         already passed raises RequestTimeout at once (closing `coro`, not started)."""
@@ -287,7 +330,9 @@ class Executor:
         try:
             timer = self._watch_deadline(ctx, self.clock(), work)
         except E.RequestTimeout:
-            raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
+            raise E.RequestTimeout(
+                "Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}
+            ) from None
         self.inflight[ctx] = None
         try:
             return await work
@@ -297,7 +342,9 @@ class Executor:
                     raise self._stray_cancel(None) from None
                 raise
             _uncancel(self.loop)
-            raise E.RequestTimeout("Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}) from None
+            raise E.RequestTimeout(
+                "Request timeout: the session lookup took too long", data={"deadline": ctx.deadline}
+            ) from None
         finally:
             if timer is not None:
                 timer.cancel()

@@ -60,7 +60,9 @@ class RequestLog:
             if self.params:
                 fields["params"] = mask_secrets(_plain_params(call))
             if self.results:
-                fields["result" if error is None else "error"] = mask_secrets(result if error is None else error.to_dict())
+                fields["result" if error is None else "error"] = mask_secrets(
+                    result if error is None else error.to_dict()
+                )
         self.logger.info("RPC request", **fields)
 
 

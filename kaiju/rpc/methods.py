@@ -44,7 +44,11 @@ class MethodSpec(NamedTuple):
 
 
 def method(
-    func: Callable | None = None, /, *, name: str | None = None, permission: Scope | int | str = Scope.SYSTEM,
+    func: Callable | None = None,
+    /,
+    *,
+    name: str | None = None,
+    permission: Scope | int | str = Scope.SYSTEM,
     kaiju_tools: bool = False,
 ):
     """Mark an `async def` of a service as an RPC method named `<service name>.<name or function name>`.
@@ -128,8 +132,23 @@ class Method:
     """One RPC method: the bound function, its permission, and its params binding, built once."""
 
     __slots__ = (
-        "name", "service", "func", "permission", "doc", "params", "returns", "fields", "field_set",
-        "var_kwargs", "n_pos", "kw_names", "object_type", "array_type", "object_decoder", "_fast", "request_type",
+        "name",
+        "service",
+        "func",
+        "permission",
+        "doc",
+        "params",
+        "returns",
+        "fields",
+        "field_set",
+        "var_kwargs",
+        "n_pos",
+        "kw_names",
+        "object_type",
+        "array_type",
+        "object_decoder",
+        "_fast",
+        "request_type",
         "plain",
     )
 
@@ -165,7 +184,9 @@ class Method:
                 struct_fields.append((param.name, hint))
             elif isinstance(param.default, (list, dict, set)) and param.default:
                 default = param.default
-                struct_fields.append((param.name, hint, msgspec.field(default_factory=functools.partial(copy.deepcopy, default))))
+                struct_fields.append(
+                    (param.name, hint, msgspec.field(default_factory=functools.partial(copy.deepcopy, default)))
+                )
             else:
                 struct_fields.append((param.name, hint, param.default))
             names.append(param.name)
@@ -174,9 +195,11 @@ class Method:
         self.field_set = frozenset(names)
         # fields past n_pos go by keyword (keyword-only, or after a hidden `_` parameter)
         self.n_pos = len(names) if n_pos is None else n_pos
-        self.kw_names = None if self.n_pos == len(names) else names[self.n_pos:]
+        self.kw_names = None if self.n_pos == len(names) else names[self.n_pos :]
         base = f"{name.replace('.', '_')}_params"
-        self.object_type = msgspec.defstruct(base, struct_fields, kw_only=True, forbid_unknown_fields=not self.var_kwargs)
+        self.object_type = msgspec.defstruct(
+            base, struct_fields, kw_only=True, forbid_unknown_fields=not self.var_kwargs
+        )
         self.array_type = msgspec.defstruct(base + "_by_position", struct_fields, kw_only=True, array_like=True)
         self.object_decoder = msgspec.json.Decoder(self.object_type)
         self._fast = not self.var_kwargs
@@ -188,11 +211,17 @@ class Method:
         self.request_type = None
         if self._fast:
             required = any(len(f) == 2 for f in struct_fields)
-            params_field = ("params", self.object_type) if required else ("params", self.object_type, msgspec.field(default_factory=self.object_type))
+            params_field = (
+                ("params", self.object_type)
+                if required
+                else ("params", self.object_type, msgspec.field(default_factory=self.object_type))
+            )
             self.request_type = msgspec.defstruct(
                 base.replace("_params", "_request"),
                 [("jsonrpc", Literal["2.0"]), ("id", int | float | str | None | UnsetType, UNSET), params_field],
-                tag_field="method", tag=name, kw_only=True,
+                tag_field="method",
+                tag=name,
+                kw_only=True,
             )
 
     def __repr__(self) -> str:
@@ -249,7 +278,9 @@ class Method:
         except msgspec.ValidationError as exc:
             raise _invalid(exc, self.fields) from None
         except RecursionError:
-            raise InvalidParams("Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}) from None
+            raise InvalidParams(
+                "Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}
+            ) from None
 
     def _unreadable(self, params: Raw, exc: BaseException) -> RPCError:
         """The error for raw params that do not decode: JSONParseError when they are not JSON at

@@ -70,7 +70,9 @@ class Call(msgspec.Struct, gc=False):
     scope = _from_context("scope", "The caller's `Scope` (its session's, when it has one).")
     session = _from_context("session", "The caller's `Session`, or None.")
     headers = _from_context("headers", "The request headers as the transport gave them (a mapping, or None).")
-    request_id = _from_context("request_id", "The JSON-RPC id of the request (None for a notification or an in-process call).")
+    request_id = _from_context(
+        "request_id", "The JSON-RPC id of the request (None for a notification or an in-process call)."
+    )
     correlation_id = _from_context("correlation_id", "The request's correlation id.")
 
     @property

@@ -22,10 +22,31 @@ from msgspec import UNSET, Raw, UnsetType
 from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 
 __all__ = [
-    "parse_error", "ABORT_ON_ERROR", "AUTHORIZATION", "CORRELATION_ID", "DEADLINE", "RETRIES", "SESSION_ID", "TIMEOUT",
-    "USE_TEMPLATE", "KAIJU_HEADERS", "NO_HEADERS", "ErrorResponse", "RawRequest", "Request", "RequestHeaders", "Response",
-    "UNREADABLE", "fill_template", "not_json", "parse_headers", "plain_headers", "parse_request", "read_kaiju_tools_request",
-    "read_request", "unreadable",
+    "parse_error",
+    "ABORT_ON_ERROR",
+    "AUTHORIZATION",
+    "CORRELATION_ID",
+    "DEADLINE",
+    "RETRIES",
+    "SESSION_ID",
+    "TIMEOUT",
+    "USE_TEMPLATE",
+    "KAIJU_HEADERS",
+    "NO_HEADERS",
+    "ErrorResponse",
+    "RawRequest",
+    "Request",
+    "RequestHeaders",
+    "Response",
+    "UNREADABLE",
+    "fill_template",
+    "not_json",
+    "parse_headers",
+    "plain_headers",
+    "parse_request",
+    "read_kaiju_tools_request",
+    "read_request",
+    "unreadable",
 ]
 
 # What decoding client JSON may raise besides a clean result: msgspec's errors, invalid
@@ -91,14 +112,25 @@ def parse_request(obj: Any) -> Request:
     usable_id = None if req_id is UNSET else req_id
     if obj.get("jsonrpc") != JSONRPC:
         # kaiju-tools' clients send no "jsonrpc" member: say how a server accepts them
-        hint = "" if "jsonrpc" in obj else ' (it is missing: a kaiju-tools client? RPCServer accepts those with kaiju_tools_requests: true)'
-        raise _with_id(InvalidRequest(f'Invalid request: "jsonrpc" must be "2.0"{hint}', data={"field": "jsonrpc"}), usable_id)
+        hint = (
+            ""
+            if "jsonrpc" in obj
+            else " (it is missing: a kaiju-tools client? RPCServer accepts those with kaiju_tools_requests: true)"
+        )
+        raise _with_id(
+            InvalidRequest(f'Invalid request: "jsonrpc" must be "2.0"{hint}', data={"field": "jsonrpc"}), usable_id
+        )
     method = obj.get("method")
     if type(method) is not str:
-        raise _with_id(InvalidRequest('Invalid request: "method" must be a string', data={"field": "method"}), usable_id)
+        raise _with_id(
+            InvalidRequest('Invalid request: "method" must be a string', data={"field": "method"}), usable_id
+        )
     params = obj.get("params", UNSET)
     if params is not UNSET and params is not None and type(params) not in (dict, list):
-        raise _with_id(InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"}), usable_id)
+        raise _with_id(
+            InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"}),
+            usable_id,
+        )
     return Request(method=method, id=req_id, params=params)
 
 
@@ -127,7 +159,9 @@ def read_request(item: Any) -> RawRequest | Request:
         except UNREADABLE as exc:
             raise unreadable(item, exc) from None
         if req.params is not UNSET and bytes(req.params)[:1] and bytes(req.params)[0] not in _CONTAINER_START:
-            refused = InvalidRequest('Invalid request: "params" must be an object or an array', data={"field": "params"})
+            refused = InvalidRequest(
+                'Invalid request: "params" must be an object or an array', data={"field": "params"}
+            )
             raise _with_id(refused, None if req.id is UNSET else req.id)
         if req.id is UNSET:
             # a notification gets no answer: make sure it is JSON, members the decoder skipped
@@ -200,7 +234,7 @@ def _scan(body: bytes) -> tuple[Any, tuple[int, int] | None]:
                 req_id = found if type(found) in (int, float, str) else None
             elif key == b'"params"' and params_start is None:
                 colon = _COLON.match(body, end)
-                if colon is not None and body[colon.end():colon.end() + 1] in (b"{", b"["):
+                if colon is not None and body[colon.end() : colon.end() + 1] in (b"{", b"["):
                     params_start = colon.end()
         elif first in _OPENING:
             depth += 1
@@ -253,7 +287,7 @@ def unreadable(body: Any, exc: BaseException) -> RPCError:
     req_id, params = _scan(raw)
     if params is not None and not not_json(reason):
         try:
-            req = _decode_raw_request(raw[:params[0]] + b"null" + raw[params[1]:])
+            req = _decode_raw_request(raw[: params[0]] + b"null" + raw[params[1] :])
         except (*UNREADABLE, msgspec.DecodeError):
             pass
         else:
@@ -265,7 +299,16 @@ def unreadable(body: Any, exc: BaseException) -> RPCError:
 class RequestHeaders:
     """The request headers the dispatcher reads, parsed; `None` where not given."""
 
-    __slots__ = ("correlation_id", "timeout", "deadline", "retries", "abort_on_error", "use_template", "session_id", "authorization")
+    __slots__ = (
+        "correlation_id",
+        "timeout",
+        "deadline",
+        "retries",
+        "abort_on_error",
+        "use_template",
+        "session_id",
+        "authorization",
+    )
 
     def __init__(self) -> None:
         self.correlation_id: str | None = None
@@ -281,13 +324,23 @@ class RequestHeaders:
 NO_HEADERS = RequestHeaders()  # read-only: what no kaiju header means
 
 _KEYS = {
-    "correlation-id": "correlation_id", "timeout": "timeout", "deadline": "deadline", "rpc-retries": "retries",
-    "rpc-batch-abort-error": "abort_on_error", "rpc-batch-template": "use_template", "session-id": "session_id",
+    "correlation-id": "correlation_id",
+    "timeout": "timeout",
+    "deadline": "deadline",
+    "rpc-retries": "retries",
+    "rpc-batch-abort-error": "abort_on_error",
+    "rpc-batch-template": "use_template",
+    "session-id": "session_id",
     "authorization": "authorization",
 }
 _NAMES = {
-    "correlation-id": CORRELATION_ID, "timeout": TIMEOUT, "deadline": DEADLINE, "rpc-retries": RETRIES,
-    "rpc-batch-abort-error": ABORT_ON_ERROR, "rpc-batch-template": USE_TEMPLATE, "session-id": SESSION_ID,
+    "correlation-id": CORRELATION_ID,
+    "timeout": TIMEOUT,
+    "deadline": DEADLINE,
+    "rpc-retries": RETRIES,
+    "rpc-batch-abort-error": ABORT_ON_ERROR,
+    "rpc-batch-template": USE_TEMPLATE,
+    "session-id": SESSION_ID,
     "authorization": AUTHORIZATION,
 }
 KAIJU_HEADERS = frozenset(_KEYS)  # the header names the dispatcher reads, lower case
@@ -358,7 +411,12 @@ def plain_headers(headers: Mapping[str, str]) -> tuple[bool, str | None]:
         lower = key.lower()
         if lower in _KEYS:
             # anything else, a second spelling, or a value parse_headers would strip or refuse
-            if lower != "correlation-id" or cid is not None or type(value) is not str or not _CORRELATION_ID.fullmatch(value):
+            if (
+                lower != "correlation-id"
+                or cid is not None
+                or type(value) is not str
+                or not _CORRELATION_ID.fullmatch(value)
+            ):
                 return False, None
             cid = value
     return True, cid
@@ -379,13 +437,19 @@ def fill_template(value: Any, results: dict[int, Any]) -> Any:
             return value
         index = int(match[1])
         if index not in results:
-            raise InvalidParams(f"Invalid params: template {value} refers to no earlier result", data={"field": None, "reason": "template"})
+            raise InvalidParams(
+                f"Invalid params: template {value} refers to no earlier result",
+                data={"field": None, "reason": "template"},
+            )
         found = results[index]
         for part in match[2].split(".")[1:]:
             try:
                 found = found[int(part)] if isinstance(found, list) and part.lstrip("-").isdigit() else found[part]
             except (KeyError, IndexError, TypeError):
-                raise InvalidParams(f"Invalid params: template {value}: no {part!r} in result {index}", data={"field": None, "reason": "template"}) from None
+                raise InvalidParams(
+                    f"Invalid params: template {value}: no {part!r} in result {index}",
+                    data={"field": None, "reason": "template"},
+                ) from None
         return found
     try:
         if type(value) is dict:
@@ -393,5 +457,7 @@ def fill_template(value: Any, results: dict[int, Any]) -> Any:
         if type(value) is list:
             return [fill_template(v, results) for v in value]
     except RecursionError:
-        raise InvalidParams("Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}) from None
+        raise InvalidParams(
+            "Invalid params: nested too deeply", data={"field": None, "reason": "nested too deeply"}
+        ) from None
     return value

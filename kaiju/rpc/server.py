@@ -263,7 +263,8 @@ class RPCServer(Service):
         return table
 
     def add_service(self, service: Any) -> list[str]:
-        """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises ValueError on a duplicate."""
+        """Register the `@rpc.method` methods of `service`; returns their RPC names. Raises
+        ValueError on a duplicate."""
         added = self.table.add(service, service.name)
         self._build_hot_path()
         return added
@@ -366,7 +367,13 @@ class RPCServer(Service):
         return self._handle(body, headers, scope, session, transport, wait_notifications, client)
 
     async def _handle(
-        self, body: Any, headers: Any, scope: Scope, session: Session | None, transport: str, wait: bool,
+        self,
+        body: Any,
+        headers: Any,
+        scope: Scope,
+        session: Session | None,
+        transport: str,
+        wait: bool,
         client: str | None = None,
     ) -> Answer:
         """`handle` for everything but a plain request."""
@@ -404,7 +411,11 @@ class RPCServer(Service):
     # -- step 1: the request's context and the caller's session -----------------
 
     def _context(
-        self, headers: Mapping[str, str] | None, scope: Scope, session: Session | None, transport: str = "internal",
+        self,
+        headers: Mapping[str, str] | None,
+        scope: Scope,
+        session: Session | None,
+        transport: str = "internal",
         client: str | None = None,
     ) -> tuple[RequestContext, RequestHeaders]:
         """The request's context and its parsed kaiju headers; raises InvalidRequest for a
@@ -438,7 +449,9 @@ class RPCServer(Service):
             async with asyncio.timeout_at(ctx.loop_deadline):
                 await self.app.started.wait()
         except TimeoutError:
-            raise E.RequestTimeout("Request timeout: the app did not start in time", data={"deadline": ctx.deadline}) from None
+            raise E.RequestTimeout(
+                "Request timeout: the app did not start in time", data={"deadline": ctx.deadline}
+            ) from None
         if not self._ready:
             self._ready = True
             self._build_hot_path()
@@ -571,4 +584,3 @@ def _request_id(obj: Any) -> Any:
 
 def _no_hot_path(body: bytes) -> Any:
     raise msgspec.ValidationError("no hot path")
-

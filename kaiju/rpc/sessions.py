@@ -69,8 +69,11 @@ def session_fields(
     """The fields of a new session from `SessionStore.new_session`'s keyword arguments: the
     scope parsed (ValueError for an unknown one), the permissions a frozenset, the data a dict."""
     return {
-        "user_id": user_id, "scope": parse_scope(scope), "permissions": frozenset(permissions),
-        "data": dict(data or {}), "username": username,
+        "user_id": user_id,
+        "scope": parse_scope(scope),
+        "permissions": frozenset(permissions),
+        "data": dict(data or {}),
+        "username": username,
     }
 
 

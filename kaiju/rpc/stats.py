@@ -72,7 +72,8 @@ class RPCStats:
         from prometheus_client.core import CounterMetricFamily
 
         requests = CounterMetricFamily(
-            "kaiju_rpc_requests", "RPC requests finished, by method, transport and outcome (ok or the error type)",
+            "kaiju_rpc_requests",
+            "RPC requests finished, by method, transport and outcome (ok or the error type)",
             labels=["method", "transport", "outcome"],
         )
         rows = sorted(self.methods.items())
@@ -82,7 +83,9 @@ class RPCStats:
                     requests.add_metric([name, transport, outcome], n)
         yield requests
         yield histogram_family(
-            "kaiju_rpc_request_duration_seconds", "Time RPC methods took, by method", ["method"],
+            "kaiju_rpc_request_duration_seconds",
+            "Time RPC methods took, by method",
+            ["method"],
             [([name], row.latency) for name, row in rows],
         )
 
@@ -98,8 +101,12 @@ def in_flight_families(executor: Any) -> Iterator[Any]:
         in_flight[ctx.transport] = in_flight.get(ctx.transport, 0) + 1
         if is_waiting:
             waiting[ctx.transport] = waiting.get(ctx.transport, 0) + 1
-    flight = GaugeMetricFamily("kaiju_rpc_in_flight", "RPC requests in flight (running or waiting for a slot)", labels=["transport"])
-    line = GaugeMetricFamily("kaiju_rpc_waiting", "RPC requests waiting for a free slot (max_parallel_tasks)", labels=["transport"])
+    flight = GaugeMetricFamily(
+        "kaiju_rpc_in_flight", "RPC requests in flight (running or waiting for a slot)", labels=["transport"]
+    )
+    line = GaugeMetricFamily(
+        "kaiju_rpc_waiting", "RPC requests waiting for a free slot (max_parallel_tasks)", labels=["transport"]
+    )
     for transport in in_flight:
         flight.add_metric([transport], in_flight[transport])
         line.add_metric([transport], waiting[transport])

@@ -62,7 +62,11 @@ class StartupError(RuntimeError):
     def __init__(self, service: str, cause: BaseException | str):
         self.service = service
         self.cause = cause
-        reason = cause if isinstance(cause, str) else (f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        reason = (
+            cause
+            if isinstance(cause, str)
+            else (f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        )
         super().__init__(f'service "{service}" failed to start: {reason}')
 
 
@@ -74,7 +78,9 @@ class StartupInterrupted(RuntimeError):
         super().__init__(f"start-up interrupted by {signal.Signals(signum).name}")
 
 
-def _load(config: ConfigSource, env: Mapping[str, str] | None, env_files: Sequence[str | Path], os_env: bool) -> LoadedConfig:
+def _load(
+    config: ConfigSource, env: Mapping[str, str] | None, env_files: Sequence[str | Path], os_env: bool
+) -> LoadedConfig:
     if isinstance(config, LoadedConfig):
         return config
     env_files = list(env_files) or paths_from_env(ENV_FILE_ENV)
@@ -136,13 +142,17 @@ class Entrypoint:
         self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None else main.shutdown_timeout)
         self.start_timeout = main.start_timeout
         if catch_signals is None:
-            catch_signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+            catch_signals = (
+                (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+            )
         self.catch_signals = tuple(catch_signals)
         if not {"loop", "loop_factory", "policy"} & kwargs.keys():
             kwargs.update(entrypoint_loop_kwargs(config_loop(self.config)))
         # aiomisc's entrypoint owns the loop, its executor and Context; its own signal
         # handling (installed only after start-up) and logging set-up stay off
-        self.aiomisc = aiomisc.Entrypoint(catch_signals=(), log_config=False, shutdown_timeout=self.shutdown_timeout, **kwargs)
+        self.aiomisc = aiomisc.Entrypoint(
+            catch_signals=(), log_config=False, shutdown_timeout=self.shutdown_timeout, **kwargs
+        )
         # aiomisc fires these once per start_services call; here they fire once per app,
         # so the receivers move to this entrypoint and aiomisc's keeps empty signals
         self.pre_start, self.aiomisc.pre_start = self.aiomisc.pre_start, aiomisc.Signal()
@@ -229,7 +239,11 @@ class Entrypoint:
         self.notifier.ready()
         self.notifier.start_watchdog(loop)
         log.info(
-            "%s started %d services in %.3f s on %s", self.app.name, len(self.services), self.startup_seconds, loop_name(loop)
+            "%s started %d services in %.3f s on %s",
+            self.app.name,
+            len(self.services),
+            self.startup_seconds,
+            loop_name(loop),
         )
         return self
 

@@ -22,7 +22,7 @@ def _find_cycle(graph: Mapping[str, Iterable[str]], nodes: set[str]) -> list[str
     while True:
         nxt = min(n for n in graph[path[-1]] if n in nodes)
         if nxt in seen:
-            return path[seen[nxt]:] + [nxt]
+            return path[seen[nxt] :] + [nxt]
         seen[nxt] = len(path)
         path.append(nxt)
 

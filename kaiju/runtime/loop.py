@@ -23,7 +23,16 @@ from kaiju.config.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.config.loader import LoadedConfig
 
-__all__ = ["EVENT_LOOPS", "LOOP_ENV", "LoopUnavailable", "choose_loop", "config_loop", "entrypoint_loop_kwargs", "loop_factory", "loop_name"]
+__all__ = [
+    "EVENT_LOOPS",
+    "LOOP_ENV",
+    "LoopUnavailable",
+    "choose_loop",
+    "config_loop",
+    "entrypoint_loop_kwargs",
+    "loop_factory",
+    "loop_name",
+]
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 LOOP_ENV = "KAIJU_LOOP"

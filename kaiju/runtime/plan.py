@@ -61,7 +61,9 @@ class Plan:
         """`{service: names of the services it needs}`; with `hard`, only the dependencies it
         cannot go without (not those declared optional)."""
         if hard:
-            return {name: {t for a, t in spec.needs.items() if a not in spec.optional} for name, spec in self.specs.items()}
+            return {
+                name: {t for a, t in spec.needs.items() if a not in spec.optional} for name, spec in self.specs.items()
+            }
         return _graph(self.specs)
 
     def describe(self) -> str:
@@ -74,7 +76,9 @@ class Plan:
                 needs = ", ".join(sorted(set(spec.needs.values())))
                 flags = "" if spec.required else " (optional)"
                 cls = type(spec.service)
-                lines.append(f"  {name} [{cls.__module__}:{cls.__qualname__}]{flags}" + (f" <- {needs}" if needs else ""))
+                lines.append(
+                    f"  {name} [{cls.__module__}:{cls.__qualname__}]{flags}" + (f" <- {needs}" if needs else "")
+                )
         return "\n".join(lines)
 
 
@@ -112,7 +116,9 @@ def settings_type(cls: type[aiomisc.Service]) -> type[msgspec.Struct]:
     return struct
 
 
-def validate_settings(cls: type[aiomisc.Service], settings: dict[str, Any], texts: dict | None = None) -> dict[str, Any]:
+def validate_settings(
+    cls: type[aiomisc.Service], settings: dict[str, Any], texts: dict | None = None
+) -> dict[str, Any]:
     """Check `settings` against what `cls` accepts; returns the converted keyword arguments.
 
     `texts` holds the template texts under the settings, so `password: "[PW]"` with
@@ -126,7 +132,9 @@ def validate_settings(cls: type[aiomisc.Service], settings: dict[str, Any], text
 def _given_settings(service: aiomisc.Service) -> dict[str, Any]:
     """The settings a service built in Python holds as attributes (those it was given or set)."""
     fields = settings_fields(type(service))
-    return {key: value for key, value in vars(service).items() if key in fields and not isinstance(value, aiomisc.Service)}
+    return {
+        key: value for key, value in vars(service).items() if key in fields and not isinstance(value, aiomisc.Service)
+    }
 
 
 # -- building ---------------------------------------------------------------------
@@ -164,7 +172,9 @@ class _Builder:
             if dep.attr in settings:
                 given = settings.pop(dep.attr)
                 if given is not None and not isinstance(given, str):
-                    raise self.error((*path, "settings", dep.attr), f"expected the name of a {dep.cls.__name__} service")
+                    raise self.error(
+                        (*path, "settings", dep.attr), f"expected the name of a {dep.cls.__name__} service"
+                    )
                 if given is not None:
                     wanted[dep.attr] = given
         try:
@@ -178,7 +188,9 @@ class _Builder:
         service = self.construct(cls, name, entry, kwargs, path)
         self.add(ServiceSpec(service, name, entry.required, entry.start_timeout, path), wanted)
 
-    def construct(self, cls: type[aiomisc.Service], name: str, entry: Any, kwargs: dict[str, Any], path: tuple) -> aiomisc.Service:
+    def construct(
+        self, cls: type[aiomisc.Service], name: str, entry: Any, kwargs: dict[str, Any], path: tuple
+    ) -> aiomisc.Service:
         """An instance of `cls`; what its constructor raises becomes a one-line config error."""
         ref = f"{cls.__module__}:{cls.__qualname__}"
         try:
@@ -233,7 +245,9 @@ class _Builder:
                     if target is None:
                         raise self.error(path, f'{name} needs "{given}", but no service has that name')
                     if not isinstance(target.service, dep.cls):
-                        raise self.error(path, f'"{given}" is a {type(target.service).__name__}, not a {dep.cls.__name__}')
+                        raise self.error(
+                            path, f'"{given}" is a {type(target.service).__name__}, not a {dep.cls.__name__}'
+                        )
                 else:
                     found = [s for n, s in self.specs.items() if n != name and isinstance(s.service, dep.cls)]
                     if not found:
@@ -241,13 +255,22 @@ class _Builder:
                             setattr(service, dep.attr, None)
                             continue
                         could = self.registry.implementations(dep.cls)
-                        hint = f": add one of {', '.join(could)}" if len(could) > 1 else f": add a {could[0]}" if could else ""
-                        raise self.error(path, f"{name} needs a {dep.cls.__name__} service ({dep.attr}), and there is none{hint}")
+                        hint = (
+                            f": add one of {', '.join(could)}"
+                            if len(could) > 1
+                            else f": add a {could[0]}"
+                            if could
+                            else ""
+                        )
+                        raise self.error(
+                            path, f"{name} needs a {dep.cls.__name__} service ({dep.attr}), and there is none{hint}"
+                        )
                     if len(found) > 1:
                         names = ", ".join(sorted(s.name for s in found))
                         raise self.error(
-                            path, f"{name} needs one {dep.cls.__name__} ({dep.attr}) and there are several: {names}; "
-                            f"name one in settings: {{{dep.attr}: NAME}}"
+                            path,
+                            f"{name} needs one {dep.cls.__name__} ({dep.attr}) and there are several: {names}; "
+                            f"name one in settings: {{{dep.attr}: NAME}}",
                         )
                     target = found[0]
                 setattr(service, dep.attr, target.service)
@@ -267,8 +290,11 @@ class _Builder:
                 other = self.specs[target]
                 if not other.required:
                     path = (*other.path, "required") if other.path else ()
-                    raise self.error(path, f'expected true: the required service "{name}" needs "{target}" '
-                                           f'(or give "{name}" required: false too)')
+                    raise self.error(
+                        path,
+                        f'expected true: the required service "{name}" needs "{target}" '
+                        f'(or give "{name}" required: false too)',
+                    )
 
     def name_of(self, service: aiomisc.Service) -> str | None:
         return next((n for n, s in self.specs.items() if s.service is service), getattr(service, "name", None))
@@ -299,8 +325,12 @@ def build_plan(
         config = load_config_data({"main": {"name": "app"}}, source="<python>", os_env=False)
     main = config.settings.main
     app = App(
-        main.name, main.env, main.version,
-        debug=main.debug, etc=dict(config.settings.etc), shutdown_timeout=main.shutdown_timeout,
+        main.name,
+        main.env,
+        main.version,
+        debug=main.debug,
+        etc=dict(config.settings.etc),
+        shutdown_timeout=main.shutdown_timeout,
     )
     app.managed = True
     if registry is None:

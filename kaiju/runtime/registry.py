@@ -25,8 +25,15 @@ from types import ModuleType
 import aiomisc
 
 __all__ = [
-    "BUILTIN", "KAIJU_TOOLS_NAMES", "ClassNotFound", "Registry", "describe_error", "implementations", "import_module",
-    "import_object", "is_async_callable",
+    "BUILTIN",
+    "KAIJU_TOOLS_NAMES",
+    "ClassNotFound",
+    "Registry",
+    "describe_error",
+    "implementations",
+    "import_module",
+    "import_object",
+    "is_async_callable",
 ]
 
 ENTRY_POINT_GROUP = "kaiju.services"
@@ -74,7 +81,7 @@ KAIJU_TOOLS_NAMES: dict[str, str] = {
     "HTTPService": "HTTPClient is the HTTP client service (HTTPServer serves HTTP)",
     "RPCClientService": "HTTPRPCClient calls another app's RPC methods over HTTP",
     "StreamRPCClient": "StreamProducer writes RPC requests to a stream",
-    "Scheduler": "each task is a service of its own: PeriodicTask or CronTask in the config, or Tasks.add() at run time",
+    "Scheduler": "each task is a service of its own: PeriodicTask or CronTask in the config, or Tasks.add()",
     "Listener": "StreamListener runs the requests of a stream topic",
     "RedisTransportService": "RedisConnection holds the Redis client",
     "RedisCacheService": "RedisCache (or MemoryCache in one process)",
@@ -231,7 +238,9 @@ class Registry:
         """Names of the classes a config could add for a dependency of type `base`: kaiju's
         own (see `implementations`) and those of the config's packages."""
         found = set(implementations(base))
-        found.update(name for name, cls in self._classes.items() if issubclass(cls, base) and not inspect.isabstract(cls))
+        found.update(
+            name for name, cls in self._classes.items() if issubclass(cls, base) and not inspect.isabstract(cls)
+        )
         return sorted(found)
 
     def resolve(self, name: str) -> type[aiomisc.Service]:
@@ -244,7 +253,9 @@ class Registry:
                 cls = import_object(name)  # type: ignore[assignment]
             else:
                 if name in KAIJU_TOOLS_NAMES:
-                    raise ClassNotFound(f'"{name}" is kaiju-tools\' class: {KAIJU_TOOLS_NAMES[name]} (docs/migration.rst)')
+                    raise ClassNotFound(
+                        f'"{name}" is kaiju-tools\' class: {KAIJU_TOOLS_NAMES[name]} (docs/migration.rst)'
+                    )
                 close = difflib.get_close_matches(name, self.names(), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ClassNotFound(

@@ -72,13 +72,13 @@ class Namespace:
 class App:
     """What the services of one entrypoint share: the app's identity and its services.
 
-    `shutdown_timeout` is the budget of the whole stop, so a service can keep its own
-    graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `stopping`
-is true from the moment the stop begins; `managed` is true
-    when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
-    set it. `transports` is false when the app runs for `kaiju-run call` or an app command:
-    its transports are left out, and a task scheduled at run time (`Tasks.add`) does not
-    fire. One `App` exists per entrypoint; nothing here is global.
+        `shutdown_timeout` is the budget of the whole stop, so a service can keep its own
+        graceful wait inside it. `started` is an `asyncio.Event` set once every service has started; `stopping`
+    is true from the moment the stop begins; `managed` is true
+        when a kaiju entrypoint (or `kaiju.testing.services.started`) runs the app and so will
+        set it. `transports` is false when the app runs for `kaiju-run call` or an app command:
+        its transports are left out, and a task scheduled at run time (`Tasks.add`) does not
+        fire. One `App` exists per entrypoint; nothing here is global.
     """
 
     def __init__(
@@ -140,13 +140,17 @@ class Service(aiomisc.Service):
     # `kaiju-run call` leaves them out, so a one-off call neither binds ports nor consumes.
     transport: ClassVar[bool] = False
     # names the runtime owns; never settings
-    _base_attrs: ClassVar[frozenset[str]] = frozenset({"name", "app", "logger", "loglevel", "loop", "service_name", "transport"})
+    _base_attrs: ClassVar[frozenset[str]] = frozenset(
+        {"name", "app", "logger", "loglevel", "loop", "service_name", "transport"}
+    )
 
     name: str
     app: App
     logger: KaijuLogger
 
-    def __init__(self, *, name: str | None = None, app: App | None = None, loglevel: str | int | None = None, **kwargs: Any):
+    def __init__(
+        self, *, name: str | None = None, app: App | None = None, loglevel: str | int | None = None, **kwargs: Any
+    ):
         self.name = name or self.default_name()
         self.app = app if app is not None else App()
         self.loglevel = loglevel
@@ -284,7 +288,9 @@ def check_listen_address(service: Service) -> None:
         if theirs == mine or same_port:
             key = "unix_socket" if mine[0] == "unix" else "port"
             shown = mine[1] if mine[0] == "unix" else f"{mine[0]}:{mine[1]}"
-            raise SettingError(key, f'expected an address no other service listens on, got {shown} (also used by "{name}")')
+            raise SettingError(
+                key, f'expected an address no other service listens on, got {shown} (also used by "{name}")'
+            )
 
 
 def same_host(a: str, b: str) -> bool:

@@ -103,7 +103,12 @@ def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is typing.Annotated:
         base, *metas = args
-        bounds = [f"{op} {getattr(meta, key)}" for meta in metas for key, op in _BOUNDS if getattr(meta, key, None) is not None]
+        bounds = [
+            f"{op} {getattr(meta, key)}"
+            for meta in metas
+            for key, op in _BOUNDS
+            if getattr(meta, key, None) is not None
+        ]
         return " ".join([_type_name(base), *bounds])
     if origin in (typing.Union, _UnionType):
         names = [_type_name(a) for a in args if a is not type(None)]

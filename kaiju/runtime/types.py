@@ -100,7 +100,9 @@ class ScopeName(CheckedStr):
 class RedisURL(CheckedStr):
     """`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, `unix:///path` for a socket."""
 
-    expected = 'a Redis URL "redis://host:port/db" (or rediss://, unix:///path) with a port up to 65535 and a numeric db'
+    expected = (
+        'a Redis URL "redis://host:port/db" (or rediss://, unix:///path) with a port up to 65535 and a numeric db'
+    )
 
     @classmethod
     def valid(cls, value: str) -> bool:
@@ -116,7 +118,9 @@ class RedisURL(CheckedStr):
             return bool(parts.path)
         db = parts.path.strip("/")
         # the db is a number (redis-py would fail at connect time, reported as "no answer")
-        return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and (not db or db.isascii() and db.isdigit())
+        return (
+            parts.scheme in ("redis", "rediss") and bool(parts.hostname) and (not db or (db.isascii() and db.isdigit()))
+        )
 
     @classmethod
     def show(cls, value: Any) -> str:
@@ -138,12 +142,16 @@ class CronSpec(CheckedStr):
     """A cron spec as croniter reads it: 5 fields, 6 with seconds last, or a macro such as
     `@daily`; one that never fires (`0 3 31 2 *`) is refused."""
 
-    expected = f"a cron spec of 5 fields (minute hour day month weekday), 6 (seconds last) or one of {', '.join(CRON_MACROS)}"
+    expected = (
+        f"a cron spec of 5 fields (minute hour day month weekday), 6 (seconds last) or one of {', '.join(CRON_MACROS)}"
+    )
 
     @classmethod
     def problem(cls, value: str) -> str | None:
-        from croniter import croniter  # only configs with a cron spec need it
-        from croniter import CroniterBadDateError
+        from croniter import (
+            CroniterBadDateError,
+            croniter,  # only configs with a cron spec need it
+        )
 
         if value.strip().lower() in CRON_MACROS:
             return None
@@ -161,7 +169,9 @@ class CronSpec(CheckedStr):
     def parse(cls, value: Any) -> CheckedStr:
         spec = super().parse(value)
         if spec.strip().lower() not in CRON_MACROS and not _fires(spec):
-            raise ValueError(f"expected a cron spec that fires, got {cls.show(value)}: no date matches all of its fields")
+            raise ValueError(
+                f"expected a cron spec that fires, got {cls.show(value)}: no date matches all of its fields"
+            )
         return spec
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "topic_key",
 ]
 
+
 class StreamError(Exception):
     """Base of the errors raised by stream backends."""
 

@@ -112,8 +112,12 @@ class BatchRunner:
         if outcome.permanent or msg.deliveries >= s.settings.max_deliveries:
             await self._dead_letter(msg, outcome.error)
         else:
-            s.logger.info("message failed, left for redelivery", message_id=msg.id,
-                          deliveries=msg.deliveries, error=outcome.error.get("message"))
+            s.logger.info(
+                "message failed, left for redelivery",
+                message_id=msg.id,
+                deliveries=msg.deliveries,
+                error=outcome.error.get("message"),
+            )
         return False
 
     def _headers(self, msg: StreamMessage) -> tuple[dict[str, str], str | None]:
@@ -135,7 +139,9 @@ class BatchRunner:
     async def _dispatch(self, msg: StreamMessage, headers: dict[str, str]) -> Outcome:
         """How the message's requests ended, from the dispatcher's answer."""
         try:
-            answer = await self.rpc.handle(msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True)
+            answer = await self.rpc.handle(
+                msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -143,7 +149,9 @@ class BatchRunner:
             # exception out of it is a fault this very message triggers, and would again on each
             # redelivery. Dead-letter it now, with one traceback, rather than max_deliveries.
             self.state.logger.exception("dispatcher failed, message dead-lettered", message_id=msg.id)
-            return Outcome(error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True)
+            return Outcome(
+                error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True
+            )
         return outcome_of(answer)
 
     async def _ack(self, ids: list[str]) -> None:
@@ -175,5 +183,10 @@ class BatchRunner:
             except GroupMissing:
                 return
         s.counters["dead_lettered"] += 1
-        s.logger.warning("message dead-lettered", message_id=msg.id, deliveries=msg.deliveries,
-                         error=error.get("message"), stream=s.stream_key + DEAD_LETTER_SUFFIX)
+        s.logger.warning(
+            "message dead-lettered",
+            message_id=msg.id,
+            deliveries=msg.deliveries,
+            error=error.get("message"),
+            stream=s.stream_key + DEAD_LETTER_SUFFIX,
+        )

@@ -101,7 +101,9 @@ class StreamListener(Service):
     def check(self) -> None:
         """`use_sessions` needs a sessions or an auth service on the RPC server (SettingError)."""
         if self.use_sessions and self.rpc.sessions is None and self.rpc.auth is None:
-            raise SettingError("use_sessions", f'expected a sessions or auth service on "{self.rpc.name}", it has neither')
+            raise SettingError(
+                "use_sessions", f'expected a sessions or auth service on "{self.rpc.name}", it has neither'
+            )
 
     # -- where it reads --------------------------------------------------------
 
@@ -182,7 +184,7 @@ class StreamListener(Service):
 
     @property
     def state(self) -> str:
-        """"running", "paused" (the reader is parked on the topic lock), "pausing" or "stopped"."""
+        """ "running", "paused" (the reader is parked on the topic lock), "pausing" or "stopped"."""
         s = self.active
         if s is None or not s.running:
             return "stopped"
@@ -215,11 +217,17 @@ class StreamListener(Service):
         counters = self.counters
         names = {"processed": "processed", "failed": "failed", "dead_lettered": "dead-lettered", "claimed": "claimed"}
         for key, text in names.items():
-            family = CounterMetricFamily(f"kaiju_stream_messages_{key}", f"Stream messages {text}", labels=["topic", "listener"])
+            family = CounterMetricFamily(
+                f"kaiju_stream_messages_{key}", f"Stream messages {text}", labels=["topic", "listener"]
+            )
             family.add_metric([self.topic, self.name], counters[key])
             yield family
-        pending = GaugeMetricFamily("kaiju_stream_pending", "Messages delivered to the group and not yet acknowledged", labels=["topic"])
-        lag = GaugeMetricFamily("kaiju_stream_lag", "Messages not yet delivered to any consumer of the group", labels=["topic"])
+        pending = GaugeMetricFamily(
+            "kaiju_stream_pending", "Messages delivered to the group and not yet acknowledged", labels=["topic"]
+        )
+        lag = GaugeMetricFamily(
+            "kaiju_stream_lag", "Messages not yet delivered to any consumer of the group", labels=["topic"]
+        )
         info = self.backlog
         if info is not None:
             pending.add_metric([self.topic], info.pending)

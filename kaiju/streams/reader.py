@@ -112,7 +112,9 @@ class Reader:
         s.acks.at(READING)
         try:
             if ids:
-                msgs = await s.backend.ack_and_read_new(s.stream_key, s.group, s.consumer, ids, s.settings.batch_size, wait_ms)
+                msgs = await s.backend.ack_and_read_new(
+                    s.stream_key, s.group, s.consumer, ids, s.settings.batch_size, wait_ms
+                )
             else:
                 msgs = await s.backend.read_new(s.stream_key, s.group, s.consumer, s.settings.batch_size, wait_ms)
         except BaseException:

@@ -41,7 +41,12 @@ class ListenerState:
     settings are trusted: the plan validated them)."""
 
     def __init__(
-        self, settings: StreamListener, backend: StreamBackend, stream_key: str, group: str, consumer: str,
+        self,
+        settings: StreamListener,
+        backend: StreamBackend,
+        stream_key: str,
+        group: str,
+        consumer: str,
         counters: dict[str, int],
     ):
         self.settings = settings
@@ -101,4 +106,3 @@ class ListenerState:
 
     def __repr__(self) -> str:
         return f"<ListenerState {self.stream_key} group={self.group} consumer={self.consumer}>"
-

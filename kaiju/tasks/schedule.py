@@ -2,7 +2,8 @@
 
 Cron specs are read by croniter: 5 fields (minute hour day month weekday) or 6, the
 sixth being seconds (`"* * * * * *"` fires every second, `"0 * * * * 30"` at second 30
-of every hour), or one of croniter's macros (`@daily`, `@hourly`, ...). A spec is matched against the wall clock of an IANA time zone.
+of every hour), or one of croniter's macros (`@daily`, `@hourly`, ...). A spec is matched
+against the wall clock of an IANA time zone.
 
 Daylight-saving time, for a zone that has it:
 
@@ -25,7 +26,6 @@ from croniter import croniter
 from kaiju.runtime.service import SettingError
 from kaiju.runtime.types import CRON_MACROS
 
-
 __all__ = [
     "CronSchedule",
     "with_jitter",
@@ -41,7 +41,7 @@ _MAX_SHIFT = timedelta(hours=3)
 def parse_timezone(name: str) -> ZoneInfo:
     """The IANA zone called `name` (e.g. "Europe/Berlin", "UTC"); raises SettingError if unknown."""
     if not isinstance(name, str) or not name:
-        raise SettingError("timezone", f"expected an IANA zone name such as \"Europe/Berlin\", got {name!r}")
+        raise SettingError("timezone", f'expected an IANA zone name such as "Europe/Berlin", got {name!r}')
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -83,10 +83,11 @@ class CronSchedule:
 
     def __init__(self, spec: str, timezone: str = "UTC"):
         macro = isinstance(spec, str) and spec.strip().lower() in CRON_MACROS
-        if not isinstance(spec, str) or not macro and len(spec.split()) not in (5, 6):
+        if not isinstance(spec, str) or (not macro and len(spec.split()) not in (5, 6)):
             raise SettingError(
-                "cron", f"expected 5 fields (minute hour day month weekday), 6 (the sixth is seconds) or a macro"
-                f" ({', '.join(CRON_MACROS)}), got {spec!r}"
+                "cron",
+                f"expected 5 fields (minute hour day month weekday), 6 (the sixth is seconds) or a macro"
+                f" ({', '.join(CRON_MACROS)}), got {spec!r}",
             )
         if macro:
             spec = spec.strip().lower()

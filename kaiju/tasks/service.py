@@ -74,7 +74,9 @@ class OverlapPolicy(CheckedStr):
 def exposed_methods(services: Any) -> set[str]:
     """The RPC method names the given services expose (`<service name>.<method>`), read from
     their classes' `@rpc.method` marks: nothing needs to have started."""
-    return {f"{service.name}.{spec.name or attr}" for service in services for attr, spec in class_methods(type(service))}
+    return {
+        f"{service.name}.{spec.name or attr}" for service in services for attr, spec in class_methods(type(service))
+    }
 
 
 class ScheduledTask(Service):
@@ -155,7 +157,9 @@ class ScheduledTask(Service):
             return
         if self.method is not None:
             if self.rpc is None:
-                raise SettingError("method", f'expected an RPCServer service in the app to call "{self.method}" through')
+                raise SettingError(
+                    "method", f'expected an RPCServer service in the app to call "{self.method}" through'
+                )
             if self.method not in exposed_methods(self.app.services.values()):
                 raise SettingError("method", f'expected a method some service of the app exposes, got "{self.method}"')
             self._check_params()
@@ -174,7 +178,9 @@ class ScheduledTask(Service):
                     try:
                         target.validate(self.params)
                     except RPCError as exc:
-                        raise SettingError("params", f"expected the params {self.method} takes, got {self.params!r}: {exc}") from None
+                        raise SettingError(
+                            "params", f"expected the params {self.method} takes, got {self.params!r}: {exc}"
+                        ) from None
                     return
 
     def _resolve_call(self) -> Callable[..., Awaitable[Any]]:
@@ -258,7 +264,10 @@ class ScheduledTask(Service):
         `/health/ready`."""
         now, running, last_run = time.time(), self._running, self.last_run
         if (
-            running in self._started and not running.done() and self.timeout and last_run is not None
+            running in self._started
+            and not running.done()
+            and self.timeout
+            and last_run is not None
             and now - last_run > 2 * self.timeout
         ):
             raise RuntimeError(f"a run has been going for {now - last_run:.0f} s, timeout {self.timeout:g} s")
@@ -278,11 +287,20 @@ class ScheduledTask(Service):
             family = CounterMetricFamily(metric, doc, labels=["task"])
             family.add_metric(name, value)
             yield family
-        skips = CounterMetricFamily("kaiju_task_skips", "Fires not run (overlap policy, or the loop fell behind)", labels=["task", "policy"])
+        skips = CounterMetricFamily(
+            "kaiju_task_skips", "Fires not run (overlap policy, or the loop fell behind)", labels=["task", "policy"]
+        )
         skips.add_metric([self.name, self.policy], self.misses)
         yield skips
-        yield histogram_family("kaiju_task_lateness_seconds", "Seconds between a fire's time and its run starting", ["task"], [(name, self.lateness)])
-        success = GaugeMetricFamily("kaiju_task_last_success_timestamp_seconds", "Unix time of the last run without error", labels=["task"])
+        yield histogram_family(
+            "kaiju_task_lateness_seconds",
+            "Seconds between a fire's time and its run starting",
+            ["task"],
+            [(name, self.lateness)],
+        )
+        success = GaugeMetricFamily(
+            "kaiju_task_last_success_timestamp_seconds", "Unix time of the last run without error", labels=["task"]
+        )
         if self.last_success is not None:
             success.add_metric(name, self.last_success)
         yield success
@@ -499,7 +517,9 @@ class ScheduledTask(Service):
         if now >= self._next_fire(fire) + self.jitter + _CLAIM_MARGIN:
             # later than any process's lock on this fire lasts: one may have run it, its lock gone
             self.misses += 1
-            self.logger.warning(f"task {self.name}: the fire at {_iso(fire)} came too late to claim, skipped", task=self.name)
+            self.logger.warning(
+                f"task {self.name}: the fire at {_iso(fire)} came too late to claim, skipped", task=self.name
+            )
             return False
         # another process may fire the same time up to `jitter` later, or have its claim still on
         # the way when the next fire comes: it must still find the lock

@@ -181,7 +181,9 @@ def _load(config: Any, env: Any, env_files: Sequence[str | Path], os_env: bool) 
     return load_config(files, env_files=env_files, env=env, os_env=os_env)
 
 
-def _for_tests(data: dict[str, Any], settings: dict[str, Mapping[str, Any]], replace: dict[str, Any], redis: bool | str) -> dict[str, Any]:
+def _for_tests(
+    data: dict[str, Any], settings: dict[str, Mapping[str, Any]], replace: dict[str, Any], redis: bool | str
+) -> dict[str, Any]:
     """The effective config with the test's changes (see `TestApp`)."""
     from kaiju.runtime.registry import Registry
 

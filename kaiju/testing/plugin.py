@@ -61,7 +61,10 @@ def kaiju_config(request: pytest.FixtureRequest) -> list[str]:
     if not files and os.environ.get("KAIJU_CONFIG"):
         files = [p for p in os.environ["KAIJU_CONFIG"].split(os.pathsep) if p]
     if not files:
-        pytest.fail("kaiju_app needs the app's config: set the kaiju_config ini option, KAIJU_CONFIG, or override the kaiju_config fixture")
+        pytest.fail(
+            "kaiju_app needs the app's config: set the kaiju_config ini option, KAIJU_CONFIG, "
+            "or override the kaiju_config fixture"
+        )
     return files
 
 

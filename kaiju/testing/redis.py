@@ -1,9 +1,9 @@
 """A real redis-server on a free loopback port, for tests.
 
-    server = RedisServer()       # appendonly on, so a restart keeps the data
-    server.start(); server.url   # 'redis://127.0.0.1:PORT/0'
-    server.restart()             # same port, same data dir
-    server.stop()
+server = RedisServer()       # appendonly on, so a restart keeps the data
+server.start(); server.url   # 'redis://127.0.0.1:PORT/0'
+server.restart()             # same port, same data dir
+server.stop()
 """
 
 from __future__ import annotations
@@ -44,13 +44,20 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--save", "",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str(self.dir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]

@@ -18,7 +18,10 @@ __all__ = ["eventually"]
 
 
 async def eventually(
-    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "the condition", interval: float = 0.01
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 10.0,
+    what: str = "the condition",
+    interval: float = 0.01,
 ) -> None:
     """Wait until `predicate()` (a function, or one returning an awaitable) is true.
 
