@@ -32,16 +32,16 @@ class RequestLog:
     async def __call__(self, call: Any, call_next: Any) -> Any:
         if not self.logger.isEnabledFor(logging.INFO):
             return await call_next(call)
-        started = time.monotonic()
+        started = time.perf_counter()
         try:
             result = await call_next(call)
         except RPCError as exc:
-            self.log(call, None, exc, time.monotonic() - started if call.ran else None)
+            self.log(call, None, exc, time.perf_counter() - started if call.ran else None)
             raise
         except Exception as exc:
-            self.log(call, None, InternalError(base_exc=exc), time.monotonic() - started)
+            self.log(call, None, InternalError(base_exc=exc), time.perf_counter() - started)
             raise
-        self.log(call, result, None, time.monotonic() - started)
+        self.log(call, result, None, time.perf_counter() - started)
         return result
 
     def log(self, call: Any, result: Any, error: RPCError | None, seconds: float | None) -> None:

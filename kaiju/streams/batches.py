@@ -115,6 +115,7 @@ class BatchRunner:
             s.logger.info(
                 "message failed, left for redelivery",
                 message_id=msg.id,
+                correlation_id=_correlation_id(msg),
                 deliveries=msg.deliveries,
                 error=outcome.error.get("message"),
             )
@@ -148,7 +149,9 @@ class BatchRunner:
             # The dispatcher answers every bad input and every failing method with an error: an
             # exception out of it is a fault this very message triggers, and would again on each
             # redelivery. Dead-letter it now, with one traceback, rather than max_deliveries.
-            self.state.logger.exception("dispatcher failed, message dead-lettered", message_id=msg.id)
+            self.state.logger.exception(
+                "dispatcher failed, message dead-lettered", message_id=msg.id, correlation_id=_correlation_id(msg)
+            )
             return Outcome(
                 error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True
             )
@@ -186,7 +189,17 @@ class BatchRunner:
         s.logger.warning(
             "message dead-lettered",
             message_id=msg.id,
+            correlation_id=_correlation_id(msg),
             deliveries=msg.deliveries,
             error=error.get("message"),
             stream=s.stream_key + DEAD_LETTER_SUFFIX,
         )
+
+
+def _correlation_id(msg: StreamMessage) -> str | None:
+    """The Correlation-Id the message was written with (its producer's caller's), for the
+    listener's own log lines about it: the request can be found by it in every app's log."""
+    for key, value in msg.headers.items():
+        if key.lower() == "correlation-id":
+            return value
+    return None

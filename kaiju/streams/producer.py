@@ -80,6 +80,7 @@ class StreamProducer(Service):
         super().__init__(**kwargs)
         # stream keys remembered per option set: a producer writes to few streams, many times each
         self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
+        self._looked_at: set[tuple[str, str]] = set()  # (stream, method) pairs checked against this app's methods
 
     async def start(self) -> None:
         self._stream_keys.clear()  # made before the app was bound, maybe
@@ -120,7 +121,32 @@ class StreamProducer(Service):
         The Correlation-Id of the current request is passed on (else a new one). Raises
         TypeError for a bad method or params, `StreamUnavailable` when the server is down.
         """
+        if type(method) is str:
+            self._warn_unserved(method, options)
         return await self._send(_encode(notification(method, params)), options)
+
+    def _warn_unserved(self, method: str, options: SendOptions) -> None:
+        """Warn (once per method and stream) about a call to a topic a listener of this very app
+        reads, of a method no service of this app serves: the listener would dead-letter it.
+        (A topic of another app is that app's business: nothing here can know its methods.)"""
+        stream = self.stream_key(options.get("topic"), options.get("app"), options.get("shared"))
+        if (stream, method) in self._looked_at:
+            return
+        self._looked_at.add((stream, method))
+        from kaiju.rpc.methods import class_methods
+        from kaiju.streams.listener import StreamListener
+
+        services = list(self.app.services.values())
+        if not any(isinstance(s, StreamListener) and s.stream_key == stream for s in services):
+            return
+        served = {f"{s.name}.{spec.name or attr}" for s in services for attr, spec in class_methods(type(s))}
+        if method not in served and not method.startswith("rpc."):
+            self.logger.warning(
+                "a listener of this app reads this topic, and no service of the app serves the method: "
+                "it will be dead-lettered (MethodNotFound)",
+                method=method,
+                stream=stream,
+            )
 
     async def call_multiple(
         self, requests: Iterable[tuple[str, Any] | Mapping[str, Any]], **options: Unpack[SendOptions]

@@ -463,3 +463,29 @@ async def test_a_finished_batch_is_acknowledged_by_the_next_read(make_stack) -> 
         await until(nothing_pending, what="every message acknowledged")
         assert carried and set(carried) <= set(ids)  # acknowledged on the way to a read, only what ran
         assert sorted(rec.values()) == list(range(8)) and rec.values("slow") == ["slow"]  # each ran once
+
+
+async def test_the_listeners_lines_about_a_message_carry_its_correlation_id(make_stack, caplog) -> None:
+    import logging
+
+    services, _, (listener,), producer, rec = make_stack(max_deliveries=1)
+    with caplog.at_level(logging.INFO):
+        async with started(*services, app=App(**APP)):
+            await producer.call("rec.fail", {"value": "x"}, headers={"Correlation-Id": "order-7"})
+            await until(lambda: listener.counters["dead_lettered"] == 1, what="dead letter")
+    lines = [r for r in caplog.records if r.getMessage() == "message dead-lettered"]
+    assert len(lines) == 1 and lines[0].correlation_id == "order-7", caplog.text
+
+
+async def test_a_call_to_a_method_this_app_does_not_serve_on_its_own_topic_is_warned_once(make_stack, caplog) -> None:
+    import logging
+
+    services, _, (listener,), producer, rec = make_stack(max_deliveries=1)
+    with caplog.at_level(logging.WARNING):
+        async with started(*services, app=App(**APP)):
+            for _ in range(3):
+                await producer.call("rec.nope")
+            await producer.call("rec.echo", {"value": "served"})
+            await until(lambda: listener.counters["dead_lettered"] == 3 and rec.values("echo") == ["served"], what="runs")
+    warned = [r for r in caplog.records if "no service of the app serves the method" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].method == "rec.nope", caplog.text
