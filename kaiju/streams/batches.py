@@ -19,7 +19,7 @@ from typing import Any
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.rpc.access import Scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, RequestTimeout
-from kaiju.rpc.protocol import AUTHORIZATION, DEADLINE, SESSION_ID
+from kaiju.rpc.protocol import AUTHORIZATION, CORRELATION_ID, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable
 from kaiju.streams.dispatch import MESSAGE_ID, Outcome, error_object, outcome_of
@@ -196,10 +196,13 @@ class BatchRunner:
         )
 
 
+_CORRELATION_ID = CORRELATION_ID.lower()
+
+
 def _correlation_id(msg: StreamMessage) -> str | None:
     """The Correlation-Id the message was written with (its producer's caller's), for the
     listener's own log lines about it: the request can be found by it in every app's log."""
     for key, value in msg.headers.items():
-        if key.lower() == "correlation-id":
+        if key.lower() == _CORRELATION_ID:
             return value
     return None
