@@ -177,16 +177,8 @@ def _build(
         settings = convert_settings(filled, texts)
     except PathError as exc:
         raise _located(exc, filled, origins, files, merged, sources) from None
-    return LoadedConfig(
-        settings=settings,
-        data=filled,
-        files=files,
-        env_files=env_files,
-        origins=origins,
-        template_texts=texts,
-        raw=merged,
-        value_sources=sources,
-    )
+    # settings, data, files, env_files, origins, template_texts; then where the values came from
+    return LoadedConfig(settings, filled, files, env_files, origins, texts, raw=merged, value_sources=sources)
 
 
 def _check_used(env: Mapping[str, Any], used: set[str]) -> None:

@@ -86,16 +86,10 @@ class RequestContext(msgspec.Struct, eq=False, kw_only=True):
         return self.loop_deadline - asyncio.get_running_loop().time()
 
     def copy(self) -> RequestContext:
-        """A context for one more execution of the same request (a batch item)."""
-        return RequestContext(
-            correlation_id=self.correlation_id,
-            loop_deadline=self.loop_deadline,
-            scope=self.scope,
-            session=self.session,
-            headers=self.headers,
-            takes_slot=self.takes_slot,
-            transport=self.transport,
-            client=self.client,
+        """A context for one more execution of the same request (a batch item): the caller,
+        the deadline and the transport kept, what one execution records reset."""
+        return msgspec.structs.replace(
+            self, method=None, started=0.0, expired=False, request_id=None, response_headers=None
         )
 
     def __repr__(self) -> str:

@@ -147,17 +147,17 @@ class Executor:
             # a nested call runs under its caller's slot (no deadlock); a context set outside the
             # dispatcher (request_context(): a task's function) holds none
             takes_slot = parent.method is None
-        return RequestContext(
-            correlation_id=cid or new_correlation_id(),
-            loop_deadline=loop_deadline,
-            scope=scope,
-            session=session,
-            headers=headers,
-            started=now,
-            takes_slot=takes_slot,
-            transport=transport,
-            client=client,
+        ctx = RequestContext(
+            correlation_id=cid or new_correlation_id(), loop_deadline=loop_deadline, scope=scope, started=now
         )
+        ctx.session, ctx.headers, ctx.takes_slot, ctx.transport, ctx.client = (
+            session,
+            headers,
+            takes_slot,
+            transport,
+            client,
+        )
+        return ctx
 
     def plain_context(
         self,
