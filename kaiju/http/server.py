@@ -573,7 +573,9 @@ class HTTPServer(Service):
         if answered:
             sent.set_cookie(name, answered, path="/", httponly=True, samesite="Lax", secure=secure)
         else:
-            sent.del_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
+            # an expired cookie of the same attributes (a __Host- one is only replaced by a Secure one);
+            # set_cookie rather than del_cookie, whose secure/httponly/samesite need aiohttp 3.10
+            sent.set_cookie(name, "", max_age=0, path="/", httponly=True, samesite="Lax", secure=secure)
 
     def _too_large(self) -> web.Response:
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
