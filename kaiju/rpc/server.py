@@ -35,7 +35,7 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
 from kaiju.rpc.batches import run_batch
-from kaiju.rpc.context import RequestContext, current_var, new_correlation_id
+from kaiju.rpc.context import RequestContext, current_var
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
@@ -379,8 +379,10 @@ class RPCServer(Service):
         """`handle` for everything but a plain request."""
         try:
             ctx, h = self._context(headers, scope, session, transport, client)
-        except E.InvalidRequest as exc:
-            return self._refuse(body, exc.to_dict(), {CORRELATION_ID: new_correlation_id()}, wait)
+        except E.InvalidRequest as exc:  # a malformed header: no request of the body runs
+            ctx = self._running.executor.context(NO_HEADERS, scope, session, headers, transport, client)
+            refused = await self._running.dispatcher.unreadable(ctx, exc)
+            return self._refuse(body, refused.error, {CORRELATION_ID: ctx.correlation_id}, wait)
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
             loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
@@ -393,7 +395,8 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return self._running.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
+                refused = await self._running.dispatcher.unreadable(ctx, unreadable(body, exc))
+                return self._running.encoder.answer(ErrorResponse(id=None, error=refused.error), out)
         dispatcher = self._running.dispatcher
         response: Any
         if type(body) in (list, tuple):
