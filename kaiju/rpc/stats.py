@@ -3,13 +3,14 @@
 `RPCStats` is RPC middleware (`kaiju.rpc.middleware`): it counts each call by method,
 transport and outcome ("ok" or the error's type) and its duration, into plain ints and
 histograms; the `Metrics` service adds it to the app's `RPCServer` (outermost, so refused
-calls count too) and reports it at scrape time. `in_flight_families` is what the
+calls count too) and reports it at scrape time. When the app traces, each latency keeps
+the call's trace id as its bucket's exemplar. `in_flight_families` is what the
 `RPCServer` reports of itself: requests in flight and waiting for a slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kaiju.histogram import LATENCY_BUCKETS, Histogram, histogram_family
@@ -33,13 +34,15 @@ class MethodCounts:
 class RPCStats:
     """Counts of the calls of every method: a middleware `async def (call, call_next)`."""
 
-    __slots__ = ("methods", "clock")
+    __slots__ = ("methods", "clock", "trace_id")
 
     def __init__(self, clock: Any = None) -> None:
         import time
 
         self.methods: dict[str, MethodCounts] = {}
         self.clock = clock or time.monotonic
+        # when the app traces: the current trace's id, kept with a latency as its bucket's exemplar
+        self.trace_id: Callable[[], str | None] | None = None
 
     async def __call__(self, call: Any, call_next: Any) -> Any:
         started = self.clock()
@@ -65,7 +68,11 @@ class RPCStats:
             by_outcome = row.outcomes[transport] = {}
         by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
         if seconds is not None:
-            row.latency.observe(seconds)
+            trace_id = self.trace_id
+            if trace_id is None:
+                row.latency.observe(seconds)
+            else:
+                row.latency.observe_in_trace(seconds, trace_id())
 
     def families(self) -> Iterator[Any]:
         """Requests by method, transport and outcome; latency by method."""

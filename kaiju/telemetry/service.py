@@ -92,6 +92,8 @@ class Telemetry(Service):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.running: Running | None = None  # from start() to stop()
+        # with exporter "memory": the spans, kept after stop() (a test reads them then) until a new start
+        self._recorder: SpanRecorder | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -123,10 +125,10 @@ class Telemetry(Service):
             from opentelemetry import trace
 
             # the process's provider, or the API's proxy: spans reach one the app sets later too
-            self.running = Running(Tracing(trace.get_tracer("kaiju", __version__), full), None, None)
+            self.running = Running(Tracing(trace.get_tracer("kaiju", __version__), full), None)
             return
-        provider, recorder = self._provider()
-        self.running = Running(Tracing(provider.get_tracer("kaiju", __version__), full), provider, recorder)
+        provider, self._recorder = self._provider()
+        self.running = Running(Tracing(provider.get_tracer("kaiju", __version__), full), provider)
         if self.global_provider:
             self._make_global(provider)
         self.logger.info("tracing", exporter=self.exporter, endpoint=self._endpoint(), sample_ratio=self.sample_ratio)
@@ -170,10 +172,11 @@ class Telemetry(Service):
 
     @property
     def recorder(self) -> SpanRecorder:
-        """Where `exporter: memory` keeps the spans; RuntimeError for another exporter or before start."""
-        if self.running is None or self.running.recorder is None:
+        """Where `exporter: memory` keeps the spans (from start on, and after stop);
+        RuntimeError for another exporter or before start."""
+        if self._recorder is None:
             raise RuntimeError(f'{self.name}: spans are kept with exporter "memory" only, once started')
-        return self.running.recorder
+        return self._recorder
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -228,9 +231,7 @@ class Telemetry(Service):
 
 
 class Running(NamedTuple):
-    """What a started Telemetry holds: kaiju's tracing, the SDK's provider (None: the
-    process's own) and, for `exporter: memory`, the recorder."""
+    """What a started Telemetry holds: kaiju's tracing and the SDK's provider (None: the process's own)."""
 
     tracing: Tracing
     provider: Any
-    recorder: SpanRecorder | None

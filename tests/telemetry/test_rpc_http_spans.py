@@ -6,9 +6,10 @@ import aiohttp
 from opentelemetry.trace import SpanKind, StatusCode
 
 from kaiju import rpc
+from kaiju.http.client import HTTPClient, HTTPRPCClient
 from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope
-from kaiju.runtime.service import Service
+from kaiju.runtime.service import App, Service
 from kaiju.telemetry import Telemetry
 from kaiju.testing import free_port
 from kaiju.testing.services import started
@@ -127,3 +128,29 @@ async def test_without_telemetry_nothing_traces_and_calls_go_straight_to_the_exe
         answer = await post(http.url, {"jsonrpc": "2.0", "id": 1, "method": "orders.create", "params": {"qty": 1}})
         assert answer["result"] == 11
         assert server.dispatcher.run == server.executor.run  # no middleware: no span either
+
+
+class Front(Service):
+    service_name = "front"
+
+    client: HTTPRPCClient
+
+    @rpc.method
+    async def quote(self, qty: int) -> int:
+        return await self.client.call("orders.create", {"qty": qty})
+
+
+async def test_an_rpc_client_call_is_a_client_span_the_other_app_continues() -> None:
+    back_tel, http = telemetry(), HTTPServer(port=free_port())
+    async with started(back_tel, RPCServer(), Orders(), http, app=App(name="back", env="test")):
+        front_tel, front_rpc = telemetry(), RPCServer()
+        client = HTTPClient(base_url=http.url.removesuffix(http.rpc_path))
+        async with started(front_tel, client, HTTPRPCClient(), front_rpc, Front(), app=App(name="front", env="test")):
+            assert await front_rpc.call("front.quote", {"qty": 3}) == 31
+        quote, call = front_tel.recorder.one("front.quote"), front_tel.recorder.one("orders.create")
+        server, create = back_tel.recorder.one("POST /public/rpc"), back_tel.recorder.one("orders.create")
+    assert call.kind is SpanKind.CLIENT and front_tel.recorder.parent_of(call) is quote
+    assert call.attributes["rpc.method"] == "orders.create" and call.attributes["http.response.status_code"] == 200
+    assert call.attributes["url.full"] == http.url
+    assert server.parent.span_id == call.context.span_id and server.context.trace_id == quote.context.trace_id
+    assert back_tel.recorder.parent_of(create) is server
