@@ -4,7 +4,8 @@ The server span continues the context of the request's headers (W3C `traceparent
 `tracestate`, `baggage`), is current while the request is served (so the RPC calls it
 makes are its children) and carries the HTTP conventions' attributes:
 `http.request.method`, `url.path`, `url.scheme`, `client.address`, `http.route` (the RPC
-endpoint) and `http.response.status_code`; a 5xx answer is an ERROR. The client span
+endpoint), `http.response.status_code` and the answer's correlation id
+(`kaiju.correlation_id`); a 5xx answer is an ERROR. The client span
 (`client_span`) writes its context into the request's headers.
 """
 
@@ -18,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from kaiju.rpc.protocol import CORRELATION_ID
 from kaiju.telemetry.tracing import CLIENT, SERVER, Tracing, failed
 
 __all__ = ["answered", "client_span", "traced_handler"]
@@ -52,6 +54,9 @@ def traced_handler(handle: Handler, tracing: Tracing, rpc_path: str) -> Handler:
             raise
         else:
             _answered(span, response.status, server=True)
+            correlation_id = response.headers.get(CORRELATION_ID)
+            if correlation_id and span.is_recording():  # the request is found by either id
+                span.set_attribute("kaiju.correlation_id", correlation_id)
             return response
         finally:
             otel_context.detach(token)

@@ -68,6 +68,7 @@ async def test_a_request_continues_the_callers_trace_through_nested_calls() -> N
         "client.address": "127.0.0.1",
         "http.route": "/public/rpc",
         "http.response.status_code": 200,
+        "kaiju.correlation_id": "c-1",
     }
     assert dict(create.attributes) == {
         "rpc.system": "jsonrpc",
