@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# JSON-RPC over HTTP: kaiju's HTTPServer (plain, with metrics, with one no-op RPC middleware) vs
-# kaiju-tools 2.4.26 vs the aiohttp ceiling, one run.
+# JSON-RPC over HTTP: kaiju's HTTPServer (plain, with metrics, with one no-op RPC middleware,
+# traced by the Telemetry service at sample_ratio 0.1 and 1.0) vs kaiju-tools 2.4.26 vs the
+# aiohttp ceiling, one run. The traced servers export over OTLP/HTTP to bench/otlp_sink.py, a
+# local receiver that drops the data (started once, in a process of its own).
 #
 #   bench/rpc_http.sh                 (needs wrk: apt-get install -y wrk)
 #
@@ -37,10 +39,17 @@ command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wr
 
 RUN="$(mktemp -d)"
 PID=""
-cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; rm -rf "$RUN"; }
+SINK_PID=""
+cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; [[ -n $SINK_PID ]] && kill "$SINK_PID" 2>/dev/null; rm -rf "$RUN"; }
 trap cleanup EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+SINK_PORT="$(free_port)"
+"$PY" "$ROOT/bench/otlp_sink.py" "$SINK_PORT" >"$RUN/sink.log" 2>&1 & SINK_PID=$!
+for _ in $(seq 1 50); do grep -q '^sink=' "$RUN/sink.log" && break; sleep 0.1; done
+SINK="$(sed -n 's/^sink=//p' "$RUN/sink.log")"
+[[ -n $SINK ]] || { echo "the OTLP sink did not start: $(cat "$RUN/sink.log")" >&2; exit 1; }
 
 wait_up() {  # port
   for _ in $(seq 1 100); do
@@ -57,6 +66,8 @@ start_server() {  # which port
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+metrics) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" metrics) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+mw) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" middleware) >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju+trace0.1) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" trace:0.1 "$SINK") >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju+trace1.0) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" trace:1.0 "$SINK") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
   esac
   wait_up "$2"
@@ -84,7 +95,7 @@ measure() {  # which -> prints "rps=... bad=... errors=... p50_ms=... p99_ms=...
 }
 
 declare -A BEST LINE
-SERVERS=(ceiling kaiju kaiju+metrics kaiju+mw kaiju-tools)
+SERVERS=(ceiling kaiju kaiju+metrics kaiju+mw kaiju+trace0.1 kaiju+trace1.0 kaiju-tools)
 for which in "${SERVERS[@]}"; do BEST[$which]=0; LINE[$which]=""; done
 for round in $(seq 1 "$ROUNDS"); do
   for which in "${SERVERS[@]}"; do
@@ -98,10 +109,13 @@ done
 echo
 echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
 echo "loop: kaiju $LOOP, ceiling $LOOP, kaiju-tools its own (run.py)"
-for which in kaiju kaiju+metrics kaiju+mw kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
-awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v w="${BEST[kaiju+mw]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" 'BEGIN {
+for which in kaiju kaiju+metrics kaiju+mw kaiju+trace0.1 kaiju+trace1.0 kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
+awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v w="${BEST[kaiju+mw]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" \
+    -v t1="${BEST[kaiju+trace0.1]}" -v t2="${BEST[kaiju+trace1.0]}" 'BEGIN {
   printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t
   printf "kaiju/ceiling     = %.0f%% (target >= 90%%)\n", 100 * k / c
   printf "metrics cost      = %.1f%% of kaiju'"'"'s rps (target < 5%%)\n", 100 * (k - m) / k
   printf "no-op middleware  = %.1f%% of kaiju'"'"'s rps\n", 100 * (k - w) / k
+  printf "tracing at 0.1    = %.1f%% of kaiju'"'"'s rps (target <= 5%%)\n", 100 * (k - t1) / k
+  printf "tracing at 1.0    = %.1f%% of kaiju'"'"'s rps (two spans per request, exported)\n", 100 * (k - t2) / k
 }'

@@ -1,9 +1,11 @@
 """kaiju's side of bench/rpc_http.sh: echo.echo over HTTP on 127.0.0.1:PORT until SIGTERM/SIGINT.
 
-    .venv/bin/python bench/rpc_http_server.py PORT [metrics|middleware]
+    .venv/bin/python bench/rpc_http_server.py PORT [metrics|middleware|trace:RATIO] [OTLP_URL]
 
 With `metrics`, the app also runs the Metrics service (its RPC requests are counted); with
-`middleware`, the RPC server has one no-op middleware (what a middleware costs). Runs on
+`middleware`, the RPC server has one no-op middleware (what a middleware costs); with
+`trace:0.1` (or any ratio), the Telemetry service traces the requests at that sample ratio,
+exporting over OTLP/HTTP to OTLP_URL (bench/otlp_sink.py, which drops the data). Runs on
 the loop kaiju-run would (KAIJU_LOOP, else uvloop when installed) and prints `loop=NAME` once
 serving.
 """
@@ -29,14 +31,18 @@ async def noop(call, call_next):
     return await call_next(call)
 
 
-async def serve(port: int, variant: str = "") -> None:
+async def serve(port: int, variant: str = "", sink: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    extra = [Metrics()] if variant == "metrics" else []
+    extra: list = [Metrics()] if variant == "metrics" else []
+    if variant.startswith("trace:"):
+        from kaiju.telemetry import Telemetry
+
+        extra.insert(0, Telemetry(endpoint=sink, sample_ratio=float(variant.partition(":")[2])))
     rpc = RPCServer(middleware=[noop] if variant == "middleware" else [])
-    async with started(EchoService(), rpc, *extra, HTTPServer(host="127.0.0.1", port=port)):
+    async with started(*extra, EchoService(), rpc, HTTPServer(host="127.0.0.1", port=port)):
         print(f"loop={loop_name()}", flush=True)
         await stop.wait()
 
@@ -44,4 +50,4 @@ async def serve(port: int, variant: str = "") -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     with asyncio.Runner(loop_factory=loop_factory(choose_loop())) as runner:
-        runner.run(serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))
+        runner.run(serve(int(sys.argv[1]), *sys.argv[2:4]))

@@ -12,6 +12,13 @@ ROUNDS (default 3), KAIJU_PEERS (the peers folder), PEER_PYTHON (kaiju-tools' py
 KAIJU_LOOP (kaiju's loop; default asyncio's, the one the ceiling script runs on, so the ratio
 is like for like; with uvloop, kaiju-tools runs on it too: KAIJU_BENCH_UVLOOP=1).
 Also pjrpc's dispatcher (`shared/peers/pjrpc_inproc.py`), the fastest Python JSON-RPC library's.
+
+Tracing (the Telemetry service, one span per call), in the same run: at sample_ratio 0.1
+and 1.0 exporting over OTLP/HTTP to a local receiver that drops the data
+(`bench/otlp_sink.py`, a process of its own); and, to say where the time goes at 1.0, at
+0.0 (the span objects and context alone: every call sampled out) and at 1.0 with nothing
+exported (spans made and given their attributes, then dropped: a tracer provider with no
+processor). The differences are span creation, attribute building and recording, export.
 """
 
 from __future__ import annotations
@@ -55,9 +62,28 @@ async def noop(call, call_next):
     return await call_next(call)
 
 
-async def ours(n: int, middleware: bool = False) -> float:
+def telemetry(variant: str, sink: str) -> list:
+    """The Telemetry service of a tracing variant: "otlp:RATIO" (exported to `sink`) or
+    "none" (the process's own provider, which records spans and exports nothing)."""
+    from kaiju.telemetry import Telemetry
+
+    if variant == "none":
+        return [Telemetry(exporter="none")]
+    return [Telemetry(endpoint=sink, sample_ratio=float(variant.partition(":")[2]), global_provider=False)]
+
+
+def recording_provider() -> None:
+    """Make the process's tracer provider an SDK one that records every span and has no
+    processor: spans are built whole, then dropped (the "none" variant's provider)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+
+
+async def ours(n: int, middleware: bool = False, services: list | None = None) -> float:
     rpc = RPCServer(middleware=[noop] if middleware else [])
-    async with started(EchoService(), rpc):
+    async with started(*(services or ()), EchoService(), rpc):
         body, _ = await rpc.handle(BODY)
         assert b'"result"' in body, body
         left = n
@@ -89,20 +115,53 @@ def run_script(python: str, script: str, key: str, env: dict[str, str]) -> float
     return float(found[1])
 
 
+class Sink:
+    """bench/otlp_sink.py on a free port, for the length of a `with` block."""
+
+    def __enter__(self) -> str:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        here = Path(__file__).resolve().parent
+        self.proc = subprocess.Popen([sys.executable, str(here / "otlp_sink.py"), str(port)], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("sink="):
+            raise RuntimeError(f"the OTLP sink did not start: {line!r}")
+        return line.strip().partition("=")[2]
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+TRACED = {"kaiju+trace0.1": "otlp:0.1", "kaiju+trace1.0": "otlp:1.0", "kaiju+trace0.0": "otlp:0.0", "kaiju+spans1.0": "none"}
+
+
 def main() -> None:
+    with Sink() as sink:
+        run(sink)
+
+
+def run(sink: str) -> None:
+    recording_provider()
     peer_py = peer_python()
     factory = loop_factory(choose_loop("asyncio"))
     probe = factory()
     loop = loop_name(probe)
     probe.close()
     peer_env = {"KAIJU_BENCH_INTERLEAVE": "1", **({"KAIJU_BENCH_UVLOOP": "1"} if loop == "uvloop" else {})}
-    best = {"kaiju": 0.0, "kaiju+mw": 0.0, "kaiju-tools": 0.0, "pjrpc": 0.0, "ceiling": 0.0}
+    best = {"kaiju": 0.0, "kaiju+mw": 0.0, "kaiju-tools": 0.0, "pjrpc": 0.0, "ceiling": 0.0, **dict.fromkeys(TRACED, 0.0)}
     for _ in range(ROUNDS):
         best["ceiling"] = max(best["ceiling"], run_script(sys.executable, "limit_inproc.py", "limit_inproc_rps", {"N": str(N)}))
         with asyncio.Runner(loop_factory=factory) as runner:
             best["kaiju"] = max(best["kaiju"], runner.run(ours(N)))
         with asyncio.Runner(loop_factory=factory) as runner:
             best["kaiju+mw"] = max(best["kaiju+mw"], runner.run(ours(N, middleware=True)))
+        for name, variant in TRACED.items():
+            with asyncio.Runner(loop_factory=factory) as runner:
+                best[name] = max(best[name], runner.run(ours(N, services=telemetry(variant, sink))))
         best["kaiju-tools"] = max(
             best["kaiju-tools"], run_script(peer_py, "kaiju_tools_inproc.py", "kaiju_inproc_rps", peer_env)
         )
@@ -112,6 +171,20 @@ def main() -> None:
     print(f"loop: kaiju {loop}, kaiju-tools {loop}, ceiling asyncio (limit_inproc.py has no switch)")
     print(f"kaiju        {best['kaiju']:>10.0f} calls/s")
     print(f"kaiju+mw     {best['kaiju+mw']:>10.0f} calls/s   one no-op middleware costs {1 - best['kaiju+mw'] / best['kaiju']:.1%}")
+    k = best["kaiju"]
+    for name, note in (
+        ("kaiju+trace0.1", "traced at sample_ratio 0.1, exported (target: cost <= 5%)"),
+        ("kaiju+trace1.0", "traced at 1.0, every span exported"),
+        ("kaiju+trace0.0", "spans made, every one sampled out (creation and context only)"),
+        ("kaiju+spans1.0", "spans recorded with their attributes, none exported"),
+    ):
+        print(f"{name:<14} {best[name]:>8.0f} calls/s   costs {1 - best[name] / k:.1%}: {note}")
+    per_call = {name: 1e6 / best[name] - 1e6 / k for name in TRACED}  # microseconds added per call
+    print(
+        f"at 1.0, per call: span creation {per_call['kaiju+trace0.0']:.2f} us, attributes and recording "
+        f"{per_call['kaiju+spans1.0'] - per_call['kaiju+trace0.0']:.2f} us, export "
+        f"{per_call['kaiju+trace1.0'] - per_call['kaiju+spans1.0']:.2f} us"
+    )
     print(f"kaiju-tools  {best['kaiju-tools']:>10.0f} calls/s   kaiju/kaiju-tools = {best['kaiju'] / best['kaiju-tools']:.2f}x (target >= 2.3x)")
     print(f"pjrpc        {best['pjrpc']:>10.0f} calls/s   kaiju/pjrpc = {best['kaiju'] / best['pjrpc']:.2f}x (asyncio's loop)")
     print(f"ceiling      {best['ceiling']:>10.0f} calls/s   kaiju/ceiling = {best['kaiju'] / best['ceiling']:.0%} (target >= 60%)")

@@ -9,6 +9,7 @@ nothing of kaiju, so any package may keep a histogram.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -23,20 +24,34 @@ class Histogram:
     """Observations counted into fixed buckets (upper bounds), plus their sum.
 
     `counts[i]` counts the values in `(bounds[i-1], bounds[i]]`; the last one those above
-    every bound. `cumulative()` gives Prometheus' `le` buckets.
+    every bound. `cumulative()` gives Prometheus' `le` buckets. `exemplars[i]` is the
+    latest observation of bucket i made inside a trace, `(trace id, value, unix time)`
+    (None until one is: an app that traces nothing keeps no list).
     """
 
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum", "exemplars")
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS):
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
+        self.exemplars: list[tuple[str, float, float] | None] | None = None
 
     def observe(self, value: float) -> None:
         """Count one observation."""
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
+
+    def observe_in_trace(self, value: float, trace_id: str | None) -> None:
+        """Count one observation made inside the trace `trace_id` (None: outside any), kept
+        as its bucket's exemplar."""
+        bucket = bisect_left(self.bounds, value)
+        self.counts[bucket] += 1
+        self.sum += value
+        if trace_id is not None:
+            if self.exemplars is None:
+                self.exemplars = [None] * len(self.counts)
+            self.exemplars[bucket] = (trace_id, value, time.time())
 
     @property
     def count(self) -> int:
@@ -53,10 +68,23 @@ class Histogram:
 
 
 def histogram_family(name: str, doc: str, labels: list[str], rows: list[tuple[list[str], Histogram]]) -> Any:
-    """A prometheus-client histogram family with one series per `(label values, Histogram)` row."""
+    """A prometheus-client histogram family with one series per `(label values, Histogram)`
+    row, with the buckets' exemplars (shown when a scrape asks for OpenMetrics)."""
     from prometheus_client.core import HistogramMetricFamily
 
     family = HistogramMetricFamily(name, doc, labels=labels)
     for values, h in rows:
-        family.add_metric(values, h.cumulative(), h.sum)
+        family.add_metric(values, _buckets(h), h.sum)
     return family
+
+
+def _buckets(h: Histogram) -> list[Any]:
+    buckets: list[Any] = h.cumulative()
+    if h.exemplars is None:
+        return buckets
+    from prometheus_client.samples import Exemplar
+
+    return [
+        (le, n, Exemplar({"trace_id": ex[0]}, ex[1], ex[2])) if ex is not None else (le, n)
+        for (le, n), ex in zip(buckets, h.exemplars, strict=True)
+    ]

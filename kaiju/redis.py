@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt, RedisURL
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
 
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url"]
 
@@ -73,6 +75,8 @@ class RedisConnection(Service):
     """CA bundle to verify the server with over `rediss://` (default: the system's)."""
     ssl_cert_reqs: str = "required"
     """Server certificate check over `rediss://`: "required", "optional" or "none"."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` which, with `detail: full`, makes a span of each command."""
 
     if TYPE_CHECKING:  # set by start(); not a setting
         # a redis.asyncio.Redis; typed Any: redis-py types each reply `bytes | str` by a run-time
@@ -106,13 +110,22 @@ class RedisConnection(Service):
             pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
             raise ValueError(f"bad Redis URL {mask_url(self.url)!r}: {exc}") from None
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client = self._client_class(aioredis.Redis, pool)(connection_pool=pool)
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
             await self.__dict__.pop("client").aclose(close_connection_pool=True)
             raise RedisUnavailable(f"Redis at {mask_url(self.url)} does not answer: {exc}") from None
         self.logger.info("connected", url=mask_url(self.url))
+
+    def _client_class(self, base: type, pool: Any) -> type:
+        """`base`, or with `detail: full` tracing a subclass of it whose commands are spans."""
+        tracing = tracing_of(self.telemetry)
+        if tracing is None or not tracing.full:
+            return base
+        from kaiju.telemetry.detail import traced_redis
+
+        return traced_redis(base, tracing, pool.connection_kwargs)
 
     async def health(self) -> None:
         """Raise when Redis does not answer a PING (the health check of `/health/ready`)."""

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGES = [
     "kaiju", "kaiju.rpc", "kaiju.http", "kaiju.cache", "kaiju.locks", "kaiju.streams", "kaiju.tasks",
-    "kaiju.runtime", "kaiju.config", "kaiju.testing",
+    "kaiju.runtime", "kaiju.config", "kaiju.testing", "kaiju.telemetry",
 ]
 
 

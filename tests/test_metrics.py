@@ -111,8 +111,8 @@ async def test_rpc_and_http_metrics_match_the_traffic() -> None:
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="http", outcome="InvalidParams") == 1
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.fail", transport="http", outcome="InternalError") == 1
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.hold", transport="http", outcome="ok") == 2
-    assert sample(samples, "kaiju_rpc_request_duration_seconds_count", method="shop.add") == 3  # invalid params never ran
-    assert sample(samples, "kaiju_rpc_request_duration_seconds_bucket", method="shop.add", le="+Inf") == 3
+    assert sample(samples, "kaiju_rpc_request_duration_seconds_count", method="shop.add", transport="http") == 3  # invalid params never ran
+    assert sample(samples, "kaiju_rpc_request_duration_seconds_bucket", method="shop.add", transport="http", le="+Inf") == 3
     assert sample(samples, "kaiju_rpc_in_flight", transport="http") == 0
     # 7 RPC answers and the first scrape (a response is counted once sent: a scrape misses its own)
     assert sample(samples, "kaiju_http_responses_total", server="http", status="200") == 8
@@ -120,6 +120,26 @@ async def test_rpc_and_http_metrics_match_the_traffic() -> None:
     if os.path.exists("/proc/self/stat"):
         assert sample(samples, "process_resident_memory_bytes") > 0
         assert sample(samples, "process_open_fds") > 0
+
+
+async def test_unknown_methods_and_unreadable_requests_are_counted_under_one_label_each() -> None:
+    http = HTTPServer(port=free_port())
+    metrics = Metrics()
+    async with started(Shop(), RPCServer(), metrics, http):
+        async with aiohttp.ClientSession() as session:
+            for name in ("shop.typo", "shop.other_typo", "rpc.tasks"):  # rpc.tasks exists, but not for a guest
+                assert await post(session, http.url, request(name)) == 200
+            async with session.post(http.url, data=b"{no json", headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 200
+            assert await post(session, http.url, {"jsonrpc": "2.0", "id": 1}) == 200  # no method
+        samples = await scrape(metrics)
+    requests = {k: v for k, v in samples.items() if k[0] == "kaiju_rpc_requests_total"}
+    assert requests == {
+        ("kaiju_rpc_requests_total", (("method", "<unknown>"), ("outcome", "MethodNotFound"), ("transport", "http"))): 3,
+        ("kaiju_rpc_requests_total", (("method", "<invalid>"), ("outcome", "JSONParseError"), ("transport", "http"))): 1,
+        ("kaiju_rpc_requests_total", (("method", "<invalid>"), ("outcome", "InvalidRequest"), ("transport", "http"))): 1,
+    }
+    assert not [k for k in samples if k[0] == "kaiju_rpc_request_duration_seconds_count"]  # nothing ran
 
 
 async def test_two_apps_in_one_process_keep_their_own_numbers() -> None:

@@ -1,6 +1,6 @@
 """Start-up imports: `kaiju-run check` on the example config loads only what building the app needs.
 
-Token signing (PyJWT, cryptography), password hashing (argon2) and the Redis client wait for
+Token signing (PyJWT, cryptography), password hashing (argon2), the Redis client and OpenTelemetry wait for
 the first use or for `start()`; each probe runs in a fresh interpreter.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-DEFERRED = ("jwt", "cryptography", "argon2", "redis")
+DEFERRED = ("jwt", "cryptography", "argon2", "redis", "opentelemetry")
 
 
 def modules_after_check(config: str) -> set[str]:

@@ -30,8 +30,15 @@ from kaiju import keys
 from kaiju.cache.values import ValueCodec
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
+from kaiju.telemetry.detail import trace_calls
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
 
 __all__ = ["Cache"]
+
+
+# the calls to the store that `detail: full` traces (kaiju.telemetry.detail)
+_STORE_CALLS = ("_get", "_m_get", "_set", "_m_set", "_add", "_m_exists", "_m_delete")
 
 
 class Cache(Service, abc.ABC):
@@ -43,6 +50,8 @@ class Cache(Service, abc.ABC):
     """Seconds a value lives when `set()` is given no ttl (None: until deleted or evicted)."""
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._cache`) instead of the app's."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` which, with `detail: full`, makes a span of each call to the store."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -61,6 +70,7 @@ class Cache(Service, abc.ABC):
         self._filling: dict[str, asyncio.Task[bytes]] = {}
         self._loop = asyncio.get_running_loop()
         self.counts = {"hits": 0, "misses": 0, "loader_calls": 0}  # since this start, read by the metrics
+        trace_calls(self, tracing_of(self.telemetry), "cache", _STORE_CALLS)
         await self._open()
         self._opened = True
 

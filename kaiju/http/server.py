@@ -39,6 +39,7 @@ from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address, same_host
 from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeName
+from kaiju.telemetry.service import Telemetry
 
 __all__ = ["HTTPServer"]
 
@@ -62,6 +63,9 @@ class HTTPServer(Service):
     """The RPCServer requests go to."""
     app_health: AppHealth | None = None
     """The AppHealth the probes report (none: the server makes its own)."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` whose tracer makes a span of each request (none: the process's own
+    tracer provider, when it set one; else no spans, at no cost)."""
 
     host: str = "127.0.0.1"
     """Address to listen on (IPv6 literals work)."""
@@ -233,7 +237,7 @@ class HTTPServer(Service):
         serving.cookie = (self.cookie_name or ("__Host-session_id" if secure else "session_id"), secure)
         serving.origins = frozenset(filter(None, map(_origin, self.origins)))
         server = _JSONErrorServer(
-            _counting(self._handle, serving.responses),
+            self._handler(serving),
             limits=self._connection_limits(),
             logger=self.logger,
             request_factory=self._make_request,
@@ -298,6 +302,18 @@ class HTTPServer(Service):
             if self.unix_socket:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_socket)
+
+    def _handler(self, serving: Serving) -> Any:
+        """What serves each request: `_handle`, counting responses, inside a span when tracing."""
+        from kaiju.telemetry.provider import tracing_of
+
+        handler = _counting(self._handle, serving.responses)
+        tracing = tracing_of(self.telemetry)
+        if tracing is None:
+            return handler
+        from kaiju.telemetry.http import traced_handler
+
+        return traced_handler(handler, tracing, self.rpc_path)
 
     def metrics(self) -> Iterator[Any]:
         """HTTP responses sent since start, by status code."""

@@ -27,6 +27,9 @@ from kaiju import keys
 from kaiju.histogram import LATENCY_BUCKETS, Histogram, histogram_family
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive
+from kaiju.telemetry.detail import trace_calls
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
 
 __all__ = [
     "LockError",
@@ -82,6 +85,10 @@ class _Held:
         self.cancelled = False  # we cancelled `body` because the lock was lost
 
 
+# the calls to the store that `detail: full` traces (kaiju.telemetry.detail)
+_STORE_CALLS = ("_acquire", "_release", "_renew", "_owners")
+
+
 class Locks(Service, abc.ABC):
     """Named locks with a TTL, fencing tokens and background renewal.
 
@@ -100,6 +107,9 @@ class Locks(Service, abc.ABC):
     """Seconds a lock lives when `acquire()` is given no ttl."""
     shared: bool = False
     """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` which, with `detail: full`, makes a span of each call to the store
+    (an acquire's span lasts as long as its wait)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -122,6 +132,7 @@ class Locks(Service, abc.ABC):
         # read by the metrics: acquisitions, refusals (taken / timeout), time to acquire when waiting
         self.counts = {"acquired": 0, "taken": 0, "timeout": 0, "lost": 0}
         self.wait_time = Histogram(LATENCY_BUCKETS)
+        trace_calls(self, tracing_of(self.telemetry), "lock", _STORE_CALLS)
         try:
             await self._open()
         except BaseException:

@@ -50,12 +50,12 @@ async def run_batch(
     else:
         answers = await asyncio.gather(
             *(
-                dispatcher.request(c, r, h.retries) if type(r) is not ErrorResponse else _ready(r)
+                dispatcher.unreadable(c, r) if isinstance(r, E.RPCError) else dispatcher.request(c, r, h.retries)
                 for c, r in zip(contexts, reqs, strict=True)
             )
         )
         # notifications get no answer (unless waited for)
-        responses = [a for r, a in zip(reqs, answers, strict=True) if wait or r.id is not UNSET]
+        responses = [a for r, a in zip(reqs, answers, strict=True) if wait or _id(r) is not UNSET]
     for c in contexts:
         if c.session is not ctx.session:
             ctx.session = c.session
@@ -65,12 +65,12 @@ async def run_batch(
 
 
 def _read(read: Callable[[Any], Any], item: Any) -> Any:
-    """A batch item as a request (by `read`), or the error response when it is not one (with an
-    UNSET id for a notification whose params do not decode: not answered)."""
+    """A batch item as a request (by `read`), or the RPCError saying why it is not one (its
+    `request_id` UNSET for a notification whose params do not decode: not answered)."""
     try:
         return read(item)
     except E.RPCError as exc:
-        return ErrorResponse(id=getattr(exc, "request_id", None), error=exc.to_dict())
+        return exc
 
 
 async def _in_order(
@@ -81,8 +81,9 @@ async def _in_order(
     failed = False
     for n, (ctx, req) in enumerate(zip(contexts, reqs, strict=True)):
         response: Response | ErrorResponse
-        if type(req) is ErrorResponse:
-            response = req
+        if isinstance(req, E.RPCError):
+            response = await dispatcher.unreadable(ctx, req)
+            req = response
         elif failed:
             response = ErrorResponse(id=None if req.id is UNSET else req.id, error=E.Aborted().to_dict())
         else:
@@ -103,6 +104,11 @@ async def _in_order(
     return responses
 
 
+def _id(item: Any) -> Any:
+    """The id of a batch item as `_read` gave it (UNSET: a notification)."""
+    return getattr(item, "request_id", None) if isinstance(item, E.RPCError) else item.id
+
+
 def _params(params: Any) -> Any:
     """A batch item's params decoded, for a template to fill; InvalidParams when they do not
     decode (invalid UTF-8, a number out of range) or nest too deeply to fill."""
@@ -111,7 +117,3 @@ def _params(params: Any) -> Any:
     except UNREADABLE as exc:
         reason = why_unreadable(exc)
         raise E.InvalidParams(f"Invalid params: {reason}", data={"field": None, "reason": reason}) from None
-
-
-async def _ready(value: Any) -> Any:
-    return value

@@ -3,7 +3,9 @@
 Resolve the method (checking the caller may use it), then call it through the middleware
 chain (`kaiju.rpc.middleware.Chain`; without middleware, straight through the `Executor`),
 which validates the params against its signature and runs it, and shape the answer.
-Single requests, batch items, notifications and in-process calls all take this path.
+Single requests, batch items, notifications and in-process calls all take this path; so
+do refused ones (an unknown method, a request that cannot be read), as a `Refusal` the
+chain answers with its error, so that middleware sees every request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.context import RequestContext
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.methods import Method
-from kaiju.rpc.middleware import Chain
+from kaiju.rpc.middleware import INVALID, UNKNOWN, Chain, Refusal
 from kaiju.rpc.protocol import ErrorResponse, Response, read_request
 from kaiju.rpc.table import MethodTable
 
@@ -56,19 +58,36 @@ class Dispatcher:
     ) -> Coroutine[Any, Any, Any]:
         return self.executor.run(ctx, m, m.validate(params), retries)
 
+    def target(self, ctx: RequestContext, name: Any) -> Method:
+        """The method `name` if the caller of `ctx` may use it, else the `Refusal` answering MethodNotFound."""
+        try:
+            return self.table.resolve(name, ctx.scope, ctx.session)
+        except E.MethodNotFound as exc:
+            return Refusal(UNKNOWN, exc)
+
     async def call(self, ctx: RequestContext, name: Any, params: Any, retries: int = 0) -> Any:
         """Run method `name` with `params` (raw JSON, decoded, or UNSET) under `ctx`; return its
         result. Raises MethodNotFound, InvalidParams, RequestTimeout, the method's own
         RPCError, or InternalError."""
-        m = self.table.resolve(name, ctx.scope, ctx.session)
-        return await self.run_raw(ctx, m, params, retries)
+        return await self.run_raw(ctx, self.target(ctx, name), params, retries)
+
+    async def unreadable(self, ctx: RequestContext, exc: E.RPCError) -> ErrorResponse:
+        """The answer to a request that cannot be read (`exc`, as `read` raised it), once the
+        middleware chain has seen it (as `INVALID`); its id is the one `exc` carries (UNSET:
+        a notification)."""
+        req_id = getattr(exc, "request_id", None)
+        ctx.request_id = None if req_id is UNSET else req_id
+        try:
+            await self.run_raw(ctx, Refusal(INVALID, exc), UNSET, 0)
+        except E.RPCError as raised:
+            exc = raised
+        return ErrorResponse(id=req_id, error=exc.to_dict())
 
     async def request(self, ctx: RequestContext, req: Any, retries: int = 0) -> Response | ErrorResponse:
         """The response to one request (a `read_request` result; a notification's has id None)."""
         ctx.request_id = req_id = None if req.id is UNSET else req.id
-        try:
-            m = self.table.resolve(req.method, ctx.scope, ctx.session)  # `call`, inline: one coroutine less
-            result = await self.run_raw(ctx, m, req.params, retries)
+        try:  # `call`, inline: one coroutine less
+            result = await self.run_raw(ctx, self.target(ctx, req.method), req.params, retries)
         except E.RPCError as exc:
             if req.id is UNSET and type(exc) is E.Overloaded:
                 self.executor.dropped += 1  # a notification of a batch: nobody hears of it but the count
@@ -97,13 +116,13 @@ class Dispatcher:
         try:
             req = self.read(item)
         except E.RPCError as exc:
-            req_id = getattr(exc, "request_id", None)
-            if req_id is UNSET:  # a notification with params that do not decode
+            refused = await self.unreadable(ctx, exc)
+            if refused.id is UNSET:  # a notification with params that do not decode
                 if wait:
-                    return ErrorResponse(id=None, error=exc.to_dict())
+                    return ErrorResponse(id=None, error=refused.error)
                 self.executor.logger.info("RPC notification refused", error=exc.type, reason=exc.data.get("reason"))
                 return None
-            return ErrorResponse(id=req_id, error=exc.to_dict())
+            return refused
         if req.id is UNSET and not wait:
             self.notify(ctx, req, retries)
             return None

@@ -19,6 +19,13 @@ its calls go straight to `Executor.run`, at no cost.
 The chain runs in the request's context (`kaiju.rpc.current()` is the call's), before the
 call takes a `max_parallel_tasks` slot and outside its deadline: a middleware that refuses
 a call never holds a slot, and one that waits should bound its wait itself.
+
+A request refused before any method was found takes the chain too, so what counts, logs or
+traces every call sees it: a call of a method that does not exist (or that the caller may
+not see) as `call.method == "<unknown>"`, a request that cannot be read at all as
+`"<invalid>"` (never the caller's own string: a label of bounded size). Its target is a
+`Refusal`, whose params never validate: `call_next` raises the refusal's error
+(MethodNotFound, InvalidRequest, ParseError) and `call.ran` stays false.
 """
 
 from __future__ import annotations
@@ -29,10 +36,14 @@ from typing import Any
 import msgspec
 
 from kaiju.rpc import errors as E
+from kaiju.rpc.access import Scope
 from kaiju.rpc.context import RequestContext, current_var
 from kaiju.rpc.methods import Method, WithExtra
 
-__all__ = ["Call", "CallNext", "Chain", "Middleware", "load_middleware"]
+__all__ = ["INVALID", "UNKNOWN", "Call", "CallNext", "Chain", "Middleware", "Refusal", "load_middleware"]
+
+UNKNOWN = "<unknown>"  # what middleware sees as the method of a call of no method the caller may use
+INVALID = "<invalid>"  # ... and of a request that is not one (unreadable JSON, no method member)
 
 CallNext = Callable[["Call"], Awaitable[Any]]
 Middleware = Callable[["Call", CallNext], Awaitable[Any]]
@@ -110,6 +121,24 @@ class Call(msgspec.Struct, gc=False):
 
     def __repr__(self) -> str:
         return f"<Call {self.method} transport={self.transport}>"
+
+
+class Refusal(Method):
+    """The target of a request refused before any method was found: named `UNKNOWN` or
+    `INVALID`, its params never validate (`validate` raises `error`), so the chain's last
+    step answers the refusal and no method runs."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, name: str, error: E.RPCError):  # no function to bind: nothing of Method's init applies
+        self.name = name
+        self.service = ""
+        self.permission = Scope.SYSTEM
+        self.error = error
+
+    def validate(self, params: Any) -> Any:
+        """Raise the refusal's error: there is nothing to validate against."""
+        raise self.error
 
 
 Run = Callable[[RequestContext, Method, Any, int], Coroutine[Any, Any, Any]]

@@ -35,7 +35,7 @@ from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
 from kaiju.rpc.batches import run_batch
-from kaiju.rpc.context import RequestContext, current_var, new_correlation_id
+from kaiju.rpc.context import RequestContext, current_var
 from kaiju.rpc.dispatch import Dispatcher
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
@@ -61,6 +61,7 @@ from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
+from kaiju.telemetry.service import Telemetry
 
 __all__ = ["RPCServer"]
 
@@ -111,6 +112,9 @@ class RPCServer(Service):
     """The `SessionStore` that loads the session a `Session-Id` header names."""
     auth: Authenticator | None = None
     """The `Authenticator` that turns an `Authorization` header into a session."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` whose tracer makes a span of each call (none: the process's own
+    tracer provider, when it set one; else no spans, at no cost)."""
     request_logs: bool = False
     """A log line per request (method, duration, outcome), with the params at DEBUG."""
     response_logs: bool = False
@@ -128,6 +132,7 @@ class RPCServer(Service):
         self._chain: list[Middleware] = []  # the configured middleware (and request logs), loaded at start
         self._outer: list[Middleware] = []  # added from Python around them (add_middleware), outermost first
         self._inner: list[Middleware] = []  # added from Python inside them
+        self._spans: list[Middleware] = []  # the calls' spans, when tracing: outside everything else
 
     # -- lifetime -----------------------------------------------------------
 
@@ -176,10 +181,22 @@ class RPCServer(Service):
 
             chain.append(RequestLog(self.logger, self.request_logs, self.response_logs))
         self._chain = [*chain, *self._configured_middleware()]
+        self._spans = self._span_middleware()
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)
         self._compile()
+
+    def _span_middleware(self) -> list[Middleware]:
+        """The middleware making each call's span when the app traces (`kaiju.telemetry`), else none."""
+        from kaiju.telemetry.provider import tracing_of
+
+        tracing = tracing_of(self.telemetry)
+        if tracing is None:
+            return []
+        from kaiju.telemetry.rpc import RPCSpans
+
+        return [RPCSpans(tracing)]
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Wait up to `stop_timeout` for running requests and notifications, then cancel what is left."""
@@ -251,7 +268,7 @@ class RPCServer(Service):
         executor) and refill the hot path."""
         if self.running is None:
             return
-        wrapping = [*self._outer, *self._chain, *self._inner]
+        wrapping = [*self._spans, *self._outer, *self._chain, *self._inner]
         self.running.dispatcher.use(Chain(wrapping, self.running.executor.run, self.logger) if wrapping else None)
         self._build_hot_path()
 
@@ -379,8 +396,10 @@ class RPCServer(Service):
         """`handle` for everything but a plain request."""
         try:
             ctx, h = self._context(headers, scope, session, transport, client)
-        except E.InvalidRequest as exc:
-            return self._refuse(body, exc.to_dict(), {CORRELATION_ID: new_correlation_id()}, wait)
+        except E.InvalidRequest as exc:  # a malformed header: no request of the body runs
+            ctx = self._running.executor.context(NO_HEADERS, scope, session, headers, transport, client)
+            refused = await self._running.dispatcher.unreadable(ctx, exc)
+            return self._refuse(body, refused.error, {CORRELATION_ID: ctx.correlation_id}, wait)
         out = {CORRELATION_ID: ctx.correlation_id}
         try:
             loaded = await self._admit(ctx, h, out, session) if self._must_admit(h, session) else None
@@ -393,7 +412,8 @@ class RPCServer(Service):
             try:
                 body = _decode_batch(body)
             except UNREADABLE as exc:
-                return self._running.encoder.answer(ErrorResponse(id=None, error=unreadable(body, exc).to_dict()), out)
+                refused = await self._running.dispatcher.unreadable(ctx, unreadable(body, exc))
+                return self._running.encoder.answer(ErrorResponse(id=None, error=refused.error), out)
         dispatcher = self._running.dispatcher
         response: Any
         if type(body) in (list, tuple):

@@ -1,15 +1,16 @@
 """RPC metrics: a middleware counting every call, and the families `/metrics` shows of them.
 
 `RPCStats` is RPC middleware (`kaiju.rpc.middleware`): it counts each call by method,
-transport and outcome ("ok" or the error's type) and its duration, into plain ints and
+transport and outcome ("ok" or the error's type) and its duration (by method and transport), into plain ints and
 histograms; the `Metrics` service adds it to the app's `RPCServer` (outermost, so refused
-calls count too) and reports it at scrape time. `in_flight_families` is what the
+calls count too) and reports it at scrape time. When the app traces, each latency keeps
+the call's trace id as its bucket's exemplar. `in_flight_families` is what the
 `RPCServer` reports of itself: requests in flight and waiting for a slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kaiju.histogram import LATENCY_BUCKETS, Histogram, histogram_family
@@ -21,25 +22,28 @@ TRANSPORTS = ("http", "stream", "task", "internal")
 
 
 class MethodCounts:
-    """One RPC method's outcomes by transport (`{transport: {outcome: n}}`) and its latency."""
+    """One RPC method's outcomes by transport (`{transport: {outcome: n}}`) and its latency
+    by transport (`{transport: Histogram}`)."""
 
     __slots__ = ("outcomes", "latency")
 
     def __init__(self) -> None:
         self.outcomes: dict[str, dict[str, int]] = {}
-        self.latency = Histogram(LATENCY_BUCKETS)
+        self.latency: dict[str, Histogram] = {}
 
 
 class RPCStats:
     """Counts of the calls of every method: a middleware `async def (call, call_next)`."""
 
-    __slots__ = ("methods", "clock")
+    __slots__ = ("methods", "clock", "trace_id")
 
     def __init__(self, clock: Any = None) -> None:
         import time
 
         self.methods: dict[str, MethodCounts] = {}
         self.clock = clock or time.perf_counter  # fine-grained, unlike uvloop's 1 ms loop clock
+        # when the app traces: the current trace's id, kept with a latency as its bucket's exemplar
+        self.trace_id: Callable[[], str | None] | None = None
 
     async def __call__(self, call: Any, call_next: Any) -> Any:
         started = self.clock()
@@ -65,10 +69,17 @@ class RPCStats:
             by_outcome = row.outcomes[transport] = {}
         by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
         if seconds is not None:
-            row.latency.observe(seconds)
+            latency = row.latency.get(transport)
+            if latency is None:
+                latency = row.latency[transport] = Histogram(LATENCY_BUCKETS)
+            trace_id = self.trace_id
+            if trace_id is None:
+                latency.observe(seconds)
+            else:
+                latency.observe_in_trace(seconds, trace_id())
 
     def families(self) -> Iterator[Any]:
-        """Requests by method, transport and outcome; latency by method."""
+        """Requests by method, transport and outcome; latency by method and transport."""
         from prometheus_client.core import CounterMetricFamily
 
         requests = CounterMetricFamily(
@@ -84,9 +95,9 @@ class RPCStats:
         yield requests
         yield histogram_family(
             "kaiju_rpc_request_duration_seconds",
-            "Time RPC methods took, by method",
-            ["method"],
-            [([name], row.latency) for name, row in rows],
+            "Time RPC methods took, by method and transport",
+            ["method", "transport"],
+            [([name, transport], h) for name, row in rows for transport, h in row.latency.items()],
         )
 
 

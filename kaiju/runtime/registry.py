@@ -67,6 +67,7 @@ BUILTIN: dict[str, str] = {
     "StreamProducer": "kaiju.streams.producer:StreamProducer",
     # operations
     "Metrics": "kaiju.metrics.service:Metrics",
+    "Telemetry": "kaiju.telemetry.service:Telemetry",
 }
 
 

@@ -162,6 +162,8 @@ class StreamBackend(Service, abc.ABC):
     # see (the taking happens after the wait, at once): a stopping listener then cancels its
     # read instead of waiting up to block_ms for it to come back
     cancel_safe_reads: ClassVar[bool] = False
+    # what stores the messages, as a span's `messaging.system` names it
+    messaging_system: ClassVar[str] = "kaiju"
 
     # -- writing ------------------------------------------------------------
 

@@ -13,8 +13,10 @@ acknowledgements ride on the reader's next read when it reads next (`acks.py`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.rpc.access import Scope
@@ -22,8 +24,20 @@ from kaiju.rpc.errors import InternalError, InvalidRequest, RequestTimeout
 from kaiju.rpc.protocol import AUTHORIZATION, CORRELATION_ID, DEADLINE, SESSION_ID
 from kaiju.rpc.server import RPCServer
 from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable
-from kaiju.streams.dispatch import MESSAGE_ID, Outcome, error_object, outcome_of
+from kaiju.streams.dispatch import (
+    ACKED,
+    DEAD_LETTERED,
+    MESSAGE_ID,
+    RETRIED,
+    Delivery,
+    Outcome,
+    error_object,
+    outcome_of,
+)
 from kaiju.streams.state import ListenerState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.telemetry.tracing import Tracing
 
 __all__ = ["BatchRunner"]
 
@@ -31,17 +45,28 @@ __all__ = ["BatchRunner"]
 _NOT_PASSED = frozenset({MESSAGE_ID.lower()})
 _NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUTHORIZATION.lower()})
 _DEADLINE = DEADLINE.lower()
+_ACKED = Delivery(ACKED)
 
 
 class BatchRunner:
     """Runs batches of one listener through `rpc`, with the `scope` of its settings; with
-    `use_sessions` the Session-Id and Authorization headers of a message are passed on."""
+    `use_sessions` the Session-Id and Authorization headers of a message are passed on;
+    with `tracing` each message is processed inside a span (`kaiju.telemetry.streams`)."""
 
-    def __init__(self, state: ListenerState, rpc: RPCServer, scope: Scope, use_sessions: bool):
+    def __init__(
+        self, state: ListenerState, rpc: RPCServer, scope: Scope, use_sessions: bool, tracing: Tracing | None = None
+    ):
         self.state = state
         self.rpc = rpc
         self.scope = scope
         self.dropped = _NOT_PASSED if use_sessions else _NOT_PASSED_NO_SESSIONS
+        self.run_one: Callable[[StreamMessage], Awaitable[Delivery]] = self.process
+        if tracing is not None:
+            from kaiju.telemetry.streams import traced_process
+
+            self.run_one = functools.partial(
+                traced_process, tracing, self.process, state=state, topic=state.settings.topic
+            )
 
     def start(self, msgs: list[StreamMessage]) -> None:
         """Run `msgs` as one batch in its own task; the batch holds one slot until it ends."""
@@ -60,7 +85,7 @@ class BatchRunner:
         try:
             for msg in msgs:
                 try:
-                    if await self.process(msg):
+                    if (await self.run_one(msg)).outcome is ACKED:
                         done.append(msg.id)
                 except StreamError as exc:  # left pending: redelivered after claim_idle_ms
                     s.logger.warning("message left pending", message_id=msg.id, error=str(exc))
@@ -84,16 +109,15 @@ class BatchRunner:
                 if not released:
                     s.slots.release()
 
-    async def process(self, msg: StreamMessage) -> bool:
-        """Run one message; True when it is to be acknowledged (it succeeded)."""
+    async def process(self, msg: StreamMessage) -> Delivery:
+        """Run one message; what came of it: ACKED (it succeeded: to acknowledge), RETRIED
+        (left pending) or DEAD_LETTERED."""
         s = self.state
         if msg.defect is not None:
-            await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
-            return False
+            return await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
         if msg.deliveries > s.settings.max_deliveries:
             given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
-            await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
-            return False
+            return await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
         headers, deadline = self._headers(msg)
         if deadline is not None:
             try:
@@ -102,24 +126,22 @@ class BatchRunner:
                 expired = False  # the dispatcher rejects the malformed header with its own error
             if expired:
                 late = "deadline passed before the message was run"
-                await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
-                return False
+                return await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
         outcome = await self._dispatch(msg, headers)
         if outcome.error is None:
             s.counters["processed"] += 1
-            return True
+            return _ACKED
         s.counters["failed"] += 1
         if outcome.permanent or msg.deliveries >= s.settings.max_deliveries:
-            await self._dead_letter(msg, outcome.error)
-        else:
-            s.logger.info(
-                "message failed, left for redelivery",
-                message_id=msg.id,
-                correlation_id=_correlation_id(msg),
-                deliveries=msg.deliveries,
-                error=outcome.error.get("message"),
-            )
-        return False
+            return await self._dead_letter(msg, outcome.error)
+        s.logger.info(
+            "message failed, left for redelivery",
+            message_id=msg.id,
+            correlation_id=_correlation_id(msg),
+            deliveries=msg.deliveries,
+            error=outcome.error.get("message"),
+        )
+        return Delivery(RETRIED, outcome.error)
 
     def _headers(self, msg: StreamMessage) -> tuple[dict[str, str], str | None]:
         """The headers passed on, and the message's deadline (the first spelling wins): one pass."""
@@ -173,7 +195,7 @@ class BatchRunner:
             except GroupMissing:
                 return  # the group is gone with its pending list: nothing left to acknowledge
 
-    async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any]) -> None:
+    async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any]) -> Delivery:
         s = self.state
         while True:
             try:
@@ -181,10 +203,10 @@ class BatchRunner:
                 break
             except StreamUnavailable as exc:
                 if not s.running:
-                    return  # still pending: the next consumer dead-letters it
+                    return Delivery(RETRIED, error)  # still pending: the next consumer dead-letters it
                 await s.wait_for_server(exc)
             except GroupMissing:
-                return
+                return Delivery(RETRIED, error)  # gone with its group: nothing left to deliver
         s.counters["dead_lettered"] += 1
         s.logger.warning(
             "message dead-lettered",
@@ -194,6 +216,7 @@ class BatchRunner:
             error=error.get("message"),
             stream=s.stream_key + DEAD_LETTER_SUFFIX,
         )
+        return Delivery(DEAD_LETTERED, error)
 
 
 _CORRELATION_ID = CORRELATION_ID.lower()

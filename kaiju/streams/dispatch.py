@@ -15,7 +15,18 @@ import msgspec
 
 from kaiju.rpc.errors import InvalidParams, InvalidRequest, JSONParseError, RPCError
 
-__all__ = ["MESSAGE_ID", "OK", "PERMANENT_ERRORS", "Outcome", "error_object", "outcome_of"]
+__all__ = [
+    "ACKED",
+    "DEAD_LETTERED",
+    "MESSAGE_ID",
+    "OK",
+    "PERMANENT_ERRORS",
+    "RETRIED",
+    "Delivery",
+    "Outcome",
+    "error_object",
+    "outcome_of",
+]
 
 # The header naming the message on every delivery, `<stream>/<id>`: the key to deduplicate on.
 MESSAGE_ID = "Message-Id"
@@ -33,6 +44,18 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 OK = Outcome()
+
+# What the listener did with a message: acknowledged it, left it pending for a redelivery,
+# or copied it to the dead-letter stream.
+ACKED, RETRIED, DEAD_LETTERED = "acked", "retried", "dead_lettered"
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """What came of one delivery of a message: `outcome` (`ACKED`, `RETRIED` or
+    `DEAD_LETTERED`) and, unless acked, the JSON-RPC error object saying why."""
+
+    outcome: str
+    error: dict[str, Any] | None = None
 
 
 def error_object(error: type[RPCError], message: str, **data: Any) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from kaiju.streams.reader import Reader
 from kaiju.streams.service import Streams
 from kaiju.streams.state import ListenerState
 from kaiju.streams.upkeep import Upkeep
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
 
 __all__ = ["StreamListener", "default_consumer_name"]
 
@@ -55,6 +57,9 @@ class StreamListener(Service):
 
     streams: Streams
     rpc: RPCServer
+    telemetry: Telemetry | None = None
+    """The `Telemetry` whose tracer makes a span of each message processed (none: the
+    process's own tracer provider, when it set one; else no spans)."""
 
     topic: str = "rpc"
     """Topic to consume; its stream is `<env>.<app>._stream.<topic>`."""
@@ -131,7 +136,7 @@ class StreamListener(Service):
         await backend.create_group(self.stream_key, self.group_name)
         state = ListenerState(self, backend, self.stream_key, self.group_name, self.consumer_name, self.counters)
         state.set_paused(await self.streams.topic_locked(state.stream_key))
-        runner = BatchRunner(state, self.rpc, parse_scope(self.scope), self.use_sessions)
+        runner = BatchRunner(state, self.rpc, parse_scope(self.scope), self.use_sessions, tracing_of(self.telemetry))
         loop = asyncio.get_running_loop()
         self.active = state
         self._tasks = (

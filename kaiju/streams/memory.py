@@ -96,6 +96,7 @@ class MemoryStream(StreamBackend):
     """
 
     cancel_safe_reads = True  # every read takes its messages synchronously, after any wait
+    messaging_system = "memory"
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import msgspec
 
@@ -21,6 +21,11 @@ from kaiju.rpc.protocol import CORRELATION_ID, DEADLINE
 from kaiju.runtime.service import Namespace, Service
 from kaiju.runtime.types import Positive
 from kaiju.streams.base import StreamBackend, topic_key
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.telemetry.tracing import Tracing
 
 __all__ = ["SendOptions", "StreamProducer"]
 
@@ -65,6 +70,9 @@ class StreamProducer(Service):
     service_name = "stream_producer"
 
     backend: StreamBackend
+    telemetry: Telemetry | None = None
+    """The `Telemetry` whose tracer makes a span of each message sent, its context written
+    into the message's headers (none: the process's own tracer provider, when it set one)."""
 
     app_name: str | None = None
     """The app whose topic receives the requests (default: this app)."""
@@ -81,9 +89,11 @@ class StreamProducer(Service):
         # stream keys remembered per option set: a producer writes to few streams, many times each
         self._stream_keys: dict[tuple[str | None, str | None, bool | None], str] = {}
         self._looked_at: set[tuple[str, str]] = set()  # (stream, method) pairs checked against this app's methods
+        self._tracing: Tracing | None = None  # from start() on, when the app traces
 
     async def start(self) -> None:
         self._stream_keys.clear()  # made before the app was bound, maybe
+        self._tracing = tracing_of(self.telemetry)
 
     def stream_key(self, topic: str | None = None, app: str | None = None, shared: bool | None = None) -> str:
         """The stream a write with these options goes to."""
@@ -168,9 +178,19 @@ class StreamProducer(Service):
         return await self._send(_encode(batch), options)
 
     async def _send(self, body: bytes, options: SendOptions) -> str:
-        stream = self.stream_key(options.get("topic"), options.get("app"), options.get("shared"))
+        topic = options.get("topic")
+        stream = self.stream_key(topic, options.get("app"), options.get("shared"))
         headers = self._headers(options.get("headers"), options.get("timeout"))
-        return await self.backend.add(stream, body, headers, options.get("key"))
+        return await self._add(topic, stream, body, headers, options.get("key"))
+
+    async def _add(
+        self, topic: str | None, stream: str, body: bytes, headers: Mapping[str, str] | None, key: str | None
+    ) -> str:
+        if self._tracing is None:
+            return await self.backend.add(stream, body, headers, key)
+        from kaiju.telemetry.streams import traced_send
+
+        return await traced_send(self._tracing, self.backend, topic or self.topic, stream, body, headers, key)
 
     async def write(
         self,
@@ -185,4 +205,4 @@ class StreamProducer(Service):
         """Write `body` as it is (any bytes; a listener expects a JSON-RPC request or batch)
         with `headers`; returns the message id. `key` is stored with the message, not used
         for routing. Raises TypeError when `body` is not bytes."""
-        return await self.backend.add(self.stream_key(topic, app, shared), body, headers, key)
+        return await self._add(topic, self.stream_key(topic, app, shared), body, headers, key)

@@ -70,6 +70,8 @@ class RedisStream(StreamBackend):
     reached and `GroupMissing` when a group is gone; the listener handles both.
     """
 
+    messaging_system = "redis"
+
     redis: RedisConnection
 
     block_margin_ms: int = 500

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
@@ -28,6 +28,11 @@ from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callab
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
 from kaiju.tasks.schedule import with_jitter
+from kaiju.telemetry.provider import tracing_of
+from kaiju.telemetry.service import Telemetry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.telemetry.tracing import Tracing
 
 __all__ = ["OverlapPolicy", "ScheduledTask", "exposed_methods"]
 
@@ -113,6 +118,9 @@ class ScheduledTask(Service):
     """The RPCServer a method task calls through."""
     locks: Locks | None = None
     """The locks a singleton task claims its fires with."""
+    telemetry: Telemetry | None = None
+    """The `Telemetry` whose tracer makes a trace of each run (none: the process's own
+    tracer provider, when it set one; else no spans)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -142,6 +150,7 @@ class ScheduledTask(Service):
         self.timeouts = 0  # runs cut by `timeout` (counted in failures too)
         self.last_success: float | None = None  # unix time a run last finished without error
         self.lateness = Histogram(LATENESS_BUCKETS)  # seconds from each fire's time to its timer
+        self._tracing: Tracing | None = None  # from start() on, when the app traces
 
     # -- settings -----------------------------------------------------
 
@@ -224,6 +233,7 @@ class ScheduledTask(Service):
         """Arm the schedule (a fire due before the app has started waits for it); raises SettingError
         when `check()` does, for a task started without a kaiju entrypoint."""
         self.check()
+        self._tracing = tracing_of(self.telemetry)
         if not self.enabled:
             self.logger.info(f"task {self.name} disabled", task=self.name)
             return
@@ -472,8 +482,17 @@ class ScheduledTask(Service):
     async def _run(self, fire: float, previous: set[asyncio.Task]) -> None:
         if previous:
             await asyncio.wait(previous)  # cancelled runs finish unwinding first
-        if self.singleton and not await self._claim(fire):
+        if self._tracing is not None:
+            from kaiju.telemetry.tasks import traced_run
+
+            await traced_run(self._tracing, self, fire, self._claim, self._execute)
             return
+        if self.singleton and await self._claim(fire) is not None:
+            return
+        await self._execute()
+
+    async def _execute(self) -> str:
+        """Run the job once, counting it; its outcome: "ok", "failed" or "timeout"."""
         self._started.add(asyncio.current_task())  # type: ignore[arg-type]
         self.runs += 1
         self.last_run = time.time()
@@ -488,10 +507,12 @@ class ScheduledTask(Service):
         except Exception as exc:
             self.failures += 1
             error: BaseException | None = None
+            outcome = "failed"
             if limit.expired():
                 # the run's own timeout; for a method it may surface as the dispatcher's RequestTimeout
                 self.last_error = f"TimeoutError: the run took longer than {self.timeout} s"
                 self.timeouts += 1
+                outcome = "timeout"
             else:
                 # the dispatcher wraps a method's own exception in InternalError: report the original
                 error = getattr(exc, "base_exc", None) or exc
@@ -503,15 +524,18 @@ class ScheduledTask(Service):
                 correlation_id=correlation_id,
                 exc_info=error if self.method is None else None,
             )
+            return outcome
         else:
             self.last_result = _plain(result)
             self.last_error = None
             self.last_success = time.time()
+            return "ok"
         finally:
             self.last_duration = time.perf_counter() - started
 
-    async def _claim(self, fire: float) -> bool:
-        """Take this fire's lock until past the next fire; False when another process has it or it is too late."""
+    async def _claim(self, fire: float) -> str | None:
+        """Take this fire's lock until past the next fire; None when taken, else why not:
+        "elsewhere" (another process has it), "late" (too late to claim) or "lock failed"."""
         key = f"_tasks.{self.name}.{round(fire * 1000)}"
         nxt = self._next_base if self._next_base is not None and self._next_base > fire else self._next_fire(fire)
         now = time.time()
@@ -521,7 +545,7 @@ class ScheduledTask(Service):
             self.logger.warning(
                 f"task {self.name}: the fire at {_iso(fire)} came too late to claim, skipped", task=self.name
             )
-            return False
+            return "late"
         # another process may fire the same time up to `jitter` later, or have its claim still on
         # the way when the next fire comes: it must still find the lock
         ttl = nxt + self.jitter - now + _CLAIM_MARGIN
@@ -532,13 +556,13 @@ class ScheduledTask(Service):
         except LockExistsError:
             self.elsewhere += 1
             self.logger.debug(f"task {self.name}: the fire at {_iso(fire)} ran elsewhere", task=self.name)
-            return False
+            return "elsewhere"
         except Exception as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: cannot take the singleton lock: {exc}"
             self.logger.error(f"task {self.name} not run: {self.last_error}", task=self.name)
-            return False
-        return True
+            return "lock failed"
+        return None
 
     async def _job(self, correlation_id: str) -> Any:
         args: list[Any] = []

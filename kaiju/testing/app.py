@@ -45,7 +45,9 @@ class TestApp:
       (under that name; it must be startable like any service);
     - `redis`: False (default) runs RedisCache, RedisLocks and RedisStream as MemoryCache,
       MemoryLocks and MemoryStream and leaves RedisConnection out; True keeps them; a URL
-      keeps them and points every RedisConnection at it.
+      keeps them and points every RedisConnection at it;
+    - `spans`: True records every span in memory (the config's `Telemetry`, or one added,
+      exporting to memory, every trace kept): `spans()` returns them.
 
     Raises ConfigError for a bad config, StartupError when a required service fails.
     """
@@ -62,10 +64,13 @@ class TestApp:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         replace: Mapping[str, Service] | None = None,
         redis: bool | str = False,
+        spans: bool = False,
     ):
         self.replace = dict(replace or {})
         loaded = _load(config, env, env_files, os_env)  # errors name the user's files
         data = _for_tests(loaded.data, dict(settings or {}), self.replace, redis)
+        if spans:
+            data = _recording_spans(data)
         self.config: LoadedConfig = load_config_data(data, source="<TestApp>", os_env=False)
         self.entrypoint: Any = None
         self._traveller: Any = None
@@ -164,6 +169,23 @@ class TestApp:
             if isinstance(service, ScheduledTask):
                 service.reschedule()
 
+    def spans(self, name: str | None = None) -> list[Any]:
+        """The spans ended so far (called `name`, when given), in the order they ended:
+        OpenTelemetry SDK `ReadableSpan`s (`.name`, `.attributes`, `.parent`, `.status`).
+        Needs `TestApp(..., spans=True)`."""
+        return self.recorder.spans(name)
+
+    @property
+    def recorder(self) -> Any:
+        """The `kaiju.telemetry.memory.SpanRecorder` keeping the spans (`one(name)`,
+        `parent_of(span)`, `children(span)`, `clear()`); needs `TestApp(..., spans=True)`."""
+        from kaiju.telemetry.service import Telemetry
+
+        try:
+            return self._first(Telemetry).recorder
+        except (LookupError, RuntimeError):
+            raise RuntimeError("the app records no spans: make it with TestApp(..., spans=True)") from None
+
     async def fire(self, task: str) -> Any:
         """Run the periodic or cron task called `task` now and wait for the run; returns its
         result, or raises RuntimeError with the run's error."""
@@ -217,6 +239,23 @@ def _for_tests(
     unknown = sorted(set(settings) - named)
     if unknown:
         raise KeyError(f"settings= names no service of the config: {', '.join(unknown)}")
+    return {**data, "services": entries}
+
+
+# how a TestApp with spans=True runs the app's Telemetry (or one added): every span kept in memory
+_RECORDING = {"exporter": "memory", "sample_ratio": 1.0, "global_provider": False}
+
+
+def _recording_spans(data: dict[str, Any]) -> dict[str, Any]:
+    """The config with its `Telemetry` entries recording in memory, or one such entry added."""
+    entries, found = [], False
+    for entry in data.get("services", []):
+        if _bare(str(entry["cls"])) == "Telemetry":
+            entry = {**entry, "settings": {**dict(entry.get("settings") or {}), **_RECORDING}}
+            found = True
+        entries.append(entry)
+    if not found:
+        entries.insert(0, {"cls": "Telemetry", "settings": dict(_RECORDING)})
     return {**data, "services": entries}
 
 

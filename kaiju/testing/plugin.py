@@ -10,7 +10,10 @@ Fixtures:
   `KAIJU_CONFIG` environment variable, both path lists); override it in a conftest.py;
 - `kaiju_app_options`: keyword arguments of `TestApp` (`settings`, `replace`, `redis`,
   `env`, ...), empty by default; override it (or parametrize it indirectly) per test;
-- `kaiju_app`: a `TestApp` from those, started in the test's loop and stopped after it.
+- `kaiju_app`: a `TestApp` from those, started in the test's loop and stopped after it;
+- `kaiju_spans`: the spans of `kaiju_app`, recorded in memory (a test asking for it gets
+  an app that records every span: `kaiju.telemetry.memory.SpanRecorder`, with `spans()`,
+  `one(name)`, `parent_of(span)`, `children(span)`).
 """
 
 from __future__ import annotations
@@ -74,8 +77,18 @@ def kaiju_app_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def kaiju_app(kaiju_config: Any, kaiju_app_options: dict[str, Any]) -> AsyncIterator[Any]:
+async def kaiju_app(
+    kaiju_config: Any, kaiju_app_options: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     from kaiju.testing.app import TestApp
 
-    async with TestApp(kaiju_config, **kaiju_app_options) as app:
+    options = dict(kaiju_app_options)
+    if "kaiju_spans" in request.fixturenames:
+        options.setdefault("spans", True)
+    async with TestApp(kaiju_config, **options) as app:
         yield app
+
+
+@pytest.fixture
+def kaiju_spans(kaiju_app: Any) -> Any:
+    return kaiju_app.recorder

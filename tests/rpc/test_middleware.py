@@ -173,3 +173,38 @@ def test_kaiju_run_call_goes_through_the_configured_middleware(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "kaiju", "-c", str(config), "call", "sample.forbidden"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "PermissionDenied" in refused.stdout + refused.stderr
+
+
+async def test_refused_requests_take_the_chain_under_a_bounded_name():
+    seen: list[tuple[str, Any, bool, str]] = []
+
+    async def note(call, call_next):
+        try:
+            return await call_next(call)
+        except rpc.RPCError as exc:
+            seen.append((call.method, call.request_id, call.ran, exc.type))
+            raise
+
+    server = RPCServer(middleware=[note])
+    async with started(Calc(), server):
+        assert (await server.handle(request("no.such.method", id=7))).outcomes == ["MethodNotFound"]
+        assert (await server.handle(b'{"jsonrpc": "2.0", "id": 8}')).outcomes == ["InvalidRequest"]
+        assert (await server.handle(b"{not json")).outcomes == ["JSONParseError"]
+        assert (await server.handle(b"[1, {oops")).outcomes == ["JSONParseError"]
+        batch = b'[' + request("calc.sum", {"a": 1}, id=1) + b', 5, ' + request("nope", id=3) + b']'
+        assert (await server.handle(batch)).outcomes == ["ok", "InvalidRequest", "MethodNotFound"]
+        assert (await server.handle(request("calc.sum", {"a": 1}), {"Timeout": "soon"})).outcomes == [
+            "InvalidRequest"
+        ]
+        with pytest.raises(rpc.MethodNotFound):
+            await server.call("calc.nothing")
+    assert seen == [
+        ("<unknown>", 7, False, "MethodNotFound"),
+        ("<invalid>", 8, False, "InvalidRequest"),
+        ("<invalid>", None, False, "JSONParseError"),
+        ("<invalid>", None, False, "JSONParseError"),
+        ("<invalid>", None, False, "InvalidRequest"),
+        ("<unknown>", 3, False, "MethodNotFound"),
+        ("<invalid>", None, False, "InvalidRequest"),
+        ("<unknown>", None, False, "MethodNotFound"),
+    ]

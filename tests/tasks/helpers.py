@@ -23,11 +23,11 @@ def record_claims(task) -> list[float]:
     claimed: list[float] = []
     claim = task._claim
 
-    async def recording(fire: float) -> bool:
-        won = await claim(fire)
-        if won:
+    async def recording(fire: float) -> str | None:
+        refused = await claim(fire)
+        if refused is None:  # won
             claimed.append(fire)
-        return won
+        return refused
 
     task._claim = recording
     return claimed

@@ -117,7 +117,7 @@ async def test_a_process_held_up_past_a_period_runs_the_latest_fire_not_an_expir
     async with started(locks, a):
         async with started(b):
             latest = next_periodic_fire(0.0, hour, time.time() - hour)  # the latest fire due now
-            assert await a._claim(latest)  # process a ran it on time
+            assert await a._claim(latest) is None  # process a ran it on time (claimed it)
             # process b's timer comes for the fire before it: that fire's lock has long expired
             b._timer.cancel()
             b._arm(latest - hour)
@@ -133,7 +133,7 @@ async def test_a_fire_lock_outlives_the_next_fire_so_a_slow_claim_still_finds_it
     task = PeriodicTask(name="report", interval=hour, singleton=True, call=asyncio.sleep, params=[0])
     async with started(locks, task):
         fire = next_periodic_fire(0.0, hour, time.time() - hour)  # the latest fire due
-        assert await task._claim(fire)
+        assert await task._claim(fire) is None  # claimed
     (asked, ttl), = locks.asked
     assert asked + ttl > task._next_fire(fire) + 5  # well past the next fire, not just up to it
 
@@ -144,7 +144,7 @@ async def test_a_claim_later_than_any_lock_on_its_fire_lasts_is_skipped():
     task = PeriodicTask(name="report", interval=hour, singleton=True, call=asyncio.sleep, params=[0])
     async with started(locks, task):
         stale = next_periodic_fire(0.0, hour, time.time() - hour) - 2 * hour  # its next fire was an hour ago
-        assert not await task._claim(stale)
+        assert await task._claim(stale) == "late"
         assert task.misses == 1 and task.elsewhere == 0 and task.failures == 0
         assert not await locks.exists(f"_tasks.report.{round(stale * 1000)}")  # nothing taken: another process may hold it
 

@@ -104,3 +104,18 @@ async def test_travel_runs_a_cron_schedule_without_waiting(tmp_path):
         fired = datetime.datetime.fromtimestamp(night.last_fire, berlin)
         assert (fired.hour, fired.minute, fired.second) == (3, 0, 0)
         assert night.status()["next_run"].startswith("2030-03-02T02:00:00")  # 03:00 Berlin, in UTC
+
+
+async def test_the_kaiju_spans_fixture_records_what_the_app_traced(kaiju_app, kaiju_spans):
+    async with kaiju_app.http() as client:
+        answer = await client.post("/public/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "demo.echo", "params": [5]})
+        assert (await answer.json())["result"] == 5
+    echo = kaiju_spans.one("demo.echo")
+    assert kaiju_spans.parent_of(echo).name == "POST /public/rpc"
+    assert kaiju_app.spans("demo.echo") == [echo]
+
+
+async def test_an_app_without_spans_has_none_to_show():
+    async with TestApp(CONF / "example.yml") as app:
+        with pytest.raises(RuntimeError, match="spans=True"):
+            app.spans()
