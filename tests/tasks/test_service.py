@@ -192,7 +192,8 @@ class SlowUnwind:
 
 async def test_policy_cancel_starts_no_run_while_a_cancelled_one_unwinds():
     job = SlowUnwind()
-    task = periodic(job, policy="cancel", shutdown_timeout=WAIT)
+    # a short stop grace: the run going on at the end is cancelled at once instead of after WAIT
+    task = periodic(job, policy="cancel", shutdown_timeout=0.05)
     async with started(task):
         # fires keep coming while the first run unwinds; before the fix the third one started
         await wait_until(lambda: job.calls >= 2 or task.misses >= 2)
