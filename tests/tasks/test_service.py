@@ -85,6 +85,7 @@ async def test_jitter_moves_fires_later_within_bounds():
     assert len(set(offsets)) > 1
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_a_timer_woken_before_its_wall_clock_time_waits_again():
     job = Recorder()
     task = CronTask(name="far", cron="0 0 1 1 *", call=job)  # next new year
