@@ -1,4 +1,5 @@
-"""Prometheus metrics after real traffic, read back through prometheus-client's own parser."""
+"""Prometheus metrics after real traffic, scraped over HTTP (`GET /metrics` on a real server) and
+read back through prometheus-client's own parser."""
 
 from __future__ import annotations
 
@@ -45,22 +46,10 @@ class Shop(Service):
         return "done"
 
 
-async def scrape(metrics: Metrics) -> dict[tuple[str, tuple], float]:
-    """The samples of one scrape through the `/metrics` handler: {(name, sorted labels): value}."""
-    response = await metrics.metrics_route(None)
-    assert response.status == 200 and response.content_type == "text/plain"
-    text = response.body.decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-async def scrape_http(session: aiohttp.ClientSession, http: HTTPServer) -> dict[tuple[str, tuple], float]:
-    """The samples of one real `GET /metrics` on the app's HTTP server."""
+async def scrape(http: HTTPServer) -> dict[tuple[str, tuple], float]:
+    """The samples of one real `GET /metrics` on the app's HTTP server: {(name, sorted labels): value}."""
     url = http.url.removesuffix(http.rpc_path) + "/metrics"
-    async with session.get(url) as response:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200 and response.content_type == "text/plain"
         text = await response.text()
     return {
@@ -100,13 +89,13 @@ async def test_rpc_and_http_metrics_match_the_traffic() -> None:
             # one request holds the only slot, a second one waits for it
             holders = [asyncio.create_task(post(session, http.url, request("shop.hold", rid=n))) for n in (1, 2)]
             await eventually(lambda: shop.entered == 1 and len(metrics.rpc.executor.inflight) == 2, what="a holder and a waiter")
-            samples = await scrape_http(session, http)
+            samples = await scrape(http)
             assert sample(samples, "kaiju_rpc_in_flight", transport="http") == 2
             assert sample(samples, "kaiju_rpc_waiting", transport="http") == 1
             assert sample(samples, "kaiju_rpc_in_flight", transport="stream") == 0
             shop.gate.set()
             assert await asyncio.gather(*holders) == [200, 200]
-            samples = await scrape_http(session, http)
+            samples = await scrape(http)
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="http", outcome="ok") == 3
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="http", outcome="InvalidParams") == 1
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.fail", transport="http", outcome="InternalError") == 1
@@ -132,7 +121,7 @@ async def test_unknown_methods_and_unreadable_requests_are_counted_under_one_lab
             async with session.post(http.url, data=b"{no json", headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 200
             assert await post(session, http.url, {"jsonrpc": "2.0", "id": 1}) == 200  # no method
-        samples = await scrape(metrics)
+        samples = await scrape(http)
     requests = {k: v for k, v in samples.items() if k[0] == "kaiju_rpc_requests_total"}
     assert requests == {
         ("kaiju_rpc_requests_total", (("method", "<unknown>"), ("outcome", "MethodNotFound"), ("transport", "http"))): 3,
@@ -144,10 +133,11 @@ async def test_unknown_methods_and_unreadable_requests_are_counted_under_one_lab
 
 async def test_two_apps_in_one_process_keep_their_own_numbers() -> None:
     first, second = Metrics(), Metrics()
-    async with started(Shop(), RPCServer(), first, app=App(name="one", env="test")) as app_one:
-        async with started(Shop(), RPCServer(), second, app=App(name="two", env="test")):
+    http_one, http_two = HTTPServer(port=free_port()), HTTPServer(port=free_port())
+    async with started(Shop(), RPCServer(), first, http_one, app=App(name="one", env="test")) as app_one:
+        async with started(Shop(), RPCServer(), second, http_two, app=App(name="two", env="test")):
             await app_one.services["rpc"].call("shop.add", {"a": 1, "b": 2})
-            one, two = await scrape(first), await scrape(second)
+            one, two = await scrape(http_one), await scrape(http_two)
     assert sample(one, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 1
     assert not [k for k in two if k[0] == "kaiju_rpc_requests_total"]
     assert first.registry is None and second.registry is None  # stopped
@@ -163,10 +153,10 @@ async def test_without_the_metrics_service_nothing_is_counted() -> None:
 async def test_task_metrics() -> None:
     ok = PeriodicTask(name="adder", interval=0.05, method="shop.add", params={"a": 1, "b": 1})
     bad = PeriodicTask(name="failer", interval=0.05, method="shop.fail", policy="wait")
-    metrics = Metrics(process_metrics=False)
-    async with started(Shop(), RPCServer(), metrics, ok, bad):
+    metrics, http = Metrics(process_metrics=False), HTTPServer(port=free_port())
+    async with started(Shop(), RPCServer(), metrics, ok, bad, http):
         await eventually(lambda: ok.runs >= 2 and bad.failures >= 2, what="two runs of each")
-        samples = await scrape(metrics)
+        samples = await scrape(http)
         runs_ok, runs_bad = ok.runs, bad.runs
     assert sample(samples, "kaiju_task_runs_total", task="adder") == runs_ok
     assert sample(samples, "kaiju_task_failures_total", task="failer") == runs_bad
@@ -182,18 +172,18 @@ async def test_task_metrics() -> None:
 
 async def test_task_timeouts_are_counted() -> None:
     slow = PeriodicTask(name="slow", interval=0.05, method="shop.hold", timeout=0.05)
-    metrics = Metrics(process_metrics=False)
-    async with started(Shop(), RPCServer(), metrics, slow):
+    metrics, http = Metrics(process_metrics=False), HTTPServer(port=free_port())
+    async with started(Shop(), RPCServer(), metrics, slow, http):
         await eventually(lambda: slow.timeouts >= 1, what="a run cut by its timeout")
-        samples = await scrape(metrics)
+        samples = await scrape(http)
         timeouts = slow.timeouts
     assert sample(samples, "kaiju_task_timeouts_total", task="slow") == timeouts
 
 
 async def test_stream_metrics(make_stack) -> None:
     services, backend, (listener,), producer, rec = make_stack(max_deliveries=1)
-    metrics = Metrics(process_metrics=False)
-    async with started(*services, metrics, app=App(name="test", env="test")):
+    metrics, http = Metrics(process_metrics=False), HTTPServer(port=free_port())
+    async with started(*services, metrics, http, app=App(name="test", env="test")):
         await producer.call("rec.echo", {"value": 1})
         await producer.call("rec.fail", {"value": 2})
         await eventually(lambda: listener.counters["processed"] == 1 and listener.counters["dead_lettered"] == 1, what="both messages")
@@ -201,7 +191,7 @@ async def test_stream_metrics(make_stack) -> None:
         # pending and lag are read by the listener's upkeep, at its next lock check
         read = lambda: listener.backlog is not None and listener.backlog.pending == 0 and listener.backlog.lag == 0  # noqa: E731
         await eventually(read, what="the backlog read")
-        samples = await scrape(metrics)
+        samples = await scrape(http)
     topic, name = listener.topic, listener.name
     assert sample(samples, "kaiju_stream_messages_processed_total", topic=topic, listener=name) == 1
     assert sample(samples, "kaiju_stream_messages_failed_total", topic=topic, listener=name) == 1
@@ -214,7 +204,8 @@ async def test_stream_metrics(make_stack) -> None:
 
 async def test_cache_and_lock_metrics() -> None:
     cache, locks, metrics = MemoryCache(), MemoryLocks(), Metrics(process_metrics=False)
-    async with started(cache, locks, metrics):
+    http = HTTPServer(port=free_port())
+    async with started(cache, locks, metrics, RPCServer(), http):
         assert await cache.get("k") is None
         await cache.set("k", 1)
         assert await cache.get("k") == 1
@@ -225,7 +216,7 @@ async def test_cache_and_lock_metrics() -> None:
         with pytest.raises(LockExistsError):
             await locks.acquire("a", ttl=5, wait=False)
         await locks.release("a", info.id)
-        samples = await scrape(metrics)
+        samples = await scrape(http)
     assert sample(samples, "kaiju_cache_hits_total", cache=cache.name) == 3
     assert sample(samples, "kaiju_cache_misses_total", cache=cache.name) == 3
     assert sample(samples, "kaiju_cache_loader_calls_total", cache=cache.name) == 1
@@ -236,19 +227,23 @@ async def test_cache_and_lock_metrics() -> None:
     assert sample(samples, "kaiju_locks_wait_seconds_count", locks=locks.name) == 1
 
 
-async def test_the_route_answers_503_before_start() -> None:
-    response = await Metrics().metrics_route(None)
-    assert response.status == 503
+async def test_the_route_answers_503_while_the_service_is_stopped() -> None:
+    metrics, http = Metrics(process_metrics=False), HTTPServer(port=free_port())
+    async with started(RPCServer(), metrics, http), aiohttp.ClientSession() as session:
+        await metrics.stop()
+        async with session.get(http.url.removesuffix(http.rpc_path) + "/metrics") as response:
+            assert response.status == 503 and response.content_type == "application/json"
+            assert await response.json() == {"error": "metrics not started"}
 
 
 async def test_a_restarted_metrics_service_keeps_counting_once_per_request() -> None:
-    metrics, rpc_server = Metrics(process_metrics=False), RPCServer()
-    async with started(Shop(), rpc_server, metrics):
+    metrics, rpc_server, http = Metrics(process_metrics=False), RPCServer(), HTTPServer(port=free_port())
+    async with started(Shop(), rpc_server, metrics, http):
         await rpc_server.call("shop.add", {"a": 1, "b": 2})
         await metrics.stop()
         await metrics.start()
         await rpc_server.call("shop.add", {"a": 1, "b": 2})
-        samples = await scrape(metrics)
+        samples = await scrape(http)
         assert rpc_server.dispatcher.run.__self__.first is not None and rpc_server._outer == [metrics.stats]  # added once
     assert sample(samples, "kaiju_rpc_requests_total", method="shop.add", transport="internal", outcome="ok") == 2
 
@@ -273,10 +268,9 @@ class Orders(Service):
 async def test_a_users_service_reports_its_own_metric_on_the_metrics_route() -> None:
     http, orders = HTTPServer(port=free_port()), Orders()
     async with started(orders, RPCServer(), Metrics(process_metrics=False), http):
-        async with aiohttp.ClientSession() as session:
-            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 2
-            orders.open.append("o3")  # read at scrape time
-            assert sample(await scrape_http(session, http), "shop_open_orders", service="orders") == 3
+        assert sample(await scrape(http), "shop_open_orders", service="orders") == 2
+        orders.open.append("o3")  # read at scrape time
+        assert sample(await scrape(http), "shop_open_orders", service="orders") == 3
 
 
 async def test_the_ops_listener_serves_metrics_and_the_public_one_does_not() -> None:

@@ -8,7 +8,8 @@ Each operation is one Lua script, so it is atomic on the server:
 - renew: `PEXPIRE` the key only if it still holds our id (compare-and-pexpire).
 
 Waiters retry with jittered exponential backoff (`wait_min` doubling up to `wait_max`),
-and are woken at once when a lock is released by this same service.
+and are woken at once when a lock is released by this same service. An acquire cancelled
+while its script is on the server releases what the script may have taken.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ class RedisLocks(Locks):
         # a shared key's tokens come from the shared namespace's counter, which every app uses
         self.shared_fence_key = self.app.shared_namespace.get_key(keys.LOCK_FENCE)
         self._released: dict[str, list[asyncio.Future]] = {}
+        self._abandoned: set[asyncio.Task] = set()  # releases of cancelled acquires, under way
 
     async def _close(self) -> None:
+        if self._abandoned:
+            await asyncio.wait(self._abandoned, timeout=5)
         for waiters in self._released.values():
             for fut in waiters:
                 if not fut.done():
@@ -76,7 +80,11 @@ class RedisLocks(Locks):
         deadline = None if timeout is None else loop.time() + timeout
         delay = self.wait_min
         while True:
-            result = await self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px)
+            try:
+                result = await self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px)
+            except asyncio.CancelledError:
+                self._abandon(key, lock_id)
+                raise
             if result > 0:
                 return result
             if not wait:
@@ -92,6 +100,21 @@ class RedisLocks(Locks):
             await self._sleep_until_released(key, sleep)
             self._check_running()  # stop() wakes waiters to give up
             delay = min(delay * 2, self.wait_max)
+
+    def _abandon(self, key: str, lock_id: str) -> None:
+        """Release `key` in the background if `lock_id` holds it: an acquire cancelled while its
+        script was on the server may have taken it, for a caller that will never release it,
+        and every other waiter would be kept out until its TTL."""
+
+        async def release() -> None:
+            try:
+                await self._release(key, lock_id)
+            except Exception as exc:  # the TTL frees it in the end
+                self.logger.warning("cannot release the lock of a cancelled acquire", key=key, error=repr(exc))
+
+        task = self._loop.create_task(release())
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     async def _sleep_until_released(self, key: str, seconds: float) -> None:
         """Sleep `seconds`, or less if this service releases `key` meanwhile."""

@@ -72,13 +72,19 @@ async def test_a_logout_during_a_request_is_not_undone_by_its_save(app):
     assert await app.sessions.load_session(sid["Session-Id"]) is None
 
 
-async def test_the_ttl_slides_when_a_quarter_has_passed(app):
+async def test_the_ttl_slides_when_a_quarter_has_passed(app, backend):
     sid = (await logged_in(app))["Session-Id"]
-    session = await app.sessions.load_session(sid)
-    session.saved_at = time.time() - 0.3 * app.sessions.ttl  # as if last saved long ago
-    await app.sessions.finish_session(session)
+    ttl = float(app.sessions.ttl)
+    key = f"{app.sessions.key_prefix}.{sid}"  # where CacheSessions keeps a session (documented)
+    aged = await app.sessions.load_session(sid)
+    aged.saved_at = time.time() - 0.3 * ttl  # the stored copy, as if last saved long ago
+    await app.cache.set(key, aged, ttl=0.7 * ttl)
+    loaded = await app.sessions.load_session(sid)
+    await app.sessions.finish_session(loaded)
     stored = await app.sessions.load_session(sid)
-    assert stored.version == session.version and time.time() - stored.saved_at < 0.25 * app.sessions.ttl
-    fresh = await app.sessions.load_session(sid)
-    await app.sessions.finish_session(fresh)  # recent and unchanged: no write
+    assert stored.version == aged.version + 1, "an unchanged session past a quarter of its TTL is saved again"
+    assert time.time() - stored.saved_at < 0.25 * ttl
+    if backend == "redis":
+        assert await app.cache.redis.client.pttl(app.cache.full_key(key)) > 0.9 * ttl * 1000
+    await app.sessions.finish_session(stored)  # recent and unchanged: no write
     assert (await app.sessions.load_session(sid)).version == stored.version

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -185,8 +187,29 @@ def test_key_pair_algorithms_sign_and_check(algorithm, make_key):
     other_private, other_public = _pem_pair(make_key())
     with pytest.raises(TokenError):
         TokenSigner(algorithm, private_key=other_private, public_key=other_public).check(token, "access")
-    with pytest.raises(TokenError):  # an HS256 token signed with the public key as an HMAC secret
-        signer.check(jwt.encode(claims, "x" * 40, algorithm="HS256"), "access")
+    for secret in _public_key_forms(public):  # alg confusion: an HS256 token with the public key as its HMAC secret
+        with pytest.raises(TokenError):
+            signer.check(_hs256(claims, secret), "access")
+
+
+def _public_key_forms(public: str) -> list[bytes]:
+    """The public PEM as an attacker would use it as an HMAC secret: whole, trimmed, its base64
+    body without the armour lines (with and without line breaks), and the DER bytes."""
+    lines = public.strip().splitlines()
+    body = lines[1:-1]
+    return [
+        public.encode(), public.strip().encode(), "\n".join(body).encode(), "".join(body).encode(),
+        base64.b64decode("".join(body)),
+    ]
+
+
+def _hs256(claims: dict, secret: bytes) -> str:
+    """A JWT signed HS256 with `secret`, by hand: PyJWT refuses a PEM as an HMAC key."""
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(json.dumps(claims).encode())
+    return (signing_input + b"." + part(hmac.new(secret, signing_input, hashlib.sha256).digest())).decode()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from kaiju import rpc
 from kaiju.http.client import HTTPClient, HTTPRPCClient
 from kaiju.http.server import HTTPServer
 from kaiju.rpc import RPCServer, Scope
-from kaiju.testing import free_port
+from kaiju.testing import eventually, free_port
 from kaiju.rpc.context import current
 from kaiju.runtime.service import Service
 from kaiju.testing.services import started
@@ -25,6 +25,8 @@ class Shop(Service):
 
     async def start(self) -> None:
         self.seen: list = []
+        self.entered = asyncio.Event()  # a `hold` call is running
+        self.gate = asyncio.Event()  # opened by the test: `hold` returns
 
     @rpc.method(permission=Scope.GUEST)
     async def echo(self, data: object = None) -> object:
@@ -38,6 +40,12 @@ class Shop(Service):
     async def sleep(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
+
+    @rpc.method(permission=Scope.GUEST)
+    async def hold(self) -> str:
+        self.entered.set()
+        await self.gate.wait()
+        return "done"
 
     @rpc.method(permission=Scope.GUEST)
     async def context(self) -> dict:
@@ -133,18 +141,20 @@ async def test_body_too_large_arriving_in_parts_is_413(server, session):
         (b"Content-Encoding: deflate\r\nTransfer-Encoding: chunked", b"3\r\nabc\r\n0\r\n\r\n"),
     ],
 )
-async def test_unreadable_body_gets_a_jsonrpc_error(server, head, body, caplog):
+async def test_unreadable_body_gets_a_jsonrpc_error(head, body, caplog):
     caplog.set_level(logging.INFO)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
+    http = HTTPServer(port=free_port())
+    async with started(Shop(), RPCServer(), http):
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+        writer.write(b"POST /public/rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n" + head + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    # stopped: the server has waited for the connection's handler, so whatever it logs is in
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"400", status_line
     assert b"Content-Type: application/json" in rest
     assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
-    await asyncio.sleep(0.1)  # the connection's handler has finished with the request
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
 
 
@@ -197,13 +207,23 @@ async def test_unix_socket(tmp_path):
 
 
 async def test_stop_lets_in_flight_requests_finish():
-    http = HTTPServer(port=free_port(), shutdown_timeout=5)
+    shop, http = Shop(), HTTPServer(port=free_port(), shutdown_timeout=5)
+
+    async def open_the_gate_once_stopping() -> None:
+        await eventually(lambda: http.runner is None, what="the stop to begin")
+        for _ in range(20):  # loop turns, not time: a stop that does not wait has cut the request by now
+            await asyncio.sleep(0)
+        shop.gate.set()
+
     async with aiohttp.ClientSession() as s:
-        async with started(Shop(), RPCServer(), http):
-            pending = asyncio.ensure_future(post(s, http.url, b'{"jsonrpc":"2.0","id":1,"method":"shop.sleep","params":[0.3]}'))
-            await asyncio.sleep(0.1)
-        status, _, raw = await asyncio.wait_for(pending, 5)
-    assert status == 200 and msgspec.json.decode(raw)["result"] == 0.3
+        async with started(shop, RPCServer(), http):
+            pending = asyncio.ensure_future(post(s, http.url, b'{"jsonrpc":"2.0","id":1,"method":"shop.hold"}'))
+            await eventually(shop.entered.is_set, what="the request in its method")
+            opener = asyncio.ensure_future(open_the_gate_once_stopping())
+        status, _, raw = await pending
+        await opener
+    answer = msgspec.json.decode(raw)
+    assert status == 200 and answer.get("result") == "done", answer
 
 
 # -- clients ---------------------------------------------------------------------------
@@ -239,10 +259,7 @@ async def test_client_timeout_becomes_request_timeout(clients):
 async def test_client_nowait(clients, server):
     assert await clients.call("shop.note", [5], nowait=True) is None
     shop = server.app.services["shop"]
-    for _ in range(100):
-        if shop.seen:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: shop.seen, what="the notification to run")
     assert shop.seen == [5]
 
 

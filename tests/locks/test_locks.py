@@ -190,9 +190,11 @@ async def test_cancelled_waiter_does_not_block_the_next(locks):
     await eventually(lambda: waiting(locks, "c") == 2, what="both acquires to wait")
     await locks.release("c", first.id)
     cancelled.cancel()  # woken (or about to be) but gone: the wake-up must reach the other waiter
-    info = await asyncio.wait_for(patient, 5)
+    await asyncio.gather(cancelled, return_exceptions=True)
+    if not cancelled.cancelled():  # on a busy loop it took the lock before the cancel came: a holder like any
+        await locks.release("c", cancelled.result().id)
+    info = await patient  # within its own timeout (LockTimeout otherwise)
     assert await locks.owner("c") == info.id
-    assert cancelled.cancelled() or cancelled.result().id != info.id
 
 
 async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):

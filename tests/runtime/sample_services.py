@@ -10,12 +10,13 @@ from kaiju.runtime.service import Service
 
 
 class Recorder(Service):
-    """Writes `start NAME` / `started NAME` / `stop NAME` lines to `events` (a path)."""
+    """Writes `start NAME` / `started NAME` / `stop NAME` lines to `events` (a path), and
+    `stopping NAME` when stop() begins a `stop_delay`."""
 
     events: str = ""
     delay: float = 0.0  # seconds start() takes
     fail: bool = False  # start() raises after the delay
-    stop_delay: float = 0.0
+    stop_delay: float = 0.0  # seconds stop() takes
 
     def record(self, what: str) -> None:
         if self.events:
@@ -34,6 +35,7 @@ class Recorder(Service):
 
     async def stop(self, exception: Exception | None = None) -> None:
         if self.stop_delay:
+            self.record("stopping")
             await asyncio.sleep(self.stop_delay)
         self.record("stop")
 

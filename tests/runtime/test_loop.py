@@ -17,7 +17,10 @@ from kaiju.runtime.entrypoint import Entrypoint
 from kaiju.runtime.loop import LOOP_ENV, LoopUnavailable, choose_loop, config_loop, loop_factory, loop_name
 from tests.runtime.test_cli import run, write_config
 
-uvloop = pytest.importorskip("uvloop")
+if sys.platform == "linux":
+    import uvloop  # a dependency here: a broken install fails these tests, it never skips them
+else:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is a dependency on Linux only")
 
 ROOT = Path(__file__).resolve().parents[2]
 

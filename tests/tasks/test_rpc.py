@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import pytest
 
 from kaiju import rpc
 from kaiju.rpc.server import RPCServer
@@ -81,6 +82,7 @@ async def test_function_runs_get_a_request_context_of_their_own():
     assert all(0 < left <= 5 for _, _, left in seen), "the run's deadline is its timeout"
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_tasks_list_over_rpc():
     periodic = PeriodicTask(name="build", interval=0.05, method="reports.build", params={"kind": "daily"})
     cron = CronTask(name="nightly", cron="0 3 * * *", timezone="Europe/Berlin", method="reports.build", params=["x"])

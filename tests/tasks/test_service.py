@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
+import time_machine
 
 from kaiju.config import ConfigError
 from kaiju.runtime.plan import build_plan
@@ -84,6 +85,7 @@ async def test_jitter_moves_fires_later_within_bounds():
     assert len(set(offsets)) > 1
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_a_timer_woken_before_its_wall_clock_time_waits_again():
     job = Recorder()
     task = CronTask(name="far", cron="0 0 1 1 *", call=job)  # next new year
@@ -192,7 +194,8 @@ class SlowUnwind:
 
 async def test_policy_cancel_starts_no_run_while_a_cancelled_one_unwinds():
     job = SlowUnwind()
-    task = periodic(job, policy="cancel", shutdown_timeout=WAIT)
+    # a short stop grace: the run going on at the end is cancelled at once instead of after WAIT
+    task = periodic(job, policy="cancel", shutdown_timeout=0.05)
     async with started(task):
         # fires keep coming while the first run unwinds; before the fix the third one started
         await wait_until(lambda: job.calls >= 2 or task.misses >= 2)
@@ -267,19 +270,18 @@ async def test_timeout_per_run():
 
 async def test_cron_fires_in_its_time_zone():
     zone = ZoneInfo("Asia/Kathmandu")  # UTC+05:45: its minutes differ from UTC's
-    if datetime.now(zone).second >= 56:
-        await asyncio.sleep(5)
-    now = datetime.now(zone)
-    spec = f"{now.minute} {now.hour} * * * *"  # every second of this local minute only
+    spec = "0 12 * * * *"  # every second of 12:00-12:01 only
     job = Recorder()
     local = CronTask(name="kathmandu", cron=spec, timezone="Asia/Kathmandu", call=job)
     utc = CronTask(name="utc", cron=spec, call=Recorder())
-    async with started(local, utc):
-        await wait_until(lambda: local.runs >= 1, timeout=3)
-        # read in UTC the same spec is hours away
-        away = datetime.fromisoformat(utc.status()["next_run"]) - datetime.now(timezone.utc)
-        assert away.total_seconds() > 600
-        assert utc.runs == 0
+    # the wall clock (ticking on from there) set inside that minute in Kathmandu, wherever it stands
+    with time_machine.travel(datetime(2030, 6, 1, 12, 0, 0, 500000, tzinfo=zone), tick=True):
+        async with started(local, utc):
+            await wait_until(lambda: local.runs >= 1)
+            # read in UTC the same spec is hours away
+            away = datetime.fromisoformat(utc.status()["next_run"]) - datetime.now(timezone.utc)
+            assert away.total_seconds() > 600
+            assert utc.runs == 0
     assert job.calls >= 1
 
 

@@ -10,6 +10,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from kaiju.locks.memory import MemoryLocks
 from kaiju.locks.redis import RedisLocks
 from kaiju.redis import RedisConnection
@@ -103,10 +105,11 @@ async def test_a_fire_lock_lasts_past_the_next_fire_by_the_jitter():
         assert asked + ttl >= fire + 0.1 + 0.08 - 1e-6
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_a_process_held_up_past_a_period_runs_the_latest_fire_not_an_expired_one():
     locks = MemoryLocks()
     ran: list[tuple[str, float]] = []
-    hour = 3600.0  # nothing fires by itself during the test
+    hour = 3600.0  # nothing fires by itself during the test (quiet_clock: mid-hour)
 
     async def job():
         ran.append(("b", b.last_fire))
@@ -127,6 +130,7 @@ async def test_a_process_held_up_past_a_period_runs_the_latest_fire_not_an_expir
     assert b.last_fire == latest
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_a_fire_lock_outlives_the_next_fire_so_a_slow_claim_still_finds_it():
     locks = TTLRecordingLocks()
     hour = 3600.0
@@ -138,6 +142,7 @@ async def test_a_fire_lock_outlives_the_next_fire_so_a_slow_claim_still_finds_it
     assert asked + ttl > task._next_fire(fire) + 5  # well past the next fire, not just up to it
 
 
+@pytest.mark.usefixtures("quiet_clock")
 async def test_a_claim_later_than_any_lock_on_its_fire_lasts_is_skipped():
     locks = MemoryLocks()
     hour = 3600.0

@@ -12,7 +12,7 @@ from kaiju.demo import DemoService
 from kaiju.locks.memory import MemoryLocks
 from kaiju.rpc import Scope
 from kaiju.streams.memory import MemoryStream
-from kaiju.testing import TestApp
+from kaiju.testing import TestApp, eventually
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -41,10 +41,14 @@ async def test_the_fixture_runs_the_app_from_its_config(kaiju_app):
 
 
 async def test_fire_runs_a_task_now_and_returns_its_result():
-    async with TestApp(CONF / "example.yml") as app:
-        ticks = await app.fire("demo_periodic")
-        assert ticks >= 1 and await app.fire("demo_cron") == ticks + 1
-        assert app.service("demo_cron").runs >= 1
+    # off their schedules, the tasks run only when fired: the wall clock's position (the
+    # example's cron fires at every 10-second boundary) cannot add a tick between two fires
+    off = {"enabled": False}
+    async with TestApp(CONF / "example.yml", settings={"demo_periodic": off, "demo_cron": off}) as app:
+        assert await app.fire("demo_periodic") == 1
+        assert await app.fire("demo_cron") == 2
+        assert await app.call("demo.stats") == {"calls": 0, "ticks": 2}
+        assert app.service("demo_periodic").runs == app.service("demo_cron").runs == 1
 
 
 async def test_settings_and_env_are_laid_over_the_config():
@@ -79,7 +83,6 @@ async def test_redis_services_run_on_memory_unless_asked(redis_url):
 
 
 async def test_travel_runs_a_cron_schedule_without_waiting(tmp_path):
-    import asyncio
     import datetime
     from zoneinfo import ZoneInfo
 
@@ -96,10 +99,7 @@ async def test_travel_runs_a_cron_schedule_without_waiting(tmp_path):
         night = app.service("night")
         assert night.runs == 0
         app.travel(datetime.datetime(2030, 3, 1, 2, 59, 59, 700000, tzinfo=berlin))
-        for _ in range(100):  # the fire is 0.3 s away on the moved clock
-            if night.runs:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: night.runs, what="the 03:00 fire, 0.3 s away on the moved clock")
         assert night.runs == 1 and night.last_result == 1
         fired = datetime.datetime.fromtimestamp(night.last_fire, berlin)
         assert (fired.hour, fired.minute, fired.second) == (3, 0, 0)
