@@ -21,7 +21,7 @@ async def test_redis_example_config_runs(redis_url):
             assert await locks.owner("job") == info.id
         redis = app.service("redis").client
         assert await redis.exists(cache.full_key("greeting")) == 1
-        assert cache.full_key("greeting").endswith(".redis-example._cache.greeting")
+        assert cache.full_key("greeting").endswith(".redis-example._cache.{greeting}")
         status = await app.call("listener.status")
         assert status["topic"] == "rpc" and status["processed"] == 0
 

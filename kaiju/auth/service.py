@@ -7,7 +7,7 @@
     auth.token(username, password)  -> {access_token, refresh_token, token_type, expires_in}
     auth.refresh(refresh_token)     -> a new pair; the old refresh token is spent
 
-A login's tokens form a family, kept in the cache as `<key_prefix>.family.<id>` for
+A login's tokens form a family, kept in the cache as `<key_prefix>.family.{<id>}` for
 `refresh_ttl`: every token names its family, and a token whose family is gone is refused,
 so logging out or reusing a spent refresh token revokes them all at once, in every
 process sharing the cache.
@@ -22,6 +22,7 @@ import secrets
 import time
 from typing import Any
 
+from kaiju import keys
 from kaiju.auth.passwords import Passwords
 from kaiju.auth.throttle import LoginThrottle, Slot
 from kaiju.auth.tokens import TokenError, TokenSigner
@@ -93,7 +94,7 @@ class AuthService(Authenticator):
 
         self._passwords: asyncio.Future[Passwords] = asyncio.get_running_loop().run_in_executor(None, Passwords)
         self._throttle = LoginThrottle(
-            self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.fail"
+            self.cache, int(self.max_failures), float(self.lockout), prefix=f"{self.key_prefix}.{keys.AUTH_FAIL}"
         )
 
     async def stop(self, exception: Exception | None = None) -> None:
@@ -162,7 +163,8 @@ class AuthService(Authenticator):
     # -- tokens --------------------------------------------------------------
 
     def _family_key(self, family: str) -> str:
-        return f"{self.key_prefix}.family.{family}"
+        # the family's id is the hash tag: the family and its spent markers share a Cluster slot
+        return f"{self.key_prefix}.{keys.AUTH_FAMILY}.{{{family}}}"
 
     def _pair(self, user: User, family: str, expires: float) -> dict[str, Any]:
         left = expires - time.time()
@@ -249,7 +251,8 @@ class AuthService(Authenticator):
         # spend the token: get_or_set writes the key once, so of two racing uses only one wins
         mine = secrets.token_hex(8)
         spent_ttl = max(1.0, claims["exp"] - time.time() + 1)
-        if await self.cache.get_or_set(f"{self.key_prefix}.spent.{claims['jti']}", lambda: mine, ttl=spent_ttl) != mine:
+        spent_key = f"{self.key_prefix}.{keys.AUTH_SPENT}.{{{family}}}.{claims['jti']}"
+        if await self.cache.get_or_set(spent_key, lambda: mine, ttl=spent_ttl) != mine:
             await self.revoke_family(family)
             self.logger.warning("a spent refresh token was used again: its login is revoked", user=claims["sub"])
             raise NotAuthorized(

@@ -33,7 +33,7 @@ class Slot(NamedTuple):
 
 
 class LoginThrottle:
-    """Failed-login slots for each username, kept in `cache` under `<prefix>.<hash>.<n>`."""
+    """Failed-login slots for each username, kept in `cache` under `<prefix>.{<hash>}.<n>`."""
 
     def __init__(
         self, cache: Cache, max_failures: int = 5, lockout: float = 300.0, prefix: str = "_auth.fail", wait: float = 10.0
@@ -47,7 +47,8 @@ class LoginThrottle:
     def _keys(self, username: str) -> list[str]:
         # hashed: a username is any text, a cache key should not be
         digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-        return [f"{self.prefix}.{digest}.{n}" for n in range(self.max_failures)]
+        # hash-tagged: one user's slots share a Cluster slot, so m_get reads them in one MGET
+        return [f"{self.prefix}.{{{digest}}}.{n}" for n in range(self.max_failures)]
 
     async def claim(self, username: str) -> Slot | float:
         """A slot for one attempt of `username`, or the seconds until it may try again."""

@@ -32,6 +32,11 @@ class RedisCache(Cache):
     fill_wait_max: float = 0.1
     """Longest wait between looks for a value another process is loading."""
 
+    def _key(self, key: str) -> str:
+        # hash-tagged, so the value and its fill lock share a Cluster slot (kaiju.keys)
+        super()._key(key)  # checks the key
+        return keys.tagged(self._prefix, key)
+
     async def _open(self) -> None:
         self._client = self.redis.client
         self._fill_prefix = self._namespace.get_key(keys.CACHE_FILL) + "."

@@ -31,9 +31,10 @@ _SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (LOCK_A
 class RedisLocks(Locks):
     """Locks in Redis (see `kaiju.locks.base.Locks` for the API); needs a `RedisConnection`.
 
-    Fencing tokens come from one counter per namespace, `<ns>._lock_fence` (never expired):
+    Fencing tokens come from one counter per namespace, `{<ns>._lock}_fence` (never expired):
     a token grows with every acquisition of any key, hence with every acquisition of a given
-    key, and locks on ever-new keys (one per task run) leave no counter behind.
+    key, and locks on ever-new keys (one per task run) leave no counter behind. The counter
+    and every lock of the namespace share a hash tag, hence one Redis Cluster slot.
     """
 
     redis: RedisConnection
@@ -48,9 +49,9 @@ class RedisLocks(Locks):
 
         self._no_script = NoScriptError
         self._client = self.redis.client
-        self.fence_key = self._namespace.get_key(keys.LOCK_FENCE)
+        self.fence_key = keys.tag(self._namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         # a shared key's tokens come from the shared namespace's counter, which every app uses
-        self.shared_fence_key = self.app.shared_namespace.get_key(keys.LOCK_FENCE)
+        self.shared_fence_key = keys.tag(self.app.shared_namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         self._released: dict[str, list[asyncio.Future]] = {}
 
     async def _close(self) -> None:

@@ -9,7 +9,7 @@
     XAUTOCLAIM + XPENDING                   claim_idle
     XACK                                    ack, after processing
     XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
-    MULTI XADD key.dead + XACK EXEC         dead_letter, both or neither
+    XADD key.dead + XACK (script)           dead_letter, both or neither
     XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
 
 Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a group that
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
-from kaiju.lua import STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
+from kaiju.lua import STREAM_DEAD_LETTER, STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
 from kaiju.redis import RedisConnection
 from kaiju.streams.base import (
     GroupInfo,
@@ -97,6 +97,7 @@ class RedisStream(StreamBackend):
         self._trim_script = self._client.register_script(STREAM_TRIM)
         self._prune_script = self._client.register_script(STREAM_PRUNE_CONSUMERS)
         self._touch_script = self._client.register_script(STREAM_TOUCH)
+        self._dead_letter_script = self._client.register_script(STREAM_DEAD_LETTER)
 
     async def stop(self, exception: Exception | None = None) -> None:
         pass
@@ -227,10 +228,10 @@ class RedisStream(StreamBackend):
         self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
     ) -> str:
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream + DEAD_LETTER_SUFFIX, dead_letter_fields(message, group, consumer, error))
-                pipe.xack(stream, group, message.id)
-                dead_id, _ = await pipe.execute()
+            fields = [part for pair in dead_letter_fields(message, group, consumer, error).items() for part in pair]
+            dead_id = await self._dead_letter_script(
+                keys=[stream, stream + DEAD_LETTER_SUFFIX], args=[group, message.id, *fields]
+            )
         except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
         except self._net_errors as exc:
