@@ -80,3 +80,27 @@ async def test_wrong_password_is_a_clear_error(password_redis):
             pass
     assert f"redis://:***@127.0.0.1:{password_redis}/0" in str(err.value)
     assert "wrong" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"url": "redis://h:6379/0", "cluster_nodes": ["h:7000"]}, "cluster_nodes"),
+        ({"sentinels": ["h:26379"], "cluster_nodes": ["h:7000"], "master_name": "m"}, "cluster_nodes"),
+        ({"sentinels": ["h:26379"]}, "master_name"),
+        ({"master_name": "m"}, "sentinels"),
+        ({"sentinels": ["h:26379", "h:port"], "master_name": "m"}, "sentinels"),
+    ],
+)
+def test_one_mode_at_a_time(settings, key):
+    from kaiju.runtime.service import SettingError
+
+    with pytest.raises(SettingError) as err:
+        RedisConnection(**settings).check()
+    assert err.value.key == key
+
+
+def test_the_mode_follows_the_settings():
+    assert RedisConnection().mode == "standalone"
+    assert RedisConnection(sentinels=["h:26379"], master_name="m").mode == "sentinel"
+    assert RedisConnection(cluster_nodes=["h:7000", "[::1]:7001"]).mode == "cluster"
