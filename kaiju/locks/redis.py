@@ -14,7 +14,6 @@ and are woken at once when a lock is released by this same service.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from typing import Any
 
@@ -24,8 +23,6 @@ from kaiju.lua import LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW
 from kaiju.redis import RedisConnection
 
 __all__ = ["RedisLocks"]
-
-_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW)}
 
 
 class RedisLocks(Locks):
@@ -45,10 +42,7 @@ class RedisLocks(Locks):
     """Longest wait between attempts (the wait doubles up to this, with random jitter)."""
 
     async def _open(self) -> None:
-        from redis.exceptions import NoScriptError  # here, not at import: naming RedisLocks needs no client
-
-        self._no_script = NoScriptError
-        self._client = self.redis.client
+        self._batch = self.redis.batch  # scripts of concurrent callers share a round trip
         self.fence_key = keys.tag(self._namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         # a shared key's tokens come from the shared namespace's counter, which every app uses
         self.shared_fence_key = keys.tag(self.app.shared_namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
@@ -62,13 +56,8 @@ class RedisLocks(Locks):
         self._released.clear()
 
     async def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
-        """Run `script` by its SHA, loading it first if the server does not know it (e.g. after a restart)."""
-        sha = _SHAS[script]
-        try:
-            return await self._client.evalsha(sha, numkeys, *keys_and_args)
-        except self._no_script:
-            await self._client.script_load(script)
-            return await self._client.evalsha(sha, numkeys, *keys_and_args)
+        """Run `script` (by its SHA, loaded first if the server does not know it)."""
+        return await self._batch.run_script(script, keys_and_args[:numkeys], keys_and_args[numkeys:])
 
     async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
         fence_key = self.shared_fence_key if key.startswith(self._shared_prefix) else self.fence_key
@@ -126,5 +115,5 @@ class RedisLocks(Locks):
         return await self._eval(LOCK_RENEW, 1, key, lock_id, int(ttl * 1000) or 1) == 1
 
     async def _owners(self, keys: list[str]) -> list[str | None]:
-        values = await self._client.mget(keys)
+        values = await self._batch.execute_command("MGET", *keys)  # one namespace: one slot
         return [None if value is None else value.decode() for value in values]

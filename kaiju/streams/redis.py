@@ -10,7 +10,10 @@
     XACK                                    ack, after processing
     XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
     XADD key.dead + XACK (script)           dead_letter, both or neither
-    XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
+    XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim);
+                                            auto-pipelined with other callers' commands
+    XADD + WAIT n ms                        add with `replicas: n`: confirmed once n replicas
+                                            hold it, on the same connection as the XADD
 
 Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a group that
 lags by more than `n` entries loses messages it never read, and pending entries vanish
@@ -22,12 +25,14 @@ and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~ <floo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.lua import STREAM_DEAD_LETTER, STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
 from kaiju.redis import RedisConnection
+from kaiju.runtime.types import NonNegativeInt, Positive
 from kaiju.streams.base import (
     GroupInfo,
     GroupMissing,
@@ -74,6 +79,12 @@ class RedisStream(StreamBackend):
 
     block_margin_ms: int = 500
     """How far below the connection's socket timeout a blocking read must end (milliseconds)."""
+    replicas: NonNegativeInt = 0
+    """Replicas that must hold a message before `add()` returns (`WAIT`): with 1 or more, a
+    message the producer was told is written survives a failover of the master."""
+    replicas_timeout: Positive = 5.0
+    """Seconds `add()` waits for `replicas` replicas; fewer by then raise `StreamUnavailable`
+    (the message may still be there: at least once, a retry may write it twice)."""
 
     async def start(self) -> None:
         # redis-py's errors are looked up here, not at import: naming RedisStream needs no client
@@ -84,7 +95,8 @@ class RedisStream(StreamBackend):
         self._reply_error = ResponseError  # the server refused a command (NOGROUP, BUSYGROUP, ...)
         self._net_errors = (RedisConnectionError, RedisTimeoutError, OSError)
         self._client = self.redis.client
-        timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._batch = self.redis.batch  # concurrent producers' XADDs share a round trip
+        timeout = self.redis.socket_timeout
         if timeout and timeout * 1000 <= self.block_margin_ms:
             # blocking reads would shrink to 1 ms: a busy poll of Redis
             raise ValueError(
@@ -107,10 +119,28 @@ class RedisStream(StreamBackend):
     async def add(
         self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
     ) -> str:
+        fields = [part for pair in encode_fields(body, headers, key).items() for part in pair]
         try:
-            return (await self._client.xadd(stream, encode_fields(body, headers, key))).decode()
+            added = self._batch.execute_command("XADD", stream, "*", *fields)
+            if not self.replicas:
+                return (await added).decode()
+            # queued with the XADD, so it runs on the same connection (node) right after it
+            node = self._batch.node_of(stream)
+            confirmed = self._batch.execute_command(
+                "WAIT", self.replicas, int(self.replicas_timeout * 1000), **({"target_nodes": node} if node else {})
+            )
+            entry_id, count = await asyncio.gather(added, confirmed, return_exceptions=True)
+            for outcome in (entry_id, count):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except self._net_errors as exc:
             raise _unavailable(exc) from exc
+        if count < self.replicas:
+            raise StreamUnavailable(
+                f"{stream}: message {entry_id.decode()} reached {count} of {self.replicas} replicas "
+                f"within {self.replicas_timeout}s"
+            )
+        return entry_id.decode()
 
     # -- groups and reading -------------------------------------------------------
 
