@@ -67,6 +67,13 @@ class AutoPipeline:
             await self.client.script_load(script)
             return await self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
+    async def close(self) -> None:
+        """Send what is queued and wait for every pipeline in flight (before the client closes)."""
+        if self._queue:
+            self._flush()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
         queue = [item for item in queue if not item[2].done()]  # callers cancelled meanwhile

@@ -231,8 +231,9 @@ class RedisConnection(Service):
 
         nodes = [ClusterNode(*parse_node(node)) for node in self.cluster_nodes or ()]
         # a dead node's address is retried only `retries` times: the cluster client then looks
-        # the slot's new master up, rather than waiting for the dead one
-        return RedisCluster(startup_nodes=nodes, ssl=tls, cluster_error_retry_attempts=self.retries, **options)
+        # the slot's new master up (redis-py retries a command 3 times so), rather than
+        # waiting for the dead one
+        return RedisCluster(startup_nodes=nodes, ssl=tls, **options)
 
     async def health(self) -> None:
         """Raise when Redis does not answer a PING (the health check of `/health/ready`)."""
@@ -242,7 +243,9 @@ class RedisConnection(Service):
         await client.ping()
 
     async def stop(self, exception: Exception | None = None) -> None:
-        self.__dict__.pop("batch", None)
+        batch = self.__dict__.pop("batch", None)
+        if batch is not None:
+            await batch.close()
         client = self.__dict__.pop("client", None)
         if client is not None:
             await client.aclose()

@@ -93,3 +93,10 @@ async def test_a_broken_connection_fails_every_caller_of_the_pipeline(redis_serv
         finally:
             redis_server.start()
     assert all(isinstance(outcome, (RedisConnectionError, OSError)) for outcome in outcomes)
+
+
+async def test_stop_sends_what_is_queued_first(redis_url):
+    conn = RedisConnection(url=redis_url)
+    async with started(conn):
+        writes = [conn.batch.execute_command("SET", f"q{n}", b"x") for n in range(5)]
+    assert [write.result() for write in writes] == [True] * 5
