@@ -236,11 +236,15 @@ class RedisConnection(Service):
         return RedisCluster(startup_nodes=nodes, ssl=tls, **options)
 
     async def health(self) -> None:
-        """Raise when Redis does not answer a PING (the health check of `/health/ready`)."""
+        """Raise when Redis does not answer a PING (the health check of `/health/ready`); on a
+        Cluster, when a master does not (its slots cannot be written until a replica takes over)."""
         client = self.__dict__.get("client")
         if client is None:
             raise RedisUnavailable("not connected")
-        await client.ping()
+        if self.cluster_nodes:
+            await client.ping(target_nodes="primaries")
+        else:
+            await client.ping()
 
     async def stop(self, exception: Exception | None = None) -> None:
         batch = self.__dict__.pop("batch", None)
