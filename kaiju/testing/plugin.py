@@ -7,7 +7,7 @@ Fixtures:
   or failed when the environment sets KAIJU_REQUIRE_REDIS=1.
 - `redis_url`: its URL, with the database flushed before each test.
 - `redis_sentinel_set`, `redis_cluster_set`: a Sentinel set-up (a master, a replica, three
-  sentinels) and a three-master Cluster for the test session (`RedisSentinelSet`,
+  sentinels) and a three-master Cluster (a replica each) for the test session (`RedisSentinelSet`,
   `RedisClusterSet`), started on first use;
 - `redis_settings`: `redis_settings(mode)` gives `RedisConnection` settings of a flushed
   test server, mode "standalone" (or "redis"), "sentinel" or "cluster".
@@ -78,7 +78,7 @@ def redis_sentinel_set() -> Iterator[RedisSentinelSet]:
 @pytest.fixture(scope="session")
 def redis_cluster_set() -> Iterator[RedisClusterSet]:
     _require_redis()
-    cluster = RedisClusterSet()
+    cluster = RedisClusterSet(replicas=1)  # a replica per master: WAIT (RedisStream replicas) works
     try:
         cluster.start()
         yield cluster
