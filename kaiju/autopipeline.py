@@ -31,7 +31,9 @@ class AutoPipeline:
     """A batching layer over a `redis.asyncio.Redis` (or `RedisCluster`) client."""
 
     def __init__(self, client: Any, *, cluster: bool = False):
-        from redis.exceptions import NoScriptError  # here, not at import: naming it needs no client
+        from redis.exceptions import (
+            NoScriptError,  # here, not at import: naming it needs no client
+        )
 
         self.client = client
         self.cluster = cluster
@@ -89,7 +91,7 @@ class AutoPipeline:
             args, options, future = queue[0]
             try:
                 result = await self.client.execute_command(*args, **options)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any error is the caller's to handle
                 _settle(future, exc)
             else:
                 _settle(future, result)
@@ -100,7 +102,7 @@ class AutoPipeline:
             pipe.execute_command(*args, **options)
         try:
             results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # the connection broke: every caller hears of it
+        except Exception as exc:  # noqa: BLE001 - the connection broke: every caller hears of it
             for _, _, future in queue:
                 _settle(future, exc)
             return

@@ -15,6 +15,7 @@ commands that may travel together with other callers' commands.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -158,17 +159,20 @@ class RedisConnection(Service):
                     raise SettingError(name, f'expected host:port items, got "{node}" at [{n}]') from None
 
     async def start(self) -> None:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         self.check()  # a service built in code (not from config) gets the same rules
         client = self._make_client()
         try:
-            if self.cluster_nodes:
-                await client.initialize()
-            await client.ping()
-        except (RedisError, OSError) as exc:
+            # bounded: on Sentinel a command retries for failover_timeout, a start should not
+            async with asyncio.timeout(self.connect_timeout):
+                if self.cluster_nodes:
+                    await client.initialize()
+                await client.ping()
+        except (RedisError, RedisClusterException, OSError) as exc:  # TimeoutError is an OSError
             await client.aclose()
-            raise RedisUnavailable(f"Redis at {self.address} does not answer: {exc}") from None
+            why = str(exc) or f"no answer within connect_timeout ({self.connect_timeout}s)"
+            raise RedisUnavailable(f"Redis at {self.address} does not answer: {why}") from None
         self.client = client
         self.batch = AutoPipeline(client, cluster=bool(self.cluster_nodes))
         self.logger.info("connected", url=self.address, mode=self.mode)
@@ -230,9 +234,8 @@ class RedisConnection(Service):
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
         nodes = [ClusterNode(*parse_node(node)) for node in self.cluster_nodes or ()]
-        # a dead node's address is retried only `retries` times: the cluster client then looks
-        # the slot's new master up (redis-py retries a command 3 times so), rather than
-        # waiting for the dead one
+        # connection retries stay at `retries`: rather than wait for a dead node, redis-py's
+        # cluster client reads the slot map again and sends the command to the slot's new master
         return RedisCluster(startup_nodes=nodes, ssl=tls, **options)
 
     async def health(self) -> None:

@@ -104,3 +104,15 @@ def test_the_mode_follows_the_settings():
     assert RedisConnection().mode == "standalone"
     assert RedisConnection(sentinels=["h:26379"], master_name="m").mode == "sentinel"
     assert RedisConnection(cluster_nodes=["h:7000", "[::1]:7001"]).mode == "cluster"
+
+
+@pytest.mark.parametrize("mode", ["sentinel", "cluster"])
+async def test_a_mode_that_does_not_answer_fails_the_start_clearly(mode):
+    where = [f"127.0.0.1:{free_port()}"]
+    settings = {"sentinels": where, "master_name": "m"} if mode == "sentinel" else {"cluster_nodes": where}
+    conn = RedisConnection(**settings, connect_timeout=1, password="hunter2")
+    with pytest.raises(RedisUnavailable) as err:
+        async with started(conn):
+            pass
+    assert "does not answer" in str(err.value) and where[0] in str(err.value)
+    assert "hunter2" not in str(err.value)

@@ -108,7 +108,7 @@ async def test_sigkill_of_the_master_loses_nothing_acknowledged(servers):
                 value = f"{n}-{i}"
                 try:
                     await producer.call("rec.echo", {"value": value})
-                except Exception:  # refused while the master is gone: not acknowledged, may retry
+                except Exception:  # noqa: BLE001 - refused while the master is gone: not acknowledged
                     await asyncio.sleep(0.05)
                 else:
                     acked.append(value)

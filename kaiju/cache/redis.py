@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kaiju.cache.base import Cache, _call
 from kaiju import keys
+from kaiju.cache.base import Cache, _call
 from kaiju.lua import LOCK_RELEASE
 from kaiju.redis import RedisConnection
 

@@ -30,7 +30,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
-from kaiju.lua import STREAM_DEAD_LETTER, STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
+from kaiju.lua import (
+    STREAM_DEAD_LETTER,
+    STREAM_PRUNE_CONSUMERS,
+    STREAM_TOUCH,
+    STREAM_TRIM,
+)
 from kaiju.redis import RedisConnection
 from kaiju.runtime.types import NonNegativeInt, Positive
 from kaiju.streams.base import (
@@ -55,8 +60,13 @@ def _unavailable(exc: Exception) -> StreamUnavailable:
 
 
 def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
+    # imported here (a rare path): naming RedisStream needs no client
+    from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
+
     if str(exc).startswith("NOGROUP"):
         return GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
+    if isinstance(exc, (ClusterDownError, ReadOnlyError, TryAgainError)):
+        return _unavailable(exc)  # a server between roles (a failover): worth a retry, as a lost connection is
     return StreamError(f"{stream}: {exc}")
 
 
@@ -89,11 +99,12 @@ class RedisStream(StreamBackend):
     async def start(self) -> None:
         # redis-py's errors are looked up here, not at import: naming RedisStream needs no client
         from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import ResponseError
+        from redis.exceptions import RedisClusterException, ResponseError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         self._reply_error = ResponseError  # the server refused a command (NOGROUP, BUSYGROUP, ...)
-        self._net_errors = (RedisConnectionError, RedisTimeoutError, OSError)
+        # RedisClusterException: no node reachable for a slot, e.g. while a master fails over
+        self._net_errors = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
         self._client = self.redis.client
         self._batch = self.redis.batch  # concurrent producers' XADDs share a round trip
         timeout = self.redis.socket_timeout

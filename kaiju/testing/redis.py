@@ -311,7 +311,7 @@ class RedisClusterSet:
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         create = [cli, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes]]
         create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        done = subprocess.run(create, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(create, check=False, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-500:]} {done.stderr[-500:]}")
         self.wait_ready(timeout)
