@@ -47,8 +47,11 @@ class RedisLocks(Locks):
         # a shared key's tokens come from the shared namespace's counter, which every app uses
         self.shared_fence_key = keys.tag(self.app.shared_namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         self._released: dict[str, list[asyncio.Future]] = {}
+        self._giving_back: set[asyncio.Task] = set()
 
     async def _close(self) -> None:
+        if self._giving_back:
+            await asyncio.wait(self._giving_back, timeout=5)
         for waiters in self._released.values():
             for fut in waiters:
                 if not fut.done():
@@ -66,7 +69,7 @@ class RedisLocks(Locks):
         deadline = None if timeout is None else loop.time() + timeout
         delay = self.wait_min
         while True:
-            result = await self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px)
+            result = await self._attempt(key, fence_key, lock_id, px)
             if result > 0:
                 return result
             if not wait:
@@ -82,6 +85,23 @@ class RedisLocks(Locks):
             await self._sleep_until_released(key, sleep)
             self._check_running()  # stop() wakes waiters to give up
             delay = min(delay * 2, self.wait_max)
+
+    async def _attempt(self, key: str, fence_key: str, lock_id: str, px: int) -> int:
+        """One run of the acquire script. A caller cancelled while the script is on its way
+        does not stop it on the server: a lock it takes then is released, not left to expire."""
+        attempt = asyncio.ensure_future(self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(lambda done: self._give_back(done, key, lock_id))
+            raise
+
+    def _give_back(self, attempt: asyncio.Future, key: str, lock_id: str) -> None:
+        if attempt.cancelled() or attempt.exception() is not None or attempt.result() <= 0:
+            return
+        task = asyncio.ensure_future(self._eval(LOCK_RELEASE, 1, key, lock_id))
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
 
     async def _sleep_until_released(self, key: str, seconds: float) -> None:
         """Sleep `seconds`, or less if this service releases `key` meanwhile."""

@@ -297,3 +297,29 @@ async def test_a_lock_block_cancelled_from_outside_raises_cancelled_and_releases
     with pytest.raises(asyncio.CancelledError):  # the caller's own cancellation, not LockLostError
         await asyncio.wait_for(task, 10)
     assert await locks.owner("c") is None  # released on the way out, not left to its 30 s TTL
+
+
+async def test_an_acquire_cancelled_on_its_way_leaves_no_lock_behind(locks, backend):
+    if backend == "memory":
+        pytest.skip("a memory acquire is never on its way to a server")
+    client, batch = locks.redis.client, locks.redis.batch
+    every_master = {"target_nodes": "primaries"} if backend == "cluster" else {}
+    await client.client_pause(10_000, all=False, **every_master)  # writes (the script) wait on the server
+    try:
+        sent = batch.counts["commands"]
+        attempt = asyncio.ensure_future(locks.acquire("gone", ttl=30))
+        await eventually(lambda: batch.counts["commands"] > sent, what="the acquire to be sent")
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+    finally:
+        await client.client_unpause(**every_master)
+
+    async def script_ran() -> bool:
+        return await client.get(locks.fence_key) == b"1"
+
+    async def free() -> bool:
+        return await locks.owner("gone") is None
+
+    await eventually(script_ran, what="the acquire script to run after all")
+    await eventually(free, what="the lock taken for the cancelled caller to be given back")
