@@ -251,8 +251,8 @@ class RedisConnection(Service):
 
     async def stop(self, exception: Exception | None = None) -> None:
         batch = self.__dict__.pop("batch", None)
-        if batch is not None:
-            await batch.close()
+        if batch is not None:  # what callers queued goes out before the client closes
+            await batch.close(timeout=self.socket_timeout or 10.0)
         client = self.__dict__.pop("client", None)
         if client is not None:
             await client.aclose()

@@ -100,3 +100,18 @@ async def test_stop_sends_what_is_queued_first(redis_url):
     async with started(conn):
         writes = [conn.batch.execute_command("SET", f"q{n}", b"x") for n in range(5)]
     assert [write.result() for write in writes] == [True] * 5
+
+
+async def test_concurrent_waits_share_one_wait_at_the_end_of_the_pipeline(conn):
+    before = dict(conn.batch.counts)
+    writes = [conn.batch.execute_command("SET", f"w{n}", b"x") for n in range(3)]
+    waits = [conn.batch.wait_replicas(0, 100) for _ in range(3)]
+    assert await asyncio.gather(*writes) == [True] * 3
+    assert await asyncio.gather(*waits) == [0, 0, 0]  # no replica on the test server
+    assert conn.batch.counts["commands"] - before["commands"] == 4  # three SETs, one WAIT
+
+
+async def test_a_cancelled_waiter_leaves_the_others_their_wait(conn):
+    first, second = conn.batch.wait_replicas(0, 100), conn.batch.wait_replicas(0, 100)
+    first.cancel()
+    assert await second == 0

@@ -115,6 +115,12 @@ class RedisStream(StreamBackend):
                 f"block_margin_ms ({self.block_margin_ms} ms): raise socket_timeout (or set it to null), "
                 f"or lower block_margin_ms"
             )
+        if self.replicas and timeout and self.replicas_timeout >= timeout:
+            # a WAIT outliving the socket timeout would fail, and be sent again, as a timeout
+            raise ValueError(
+                f"{self.name}: replicas_timeout ({self.replicas_timeout} s) must be below the Redis "
+                f"connection's socket_timeout ({timeout} s)"
+            )
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(STREAM_TRIM)
@@ -135,11 +141,8 @@ class RedisStream(StreamBackend):
             added = self._batch.execute_command("XADD", stream, "*", *fields)
             if not self.replicas:
                 return (await added).decode()
-            # queued with the XADD, so it runs on the same connection (node) right after it
-            node = self._batch.node_of(stream)
-            confirmed = self._batch.execute_command(
-                "WAIT", self.replicas, int(self.replicas_timeout * 1000), **({"target_nodes": node} if node else {})
-            )
+            # queued with the XADD: runs on the same connection (the stream's node), after it
+            confirmed = self._batch.wait_replicas(self.replicas, int(self.replicas_timeout * 1000), stream)
             entry_id, count = await asyncio.gather(added, confirmed, return_exceptions=True)
             for outcome in (entry_id, count):
                 if isinstance(outcome, BaseException):

@@ -215,7 +215,7 @@ class RedisSentinelSet:
             conf.write_text(
                 f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} {self.quorum}\n"
                 f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
-                f"sentinel failover-timeout {self.master_name} {self.down_after_ms * 5}\n"
+                f"sentinel failover-timeout {self.master_name} {self.down_after_ms * 2}\n"
                 f"sentinel parallel-syncs {self.master_name} 1\n"
             )
             _start_sentinel(sentinel, conf, timeout)
