@@ -57,8 +57,10 @@ CASES = {
     ),
     "redis_modes_mixed": (
         '  - cls: RedisConnection\n    settings: {url: "redis://h:6379/0", sentinels: ["h:26379"], master_name: m}\n',
-        "services[RedisConnection].settings.sentinels: expected one of url, sentinels or cluster_nodes, "
-        "got url and sentinels",
+        (
+            "services[RedisConnection].settings.sentinels: expected one of url, sentinels or cluster_nodes, "
+            "got url and sentinels"
+        ),
     ),
     "redis_cluster_node": (
         '  - cls: RedisConnection\n    settings: {cluster_nodes: ["h:7000", "h"]}\n',
