@@ -217,7 +217,7 @@ class RedisConnection(Service):
     def _sentinel_client(self, options: dict[str, Any], tls: bool) -> Any:
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel_options = {
+        sentinel_options: dict[str, Any] = {
             "socket_timeout": self.connect_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "decode_responses": False,
@@ -228,7 +228,7 @@ class RedisConnection(Service):
             sentinel_options.update(ssl=True, **{k: v for k, v in options.items() if k.startswith("ssl_")})
         # retry_on_error stays with the master's connections: a sentinel that does not answer is skipped
         sentinel = Sentinel([parse_node(node) for node in self.sentinels or ()], sentinel_kwargs=sentinel_options)
-        return sentinel.master_for(self.master_name, db=self.db, ssl=tls, **options)
+        return sentinel.master_for(str(self.master_name), db=self.db, ssl=tls, **options)  # check(): given
 
     def _cluster_client(self, options: dict[str, Any], tls: bool) -> Any:
         from redis.asyncio.cluster import ClusterNode, RedisCluster

@@ -143,12 +143,13 @@ class RedisStream(StreamBackend):
                 return (await added).decode()
             # queued with the XADD: runs on the same connection (the stream's node), after it
             confirmed = self._batch.wait_replicas(self.replicas, int(self.replicas_timeout * 1000), stream)
-            entry_id, count = await asyncio.gather(added, confirmed, return_exceptions=True)
-            for outcome in (entry_id, count):
+            outcomes: list[Any] = await asyncio.gather(added, confirmed, return_exceptions=True)
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
         except self._net_errors as exc:
             raise _unavailable(exc) from exc
+        entry_id, count = outcomes
         if count < self.replicas:
             raise StreamUnavailable(
                 f"{stream}: message {entry_id.decode()} reached {count} of {self.replicas} replicas "
