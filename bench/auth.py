@@ -7,7 +7,8 @@ Each row is a `kaiju-run` process serving `bench/auth.yml` on a free 127.0.0.1 p
 by `wrk -t1 -c64 -d${DURATION}s` with shared/peers/rpc_echo.lua after a short warm-up; ROUNDS
 rounds alternate the rows and the best round per row counts. The guest row calls
 `echo.echo`, the others `echo.private` (the same body, permission `user`). Env: DURATION (s,
-10), ROUNDS (3), CONNECTIONS (64), KAIJU_PEERS (the peers folder).
+10), ROUNDS (3), CONNECTIONS (64), KAIJU_PEERS (the peers folder). In the redis app,
+the Redis commands of concurrent requests travel in shared pipelines (docs/redis.rst).
 """
 
 from __future__ import annotations
@@ -134,7 +135,13 @@ def main() -> None:
     for name, (_, line) in rows.items():
         print(f"{name:<32} {line}")
     guest = rows["guest (memory app)"][0]
-    for name, goal in (("Bearer token (memory app)", 15), ("Session-Id, memory sessions", None), ("Session-Id, redis sessions", 40)):
+    goals = (
+        ("Bearer token (memory app)", 15),
+        ("Session-Id, memory sessions", None),
+        ("Session-Id, redis sessions", 40),  # a session read per call: auto-pipelined GETs
+        ("Bearer token (redis app)", 25),  # a token-family EXISTS per call, auto-pipelined too
+    )
+    for name, goal in goals:
         cost = 100 * (guest / rows[name][0] - 1)
         target = f" (target <= {goal}%)" if goal is not None else ""
         print(f"{name:<32} costs {cost:5.1f}% more per call than a guest call{target}")

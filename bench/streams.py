@@ -1,13 +1,16 @@
 """Requests per second through a stream topic: kaiju's listener beside a raw redis-py loop.
 
-    .venv/bin/python bench/streams.py [--messages 20000] [--batch 100]
+    .venv/bin/python bench/streams.py [--messages 20000] [--batch 100] [--producers 64]
 
 Starts its own redis-server (kaiju.testing.redis.RedisServer, no persistence). Every
 variant does the same work per message: write a JSON-RPC request to a stream (one XADD
 each, as a producer would), read it through a consumer group, decode it, run an echo
 coroutine, acknowledge it. Two shapes are timed:
 
-- end-to-end: a producer task writes while the consumer reads, until all are acknowledged;
+- end-to-end: `--producers` concurrent producer tasks (64 by default; 1 for the shape of
+  earlier runs) write while the consumer reads, until all are acknowledged; kaiju's
+  producers' XADDs of one loop iteration share a pipeline (auto-pipelining), raw
+  redis-py's go one command each;
 - consume: the stream is filled first, then only the consuming is timed.
 
 Variants: the raw redis-py XADD / XREADGROUP / XACK loop (the ceiling), kaiju's
@@ -76,7 +79,17 @@ async def _echo(value: Any) -> Any:
     return value
 
 
-async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool = False) -> float:
+async def in_parallel(n: int, producers: int, write: Any) -> None:
+    """`write(i)` for i in range(n), from `producers` concurrent tasks."""
+
+    async def producer(first: int) -> None:
+        for i in range(first, n, producers):
+            await write(i)
+
+    await asyncio.gather(*(producer(p) for p in range(min(producers, n))))
+
+
+async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool = False, producers: int = 1) -> float:
     """The ceiling: redis-py straight, no framework; with `dispatch`, each request also goes
     through `RPCServer.handle` (the least any listener on this dispatcher must spend)."""
     client = aioredis.from_url(url)
@@ -97,10 +110,12 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool =
     decode = msgspec.json.decode
     encode = msgspec.json.encode
 
+    async def write(i: int) -> None:
+        body = encode({"jsonrpc": "2.0", "method": "bench.echo", "params": {"value": i}})
+        await client.xadd(stream, {"b": body, "h": b'{"Correlation-Id":"x"}'})
+
     async def produce() -> None:
-        for i in range(n):
-            body = encode({"jsonrpc": "2.0", "method": "bench.echo", "params": {"value": i}})
-            await client.xadd(stream, {"b": body, "h": b'{"Correlation-Id":"x"}'})
+        await in_parallel(n, producers, write)
 
     async def consume() -> None:
         done = 0
@@ -135,7 +150,7 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool =
     return n / elapsed
 
 
-async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> float:
+async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool, producers: int = 1) -> float:
     """kaiju: StreamProducer.call -> stream -> StreamListener -> RPCServer -> Echo.echo -> ack."""
     backend: list[Service] = [RedisConnection(url=url), RedisStream()] if url else [MemoryStream()]
     backend.append(Streams())  # the listener's service above the storage
@@ -145,9 +160,11 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool) -> floa
     listener = StreamListener(topic=f"t{time.monotonic_ns()}", batch_size=batch, block_ms=1000)
     app = App(name="bench", env="bench")
 
+    async def write(i: int) -> None:
+        await producer.call("bench.echo", {"value": i}, topic=listener.topic)
+
     async def produce() -> None:
-        for i in range(n):
-            await producer.call("bench.echo", {"value": i}, topic=listener.topic)
+        await in_parallel(n, producers, write)
 
     if prefill:
         # fill before the listener starts, then time the consuming alone
@@ -196,6 +213,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--producers", type=int, default=64, help="concurrent producer tasks (end-to-end)")
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds per figure")
     parser.add_argument("--peers", help="folder holding faststream_redis.py and setup.sh")
     parser.add_argument("--no-peer", action="store_true", help="skip FastStream")
@@ -211,7 +229,8 @@ async def main() -> None:
     server = RedisServer(persistent=False)
     server.start()
     try:
-        print(f"{args.messages} echo requests per round, batch {args.batch}, best of {args.rounds}; "
+        print(f"{args.messages} echo requests per round, batch {args.batch}, {args.producers} producers "
+              f"(end-to-end; FastStream's peer: one), best of {args.rounds}; "
               f"redis-server on 127.0.0.1:{server.port}, python {sys.version.split()[0]}, "
               f"event loop {type(loop).__module__}.{type(loop).__qualname__} (FastStream: asyncio's default)")
         if peers is None:
@@ -223,10 +242,10 @@ async def main() -> None:
             best = {"raw": 0.0, "raw_rpc": 0.0, "ours": 0.0, "mem": 0.0}
             for _ in range(args.rounds):
                 for name, run in (
-                    ("raw", raw_loop(server.url, args.messages, args.batch, prefill)),
-                    ("raw_rpc", raw_loop(server.url, args.messages, args.batch, prefill, True)),
-                    ("ours", kaiju_loop(server.url, args.messages, args.batch, prefill)),
-                    ("mem", kaiju_loop(None, args.messages, args.batch, prefill)),
+                    ("raw", raw_loop(server.url, args.messages, args.batch, prefill, False, args.producers)),
+                    ("raw_rpc", raw_loop(server.url, args.messages, args.batch, prefill, True, args.producers)),
+                    ("ours", kaiju_loop(server.url, args.messages, args.batch, prefill, args.producers)),
+                    ("mem", kaiju_loop(None, args.messages, args.batch, prefill, args.producers)),
                 ):
                     best[name] = max(best[name], await run)
             raw, raw_rpc, ours, mem = best["raw"], best["raw_rpc"], best["ours"], best["mem"]

@@ -107,3 +107,13 @@ for i = 3, #ARGV do
 end
 return n
 """
+
+# KEYS: stream, its dead-letter stream (one hash tag: kaiju.keys); ARGV: group, id, then the
+# dead letter's field and value pairs. Writes the dead letter and acknowledges the message,
+# both or neither (a script, not MULTI: Redis Cluster clients run no transactions). Returns
+# the dead letter's id.
+STREAM_DEAD_LETTER = """
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return id
+"""

@@ -80,3 +80,39 @@ async def test_wrong_password_is_a_clear_error(password_redis):
             pass
     assert f"redis://:***@127.0.0.1:{password_redis}/0" in str(err.value)
     assert "wrong" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"url": "redis://h:6379/0", "cluster_nodes": ["h:7000"]}, "cluster_nodes"),
+        ({"sentinels": ["h:26379"], "cluster_nodes": ["h:7000"], "master_name": "m"}, "cluster_nodes"),
+        ({"sentinels": ["h:26379"]}, "master_name"),
+        ({"master_name": "m"}, "sentinels"),
+        ({"sentinels": ["h:26379", "h:port"], "master_name": "m"}, "sentinels"),
+    ],
+)
+def test_one_mode_at_a_time(settings, key):
+    from kaiju.runtime.service import SettingError
+
+    with pytest.raises(SettingError) as err:
+        RedisConnection(**settings).check()
+    assert err.value.key == key
+
+
+def test_the_mode_follows_the_settings():
+    assert RedisConnection().mode == "standalone"
+    assert RedisConnection(sentinels=["h:26379"], master_name="m").mode == "sentinel"
+    assert RedisConnection(cluster_nodes=["h:7000", "[::1]:7001"]).mode == "cluster"
+
+
+@pytest.mark.parametrize("mode", ["sentinel", "cluster"])
+async def test_a_mode_that_does_not_answer_fails_the_start_clearly(mode):
+    where = [f"127.0.0.1:{free_port()}"]
+    settings = {"sentinels": where, "master_name": "m"} if mode == "sentinel" else {"cluster_nodes": where}
+    conn = RedisConnection(**settings, connect_timeout=1, password="hunter2")
+    with pytest.raises(RedisUnavailable) as err:
+        async with started(conn):
+            pass
+    assert "does not answer" in str(err.value) and where[0] in str(err.value)
+    assert "hunter2" not in str(err.value)

@@ -7,7 +7,7 @@
     auth.token(username, password)  -> {access_token, refresh_token, token_type, expires_in}
     auth.refresh(refresh_token)     -> a new pair; the old refresh token is spent
 
-A login's tokens form a family, kept in the cache as `<key_prefix>.family.<id>` for
+A login's tokens form a family, kept in the cache as `<key_prefix>.family.{<id>}` for
 `refresh_ttl` with the user it belongs to: every token names its family, and a token whose
 family is gone, or belongs to another user, is refused, so logging out or reusing a spent
 refresh token revokes them all at once, in every process sharing the cache.
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kaiju import keys
 from kaiju.auth.passwords import HashPool, Passwords
 from kaiju.auth.throttle import Attempt, ClientLimit, LoginThrottle, Refused, normalise_username
 from kaiju.auth.tokens import TokenError, TokenSigner, weak_secret
@@ -158,7 +159,9 @@ class AuthService(Authenticator):
         # nothing (a constant), so no argon2 run happens before the first login
         self._passwords = Passwords()
         self._pool = HashPool(self.hash_workers, self.hash_queue)
-        self._throttle = LoginThrottle(self.cache, self.max_failures, self.lockout, prefix=f"{self.key_prefix}.fail")
+        self._throttle = LoginThrottle(
+            self.cache, self.max_failures, self.lockout, prefix=f"{self.key_prefix}.{keys.AUTH_FAIL}"
+        )
         self._clients = ClientLimit(self.client_attempts, self.client_window)
         if self._made_up_secret:
             self.logger.warning(
@@ -268,7 +271,8 @@ class AuthService(Authenticator):
     # -- tokens --------------------------------------------------------------
 
     def _family_key(self, family: str) -> str:
-        return f"{self.key_prefix}.family.{family}"
+        # the family's id is the hash tag: the family and its spent markers share a Cluster slot
+        return f"{self.key_prefix}.{keys.AUTH_FAMILY}.{{{family}}}"
 
     def _pair(self, user: User, family: str, expires: float) -> dict[str, Any]:
         left = expires - time.time()
@@ -355,7 +359,9 @@ class AuthService(Authenticator):
         family = claims["fam"]
         record = await self._family(claims)
         grace = self.refresh_grace
-        pair_key = f"{self.key_prefix}.pair.{claims['jti']}"
+        # the family's id is the hash tag of all its keys: one Cluster slot
+        pair_key = f"{self.key_prefix}.{keys.AUTH_PAIR}.{{{family}}}.{claims['jti']}"
+        spent_key = f"{self.key_prefix}.{keys.AUTH_SPENT}.{{{family}}}.{claims['jti']}"
         mine = secrets.token_hex(8)
         made: dict[str, Any] = {}
 
@@ -369,9 +375,7 @@ class AuthService(Authenticator):
 
         spent_ttl = max(1.0, claims["exp"] - time.time() + 1)
         try:
-            spent = await self.cache.get_or_set(
-                f"{self.key_prefix}.spent.{claims['jti']}", spend, ttl=spent_ttl, keep=True
-            )
+            spent = await self.cache.get_or_set(spent_key, spend, ttl=spent_ttl, keep=True)
         except NotAuthorized:
             await self.revoke_family(family)  # its user is gone or disabled
             raise

@@ -63,7 +63,7 @@ class Refused(NamedTuple):
 
 
 class LoginThrottle:
-    """Failed-login slots for each account, kept in `cache` under `<prefix>.<hash>.<n>`
+    """Failed-login slots for each account, kept in `cache` under `<prefix>.{<hash>}.<n>`
     (written with `keep=True`: never evicted to make room, so a guest cannot erase a
     lockout by filling the cache)."""
 
@@ -85,7 +85,8 @@ class LoginThrottle:
     def _keys(self, account: str) -> list[str]:
         # hashed: a username is any text, a cache key should not be
         digest = hashlib.sha256(account.encode()).hexdigest()[:32]
-        return [f"{self.prefix}.{digest}.{n}" for n in range(self.max_failures)]
+        # hash-tagged: one account's slots share a Cluster slot, so m_get reads them in one MGET
+        return [f"{self.prefix}.{{{digest}}}.{n}" for n in range(self.max_failures)]
 
     async def claim(self, account: str) -> Slot | Refused:
         """A slot for one attempt on `account` (a normalised name, or `id:<user id>`), or the

@@ -134,7 +134,7 @@ class Cache(Service, abc.ABC):
 
     def full_key(self, key: str) -> str:
         """The namespaced key under which `key` is stored."""
-        return self._prefix + key
+        return self._key(key)
 
     async def get(self, key: str, *, type: Any = None) -> Any:
         """The value of `key` (decoded into `type` when given), or None when missing or expired.

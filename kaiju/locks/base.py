@@ -7,7 +7,7 @@
 
 A lock has an id (who holds it) and a fencing token (a number that grows with every
 acquisition of that key). Times are seconds (float). Keys are namespaced by the service
-(`<env>.<app>._lock.<key>`, or `<env>._shared._lock.<key>` with `shared: true`); a call
+(`{<env>.<app>._lock}.<key>`, or `{<env>._shared._lock}.<key>` with `shared: true`); a call
 given `shared=True` uses the shared namespace for that one key, so that every app of the
 env sees it (e.g. a lock pausing a topic that several apps consume).
 """
@@ -106,7 +106,7 @@ class Locks(Service, abc.ABC):
     ttl: Positive = 10.0
     """Seconds a lock lives when `acquire()` is given no ttl."""
     shared: bool = False
-    """Use the namespace shared by all apps of the env (`<env>._shared._lock`) instead of the app's."""
+    """Use the namespace shared by all apps of the env (`{<env>._shared._lock}`) instead of the app's."""
     telemetry: Telemetry | None = None
     """The `Telemetry` which, with `detail: full`, makes a span of each call to the store
     (an acquire's span lasts as long as its wait)."""
@@ -122,8 +122,9 @@ class Locks(Service, abc.ABC):
     async def start(self) -> None:
         namespace = self.app.shared_namespace if self.shared else self.app.namespace
         self._namespace = namespace
-        self._prefix = namespace.get_key(keys.LOCK) + "."
-        self._shared_prefix = self.app.shared_namespace.get_key(keys.LOCK) + "."
+        # one hash tag per namespace: a lock and the fencing counter it draws from share a slot
+        self._prefix = keys.tag(namespace.get_key(keys.LOCK)) + "."
+        self._shared_prefix = keys.tag(self.app.shared_namespace.get_key(keys.LOCK)) + "."
         self._instance = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
         self._held: dict[tuple[str, str], _Held] = {}

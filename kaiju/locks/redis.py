@@ -15,7 +15,6 @@ while its script is on the server releases what the script may have taken.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from typing import Any
 
@@ -26,15 +25,14 @@ from kaiju.redis import RedisConnection
 
 __all__ = ["RedisLocks"]
 
-_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW)}
-
 
 class RedisLocks(Locks):
     """Locks in Redis (see `kaiju.locks.base.Locks` for the API); needs a `RedisConnection`.
 
-    Fencing tokens come from one counter per namespace, `<ns>._lock_fence` (never expired):
+    Fencing tokens come from one counter per namespace, `{<ns>._lock}_fence` (never expired):
     a token grows with every acquisition of any key, hence with every acquisition of a given
-    key, and locks on ever-new keys (one per task run) leave no counter behind.
+    key, and locks on ever-new keys (one per task run) leave no counter behind. The counter
+    and every lock of the namespace share a hash tag, hence one Redis Cluster slot.
     """
 
     redis: RedisConnection
@@ -45,19 +43,16 @@ class RedisLocks(Locks):
     """Longest wait between attempts (the wait doubles up to this, with random jitter)."""
 
     async def _open(self) -> None:
-        from redis.exceptions import NoScriptError  # here, not at import: naming RedisLocks needs no client
-
-        self._no_script = NoScriptError
-        self._client = self.redis.client
-        self.fence_key = self._namespace.get_key(keys.LOCK_FENCE)
+        self._batch = self.redis.batch  # scripts of concurrent callers share a round trip
+        self.fence_key = keys.tag(self._namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         # a shared key's tokens come from the shared namespace's counter, which every app uses
-        self.shared_fence_key = self.app.shared_namespace.get_key(keys.LOCK_FENCE)
+        self.shared_fence_key = keys.tag(self.app.shared_namespace.get_key(keys.LOCK)) + keys.LOCK_FENCE
         self._released: dict[str, list[asyncio.Future]] = {}
-        self._abandoned: set[asyncio.Task] = set()  # releases of cancelled acquires, under way
+        self._giving_back: set[asyncio.Task] = set()
 
     async def _close(self) -> None:
-        if self._abandoned:
-            await asyncio.wait(self._abandoned, timeout=5)
+        if self._giving_back:
+            await asyncio.wait(self._giving_back, timeout=5)
         for waiters in self._released.values():
             for fut in waiters:
                 if not fut.done():
@@ -65,13 +60,8 @@ class RedisLocks(Locks):
         self._released.clear()
 
     async def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
-        """Run `script` by its SHA, loading it first if the server does not know it (e.g. after a restart)."""
-        sha = _SHAS[script]
-        try:
-            return await self._client.evalsha(sha, numkeys, *keys_and_args)
-        except self._no_script:
-            await self._client.script_load(script)
-            return await self._client.evalsha(sha, numkeys, *keys_and_args)
+        """Run `script` (by its SHA, loaded first if the server does not know it)."""
+        return await self._batch.run_script(script, keys_and_args[:numkeys], keys_and_args[numkeys:])
 
     async def _acquire(self, key: str, lock_id: str, ttl: float, wait: bool, timeout: float | None) -> int:
         fence_key = self.shared_fence_key if key.startswith(self._shared_prefix) else self.fence_key
@@ -80,11 +70,7 @@ class RedisLocks(Locks):
         deadline = None if timeout is None else loop.time() + timeout
         delay = self.wait_min
         while True:
-            try:
-                result = await self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px)
-            except asyncio.CancelledError:
-                self._abandon(key, lock_id)
-                raise
+            result = await self._attempt(key, fence_key, lock_id, px)
             if result > 0:
                 return result
             if not wait:
@@ -101,20 +87,22 @@ class RedisLocks(Locks):
             self._check_running()  # stop() wakes waiters to give up
             delay = min(delay * 2, self.wait_max)
 
-    def _abandon(self, key: str, lock_id: str) -> None:
-        """Release `key` in the background if `lock_id` holds it: an acquire cancelled while its
-        script was on the server may have taken it, for a caller that will never release it,
-        and every other waiter would be kept out until its TTL."""
+    async def _attempt(self, key: str, fence_key: str, lock_id: str, px: int) -> int:
+        """One run of the acquire script. A caller cancelled while the script is on its way
+        does not stop it on the server: a lock it takes then is released, not left to expire."""
+        attempt = asyncio.ensure_future(self._eval(LOCK_ACQUIRE, 2, key, fence_key, lock_id, px))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(lambda done: self._give_back(done, key, lock_id))
+            raise
 
-        async def release() -> None:
-            try:
-                await self._release(key, lock_id)
-            except Exception as exc:  # the TTL frees it in the end
-                self.logger.warning("cannot release the lock of a cancelled acquire", key=key, error=repr(exc))
-
-        task = self._loop.create_task(release())
-        self._abandoned.add(task)
-        task.add_done_callback(self._abandoned.discard)
+    def _give_back(self, attempt: asyncio.Future, key: str, lock_id: str) -> None:
+        if attempt.cancelled() or attempt.exception() is not None or attempt.result() <= 0:
+            return
+        task = asyncio.ensure_future(self._eval(LOCK_RELEASE, 1, key, lock_id))
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
 
     async def _sleep_until_released(self, key: str, seconds: float) -> None:
         """Sleep `seconds`, or less if this service releases `key` meanwhile."""
@@ -148,5 +136,5 @@ class RedisLocks(Locks):
         return await self._eval(LOCK_RENEW, 1, key, lock_id, int(ttl * 1000) or 1) == 1
 
     async def _owners(self, keys: list[str]) -> list[str | None]:
-        values = await self._client.mget(keys)
+        values = await self._batch.execute_command("MGET", *keys)  # one namespace: one slot
         return [None if value is None else value.decode() for value in values]

@@ -80,10 +80,14 @@ class GroupInfo(msgspec.Struct, frozen=True):
 
 
 def topic_key(namespace: Namespace, topic: str) -> str:
-    """The stream key of `topic` in `namespace`: `<env>.<app>._stream.<topic>`."""
+    """The stream key of `topic` in `namespace`: `{<env>.<app>._stream.<topic>}`.
+
+    The whole key is its hash tag, so the stream and its dead letters share a Redis
+    Cluster slot while the streams of different apps and topics spread over the nodes.
+    """
     if not topic or not isinstance(topic, str):
         raise ValueError(f"a topic must be a non-empty string, got {topic!r}")
-    return namespace.get_key(keys.STREAM, topic)
+    return keys.tag(namespace.get_key(keys.STREAM, topic))
 
 
 def parse_id(stream_id: str) -> tuple[int, int]:

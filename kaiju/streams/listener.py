@@ -62,9 +62,9 @@ class StreamListener(Service):
     process's own tracer provider, when it set one; else no spans)."""
 
     topic: str = "rpc"
-    """Topic to consume; its stream is `<env>.<app>._stream.<topic>`."""
+    """Topic to consume; its stream is `{<env>.<app>._stream.<topic>}`."""
     shared: bool = False
-    """Use the namespace shared by all apps of the env (`<env>._shared._stream.<topic>`)."""
+    """Use the namespace shared by all apps of the env (`{<env>._shared._stream.<topic>}`)."""
     group: str | None = None
     """Consumer group: every group gets every message once. Default: the app name."""
     consumer: str | None = None

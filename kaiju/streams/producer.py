@@ -79,7 +79,7 @@ class StreamProducer(Service):
     topic: str = "rpc"
     """The topic written to."""
     shared: bool = False
-    """Write to the shared namespace (`<env>._shared._stream.<topic>`) instead of the app's."""
+    """Write to the shared namespace (`{<env>._shared._stream.<topic>}`) instead of the app's."""
     timeout: Positive | None = None
     """Seconds a request stays valid (sent as a `Deadline` header); past it the listener
     dead-letters the message unrun. None: no deadline."""

@@ -9,8 +9,11 @@
     XAUTOCLAIM + XPENDING                   claim_idle
     XACK                                    ack, after processing
     XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
-    MULTI XADD key.dead + XACK EXEC         dead_letter, both or neither
-    XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim)
+    XADD key.dead + XACK (script)           dead_letter, both or neither
+    XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim);
+                                            auto-pipelined with other callers' commands
+    XADD + WAIT n ms                        add with `replicas: n`: confirmed once n replicas
+                                            hold it, on the same connection as the XADD
 
 Why not `XADD MAXLEN ~ n`: it cuts the oldest entries whatever their state, so a group that
 lags by more than `n` entries loses messages it never read, and pending entries vanish
@@ -22,12 +25,19 @@ and cuts at most the entries below it that exceed `maxlen` (`XTRIM MINID ~ <floo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kaiju.keys import DEAD_LETTER_SUFFIX
-from kaiju.lua import STREAM_PRUNE_CONSUMERS, STREAM_TOUCH, STREAM_TRIM
+from kaiju.lua import (
+    STREAM_DEAD_LETTER,
+    STREAM_PRUNE_CONSUMERS,
+    STREAM_TOUCH,
+    STREAM_TRIM,
+)
 from kaiju.redis import RedisConnection
+from kaiju.runtime.types import NonNegativeInt, Positive
 from kaiju.streams.base import (
     GroupInfo,
     GroupMissing,
@@ -50,8 +60,13 @@ def _unavailable(exc: Exception) -> StreamUnavailable:
 
 
 def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
+    # imported here (a rare path): naming RedisStream needs no client
+    from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
+
     if str(exc).startswith("NOGROUP"):
         return GroupMissing(f"NOGROUP: no group {group!r} on stream {stream!r}")
+    if isinstance(exc, (ClusterDownError, ReadOnlyError, TryAgainError)):
+        return _unavailable(exc)  # a server between roles (a failover): worth a retry, as a lost connection is
     return StreamError(f"{stream}: {exc}")
 
 
@@ -76,17 +91,25 @@ class RedisStream(StreamBackend):
 
     block_margin_ms: int = 500
     """How far below the connection's socket timeout a blocking read must end (milliseconds)."""
+    replicas: NonNegativeInt = 0
+    """Replicas that must hold a message before `add()` returns (`WAIT`): with 1 or more, a
+    message the producer was told is written survives a failover of the master."""
+    replicas_timeout: Positive = 5.0
+    """Seconds `add()` waits for `replicas` replicas; fewer by then raise `StreamUnavailable`
+    (the message may still be there: at least once, a retry may write it twice)."""
 
     async def start(self) -> None:
         # redis-py's errors are looked up here, not at import: naming RedisStream needs no client
         from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import ResponseError
+        from redis.exceptions import RedisClusterException, ResponseError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         self._reply_error = ResponseError  # the server refused a command (NOGROUP, BUSYGROUP, ...)
-        self._net_errors = (RedisConnectionError, RedisTimeoutError, OSError)
+        # RedisClusterException: no node reachable for a slot, e.g. while a master fails over
+        self._net_errors = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
         self._client = self.redis.client
-        timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._batch = self.redis.batch  # concurrent producers' XADDs share a round trip
+        timeout = self.redis.socket_timeout
         if timeout and timeout * 1000 <= self.block_margin_ms:
             # blocking reads would shrink to 1 ms: a busy poll of Redis
             raise ValueError(
@@ -94,21 +117,44 @@ class RedisStream(StreamBackend):
                 f"block_margin_ms ({self.block_margin_ms} ms): raise socket_timeout (or set it to null), "
                 f"or lower block_margin_ms"
             )
+        if self.replicas and timeout and self.replicas_timeout >= timeout:
+            # a WAIT outliving the socket timeout would fail, and be sent again, as a timeout
+            raise ValueError(
+                f"{self.name}: replicas_timeout ({self.replicas_timeout} s) must be below the Redis "
+                f"connection's socket_timeout ({timeout} s)"
+            )
         # a blocking read longer than the socket timeout would fail as a timeout
         self._max_block_ms = max(int(timeout * 1000) - self.block_margin_ms, 1) if timeout else None
         self._trim_script = self._client.register_script(STREAM_TRIM)
         self._prune_script = self._client.register_script(STREAM_PRUNE_CONSUMERS)
         self._touch_script = self._client.register_script(STREAM_TOUCH)
+        self._dead_letter_script = self._client.register_script(STREAM_DEAD_LETTER)
 
     # -- writing ----------------------------------------------------------------
 
     async def add(
         self, stream: str, body: bytes, headers: Mapping[str, str] | None = None, key: str | None = None
     ) -> str:
+        fields = [part for pair in encode_fields(body, headers, key).items() for part in pair]
         try:
-            return (await self._client.xadd(stream, encode_fields(body, headers, key))).decode()
+            added = self._batch.execute_command("XADD", stream, "*", *fields)
+            if not self.replicas:
+                return (await added).decode()
+            # queued with the XADD: runs on the same connection (the stream's node), after it
+            confirmed = self._batch.wait_replicas(self.replicas, int(self.replicas_timeout * 1000), stream)
+            outcomes: tuple[Any, ...] = await asyncio.gather(added, confirmed, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except self._net_errors as exc:
             raise _unavailable(exc) from exc
+        entry_id, count = outcomes
+        if count < self.replicas:
+            raise StreamUnavailable(
+                f"{stream}: message {entry_id.decode()} reached {count} of {self.replicas} replicas "
+                f"within {self.replicas_timeout}s"
+            )
+        return entry_id.decode()
 
     # -- groups and reading -------------------------------------------------------
 
@@ -226,10 +272,10 @@ class RedisStream(StreamBackend):
         self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
     ) -> str:
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream + DEAD_LETTER_SUFFIX, dead_letter_fields(message, group, consumer, error))
-                pipe.xack(stream, group, message.id)
-                dead_id, _ = await pipe.execute()
+            fields = [part for pair in dead_letter_fields(message, group, consumer, error).items() for part in pair]
+            dead_id = await self._dead_letter_script(
+                keys=[stream, stream + DEAD_LETTER_SUFFIX], args=[group, message.id, *fields]
+            )
         except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
         except self._net_errors as exc:

@@ -45,7 +45,9 @@ class TestApp:
       (under that name; it must be startable like any service);
     - `redis`: False (default) runs RedisCache, RedisLocks and RedisStream as MemoryCache,
       MemoryLocks and MemoryStream and leaves RedisConnection out; True keeps them; a URL
-      keeps them and points every RedisConnection at it;
+      keeps them and points every RedisConnection at it; a dict of RedisConnection
+      settings (`redis_settings("cluster")`, say) does so in any mode, replacing the
+      config's url, sentinels, master_name and cluster_nodes;
     - `spans`: True records every span in memory (the config's `Telemetry`, or one added,
       exporting to memory, every trace kept): `spans()` returns them.
 
@@ -63,7 +65,7 @@ class TestApp:
         os_env: bool = False,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         replace: Mapping[str, Service] | None = None,
-        redis: bool | str = False,
+        redis: bool | str | dict[str, Any] = False,
         spans: bool = False,
     ):
         self.replace = dict(replace or {})
@@ -204,7 +206,10 @@ def _load(config: Any, env: Any, env_files: Sequence[str | Path], os_env: bool) 
 
 
 def _for_tests(
-    data: dict[str, Any], settings: dict[str, Mapping[str, Any]], replace: dict[str, Any], redis: bool | str
+    data: dict[str, Any],
+    settings: dict[str, Mapping[str, Any]],
+    replace: dict[str, Any],
+    redis: bool | str | dict[str, Any],
 ) -> dict[str, Any]:
     """The effective config with the test's changes (see `TestApp`)."""
     from kaiju.runtime.registry import Registry
@@ -230,6 +235,10 @@ def _for_tests(
             entry_settings = _memory_settings(stand_in, entry_settings)
         elif base == "RedisConnection" and isinstance(redis, str):
             entry_settings["url"] = redis
+        elif base == "RedisConnection" and isinstance(redis, dict):
+            for mode_key in ("url", "sentinels", "master_name", "cluster_nodes"):
+                entry_settings.pop(mode_key, None)
+            entry_settings.update(redis)
         elif base == "HTTPServer" and "unix_socket" not in entry_settings:
             entry_settings["port"] = 0
         entry_settings.update(settings.get(name, {}))

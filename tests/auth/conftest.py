@@ -18,7 +18,7 @@ from kaiju.testing.services import started
 from tests.auth.support import SECRET, USERS, Client, Orders
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def backend(request) -> str:
     return request.param
 
@@ -34,7 +34,8 @@ def shared(backend, request):
         from kaiju.locks.redis import RedisLocks
         from kaiju.redis import RedisConnection
 
-        return [RedisConnection(url=request.getfixturevalue("redis_url")), RedisCache(), RedisLocks()]
+        redis = request.getfixturevalue("redis_settings")(backend)
+        return [RedisConnection(**redis), RedisCache(), RedisLocks()]
 
     return make
 

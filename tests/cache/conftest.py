@@ -7,7 +7,7 @@ from kaiju.runtime.service import App
 from kaiju.testing.services import started
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def backend(request) -> str:
     return request.param
 
@@ -22,8 +22,8 @@ def make_cache(backend, request):
         from kaiju.cache.redis import RedisCache
         from kaiju.redis import RedisConnection
 
-        url = request.getfixturevalue("redis_url")
-        return [RedisConnection(url=url), RedisCache(**settings)]
+        redis = request.getfixturevalue("redis_settings")(backend)
+        return [RedisConnection(**redis), RedisCache(**settings)]
 
     return make
 

@@ -6,7 +6,7 @@ from kaiju.locks.memory import MemoryLocks
 from kaiju.testing.services import started
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def backend(request) -> str:
     return request.param
 
@@ -21,8 +21,8 @@ def make_locks(backend, request):
         from kaiju.locks.redis import RedisLocks
         from kaiju.redis import RedisConnection
 
-        url = request.getfixturevalue("redis_url")
-        return [RedisConnection(url=url), RedisLocks(**settings)]
+        redis = request.getfixturevalue("redis_settings")(backend)
+        return [RedisConnection(**redis), RedisLocks(**settings)]
 
     return make
 

@@ -208,7 +208,8 @@ async def test_locks_on_ever_new_keys_leave_nothing_behind(locks, backend):
     else:
         client = locks.redis.client
         assert await client.exists(locks.fence_key) == 1
-        assert len(await client.keys("*")) == 2  # the last lock and the one fencing counter
+        every_node = {"target_nodes": "primaries"} if backend == "cluster" else {}
+        assert len(await client.keys("*", **every_node)) == 2  # the last lock and the one fencing counter
     assert info.token == 1501
 
 
@@ -251,7 +252,7 @@ async def test_acquire_on_a_stopped_service_is_refused(make_locks):
 
 async def test_shared_keys_live_in_the_envs_shared_namespace(locks):
     info = await locks.acquire("k", ttl=5, shared=True)
-    assert locks.full_key("k", shared=True) == locks.app.shared_namespace.get_key("_lock", "k")
+    assert locks.full_key("k", shared=True) == "{" + locks.app.shared_namespace.get_key("_lock") + "}.k"
     assert await locks.owner("k", shared=True) == info.id
     assert await locks.owner("k") is None  # the app's own "k" is another lock
     assert await locks.m_exists(["k", "x"], shared=True) == {"k"}
@@ -298,3 +299,29 @@ async def test_a_lock_block_cancelled_from_outside_raises_cancelled_and_releases
     with pytest.raises(asyncio.CancelledError):  # the caller's own cancellation, not LockLostError
         await asyncio.wait_for(task, 10)
     assert await locks.owner("c") is None  # released on the way out, not left to its 30 s TTL
+
+
+async def test_an_acquire_cancelled_on_its_way_leaves_no_lock_behind(locks, backend):
+    if backend == "memory":
+        pytest.skip("a memory acquire is never on its way to a server")
+    client, batch = locks.redis.client, locks.redis.batch
+    every_master = {"target_nodes": "primaries"} if backend == "cluster" else {}
+    await client.client_pause(10_000, all=False, **every_master)  # writes (the script) wait on the server
+    try:
+        sent = batch.counts["commands"]
+        attempt = asyncio.ensure_future(locks.acquire("gone", ttl=30))
+        await eventually(lambda: batch.counts["commands"] > sent, what="the acquire to be sent")
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+    finally:
+        await client.client_unpause(**every_master)
+
+    async def script_ran() -> bool:
+        return await client.get(locks.fence_key) == b"1"
+
+    async def free() -> bool:
+        return await locks.owner("gone") is None
+
+    await eventually(script_ran, what="the acquire script to run after all")
+    await eventually(free, what="the lock taken for the cancelled caller to be given back")

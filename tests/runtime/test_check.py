@@ -112,6 +112,17 @@ CASES = {
         'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
         '(or give "http" required: false too)',
     ),
+    "redis_modes_mixed": (
+        '  - cls: RedisConnection\n    settings: {url: "redis://h:6379/0", sentinels: ["h:26379"], master_name: m}\n',
+        (
+            "services[RedisConnection].settings.sentinels: expected one of url, sentinels or cluster_nodes, "
+            "got url and sentinels"
+        ),
+    ),
+    "redis_cluster_node": (
+        '  - cls: RedisConnection\n    settings: {cluster_nodes: ["h:7000", "h"]}\n',
+        'services[RedisConnection].settings.cluster_nodes: expected host:port items, got "h" at [1]',
+    ),
     "batch_size": (
         "  - cls: RPCServer\n  - cls: MemoryStream\n  - cls: StreamListener\n    settings: {batch_size: 0}\n",
         "services[StreamListener].settings.batch_size: expected int >= 1, got 0",

@@ -12,7 +12,7 @@ from kaiju.streams.memory import MemoryStream
 from kaiju.testing.services import started
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -25,8 +25,8 @@ async def backend_services(backend_kind: str, request: pytest.FixtureRequest) ->
     from kaiju.redis import RedisConnection
     from kaiju.streams.redis import RedisStream
 
-    url = request.getfixturevalue("redis_url")
-    return [RedisConnection(url=url, socket_timeout=3.0), RedisStream()]
+    redis = request.getfixturevalue("redis_settings")(backend_kind)
+    return [RedisConnection(**redis, socket_timeout=3.0), RedisStream()]
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def make_stack(backend_kind: str, request: pytest.FixtureRequest):
             from kaiju.redis import RedisConnection
             from kaiju.streams.redis import RedisStream
 
-            url = request.getfixturevalue("redis_url")
-            services = [RedisConnection(url=url, socket_timeout=3.0), RedisStream(), RedisLocks()]
+            redis = request.getfixturevalue("redis_settings")(backend_kind)
+            services = [RedisConnection(**redis, socket_timeout=3.0), RedisStream(), RedisLocks()]
         backend = services[0] if backend_kind == "memory" else services[1]
         rec = Recorder(**(recorder or {}))
         base = {"block_ms": 100, "claim_idle_ms": 300, "lock_check_ms": 50, "consumer": "c1"}

@@ -12,7 +12,7 @@ from kaiju.streams.base import GroupMissing, StreamBackend
 
 import pytest
 
-S = "test.test._stream.t"
+S = "{test.test._stream.t}"
 
 
 async def test_add_and_read_new_round_trip(backend: StreamBackend) -> None:

@@ -51,7 +51,7 @@ async def test_a_shared_topic_lock_reaches_the_listener_of_another_app(redis_url
     a, b = app_services("x"), app_services("x")
     async with started(*a, app=App(name="a", env="test")), started(*b, app=App(name="b", env="test")):
         listener_a, listener_b = a[6], b[6]
-        assert listener_a.stream_key == listener_b.stream_key == "test._shared._stream.rpc"
+        assert listener_a.stream_key == listener_b.stream_key == "{test._shared._stream.rpc}"
         assert await a[3].lock_topic("rpc", shared=True) is True
         await until(lambda: listener_a.state == listener_b.state == "paused", what="both apps paused")
         assert await b[3].lock_topic("rpc", shared=True) is False  # b sees a's lock

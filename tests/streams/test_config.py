@@ -37,7 +37,7 @@ async def test_a_config_with_memory_streams_runs_requests() -> None:
         await producer.call("rec.echo", {"value": "hi"})
         await until(lambda: rec.values() == ["hi"], what="the request through the topic")
         (status,) = await services["rpc"].call("streams.status")
-        assert status["stream"] == "dev.example._stream.rpc" and status["group"] == "example"
+        assert status["stream"] == "{dev.example._stream.rpc}" and status["group"] == "example"
 
 
 async def test_a_stop_with_a_message_in_hand_fits_the_shutdown_budget() -> None:

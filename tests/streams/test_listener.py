@@ -28,7 +28,7 @@ async def test_requests_reach_the_method_with_their_headers(make_stack) -> None:
         assert ctx2["correlation_id"] and ctx2["correlation_id"] != "corr-1"
         await until(lambda: listener.counters["processed"] == 2, what="acks")
         status = await listener.status()
-        assert status["stream"] == "test.test._stream.rpc" and status["group"] == "test"
+        assert status["stream"] == "{test.test._stream.rpc}" and status["group"] == "test"
         assert (status["processed"], status["failed"], status["dead_lettered"]) == (2, 0, 0)
         await until(lambda: not listener.in_hand, what="ack")
         status = await listener.streams.status()
@@ -206,11 +206,11 @@ async def test_bad_settings_fail_start_with_a_clear_error(make_stack) -> None:
 async def test_producer_addresses_other_apps_and_the_shared_namespace(make_stack) -> None:
     services, backend, _, producer, _ = make_stack()
     async with started(*services, app=App(**APP)):
-        assert producer.stream_key() == "test.test._stream.rpc"
-        assert producer.stream_key("jobs", app="billing") == "test.billing._stream.jobs"
-        assert producer.stream_key(shared=True) == "test._shared._stream.rpc"
+        assert producer.stream_key() == "{test.test._stream.rpc}"
+        assert producer.stream_key("jobs", app="billing") == "{test.billing._stream.jobs}"
+        assert producer.stream_key(shared=True) == "{test._shared._stream.rpc}"
         await producer.call("x.y", {"a": 1}, app="billing", timeout=5, key="k")
-        ((_, fields),) = await backend.read_range("test.billing._stream.rpc")
+        ((_, fields),) = await backend.read_range("{test.billing._stream.rpc}")
         assert msgspec.json.decode(fields["b"]) == {"jsonrpc": "2.0", "method": "x.y", "params": {"a": 1}}
         headers = msgspec.json.decode(fields["h"])
         assert float(headers["Deadline"]) > time.time() and headers["Correlation-Id"]
