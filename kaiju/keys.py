@@ -12,4 +12,5 @@ LOCK_FENCE = "_lock_fence"  # the namespace's fencing-token counter: <ns>._lock_
 STREAM = "_stream"  # a topic's stream: <ns>._stream.<topic>
 DEAD_LETTER_SUFFIX = ".dead"  # a stream's dead letters: <stream>.dead
 TOPIC_LOCK = "stream"  # a paused topic, a lock in the shared namespace: <env>._shared._lock.stream.<stream>
+EVENTS = "_events"  # the pub/sub channel of RedisEvents (a channel, no key): <ns>._events
 SESSION = "_session"  # a session, a cache entry (CacheSessions' default key_prefix): <ns>._cache._session.<id>

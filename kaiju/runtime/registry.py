@@ -65,6 +65,9 @@ BUILTIN: dict[str, str] = {
     "Streams": "kaiju.streams.service:Streams",
     "StreamListener": "kaiju.streams.listener:StreamListener",
     "StreamProducer": "kaiju.streams.producer:StreamProducer",
+    # server push
+    "Events": "kaiju.events.base:Events",
+    "RedisEvents": "kaiju.events.redis:RedisEvents",
     # operations
     "Metrics": "kaiju.metrics.service:Metrics",
 }
@@ -107,6 +110,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "UserStore": ("ConfigUsers",),
     "Authenticator": ("AuthService",),
     "Streams": ("Streams",),
+    "Events": ("Events", "RedisEvents"),
 }
 
 
