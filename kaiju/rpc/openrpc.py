@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -14,11 +14,19 @@ __all__ = ["OPENRPC_VERSION", "openrpc_document"]
 OPENRPC_VERSION = "1.2.6"
 
 
-def openrpc_document(methods: Iterable[Method], *, title: str = "kaiju", version: str = "0.0.0") -> dict[str, Any]:
+def openrpc_document(
+    methods: Iterable[Method],
+    *,
+    title: str = "kaiju",
+    version: str = "0.0.0",
+    topics: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
     """An OpenRPC document for `methods`: params and result schemas from their annotations.
 
     Shared types (Structs, dataclasses, ...) go to `components.schemas` and are referenced
-    as `#/components/schemas/<Name>`.
+    as `#/components/schemas/<Name>`. `topics` (`{pattern, scope}` each: what the caller may
+    subscribe to) become the extension `x-topics`: clients call `rpc.subscribe` with such a
+    pattern, and each event arrives as a notification named after its topic.
     """
     methods = list(methods)
     types: list[Any] = []
@@ -59,4 +67,5 @@ def openrpc_document(methods: Iterable[Method], *, title: str = "kaiju", version
         "info": {"title": title, "version": version},
         "methods": described,
         "components": {"schemas": components},
+        "x-topics": [dict(t) for t in topics],
     }
