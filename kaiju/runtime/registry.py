@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "HTTPServer": "kaiju.http.server:HTTPServer",
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
+    "WSRPCClient": "kaiju.http.ws_client:WSRPCClient",
     "CacheSessions": "kaiju.auth.sessions:CacheSessions",
     "AuthService": "kaiju.auth.service:AuthService",
     "ConfigUsers": "kaiju.auth.users:ConfigUsers",

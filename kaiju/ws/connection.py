@@ -70,6 +70,7 @@ class Connection:
         "closing",
         "patterns",
         "writer",
+        "closer",
         "__weakref__",
     )
 
@@ -98,6 +99,7 @@ class Connection:
         self.closing = False
         self.patterns: set[str] = set()  # subscribed
         self.writer: asyncio.Task | None = None
+        self.closer: asyncio.Task | None = None  # the close a limit asked for (1003, 1013)
 
     # -- reading -------------------------------------------------------------
 
@@ -280,7 +282,7 @@ class Connection:
         self.closing = True
         self.queue.clear()
         self.queued = 0
-        asyncio.get_running_loop().create_task(self.shut(code, why))
+        self.closer = asyncio.get_running_loop().create_task(self.shut(code, why))
 
     async def shut(self, code: int, why: str) -> None:
         """Send the close frame; abort the connection when the client does not take it in time."""
@@ -292,9 +294,11 @@ class Connection:
                 await self.ws.close(code=code, message=why.encode())
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
-        if not self.ws.closed or code == TRY_AGAIN_LATER:
-            with contextlib.suppress(Exception):
-                self.transport.abort()
+        finally:
+            # a client that does not read takes no close frame either: drop what waits for it
+            if not self.ws.closed or code == TRY_AGAIN_LATER:
+                with contextlib.suppress(Exception):
+                    self.transport.abort()
 
 
 def _credential_headers(creds: Credentials) -> dict[str, str]:

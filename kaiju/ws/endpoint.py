@@ -142,7 +142,9 @@ class WSEndpoint(EventListener):
             self.connections.discard(conn)
             for pattern in list(conn.patterns):
                 conn.unsubscribe(pattern)
-            if not ws.closed:
+            if conn.closer is not None:
+                await asyncio.wait([conn.closer])  # its outcome is the socket's end, whatever it was
+            elif not ws.closed:
                 await conn.shut(GOING_AWAY, "bye")
         return ws
 
