@@ -4,9 +4,9 @@
 to (shell-style patterns, as `rpc.api` takes) and the least privileged scope that may
 (nothing declared: nothing may be subscribed). Two checks keep a client to its topics:
 
-- at `rpc.subscribe`, its pattern must lie under a declared pattern its scope may use (the
-  pattern, read as a topic name, matches the declared one: `orders.*` and `orders.7` lie
-  under `orders.*`; `*` does not);
+- at `rpc.subscribe`, its pattern must lie under a declared pattern (the pattern, read as a
+  topic name, matches the declared one: `orders.*` and `orders.7` lie under `orders.*`; `*`
+  does not), and every declared pattern it lies under must allow the caller's scope;
 - at delivery, a topic reaches a connection only when every declared pattern matching the
   topic allows the connection's scope at that moment (the strictest one decides), so a
   pattern that slips past the first check, or a caller whose session ended since, receives
@@ -64,10 +64,10 @@ class TopicRules:
         self._strictest: dict[str, Scope | None] = {}
 
     def may_subscribe(self, pattern: str, scope: Scope) -> bool:
-        """Whether a caller of `scope` may subscribe to `pattern`."""
-        return any(
-            (pattern == r.pattern or r.match(pattern)) and (scope <= r.scope or not self.enabled) for r in self.rules
-        )
+        """Whether a caller of `scope` may subscribe to `pattern`: it lies under a declared
+        pattern the caller may use, and under none the caller may not (the strictest decides)."""
+        under = [r for r in self.rules if pattern == r.pattern or r.match(pattern)]
+        return bool(under) and all(scope <= r.scope or not self.enabled for r in under)
 
     def strictest(self, topic: str) -> Scope | None:
         """The most privileged scope among the declared patterns matching `topic` (None: none matches)."""
