@@ -12,6 +12,26 @@ from kaiju.rpc.methods import Method
 __all__ = ["OPENRPC_VERSION", "openrpc_document"]
 
 OPENRPC_VERSION = "1.2.6"
+_REF = "#/components/schemas/{name}"
+
+
+def _schema_hook(kind: Any) -> dict[str, Any]:
+    if kind is object:
+        return {}
+    raise NotImplementedError
+
+
+def _one_by_one(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The schemas of `types` one at a time, `{}` (anything) for each msgspec cannot describe."""
+    schemas, components = [], {}
+    for kind in types:
+        try:
+            (schema,), found = msgspec.json.schema_components([kind], schema_hook=_schema_hook, ref_template=_REF)
+        except Exception:
+            schema, found = {}, {}
+        schemas.append(schema)
+        components.update(found)
+    return schemas, components
 
 
 def openrpc_document(
@@ -35,9 +55,9 @@ def openrpc_document(
         types.append(m.returns)
     schemas: Sequence[dict[str, Any]]
     try:
-        schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
-    except Exception:  # an annotation msgspec cannot describe: describe it as anything
-        schemas, components = [{} for _ in types], {}
+        schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    except Exception:  # an annotation msgspec cannot describe (`object`): that one is anything
+        schemas, components = _one_by_one(types)
     described = []
     index = 0
     for m in methods:
