@@ -57,7 +57,9 @@ def _component(name: str, schema: dict[str, Any]) -> list[str]:
 
 
 def _method(attr: str, m: dict[str, Any]) -> list[str]:
-    args, sent, taken = [], [], set()
+    args: list[str] = []
+    sent: list[str] = []
+    taken: set[str] = set()
     params = m.get("params", [])
     # optional params after required ones, as TypeScript wants
     for p in sorted(params, key=lambda p: not p.get("required")):
