@@ -15,18 +15,12 @@ OPENRPC_VERSION = "1.2.6"
 _REF = "#/components/schemas/{name}"
 
 
-def _schema_hook(kind: Any) -> dict[str, Any]:
-    if kind is object:
-        return {}
-    raise NotImplementedError
-
-
 def _one_by_one(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The schemas of `types` one at a time, `{}` (anything) for each msgspec cannot describe."""
     schemas, components = [], {}
     for kind in types:
         try:
-            (schema,), found = msgspec.json.schema_components([kind], schema_hook=_schema_hook, ref_template=_REF)
+            (schema,), found = msgspec.json.schema_components([kind], ref_template=_REF)
         except Exception:
             schema, found = {}, {}
         schemas.append(schema)
@@ -53,10 +47,11 @@ def openrpc_document(
     for m in methods:
         types.extend(p.annotation for p in m.params)
         types.append(m.returns)
+    types = [Any if t is object else t for t in types]  # anything, which msgspec describes only as Any
     schemas: Sequence[dict[str, Any]]
     try:
         schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
-    except Exception:  # an annotation msgspec cannot describe (`object`): that one is anything
+    except Exception:  # an annotation msgspec cannot describe: that one is anything
         schemas, components = _one_by_one(types)
     described = []
     index = 0
