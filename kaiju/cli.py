@@ -342,6 +342,13 @@ def _call_headers(args: argparse.Namespace) -> dict[str, str] | None:
     return headers or None
 
 
+def _clients() -> Any:
+    """The client generators' commands, imported when one runs."""
+    from kaiju.clients import commands
+
+    return commands
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -367,6 +374,18 @@ COMMANDS: dict[str, Command] = {
             "ask the running app (at its HTTPServer's address) whether it is ready; exit 0 ready, 1 not",
             cmd_health,
             lambda p: p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer"),
+        ),
+        Command(
+            "openrpc",
+            "print the app's OpenRPC document (what rpc.discover answers a caller of --scope) as JSON",
+            lambda args: _clients().cmd_openrpc(args),
+            lambda p: _clients().openrpc_arguments(p),
+        ),
+        Command(
+            "client",
+            "write a typed client of the app's API (--lang python or typescript) from its OpenRPC document",
+            lambda args: _clients().cmd_client(args),
+            lambda p: _clients().client_arguments(p),
         ),
         Command(
             "hash-password",

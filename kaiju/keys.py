@@ -38,6 +38,8 @@ LOCK_FENCE = "_fence"  # the namespace's fencing-token counter: {<ns>._lock}_fen
 STREAM = "_stream"  # a topic's stream: {<ns>._stream.<topic>}
 DEAD_LETTER_SUFFIX = ".dead"  # a stream's dead letters: <stream>.dead
 TOPIC_LOCK = "stream"  # a paused topic, a lock in the shared namespace: {<env>._shared._lock}.stream.<stream>
+# the pub/sub channel of RedisEvents (a channel, no key: a Cluster sends it to every node): <ns>._events
+EVENTS = "_events"
 SESSION = "_session"  # a session, a cache entry (CacheSessions' default key_prefix): <ns>._cache.{_session.<id>}
 AUTH_FAMILY = "family"  # a login's token family, under AuthService's key_prefix: _auth.family.{<family>}
 AUTH_SPENT = "spent"  # a spent refresh token: _auth.spent.{<family>}.<jti>

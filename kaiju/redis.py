@@ -265,6 +265,33 @@ class RedisConnection(Service):
         else:
             await client.ping()
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        """PUBLISH `message` on `channel`, in any mode (a Cluster forwards it to every node);
+        returns how many subscribers of the node it reached."""
+        return int(await self.client.execute_command("PUBLISH", channel, message))
+
+    def pubsub(self) -> Any:
+        """A redis-py `PubSub` (`subscribe`, `listen`, `aclose`) in any mode. On a Cluster it
+        is a connection to one node, its default one: classic pub/sub messages reach every
+        node, and after a failover a new call picks the node again."""
+        if not self.cluster_nodes:
+            return self.client.pubsub(ignore_subscribe_messages=True)
+        import redis.asyncio as aioredis
+
+        node = self.client.get_default_node()
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": None,  # a subscriber waits for messages as long as it takes
+            "decode_responses": False,
+        }
+        if self.password is not None:
+            options["password"] = self.password
+        if self.ssl:
+            options.update(ssl=True, ssl_cert_reqs=self.ssl_cert_reqs)
+            if self.ssl_ca_certs:
+                options["ssl_ca_certs"] = self.ssl_ca_certs
+        return aioredis.Redis(host=node.host, port=node.port, **options).pubsub(ignore_subscribe_messages=True)
+
     async def stop(self, exception: Exception | None = None) -> None:
         batch = self.__dict__.pop("batch", None)
         if batch is not None:  # what callers queued goes out before the client closes

@@ -34,6 +34,7 @@ from kaiju.auth.throttle import Attempt, ClientLimit, LoginThrottle, Refused, no
 from kaiju.auth.tokens import TokenError, TokenSigner, weak_secret
 from kaiju.auth.users import User, UserStore
 from kaiju.cache.base import Cache
+from kaiju.events.base import Events
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.context import current
 from kaiju.rpc.errors import NotAuthorized, Overloaded
@@ -52,6 +53,7 @@ class TokenSession(Session, kw_only=True):
     """The session of a request authenticated by an access token: `family` names its login."""
 
     family: str = ""
+    username: str | None = None
 
 
 class AuthService(Authenticator):
@@ -67,6 +69,9 @@ class AuthService(Authenticator):
     users: UserStore
     sessions: SessionStore
     cache: Cache
+    events: Events | None = None
+    """Announces revoked token families and users (`revoke_user`) to every process: WebSockets lose their rights
+    at once."""
 
     secret: str | None = None
     """HS256 signing key: at least 32 characters, from the environment (``"[AUTH_SECRET]"``).
@@ -257,7 +262,12 @@ class AuthService(Authenticator):
         await self._family(claims)
         user = await self._active_user(claims["sub"])
         return TokenSession(
-            id="", user_id=user.id, scope=user.scope, permissions=user.permissions, family=claims["fam"]
+            id="",
+            user_id=user.id,
+            scope=user.scope,
+            permissions=user.permissions,
+            family=claims["fam"],
+            username=user.username,
         )
 
     async def _family(self, claims: dict[str, Any]) -> dict[str, Any]:
@@ -291,6 +301,14 @@ class AuthService(Authenticator):
     async def revoke_family(self, family: str) -> None:
         """Revoke every token of one login (its family), in every process sharing the cache."""
         await self.cache.delete(self._family_key(family))
+        if self.events is not None:
+            await self.events.revoke("family", family)
+
+    async def revoke_user(self, username: str) -> None:
+        """End the rights a user's open WebSockets hold, in every process (call it when you disable
+        or delete a user in your `UserStore`; HTTP requests see the store's answer at once)."""
+        if self.events is not None:
+            await self.events.revoke("user", username)
 
     # -- RPC methods -------------------------------------------------------
 

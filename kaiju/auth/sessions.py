@@ -19,6 +19,7 @@ import msgspec
 
 from kaiju.auth.users import UserStore
 from kaiju.cache.base import Cache
+from kaiju.events.base import Events
 from kaiju.locks.base import Locks
 from kaiju.rpc.access import Session
 from kaiju.rpc.sessions import SessionStore, session_fields
@@ -74,6 +75,9 @@ class CacheSessions(SessionStore):
     """The cache the sessions live in."""
     locks: Locks | None = None
     """Makes saving a session's data one critical section across processes (without: within one process)."""
+    events: Events | None = None
+    """Announces each deleted session (a logout) to every process, so a WebSocket bound to it loses its rights at
+    once."""
     users: UserStore | None = None
     """A session made by a login is dropped once its user is gone or disabled, and takes the user's current scope
     and permissions."""
@@ -188,3 +192,5 @@ class CacheSessions(SessionStore):
         """Forget a session (a logout); unknown ids are ignored."""
         if _valid_id(session_id):
             await self.cache.delete(self._key(session_id))
+            if self.events is not None:
+                await self.events.revoke("session", session_id)

@@ -29,17 +29,20 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from kaiju.events.base import Events
 from kaiju.health import AppHealth
+from kaiju.http.explorer import explorer_page
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
 from kaiju.rpc.answer import encode_value
 from kaiju.rpc.errors import InternalError, InvalidRequest, MethodNotFound, NotAuthorized, RequestTimeout, RPCError
-from kaiju.rpc.protocol import SESSION_ID, ErrorResponse
+from kaiju.rpc.protocol import AUTHORIZATION, SESSION_ID, ErrorResponse
 from kaiju.rpc.server import RPCServer
 from kaiju.runtime.service import Service, SettingError, check_listen_address, same_host
 from kaiju.runtime.types import NonNegative, Port, Positive, PositiveInt, ScopeName
 from kaiju.telemetry.service import Telemetry
+from kaiju.ws.endpoint import WSEndpoint, WSLimits
 
 __all__ = ["HTTPServer"]
 
@@ -66,6 +69,9 @@ class HTTPServer(Service):
     telemetry: Telemetry | None = None
     """The `Telemetry` whose tracer makes a span of each request (none: the process's own
     tracer provider, when it set one; else no spans, at no cost)."""
+    events: Events | None = None
+    """The Events service whose events reach the WebSocket subscribers, and whose revocation notices end a
+    socket's rights at once (none: no subscriptions, and a socket's session is loaded for each message)."""
 
     host: str = "127.0.0.1"
     """Address to listen on (IPv6 literals work)."""
@@ -122,6 +128,24 @@ class HTTPServer(Service):
     """Open connections at most (lowered to fit the open-file limit); past it the oldest idle or slow one is closed."""
     warning_interval: Positive = 60.0
     """At most one WARNING per this many seconds about the connection cap or failed accepts."""
+    ws_path: str | None = "/public/ws"
+    """Where JSON-RPC over WebSocket is served (null: not served); see docs/websocket.rst."""
+    ws_max_message: PositiveInt = 1024 * 1024
+    """Largest WebSocket message (bytes); a larger one closes the socket with 1009."""
+    ws_max_calls: PositiveInt = 32
+    """Calls of one socket in flight at once; further messages wait unread (the client is slowed down)."""
+    ws_send_queue: PositiveInt = 1024 * 1024
+    """Bytes of answers and events that may wait to be sent to one socket; past it the socket is closed
+    with 1013 (a client that does not read)."""
+    ws_max_subscriptions: PositiveInt = 64
+    """Patterns one socket may be subscribed to at once."""
+    ws_heartbeat: Positive = 30.0
+    """Seconds between pings; a socket that does not answer one in half that is closed."""
+    ws_recheck: NonNegative = 60.0
+    """Seconds a socket's session is trusted between loads, with `events` (revocations end it at once);
+    without `events`, it is loaded for each message."""
+    docs_path: str | None = "/public/docs"
+    """The API explorer page (null: not served); off in env prod unless set."""
 
     # routes waiting for the app to start right now (a gauge for operators and tests; not a setting)
     held_requests = 0
@@ -170,7 +194,7 @@ class HTTPServer(Service):
             _check_host("ops_host", self.ops_host)
         if self.unix_socket and not os.path.isdir(os.path.dirname(os.path.abspath(self.unix_socket))):
             raise SettingError("unix_socket", f"expected a path in an existing directory, got {self.unix_socket}")
-        for key in ("rpc_path", "live_path", "ready_path"):
+        for key in ("rpc_path", "live_path", "ready_path", "ws_path", "docs_path"):
             path = getattr(self, key)
             if path is not None and not path.startswith("/"):
                 raise SettingError(key, f'expected a path starting with "/", got {path!r}')
@@ -197,7 +221,16 @@ class HTTPServer(Service):
                 f"expected at most main.shutdown_timeout ({self.app.shutdown_timeout:g}), "
                 f"got {self.shutdown_timeout:g}",
             )
-        self._route_table([*self._probe_routes(), *self._service_routes(strict=True), *config_routes(self.routes)])
+        if self.ws_path is not None and self.ws_path == self.rpc_path:
+            raise SettingError("ws_path", f"expected a path other than rpc_path, got {self.ws_path!r}")
+        self._route_table(
+            [
+                *self._probe_routes(),
+                *self._own_routes(),
+                *self._service_routes(strict=True),
+                *config_routes(self.routes),
+            ]
+        )
 
     def _check_ops_port(self) -> None:
         """The ops listener's address clashes with no listener of the app (this one's or another server's)."""
@@ -227,7 +260,7 @@ class HTTPServer(Service):
         if self.serving is not None:
             raise RuntimeError(f"{self.name}: already started")
         probes = self._probe_routes()
-        routes = [*probes, *self._service_routes(), *config_routes(self.routes)]
+        routes = [*probes, *self._own_routes(), *self._service_routes(), *config_routes(self.routes)]
         # with an ops listener, the probes and ops routes (/metrics) are served there only
         table = self._route_table([r for r in routes if not r.ops or self.ops_port is None])
         health = self.app_health or AppHealth(name=AppHealth.service_name, app=self.app)
@@ -236,6 +269,8 @@ class HTTPServer(Service):
         secure = self.cookie_secure if self.cookie_secure is not None else self.app.env != "dev"
         serving.cookie = (self.cookie_name or ("__Host-session_id" if secure else "session_id"), secure)
         serving.origins = frozenset(filter(None, map(_origin, self.origins)))
+        if self.ws_path is not None:
+            serving.ws = self._ws_endpoint()
         server = _JSONErrorServer(
             self._handler(serving),
             limits=self._connection_limits(),
@@ -271,6 +306,8 @@ class HTTPServer(Service):
         if self.app_health is None and health.name not in self.app.services and not self._rpc_has_health():
             serving.own_health = health
             self.rpc.add_service(health)
+        if serving.ws is not None and self.events is not None:
+            serving.unlisten = self.events.add_listener(serving.ws)
         serving.accept_errors = QuietAcceptErrors(sock, self.logger, self.warning_interval)
         serving.accept_errors.install(serving.loop)
         self.logger.info("listening", url=self.url)
@@ -292,7 +329,12 @@ class HTTPServer(Service):
                 await site.stop()  # no new connections
             if runner.server is not None:
                 runner.server.pre_shutdown()  # no new requests on open ones
-            await self._drain(serving, self.shutdown_timeout)
+            if serving.unlisten is not None:
+                serving.unlisten()
+            drains = [self._drain(serving, self.shutdown_timeout)]
+            if serving.ws is not None:
+                drains.append(serving.ws.close(self.shutdown_timeout))
+            await asyncio.gather(*drains)
             await runner.cleanup()
         finally:
             if serving.own_health is not None:
@@ -330,11 +372,12 @@ class HTTPServer(Service):
         """The table of `routes`; raises SettingError for a route declared twice or at the RPC path
         (the RPC endpoint is matched first: such a route would never be served)."""
         for r in routes:
-            if r.path == self.rpc_path:
-                key = "routes" if r.service is None else "rpc_path"
-                raise SettingError(
-                    key, f"{r.method} {r.path} (by {r.owner}) is at rpc_path, where only JSON-RPC is served"
-                )
+            for key, path in (("rpc_path", self.rpc_path), ("ws_path", self.ws_path)):
+                if r.path == path:
+                    raise SettingError(
+                        "routes" if r.service is None else key,
+                        f"{r.method} {r.path} (by {r.owner}) is at {key}, where only JSON-RPC is served",
+                    )
         return RouteTable(routes)
 
     def _rpc_has_health(self) -> bool:
@@ -349,6 +392,22 @@ class HTTPServer(Service):
         return [
             Route(verb, path, handler, self.name, True) for path, handler in probes if path for verb in ("GET", "HEAD")
         ]
+
+    @property
+    def docs_url_path(self) -> str | None:
+        """The explorer page's path: `docs_path`, unless the app runs in env prod and it was not set."""
+        if "docs_path" not in vars(self) and self.app.env == "prod":
+            return None
+        return self.docs_path
+
+    def _own_routes(self) -> list[Route]:
+        path = self.docs_url_path
+        return [Route("GET", path, self._docs, self.name)] if path else []
+
+    async def _docs(self, request: web.BaseRequest) -> web.Response:
+        """The API explorer page (kaiju/http/explorer.html), with a fresh nonce for its script."""
+        body, headers = explorer_page(self.rpc_path, self.ws_path, self.app.name)
+        return web.Response(body=body, headers=headers)
 
     async def _start_ops(self, serving: Serving, table: RouteTable) -> None:
         """Serve `table` (the probes, /metrics) on the ops listener."""
@@ -379,6 +438,19 @@ class HTTPServer(Service):
                 continue
             found.extend(routes_of(service, name))
         return found
+
+    def _ws_endpoint(self) -> WSEndpoint:
+        limits = WSLimits(
+            max_message=self.ws_max_message,
+            max_calls=self.ws_max_calls,
+            send_queue=self.ws_send_queue,
+            max_subscriptions=self.ws_max_subscriptions,
+            heartbeat=self.ws_heartbeat,
+            # nothing announces a revocation without Events: load the session per message
+            recheck=self.ws_recheck if self.events is not None else 0.0,
+            close_timeout=min(_WRITE_TIME * 5, max(self.shutdown_timeout, _WRITE_TIME)),
+        )
+        return WSEndpoint(self.rpc, parse_scope(self.scope), limits, self.logger, self.warning_interval)
 
     def _connection_limits(self) -> ConnectionLimits:
         cap = connection_cap(self.max_connections)
@@ -543,6 +615,28 @@ class HTTPServer(Service):
             self._update_cookie(serving, sent, in_headers.get(SESSION_ID), answer.session_id)
         return sent
 
+    async def _ws(self, serving: Serving, ws: WSEndpoint, request: web.BaseRequest) -> web.StreamResponse:
+        """Check a WebSocket upgrade as an RPC request is checked (Origin, cookie), then hand it to the endpoint."""
+        if request.method != "GET":
+            return _error(405, InvalidRequest(f"Invalid request: use GET, not {request.method}"), {"Allow": "GET"})
+        if ws.stopping or serving.runner is None:
+            return _unavailable("the server is stopping")
+        headers = request.headers
+        if self._cross_site(serving, headers):
+            return _error(403, NotAuthorized("Not authorized: a page of another origin may not open this WebSocket"))
+        session_id = headers.get(SESSION_ID)
+        if session_id is None and self.session_cookie:
+            session_id = request.cookies.get(serving.cookie[0])
+        try:
+            return await ws.accept(request, session_id, headers.get(AUTHORIZATION), self._client(request))
+        except RPCError as exc:  # a refused Authorization: the upgrade is refused
+            return _error(401, exc)
+        except web.HTTPException as exc:
+            return _http_error(exc)
+        except Exception as exc:  # the session store failed before the upgrade
+            self.logger.error("websocket upgrade failed", exc_info=exc)
+            return _error(503, InternalError("Internal error: the session cannot be loaded"))
+
     def _cancelled(self, serving: Serving, request: web.BaseRequest, task: asyncio.Task) -> web.Response:
         """The answer to a request whose handler was cancelled; re-raises when nobody is left to
         answer (the client went away, or the server is closing its connections)."""
@@ -597,8 +691,10 @@ class HTTPServer(Service):
         return _error(413, InvalidRequest(f"Invalid request: body larger than {self.max_body_size} bytes"))
 
     async def _route(self, request: RouteRequest) -> web.StreamResponse:
-        """Serve every path but the RPC one: a probe, a route, or a JSON 404 / 405."""
+        """Serve every path but the RPC one: the WebSocket endpoint, a probe, a route, or a JSON 404 / 405."""
         serving = self._serving
+        if serving.ws is not None and request.path == self.ws_path:
+            return await self._ws(serving, serving.ws, request)
         match = await serving.table.resolve(request)
         route = match.route
         if route is None:
@@ -707,6 +803,8 @@ class Serving:
         "ops_table",
         "ops_socket",
         "ops_runner",
+        "ws",
+        "unlisten",
     )
 
     def __init__(
@@ -735,6 +833,8 @@ class Serving:
         self.ops_table: RouteTable | None = None  # the ops listener's routes, socket and runner
         self.ops_socket: Socket | None = None
         self.ops_runner: web.ServerRunner | None = None
+        self.ws: WSEndpoint | None = None  # the WebSocket endpoint (ws_path)
+        self.unlisten: Any = None  # stops the endpoint hearing the app's events
 
 
 def _counting(handle: Any, responses: dict[int, int]) -> Any:

@@ -50,10 +50,16 @@ class Introspection:
 
     @method(permission=Scope.GUEST)
     async def discover(self) -> dict:
-        """An OpenRPC document of the methods the caller may call."""
+        """An OpenRPC document of the methods the caller may call (and, as `x-topics`, the event
+        topics it may subscribe to)."""
         scope, session = self._caller()
         app = self.server.app
-        return openrpc_document(self.server.table.listing(scope, session), title=app.name, version=app.version)
+        return openrpc_document(
+            self.server.table.listing(scope, session),
+            title=app.name,
+            version=app.version,
+            topics=self.server.topic_rules.describe(scope),
+        )
 
     @method
     async def status(self) -> dict:

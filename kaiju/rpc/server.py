@@ -59,8 +59,9 @@ from kaiju.rpc.protocol import (
 )
 from kaiju.rpc.sessions import Authenticator, SessionStore
 from kaiju.rpc.table import MethodTable
+from kaiju.rpc.topics import Subscriptions, TopicRules
 from kaiju.runtime.service import Service, SettingError
-from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt
+from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt, ScopeName
 from kaiju.telemetry.service import Telemetry
 
 __all__ = ["RPCServer"]
@@ -122,6 +123,9 @@ class RPCServer(Service):
     middleware: list[str | Callable[..., Any]] = []  # noqa: RUF012 -- a setting's default, never mutated
     """RPC middleware around every call, outermost first: "package.module:callable" names
     (or, from Python, the async callables themselves) of `async def mw(call, call_next)`."""
+    topics: dict[str, ScopeName] = {}  # noqa: RUF012 -- a setting's default, never mutated
+    """Event topics clients may subscribe to over a WebSocket (`rpc.subscribe`): `{PATTERN: SCOPE}`,
+    shell-style patterns and the least privileged scope that may have them (none: nothing may be subscribed)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -133,6 +137,7 @@ class RPCServer(Service):
         self._outer: list[Middleware] = []  # added from Python around them (add_middleware), outermost first
         self._inner: list[Middleware] = []  # added from Python inside them
         self._spans: list[Middleware] = []  # the calls' spans, when tracing: outside everything else
+        self.topic_rules = self._topic_rules()  # who may subscribe to what (the `topics` setting)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -145,6 +150,13 @@ class RPCServer(Service):
                 f"expected at most max_request_time ({self.max_request_time}), got {self.default_request_time}",
             )
         self._configured_middleware()
+        self._topic_rules()
+
+    def _topic_rules(self) -> TopicRules:
+        try:
+            return TopicRules(self.topics, self.enable_permissions)
+        except ValueError as exc:
+            raise SettingError("topics", str(exc)) from None
 
     def _configured_middleware(self) -> list[Middleware]:
         found = []
@@ -173,6 +185,7 @@ class RPCServer(Service):
             max_queue=self.max_queue,
         )
         self.table = self._new_table()
+        self.topic_rules = self._topic_rules()
         read = read_kaiju_tools_request if self.kaiju_tools_requests else read_request
         self.running = Running(executor, Dispatcher(self.table, executor, read), AnswerEncoder(self.logger, debug))
         chain: list[Middleware] = []
@@ -277,6 +290,7 @@ class RPCServer(Service):
     def _new_table(self) -> MethodTable:
         table = MethodTable(self.enable_permissions, self.kaiju_tools_requests)
         table.add(Introspection(self), self.name)
+        table.add(Subscriptions(lambda: self.topic_rules), self.name)
         return table
 
     def add_service(self, service: Any) -> list[str]:

@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "HTTPServer": "kaiju.http.server:HTTPServer",
     "HTTPClient": "kaiju.http.client:HTTPClient",
     "HTTPRPCClient": "kaiju.http.client:HTTPRPCClient",
+    "WSRPCClient": "kaiju.http.ws_client:WSRPCClient",
     "CacheSessions": "kaiju.auth.sessions:CacheSessions",
     "AuthService": "kaiju.auth.service:AuthService",
     "ConfigUsers": "kaiju.auth.users:ConfigUsers",
@@ -65,6 +66,9 @@ BUILTIN: dict[str, str] = {
     "Streams": "kaiju.streams.service:Streams",
     "StreamListener": "kaiju.streams.listener:StreamListener",
     "StreamProducer": "kaiju.streams.producer:StreamProducer",
+    # server push
+    "Events": "kaiju.events.base:Events",
+    "RedisEvents": "kaiju.events.redis:RedisEvents",
     # operations
     "Metrics": "kaiju.metrics.service:Metrics",
     "Telemetry": "kaiju.telemetry.service:Telemetry",
@@ -108,6 +112,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "UserStore": ("ConfigUsers",),
     "Authenticator": ("AuthService",),
     "Streams": ("Streams",),
+    "Events": ("Events", "RedisEvents"),
 }
 
 

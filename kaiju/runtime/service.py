@@ -107,6 +107,19 @@ class App:
         self.managed = False
         self.stopping = False  # set by the entrypoint before the first service stops: readiness turns 503 first
         self.transports = True  # False under `kaiju-run call` and app commands: no transports, no schedules
+        self.events: Any = None  # the app's Events service while it runs (kaiju.events): what publish() uses
+
+    async def publish(self, topic: str, data: Any = None) -> None:
+        """Publish the event `topic` with `data` through the app's `Events` service: every
+        WebSocket subscribed to a matching topic, in every process of the app, gets it as a
+        JSON-RPC notification. Raises RuntimeError when the app runs no Events service, and
+        what `Events.publish` raises."""
+        if self.events is None:
+            raise RuntimeError(
+                "the app has no Events service to publish through: add `cls: Events` (one process) "
+                "or `cls: RedisEvents` (every process) to its services"
+            )
+        await self.events.publish(topic, data)
 
     def __repr__(self) -> str:
         return f"App(name={self.name!r}, env={self.env!r})"

@@ -30,6 +30,7 @@ MEMORY_STAND_INS: dict[str, str | None] = {
     "RedisCache": "MemoryCache",
     "RedisLocks": "MemoryLocks",
     "RedisStream": "MemoryStream",
+    "RedisEvents": "Events",
     "RedisConnection": None,
 }
 
