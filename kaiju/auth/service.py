@@ -46,6 +46,7 @@ from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveI
 __all__ = ["AuthService", "TokenSession"]
 
 _WRONG = "Not authorized: wrong username or password"
+_FAMILIES_KEPT = 4096  # token families whose user a service remembers (the oldest forgotten first)
 DEV_ENV = "dev"  # the one env in which a missing secret is made up (per process) rather than refused
 
 
@@ -124,6 +125,7 @@ class AuthService(Authenticator):
         self._signer = TokenSigner(self.algorithm, secret, self.private_key, self.public_key)
         self._passwords: Passwords | None = None
         self._pool: HashPool | None = None
+        self._family_users: dict[str, str] = {}  # family -> its user, as read from its record once
 
     def _read_secret(self) -> str | None:
         if not self.secret_file:
@@ -259,8 +261,20 @@ class AuthService(Authenticator):
             claims = self._signer.check(token, "access")
         except TokenError as exc:
             raise NotAuthorized(f"Not authorized: {exc}") from None
-        await self._family(claims)
-        user = await self._active_user(claims["sub"])
+        family, subject = claims["fam"], claims["sub"]
+        # a family's user never changes (its id is random, its record written once): learned from
+        # the record once, then only its presence is asked for (a revocation deletes it)
+        if self._family_users.get(family) == subject:
+            if not await self.cache.exists(self._family_key(family)):
+                raise NotAuthorized("Not authorized: the token has been revoked")
+        else:
+            await self._family(claims)
+            if len(self._family_users) >= _FAMILIES_KEPT:
+                del self._family_users[next(iter(self._family_users))]
+            self._family_users[family] = subject
+        user = await self.users.get_user(subject)
+        if user is None or user.disabled:
+            raise NotAuthorized("Not authorized: the user is disabled")
         return TokenSession(
             id="",
             user_id=user.id,
