@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.rpc.access import Scope
 from kaiju.rpc.errors import InternalError, InvalidRequest, RequestTimeout
-from kaiju.rpc.protocol import AUTHORIZATION, CORRELATION_ID, DEADLINE, SESSION_ID
+from kaiju.rpc.protocol import AUTHORIZATION, CORRELATION_ID, DEADLINE, SESSION_ID, Response
 from kaiju.rpc.server import RPCServer
 from kaiju.streams.base import GroupMissing, StreamError, StreamMessage, StreamUnavailable
 from kaiju.streams.dispatch import (
@@ -45,6 +45,7 @@ __all__ = ["BatchRunner"]
 _NOT_PASSED = frozenset({MESSAGE_ID.lower()})
 _NOT_PASSED_NO_SESSIONS = frozenset({MESSAGE_ID.lower(), SESSION_ID.lower(), AUTHORIZATION.lower()})
 _DEADLINE = DEADLINE.lower()
+_PASSED_NAMES = 256  # most header names a runner remembers as passed on (names come from producers)
 _ACKED = Delivery(ACKED)
 
 
@@ -60,6 +61,10 @@ class BatchRunner:
         self.rpc = rpc
         self.scope = scope
         self.dropped = _NOT_PASSED if use_sessions else _NOT_PASSED_NO_SESSIONS
+        # header names, as spelled in messages, that are passed on as they are (neither dropped
+        # nor read here): learned from the messages, so that most are checked in one C call
+        self.passed: set[str] = set()
+        self.id_prefix = state.stream_key + "/"
         self.run_one: Callable[[StreamMessage], Awaitable[Delivery]] = self.process
         if tracing is not None:
             from kaiju.telemetry.streams import traced_process
@@ -85,7 +90,7 @@ class BatchRunner:
         try:
             for msg in msgs:
                 try:
-                    if (await self.run_one(msg)).outcome is ACKED:
+                    if await self.run_one(msg) is _ACKED:
                         done.append(msg.id)
                 except StreamError as exc:  # left pending: redelivered after claim_idle_ms
                     s.logger.warning("message left pending", message_id=msg.id, error=str(exc))
@@ -112,12 +117,33 @@ class BatchRunner:
     async def process(self, msg: StreamMessage) -> Delivery:
         """Run one message; what came of it: ACKED (it succeeded: to acknowledge), RETRIED
         (left pending) or DEAD_LETTERED."""
-        s = self.state
+        headers, refused = self._admit(msg)
+        if refused is not None:
+            return await self._dead_letter(msg, refused)
+        try:
+            answer = await self.rpc.handle(
+                msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = self._dispatcher_failed(msg, exc)
+        else:
+            if type(answer.response) is Response:  # one request, answered with a result: the common case
+                self.state.counters["processed"] += 1
+                return _ACKED
+            outcome = outcome_of(answer)
+        return await self._settle(msg, outcome)
+
+    def _admit(self, msg: StreamMessage) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """The headers to run the message with, and why it must not run (an error object: it
+        is dead-lettered unrun), else None."""
         if msg.defect is not None:
-            return await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
-        if msg.deliveries > s.settings.max_deliveries:
-            given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
-            return await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
+            return {}, error_object(InvalidRequest, msg.defect)
+        deliveries = msg.deliveries
+        if deliveries > self.state.settings.max_deliveries:
+            given_up = f"not acknowledged after {deliveries - 1} deliveries"
+            return {}, error_object(InternalError, given_up, type="MaxDeliveries")
         headers, deadline = self._headers(msg)
         if deadline is not None:
             try:
@@ -126,8 +152,13 @@ class BatchRunner:
                 expired = False  # the dispatcher rejects the malformed header with its own error
             if expired:
                 late = "deadline passed before the message was run"
-                return await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
-        outcome = await self._dispatch(msg, headers)
+                return headers, error_object(RequestTimeout, late, deadline=deadline)
+        return headers, None
+
+    async def _settle(self, msg: StreamMessage, outcome: Outcome) -> Delivery:
+        """What becomes of a message that ran: acknowledged when it succeeded, else left for a
+        redelivery or dead-lettered."""
+        s = self.state
         if outcome.error is None:
             s.counters["processed"] += 1
             return _ACKED
@@ -144,40 +175,40 @@ class BatchRunner:
         return Delivery(RETRIED, outcome.error)
 
     def _headers(self, msg: StreamMessage) -> tuple[dict[str, str], str | None]:
-        """The headers passed on, and the message's deadline (the first spelling wins): one pass."""
-        dropped = self.dropped
-        headers: dict[str, str] = {}
-        deadline = None
-        for key, value in msg.headers.items():
-            lower = key.lower()
-            if lower == _DEADLINE and deadline is None:
-                deadline = value
-            if lower not in dropped:
-                headers[key] = value
+        """The headers passed on, and the message's deadline (the first spelling wins)."""
         # the stream's own id names this message on every delivery (a Correlation-Id does not:
         # a producer stamps its caller's on every message it writes): the key to deduplicate on
-        headers[MESSAGE_ID] = f"{self.state.stream_key}/{msg.id}"
+        message_id = self.id_prefix + msg.id
+        given = msg.headers
+        if self.passed.issuperset(given):  # the common case: every name seen before, all passed on
+            headers = given.copy()
+            headers[MESSAGE_ID] = message_id
+            return headers, None
+        dropped, passed = self.dropped, self.passed
+        headers = {}
+        deadline = None
+        for key, value in given.items():
+            lower = key.lower()
+            if lower == _DEADLINE:
+                if deadline is None:
+                    deadline = value
+            elif lower in dropped:
+                continue
+            elif len(passed) < _PASSED_NAMES:
+                passed.add(key)
+            headers[key] = value
+        headers[MESSAGE_ID] = message_id
         return headers, deadline
 
-    async def _dispatch(self, msg: StreamMessage, headers: dict[str, str]) -> Outcome:
-        """How the message's requests ended, from the dispatcher's answer."""
-        try:
-            answer = await self.rpc.handle(
-                msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The dispatcher answers every bad input and every failing method with an error: an
-            # exception out of it is a fault this very message triggers, and would again on each
-            # redelivery. Dead-letter it now, with one traceback, rather than max_deliveries.
-            self.state.logger.exception(
-                "dispatcher failed, message dead-lettered", message_id=msg.id, correlation_id=_correlation_id(msg)
-            )
-            return Outcome(
-                error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True
-            )
-        return outcome_of(answer)
+    def _dispatcher_failed(self, msg: StreamMessage, exc: Exception) -> Outcome:
+        """The outcome of a message the dispatcher raised on. It answers every bad input and
+        every failing method with an error: an exception out of it is a fault this very
+        message triggers, and would again on each redelivery. Dead-letter it now, with one
+        traceback, rather than max_deliveries."""
+        self.state.logger.exception(
+            "dispatcher failed, message dead-lettered", message_id=msg.id, correlation_id=_correlation_id(msg)
+        )
+        return Outcome(error_object(InternalError, f"the dispatcher failed on this message: {exc!r}"), permanent=True)
 
     async def _ack(self, ids: list[str]) -> None:
         # an ack lost to a dropped connection is retried; if it never lands the message is

@@ -70,6 +70,11 @@ def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
     return StreamError(f"{stream}: {exc}")
 
 
+def _encoded(ids: Sequence[str]) -> list[bytes]:
+    """Stream ids as the bytes redis-py sends (its own encoder takes ten times as long per id)."""
+    return [i.encode() for i in ids]
+
+
 def _new_messages(reply: Any) -> list[StreamMessage]:
     """The messages of an XREADGROUP reply on one stream (RESP2 list or RESP3 map)."""
     if not reply:
@@ -189,7 +194,7 @@ class RedisStream(StreamBackend):
         try:
             # Redis runs the two in order: the XACK lands at once, even when the read then blocks
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xack(stream, group, *ack_ids)
+                pipe.xack(stream, group, *_encoded(ack_ids))
                 pipe.xreadgroup(
                     group, consumer, {stream: ">"}, count=count, block=self._block(block_ms) if block_ms > 0 else None
                 )
@@ -262,7 +267,7 @@ class RedisStream(StreamBackend):
         if not ids:
             return 0
         try:
-            return await self._client.xack(stream, group, *ids)
+            return await self._client.xack(stream, group, *_encoded(ids))
         except self._reply_error as exc:
             raise _response_error(exc, stream, group) from exc
         except self._net_errors as exc:
