@@ -117,3 +117,24 @@ local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return id
 """
+
+# -- rate limits (kaiju.ratelimit.store) --------------------------------------------
+
+# KEYS: the limiter's key for one subject; ARGV: interval, tolerance (both microseconds).
+# One GCRA step on the server's clock (every process agrees on it): returns 0 when the call
+# is allowed (the theoretical arrival time moved one interval on, kept until it is past),
+# else the microseconds to wait (nothing written). TIME before a write needs effects
+# replication: the default from Redis 7, asked for on 6.2.
+RATE_TAKE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now - tolerance
+if wait > 0 then return wait end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return 0
+"""

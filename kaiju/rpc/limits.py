@@ -1,0 +1,113 @@
+"""Rate limits on RPC calls: the middleware `RPCServer.rate_limits` compiles to.
+
+    rate_limits:
+      - {methods: "shop.*", per: user, rate: "100/minute", burst: 20}
+      - {methods: auth.login, per: ip, rate: "10/minute"}
+
+Each rule is a `RateLimiter` (GCRA, `kaiju.ratelimit`) with a key per subject: the
+session's user, the session, the caller's address (`ctx.client`) or everyone (`global`);
+a caller without a session counts by its address for `user` and `session` too. The store
+is the server's `rate_limit_store` (Redis: shared by every process of the app) or this
+process's memory.
+
+A call over a limit is refused before it runs (no slot taken) with `TooManyRequests` and
+`data.retry_after` (seconds). A stream message's call is not refused: the listener is slowed
+down, waiting its turn (within the call's deadline). Calls from inside the app (tasks,
+in-process and nested calls) are not limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kaiju.ratelimit.rate import Rate, RateLimit
+from kaiju.ratelimit.store import MemoryRates, RateLimiter, RateStore, RedisRates
+from kaiju.rpc import errors as E
+from kaiju.rpc.middleware import Call, CallNext
+from kaiju.runtime.service import Namespace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.redis import RedisConnection
+
+__all__ = ["DEFAULT_LOGIN_LIMIT", "RateLimits", "rate_limit_middleware"]
+
+# The per-address limit of `auth.login` an app serving it gets unless a rule of its own covers it.
+DEFAULT_LOGIN_LIMIT = RateLimit(methods="auth.login", per="ip", rate=Rate("30/minute"), burst=10)
+
+_NOT_LIMITED = frozenset({"internal", "task"})  # callers inside the app
+_SLOWED = "stream"  # a listener waits its turn instead of being refused
+
+
+class RateLimits:
+    """The middleware: the limiters of the rules matching each method, looked up once per name."""
+
+    def __init__(self, rules: Sequence[RateLimit], store: RateStore, namespace: Namespace):
+        self.limiters = [
+            RateLimiter(rule, f"{n}.{rule.methods}.{rule.per}", store, namespace) for n, rule in enumerate(rules)
+        ]
+        self.store = store
+        self._by_method: dict[str, tuple[RateLimiter, ...]] = {}
+
+    def limiters_of(self, method: str) -> tuple[RateLimiter, ...]:
+        """The limiters whose rule matches `method` (cached per name: a method name is one
+        the table knows, or a refusal's constant)."""
+        found = self._by_method.get(method)
+        if found is None:
+            found = tuple(lim for lim in self.limiters if fnmatch.fnmatchcase(method, lim.rule.methods))
+            self._by_method[method] = found
+        return found
+
+    async def __call__(self, call: Call, call_next: CallNext) -> Any:
+        limiters = self._by_method.get(call.target.name)
+        if limiters is None:
+            limiters = self.limiters_of(call.target.name)
+        if limiters and call.context.transport not in _NOT_LIMITED:
+            for limiter in limiters:
+                await self._admit(call, limiter)
+        return await call_next(call)
+
+    async def _admit(self, call: Call, limiter: RateLimiter) -> None:
+        """Count the call on `limiter`; raise TooManyRequests when over it (a stream message's
+        call waits instead, within its deadline)."""
+        subject = _subject(call, limiter.rule.per)
+        while True:
+            wait = await limiter.take(subject)
+            if wait is None:
+                return
+            if call.context.transport != _SLOWED or wait >= call.context.time_left():
+                raise E.TooManyRequests(
+                    f"Too many requests: {limiter.rule.rate} per {limiter.rule.per} for {limiter.rule.methods}",
+                    data={"retry_after": round(wait, 3)},
+                )
+            await asyncio.sleep(wait)
+
+
+def _subject(call: Call, per: str) -> str:
+    """Whom a call counts for under `per`; by address (else "-") when it has no session."""
+    if per == "global":
+        return "*"
+    ctx = call.context
+    session = ctx.session
+    if session is not None:
+        if per == "user" and getattr(session, "user_id", None) is not None:
+            return f"u:{session.user_id}"
+        if per == "session":
+            return f"s:{session.id}"
+    return f"ip:{ctx.client or '-'}"
+
+
+def rate_limit_middleware(
+    rules: Sequence[RateLimit], methods: Collection[str], store: RedisConnection | None, server: Any
+) -> list[Any]:
+    """`[RateLimits]` for the `rules`, with `DEFAULT_LOGIN_LIMIT` added when `methods` has
+    `auth.login` and no rule covers it; `[]` when there is nothing to limit (no cost)."""
+    rules = list(rules)
+    if "auth.login" in methods and not any(fnmatch.fnmatchcase("auth.login", r.methods) for r in rules):
+        rules.append(DEFAULT_LOGIN_LIMIT)
+    if not rules:
+        return []
+    counts: RateStore = RedisRates(store, server.logger) if store is not None else MemoryRates()
+    return [RateLimits(rules, counts, server.app.namespace)]
