@@ -138,3 +138,44 @@ tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 return 0
 """
+
+# KEYS: stream; ARGV: group, consumer, idle ms, ids... Sets the idle time of the ids the
+# consumer still holds to `idle ms` (no other consumer's entry is taken), so that the next
+# claim of any consumer takes them at once: a stopping listener hands back what it holds.
+# Returns the count handed back.
+STREAM_RELEASE = """
+local n = 0
+for i = 4, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: stream, its dead-letter stream (one hash tag); ARGV: count, then ids (none: the
+# oldest `count` dead letters). Each dead letter still there is added to the stream again
+# (its fields but the record `x`) and deleted from the dead letters in the same step, so
+# two replays of one letter put it back once. Returns the new entry ids.
+STREAM_REPLAY = """
+local ids = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[1])) do ids[#ids + 1] = e[1] end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local found = redis.call('XRANGE', KEYS[2], id, id)
+  if #found > 0 then
+    local f, fields = found[1][2], {}
+    for i = 1, #f, 2 do
+      if f[i] ~= 'x' then fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1] end
+    end
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    redis.call('XDEL', KEYS[2], id)
+  end
+end
+return out
+"""
