@@ -179,3 +179,27 @@ for _, id in ipairs(ids) do
 end
 return out
 """
+
+# -- tasks (kaiju.tasks.records) ----------------------------------------------------
+
+# KEYS: the task's latest run, its history; ARGV: mode, the run's fire time, the run (JSON),
+# the history's length. "begin" and "finish" write the run as the latest unless a later fire
+# is recorded ("finish" also pushes it onto the history); "claim" writes it only when the
+# latest fire recorded is earlier (a missed fire caught up by one process only). Returns 1
+# when written as the latest, else 0.
+TASK_RECORD = """
+local old = redis.call('GET', KEYS[1])
+local fire = tonumber(ARGV[2])
+local latest = true
+if old then
+  local last = tonumber(cjson.decode(old)['fire'])
+  if ARGV[1] == 'claim' then latest = last < fire else latest = last <= fire end
+end
+if latest then redis.call('SET', KEYS[1], ARGV[3]) end
+if ARGV[1] == 'finish' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+end
+if latest then return 1 end
+return 0
+"""
