@@ -113,7 +113,9 @@ class ScheduledTask(Service):
     Settings are checked by their annotations and by `check()` (before anything starts).
     """
 
-    transport = True  # `kaiju-run call` runs no schedules
+    # started under `kaiju-run call` too, where the fleet commands read and change it, but never
+    # armed there: start() looks at App.transports
+    transport = False
 
     kind: ClassVar[str] = "task"
 
@@ -334,6 +336,8 @@ class ScheduledTask(Service):
             return  # never ran: nothing was missed
         fires = self.missed_fires(last.fire, until)
         if not fires:
+            if before is None:  # at start: say so, once
+                self.logger.info(f"task {self.name}: nothing to catch up since {_iso(last.fire)}", task=self.name)
             return
         self.logger.info(f"task {self.name}: {len(fires)} missed fires to catch up", task=self.name)
         for fire in fires:
@@ -344,11 +348,13 @@ class ScheduledTask(Service):
             except Exception as exc:
                 self.logger.warning(f"task {self.name}: cannot claim a missed fire: {exc!r}", task=self.name)
                 return
-            if claimed:
-                self.logger.info(f"task {self.name}: catching up the fire at {_iso(fire)}", task=self.name)
-                self._launch(fire, catch_up=True)
-                if self._running is not None:
-                    await asyncio.wait({self._running})
+            if not claimed:
+                self.logger.info(f"task {self.name}: the fire at {_iso(fire)} was caught up elsewhere", task=self.name)
+                continue
+            self.logger.info(f"task {self.name}: catching up the fire at {_iso(fire)}", task=self.name)
+            self._launch(fire, catch_up=True)
+            if self._running is not None:
+                await asyncio.wait({self._running})
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop firing; await a running run for a grace period (see `stop_limits`), then cancel it.
