@@ -41,7 +41,9 @@ class Tasks(Service):
     service_name = "tasks"
 
     rpc: RPCServer | None = None
+    """The RPCServer the tasks added at run time call their methods through."""
     locks: Locks | None = None
+    """The locks the singleton tasks added at run time claim their fires with."""
     store: RedisConnection | None = None
     """The Redis connection the tasks' records and the app's pause and run-now requests live
     in (found by type): `pause`, `resume` and `run_now` then reach every process of the app.
