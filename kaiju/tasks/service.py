@@ -608,19 +608,26 @@ class ScheduledTask(Service):
             return
         await execute()
 
-    async def _record(self, run: RunRecord, finished: bool) -> RunRecord | None:
-        """Write `run` to the records (the latest run before it, when it begins); a store
-        that fails is logged, never fails the run."""
+    async def _begin(self, run: RunRecord) -> None:
+        """Record that `run` began (beside the job, not before it: the record costs the run no
+        lateness); a singleton taking over first reads the run before it, and catches up the
+        fires before this one that nobody ran (after this run)."""
         try:
-            if finished:
-                await self.records.finish(self.name, run)
-                return None
             before = await self.records.last(self.name) if self.singleton and self._handles_misfires else None
             await self.records.begin(self.name, run)
-            return before
+        except Exception as exc:  # a store that fails is logged, never fails the run
+            self.logger.warning(f"task {self.name}: run not recorded: {exc!r}", task=self.name)
+            return
+        if before is not None and before.fire < run.fire:
+            self._catching_up = self.loop.create_task(self._catch_up(run.fire, before))
+
+    async def _finish(self, run: RunRecord, begun: asyncio.Task) -> None:
+        """Record how `run` ended, once its beginning is recorded."""
+        await asyncio.wait({begun})
+        try:
+            await self.records.finish(self.name, run)
         except Exception as exc:
             self.logger.warning(f"task {self.name}: run not recorded: {exc!r}", task=self.name)
-            return None
 
     async def _execute(self, fire: float) -> str:
         """Run the job once for `fire`, counting and recording it; its outcome: "ok", "failed" or "timeout"."""
@@ -628,17 +635,14 @@ class ScheduledTask(Service):
         self.runs += 1
         self.last_run = time.time()
         run = RunRecord(fire, self.last_run, process=process_name())
-        before = await self._record(run, finished=False)
-        if before is not None and before.fire < fire:
-            # a singleton taking over: fires before this one that nobody ran are caught up after it
-            self._catching_up = self.loop.create_task(self._catch_up(fire, before))
+        begun = self.loop.create_task(self._begin(run))
         outcome = "cancelled"
         try:
             outcome = await self._job_outcome()
             return outcome
         finally:
             run = msgspec.structs.replace(run, outcome=outcome, duration=self.last_duration, error=self.last_error)
-            await asyncio.shield(self._record(run, finished=True))
+            await asyncio.shield(self._finish(run, begun))
 
     async def _job_outcome(self) -> str:
         """Run the job, keeping its result or error: "ok", "failed" or "timeout"."""
