@@ -166,3 +166,14 @@ def test_a_dead_letter_replayed_twice_at_once_runs_once(tmp_path, redis_url):
         stop(*procs)
     assert client.lrange(done, 0, -1) == [b"7"]
     assert run(config, "streams", "purge", "rpc", url=redis_url, done=done).stdout.strip() == "0"
+
+
+def test_a_command_on_an_app_without_the_service_says_what_is_missing(tmp_path, redis_url):
+    config = tmp_path / "bare.yml"
+    config.write_text("main: {name: bare, env: test}\nservices:\n  - cls: RPCServer\n")
+    proc = kaiju(config, "tasks", "list", url=redis_url, done="unused")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "the app has no tasks service (add `cls: Tasks` to the config)" in err, err
+    proc = kaiju(config, "streams", "replay", "rpc", url=redis_url, done="unused")  # neither --id nor --all
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "one of the arguments --id --all is required" in err, err
