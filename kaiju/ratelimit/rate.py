@@ -82,10 +82,11 @@ class RateLimit(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 def gcra(tat: float, now: float, interval: float, tolerance: float) -> tuple[float, float]:
     """One call at `now` against `tat`: `(new tat, 0.0)` when allowed, else `(tat, seconds to
     wait)` (more than 0). A TAT in the past counts from `now`."""
-    tat = max(tat, now)
+    if tat < now:
+        tat = now
     wait = tat - now - tolerance
     if wait > 1e-9:
-        return tat, max(wait, 0.001)
+        return tat, wait if wait > 0.001 else 0.001
     return tat + interval, 0.0
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["MemoryRates", "RateLimiter", "RateStore", "RedisRates", "rate_key"]
 
+_monotonic = time.monotonic
 _SWEEP_EVERY = 60.0  # seconds between sweeps of subjects whose time is past (memory stays bounded)
 
 
@@ -49,7 +50,7 @@ class MemoryRates:
 
     def take(self, key: str, interval: float, tolerance: float) -> float | None:
         """Count one call on `key`: None when allowed, else the seconds to wait."""
-        now = time.monotonic()
+        now = _monotonic()
         if now >= self._sweep_at:
             self._tat = {k: tat for k, tat in self._tat.items() if tat > now}
             self._sweep_at = now + _SWEEP_EVERY
@@ -131,13 +132,11 @@ class RateLimiter:
             found = self._keys[subject] = rate_key(self.namespace, self.name, subject)
         return found
 
-    def take(self, subject: str) -> Awaitable[float | None]:
-        """Count one call of `subject`: awaits to None when allowed, else the seconds to wait."""
-        taken = self.store.take(self.key(subject), self.interval, self.tolerance)
-        if isinstance(taken, Awaitable):
-            return taken
-        return _ready(taken)
+    async def take(self, subject: str) -> float | None:
+        """Count one call of `subject`: None when allowed, else the seconds to wait."""
+        return await self.store_take(self.key(subject))
 
-
-async def _ready(value: float | None) -> float | None:
-    return value
+    async def store_take(self, key: str) -> float | None:
+        """Count one call on the store key `key` (see `key`)."""
+        taken = self.store.take(key, self.interval, self.tolerance)
+        return await taken if isinstance(taken, Awaitable) else taken
