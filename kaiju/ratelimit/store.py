@@ -18,12 +18,14 @@ from kaiju.ratelimit.rate import RateLimit, gcra
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.redis import RedisConnection
+    from kaiju.rpc.context import RequestContext
     from kaiju.runtime.service import Namespace
 
 __all__ = ["MemoryRates", "RateLimiter", "RateStore", "RedisRates", "rate_key"]
 
 _monotonic = time.monotonic
 _SWEEP_EVERY = 60.0  # seconds between sweeps of subjects whose time is past (memory stays bounded)
+_KEYS_KEPT = 4096  # keys a limiter remembers by subject before it starts over
 
 
 def _safe(text: str) -> str:
@@ -112,7 +114,7 @@ class RateLimiter:
         wait = await limiter.take(request.remote)
     """
 
-    __slots__ = ("rule", "name", "store", "namespace", "interval", "tolerance", "_keys")
+    __slots__ = ("rule", "name", "store", "namespace", "interval", "tolerance", "per", "_keys", "_by_client")
 
     def __init__(self, rule: RateLimit, name: str, store: RateStore, namespace: Namespace):
         self.rule = rule
@@ -121,16 +123,36 @@ class RateLimiter:
         self.namespace = namespace
         self.interval = rule.interval
         self.tolerance = rule.tolerance
+        self.per = rule.per
         self._keys: dict[str, str] = {}  # subject -> key, the latest few (a key is built once)
+        self._by_client: dict[str | None, str] = {}  # the same by bare address, for the common case
 
     def key(self, subject: str) -> str:
         """The store key of `subject` under this limiter."""
         found = self._keys.get(subject)
         if found is None:
-            if len(self._keys) >= 4096:
+            if len(self._keys) >= _KEYS_KEPT:
                 self._keys.clear()
             found = self._keys[subject] = rate_key(self.namespace, self.name, subject)
         return found
+
+    def key_of(self, ctx: RequestContext) -> str:
+        """The store key of the caller of `ctx` under this limiter (`per`): its user, its
+        session, its address (a caller without a session counts by it), or everyone."""
+        per = self.per
+        session = ctx.session
+        if per == "ip" or (session is None and per != "global"):
+            found = self._by_client.get(ctx.client)
+            if found is None:
+                if len(self._by_client) >= _KEYS_KEPT:
+                    self._by_client.clear()
+                found = self._by_client[ctx.client] = self.key(f"ip:{ctx.client or '-'}")
+            return found
+        if per == "user" and getattr(session, "user_id", None) is not None:
+            return self.key(f"u:{session.user_id}")
+        if per == "session":
+            return self.key(f"s:{session.id}")
+        return self.key("*" if per == "global" else f"ip:{ctx.client or '-'}")
 
     async def take(self, subject: str) -> float | None:
         """Count one call of `subject`: None when allowed, else the seconds to wait."""

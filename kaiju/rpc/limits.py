@@ -75,7 +75,7 @@ class RateLimits:
         ctx = call.context
         if limiters and ctx.transport not in _NOT_LIMITED:
             for limiter in limiters:
-                key = limiter.key(_subject(ctx, limiter.rule.per))
+                key = limiter.key_of(ctx)
                 wait = None
                 if self._take_now is not None:
                     wait = self._take_now(key, limiter.interval, limiter.tolerance)
@@ -97,19 +97,6 @@ class RateLimits:
                 )
             await asyncio.sleep(wait)
             wait = await limiter.store_take(key)
-
-
-def _subject(ctx: RequestContext, per: str) -> str:
-    """Whom a call counts for under `per`; by address (else "-") when it has no session."""
-    if per == "global":
-        return "*"
-    session = ctx.session
-    if session is not None:
-        if per == "user" and getattr(session, "user_id", None) is not None:
-            return f"u:{session.user_id}"
-        if per == "session":
-            return f"s:{session.id}"
-    return f"ip:{ctx.client or '-'}"
 
 
 def rate_limit_middleware(
