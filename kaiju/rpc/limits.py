@@ -110,4 +110,5 @@ def rate_limit_middleware(
     if not rules:
         return []
     counts: RateStore = RedisRates(store, server.logger) if store is not None else MemoryRates()
-    return [RateLimits(rules, counts, server.app.namespace)]
+    # the bound method: called per call, it skips the lookup of __call__ on the instance's type
+    return [RateLimits(rules, counts, server.app.namespace).__call__]

@@ -103,10 +103,10 @@ def test_auth_login_gets_a_limit_unless_a_rule_covers_it():
     server = RPCServer()
     server.bind(App(name="a", env="test"))
     (mw,) = rate_limit_middleware([], {"auth.login", "echo.echo"}, None, server)
-    assert isinstance(mw, RateLimits) and [lim.rule for lim in mw.limiters] == [DEFAULT_LOGIN_LIMIT]
+    assert isinstance(mw.__self__, RateLimits) and [lim.rule for lim in mw.__self__.limiters] == [DEFAULT_LOGIN_LIMIT]
     own = RateLimit(methods="auth.*", rate=Rate("5/minute"))
     (mw,) = rate_limit_middleware([own], {"auth.login"}, None, server)
-    assert [lim.rule for lim in mw.limiters] == [own]
+    assert [lim.rule for lim in mw.__self__.limiters] == [own]
     assert rate_limit_middleware([], {"echo.echo"}, None, server) == []  # nothing to limit: no middleware
 
 
