@@ -30,7 +30,7 @@ from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callab
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
 from kaiju.tasks.records import MemoryRecords, RedisRecords, RunRecord, TaskRecords, process_name
-from kaiju.tasks.schedule import with_jitter
+from kaiju.tasks.schedule import missed_fires, with_jitter
 from kaiju.telemetry.provider import tracing_of
 from kaiju.telemetry.service import Telemetry
 
@@ -306,24 +306,8 @@ class ScheduledTask(Service):
 
     def missed_fires(self, last_fire: float, until: float) -> list[float]:
         """The fires after `last_fire` and before `until` that `misfire` and `misfire_grace`
-        run: those late by at most `misfire_grace`, and before them none ("skip"), the latest
-        ("once") or each ("all", at most `MAX_MISFIRES`)."""
-        missed: list[float] = []
-        fire = self._next_fire(last_fire)
-        while fire < until:
-            missed.append(fire)
-            if len(missed) > 10 * MAX_MISFIRES:  # a long outage of a frequent task: keep the latest
-                del missed[:MAX_MISFIRES]
-            fire = self._next_fire(fire)
-        late = [f for f in missed if until - f <= self.misfire_grace]
-        older = missed[: len(missed) - len(late)]
-        if self.misfire == "once":
-            older = older[-1:]
-        elif self.misfire == "all":
-            older = older[-MAX_MISFIRES:]
-        else:
-            older = []
-        return older + late
+        run (`kaiju.tasks.schedule.missed_fires`)."""
+        return missed_fires(self._next_fire, last_fire, until, str(self.misfire), self.misfire_grace, MAX_MISFIRES)
 
     async def _catch_up(self, until: float, before: RunRecord | None = None) -> None:
         """Run the fires missed since the last run recorded, each once across the app."""
