@@ -16,7 +16,7 @@ commands that may travel together with other callers' commands.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from kaiju.autopipeline import AutoPipeline
@@ -25,12 +25,10 @@ from kaiju.runtime.types import NonNegativeInt, Positive, PositiveInt, RedisURL
 from kaiju.telemetry.provider import tracing_of
 from kaiju.telemetry.service import Telemetry
 
-if TYPE_CHECKING:  # redis-py is imported at start: naming a Redis service needs no client
-    pass
-
 __all__ = ["RedisConnection", "RedisUnavailable", "mask_url", "parse_node"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+REDIS_EXTRA = 'pip install "kaiju-runner[redis]"'
 
 
 class RedisUnavailable(ConnectionError):
@@ -122,8 +120,8 @@ class RedisConnection(Service):
     client retries `retries` times, looking the slot's master up again each time.)"""
     ssl_ca_certs: str | None = None
     """CA bundle to verify the servers with over TLS (default: the system's)."""
-    ssl_cert_reqs: str = "required"
-    """Server certificate check over TLS: "required", "optional" or "none"."""
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    """Server certificate check over TLS."""
     telemetry: Telemetry | None = None
     """The `Telemetry` which, with `detail: full`, makes a span of each command (standalone mode)."""
 
@@ -150,6 +148,11 @@ class RedisConnection(Service):
         return mask_url(self.url or DEFAULT_URL)
 
     def check(self) -> None:
+        """One mode, given whole; redis-py installed (ValueError naming the extra to install)."""
+        try:
+            import redis.asyncio  # noqa: F401 -- start() needs it: a host without the extra is told here
+        except ImportError as exc:
+            raise ValueError(f"needs redis-py, and {exc.name or 'redis'} does not import: {REDIS_EXTRA}") from None
         modes = [name for name in ("url", "sentinels", "cluster_nodes") if getattr(self, name)]
         if len(modes) > 1:
             raise SettingError(modes[1], f"expected one of url, sentinels or cluster_nodes, got {' and '.join(modes)}")

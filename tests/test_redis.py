@@ -116,3 +116,33 @@ async def test_a_mode_that_does_not_answer_fails_the_start_clearly(mode):
             pass
     assert "does not answer" in str(err.value) and where[0] in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+def test_check_says_which_extra_to_install_when_redis_py_is_missing(tmp_path) -> None:
+    from tests.runtime.test_cli import ROOT, run
+
+    fake = tmp_path / "site" / "redis"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("not installed", name="redis")\n')
+    path = tmp_path / "app.yml"
+    path.write_text("main: {name: t}\nservices:\n  - cls: RedisConnection\n")
+    for command in ("check", "run"):
+        proc = run("-c", str(path), command, env={"PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"kaiju-run: {path}: services[RedisConnection].settings: RedisConnection: needs redis-py, "
+            'and redis does not import: pip install "kaiju-runner[redis]"'
+        )
+        assert "Traceback" not in proc.stderr
+
+
+def test_ssl_cert_reqs_takes_one_of_three_words(tmp_path) -> None:
+    from tests.runtime.test_cli import run
+
+    path = tmp_path / "app.yml"
+    path.write_text("main: {name: t}\nservices:\n  - cls: RedisConnection\n    settings: {ssl_cert_reqs: strict}\n")
+    proc = run("-c", str(path), "check")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'kaiju-run: {path}: services[RedisConnection].settings.ssl_cert_reqs: expected one of required, optional, none, got "strict"'
+    )

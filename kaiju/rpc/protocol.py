@@ -401,25 +401,35 @@ def parse_headers(headers: Mapping[str, str], max_retries: int = 10) -> RequestH
     return parsed
 
 
-def plain_headers(headers: Mapping[str, str]) -> tuple[bool, str | None]:
-    """Whether `headers` leave a request on the plain path (no kaiju header but a well-formed
-    Correlation-Id), and that Correlation-Id (None when absent). Transports such as stream
-    listeners pass a Correlation-Id with every request: reading it here is all that
-    `parse_headers` would have done."""
-    cid = None
+def plain_headers(headers: Mapping[str, str]) -> tuple[bool, str | None, str | None, str | None]:
+    """Whether `headers` leave a request on the plain path: no kaiju header but a well-formed
+    Correlation-Id and the caller's credentials (a Session-Id, or an Authorization); and those
+    three values (None when absent). Transports such as stream listeners pass a
+    Correlation-Id with every request, logged-in clients their credentials: reading them here
+    is all that `parse_headers` would have done."""
+    cid = session_id = authorization = None
     for key, value in headers.items():
         lower = key.lower()
-        if lower in _KEYS:
-            # anything else, a second spelling, or a value parse_headers would strip or refuse
-            if (
-                lower != "correlation-id"
-                or cid is not None
-                or type(value) is not str
-                or not _CORRELATION_ID.fullmatch(value)
-            ):
-                return False, None
+        if lower not in _KEYS:
+            continue
+        if type(value) is not str:
+            return _NOT_PLAIN  # in-process callers may pass numbers: parse_headers reads those
+        if lower == "correlation-id" and cid is None and _CORRELATION_ID.fullmatch(value):
             cid = value
-    return True, cid
+        elif lower == "session-id" and session_id is None:
+            session_id = value.strip() or None
+            if session_id is None:
+                return _NOT_PLAIN
+        elif lower == "authorization" and authorization is None:
+            authorization = value.strip() or None
+            if authorization is None:
+                return _NOT_PLAIN
+        else:  # anything else, a second spelling, or a value parse_headers would refuse
+            return _NOT_PLAIN
+    return True, cid, session_id, authorization
+
+
+_NOT_PLAIN = (False, None, None, None)
 
 
 _TEMPLATE = re.compile(r"^\[(\d+)((?:\.[^.\[\]]+)*)\]$")

@@ -198,7 +198,9 @@ class Entrypoint:
         except BaseException as exc:
             self.aiomisc.__exit__(type(exc), exc, exc.__traceback__)  # also closes the loop it made
             raise
-        loop.call_soon(self._replay_missed_signals)  # the first thing the caller's next run does
+        # the caller's next run replays a missed signal after its first poll: one that came at the
+        # end of start-up may still sit in uvloop's wakeup pipe, and is handed over there (heard once)
+        loop.call_soon(loop.call_soon, self._replay_missed_signals)
         return loop
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -442,7 +444,8 @@ class Entrypoint:
     def _replay_missed_signals(self) -> None:
         """uvloop listens for signals only while its loop runs: a SIGTERM arriving at the end of
         start-up or between `with Entrypoint() as loop:` and `loop.run_forever()` would wait
-        for another signal. One noted but not handled is handled now, as the next run begins."""
+        for another signal. One noted but not handled is handled now, early in the next run
+        (after its first poll, which hands over any signal the loop did catch)."""
         missed, self._missed_signals = self._missed_signals, []
         for signum in missed:
             self._on_signal(signum)

@@ -50,15 +50,17 @@ async def test_thousand_concurrent_misses_call_loader_once(cache):
 
 
 def waiting_for_a_flight(task: asyncio.Task) -> bool:
-    """Whether `task`, a get_or_set call, waits for a loader's shared flight: suspended, at the
-    end of its chain of coroutines, on a future (the shield around the loader's task), not in a
-    loader of its own."""
-    awaiting = task.get_coro()
+    """Whether `task`, a get_or_set call, waits for a loader's shared flight: suspended in the
+    cache's `_shared` (its await on the shield around the loader's task), not in a loader of its
+    own, nor still in the read before it (with Redis that is a future too, but a late miss may
+    start a flight of its own once the first one is over)."""
+    awaiting, shared = task.get_coro(), False
     while asyncio.iscoroutine(awaiting):
         if awaiting.cr_frame is None or awaiting.cr_code.co_name == "loader":
             return False
+        shared = shared or awaiting.cr_code.co_name == "_shared"
         awaiting = awaiting.cr_await
-    return awaiting is not None  # a future's iterator
+    return shared and awaiting is not None  # a future's iterator
 
 
 async def test_loader_error_reaches_every_waiter_and_stores_nothing(cache):

@@ -184,6 +184,32 @@ async def test_a_session_id_wins_over_authorization(app):
     assert decode(body)["result"]["user"] == "alice" and headers["Session-Id"] == ""
 
 
+@pytest.mark.parametrize(
+    "method, credentials",
+    [
+        ("profile.orders", {"Session-Id": "<alice>"}),
+        ("profile.report", {"Session-Id": "<alice>"}),  # not hers to call: MethodNotFound
+        ("profile.whoami", {"Session-Id": "dead"}),
+        ("profile.orders", {"Authorization": "Bearer alice-token"}),
+        ("profile.whoami", {"Authorization": "Bearer stolen"}),
+        ("profile.whoami", {"Authorization": "Bearer boom"}),
+        ("profile.whoami", {"Authorization": "Basic eDp5"}),
+        ("profile.orders", {"Session-Id": "dead", "Authorization": "Bearer alice-token"}),
+    ],
+)
+async def test_credentials_alone_and_with_other_kaiju_headers_get_the_same_answer(app, method, credentials):
+    # credentials alone take the plain path (read and validated in one pass); any other kaiju
+    # header takes the general one: a caller must not be able to tell them apart
+    sessions, _, server = app
+    alice = await sessions.new_session(user_id="alice", scope=Scope.USER)
+    headers = {k: v.replace("<alice>", alice.id) for k, v in credentials.items()}
+    await server.handle(call("profile.whoami"))  # the first request waits for the app: the general path
+    plain_body, plain_headers = await server.handle(call(method, 7), {**headers, "Correlation-Id": "c-7"})
+    body, general_headers = await server.handle(call(method, 7), {**headers, "Correlation-Id": "c-7", "Timeout": "30"})
+    assert decode(plain_body) == decode(body) and "id" in decode(body)
+    assert plain_headers == general_headers and general_headers["Correlation-Id"] == "c-7"
+
+
 async def test_call_in_process_loads_the_session_from_headers(app):
     sessions, _, server = app
     s = await sessions.new_session(user_id="ian", scope=Scope.GUEST)
