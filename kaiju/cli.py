@@ -349,6 +349,13 @@ def _clients() -> Any:
     return commands
 
 
+def _fleet() -> Any:
+    """The fleet control commands, imported when one runs."""
+    from kaiju import fleet
+
+    return fleet
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -386,6 +393,18 @@ COMMANDS: dict[str, Command] = {
             "write a typed client of the app's API (--lang python or typescript) from its OpenRPC document",
             lambda args: _clients().cmd_client(args),
             lambda p: _clients().client_arguments(p),
+        ),
+        Command(
+            "tasks",
+            "list the app's tasks and their last runs, or pause, resume or run one in every process",
+            lambda args: _fleet().cmd_tasks(args),
+            lambda p: _fleet().tasks_arguments(p),
+        ),
+        Command(
+            "streams",
+            "list, replay (each once) or purge the dead letters of a topic",
+            lambda args: _fleet().cmd_streams(args),
+            lambda p: _fleet().streams_arguments(p),
         ),
         Command(
             "hash-password",
