@@ -34,7 +34,7 @@ from kaiju.streams.dispatch import (
     error_object,
     outcome_of,
 )
-from kaiju.streams.retries import Failure, Retries, error_types, forget, retried, retry_delay
+from kaiju.streams.retries import Failure, Retries, recording, retried, retry_delay
 from kaiju.streams.state import ListenerState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,10 +121,17 @@ class BatchRunner:
     async def process(self, msg: StreamMessage) -> Delivery:
         """Run one message; what came of it: ACKED (it succeeded: to acknowledge), RETRIED
         (left pending) or DEAD_LETTERED."""
-        headers, refused = self._admit(msg)
-        if refused is not None:
-            return await self._dead_letter(msg, refused)
-        seen, token = error_types()
+        given = msg.headers
+        if msg.defect is None and msg.deliveries <= self.state.max_deliveries and self.passed.issuperset(given):
+            # the common case, in one C call: every header name seen before and passed on as
+            # it is (none dropped, no deadline to check)
+            headers = given.copy()
+            headers[MESSAGE_ID] = self.id_prefix + msg.id
+        else:
+            headers, refused = self._admit(msg)
+            if refused is not None:
+                return await self._dead_letter(msg, refused)
+        seen = recording()
         try:
             answer = await self.rpc.handle(
                 msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True
@@ -134,12 +141,10 @@ class BatchRunner:
         except Exception as exc:
             outcome = self._dispatcher_failed(msg, exc)
         else:
-            if type(answer.response) is Response:  # one request, answered with a result: the common case
+            if type(answer.response) is Response:  # one request, answered with a result
                 self.state.counters["processed"] += 1
                 return _ACKED
             outcome = outcome_of(answer)
-        finally:
-            forget(token)
         return await self._settle(msg, outcome, seen)
 
     def _admit(self, msg: StreamMessage) -> tuple[dict[str, str], dict[str, Any] | None]:
@@ -192,19 +197,12 @@ class BatchRunner:
         return Delivery(RETRIED, outcome.error)
 
     def _headers(self, msg: StreamMessage) -> tuple[dict[str, str], str | None]:
-        """The headers passed on, and the message's deadline (the first spelling wins)."""
-        # the stream's own id names this message on every delivery (a Correlation-Id does not:
-        # a producer stamps its caller's on every message it writes): the key to deduplicate on
-        message_id = self.id_prefix + msg.id
-        given = msg.headers
-        if self.passed.issuperset(given):  # the common case: every name seen before, all passed on
-            headers = given.copy()
-            headers[MESSAGE_ID] = message_id
-            return headers, None
+        """The headers passed on, and the message's deadline (the first spelling wins); learns
+        the names passed on as they are (`passed`)."""
         dropped, passed = self.dropped, self.passed
         headers = {}
         deadline = None
-        for key, value in given.items():
+        for key, value in msg.headers.items():
             lower = key.lower()
             if lower == _DEADLINE:
                 if deadline is None:
@@ -214,7 +212,9 @@ class BatchRunner:
             elif len(passed) < _PASSED_NAMES:
                 passed.add(key)
             headers[key] = value
-        headers[MESSAGE_ID] = message_id
+        # the stream's own id names this message on every delivery (a Correlation-Id does not:
+        # a producer stamps its caller's on every message it writes): the key to deduplicate on
+        headers[MESSAGE_ID] = self.id_prefix + msg.id
         return headers, deadline
 
     def _dispatcher_failed(self, msg: StreamMessage, exc: Exception) -> Outcome:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kaiju.rpc.middleware import Call, CallNext
     from kaiju.streams.state import ListenerState
 
-__all__ = ["ErrorTypes", "Failure", "Retries", "error_types", "forget", "retried", "retry_delay"]
+__all__ = ["ErrorTypes", "Failure", "Retries", "recording", "retried", "retry_delay"]
 
 
 class Failure:
@@ -75,16 +75,14 @@ class ErrorTypes:
             raise
 
 
-def error_types() -> tuple[Failure, Any]:
-    """Start recording for the message about to run in this task: the `Failure` filled, and
-    the token to give `forget`."""
-    seen = Failure()
-    return seen, _seen.set(seen)
-
-
-def forget(token: Any) -> None:
-    """Stop recording (the message has run)."""
-    _seen.reset(token)
+def recording() -> Failure:
+    """The `Failure` that records for the message about to run in this task (a batch's): the
+    one already set while nothing has failed into it, else a new one, set for the task."""
+    seen = _seen.get()
+    if seen is None or seen.types:
+        seen = Failure()
+        _seen.set(seen)  # left set: a batch's task has a context of its own, gone with it
+    return seen
 
 
 def retried(error: dict[str, Any], seen: Failure, retry_on: frozenset[str] | None) -> bool:
