@@ -489,3 +489,24 @@ async def test_a_call_to_a_method_this_app_does_not_serve_on_its_own_topic_is_wa
             await until(lambda: listener.counters["dead_lettered"] == 3 and rec.values("echo") == ["served"], what="runs")
     warned = [r for r in caplog.records if "no service of the app serves the method" in r.getMessage()]
     assert len(warned) == 1 and warned[0].method == "rec.nope", caplog.text
+
+
+async def test_header_names_seen_before_skip_no_check_of_a_later_message(make_stack) -> None:
+    # the listener learns which header names it passes on as they are; a later message with a
+    # known name beside a Deadline, a dropped name or a forged Message-Id is still read in full
+    services, backend, (listener,), producer, rec = make_stack(batch_size=1)
+    async with started(*services, app=App(**APP)):
+        await producer.call("rec.echo", {"value": "first"}, headers={"Correlation-Id": "c1", "X-Tag": "a"})
+        await until(lambda: rec.values() == ["first"], what="the first message")
+        await producer.call("rec.echo", {"value": "late"}, headers={"X-Tag": "b", "Deadline": str(time.time() - 1)})
+        await producer.call("rec.echo", {"value": "caller"}, headers={"X-Tag": "c", "Session-Id": "s1"})
+        forged = await producer.call("rec.echo", {"value": "forged"}, headers={"X-Tag": "d", "Message-Id": "x"})
+        await producer.call("rec.echo", {"value": "again"}, headers={"Correlation-Id": "c2", "X-Tag": "e"})
+        await until(lambda: len(rec.calls) == 4 and listener.counters["dead_lettered"] == 1, what="runs + dead")
+        facts = {value: ctx["headers"] for _, value, ctx in rec.calls}
+        assert sorted(facts) == ["again", "caller", "first", "forged"]
+        assert "Session-Id" not in facts["caller"] and facts["caller"]["X-Tag"] == "c"
+        assert facts["forged"]["Message-Id"] == f"{listener.stream_key}/{forged}"
+        assert facts["again"]["X-Tag"] == "e" and facts["again"]["Correlation-Id"] == "c2"
+        ((_, fields),) = await backend.read_range(listener.stream_key + ".dead")
+        assert msgspec.json.decode(fields["x"])["error"]["data"]["type"] == "RequestTimeout"
