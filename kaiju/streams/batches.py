@@ -67,7 +67,9 @@ class BatchRunner:
         # nor read here): learned from the messages, so that most are checked in one C call
         self.passed: set[str] = set()
         self.id_prefix = state.stream_key + "/"
+        self._handle = functools.partial(rpc.handle, scope=scope, transport="stream", wait_notifications=True)
         self.run_one: Callable[[StreamMessage], Awaitable[Delivery]] = self.process
+        self.traced = tracing is not None
         if tracing is not None:
             from kaiju.telemetry.streams import traced_process
 
@@ -90,14 +92,7 @@ class BatchRunner:
         done: list[str] = []
         released = False
         try:
-            for msg in msgs:
-                try:
-                    if await self.run_one(msg) is _ACKED:
-                        done.append(msg.id)
-                except StreamError as exc:  # left pending: redelivered after claim_idle_ms
-                    s.logger.warning("message left pending", message_id=msg.id, error=str(exc))
-                except Exception:
-                    s.logger.exception("message left pending", message_id=msg.id)
+            await self._run_messages(msgs, done)
             landed = s.acks.offer(done) if done and s.running else None
             if landed is not None:
                 # the reader reads next, woken by the slot given back: its read carries the ids;
@@ -118,34 +113,66 @@ class BatchRunner:
                 if not released:
                     s.slots.release()
 
+    async def _run_messages(self, msgs: list[StreamMessage], done: list[str]) -> None:
+        """Run a batch's messages one after another, adding to `done` the ids of those to
+        acknowledge (as they end: a batch cancelled at stop acknowledges what ran). Without
+        tracing, a message with plain headers (`_plain`) runs here, with no coroutine of its
+        own (the common case); any other goes through `process`."""
+        s = self.state
+        handle, plain, run_one, inline = self._handle, self._plain, self.run_one, not self.traced
+        for msg in msgs:
+            try:
+                headers = plain(msg) if inline else None
+                if headers is None:
+                    delivery = await run_one(msg)
+                else:
+                    seen = recording()
+                    try:
+                        answer = await handle(msg.body, headers)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        delivery = await self._settle(msg, self._dispatcher_failed(msg, exc), seen)
+                    else:
+                        if type(answer.response) is Response:  # one request, answered with a result
+                            s.counters["processed"] += 1
+                            done.append(msg.id)
+                            continue
+                        delivery = await self._settle(msg, outcome_of(answer), seen)
+                if delivery is _ACKED:
+                    done.append(msg.id)
+            except StreamError as exc:  # left pending: redelivered after claim_idle_ms
+                s.logger.warning("message left pending", message_id=msg.id, error=str(exc))
+            except Exception:
+                s.logger.exception("message left pending", message_id=msg.id)
+
     async def process(self, msg: StreamMessage) -> Delivery:
         """Run one message; what came of it: ACKED (it succeeded: to acknowledge), RETRIED
         (left pending) or DEAD_LETTERED."""
-        given = msg.headers
-        if msg.defect is None and msg.deliveries <= self.state.max_deliveries and self.passed.issuperset(given):
-            # the common case, in one C call: every header name seen before and passed on as
-            # it is (none dropped, no deadline to check)
-            headers = given.copy()
-            headers[MESSAGE_ID] = self.id_prefix + msg.id
-        else:
+        headers = self._plain(msg)
+        if headers is None:
             headers, refused = self._admit(msg)
             if refused is not None:
                 return await self._dead_letter(msg, refused)
         seen = recording()
         try:
-            answer = await self.rpc.handle(
-                msg.body, headers, scope=self.scope, transport="stream", wait_notifications=True
-            )
+            answer = await self._handle(msg.body, headers)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            outcome = self._dispatcher_failed(msg, exc)
-        else:
-            if type(answer.response) is Response:  # one request, answered with a result
-                self.state.counters["processed"] += 1
-                return _ACKED
-            outcome = outcome_of(answer)
-        return await self._settle(msg, outcome, seen)
+            return await self._settle(msg, self._dispatcher_failed(msg, exc), seen)
+        return await self._settle(msg, outcome_of(answer), seen)
+
+    def _plain(self, msg: StreamMessage) -> dict[str, str] | None:
+        """The headers to run the message with when it is the common case, else None (see
+        `_admit`): a first delivery or an early redelivery, every header name seen before and
+        passed on as it is (none dropped, no deadline to check: one C call)."""
+        given = msg.headers
+        if msg.defect is None and msg.deliveries <= self.state.max_deliveries and self.passed.issuperset(given):
+            headers = given.copy()
+            headers[MESSAGE_ID] = self.id_prefix + msg.id
+            return headers
+        return None
 
     def _admit(self, msg: StreamMessage) -> tuple[dict[str, str], dict[str, Any] | None]:
         """The headers to run the message with, and why it must not run (an error object: it

@@ -52,6 +52,7 @@ from kaiju.streams.base import (
     StreamUnavailable,
     dead_letter_fields,
     decode_fields,
+    decode_new,
     encode_fields,
     parse_id,
 )
@@ -95,7 +96,7 @@ def _new_messages(reply: Any) -> list[StreamMessage]:
     if not reply:
         return []
     entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-    return [decode_fields(entry_id.decode(), fields) for entry_id, fields in entries]
+    return decode_new(entries)
 
 
 class RedisStream(StreamBackend):

@@ -43,3 +43,23 @@ async def test_an_unreadable_message_is_dead_lettered_on_its_first_delivery(make
             assert fields["b"] == body  # the message as it was written
             assert listener.counters["failed"] == 1
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"b": b"{}", b"h": b'{"Correlation-Id":"c"}'},
+        {b"b": b"{}", b"h": b"not json"},
+        {b"b": b"{}", b"h": b'{"n":1}'},
+        {b"b": b"{}", b"h": b""},
+        {b"b": b"{}", b"k": b"key"},
+        {b"h": b'{"a":"b"}', b"k": b"key"},
+        {b"b": b"{}", b"h": b'{"a":"b"}', b"k": b"key"},
+        {b"b": b"{}"},
+        {},
+    ],
+)
+def test_a_read_is_decoded_as_each_entry_alone(fields: dict[bytes, bytes]) -> None:
+    from kaiju.streams.base import decode_fields, decode_new
+
+    assert decode_new([(b"1-1", fields), (b"1-2", fields)]) == [decode_fields("1-1", fields), decode_fields("1-2", fields)]
