@@ -87,7 +87,8 @@ def _response_error(exc: Exception, stream: str, group: str) -> StreamError:
 
 
 def _encoded(ids: Sequence[str]) -> list[bytes]:
-    """Stream ids as the bytes redis-py sends (its own encoder takes ten times as long per id)."""
+    """Stream ids as the bytes redis-py sends: its encoder passes bytes straight on, while a str
+    goes through its type checks first (about three times the work per id, this included)."""
     return [i.encode() for i in ids]
 
 
