@@ -181,7 +181,7 @@ class HTTPRPCClient(Service):
 
     async def _traced_post(self, tracing: Tracing, body: Any, headers: dict[str, str], timeout: float | None) -> Any:
         """`_post` inside a client span named after the method ("batch" for a batch)."""
-        from kaiju.telemetry.http import answered, client_span
+        from kaiju.http.spans import answered, client_span
 
         name = body["method"] if isinstance(body, dict) else "batch"
         url = self.http.url(self.path)

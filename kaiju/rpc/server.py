@@ -208,7 +208,7 @@ class RPCServer(Service):
         tracing = tracing_of(self.telemetry)
         if tracing is None:
             return []
-        from kaiju.telemetry.rpc import RPCSpans
+        from kaiju.rpc.spans import RPCSpans
 
         return [RPCSpans(tracing)]
 
