@@ -63,14 +63,7 @@ _SECRET_PLURALS = frozenset(
 _KEY_OWNERS = frozenset({"api", "private", "secret", "signing", "access", "ssh", "encryption"})  # "<owner>_keys"
 # query parameters whose value is a credential although the name alone is no secret word
 _SECRET_QUERY_NAMES = frozenset(
-    {
-        "sig",
-        "signature",
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "code",
-    }
+    {"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code"}
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<secret>[^\s/@]+)(?=@)")
