@@ -20,6 +20,8 @@ and 1.0 exporting over OTLP/HTTP to a local receiver that drops the data
 exported (spans made and given their attributes, then dropped: a tracer provider with no
 processor; run in a child process, `rpc_inproc.py spans`, as the process keeps that provider
 for life). The differences are span creation, attribute building and recording, export.
+The same on a stream consumer, beside FastStream's own tracing middleware:
+bench/streams_tracing.py.
 """
 
 from __future__ import annotations
@@ -126,7 +128,12 @@ def run_script(python: str, script: str | Path, key: str, env: dict[str, str], *
 
 
 class Sink:
-    """bench/otlp_sink.py on a free port, for the length of a `with` block."""
+    """bench/otlp_sink.py on a free port, for the length of a `with` block (which gets its
+    URL); `options` are the sink's own (`--count-spans`, for `stats()`)."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = options
+        self.url = ""
 
     def __enter__(self) -> str:
         import socket
@@ -135,11 +142,23 @@ class Sink:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         here = Path(__file__).resolve().parent
-        self.proc = subprocess.Popen([sys.executable, str(here / "otlp_sink.py"), str(port)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(here / "otlp_sink.py"), str(port), *self.options], stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("sink="):
             raise RuntimeError(f"the OTLP sink did not start: {line!r}")
-        return line.strip().partition("=")[2]
+        self.url = line.strip().partition("=")[2]
+        return self.url
+
+    def stats(self) -> dict:
+        """The sink's totals so far: requests, bytes, spans, spans by kind (`--count-spans`)."""
+        import json
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        with opener.open(self.url.replace("/v1/traces", "/stats"), timeout=120) as answer:
+            return json.load(answer)
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
