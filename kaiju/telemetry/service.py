@@ -128,7 +128,9 @@ class Telemetry(Service):
             self.running = Running(Tracing(trace.get_tracer("kaiju", __version__), full), None)
             return
         provider, self._recorder = self._provider()
-        self.running = Running(Tracing(provider.get_tracer("kaiju", __version__), full), provider)
+        # its sampler is parent-based (kaiju.telemetry.sdk): nothing is made below a span sampled out
+        tracer = provider.get_tracer("kaiju", __version__)
+        self.running = Running(Tracing(tracer, full, follows_parent=True), provider)
         if self.global_provider:
             self._make_global(provider)
         self.logger.info("tracing", exporter=self.exporter, endpoint=self._endpoint(), sample_ratio=self.sample_ratio)
