@@ -446,8 +446,12 @@ def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
     )
 
 
-def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
-    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`."""
+def parser(commands: dict[str, Command] | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`.
+
+    With `only` (a command's name, or "" for none), the other commands are listed with their
+    help line but get no options: a command line names one command, and building every
+    command's options costs a start-up more than the rest of the parsing."""
     p = argparse.ArgumentParser(
         prog="kaiju-run",
         description="Run a kaiju app from config files.",
@@ -460,16 +464,22 @@ def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParse
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in (commands or COMMANDS).values():
         cp = sub.add_parser(command.name, help=command.help, description=command.help)
+        if only is not None and command.name != only:
+            continue
         _source_options(cp, after=True)
         if command.add_arguments:
             command.add_arguments(cp)
     return p
 
 
-def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = None) -> argparse.Namespace:
+def parse(argv: list[str] | None, commands: dict[str, Command], word: str | None) -> argparse.Namespace:
     """The command line, with options given after the command laid over those before it and
-    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given."""
-    args = parser(commands).parse_args(argv)
+    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given. `word`
+    is the first word of `argv` that is no source option (`_pre_parse`)."""
+    # the options of the command named (of none when none is), or of every command when the
+    # first word names none: argparse then reports the mistake as it always has
+    only = "" if word is None else word if word in commands else None
+    args = parser(commands, only).parse_args(argv)
     for name in ("config", "env_file", "env"):
         getattr(args, name).extend(getattr(args, "after_" + name, []))
     for name in ("os_env", "log_level", "log_format"):
@@ -482,11 +492,21 @@ def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = N
     return args
 
 
-def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
+def _pre_parse(argv: list[str] | None) -> tuple[argparse.Namespace, str | None]:
+    """The source options of `argv`, wherever they stand, and its first other word (the
+    command, when it names one; None when there is none)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _source_options(pre, after=False)
+    known, rest = pre.parse_known_args(argv)
+    return known, next((word for word in rest if not word.startswith("-")), None)
+
+
+def app_commands(known: argparse.Namespace, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
     """The commands of installed distributions (`kaiju.commands` entry points) and of the
     config's `commands:` list (a config that does not load adds none: the command run reports
-    it). Raises ConfigError for a command that does not import or clashes with another.
-    The config loaded here goes into `preloaded`, keyed by its sources, for `load` to reuse."""
+    it); `known` is the command line's source options (`_pre_parse`). Raises ConfigError for
+    a command that does not import or clashes with another. The config loaded here goes into
+    `preloaded`, keyed by its sources, for `load` to reuse."""
     from kaiju.commands import installed_commands, load_command
 
     found: dict[str, Command] = {}
@@ -504,9 +524,6 @@ def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = No
 
     for name, ref in installed_commands():
         add(ref, name, "entry points (kaiju.commands)")
-    pre = argparse.ArgumentParser(add_help=False)
-    _source_options(pre, after=False)
-    known, _ = pre.parse_known_args(argv)
     known.config = known.config or paths_from_env(CONFIG_ENV)
     known.env_file = known.env_file or paths_from_env(ENV_FILE_ENV)
     if known.config:
@@ -553,12 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     preloaded: dict[tuple, Any] = {}
+    known, word = _pre_parse(argv)
     try:
-        commands = app_commands(argv, preloaded)
+        commands = app_commands(known, preloaded)
     except ConfigError as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
-    args = parse(argv, commands)
+    args = parse(argv, commands, word)
     args.preloaded = preloaded
     command = commands[args.command or "run"]
     if not args.config and command.needs_config:
