@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, NamedTuple
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
@@ -492,20 +492,29 @@ def parse(argv: list[str] | None, commands: dict[str, Command], word: str | None
     return args
 
 
-def _pre_parse(argv: list[str] | None) -> tuple[argparse.Namespace, str | None]:
-    """The source options of `argv`, wherever they stand, and its first other word (the
-    command, when it names one; None when there is none)."""
+class CommandLine(NamedTuple):
+    """What `_pre_parse` reads from a command line before its commands are known."""
+
+    sources: argparse.Namespace  # the source options (-c, -f, -e, ...), wherever they stand
+    word: str | None  # the first other word: the command, when it names one
+    wants_help: bool  # -h or --help is given
+
+
+def _pre_parse(argv: list[str] | None) -> CommandLine:
+    """The source options of `argv`, its first other word and whether it asks for help."""
     pre = argparse.ArgumentParser(add_help=False)
     _source_options(pre, after=False)
     known, rest = pre.parse_known_args(argv)
-    return known, next((word for word in rest if not word.startswith("-")), None)
+    word = next((w for w in rest if not w.startswith("-")), None)
+    return CommandLine(known, word, "-h" in rest or "--help" in rest)
 
 
-def app_commands(known: argparse.Namespace, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
-    """The commands of installed distributions (`kaiju.commands` entry points) and of the
-    config's `commands:` list (a config that does not load adds none: the command run reports
-    it); `known` is the command line's source options (`_pre_parse`). Raises ConfigError for
-    a command that does not import or clashes with another. The config loaded here goes into
+def app_commands(line: CommandLine, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
+    """The commands of the config's `commands:` list (a config that does not load adds none:
+    the command run reports it) and of installed distributions (`kaiju.commands` entry
+    points; looked up only when `line` asks for help or names no built-in command, as reading
+    them means reading every installed distribution's metadata). Raises ConfigError for a
+    command that does not import or clashes with another. The config loaded here goes into
     `preloaded`, keyed by its sources, for `load` to reuse."""
     from kaiju.commands import installed_commands, load_command
 
@@ -522,8 +531,10 @@ def app_commands(known: argparse.Namespace, preloaded: dict[tuple, Any] | None =
             )
         found[cmd.name] = Command(cmd.name, cmd.help, functools.partial(run_app_command, cmd), cmd.arguments)
 
-    for name, ref in installed_commands():
-        add(ref, name, "entry points (kaiju.commands)")
+    if line.wants_help or (line.word is not None and line.word not in COMMANDS):
+        for name, ref in installed_commands():
+            add(ref, name, "entry points (kaiju.commands)")
+    known = line.sources
     known.config = known.config or paths_from_env(CONFIG_ENV)
     known.env_file = known.env_file or paths_from_env(ENV_FILE_ENV)
     if known.config:
@@ -570,13 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     preloaded: dict[tuple, Any] = {}
-    known, word = _pre_parse(argv)
+    line = _pre_parse(argv)
     try:
-        commands = app_commands(known, preloaded)
+        commands = app_commands(line, preloaded)
     except ConfigError as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
-    args = parse(argv, commands, word)
+    args = parse(argv, commands, line.word)
     args.preloaded = preloaded
     command = commands[args.command or "run"]
     if not args.config and command.needs_config:
