@@ -25,10 +25,14 @@ import base64
 import binascii
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from kaiju import keys
+from kaiju.auth.known import Known
 from kaiju.auth.passwords import HashPool, Passwords
 from kaiju.auth.throttle import Attempt, ClientLimit, LoginThrottle, Refused, normalise_username
 from kaiju.auth.tokens import TokenError, TokenSigner, weak_secret
@@ -57,6 +61,11 @@ class TokenSession(Session, kw_only=True):
     username: str | None = None
 
 
+def _copy(session: TokenSession) -> TokenSession:
+    """A request's own copy of a remembered session: what a method puts in `data` stays in its request."""
+    return msgspec.structs.replace(session, data={})
+
+
 class AuthService(Authenticator):
     """Users log in here (service name "auth"); see the module docstring for the methods.
 
@@ -72,7 +81,7 @@ class AuthService(Authenticator):
     cache: Cache
     events: Events | None = None
     """Announces revoked token families and users (`revoke_user`) to every process: WebSockets lose their rights
-    at once."""
+    at once, and each process may remember verified tokens (`recheck`)."""
 
     secret: str | None = None
     """HS256 signing key: at least 32 characters, from the environment (``"[AUTH_SECRET]"``).
@@ -112,6 +121,10 @@ class AuthService(Authenticator):
     """Password checks that may wait for a thread; past it a login is refused (Overloaded)."""
     key_prefix: str = "_auth"
     """Prefix of the service's cache keys."""
+    recheck: NonNegative = 60.0
+    """With `events`: seconds a verified access token is trusted without reading its family and
+    its user again (never past its expiry); a logout, a revoked family or `revoke_user` ends
+    that at once in every process. 0, or no `events`: both are read for every request."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -126,6 +139,8 @@ class AuthService(Authenticator):
         self._passwords: Passwords | None = None
         self._pool: HashPool | None = None
         self._family_users: dict[str, str] = {}  # family -> its user, as read from its record once
+        self._known: Known | None = None  # verified tokens (with events and recheck): see kaiju.auth.known
+        self._unlisten: Callable[[], None] | None = None
 
     def _read_secret(self) -> str | None:
         if not self.secret_file:
@@ -170,6 +185,9 @@ class AuthService(Authenticator):
             self.cache, self.max_failures, self.lockout, prefix=f"{self.key_prefix}.{keys.AUTH_FAIL}"
         )
         self._clients = ClientLimit(self.client_attempts, self.client_window)
+        if self.events is not None and self.recheck > 0:
+            self._known = Known()
+            self._unlisten = self.events.add_listener(self._known)
         if self._made_up_secret:
             self.logger.warning(
                 "no signing key given, so tokens are signed with a key made up for this process (env dev only); "
@@ -177,6 +195,9 @@ class AuthService(Authenticator):
             )
 
     async def stop(self, exception: Exception | None = None) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = self._known = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -244,7 +265,14 @@ class AuthService(Authenticator):
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
-            return await self._bearer(value.strip())
+            known = self._known
+            if known is None:
+                return (await self._bearer(value.strip()))[0]
+            since = known.generation
+            session, expires = await self._bearer(value.strip())
+            tags = (("family", session.family), ("user", session.username or ""))
+            known.keep(authorization.strip(), session, min(self.recheck, expires - time.time()), tags, since)
+            return _copy(session)
         if scheme == "basic" and self.basic:
             try:
                 username, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
@@ -256,7 +284,17 @@ class AuthService(Authenticator):
             return Session(id="", user_id=user.id, scope=user.scope, permissions=user.permissions)
         return None
 
-    async def _bearer(self, token: str) -> TokenSession:
+    def known(self, authorization: str) -> Session | None:
+        """The session of a bearer token verified less than `recheck` seconds ago and revoked
+        by no notice since (see `kaiju.auth.known`); None: ask `authenticate`."""
+        known = self._known
+        if known is None:
+            return None
+        session = known.get(authorization)
+        return None if session is None else _copy(session)
+
+    async def _bearer(self, token: str) -> tuple[TokenSession, float]:
+        """The token's session and its expiry (unix time); NotAuthorized when it is refused."""
         try:
             claims = self._signer.check(token, "access")
         except TokenError as exc:
@@ -275,7 +313,7 @@ class AuthService(Authenticator):
         user = await self.users.get_user(subject)
         if user is None or user.disabled:
             raise NotAuthorized("Not authorized: the user is disabled")
-        return TokenSession(
+        session = TokenSession(
             id="",
             user_id=user.id,
             scope=user.scope,
@@ -283,6 +321,7 @@ class AuthService(Authenticator):
             family=claims["fam"],
             username=user.username,
         )
+        return session, claims["exp"]
 
     async def _family(self, claims: dict[str, Any]) -> dict[str, Any]:
         """The record of the token's family; NotAuthorized when it is gone (revoked) or belongs
@@ -316,11 +355,14 @@ class AuthService(Authenticator):
         """Revoke every token of one login (its family), in every process sharing the cache."""
         await self.cache.delete(self._family_key(family))
         if self.events is not None:
-            await self.events.revoke("family", family)
+            await self.events.revoke("family", family)  # this process's Known forgets it first
 
     async def revoke_user(self, username: str) -> None:
-        """End the rights a user's open WebSockets hold, in every process (call it when you disable
-        or delete a user in your `UserStore`; HTTP requests see the store's answer at once)."""
+        """Tell every process that a user lost their rights: call it when you disable or delete
+        a user in your `UserStore`. Open WebSockets and remembered tokens and sessions of the
+        user end at once; without it, a process that remembers them (`recheck`) sees the
+        store's answer within `recheck` seconds. Without `events` there is nothing to tell:
+        every request reads the store."""
         if self.events is not None:
             await self.events.revoke("user", username)
 

@@ -4,6 +4,10 @@ A `SessionStore` (`kaiju.rpc.sessions`) with a sliding TTL: a request's changes 
 `session.data` are saved when it ends, merged key by key with the changes of concurrent
 requests of the same session. A session made by a login follows its user (with a
 `UserStore`): it is dropped as soon as the user is gone or disabled.
+
+With an `Events` service, a process remembers the sessions it loaded for `recheck` seconds
+(`known`, `kaiju.auth.known`): every write and delete of a session, and `revoke_user`,
+is announced, so no process goes on with a copy that changed.
 """
 
 from __future__ import annotations
@@ -12,18 +16,19 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 
+from kaiju.auth.known import Known
 from kaiju.auth.users import UserStore
 from kaiju.cache.base import Cache
 from kaiju.events.base import Events
 from kaiju.locks.base import Locks
 from kaiju.rpc.access import Session
 from kaiju.rpc.sessions import SessionStore, session_fields
-from kaiju.runtime.types import Positive
+from kaiju.runtime.types import NonNegative, Positive
 
 __all__ = ["CacheSessions", "StoredSession"]
 
@@ -81,14 +86,32 @@ class CacheSessions(SessionStore):
     users: UserStore | None = None
     """A session made by a login is dropped once its user is gone or disabled, and takes the user's current scope
     and permissions."""
+    recheck: NonNegative = 60.0
+    """With `events`: seconds a loaded session is used again without reading it (and its user)
+    again; a write or a delete of the session, or `AuthService.revoke_user`, ends that at once
+    in every process. 0, or no `events`: every request reads it."""
     ttl: Positive = 86400.0
     """Seconds a session lives after it was last used."""
     key_prefix: str = "_session"
     """The cache key of a session is `<key_prefix>.<id>`."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._known: Known | None = None  # id -> (the session encoded, its data encoded): see `known`
+        self._unlisten: Callable[[], None] | None = None
+
     async def start(self) -> None:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder().decode
+        self._decode_session = msgspec.msgpack.Decoder(StoredSession).decode
+        if self.events is not None and self.recheck > 0:
+            self._known = Known()
+            self._unlisten = self.events.add_listener(self._known)
+
+    async def stop(self, exception: Exception | None = None) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = self._known = None
 
     def _key(self, session_id: str) -> str:
         return f"{self.key_prefix}.{session_id}"
@@ -97,7 +120,7 @@ class CacheSessions(SessionStore):
         """Create a session with a fresh id (the keyword arguments of
         `SessionStore.new_session`), save it and return it."""
         session = StoredSession(id=secrets.token_urlsafe(24), **session_fields(**fields))
-        await self.save_session(session)
+        await self._write(session)  # a new id: no process holds a copy to tell about
         return session
 
     async def _read(self, session_id: str) -> StoredSession | None:
@@ -109,11 +132,25 @@ class CacheSessions(SessionStore):
             await self.cache.delete(self._key(session_id))
             return None
 
+    def known(self, session_id: str) -> StoredSession | None:
+        """A fresh copy of the session as this process loaded it less than `recheck` seconds
+        ago, when no notice has ended or changed it since; None: `load_session` reads it."""
+        known = self._known
+        if known is None:
+            return None
+        kept = known.get(session_id)
+        if kept is None:
+            return None
+        session = self._decode_session(kept[0])
+        _remember(session, kept[1])
+        return session
+
     async def load_session(self, session_id: str) -> StoredSession | None:
         """The stored session, or None when the id is unknown, expired or malformed, or its
         user (with a `users` store) is gone or disabled."""
         if not _valid_id(session_id):
             return None
+        since = self._known.generation if self._known is not None else 0
         session = await self._read(session_id)
         if session is None:
             return None
@@ -123,11 +160,22 @@ class CacheSessions(SessionStore):
                 await self.cache.delete(self._key(session_id))
                 return None
             session.scope, session.permissions = user.scope, user.permissions
-        _remember(session, self._encode(session.data))  # what finish_session compares against
+        data = self._encode(session.data)
+        _remember(session, data)  # what finish_session compares against
+        if self._known is not None:
+            tags = [("session", session_id), ("saved", session_id)]
+            if session.username is not None:
+                tags.append(("user", session.username))
+            seconds = min(self.recheck, session.saved_at + self.ttl - time.time())
+            self._known.keep(session_id, (self._encode(session), data), seconds, tags, since)
         return session
 
     async def save_session(self, session: Session) -> None:
         """Store `session` as it is (overwriting), restarting its TTL."""
+        await self._write(session)
+        await self._saved(session.id)
+
+    async def _write(self, session: Session) -> StoredSession:
         if not _valid_id(session.id):
             raise ValueError(f"a session id must be 1-128 characters of A-Z a-z 0-9 _ - ., got {session.id!r}")
         if not isinstance(session, StoredSession):
@@ -136,6 +184,12 @@ class CacheSessions(SessionStore):
         session.saved_at = time.time()
         _remember(session, self._encode(session.data))
         await self.cache.set(self._key(session.id), session, ttl=self.ttl, keep=True)
+        return session
+
+    async def _saved(self, session_id: str) -> None:
+        """Tell every process (this one first) that the stored session changed: copies are stale."""
+        if self.events is not None:
+            await self.events.revoke("saved", session_id)
 
     async def finish_session(self, session: Session) -> None:
         """Save the keys of `session.data` the request changed (see the class's concurrency
@@ -156,6 +210,7 @@ class CacheSessions(SessionStore):
             stored.version += 1
             stored.saved_at = time.time()
             await self.cache.set(self._key(session.id), stored, ttl=self.ttl, keep=True)
+        await self._saved(session.id)
         session.data, session.version, session.saved_at = stored.data, stored.version, stored.saved_at
         _remember(session, self._encode(stored.data))
 

@@ -8,10 +8,12 @@ listener hears the events of all processes in the order the channel gave them.
 
 An event is encoded once, where it is published, into the bytes every listener sends as they
 are: `e<topic>\\n<notification JSON>`. The same channel carries revocation notices
-(`r<kind>\\n<value>`: a session ended, a token family revoked, a user disabled), which
-listeners hear through `revoked` and which no client ever receives as an event: so a
-WebSocket bound to a session drops its rights at once, in every process, without asking
-the session store per message.
+(`r<kind>\\n<value>`: a session ended, a token family revoked, a user disabled, a session
+written), which listeners hear through `revoked` and which no client ever receives as an
+event: so a WebSocket bound to a session drops its rights at once, in every process, and
+the auth services forget what they remembered of a caller (`kaiju.auth.known`), without
+asking the session store per request. The listeners of the revoking process hear a notice
+before `revoke` returns; the other processes when the channel brings it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from kaiju.runtime.types import PositiveInt
 
 __all__ = ["REVOKED_KINDS", "EventListener", "Events", "check_topic"]
 
-# what a revocation notice names: a session id, a token family, a user name
-REVOKED_KINDS = ("session", "family", "user")
-RevokedKind = Literal["session", "family", "user"]
+# what a revocation notice names: a session id (ended), a token family, a user name, a session
+# id whose stored state was written ("saved": copies kept elsewhere are stale, its rights stand)
+REVOKED_KINDS = ("session", "family", "user", "saved")
+RevokedKind = Literal["session", "family", "user", "saved"]
 
 _TOPIC = re.compile(r"[\w.:/@-]{1,256}")  # a published topic: no wildcards, spaces or newlines
 _EVENT, _REVOKED = b"e", b"r"
@@ -57,7 +60,8 @@ class EventListener:
         """An event: `notification` is the encoded JSON-RPC notification."""
 
     def revoked(self, kind: str, value: str) -> None:
-        """A session (`kind` "session"), a token family ("family") or a user ("user") lost its rights."""
+        """A session (`kind` "session"), a token family ("family") or a user ("user") lost its
+        rights, or a session was written ("saved": what was read of it is stale)."""
 
     def resync(self) -> None:
         """Notices may have been missed (the channel was down): trust no cached right."""
@@ -105,14 +109,22 @@ class Events(Service):
         await self.carry(_EVENT + topic.encode() + b"\n" + notification)
 
     async def revoke(self, kind: RevokedKind, value: str) -> None:
-        """Tell every listener that a session, a token family or a user lost its rights."""
+        """Tell every listener that a session, a token family or a user lost its rights (or a
+        session was saved): this process's listeners before this returns, so a request that
+        follows in this process finds nothing remembered; the other processes' next."""
         if kind not in REVOKED_KINDS:
             raise ValueError(f"expected a kind of {', '.join(REVOKED_KINDS)}, got {kind!r}")
-        await self.carry(_REVOKED + kind.encode() + b"\n" + str(value).encode())
+        message = _REVOKED + kind.encode() + b"\n" + str(value).encode()
+        self.hear(message)
+        await self.spread(message)
 
     async def carry(self, message: bytes) -> None:
         """Bring an encoded message to the listeners (of every process, for a shared backend)."""
         self.hear(message)
+
+    async def spread(self, message: bytes) -> None:
+        """Bring a message this process has heard already to the other processes: none here
+        (`RedisEvents` publishes it; hearing a notice twice changes nothing)."""
 
     def hear(self, message: bytes) -> None:
         """Hand one carried message to the listeners."""

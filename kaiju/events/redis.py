@@ -63,6 +63,8 @@ class RedisEvents(Events):
     async def carry(self, message: bytes) -> None:
         await self.redis.publish(self.channel, message)
 
+    spread = carry  # a notice this process heard already reaches the others (and comes back: heard twice, harmless)
+
     async def _subscribe(self) -> Any:
         pubsub = self.redis.pubsub()
         try:

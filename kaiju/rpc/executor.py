@@ -208,8 +208,11 @@ class Executor:
         inflight[ctx] = None
         try:
             take_slot, slots = ctx.takes_slot, self.slots
-            if take_slot and not slots.take():
-                await self._wait_for_slot(ctx, coro)
+            if take_slot:  # Slots.take and Slots.release, inline on the way of every call
+                if slots.free > 0:
+                    slots.free -= 1
+                else:
+                    await self._wait_for_slot(ctx, coro)
             try:
                 result = await coro
             except (E.RPCError, asyncio.CancelledError):
@@ -218,7 +221,10 @@ class Executor:
                 result = await self._recover(ctx, m, exc, params, retries)
             finally:
                 if take_slot:
-                    slots.release()
+                    if slots.waiters:
+                        slots.release()
+                    else:
+                        slots.free += 1
             if ctx.expired:  # the method swallowed the cancellation
                 raise self._timed_out(ctx)
             return result

@@ -327,6 +327,8 @@ class RPCServer(Service):
         if running is not None:
             hot.executor, hot.encoder = running.executor, running.encoder
             hot.run, hot.debug = running.dispatcher.run, running.executor.debug
+        hot.known_session = self.sessions.known if self.sessions is not None else None
+        hot.known_token = self.auth.known if self.auth is not None else None
 
     # -- entry points -------------------------------------------------------
 
@@ -398,9 +400,11 @@ class RPCServer(Service):
                         if m.permission >= scope:
                             ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
                             return hot.answer(ctx, m, req.params)
-                    elif self._plain_credentials(session_id, authorization):
-                        ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
-                        return self._answer_as(ctx, m, req.params, session_id, authorization)
+                    else:
+                        found = hot.known(session_id, authorization)  # no I/O: remembered, or None
+                        if found is not None or self._plain_credentials(session_id, authorization):
+                            ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
+                            return self._answer_as(ctx, m, req.params, session_id, authorization, found)
         return self._handle(body, headers, scope, session, transport, wait_notifications, client)
 
     def _plain_credentials(self, session_id: str | None, authorization: str | None) -> bool:
@@ -412,21 +416,35 @@ class RPCServer(Service):
         return self.auth is not None and authorization is not None and authorization[:7].lower() == "bearer "
 
     async def _answer_as(
-        self, ctx: RequestContext, m: Method, params: Any, session_id: str | None, authorization: str | None
+        self,
+        ctx: RequestContext,
+        m: Method,
+        params: Any,
+        session_id: str | None,
+        authorization: str | None,
+        found: Session | None = None,
     ) -> Answer:
         """A plain request from a caller who names a session or brings a token: the session
-        looked up (step 1), the method run as that caller (step 4) when they may call it, the
-        session's changes kept (step 5). What the general path does, with the request already
-        read and validated in one pass."""
+        looked up (step 1) unless `found` (what the store or the authenticator knew without
+        I/O), the method run as that caller (step 4) when they may call it, the session's
+        changes kept (step 5). What the general path does, with the request already read and
+        validated in one pass."""
         hot = self._hot
         out = {CORRELATION_ID: ctx.correlation_id}
-        h = RequestHeaders()
-        h.session_id, h.authorization = session_id, authorization
-        try:
-            loaded = await self._find_session(ctx, h, out)
-        except E.RPCError as exc:
-            return hot.encoder.answer(ErrorResponse(id=ctx.request_id, error=exc.to_dict(hot.debug)), out)
-        found = ctx.session
+        loaded: Session | None
+        if found is None:
+            h = RequestHeaders()
+            h.session_id, h.authorization = session_id, authorization
+            try:
+                loaded = await self._find_session(ctx, h, out)
+            except E.RPCError as exc:
+                return hot.encoder.answer(ErrorResponse(id=ctx.request_id, error=exc.to_dict(hot.debug)), out)
+            found = ctx.session
+        else:
+            ctx.session, ctx.scope = found, found.scope
+            loaded = found if session_id is not None else None
+            if loaded is not None:
+                out[SESSION_ID] = found.id
         response: Any
         if not self.table.may_call(m, ctx.scope, found):  # the dispatcher answers (and counts) it as unknown
             response = await self._running.dispatcher.request(ctx, Request(method=m.name, id=ctx.request_id))
@@ -547,11 +565,16 @@ class RPCServer(Service):
         """
         found = loaded = None
         try:
-            if h.session_id and self.sessions is not None:
-                found = loaded = await self._running.executor.bounded(ctx, self.sessions.load_session(h.session_id))
+            sessions, auth = self.sessions, self.auth
+            if h.session_id and sessions is not None:
+                found = loaded = sessions.known(h.session_id) or await self._running.executor.bounded(
+                    ctx, sessions.load_session(h.session_id)
+                )
                 out[SESSION_ID] = "" if found is None else found.id
-            if found is None and h.authorization and self.auth is not None:
-                found = await self._running.executor.bounded(ctx, self.auth.authenticate(h.authorization))
+            if found is None and h.authorization and auth is not None:
+                found = auth.known(h.authorization) or await self._running.executor.bounded(
+                    ctx, auth.authenticate(h.authorization)
+                )
         except E.RPCError:
             raise
         except Exception as exc:
@@ -608,7 +631,7 @@ class _HotPath:
     """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`), and
     the answer to a plain request."""
 
-    __slots__ = ("decode", "methods", "executor", "run", "encoder", "debug")
+    __slots__ = ("decode", "methods", "executor", "run", "encoder", "debug", "known_session", "known_token")
 
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
@@ -617,6 +640,17 @@ class _HotPath:
         self.run: Any = None
         self.encoder: Any = None
         self.debug = False
+        self.known_session: Callable[[str], Session | None] | None = None  # SessionStore.known
+        self.known_token: Callable[[str], Session | None] | None = None  # Authenticator.known
+
+    def known(self, session_id: str | None, authorization: str | None) -> Session | None:
+        """The caller's session when the store (for a Session-Id alone) or the authenticator
+        (for an Authorization alone) knows it without I/O; else None."""
+        if session_id is not None:
+            known = self.known_session if authorization is None else None
+            return None if known is None else known(session_id)
+        known = self.known_token
+        return None if known is None or authorization is None else known(authorization)
 
     async def answer(self, ctx: RequestContext, m: Method, params: Any) -> Answer:
         """Run a plain request (params validated) through the chain or the executor: its Answer."""

@@ -9,6 +9,10 @@ found; the session's scope and permissions then decide what the request may call
   `finish_session(session)`, which the dispatcher awaits after the method ran.
 - `Authenticator`: the interface of an authentication service: `authenticate(authorization)`.
 
+Both may answer `known(...)` first: a session they can vouch for without I/O (the built-in
+ones remember what they verified while an `Events` service announces what ends it), which
+spares the request the lookup's await.
+
 The built-in store, `CacheSessions` (sessions on the app's cache), is in `kaiju.auth.sessions`.
 """
 
@@ -37,9 +41,15 @@ class SessionStore(Service, abc.ABC):
     async def load_session(self, session_id: str) -> Session | None:
         """The session with this id, or None when there is none (unknown or expired)."""
 
+    def known(self, session_id: str) -> Session | None:
+        """The session with this id when the store can vouch for it without any I/O (a copy
+        of one it loaded recently and no notice has ended since), for the request's own use;
+        None: the server awaits `load_session`. Default: None."""
+        return None
+
     async def finish_session(self, session: Session) -> None:
-        """Called after a request that ran under `session` (loaded by `load_session`): keep
-        what the method changed. Default: nothing."""
+        """Called after a request that ran under `session` (loaded by `load_session` or given
+        by `known`): keep what the method changed. Default: nothing."""
 
     async def new_session(
         self,
@@ -92,3 +102,9 @@ class Authenticator(Service, abc.ABC):
         the transport's default scope); raises `kaiju.rpc.errors.NotAuthorized` for
         credentials that are wrong or expired (the request is answered with that error).
         """
+
+    def known(self, authorization: str) -> Session | None:
+        """The session for `authorization` when the service can vouch for it without any I/O
+        (credentials it verified recently and no notice has revoked since), for the request's
+        own use; None: the server awaits `authenticate`. Default: None."""
+        return None

@@ -170,6 +170,11 @@ class WSEndpoint(EventListener):
                 self.delivered += 1
 
     def revoked(self, kind: str, value: str) -> None:
+        if kind == "saved":  # a session written elsewhere: its rights stand, the copy held here is stale
+            for conn in self.connections:
+                if conn.creds.session_id == value:
+                    conn.creds.stale = True
+            return
         for conn in self.connections:
             if conn.creds.matches(kind, value):
                 conn.creds.drop()

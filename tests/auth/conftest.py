@@ -9,6 +9,7 @@ from kaiju.auth.service import AuthService
 from kaiju.auth.users import ConfigUsers
 from kaiju.cache.base import Cache
 from kaiju.cache.memory import MemoryCache
+from kaiju.events.base import Events
 from kaiju.http.server import HTTPServer
 from kaiju.locks.memory import MemoryLocks
 from kaiju.rpc import RPCServer
@@ -18,24 +19,28 @@ from kaiju.testing.services import started
 from tests.auth.support import SECRET, USERS, Client, Orders
 
 
-@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster", "memory+events", "redis+events"])
 def backend(request) -> str:
+    """Where the app keeps its state; "+events" adds an Events service (RedisEvents on Redis), with
+    which AuthService and CacheSessions remember the callers they verified (kaiju.auth.known)."""
     return request.param
 
 
 @pytest.fixture
 def shared(backend, request):
-    """Makes the cache and locks services of the backend: new ones for each app."""
+    """Makes the cache and locks services of the backend (and events): new ones for each app."""
+    store, _, events = backend.partition("+")
 
     def make() -> list:
-        if backend == "memory":
-            return [MemoryCache(), MemoryLocks()]
+        if store == "memory":
+            return [MemoryCache(), MemoryLocks()] + ([Events()] if events else [])
         from kaiju.cache.redis import RedisCache
+        from kaiju.events.redis import RedisEvents
         from kaiju.locks.redis import RedisLocks
         from kaiju.redis import RedisConnection
 
-        redis = request.getfixturevalue("redis_settings")(backend)
-        return [RedisConnection(**redis), RedisCache(), RedisLocks()]
+        redis = request.getfixturevalue("redis_settings")(store)
+        return [RedisConnection(**redis), RedisCache(), RedisLocks()] + ([RedisEvents()] if events else [])
 
     return make
 
@@ -69,6 +74,8 @@ async def make_app(shared):
                     client=Client(client, http.url), http=client, url=http.url,
                     auth=services[-4], sessions=services[-5], users=services[-6], orders=services[-3],
                     cache=next(s for s in services if isinstance(s, Cache)),
+                    # with an Events service, verified callers are remembered (kaiju.auth.known)
+                    remembers=any(isinstance(s, Events) for s in services),
                 )
 
     return make

@@ -45,7 +45,7 @@ def _config(tmp_path: Path, users: str, auth: str = 'secret: "0123456789abcdef01
 def test_check_accepts_the_example_config():
     result = run("-c", "conf/example.yml", "check")
     assert result.returncode == 0, result.stderr
-    assert "auth [kaiju.auth.service:AuthService] <- cache, sessions, users" in result.stdout
+    assert "auth [kaiju.auth.service:AuthService] <- cache, events, sessions, users" in result.stdout
 
 
 def test_check_refuses_a_plain_password_with_its_key_path(tmp_path):

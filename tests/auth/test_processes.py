@@ -3,6 +3,7 @@ and a disabled user take effect in the other process at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,12 +37,25 @@ services:
   - cls: HTTPServer
     settings: {{port: "[PORT]"}}
 """
+WITH_EVENTS = CONFIG + "  - cls: RedisEvents\n"  # each process remembers the callers it verified
 
 
 @pytest.fixture
 async def two_apps(tmp_path, redis_url):
+    async with _two_apps(tmp_path, redis_url, CONFIG) as apps:
+        yield apps
+
+
+@pytest.fixture
+async def two_apps_with_events(tmp_path, redis_url):
+    async with _two_apps(tmp_path, redis_url, WITH_EVENTS) as apps:
+        yield apps
+
+
+@contextlib.asynccontextmanager
+async def _two_apps(tmp_path, redis_url, template):
     config = tmp_path / "app.yml"
-    config.write_text(CONFIG.format(redis_url=redis_url, secret=SECRET))
+    config.write_text(template.format(redis_url=redis_url, secret=SECRET))
     store = redis.asyncio.from_url(redis_url)
     hasher = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     for name, password in (("alice", "wonderland"), ("dora", "explorer")):
@@ -116,3 +130,21 @@ async def test_disabling_a_user_in_the_store_ends_their_session_everywhere(two_a
     answer, headers = await b.call("auth.whoami", headers=sid)
     assert answer["result"]["user_id"] is None and headers["Session-Id"] == ""
     assert (await a.result("auth.whoami", headers=sid))["user_id"] is None
+
+
+async def test_with_events_a_logout_in_one_process_ends_what_the_other_remembers(two_apps_with_events):
+    (a, b), _ = two_apps_with_events
+    sid = {"Session-Id": (await a.result("auth.login", {"username": "alice", "password": "wonderland"}))["session_id"]}
+    pair = await a.result("auth.token", {"username": "dora", "password": "explorer"})
+    for _ in range(2):  # verified once, then remembered by b
+        assert (await b.result("auth.whoami", headers=sid))["user_id"] == "alice"
+        assert (await b.result("auth.whoami", headers=bearer(pair["access_token"])))["user_id"] == "dora"
+    assert await a.result("auth.logout", headers=sid) is True
+    assert await a.result("auth.logout", headers=bearer(pair["access_token"])) is True
+
+    async def b_forgot() -> bool:  # the notices cross the events channel (about a millisecond)
+        session = (await b.result("auth.whoami", headers=sid))["user_id"] is None
+        token = "error" in (await b.call("auth.whoami", headers=bearer(pair["access_token"])))[0]
+        return session and token
+
+    await eventually(b_forgot, what="the other process to hear the logouts")

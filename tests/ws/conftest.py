@@ -95,6 +95,10 @@ class Shop(Service):
         current().session.data["value"] = value
         return current().session.data
 
+    @rpc.method(permission=Scope.USER)
+    async def data(self) -> dict:
+        return current().session.data
+
     @rpc.method(permission=Scope.GUEST)
     async def publish(self, topic: str, data: object = None) -> bool:
         await self.app.publish(topic, data)

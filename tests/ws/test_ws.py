@@ -82,6 +82,19 @@ async def test_upgrade_with_a_session_and_a_logout_elsewhere_ends_its_rights_at_
     assert app.sessions.loads == loads  # the notice ended it: nothing was asked of the store
 
 
+async def test_a_session_written_elsewhere_is_read_again_before_the_next_message(connect, app):
+    sock = await connect()
+    login = await sock.call("auth.login", {"username": "alice", "password": PASSWORDS["alice"]})
+    session_id = login["result"]["session_id"]
+    assert (await sock.call("shop.remember", {"value": 7}))["result"] == {"value": 7}
+    _, answer = await post(app, "shop.remember", {"value": 8}, headers={"Session-Id": session_id})  # HTTP
+    assert answer["result"] == {"value": 8}
+    loads = app.sessions.loads
+    assert (await sock.call("shop.data"))["result"] == {"value": 8}  # the write was announced: loaded again
+    assert app.sessions.loads == loads + 1
+    assert (await sock.call("shop.mine"))["result"] == "for alice"  # its rights stand
+
+
 async def test_a_disabled_user_and_a_revoked_token_end_the_sockets_rights(connect, app):
     _, login = await post(app, "auth.login", {"username": "carol", "password": PASSWORDS["carol"]})
     by_session = await connect({"Session-Id": login["result"]["session_id"]})
