@@ -378,13 +378,13 @@ COMMANDS: dict[str, Command] = {
         Command(
             "openrpc",
             "print the app's OpenRPC document (what rpc.discover answers a caller of --scope) as JSON",
-            lambda args: _clients().cmd_openrpc(args),
+            lambda args: _clients().cmd_openrpc(args, load(args)),
             lambda p: _clients().openrpc_arguments(p),
         ),
         Command(
             "client",
             "write a typed client of the app's API (--lang python or typescript) from its OpenRPC document",
-            lambda args: _clients().cmd_client(args),
+            lambda args: _clients().cmd_client(args, load(args)),
             lambda p: _clients().client_arguments(p),
         ),
         Command(

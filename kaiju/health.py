@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from kaiju.masking import mask_text
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import current
 from kaiju.rpc.methods import method
@@ -101,8 +102,6 @@ class HealthCheck:
             return f"no answer within {self.timeout:g} s"
         except Exception as exc:  # any failure is the answer: the service is not healthy
             # the readiness probe answers anyone: credentials in the message are masked
-            from kaiju.config.display import mask_text  # imported when a check fails, not by every app
-
             return f"{type(exc).__name__}: {mask_text(str(exc))}" if str(exc) else type(exc).__name__
         return None
 

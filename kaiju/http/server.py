@@ -352,7 +352,7 @@ class HTTPServer(Service):
         tracing = tracing_of(self.telemetry)
         if tracing is None:
             return handler
-        from kaiju.telemetry.http import traced_handler
+        from kaiju.http.spans import traced_handler
 
         return traced_handler(handler, tracing, self.rpc_path)
 
