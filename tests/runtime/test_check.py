@@ -107,6 +107,16 @@ CASES = {
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
         'with a port up to 65535 and a numeric db, got "redis://127.0.0.1:6379/x"',
     ),
+    "redis_url_option_value": (
+        '  - cls: RedisConnection\n    settings: {url: "redis://127.0.0.1:6379/0?socket_timeout=abc"}\n',
+        "services[RedisConnection].settings.url: expected a Redis URL whose options redis-py reads, "
+        "got \"redis://127.0.0.1:6379/0?socket_timeout=abc\": Invalid value for 'socket_timeout' in connection URL.",
+    ),
+    "redis_url_unknown_option": (
+        '  - cls: RedisConnection\n    settings: {url: "unix:///tmp/redis.sock?db=1&dbb=2"}\n',
+        "services[RedisConnection].settings.url: expected a Redis URL whose options redis-py reads, "
+        "got \"unix:///tmp/redis.sock?db=1&dbb=2\": redis-py knows no option dbb",
+    ),
     "optional_but_needed": (
         "  - cls: RPCServer\n    required: false\n  - cls: HTTPServer\n    settings: {port: 0}\n",
         'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
