@@ -117,6 +117,10 @@ CASES = {
         "services[RedisConnection].settings.url: expected a Redis URL whose options redis-py reads, "
         "got \"unix:///tmp/redis.sock?db=1&dbb=2\": redis-py knows no option dbb",
     ),
+    "topic_scope_null": (
+        '  - cls: RPCServer\n    settings: {topics: {"orders.*": null}}\n',
+        'services[RPCServer].settings.topics["orders.*"]: expected one of system, admin, user, guest, got null',
+    ),
     "optional_but_needed": (
         "  - cls: RPCServer\n    required: false\n  - cls: HTTPServer\n    settings: {port: 0}\n",
         'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
