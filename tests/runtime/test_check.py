@@ -121,6 +121,11 @@ CASES = {
         '  - cls: RPCServer\n    settings: {topics: {"orders.*": null}}\n',
         'services[RPCServer].settings.topics["orders.*"]: expected one of system, admin, user, guest, got null',
     ),
+    "topic_pattern_no_topic_matches": (
+        '  - cls: RPCServer\n    settings: {topics: {"orders *": user}}\n',
+        "services[RPCServer].settings.topics: expected patterns of a topic's characters "
+        "(letters, digits and _ . : / @ -) and * ? [ ] !, got 'orders *'",
+    ),
     "optional_but_needed": (
         "  - cls: RPCServer\n    required: false\n  - cls: HTTPServer\n    settings: {port: 0}\n",
         'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
