@@ -188,6 +188,19 @@ def test_an_env_value_no_template_uses_is_refused_with_the_near_miss(tmp_path):
     assert run("-c", str(path), "-e", "PORT=0", "check").returncode == 0
 
 
+def test_a_bad_setting_names_where_its_value_came_from(tmp_path):
+    path = tmp_path / "app.yml"
+    path.write_text('main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n    settings: {port: "[PORT:0]"}\n')
+    env_file = tmp_path / "app.env"
+    env_file.write_text("PORT=eighty\n")
+    expected = 'services[HTTPServer].settings.port: expected int, got "eighty"'
+    for args, source in ((("-e", "PORT=eighty"), "-e"), (("-f", str(env_file)), str(env_file))):
+        for command in ("check", "run"):
+            proc = run("-c", str(path), *args, command)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+            assert proc.stderr.strip().splitlines()[-1] == f"kaiju-run: {path}: {expected} (PORT from {source})"
+
+
 def test_same_unix_socket(tmp_path):
     sock = tmp_path / "http.sock"
     services = (
