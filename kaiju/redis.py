@@ -36,9 +36,9 @@ class RedisUnavailable(ConnectionError):
     """Redis did not answer at start-up; the message names the URL with its password masked."""
 
 
-def _check_query(url: str) -> None:
-    """The query of `url` holds only options redis-py reads, with values it accepts: redis-py
-    passes an unknown one to the connection, so a start would fail there, not at check."""
+def _check_url(url: str) -> None:
+    """redis-py reads `url` as it will at start: its scheme, and a query of options it knows
+    with values it accepts (an unknown one goes to the connection, failing only when it is made)."""
     import redis.asyncio as aioredis
 
     try:
@@ -51,7 +51,7 @@ def _check_query(url: str) -> None:
         why = f"redis-py knows no option {name.group(1) if name else exc}"
     else:
         return
-    raise SettingError("url", f"expected a Redis URL whose options redis-py reads, got {RedisURL.show(url)}: {why}")
+    raise SettingError("url", f"expected a Redis URL redis-py can read, got {RedisURL.show(url)}: {why}")
 
 
 def mask_url(url: str) -> str:
@@ -186,7 +186,7 @@ class RedisConnection(Service):
                 except ValueError:
                     raise SettingError(name, f'expected host:port items, got "{node}" at [{n}]') from None
         if self.url:
-            _check_query(self.url)
+            _check_url(self.url)
 
     async def start(self) -> None:
         from redis.exceptions import RedisClusterException, RedisError

@@ -109,12 +109,12 @@ CASES = {
     ),
     "redis_url_option_value": (
         '  - cls: RedisConnection\n    settings: {url: "redis://127.0.0.1:6379/0?socket_timeout=abc"}\n',
-        "services[RedisConnection].settings.url: expected a Redis URL whose options redis-py reads, "
+        "services[RedisConnection].settings.url: expected a Redis URL redis-py can read, "
         "got \"redis://127.0.0.1:6379/0?socket_timeout=abc\": Invalid value for 'socket_timeout' in connection URL.",
     ),
     "redis_url_unknown_option": (
         '  - cls: RedisConnection\n    settings: {url: "unix:///tmp/redis.sock?db=1&dbb=2"}\n',
-        "services[RedisConnection].settings.url: expected a Redis URL whose options redis-py reads, "
+        "services[RedisConnection].settings.url: expected a Redis URL redis-py can read, "
         "got \"unix:///tmp/redis.sock?db=1&dbb=2\": redis-py knows no option dbb",
     ),
     "topic_scope_null": (
