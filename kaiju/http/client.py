@@ -182,6 +182,11 @@ class HTTPRPCClient(BatchCalls, Service):
         self._tracing: Tracing | None = None  # from start() on, when the app traces
 
     async def start(self) -> None:
+        if getattr(self, "http", None) is None:  # built in code without its dependency
+            raise TypeError(
+                f"{self.name} needs an HTTPClient to send through: "
+                'HTTPRPCClient(http=HTTPClient(base_url="http://host:port")), the HTTPClient started first'
+            )
         self._tracing = tracing_of(self.telemetry)
 
     def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:

@@ -237,7 +237,14 @@ class Registry:
         defines or imports from its own top-level package, and, for a package with a
         `services` module (where kaiju-tools looked), those of `<package>.services` too.
 
-        Raises ClassNotFound when a module fails to import (naming the file and line)."""
+        Raises ClassNotFound when a module fails to import (naming the file and line), and for
+        kaiju-tools itself, which a kaiju-tools config lists."""
+        if package.split(".", 1)[0] == "kaiju_tools":
+            # never imported: kaiju-tools replaces the logger class and fills registries on import
+            raise ClassNotFound(
+                f'"{package}" is kaiju-tools: kaiju finds its own classes without a packages entry, '
+                "so remove it (docs/migration.rst)"
+            )
         module = import_module(package, "package")
         self._classes.update(_module_services(module))
         if hasattr(module, "__path__") and importlib.util.find_spec(f"{package}.services") is not None:
