@@ -83,17 +83,21 @@ async def test_a_failed_message_comes_back_after_each_delay_then_succeeds(make_s
         await until(lambda: not listener.in_hand, what="the message to leave the listener's hand")
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 async def test_a_dead_letter_says_why_it_died(make_stack):
     services, backend, listener, producer, flaky = stack(make_stack, retry_delays=[0.02])
     flaky.failures["b"] = 99
     async with started(*services, app=App(name="test", env="test")) as app:
-        await producer.call("flaky.run", {"key": "b"}, headers={"Correlation-Id": "corr-1"})
+        headers = {"Correlation-Id": "corr-1", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+        await producer.call("flaky.run", {"key": "b"}, headers=headers)
         await until(lambda: listener.counters["dead_lettered"] == 1, what="the dead letter")
         (dead,) = await app.services["streams"].dead("rpc")
     assert flaky.runs == ["b", "b"]  # one delivery, one retry: the list is spent
     assert dead["error_type"] == "RuntimeError" and dead["error_message"] == "poison b"
     assert dead["deliveries"] == 2 and dead["listener"] == listener.name
-    assert dead["correlation_id"] == "corr-1" and dead["error"]["data"]["type"] == "InternalError"
+    assert dead["correlation_id"] == "corr-1" and dead["trace_id"] == TRACE_ID and dead["error"]["data"]["type"] == "InternalError"
     assert '"flaky.run"' in dead["body"] and dead["message_id"] and dead["time"]
 
 

@@ -1,12 +1,13 @@
 """Missed runs and control of a fleet: the last run recorded (in memory, or in Redis for
 every process of the app), `misfire: skip | once | all` with `misfire_grace`, catch-ups
 claimed once across processes, and `tasks.pause/resume/run_now/history` reaching every app
-sharing the store (two apps in one test here; tests/tasks/test_fleet_processes.py runs real
-processes)."""
+sharing the store (two apps in one test here; tests/test_fleet.py runs real
+`kaiju-run` processes)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -80,6 +81,35 @@ async def test_a_missed_cron_fire_runs_once_across_two_processes_that_start_toge
         history = await tasks[0].records.history("hourly")
     assert job.calls == 1
     assert [round((r.fire - last_fire) / HOUR) for r in history] == [3, 0]  # the latest missed, then the old one
+
+
+async def test_a_singleton_taking_over_from_a_dead_holder_catches_up_its_missed_fire(redis_settings):
+    from kaiju.locks.redis import RedisLocks
+    from kaiju.redis import RedisConnection
+
+    step = 0.3
+    job = Recorder()
+    holder, live = App(name="shop", env="test"), App(name="shop", env="test")
+    async with started(RedisConnection(**redis_settings()), RedisLocks(), app=holder) as dead:
+        # the holder ran the fire `ran`, claimed the next two and died before running them
+        ran = (math.floor(time.time() / step) + 3) * step
+        await RedisRecords(dead.services["redis"], holder.namespace).finish("tick", RunRecord(ran, ran, "ok"))
+        for k in (1, 2):
+            await dead.services["locks"].acquire(f"_tasks.tick.{round((ran + k * step) * 1000)}", 30, renew=False)
+        task = PeriodicTask(name="tick", interval=step, singleton=True, misfire="once", call=job)
+        async with started(RedisConnection(**redis_settings()), RedisLocks(), task, app=live):
+
+            async def fires() -> list[int]:  # the fires run, in steps from `ran`
+                return [round((r.fire - ran) / step) for r in await task.records.history("tick", 100)]
+
+            await wait_until(lambda: fires_have(fires(), {2, 3}), what="the takeover and its catch-up")
+            run = await fires()
+    assert run.count(2) == 1 and 1 not in run  # the latest fire missed, once; the one before it not
+    assert run.count(3) == 1  # the fire the takeover ran
+
+
+async def fires_have(fires, wanted: set[int]) -> bool:
+    return wanted <= set(await fires)
 
 
 async def test_a_pause_reaches_the_other_process_and_outlives_a_restart(store):
