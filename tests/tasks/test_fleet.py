@@ -66,6 +66,18 @@ async def test_memory_records_claim_each_fire_once_and_keep_the_history():
     assert [r.outcome for r in await records.history("t")] == ["ok"]
 
 
+async def test_redis_records_hand_each_missed_fire_to_one_claim_of_two_processes(store):
+    apps = [App(name="shop", env="test"), App(name="shop", env="test")]
+    async with started(first := store(), app=apps[0]), started(second := store(), app=apps[1]):
+        a, b = RedisRecords(first, apps[0].namespace), RedisRecords(second, apps[1].namespace)
+        await a.finish("t", RunRecord(10.0, 10.0, "ok"))
+        won = await asyncio.gather(a.claim("t", RunRecord(20.0, 0.0)), b.claim("t", RunRecord(20.0, 0.0)))
+        assert sorted(won) == [False, True]
+        assert not await b.claim("t", RunRecord(15.0, 0.0))  # an older fire, once a later one is claimed
+        await b.finish("t", RunRecord(5.0, 5.0, "ok"))  # nor does an older run become the latest
+        assert (await a.last("t")).fire == 20.0
+
+
 async def test_a_missed_cron_fire_runs_once_across_two_processes_that_start_together(store, quiet_clock):
     job = Recorder()
     now = time.time()
