@@ -26,11 +26,12 @@ HOUR = 3600.0
 
 @pytest.fixture(params=["redis", "sentinel", "cluster"])
 def store(request):
-    """A factory of started-able RedisConnections of one mode, all on one server (set)."""
+    """A factory of started-able RedisConnections of one mode, all on one server (set); a
+    server that stops answering fails the test (socket_timeout) rather than hanging it."""
     from kaiju.redis import RedisConnection
 
     settings = request.getfixturevalue("redis_settings")(request.param)
-    return lambda: RedisConnection(**settings)
+    return lambda: RedisConnection(**settings, socket_timeout=3.0)
 
 
 def hourly(**settings) -> CronTask:
@@ -102,14 +103,14 @@ async def test_a_singleton_taking_over_from_a_dead_holder_catches_up_its_missed_
     step = 0.3
     job = Recorder()
     holder, live = App(name="shop", env="test"), App(name="shop", env="test")
-    async with started(RedisConnection(**redis_settings()), RedisLocks(), app=holder) as dead:
+    async with started(RedisConnection(**redis_settings(), socket_timeout=3.0), RedisLocks(), app=holder) as dead:
         # the holder ran the fire `ran`, claimed the next two and died before running them
         ran = (math.floor(time.time() / step) + 3) * step
         await RedisRecords(dead.services["redis"], holder.namespace).finish("tick", RunRecord(ran, ran, "ok"))
         for k in (1, 2):
             await dead.services["locks"].acquire(f"_tasks.tick.{round((ran + k * step) * 1000)}", 30, renew=False)
         task = PeriodicTask(name="tick", interval=step, singleton=True, misfire="once", call=job)
-        async with started(RedisConnection(**redis_settings()), RedisLocks(), task, app=live):
+        async with started(RedisConnection(**redis_settings(), socket_timeout=3.0), RedisLocks(), task, app=live):
 
             async def fires() -> list[int]:  # the fires run, in steps from `ran`
                 return [round((r.fire - ran) / step) for r in await task.records.history("tick", 100)]
