@@ -10,9 +10,10 @@ import asyncio
 import math
 import time
 
+import msgspec
 import pytest
 
-from kaiju.rpc import RPCServer
+from kaiju.rpc import RPCServer, Scope
 from kaiju.runtime.service import App
 from kaiju.tasks.cron import CronTask
 from kaiju.tasks.listing import Tasks
@@ -172,3 +173,14 @@ async def test_run_now_without_a_shared_store_runs_here_and_answers_the_outcome(
         history = await tasks.history("tick")
     assert answer["queued"] is False and answer["error"] == "ValueError: boom 1"
     assert listed["last"]["outcome"] == "failed" and [r["outcome"] for r in history] == ["failed"]
+
+
+async def test_fleet_control_is_for_the_system_scope_only():
+    tasks, rpc = Tasks(), RPCServer()
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tasks.pause","params":{"name":"tick"}}'
+    async with started(PeriodicTask(name="tick", interval=3600, delay=3600, call=Recorder()), tasks, rpc):
+        for scope in (Scope.GUEST, Scope.USER):
+            refused = msgspec.json.decode((await rpc.handle(body, scope=scope, transport="http")).body)
+            assert "error" in refused and not tasks.task("tick").status()["paused"]
+        done = msgspec.json.decode((await rpc.handle(body, scope=Scope.SYSTEM, transport="http")).body)
+    assert done["result"]["paused"] is True
