@@ -25,10 +25,15 @@ async def mark(name: str) -> None:
 
 
 class Work(Service):
-    """`work.item(n)`: push n (a stream listener's method)."""
+    """`work.item(n)`: push n; `work.fail(n)`: push "fail<n>", then fail (a stream listener's methods)."""
 
     service_name = "work"
 
     @rpc.method
     async def item(self, n: int) -> None:
         await _push(str(n))
+
+    @rpc.method
+    async def fail(self, n: int) -> None:
+        await _push(f"fail{n}")
+        raise RuntimeError(f"item {n} failed")

@@ -168,6 +168,36 @@ def test_a_dead_letter_replayed_twice_at_once_runs_once(tmp_path, redis_url):
     assert run(config, "streams", "purge", "rpc", url=redis_url, done=done).stdout.strip() == "0"
 
 
+def test_sigterm_hands_back_the_message_a_listener_holds_for_its_retry(tmp_path, redis_url):
+    name, done = f"fleet{uuid.uuid4().hex[:8]}", f"done.{uuid.uuid4().hex}"
+    stream = f"{{test.{name}._stream.rpc}}"
+    client = redis.Redis.from_url(redis_url)
+    config = write_config(
+        tmp_path,
+        name,
+        redis_url,
+        "  - cls: RedisStream\n  - cls: Streams\n  - cls: tests.fleet_app:Work\n"
+        "  - cls: StreamListener\n    settings: {block_ms: 100, claim_idle_ms: 60000, retry_delays: [600]}\n",
+    )
+    proc = kaiju(config, url=redis_url, done=done)
+    try:
+        out = OutputLines(proc.stderr)
+        out.until(lambda line: "listening" in line)
+        body = msgspec.json.encode({"jsonrpc": "2.0", "method": "work.fail", "params": {"n": 3}})
+        message_id = client.xadd(stream, {"b": body}).decode()
+        out.until(lambda line: "message failed, retried later" in line)  # held for ten minutes
+        proc.terminate()
+        lines = out.until(lambda line: "handed back messages at stop" in line)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    assert client.lrange(done, 0, -1) == [b"fail3"] and "count=1" in lines[-1], lines[-1]
+    # any consumer's next claim takes it at once, not after claim_idle_ms
+    _, claimed, *_ = client.xautoclaim(stream, name, "other", min_idle_time=60_000, start_id="0-0")
+    assert [entry_id.decode() for entry_id, _ in claimed] == [message_id]
+
+
 def test_a_command_on_an_app_without_the_service_says_what_is_missing(tmp_path, redis_url):
     config = tmp_path / "bare.yml"
     config.write_text("main: {name: bare, env: test}\nservices:\n  - cls: RPCServer\n")

@@ -309,32 +309,46 @@ class ScheduledTask(Service):
         run (`kaiju.tasks.schedule.missed_fires`)."""
         return missed_fires(self._next_fire, last_fire, until, str(self.misfire), self.misfire_grace, MAX_MISFIRES)
 
-    async def _catch_up(self, until: float, before: RunRecord | None = None) -> None:
-        """Run the fires missed since the last run recorded, each once across the app."""
+    async def _catch_up(self, until: float) -> None:
+        """At start: run the fires missed since the last run recorded, each once across the app."""
         try:
-            last = before or await self.records.last(self.name)
+            last = await self.records.last(self.name)
         except Exception as exc:
             self.logger.warning(f"task {self.name}: cannot read its last run: {exc!r}", task=self.name)
             return
         if last is None:
             return  # never ran: nothing was missed
-        fires = self.missed_fires(last.fire, until)
-        if not fires:
-            if before is None:  # at start: say so, once
-                self.logger.info(f"task {self.name}: nothing to catch up since {_iso(last.fire)}", task=self.name)
+        if not self.missed_fires(last.fire, until):
+            self.logger.info(f"task {self.name}: nothing to catch up since {_iso(last.fire)}", task=self.name)
             return
-        self.logger.info(f"task {self.name}: {len(fires)} missed fires to catch up", task=self.name)
+        await self._run_missed(await self._claim_missed(last, until))
+
+    async def _claim_missed(self, last: RunRecord, until: float) -> list[float]:
+        """Claim the fires missed between `last` and `until`, oldest first; those claimed here.
+
+        All are claimed before any runs: a claim holds only while no later fire is recorded,
+        and the runs of the schedule record later fires meanwhile."""
+        fires = self.missed_fires(last.fire, until)
+        if fires:
+            self.logger.info(f"task {self.name}: {len(fires)} missed fires to catch up", task=self.name)
+        claimed = []
+        for fire in fires:
+            try:
+                won = await self.records.claim(self.name, RunRecord(fire, time.time(), "claimed"))
+            except Exception as exc:
+                self.logger.warning(f"task {self.name}: cannot claim a missed fire: {exc!r}", task=self.name)
+                break
+            if won:
+                claimed.append(fire)
+            else:
+                self.logger.info(f"task {self.name}: the fire at {_iso(fire)} was caught up elsewhere", task=self.name)
+        return claimed
+
+    async def _run_missed(self, fires: list[float]) -> None:
+        """Run the missed fires claimed here, one after another."""
         for fire in fires:
             if self._stopping:
                 return
-            try:
-                claimed = await self.records.claim(self.name, RunRecord(fire, time.time(), "claimed"))
-            except Exception as exc:
-                self.logger.warning(f"task {self.name}: cannot claim a missed fire: {exc!r}", task=self.name)
-                return
-            if not claimed:
-                self.logger.info(f"task {self.name}: the fire at {_iso(fire)} was caught up elsewhere", task=self.name)
-                continue
             self.logger.info(f"task {self.name}: catching up the fire at {_iso(fire)}", task=self.name)
             self._launch(fire, catch_up=True)
             if self._running is not None:
@@ -594,16 +608,18 @@ class ScheduledTask(Service):
 
     async def _begin(self, run: RunRecord) -> None:
         """Record that `run` began (beside the job, not before it: the record costs the run no
-        lateness); a singleton taking over first reads the run before it, and catches up the
-        fires before this one that nobody ran (after this run)."""
+        lateness); a singleton taking over first reads the run before it and claims the fires
+        between that nobody ran, run after this one."""
+        missed: list[float] = []
         try:
             before = await self.records.last(self.name) if self.singleton and self._handles_misfires else None
+            if before is not None and before.fire < run.fire:
+                missed = await self._claim_missed(before, run.fire)  # before this run is the latest
             await self.records.begin(self.name, run)
         except Exception as exc:  # a store that fails is logged, never fails the run
             self.logger.warning(f"task {self.name}: run not recorded: {exc!r}", task=self.name)
-            return
-        if before is not None and before.fire < run.fire:
-            self._catching_up = self.loop.create_task(self._catch_up(run.fire, before))
+        if missed:
+            self._catching_up = self.loop.create_task(self._run_missed(missed), name=f"task:{self.name}:catch-up")
 
     async def _finish(self, run: RunRecord, begun: asyncio.Task) -> None:
         """Record how `run` ended, once its beginning is recorded."""

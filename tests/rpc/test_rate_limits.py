@@ -5,15 +5,20 @@ default per-address limit of `auth.login`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 
 from kaiju import rpc
+from kaiju.http.routes import route
 from kaiju.http.server import HTTPServer
 from kaiju.ratelimit.rate import Rate, RateLimit, gcra, retry_after
-from kaiju.ratelimit.store import MemoryRates, rate_key
+from kaiju.ratelimit.store import MemoryRates, RateLimiter, RedisRates, rate_key
 from kaiju.rpc import RPCServer, Scope
+from kaiju.rpc.access import Session
 from kaiju.rpc.limits import DEFAULT_LOGIN_LIMIT, RateLimits, rate_limit_middleware
 from kaiju.runtime.plan import validate_settings
 from kaiju.runtime.service import App, Service
@@ -202,3 +207,63 @@ async def test_a_guest_counts_by_address_under_a_per_user_limit():
         again = await server.handle(body, transport="http", client="10.0.0.1")
     assert [msgspec.json.decode(a.body).get("result") for a in first] == ["ok", "ok"]
     assert "error" in msgspec.json.decode(again.body)
+
+
+async def test_per_user_counts_a_users_sessions_together_and_per_session_counts_each():
+    rules = validate_settings(
+        RPCServer,
+        {
+            "rate_limits": [
+                {"methods": "echo.echo", "per": "user", "rate": "1/minute"},
+                {"methods": "echo.other", "per": "session", "rate": "1/minute"},
+            ]
+        },
+    )["rate_limits"]
+    server = RPCServer(rate_limits=rules)
+    sessions = [Session(id="s1", user_id=7), Session(id="s2", user_id=7)]
+
+    async def answers(method: str) -> list[bool]:
+        body = msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": method})
+        done = [await server.handle(body, transport="http", client="10.0.0.1", session=s) for s in sessions]
+        return ["result" in msgspec.json.decode(a.body) for a in done]
+
+    async with started(Echo(), server):
+        assert await answers("echo.echo") == [True, False]  # one user, two sessions: one count
+        assert await answers("echo.other") == [True, True]  # a count per session
+
+
+class Uploads(Service):
+    """A route handler limited by the same `RateLimiter` as the RPC calls: 429 and Retry-After."""
+
+    service_name = "uploads"
+
+    def __init__(self, redis: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.redis = redis
+
+    async def start(self) -> None:
+        store = RedisRates(self.app.services["redis"]) if self.redis else MemoryRates()
+        rule = RateLimit(methods="upload", rate=Rate("2/minute"))
+        self.limiter = RateLimiter(rule, "upload", store, self.app.namespace)
+
+    @route("POST", "/upload")
+    async def upload(self, request: web.BaseRequest) -> web.Response:
+        wait = await self.limiter.take(request.remote or "-")
+        if wait is not None:
+            headers = {"Retry-After": str(retry_after(wait))}
+            return web.json_response({"error": "too many requests"}, status=429, headers=headers)
+        return web.json_response({"ok": True})
+
+
+async def test_a_route_handler_answers_429_with_retry_after(store_services):
+    extra, _ = store_services()
+    port = free_port()
+    services = [*extra, Uploads(redis=bool(extra)), RPCServer(), HTTPServer(port=port)]
+    async with started(*services), aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(3):
+            async with session.post(f"http://127.0.0.1:{port}/upload") as resp:
+                statuses.append(resp.status)
+                after = resp.headers.get("Retry-After")
+    assert statuses == [200, 200, 429]
+    assert after is not None and 1 <= int(after) <= 30  # 2/minute: one call each 30 s

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from kaiju import rpc
+from kaiju.rpc import Scope
 from kaiju.runtime.service import App, Service
 from kaiju.streams.retries import Failure, retried, retry_delay
 from kaiju.testing.services import started
@@ -83,17 +85,25 @@ async def test_a_failed_message_comes_back_after_each_delay_then_succeeds(make_s
         await until(lambda: not listener.in_hand, what="the message to leave the listener's hand")
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 async def test_a_dead_letter_says_why_it_died(make_stack):
     services, backend, listener, producer, flaky = stack(make_stack, retry_delays=[0.02])
     flaky.failures["b"] = 99
     async with started(*services, app=App(name="test", env="test")) as app:
-        await producer.call("flaky.run", {"key": "b"}, headers={"Correlation-Id": "corr-1"})
+        headers = {"Correlation-Id": "corr-1", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+        await producer.call("flaky.run", {"key": "b"}, headers=headers)
         await until(lambda: listener.counters["dead_lettered"] == 1, what="the dead letter")
         (dead,) = await app.services["streams"].dead("rpc")
     assert flaky.runs == ["b", "b"]  # one delivery, one retry: the list is spent
     assert dead["error_type"] == "RuntimeError" and dead["error_message"] == "poison b"
     assert dead["deliveries"] == 2 and dead["listener"] == listener.name
-    assert dead["correlation_id"] == "corr-1" and dead["error"]["data"]["type"] == "InternalError"
+    assert (
+        dead["correlation_id"] == "corr-1"
+        and dead["trace_id"] == TRACE_ID
+        and dead["error"]["data"]["type"] == "InternalError"
+    )
     assert '"flaky.run"' in dead["body"] and dead["message_id"] and dead["time"]
 
 
@@ -155,3 +165,18 @@ async def test_a_stop_hands_back_what_the_listener_holds(make_stack):
         _, claimed = await backend.claim_idle(stream, group, "c2", 60_000, 10)
         assert [m.deliveries for m in claimed] == [2]
         rec.release.set()
+
+
+@pytest.mark.parametrize("backend_kind", ["memory"])
+async def test_dead_letters_are_for_the_system_scope_only(make_stack):
+    services, backend, listener, producer, flaky = stack(make_stack, retry_delays=[])
+    rpc_server = next(s for s in services if isinstance(s, rpc.RPCServer))
+    async with started(*services, app=App(name="test", env="test")):
+        calls = {"streams.dead": {}, "streams.replay": {"all": True}, "streams.purge": {}}
+        for method, params in calls.items():
+            body = msgspec.json.encode(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"topic": "rpc", **params}}
+            )
+            for scope in (Scope.GUEST, Scope.USER, Scope.SYSTEM):
+                answer = msgspec.json.decode((await rpc_server.handle(body, scope=scope, transport="http")).body)
+                assert ("error" in answer) == (scope != Scope.SYSTEM), (method, scope, answer)

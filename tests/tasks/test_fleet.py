@@ -1,17 +1,19 @@
 """Missed runs and control of a fleet: the last run recorded (in memory, or in Redis for
 every process of the app), `misfire: skip | once | all` with `misfire_grace`, catch-ups
 claimed once across processes, and `tasks.pause/resume/run_now/history` reaching every app
-sharing the store (two apps in one test here; tests/tasks/test_fleet_processes.py runs real
-processes)."""
+sharing the store (two apps in one test here; tests/test_fleet.py runs real
+`kaiju-run` processes)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
+import msgspec
 import pytest
 
-from kaiju.rpc import RPCServer
+from kaiju.rpc import RPCServer, Scope
 from kaiju.runtime.service import App
 from kaiju.tasks.cron import CronTask
 from kaiju.tasks.listing import Tasks
@@ -25,11 +27,12 @@ HOUR = 3600.0
 
 @pytest.fixture(params=["redis", "sentinel", "cluster"])
 def store(request):
-    """A factory of started-able RedisConnections of one mode, all on one server (set)."""
+    """A factory of started-able RedisConnections of one mode, all on one server (set); a
+    server that stops answering fails the test (socket_timeout) rather than hanging it."""
     from kaiju.redis import RedisConnection
 
     settings = request.getfixturevalue("redis_settings")(request.param)
-    return lambda: RedisConnection(**settings)
+    return lambda: RedisConnection(**settings, socket_timeout=3.0)
 
 
 def hourly(**settings) -> CronTask:
@@ -65,6 +68,18 @@ async def test_memory_records_claim_each_fire_once_and_keep_the_history():
     assert [r.outcome for r in await records.history("t")] == ["ok"]
 
 
+async def test_redis_records_hand_each_missed_fire_to_one_claim_of_two_processes(store):
+    apps = [App(name="shop", env="test"), App(name="shop", env="test")]
+    async with started(first := store(), app=apps[0]), started(second := store(), app=apps[1]):
+        a, b = RedisRecords(first, apps[0].namespace), RedisRecords(second, apps[1].namespace)
+        await a.finish("t", RunRecord(10.0, 10.0, "ok"))
+        won = await asyncio.gather(a.claim("t", RunRecord(20.0, 0.0)), b.claim("t", RunRecord(20.0, 0.0)))
+        assert sorted(won) == [False, True]
+        assert not await b.claim("t", RunRecord(15.0, 0.0))  # an older fire, once a later one is claimed
+        await b.finish("t", RunRecord(5.0, 5.0, "ok"))  # nor does an older run become the latest
+        assert (await a.last("t")).fire == 20.0
+
+
 async def test_a_missed_cron_fire_runs_once_across_two_processes_that_start_together(store, quiet_clock):
     job = Recorder()
     now = time.time()
@@ -80,6 +95,35 @@ async def test_a_missed_cron_fire_runs_once_across_two_processes_that_start_toge
         history = await tasks[0].records.history("hourly")
     assert job.calls == 1
     assert [round((r.fire - last_fire) / HOUR) for r in history] == [3, 0]  # the latest missed, then the old one
+
+
+async def test_a_singleton_taking_over_from_a_dead_holder_catches_up_its_missed_fire(redis_settings):
+    from kaiju.locks.redis import RedisLocks
+    from kaiju.redis import RedisConnection
+
+    step = 0.3
+    job = Recorder()
+    holder, live = App(name="shop", env="test"), App(name="shop", env="test")
+    async with started(RedisConnection(**redis_settings(), socket_timeout=3.0), RedisLocks(), app=holder) as dead:
+        # the holder ran the fire `ran`, claimed the next two and died before running them
+        ran = (math.floor(time.time() / step) + 3) * step
+        await RedisRecords(dead.services["redis"], holder.namespace).finish("tick", RunRecord(ran, ran, "ok"))
+        for k in (1, 2):
+            await dead.services["locks"].acquire(f"_tasks.tick.{round((ran + k * step) * 1000)}", 30, renew=False)
+        task = PeriodicTask(name="tick", interval=step, singleton=True, misfire="once", call=job)
+        async with started(RedisConnection(**redis_settings(), socket_timeout=3.0), RedisLocks(), task, app=live):
+
+            async def fires() -> list[int]:  # the fires run, in steps from `ran`
+                return [round((r.fire - ran) / step) for r in await task.records.history("tick", 100)]
+
+            await wait_until(lambda: fires_have(fires(), {2, 3}), what="the takeover and its catch-up")
+            run = await fires()
+    assert run.count(2) == 1 and 1 not in run  # the latest fire missed, once; the one before it not
+    assert run.count(3) == 1  # the fire the takeover ran
+
+
+async def fires_have(fires, wanted: set[int]) -> bool:
+    return wanted <= set(await fires)
 
 
 async def test_a_pause_reaches_the_other_process_and_outlives_a_restart(store):
@@ -129,3 +173,14 @@ async def test_run_now_without_a_shared_store_runs_here_and_answers_the_outcome(
         history = await tasks.history("tick")
     assert answer["queued"] is False and answer["error"] == "ValueError: boom 1"
     assert listed["last"]["outcome"] == "failed" and [r["outcome"] for r in history] == ["failed"]
+
+
+async def test_fleet_control_is_for_the_system_scope_only():
+    tasks, rpc = Tasks(), RPCServer()
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tasks.pause","params":{"name":"tick"}}'
+    async with started(PeriodicTask(name="tick", interval=3600, delay=3600, call=Recorder()), tasks, rpc):
+        for scope in (Scope.GUEST, Scope.USER):
+            refused = msgspec.json.decode((await rpc.handle(body, scope=scope, transport="http")).body)
+            assert "error" in refused and not tasks.task("tick").status()["paused"]
+        done = msgspec.json.decode((await rpc.handle(body, scope=Scope.SYSTEM, transport="http")).body)
+    assert done["result"]["paused"] is True
