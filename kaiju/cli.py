@@ -356,6 +356,17 @@ def _fleet() -> Any:
     return fleet
 
 
+def _in_app(args: argparse.Namespace, call: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `call(rpc)` inside the app started as `call` starts it, without its transports:
+    what the fleet commands do (`kaiju.fleet.InApp`); its exit status."""
+    config = load(args)
+
+    async def run(ep: Any) -> int:
+        return await call(_rpc_servers(ep.app.services.values())[0])
+
+    return run_app(args, run, *_prepare_call(config), config=config, transports=False)
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -397,13 +408,13 @@ COMMANDS: dict[str, Command] = {
         Command(
             "tasks",
             "list the app's tasks and their last runs, or pause, resume or run one in every process",
-            lambda args: _fleet().cmd_tasks(args),
+            lambda args: _fleet().cmd_tasks(args, _in_app),
             lambda p: _fleet().tasks_arguments(p),
         ),
         Command(
             "streams",
             "list, replay (each once) or purge the dead letters of a topic",
-            lambda args: _fleet().cmd_streams(args),
+            lambda args: _fleet().cmd_streams(args, _in_app),
             lambda p: _fleet().streams_arguments(p),
         ),
         Command(

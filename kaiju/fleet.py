@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+# runs `call(rpc)` inside the app started without its transports, given the command's
+# arguments (kaiju.cli hands it over: the commands need not import the CLI); its exit status
+InApp = Callable[[argparse.Namespace, Callable[[Any], Awaitable[int]]], int]
 
 __all__ = ["cmd_streams", "cmd_tasks", "streams_arguments", "tasks_arguments"]
 
@@ -38,13 +43,13 @@ def tasks_arguments(p: argparse.ArgumentParser) -> None:
         actions.add_parser(action, help=text).add_argument("name", metavar="NAME")
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+def cmd_tasks(args: argparse.Namespace, in_app: InApp) -> int:
     if args.action == "list":
-        return _call(args, "tasks.list", {})
+        return _call(args, in_app, "tasks.list", {})
     if args.action == "history":
-        return _call(args, "tasks.history", {"name": args.name, "count": args.count})
+        return _call(args, in_app, "tasks.history", {"name": args.name, "count": args.count})
     method = {"pause": "tasks.pause", "resume": "tasks.resume", "run": "tasks.run_now"}[args.action]
-    return _call(args, method, {"name": args.name})
+    return _call(args, in_app, method, {"name": args.name})
 
 
 def streams_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,13 +69,14 @@ def streams_arguments(p: argparse.ArgumentParser) -> None:
         action.add_argument("--shared", action="store_true", help="the topic of the env's shared namespace")
 
 
-def cmd_streams(args: argparse.Namespace) -> int:
+def cmd_streams(args: argparse.Namespace, in_app: InApp) -> int:
     common = {"topic": args.topic, "shared": args.shared}
     if args.action == "dead":
-        return _call(args, "streams.dead", {**common, "count": args.count}, lines=True)
+        return _call(args, in_app, "streams.dead", {**common, "count": args.count}, lines=True)
     if args.action == "replay":
-        return _call(args, "streams.replay", {**common, "ids": args.ids} if args.ids else {**common, "all": True})
-    return _call(args, "streams.purge", {**common, "before": _time(args.before)})
+        params = {**common, "ids": args.ids} if args.ids else {**common, "all": True}
+        return _call(args, in_app, "streams.replay", params)
+    return _call(args, in_app, "streams.purge", {**common, "before": _time(args.before)})
 
 
 def _time(text: str | None) -> str | float | None:
@@ -80,17 +86,15 @@ def _time(text: str | None) -> str | float | None:
         return text  # an ISO time: the method says when it is neither
 
 
-def _call(args: argparse.Namespace, method: str, params: dict[str, Any], lines: bool = False) -> int:
+def _call(args: argparse.Namespace, in_app: InApp, method: str, params: dict[str, Any], lines: bool = False) -> int:
     """Call `method` inside the app started without its transports; print the result as JSON
     (each item on a line of its own with `lines`). 1 when the method fails, 2 when the app
     has no service for it."""
     import msgspec
 
-    from kaiju.cli import _prepare_call, _rpc_servers, load, run_app
     from kaiju.rpc.errors import MethodNotFound, RPCError
 
-    async def call(ep: Any) -> int:
-        rpc = _rpc_servers(ep.app.services.values())[0]
+    async def call(rpc: Any) -> int:
         try:
             result = await rpc.call(method, params)
         except MethodNotFound:
@@ -110,5 +114,4 @@ def _call(args: argparse.Namespace, method: str, params: dict[str, Any], lines: 
             print(msgspec.json.format(rpc.encode(result), indent=2).decode())
         return 0
 
-    config = load(args)
-    return run_app(args, call, *_prepare_call(config), config=config, transports=False)
+    return in_app(args, call)
