@@ -116,29 +116,35 @@ class BatchRunner:
     async def _run_messages(self, msgs: list[StreamMessage], done: list[str]) -> None:
         """Run a batch's messages one after another, adding to `done` the ids of those to
         acknowledge (as they end: a batch cancelled at stop acknowledges what ran). Without
-        tracing, a message with plain headers (`_plain`) runs here, with no coroutine of its
-        own (the common case); any other goes through `process`."""
+        tracing the common message runs here, with no coroutine of its own: a first delivery
+        or an early redelivery whose header names were all seen before and passed on as they
+        are (none dropped, no deadline to check: one C call); any other goes through `process`."""
         s = self.state
-        handle, plain, run_one, inline = self._handle, self._plain, self.run_one, not self.traced
+        handle, run_one, passed, prefix = self._handle, self.run_one, self.passed, self.id_prefix
+        inline, max_deliveries = not self.traced, s.max_deliveries
         for msg in msgs:
             try:
-                headers = plain(msg) if inline else None
-                if headers is None:
-                    delivery = await run_one(msg)
+                given = msg.headers
+                plain = inline and msg.defect is None and msg.deliveries <= max_deliveries and passed.issuperset(given)
+                if not plain:
+                    if await run_one(msg) is _ACKED:
+                        done.append(msg.id)
+                    continue
+                headers = given.copy()
+                headers[MESSAGE_ID] = prefix + msg.id
+                seen = recording()
+                try:
+                    answer = await handle(msg.body, headers)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    delivery = await self._settle(msg, self._dispatcher_failed(msg, exc), seen)
                 else:
-                    seen = recording()
-                    try:
-                        answer = await handle(msg.body, headers)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        delivery = await self._settle(msg, self._dispatcher_failed(msg, exc), seen)
-                    else:
-                        if type(answer.response) is Response:  # one request, answered with a result
-                            s.counters["processed"] += 1
-                            done.append(msg.id)
-                            continue
-                        delivery = await self._settle(msg, outcome_of(answer), seen)
+                    if type(answer.response) is Response:  # one request, answered with a result
+                        s.counters["processed"] += 1
+                        done.append(msg.id)
+                        continue
+                    delivery = await self._settle(msg, outcome_of(answer), seen)
                 if delivery is _ACKED:
                     done.append(msg.id)
             except StreamError as exc:  # left pending: redelivered after claim_idle_ms
@@ -149,11 +155,9 @@ class BatchRunner:
     async def process(self, msg: StreamMessage) -> Delivery:
         """Run one message; what came of it: ACKED (it succeeded: to acknowledge), RETRIED
         (left pending) or DEAD_LETTERED."""
-        headers = self._plain(msg)
-        if headers is None:
-            headers, refused = self._admit(msg)
-            if refused is not None:
-                return await self._dead_letter(msg, refused)
+        headers, refused = self._admit(msg)
+        if refused is not None:
+            return await self._dead_letter(msg, refused)
         seen = recording()
         try:
             answer = await self._handle(msg.body, headers)
@@ -162,17 +166,6 @@ class BatchRunner:
         except Exception as exc:
             return await self._settle(msg, self._dispatcher_failed(msg, exc), seen)
         return await self._settle(msg, outcome_of(answer), seen)
-
-    def _plain(self, msg: StreamMessage) -> dict[str, str] | None:
-        """The headers to run the message with when it is the common case, else None (see
-        `_admit`): a first delivery or an early redelivery, every header name seen before and
-        passed on as it is (none dropped, no deadline to check: one C call)."""
-        given = msg.headers
-        if msg.defect is None and msg.deliveries <= self.state.max_deliveries and self.passed.issuperset(given):
-            headers = given.copy()
-            headers[MESSAGE_ID] = self.id_prefix + msg.id
-            return headers
-        return None
 
     def _admit(self, msg: StreamMessage) -> tuple[dict[str, str], dict[str, Any] | None]:
         """The headers to run the message with, and why it must not run (an error object: it
