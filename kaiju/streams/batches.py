@@ -122,6 +122,7 @@ class BatchRunner:
         s = self.state
         handle, run_one, passed, prefix = self._handle, self.run_one, self.passed, self.id_prefix
         inline, max_deliveries = not self.traced, s.max_deliveries
+        seen = recording()
         for msg in msgs:
             try:
                 given = msg.headers
@@ -132,7 +133,8 @@ class BatchRunner:
                     continue
                 headers = given.copy()
                 headers[MESSAGE_ID] = prefix + msg.id
-                seen = recording()
+                if seen.types:  # an earlier message failed into it: this one records afresh
+                    seen = recording()
                 try:
                     answer = await handle(msg.body, headers)
                 except asyncio.CancelledError:
