@@ -54,6 +54,20 @@ async def test_the_call_sees_transport_ws_the_client_and_per_message_headers(con
     assert refused["error"]["data"]["type"] == "InvalidRequest"
 
 
+async def test_each_call_keeps_its_own_task_and_context(connect):
+    """A call that waits goes on in the task it started in, with its own context: its own
+    `asyncio.timeout` ends it (not the socket's reading), its deadline finds it, and what it
+    sets in its context no other call sees."""
+    sock = await connect()
+    assert (await sock.call("shop.bounded", {"seconds": 30}))["result"] == "cut"
+    late = await sock.call("shop.sleep", {"seconds": 30}, headers={"Timeout": "0.1"})
+    assert late["error"]["data"]["type"] == "RequestTimeout"
+    assert (await sock.call("shop.mark", {"value": "a"}))["result"] is None
+    assert (await sock.call("shop.mark", {"value": "b", "wait": True}))["result"] is None
+    assert (await sock.call("shop.mark", {"value": "c"}))["result"] is None
+    assert (await sock.call("shop.echo", {"data": 1}))["result"] == 1
+
+
 async def test_login_over_the_socket_binds_it_and_logout_unbinds(connect, app):
     sock = await connect()
     login = await sock.call("auth.login", {"username": "alice", "password": PASSWORDS["alice"]})
