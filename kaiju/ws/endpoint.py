@@ -22,6 +22,7 @@ from aiohttp import web
 from kaiju.events.base import EventListener
 from kaiju.logging import RateLimitedWarning
 from kaiju.rpc.access import Scope
+from kaiju.rpc.protocol import plain_only
 from kaiju.rpc.topics import compile_pattern
 from kaiju.ws.connection import GOING_AWAY, Connection
 from kaiju.ws.credentials import Credentials, SessionBinder
@@ -223,5 +224,6 @@ class WSEndpoint(EventListener):
 
 
 def _passed(headers: Mapping[str, str]) -> dict[str, str]:
-    """The upgrade request's headers every call of the socket sees."""
-    return {k: v for k, v in headers.items() if k.lower() not in _NOT_PASSED}
+    """The upgrade request's headers every call of the socket sees (checked once for the
+    headers the dispatcher reads: `PlainHeaders` when there are none)."""
+    return plain_only({k: v for k, v in headers.items() if k.lower() not in _NOT_PASSED})

@@ -54,6 +54,15 @@ async def test_the_call_sees_transport_ws_the_client_and_per_message_headers(con
     assert refused["error"]["data"]["type"] == "InvalidRequest"
 
 
+async def test_the_upgrade_headers_reach_each_call_and_its_kaiju_headers_still_count(connect):
+    plain = await connect({"X-Test": "seen"})
+    seen = (await plain.call("shop.context"))["result"]
+    assert seen["x_test"] == "seen" and seen["correlation_id"]
+    bounded = await connect({"X-Test": "bounded", "Timeout": "0.1"})
+    assert (await bounded.call("shop.context"))["result"]["x_test"] == "bounded"
+    assert (await bounded.call("shop.sleep", {"seconds": 30}))["error"]["data"]["type"] == "RequestTimeout"
+
+
 async def test_each_call_keeps_its_own_task_and_context(connect):
     """A call that waits goes on in the task it started in, with its own context: its own
     `asyncio.timeout` ends it (not the socket's reading), its deadline finds it, and what it
