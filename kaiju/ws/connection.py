@@ -20,13 +20,14 @@ import asyncio
 import collections
 import contextlib
 import contextvars
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from kaiju.rpc import errors as E
+from kaiju.rpc.access import Session
 from kaiju.rpc.protocol import AUTHORIZATION, SESSION_ID, ErrorResponse
 from kaiju.rpc.topics import current_channel
 from kaiju.ws.credentials import Credentials
@@ -54,15 +55,13 @@ _decode_one = msgspec.json.Decoder(_Headers).decode
 _decode_batch = msgspec.json.Decoder(list[_Headers]).decode
 _decode_id = msgspec.json.Decoder(_Id | list[_Id]).decode
 
-if hasattr(web.WebSocketResponse, "send_frame"):  # aiohttp >= 3.11: bytes as they are
 
-    def _send_text(ws: web.WebSocketResponse, data: bytes) -> Awaitable[None]:
-        return ws.send_frame(data, WSMsgType.TEXT)
-
-else:  # pragma: no cover -- aiohttp before 3.11 sends text frames from str only
-
-    def _send_text(ws: web.WebSocketResponse, data: bytes) -> Awaitable[None]:
-        return ws.send_str(data.decode())
+def _text_sender(ws: web.WebSocketResponse) -> Callable[[bytes, WSMsgType], Awaitable[None]]:
+    """`ws.send_frame` (aiohttp >= 3.11: bytes as they are), or a text frame from str before it."""
+    send_frame = getattr(ws, "send_frame", None)
+    if send_frame is not None:
+        return cast(Callable[[bytes, WSMsgType], Awaitable[None]], send_frame)
+    return lambda data, _: ws.send_str(data.decode())  # pragma: no cover -- aiohttp < 3.11
 
 
 class Connection:
@@ -71,6 +70,7 @@ class Connection:
     __slots__ = (
         "endpoint",
         "ws",
+        "send_text",
         "transport",
         "creds",
         "headers",
@@ -106,6 +106,7 @@ class Connection:
     ):
         self.endpoint = endpoint
         self.ws = ws
+        self.send_text = _text_sender(ws)  # (data, WSMsgType.TEXT)
         self.transport = transport  # the TCP transport (aborted when a close does not complete)
         self.creds = creds
         self.headers = headers  # the upgrade request's headers, credentials and hop-by-hop ones left out
@@ -212,20 +213,20 @@ class Connection:
             self.room.set()
 
     async def _call(self, data: str) -> None:
-        """Serve one frame: run it through the dispatcher, send the answer, follow a login or logout."""
+        """Serve one frame: run it through the dispatcher, send the answer (inline: no coroutine
+        per message for it), follow a login or logout."""
         headers = self.headers
-        creds = self.creds
-        binder = self.endpoint.binder
         if '"headers"' in data:
             try:
                 headers = self._own_headers(data)
             except (msgspec.MsgspecError, ValueError) as exc:
                 self.send_now(_refusal(data, E.InvalidRequest(f'Invalid request: "headers": {exc}')))
                 return
+        creds = self.creds
         session = creds.session
-        if session is not None and not creds.trusted(binder.clock()):
+        if session is not None and not creds.trusted(self.endpoint.binder.clock()):
             try:
-                await binder.load(creds)
+                await self.endpoint.binder.load(creds)
                 session = creds.session
             except Exception as exc:  # the store failed: the dispatcher loads it itself and answers for it
                 self.endpoint.logger.warning("websocket session check failed", error=str(exc))
@@ -240,13 +241,29 @@ class Connection:
             transport="ws",
             client=self.client,
         )
-        if answer.body is not None:
-            await self.send(answer.body)
-        if not own:
-            return  # the message named a session of its own: it binds nothing
-        named = answer.headers.get(SESSION_ID)  # (Answer.session_id, without the property's call)
+        body = answer.body
+        if body is not None:
+            if self.sending or self.queue:
+                self.push(body)  # an answer is going out: this one waits its turn
+            else:
+                self.sending = True
+                try:
+                    await self.send_text(body, WSMsgType.TEXT)
+                    if self.queue:
+                        await self._drain()
+                except (ConnectionError, RuntimeError):
+                    pass  # the socket is gone: its reader ends the connection
+                finally:
+                    self.sending = False
+        if own and (session is not None or SESSION_ID in answer.headers):  # else: a message's own session binds nothing
+            await self._follow(session, answer.headers.get(SESSION_ID))
+
+    async def _follow(self, session: Session | None, named: str | None) -> None:
+        """After a call that ran as the connection's caller: bind the session it named (a login,
+        or "" for a logout), or let the store keep what it changed in the session."""
+        creds, binder = self.creds, self.endpoint.binder
         if named is not None and named != creds.session_id:
-            await binder.bind(creds, named)  # a login over the socket, or a logout ("")
+            await binder.bind(creds, named)
         elif session is not None and creds.session_id and creds.session is session:
             try:
                 await binder.finish(session)
@@ -263,21 +280,6 @@ class Connection:
         return self.headers if found is msgspec.UNSET else found
 
     # -- writing -------------------------------------------------------------
-
-    async def send(self, data: bytes) -> None:
-        """Send `data` (an answer) now when nothing else is being sent, else queue it."""
-        if self.sending or self.queue:
-            self.push(data)
-            return
-        self.sending = True
-        try:
-            await _send_text(self.ws, data)
-            if self.queue:
-                await self._drain()
-        except (ConnectionError, RuntimeError):
-            pass  # the socket is gone: its reader ends the connection
-        finally:
-            self.sending = False
 
     def send_now(self, data: bytes | None) -> None:
         if data is not None:
@@ -301,7 +303,7 @@ class Connection:
         while queue:
             data = queue.popleft()
             self.queued -= len(data)
-            await _send_text(self.ws, data)
+            await self.send_text(data, WSMsgType.TEXT)
 
     async def _write(self) -> None:
         """Send what was queued while no call was sending (pushed events, mostly)."""
