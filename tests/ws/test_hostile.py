@@ -126,15 +126,13 @@ async def test_a_socket_that_does_not_answer_a_ping_is_dropped_and_one_that_does
         assert dropped.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
         await alive.ping(b"mine")
         await alive.send_json({"jsonrpc": "2.0", "id": 1, "method": "shop.echo", "params": {"data": 1}})
-        heard = []
+        heard = {}
         while len(heard) < 2:
             msg = await alive.receive(timeout=10)
             if msg.type is aiohttp.WSMsgType.PING:
                 await alive.pong(msg.data)
             else:
-                heard.append(msg)
-        assert {(m.type, m.data) for m in heard} == {
-            (aiohttp.WSMsgType.PONG, b"mine"),
-            (aiohttp.WSMsgType.TEXT, '{"jsonrpc":"2.0","id":1,"result":1}'),
-        }
+                heard[msg.type] = msg.data
+        assert bytes(heard[aiohttp.WSMsgType.PONG]) == b"mine"  # (a bytearray in older aiohttp)
+        assert heard[aiohttp.WSMsgType.TEXT] == '{"jsonrpc":"2.0","id":1,"result":1}'
         await alive.close()
