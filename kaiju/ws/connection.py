@@ -41,6 +41,7 @@ __all__ = ["Connection"]
 # close codes (RFC 6455 7.4.1; 1013 from the IANA registry)
 GOING_AWAY, UNSUPPORTED, TRY_AGAIN_LATER = 1001, 1003, 1013
 _CREDENTIALS = frozenset({SESSION_ID.lower(), AUTHORIZATION.lower()})
+_TEXT = WSMsgType.TEXT  # read once: an enum's members are looked up through its class's __getattr__ hook
 
 
 class _Headers(msgspec.Struct):
@@ -160,7 +161,7 @@ class Connection:
                     continue
                 msg = await ws.receive()
                 self.received += 1
-                if msg.type is WSMsgType.TEXT:
+                if msg.type is _TEXT:
                     if self.endpoint.stopping:
                         self.send_now(_refusal(msg.data, E.RequestTimeout("Request timeout: the server is stopping")))
                         continue
@@ -248,7 +249,7 @@ class Connection:
             else:
                 self.sending = True
                 try:
-                    await self.send_text(body, WSMsgType.TEXT)
+                    await self.send_text(body, _TEXT)
                     if self.queue:
                         await self._drain()
                 except (ConnectionError, RuntimeError):
@@ -303,7 +304,7 @@ class Connection:
         while queue:
             data = queue.popleft()
             self.queued -= len(data)
-            await self.send_text(data, WSMsgType.TEXT)
+            await self.send_text(data, _TEXT)
 
     async def _write(self) -> None:
         """Send what was queued while no call was sending (pushed events, mostly)."""
