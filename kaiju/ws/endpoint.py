@@ -5,9 +5,9 @@ hands the upgrade request here: `accept` authenticates it (`Credentials`), upgra
 serves the socket (`Connection`) until it closes. The endpoint is the `EventListener` of the
 app's `Events`: an event goes to every connection subscribed to a pattern matching its topic
 whose scope may receive it (`TopicRules.may_receive`), once per connection, encoded once;
-a revocation notice ends the rights of the connections it names at once. `close` (the
-server stops) lets the calls in flight finish within the grace period and closes every
-socket with 1001.
+a revocation notice ends the rights of the connections it names at once. One heartbeat
+timer serves all its sockets (`Connection.beat`). `close` (the server stops) lets the calls
+in flight finish within the grace period and closes every socket with 1001.
 """
 
 from __future__ import annotations
