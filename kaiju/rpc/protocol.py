@@ -34,6 +34,7 @@ __all__ = [
     "KAIJU_HEADERS",
     "NO_HEADERS",
     "ErrorResponse",
+    "PlainHeaders",
     "RawRequest",
     "Request",
     "RequestHeaders",
@@ -43,6 +44,7 @@ __all__ = [
     "not_json",
     "parse_headers",
     "plain_headers",
+    "plain_only",
     "parse_request",
     "read_kaiju_tools_request",
     "read_request",
@@ -344,6 +346,20 @@ _NAMES = {
     "authorization": AUTHORIZATION,
 }
 KAIJU_HEADERS = frozenset(_KEYS)  # the header names the dispatcher reads, lower case
+
+
+class PlainHeaders(dict[str, str]):
+    """Headers without any name the dispatcher reads, checked once (`plain_only`) for the many
+    requests that share them (a WebSocket's, its upgrade request's): `RPCServer.handle` does not
+    look through them again for each request. Made, they are not to be changed."""
+
+
+def plain_only(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `headers`: a `PlainHeaders` when none of their names is in `KAIJU_HEADERS`."""
+    copy = dict(headers)
+    return PlainHeaders(copy) if KAIJU_HEADERS.isdisjoint(map(str.lower, copy)) else copy
+
+
 _TRUE = frozenset({"?1", "1", "true", "yes", "on"})
 _FALSE = frozenset({"?0", "0", "false", "no", "off", ""})
 _CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")

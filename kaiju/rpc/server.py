@@ -50,6 +50,7 @@ from kaiju.rpc.protocol import (
     SESSION_ID,
     UNREADABLE,
     ErrorResponse,
+    PlainHeaders,
     Request,
     RequestHeaders,
     Response,
@@ -397,7 +398,8 @@ class RPCServer(Service):
         has not started yet.
         """
         hot = self._hot
-        if not headers or KAIJU_HEADERS.isdisjoint(map(_lower, headers)):  # in C: the common case
+        # the common case, looked for in C, or known already (a WebSocket's headers, checked once)
+        if not headers or type(headers) is PlainHeaders or KAIJU_HEADERS.isdisjoint(map(_lower, headers)):
             plain, cid, session_id, authorization = _NO_KAIJU_HEADERS
         else:  # a Correlation-Id (a stream message's) or credentials still take the plain path
             plain, cid, session_id, authorization = plain_headers(headers)

@@ -5,9 +5,9 @@ hands the upgrade request here: `accept` authenticates it (`Credentials`), upgra
 serves the socket (`Connection`) until it closes. The endpoint is the `EventListener` of the
 app's `Events`: an event goes to every connection subscribed to a pattern matching its topic
 whose scope may receive it (`TopicRules.may_receive`), once per connection, encoded once;
-a revocation notice ends the rights of the connections it names at once. `close` (the
-server stops) lets the calls in flight finish within the grace period and closes every
-socket with 1001.
+a revocation notice ends the rights of the connections it names at once. One heartbeat
+timer serves all its sockets (`Connection.beat`). `close` (the server stops) lets the calls
+in flight finish within the grace period and closes every socket with 1001.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 from kaiju.events.base import EventListener
 from kaiju.logging import RateLimitedWarning
 from kaiju.rpc.access import Scope
+from kaiju.rpc.protocol import plain_only
 from kaiju.rpc.topics import compile_pattern
 from kaiju.ws.connection import GOING_AWAY, Connection
 from kaiju.ws.credentials import Credentials, SessionBinder
@@ -100,6 +101,7 @@ class WSEndpoint(EventListener):
 
     def __init__(self, rpc: Any, scope: Scope, limits: WSLimits, logger: Any, warning_interval: float = 60.0):
         self.rpc = rpc
+        self.handle = rpc.handle  # read once: a service's attributes pass through aiomisc's lookup hook
         self.scope = scope
         self.limits = limits
         self.logger = logger
@@ -110,6 +112,7 @@ class WSEndpoint(EventListener):
         self.stopping = False
         self.delivered = 0  # notifications queued to sockets (a counter for operators and tests)
         self.slow_readers = 0  # sockets closed for not reading
+        self._beat: asyncio.TimerHandle | None = None  # the heartbeat's next tick, while there are sockets
         self._slow = RateLimitedWarning(logger, "websocket closed: the client does not read (1013)", warning_interval)
 
     # -- upgrades ------------------------------------------------------------
@@ -126,7 +129,7 @@ class WSEndpoint(EventListener):
         raises, and `web.HTTPException`s for a request that is no WebSocket upgrade."""
         ws = web.WebSocketResponse(
             max_msg_size=self.limits.max_message,
-            heartbeat=self.limits.heartbeat,
+            autoping=False,  # pings and pongs come to the reader: the endpoint's heartbeat counts them
             compress=False,  # deflate costs CPU per frame, and inflating is what a hostile client asks for
         )
         if not ws.can_prepare(request).ok:
@@ -136,6 +139,8 @@ class WSEndpoint(EventListener):
         await ws.prepare(request)
         conn = Connection(self, ws, request.transport, creds, _passed(request.headers), client)
         self.connections.add(conn)
+        if self._beat is None:
+            self._beat = asyncio.get_running_loop().call_later(self.limits.heartbeat / 2, self._heartbeat)
         try:
             await conn.serve()
         finally:
@@ -147,6 +152,15 @@ class WSEndpoint(EventListener):
             elif not ws.closed:
                 await conn.shut(GOING_AWAY, "bye")
         return ws
+
+    def _heartbeat(self) -> None:
+        """Every `heartbeat / 2` seconds: each socket is told a tick passed (`Connection.beat`).
+        One timer for all of them, not one per socket reset by every frame."""
+        for conn in list(self.connections):
+            conn.beat()
+        self._beat = None
+        if self.connections and not self.stopping:
+            self._beat = asyncio.get_running_loop().call_later(self.limits.heartbeat / 2, self._heartbeat)
 
     def slow_reader(self, conn: Connection) -> None:
         self.slow_readers += 1
@@ -190,6 +204,9 @@ class WSEndpoint(EventListener):
         """Refuse new calls, let those in flight finish within `grace` seconds (then answer them
         RequestTimeout), and close every socket with 1001."""
         self.stopping = True
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         calls = {task for conn in self.connections for task in conn.calls}
         if calls:
             await asyncio.wait(calls, timeout=grace)
@@ -207,5 +224,6 @@ class WSEndpoint(EventListener):
 
 
 def _passed(headers: Mapping[str, str]) -> dict[str, str]:
-    """The upgrade request's headers every call of the socket sees."""
-    return {k: v for k, v in headers.items() if k.lower() not in _NOT_PASSED}
+    """The upgrade request's headers every call of the socket sees (checked once for the
+    headers the dispatcher reads: `PlainHeaders` when there are none)."""
+    return plain_only({k: v for k, v in headers.items() if k.lower() not in _NOT_PASSED})

@@ -22,11 +22,19 @@ class HoldingProxy:
         self.armed = False
         self.held = asyncio.Event()  # an answer is held back
         self.gate = asyncio.Event()
+        self.connections: set[asyncio.Task] = set()
 
     async def start(self) -> str:
         """Listen on a free port; the Redis URL to connect through the proxy."""
         self.server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
         return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def close(self) -> None:
+        """Stop listening and end the connections it carries (none is left pending at the loop's end)."""
+        self.server.close()
+        for task in self.connections:
+            task.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
 
     def arm(self) -> None:
         self.armed = True
@@ -35,12 +43,18 @@ class HoldingProxy:
         self.gate.set()
 
     async def _connect(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer, hold=False),
-            self._pipe(server_reader, client_writer, hold=True),
-            return_exceptions=True,
-        )
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer, hold=False),
+                self._pipe(server_reader, client_writer, hold=True),
+                return_exceptions=True,
+            )
+        finally:
+            self.connections.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: bool) -> None:
         try:
@@ -73,4 +87,4 @@ async def test_a_cancelled_acquire_whose_script_ran_leaves_no_lock(redis_url):
             return await locks.owner("k") is None
 
         await eventually(free, what="the lock nobody holds any more to be released")  # not after its TTL
-    proxy.server.close()
+    await proxy.close()

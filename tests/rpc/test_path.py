@@ -11,6 +11,7 @@ import pytest
 from kaiju import rpc
 from kaiju.rpc import RPCServer, Scope, Session
 from kaiju.rpc.context import current
+from kaiju.rpc.protocol import PlainHeaders, plain_only
 from kaiju.rpc.sessions import SessionStore
 from kaiju.runtime.service import App, Service
 from kaiju.testing.services import started
@@ -157,6 +158,22 @@ async def test_header_values_are_read_strictly(name, value):
         assert error["code"] == -32600 and error["data"]["header"] == name and decode(response)["id"] == 1
         with pytest.raises(rpc.InvalidRequest):
             await srv.call("calc.get_data", headers={name: value})
+
+
+async def test_headers_checked_once_are_plain_only_without_a_kaiju_header():
+    """`plain_only` marks headers without any the dispatcher reads (`PlainHeaders`: handle does
+    not look through them again); with one, they stay a dict and the header is read."""
+    calc, srv = Calc(), RPCServer()
+    async with started(calc, srv):
+        plain = plain_only({"X-Trace": "t-1", "User-Agent": "test"})
+        assert type(plain) is PlainHeaders and plain == {"X-Trace": "t-1", "User-Agent": "test"}
+        response, _ = await srv.handle(body("calc.sum", {"a": 1, "b": 2}), plain)
+        assert decode(response)["result"] == 3
+        for name, value in (("timeout", "0"), ("Correlation-ID", "x" * 129)):
+            checked = plain_only({"X-Trace": "t-1", name: value})
+            assert type(checked) is dict
+            response, _ = await srv.handle(body("calc.sum", {"a": 1}), checked)
+            assert decode(response)["error"]["code"] == -32600
 
 
 async def test_invalid_request_without_id_is_answered_with_id_null():

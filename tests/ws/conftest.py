@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from kaiju.testing.services import started
 from tests.auth.support import HASHES, SECRET
 
 TOPICS = {"news.*": "guest", "news.secret.*": "admin", "orders.*": "user"}
+MARK: ContextVar[str | None] = ContextVar("wstest_mark", default=None)
 
 
 class Users(UserStore):
@@ -68,6 +70,25 @@ class Shop(Service):
         return seconds
 
     @rpc.method(permission=Scope.GUEST)
+    async def bounded(self, seconds: float) -> str:
+        """Sleep under `asyncio.timeout(0.05)` (which cancels the task it runs in): "cut" when it ends the sleep."""
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(seconds)
+        except TimeoutError:
+            return "cut"
+        return "slept"
+
+    @rpc.method(permission=Scope.GUEST)
+    async def mark(self, value: str, wait: bool = False) -> str | None:
+        """Set a context variable, after a turn of the loop with `wait`; returns what it held before."""
+        if wait:
+            await asyncio.sleep(0)
+        before = MARK.get()
+        MARK.set(value)
+        return before
+
+    @rpc.method(permission=Scope.GUEST)
     async def hold(self) -> int:
         """Wait at the gate; returns how many calls were inside at most."""
         self.running += 1
@@ -87,6 +108,7 @@ class Shop(Service):
             "correlation_id": ctx.correlation_id,
             "scope": ctx.scope.name.lower(),
             "user": ctx.session.user_id if ctx.session is not None else None,
+            "x_test": (ctx.headers or {}).get("X-Test"),
         }
 
     @rpc.method(permission=Scope.USER)

@@ -112,3 +112,27 @@ async def test_a_plain_get_at_ws_path_is_refused_with_json(app):
         assert r.status == 400 and (await r.json())["error"]["data"]["type"] == "HTTPBadRequest"
     async with app.client.post(app.ws_url.replace("ws://", "http://"), json={}) as r:
         assert r.status == 405
+
+
+async def test_a_socket_that_does_not_answer_a_ping_is_dropped_and_one_that_does_stays(make_app):
+    async with make_app(http={"ws_heartbeat": 1.0}) as app:
+        mute = await app.client.ws_connect(app.ws_url, autoping=False)
+        alive = await app.client.ws_connect(app.ws_url, autoping=False)
+        ping = await alive.receive(timeout=10)
+        assert ping.type is aiohttp.WSMsgType.PING
+        await alive.pong(ping.data)
+        assert (await mute.receive(timeout=10)).type is aiohttp.WSMsgType.PING
+        dropped = await mute.receive(timeout=10)  # no answer: the server drops the socket
+        assert dropped.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        await alive.ping(b"mine")
+        await alive.send_json({"jsonrpc": "2.0", "id": 1, "method": "shop.echo", "params": {"data": 1}})
+        heard = {}
+        while len(heard) < 2:
+            msg = await alive.receive(timeout=10)
+            if msg.type is aiohttp.WSMsgType.PING:
+                await alive.pong(msg.data)
+            else:
+                heard[msg.type] = msg.data
+        assert bytes(heard[aiohttp.WSMsgType.PONG]) == b"mine"  # (a bytearray in older aiohttp)
+        assert heard[aiohttp.WSMsgType.TEXT] == '{"jsonrpc":"2.0","id":1,"result":1}'
+        await alive.close()

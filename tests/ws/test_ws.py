@@ -62,6 +62,27 @@ async def test_the_message_sent_on_a_logins_answer_runs_as_the_new_session(conne
     assert (await sock.call("shop.mine"))["result"] == "for alice"
     assert (await sock.call("auth.logout"))["result"] is True
     assert (await sock.call("shop.mine"))["error"]["data"]["type"] == "MethodNotFound"
+async def test_the_upgrade_headers_reach_each_call_and_its_kaiju_headers_still_count(connect):
+    plain = await connect({"X-Test": "seen"})
+    seen = (await plain.call("shop.context"))["result"]
+    assert seen["x_test"] == "seen" and seen["correlation_id"]
+    bounded = await connect({"X-Test": "bounded", "Timeout": "0.1"})
+    assert (await bounded.call("shop.context"))["result"]["x_test"] == "bounded"
+    assert (await bounded.call("shop.sleep", {"seconds": 30}))["error"]["data"]["type"] == "RequestTimeout"
+
+
+async def test_each_call_keeps_its_own_task_and_context(connect):
+    """A call that waits goes on in the task it started in, with its own context: its own
+    `asyncio.timeout` ends it (not the socket's reading), its deadline finds it, and what it
+    sets in its context no other call sees."""
+    sock = await connect()
+    assert (await sock.call("shop.bounded", {"seconds": 30}))["result"] == "cut"
+    late = await sock.call("shop.sleep", {"seconds": 30}, headers={"Timeout": "0.1"})
+    assert late["error"]["data"]["type"] == "RequestTimeout"
+    assert (await sock.call("shop.mark", {"value": "a"}))["result"] is None
+    assert (await sock.call("shop.mark", {"value": "b", "wait": True}))["result"] is None
+    assert (await sock.call("shop.mark", {"value": "c"}))["result"] is None
+    assert (await sock.call("shop.echo", {"data": 1}))["result"] == 1
 
 
 async def test_login_over_the_socket_binds_it_and_logout_unbinds(connect, app):
