@@ -3,7 +3,8 @@
 # with one rate limit on the echo method (RPCServer.rate_limits, in memory, never reached),
 # traced by the Telemetry service at sample_ratio 0.1 and 1.0) vs kaiju-tools 2.4.26 vs the
 # aiohttp ceiling, one run. The traced servers export over OTLP/HTTP to bench/otlp_sink.py, a
-# local receiver that drops the data (started once, in a process of its own).
+# local receiver that drops the data (started once, in a process of its own). Tracing's cost on a
+# stream consumer, beside FastStream's own tracing middleware: bench/streams_tracing.py.
 #
 #   bench/rpc_http.sh                 (needs wrk: apt-get install -y wrk)
 #

@@ -18,7 +18,10 @@ and 1.0 exporting over OTLP/HTTP to a local receiver that drops the data
 (`bench/otlp_sink.py`, a process of its own); and, to say where the time goes at 1.0, at
 0.0 (the span objects and context alone: every call sampled out) and at 1.0 with nothing
 exported (spans made and given their attributes, then dropped: a tracer provider with no
-processor). The differences are span creation, attribute building and recording, export.
+processor; run in a child process, `rpc_inproc.py spans`, as the process keeps that provider
+for life). The differences are span creation, attribute building and recording, export.
+The same on a stream consumer, beside FastStream's own tracing middleware:
+bench/streams_tracing.py.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from echo_service import EchoService
 
 from kaiju.rpc import RPCServer
 from kaiju.runtime.loop import choose_loop, loop_factory, loop_name
+from kaiju.telemetry.provider import process_tracing
 from kaiju.testing.services import started
 
 
@@ -74,7 +78,11 @@ def telemetry(variant: str, sink: str) -> list:
 
 def recording_provider() -> None:
     """Make the process's tracer provider an SDK one that records every span and has no
-    processor: spans are built whole, then dropped (the "none" variant's provider)."""
+    processor: spans are built whole, then dropped (the "none" variant's provider).
+
+    Only ever in a process of its own (`rpc_inproc.py spans`): a process keeps its provider
+    for life, and kaiju traces to the process's provider even without Telemetry, so every
+    untraced variant after it would be traced too."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -82,6 +90,8 @@ def recording_provider() -> None:
 
 
 async def ours(n: int, middleware: bool = False, services: list | None = None) -> float:
+    if not services and process_tracing() is not None:  # kaiju would trace to it, Telemetry or not
+        raise RuntimeError("an untraced variant would be traced: the process has a tracer provider")
     rpc = RPCServer(middleware=[noop] if middleware else [])
     async with started(*(services or ()), EchoService(), rpc):
         body, _ = await rpc.handle(BODY)
@@ -107,8 +117,10 @@ def peer_python() -> str:
     return subprocess.run([str(PEERS / "setup.sh")], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def run_script(python: str, script: str, key: str, env: dict[str, str]) -> float:
-    out = subprocess.run([python, str(PEERS / script)], check=True, capture_output=True, text=True, env={**os.environ, **env})
+def run_script(python: str, script: str | Path, key: str, env: dict[str, str], *args: str) -> float:
+    out = subprocess.run(
+        [python, str(PEERS / script), *args], check=True, capture_output=True, text=True, env={**os.environ, **env}
+    )
     found = re.search(rf"{key}=(\d+)", out.stdout)
     if not found:
         raise RuntimeError(f"{script} printed no {key}: {out.stdout!r} {out.stderr[-500:]!r}")
@@ -116,7 +128,12 @@ def run_script(python: str, script: str, key: str, env: dict[str, str]) -> float
 
 
 class Sink:
-    """bench/otlp_sink.py on a free port, for the length of a `with` block."""
+    """bench/otlp_sink.py on a free port, for the length of a `with` block (which gets its
+    URL); `options` are the sink's own (`--count-spans`, for `stats()`)."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = options
+        self.url = ""
 
     def __enter__(self) -> str:
         import socket
@@ -125,11 +142,23 @@ class Sink:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         here = Path(__file__).resolve().parent
-        self.proc = subprocess.Popen([sys.executable, str(here / "otlp_sink.py"), str(port)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(here / "otlp_sink.py"), str(port), *self.options], stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("sink="):
             raise RuntimeError(f"the OTLP sink did not start: {line!r}")
-        return line.strip().partition("=")[2]
+        self.url = line.strip().partition("=")[2]
+        return self.url
+
+    def stats(self) -> dict:
+        """The sink's totals so far: requests, bytes, spans, spans by kind (`--count-spans`)."""
+        import json
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        with opener.open(self.url.replace("/v1/traces", "/stats"), timeout=120) as answer:
+            return json.load(answer)
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
@@ -140,12 +169,17 @@ TRACED = {"kaiju+trace0.1": "otlp:0.1", "kaiju+trace1.0": "otlp:1.0", "kaiju+tra
 
 
 def main() -> None:
+    if sys.argv[1:] == ["spans"]:  # the "none" variant, in a process of its own (see recording_provider)
+        recording_provider()
+        with asyncio.Runner(loop_factory=loop_factory(choose_loop("asyncio"))) as runner:
+            rps = runner.run(ours(N, services=telemetry("none", "")))
+        print(f"kaiju_spans_rps={rps:.0f}")
+        return
     with Sink() as sink:
         run(sink)
 
 
 def run(sink: str) -> None:
-    recording_provider()
     peer_py = peer_python()
     factory = loop_factory(choose_loop("asyncio"))
     probe = factory()
@@ -160,8 +194,12 @@ def run(sink: str) -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             best["kaiju+mw"] = max(best["kaiju+mw"], runner.run(ours(N, middleware=True)))
         for name, variant in TRACED.items():
-            with asyncio.Runner(loop_factory=factory) as runner:
-                best[name] = max(best[name], runner.run(ours(N, services=telemetry(variant, sink))))
+            if variant == "none":
+                rps = run_script(sys.executable, Path(__file__).resolve(), "kaiju_spans_rps", {}, "spans")
+            else:
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    rps = runner.run(ours(N, services=telemetry(variant, sink)))
+            best[name] = max(best[name], rps)
         best["kaiju-tools"] = max(
             best["kaiju-tools"], run_script(peer_py, "kaiju_tools_inproc.py", "kaiju_inproc_rps", peer_env)
         )

@@ -21,6 +21,7 @@ The peer, in the same run: FastStream's Redis Streams consumer group
 `$KAIJU_PEERS`, else `../shared/peers` beside the checkout), once with its per-message
 handler (one XACK per message) and once with `--batch-handler` (one XACK per read). It
 starts its own redis-server; its figures are printed beside kaiju's. `--no-peer` skips it.
+What tracing costs each in the consume shape: bench/streams_tracing.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +152,19 @@ async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool =
     return n / elapsed
 
 
-async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool, producers: int = 1) -> float:
-    """kaiju: StreamProducer.call -> stream -> StreamListener -> RPCServer -> Echo.echo -> ack."""
+async def kaiju_loop(
+    url: str | None,
+    n: int,
+    batch: int,
+    prefill: bool,
+    producers: int = 1,
+    extra: Sequence[Service] = (),
+    headers: Mapping[str, str] | None = None,
+) -> float:
+    """kaiju: StreamProducer.call -> stream -> StreamListener -> RPCServer -> Echo.echo -> ack.
+
+    `extra` services start first (a Telemetry traces what starts after it: the consuming
+    side, and end-to-end the producer too); `headers` go with every request written."""
     backend: list[Service] = [RedisConnection(url=url), RedisStream()] if url else [MemoryStream()]
     backend.append(Streams())  # the listener's service above the storage
     echo = Echo()
@@ -161,7 +174,7 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool, produce
     app = App(name="bench", env="bench")
 
     async def write(i: int) -> None:
-        await producer.call("bench.echo", {"value": i}, topic=listener.topic)
+        await producer.call("bench.echo", {"value": i}, topic=listener.topic, headers=headers)
 
     async def produce() -> None:
         await in_parallel(n, producers, write)
@@ -171,12 +184,12 @@ async def kaiju_loop(url: str | None, n: int, batch: int, prefill: bool, produce
         async with started(*backend, producer, app=app):
             await produce()
             listener.streams = backend[-1]
-            async with started(echo, RPCServer(), listener, app=app):
+            async with started(*extra, echo, RPCServer(), listener, app=app):
                 start = time.perf_counter()
                 await asyncio.wait_for(echo.done.wait(), 300)
                 elapsed = time.perf_counter() - start
     else:
-        async with started(*backend, echo, RPCServer(), listener, producer, app=app):
+        async with started(*extra, *backend, echo, RPCServer(), listener, producer, app=app):
             start = time.perf_counter()
             await asyncio.gather(produce(), asyncio.wait_for(echo.done.wait(), 300))
             elapsed = time.perf_counter() - start

@@ -120,6 +120,17 @@ class AutoPipeline:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, queue: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]) -> None:
+        try:
+            await self._exchange(queue)
+        except asyncio.CancelledError:
+            # close() gave up on it: each caller gets an error, never a wait without end nor a
+            # cancellation it did not ask for
+            error = ConnectionError("the Redis connection was closed before the reply came")
+            for _, _, future in queue:
+                _settle(future, error)
+            raise
+
+    async def _exchange(self, queue: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]) -> None:
         self.counts["commands"] += len(queue)
         if len(queue) == 1:
             args, options, future = queue[0]

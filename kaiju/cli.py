@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, NamedTuple
 
 from kaiju import __version__
 from kaiju.config.errors import ConfigError
@@ -385,13 +385,13 @@ COMMANDS: dict[str, Command] = {
         Command(
             "openrpc",
             "print the app's OpenRPC document (what rpc.discover answers a caller of --scope) as JSON",
-            lambda args: _clients().cmd_openrpc(args),
+            lambda args: _clients().cmd_openrpc(args, load(args)),
             lambda p: _clients().openrpc_arguments(p),
         ),
         Command(
             "client",
             "write a typed client of the app's API (--lang python or typescript) from its OpenRPC document",
-            lambda args: _clients().cmd_client(args),
+            lambda args: _clients().cmd_client(args, load(args)),
             lambda p: _clients().client_arguments(p),
         ),
         Command(
@@ -465,8 +465,12 @@ def _source_options(p: argparse.ArgumentParser, after: bool) -> None:
     )
 
 
-def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
-    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`."""
+def parser(commands: dict[str, Command] | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The command line of `kaiju-run` with the built-in `COMMANDS` and an app's `commands`.
+
+    With `only` (a command's name, or "" for none), the other commands are listed with their
+    help line but get no options: a command line names one command, and building every
+    command's options costs a start-up more than the rest of the parsing."""
     p = argparse.ArgumentParser(
         prog="kaiju-run",
         description="Run a kaiju app from config files.",
@@ -479,16 +483,22 @@ def parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParse
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in (commands or COMMANDS).values():
         cp = sub.add_parser(command.name, help=command.help, description=command.help)
+        if only is not None and command.name != only:
+            continue
         _source_options(cp, after=True)
         if command.add_arguments:
             command.add_arguments(cp)
     return p
 
 
-def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = None) -> argparse.Namespace:
+def parse(argv: list[str] | None, commands: dict[str, Command], word: str | None) -> argparse.Namespace:
     """The command line, with options given after the command laid over those before it and
-    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given."""
-    args = parser(commands).parse_args(argv)
+    the config and env files from KAIJU_CONFIG / KAIJU_ENV_FILE when none are given. `word`
+    is the first word of `argv` that is no source option (`_pre_parse`)."""
+    # the options of the command named (of none when none is), or of every command when the
+    # first word names none: argparse then reports the mistake as it always has
+    only = "" if word is None else word if word in commands else None
+    args = parser(commands, only).parse_args(argv)
     for name in ("config", "env_file", "env"):
         getattr(args, name).extend(getattr(args, "after_" + name, []))
     for name in ("os_env", "log_level", "log_format"):
@@ -501,11 +511,30 @@ def parse(argv: list[str] | None = None, commands: dict[str, Command] | None = N
     return args
 
 
-def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
-    """The commands of installed distributions (`kaiju.commands` entry points) and of the
-    config's `commands:` list (a config that does not load adds none: the command run reports
-    it). Raises ConfigError for a command that does not import or clashes with another.
-    The config loaded here goes into `preloaded`, keyed by its sources, for `load` to reuse."""
+class CommandLine(NamedTuple):
+    """What `_pre_parse` reads from a command line before its commands are known."""
+
+    sources: argparse.Namespace  # the source options (-c, -f, -e, ...), wherever they stand
+    word: str | None  # the first other word: the command, when it names one
+    wants_help: bool  # -h or --help is given
+
+
+def _pre_parse(argv: list[str] | None) -> CommandLine:
+    """The source options of `argv`, its first other word and whether it asks for help."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _source_options(pre, after=False)
+    known, rest = pre.parse_known_args(argv)
+    word = next((w for w in rest if not w.startswith("-")), None)
+    return CommandLine(known, word, "-h" in rest or "--help" in rest)
+
+
+def app_commands(line: CommandLine, preloaded: dict[tuple, Any] | None = None) -> dict[str, Command]:
+    """The commands of the config's `commands:` list (a config that does not load adds none:
+    the command run reports it) and of installed distributions (`kaiju.commands` entry
+    points; looked up only when `line` asks for help or names no built-in command, as reading
+    them means reading every installed distribution's metadata). Raises ConfigError for a
+    command that does not import or clashes with another. The config loaded here goes into
+    `preloaded`, keyed by its sources, for `load` to reuse."""
     from kaiju.commands import installed_commands, load_command
 
     found: dict[str, Command] = {}
@@ -521,11 +550,10 @@ def app_commands(argv: list[str] | None, preloaded: dict[tuple, Any] | None = No
             )
         found[cmd.name] = Command(cmd.name, cmd.help, functools.partial(run_app_command, cmd), cmd.arguments)
 
-    for name, ref in installed_commands():
-        add(ref, name, "entry points (kaiju.commands)")
-    pre = argparse.ArgumentParser(add_help=False)
-    _source_options(pre, after=False)
-    known, _ = pre.parse_known_args(argv)
+    if line.wants_help or (line.word is not None and line.word not in COMMANDS):
+        for name, ref in installed_commands():
+            add(ref, name, "entry points (kaiju.commands)")
+    known = line.sources
     known.config = known.config or paths_from_env(CONFIG_ENV)
     known.env_file = known.env_file or paths_from_env(ENV_FILE_ENV)
     if known.config:
@@ -572,12 +600,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     preloaded: dict[tuple, Any] = {}
+    line = _pre_parse(argv)
     try:
-        commands = app_commands(argv, preloaded)
+        commands = app_commands(line, preloaded)
     except ConfigError as exc:
         print(f"kaiju-run: {exc}", file=sys.stderr)
         return 2
-    args = parse(argv, commands)
+    args = parse(argv, commands, line.word)
     args.preloaded = preloaded
     command = commands[args.command or "run"]
     if not args.config and command.needs_config:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from kaiju.config.display import mask_text
+from kaiju.masking import mask_text
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import current
 from kaiju.rpc.methods import method

@@ -21,9 +21,12 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
+
+from kaiju.masking import mask_text
 
 __all__ = [
     "ContextFilter",
@@ -35,6 +38,7 @@ __all__ = [
     "LogFormatError",
     "MaskingFilter",
     "PlainFormatter",
+    "RateLimitedWarning",
     "check_format",
     "check_logging",
     "configure",
@@ -114,7 +118,7 @@ class ContextFilter(logging.Filter):
 class MaskingFilter(logging.Filter):
     """Masks credentials in every record, as `kaiju-run config` masks a config: in the
     message, the traceback and text extras, URL passwords, `password=...` pairs, secret query
-    parameters and PEM blocks become `***` (`kaiju.config.display.mask_text`). A method whose
+    parameters and PEM blocks become `***` (`kaiju.masking.mask_text`). A method whose
     exception says `cannot connect to postgres://app:s3cr3t@db` logs `postgres://app:***@db`.
 
     The traceback is formatted here, masked, and kept as the record's `exc_text` (its
@@ -123,8 +127,6 @@ class MaskingFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        from kaiju.config.display import mask_text
-
         self._mask = mask_text
         self._traceback = logging.Formatter().formatException
 
@@ -372,3 +374,30 @@ def check_logging(config: Any, log_format: str | None = None) -> None:
     of a loaded config (`LoadedConfig`); `log_format` is one given on the command line."""
     for path, message in logging_problems(config.settings.logging, log_format):
         raise config.error(path, message)
+
+
+class RateLimitedWarning:
+    """One WARNING per `interval` seconds for an event that may repeat many times a second.
+
+    The first event logs at once; later ones are counted and the count is logged with the
+    next event after the interval has passed (as `count`, the events since the last record).
+    """
+
+    def __init__(self, logger: KaijuLogger, message: str, interval: float):
+        self.logger = logger
+        self.message = message
+        self.interval = interval
+        self.count = 0
+        self.records = 0
+        self._next_at = 0.0
+
+    def event(self, **facts: Any) -> None:
+        """Count one event; log it (with the count so far) if none was logged in the interval."""
+        self.count += 1
+        now = time.monotonic()
+        if now < self._next_at:
+            return
+        self._next_at = now + self.interval
+        self.logger.warning(self.message, count=self.count, interval=self.interval, **facts)
+        self.count = 0
+        self.records += 1

@@ -16,6 +16,7 @@ commands that may travel together with other callers' commands.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +34,24 @@ REDIS_EXTRA = 'pip install "kaiju-runner[redis]"'
 
 class RedisUnavailable(ConnectionError):
     """Redis did not answer at start-up; the message names the URL with its password masked."""
+
+
+def _check_url(url: str) -> None:
+    """redis-py reads `url` as it will at start: its scheme, and a query of options it knows
+    with values it accepts (an unknown one goes to the connection, failing only when it is made)."""
+    import redis.asyncio as aioredis
+
+    try:
+        # builds the pool and one connection object; nothing connects
+        aioredis.ConnectionPool.from_url(url).make_connection()
+    except ValueError as exc:  # a value redis-py cannot read ("Invalid value for 'socket_timeout' ...")
+        why = str(exc)
+    except TypeError as exc:  # an option it does not know ("... unexpected keyword argument 'dbb'")
+        name = re.search(r"'([^']*)'$", str(exc))
+        why = f"redis-py knows no option {name.group(1) if name else exc}"
+    else:
+        return
+    raise SettingError("url", f"expected a Redis URL redis-py can read, got {RedisURL.show(url)}: {why}")
 
 
 def mask_url(url: str) -> str:
@@ -166,6 +185,8 @@ class RedisConnection(Service):
                     parse_node(node)
                 except ValueError:
                     raise SettingError(name, f'expected host:port items, got "{node}" at [{n}]') from None
+        if self.url:
+            _check_url(self.url)
 
     async def start(self) -> None:
         from redis.exceptions import RedisClusterException, RedisError

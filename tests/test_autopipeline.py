@@ -102,6 +102,12 @@ async def test_stop_sends_what_is_queued_first(redis_url):
     assert [write.result() for write in writes] == [True] * 5
 
 
+async def test_a_command_close_gives_up_on_fails_its_caller_with_an_error(conn):
+    blocked = conn.batch.execute_command("BLPOP", "never-filled", 0)  # no reply ever comes
+    await conn.batch.close(timeout=0.05)  # gives up on it: cancels what is on its way
+    assert blocked.done() and isinstance(blocked.exception(), ConnectionError), blocked
+
+
 async def test_concurrent_waits_share_one_wait_at_the_end_of_the_pipeline(conn):
     before = dict(conn.batch.counts)
     writes = [conn.batch.execute_command("SET", f"w{n}", b"x") for n in range(3)]

@@ -70,6 +70,14 @@ def test_the_unit_names_what_the_deployment_relies_on() -> None:
         assert line in text, line
 
 
+def test_the_example_unit_takes_its_signing_key_from_a_credential_file() -> None:
+    # never from the unit or the config: a file only root and the process can read
+    text = (ROOT / "conf" / "kaiju-example.service").read_text()
+    for line in ("LoadCredential=auth_secret:", "AUTH_SECRET_FILE=%d/auth_secret", "ENV=prod"):
+        assert line in text, line
+    assert "AUTH_SECRET=" not in text
+
+
 def test_three_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "shared.yml"

@@ -156,6 +156,9 @@ async def test_task_metrics() -> None:
     metrics, http = Metrics(process_metrics=False), HTTPServer(port=free_port())
     async with started(Shop(), RPCServer(), metrics, ok, bad, http):
         await eventually(lambda: ok.runs >= 2 and bad.failures >= 2, what="two runs of each")
+        ok.pause()  # no run may end between the scrape and the counts read beside it
+        bad.pause()
+        await eventually(lambda: not ok.running and not bad.running, what="the last runs to end")
         samples = await scrape(http)
         runs_ok, runs_bad = ok.runs, bad.runs
     assert sample(samples, "kaiju_task_runs_total", task="adder") == runs_ok

@@ -48,26 +48,26 @@ def client_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the client here (default: standard output)")
 
 
-def _document(args: argparse.Namespace) -> dict[str, Any] | None:
-    from kaiju.cli import load
-
+def _document(args: argparse.Namespace, loaded: Any) -> dict[str, Any] | None:
     try:
-        return app_document(load(args), args.scope)
+        return app_document(loaded, args.scope)
     except ValueError as exc:
         print(f"kaiju-run: --scope: {exc}", file=sys.stderr)
         return None
 
 
-def cmd_openrpc(args: argparse.Namespace) -> int:
-    document = _document(args)
+def cmd_openrpc(args: argparse.Namespace, loaded: Any) -> int:
+    """Print the OpenRPC document of the app `loaded` (the command line's config) describes."""
+    document = _document(args, loaded)
     if document is None:
         return 2
     print(json.dumps(document, indent=2))
     return 0
 
 
-def cmd_client(args: argparse.Namespace) -> int:
-    document = _document(args)
+def cmd_client(args: argparse.Namespace, loaded: Any) -> int:
+    """Write the typed client of the app `loaded` (the command line's config) describes."""
+    document = _document(args, loaded)
     if document is None:
         return 2
     if args.lang == "python":

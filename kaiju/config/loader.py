@@ -183,10 +183,10 @@ def _build(
 
 def _check_used(env: Mapping[str, Any], used: set[str]) -> None:
     """Raise a ConfigError for the first key of `env` no template uses, with the nearest ones."""
-    import difflib
-
     for key in env:
         if key not in used:
+            import difflib  # only a key no template uses needs suggestions
+
             near = difflib.get_close_matches(key, sorted(used), n=3)
             hint = (
                 f"; did you mean {' or '.join(near)}?"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -199,6 +198,8 @@ def validation_problem(message: str, data: Any, type_: Any = None) -> tuple[Path
         moved = MOVED_KEYS.get(key) if type_ is ProjectSettings else MOVED_SETTINGS.get(found.group("field"))
         if moved:
             return key, f"unknown key ({moved})"
+        import difflib  # only an unknown key needs suggestions
+
         near = difflib.get_close_matches(found.group("field"), _field_names(_type_at(type_, path)), n=3)
         return key, f"unknown key (did you mean {' or '.join(near)}?)" if near else "unknown key"
     if (found := _BAD_ENUM.match(what)) and (choices := _literal_choices(type_, path)):

@@ -25,7 +25,7 @@ from kaiju.telemetry.service import Telemetry
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.telemetry.tracing import Tracing
 
-__all__ = ["HTTPClient", "HTTPRPCClient", "HTTPResponse"]
+__all__ = ["BatchCalls", "HTTPClient", "HTTPRPCClient", "HTTPResponse"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -115,7 +115,47 @@ class HTTPClient(Service):
             return HTTPResponse(resp.status, resp.headers, await resp.read())
 
 
-class HTTPRPCClient(Service):
+class BatchCalls:
+    """`call_multiple` of the RPC clients (`HTTPRPCClient`, `WSRPCClient`): the batch made and
+    its answer read the same way; each client sends it its own way (`_send_batch`)."""
+
+    def _headers(self, timeout: float | None) -> tuple[dict[str, str], Any]:
+        raise NotImplementedError
+
+    async def _send_batch(
+        self, calls: list[tuple[str, Any]], headers: dict[str, str], timeout: Any
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """Send the requests `calls` ((method, params) each) as one batch; (the requests sent,
+        the response)."""
+        raise NotImplementedError
+
+    async def call_multiple(
+        self,
+        *requests: dict[str, Any] | tuple[str, Any],
+        raise_exception: bool = True,
+        abort_on_error: bool = False,
+        use_template: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Send a batch; returns the results in request order.
+
+        A request is `{"method": ..., "params": ...}` or `(method, params)`. With `raise_exception`
+        the first error is raised; without, errors come back in the list as RPCError instances.
+        `abort_on_error` / `use_template` set the RPC-Batch-Abort-Error / RPC-Batch-Template headers.
+        """
+        if not requests:
+            return []
+        headers, timeout = self._headers(timeout)
+        if abort_on_error:
+            headers[ABORT_ON_ERROR] = "?1"
+        if use_template:
+            headers[USE_TEMPLATE] = "?1"
+        calls = [(r["method"], r.get("params")) if isinstance(r, dict) else r for r in requests]
+        batch, response = await self._send_batch(calls, headers, timeout)
+        return batch_results(batch, response, raise_exception)
+
+
+class HTTPRPCClient(BatchCalls, Service):
     """Calls JSON-RPC methods of another server over HTTP (service name "rpc_client").
 
     The settings are documented where each is declared, below. Dependency: `http` (an HTTPClient).
@@ -142,6 +182,11 @@ class HTTPRPCClient(Service):
         self._tracing: Tracing | None = None  # from start() on, when the app traces
 
     async def start(self) -> None:
+        if getattr(self, "http", None) is None:  # built in code without its dependency
+            raise TypeError(
+                f"{self.name} needs an HTTPClient to send through: "
+                'HTTPRPCClient(http=HTTPClient(base_url="http://host:port")), the HTTPClient started first'
+            )
         self._tracing = tracing_of(self.telemetry)
 
     def _headers(self, timeout: float | None) -> tuple[dict[str, str], float | None]:
@@ -181,7 +226,7 @@ class HTTPRPCClient(Service):
 
     async def _traced_post(self, tracing: Tracing, body: Any, headers: dict[str, str], timeout: float | None) -> Any:
         """`_post` inside a client span named after the method ("batch" for a batch)."""
-        from kaiju.telemetry.http import answered, client_span
+        from kaiju.http.spans import answered, client_span
 
         name = body["method"] if isinstance(body, dict) else "batch"
         url = self.http.url(self.path)
@@ -204,49 +249,29 @@ class HTTPRPCClient(Service):
             return None
         return _unwrap(response)
 
-    async def call_multiple(
-        self,
-        *requests: dict[str, Any] | tuple[str, Any],
-        raise_exception: bool = True,
-        abort_on_error: bool = False,
-        use_template: bool = False,
-        timeout: float | None = None,
-    ) -> list[Any]:
-        """Send a batch; returns the results in request order.
+    async def _send_batch(
+        self, calls: list[tuple[str, Any]], headers: dict[str, str], timeout: float | None
+    ) -> tuple[list[dict[str, Any]], Any]:
+        batch = [self._request(method, params) for method, params in calls]
+        return batch, await self._post(batch, headers, timeout)
 
-        A request is `{"method": ..., "params": ...}` or `(method, params)`. With `raise_exception`
-        the first error is raised; without, errors come back in the list as RPCError instances.
-        `abort_on_error` / `use_template` set the RPC-Batch-Abort-Error / RPC-Batch-Template headers.
-        """
-        if not requests:
-            return []
-        headers, timeout = self._headers(timeout)
-        if abort_on_error:
-            headers[ABORT_ON_ERROR] = "?1"
-        if use_template:
-            headers[USE_TEMPLATE] = "?1"
-        batch = []
-        for r in requests:
-            method, params = (r["method"], r.get("params")) if isinstance(r, dict) else r
-            batch.append(self._request(method, params))
-        response = await self._post(batch, headers, timeout)
-        if isinstance(response, dict):  # the whole batch was refused
-            raise (
-                _unwrap(response, raise_exception=False)
-                if "error" in response
-                else InternalError("Malformed batch response")
-            )
-        by_id = {r.get("id"): r for r in response or () if isinstance(r, dict)}
-        results = []
-        for req in batch:
-            item = by_id.get(req["id"])
-            value = (
-                _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
-            )
-            if raise_exception and isinstance(value, RPCError):
-                raise value
-            results.append(value)
-        return results
+
+def batch_results(batch: list[dict[str, Any]], response: Any, raise_exception: bool) -> list[Any]:
+    """The result of each request of `batch` from the batch's `response`, in the batch's order:
+    a result, or the RPCError (raised instead when `raise_exception`); the whole batch refused
+    raises its error."""
+    if isinstance(response, dict):  # the whole batch was refused
+        refused = _unwrap(response, raise_exception=False) if "error" in response else None
+        raise refused or InternalError("Malformed batch response")
+    by_id = {r.get("id"): r for r in response or () if isinstance(r, dict)}
+    results = []
+    for req in batch:
+        item = by_id.get(req["id"])
+        value = _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
+        if raise_exception and isinstance(value, RPCError):
+            raise value
+        results.append(value)
+    return results
 
 
 def _unwrap(response: Any, raise_exception: bool = True) -> Any:

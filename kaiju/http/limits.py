@@ -23,13 +23,12 @@ import asyncio
 import errno
 import resource
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from kaiju.logging import KaijuLogger
+from kaiju.logging import KaijuLogger, RateLimitedWarning
 
 __all__ = [
     "ConnectionLimits",
@@ -63,33 +62,6 @@ def connection_cap(max_connections: int, reserve: int = FD_RESERVE) -> int:
     if soft == resource.RLIM_INFINITY:
         return max_connections
     return max(1, min(max_connections, soft - reserve))
-
-
-class RateLimitedWarning:
-    """One WARNING per `interval` seconds for an event that may repeat many times a second.
-
-    The first event logs at once; later ones are counted and the count is logged with the
-    next event after the interval has passed (as `count`, the events since the last record).
-    """
-
-    def __init__(self, logger: KaijuLogger, message: str, interval: float):
-        self.logger = logger
-        self.message = message
-        self.interval = interval
-        self.count = 0
-        self.records = 0
-        self._next_at = 0.0
-
-    def event(self, **facts: Any) -> None:
-        """Count one event; log it (with the count so far) if none was logged in the interval."""
-        self.count += 1
-        now = time.monotonic()
-        if now < self._next_at:
-            return
-        self._next_at = now + self.interval
-        self.logger.warning(self.message, count=self.count, interval=self.interval, **facts)
-        self.count = 0
-        self.records += 1
 
 
 class GuardedHandler(web.RequestHandler):

@@ -98,8 +98,10 @@ def route_spec(obj: Any) -> tuple[RouteSpec, ...]:
 def routes_of(service: Any, name: str) -> list[Route]:
     """The routes declared on `service` (registered under the service name `name`)."""
     found = []
+    mro = type(service).__mro__
     for attr in dir(type(service)):
-        func = inspect.getattr_static(type(service), attr, None)
+        # the attribute as its class defines it (what inspect.getattr_static gives, without its cost)
+        func = next((klass.__dict__[attr] for klass in mro if attr in klass.__dict__), None)
         for spec in route_spec(func):
             found.append(Route(spec.method, spec.path, getattr(service, attr), name, spec.ops))
     return found

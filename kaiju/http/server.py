@@ -31,7 +31,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from kaiju.events.base import Events
 from kaiju.health import AppHealth
-from kaiju.http.explorer import explorer_page
 from kaiju.http.limits import ConnectionLimits, GuardedHandler, GuardedServer, QuietAcceptErrors, connection_cap
 from kaiju.http.routes import Route, RouteEntry, RouteRequest, RouteTable, config_routes, routes_of
 from kaiju.rpc.access import Scope, parse_scope
@@ -353,7 +352,7 @@ class HTTPServer(Service):
         tracing = tracing_of(self.telemetry)
         if tracing is None:
             return handler
-        from kaiju.telemetry.http import traced_handler
+        from kaiju.http.spans import traced_handler
 
         return traced_handler(handler, tracing, self.rpc_path)
 
@@ -406,6 +405,8 @@ class HTTPServer(Service):
 
     async def _docs(self, request: web.BaseRequest) -> web.Response:
         """The API explorer page (kaiju/http/explorer.html), with a fresh nonce for its script."""
+        from kaiju.http.explorer import explorer_page  # imported when the page is first asked for
+
         body, headers = explorer_page(self.rpc_path, self.ws_path, self.app.name)
         return web.Response(body=body, headers=headers)
 

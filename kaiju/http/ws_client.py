@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 import aiohttp
 import msgspec
 
-from kaiju.http.client import _unwrap
+from kaiju.http.client import BatchCalls, _unwrap
 from kaiju.rpc.context import current
-from kaiju.rpc.errors import InternalError, RPCError
-from kaiju.rpc.protocol import ABORT_ON_ERROR, CORRELATION_ID, DEADLINE, USE_TEMPLATE
+from kaiju.rpc.errors import RPCError
+from kaiju.rpc.protocol import CORRELATION_ID, DEADLINE
 from kaiju.rpc.topics import compile_pattern
 from kaiju.runtime.service import Service
 from kaiju.runtime.types import Positive, PositiveInt
@@ -83,7 +83,7 @@ class Subscription:
         await self.client.unsubscribe(self)
 
 
-class WSRPCClient(Service):
+class WSRPCClient(BatchCalls, Service):
     """Calls JSON-RPC methods of a server over one WebSocket (service name "ws_rpc_client").
 
     The settings are documented where each is declared, below. `start()` connects (raising
@@ -280,44 +280,12 @@ class WSRPCClient(Service):
         response = await self._send(request, request.get("id"), timeout)
         return None if nowait else _unwrap(response)
 
-    async def call_multiple(
-        self,
-        *requests: dict[str, Any] | tuple[str, Any],
-        raise_exception: bool = True,
-        abort_on_error: bool = False,
-        use_template: bool = False,
-        timeout: float | None = None,
-    ) -> list[Any]:
-        """Send a batch; returns the results in request order (as `HTTPRPCClient.call_multiple`)."""
-        if not requests:
-            return []
-        headers, timeout = self._headers(timeout)
-        if abort_on_error:
-            headers[ABORT_ON_ERROR] = "?1"
-        if use_template:
-            headers[USE_TEMPLATE] = "?1"
-        batch = []
-        for n, r in enumerate(requests):
-            method, params = (r["method"], r.get("params")) if isinstance(r, dict) else r
-            batch.append(self._request(method, params, headers if n == 0 else {}))
-        response = await self._send(batch, batch[0]["id"], timeout)
-        if isinstance(response, dict):  # the whole batch was refused
-            raise (
-                _unwrap(response, raise_exception=False)
-                if "error" in response
-                else InternalError("Malformed batch response")
-            )
-        by_id = {r.get("id"): r for r in response or () if isinstance(r, dict)}
-        results = []
-        for req in batch:
-            item = by_id.get(req["id"])
-            value = (
-                _unwrap(item, raise_exception) if item is not None else InternalError("No response for this request")
-            )
-            if raise_exception and isinstance(value, RPCError):
-                raise value
-            results.append(value)
-        return results
+    async def _send_batch(
+        self, calls: list[tuple[str, Any]], headers: dict[str, str], timeout: float
+    ) -> tuple[list[dict[str, Any]], Any]:
+        # the batch's headers ride on its first request (a WebSocket message has no headers)
+        batch = [self._request(method, params, headers if n == 0 else {}) for n, (method, params) in enumerate(calls)]
+        return batch, await self._send(batch, batch[0]["id"], timeout)
 
     # -- subscriptions -------------------------------------------------------
 

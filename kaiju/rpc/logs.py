@@ -55,7 +55,7 @@ class RequestLog:
             "correlation_id": call.correlation_id,
         }
         if self.logger.isEnabledFor(logging.DEBUG):
-            from kaiju.config.display import mask_secrets
+            from kaiju.masking import mask_secrets
 
             if self.params:
                 fields["params"] = mask_secrets(_plain_params(call))

@@ -224,7 +224,7 @@ class RPCServer(Service):
         tracing = tracing_of(self.telemetry)
         if tracing is None:
             return []
-        from kaiju.telemetry.rpc import RPCSpans
+        from kaiju.rpc.spans import RPCSpans
 
         return [RPCSpans(tracing)]
 
@@ -471,11 +471,7 @@ class RPCServer(Service):
                 response = ErrorResponse(id=ctx.request_id, error=exc.to_dict(hot.debug))
         if loaded is not None:
             await self._finish_session(ctx, loaded)
-        if ctx.session is not found:  # a login or a logout
-            out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
-        if ctx.response_headers:
-            out.update(ctx.response_headers)
-        return hot.encoder.answer(response, out)
+        return self._answer(ctx, found, response, out)
 
     async def _handle(
         self,
@@ -516,6 +512,11 @@ class RPCServer(Service):
             response = await dispatcher.one(ctx, body, h.retries, wait)
         if loaded is not None:
             await self._finish_session(ctx, loaded)
+        return self._answer(ctx, before, response, out)
+
+    def _answer(self, ctx: RequestContext, before: Session | None, response: Any, out: dict[str, str]) -> Answer:
+        """The `Answer` (step 6): a session the call logged in or out (`ctx.session` is not
+        `before`) answered in Session-Id, the call's own response headers added."""
         if ctx.session is not before:  # a login or a logout
             out[SESSION_ID] = ctx.session.id if ctx.session is not None else ""
         if ctx.response_headers:

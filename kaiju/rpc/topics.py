@@ -34,6 +34,8 @@ from kaiju.rpc.methods import method
 __all__ = ["MAX_PATTERN", "Channel", "Subscriptions", "TopicRules", "compile_pattern", "current_channel"]
 
 MAX_PATTERN = 256  # characters of a subscribed or declared pattern, as rpc.api's
+# a declared pattern: what a topic may hold (kaiju.events.base), and fnmatch's wildcards
+_DECLARED = re.compile(r"[\w.:/@\-*?\[\]!]+")
 _CACHED_TOPICS = 4096  # topics whose strictest scope is remembered (then forgotten all at once)
 
 
@@ -58,6 +60,11 @@ class TopicRules:
         for pattern, scope in topics.items():
             if not pattern or len(pattern) > MAX_PATTERN:
                 raise ValueError(f"expected patterns of 1-{MAX_PATTERN} characters, got {pattern!r}")
+            if not _DECLARED.fullmatch(pattern):  # a space, say: no topic could ever match it
+                raise ValueError(
+                    "expected patterns of a topic's characters (letters, digits and _ . : / @ -) "
+                    f"and * ? [ ] !, got {pattern!r}"
+                )
             rules.append(Rule(pattern, compile_pattern(pattern), parse_scope(scope)))
         self.rules = tuple(rules)
         self.enabled = enabled

@@ -174,6 +174,7 @@ class Entrypoint:
         self._signals_seen = 0
         self._handlers_on: asyncio.AbstractEventLoop | None = None
         self._missed_signals: list[int] = []  # arrived while a uvloop loop was not running
+        self._replayed: list[int] = []  # handled by _replay_missed_signals, maybe still in uvloop's pipe
         self._sync = False  # entered with `with`, not `async with`
 
     # -- what aiomisc users read ----------------------------------------------
@@ -449,6 +450,9 @@ class Entrypoint:
         missed, self._missed_signals = self._missed_signals, []
         for signum in missed:
             self._on_signal(signum)
+            # uvloop may yet hand the same delivery over (its wakeup pipe is read in a poll that
+            # can come after this callback on a busy machine): that one is heard once, here
+            self._replayed.append(signum)
 
     def _remove_signal_handlers(self) -> None:
         loop, self._handlers_on = self._handlers_on, None
@@ -460,6 +464,9 @@ class Entrypoint:
     def _on_signal(self, signum: int) -> None:
         if signum in self._missed_signals:
             self._missed_signals.remove(signum)
+        elif signum in self._replayed:  # the delivery replayed already, handed over late
+            self._replayed.remove(signum)
+            return
         name = signal.Signals(signum).name
         if self.state in ("stopping", "stopped") and not self._signals_seen:
             log.warning("%s received while already stopping", name)

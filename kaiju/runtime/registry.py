@@ -12,12 +12,10 @@ module and the file and line of the error.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
 import os
-import sysconfig
 import traceback
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -139,8 +137,9 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
     # the user's code; else (an app installed as a package) anything but kaiju and the stdlib
-    found = [f for f in frames if _outside(f.filename, _NOT_USER_CODE)] or [
-        f for f in frames if _outside(f.filename, _NOT_USER_CODE[:2])
+    not_user_code = _not_user_code()
+    found = [f for f in frames if _outside(f.filename, not_user_code)] or [
+        f for f in frames if _outside(f.filename, not_user_code[:2])
     ]
     where = f" ({found[-1].filename}, line {found[-1].lineno})" if found else ""
     return f"{type(exc).__name__}: {exc}{where}"
@@ -151,13 +150,17 @@ def _outside(filename: str, roots: tuple[str, ...]) -> bool:
     return not any(path.startswith(root) for root in roots)
 
 
-_KAIJU_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-# kaiju, the standard library, then installed packages
-_NOT_USER_CODE = (
-    _KAIJU_ROOT,
-    os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep,
-    *{os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")},
-)
+def _not_user_code() -> tuple[str, ...]:
+    """The folders of kaiju, the standard library, then installed packages (asked only to
+    explain an error: sysconfig is not imported for a start that has none)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return (
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.abspath(paths["stdlib"]) + os.sep,
+        *{os.path.abspath(paths[key]) + os.sep for key in ("purelib", "platlib")},
+    )
 
 
 def import_module(name: str, what: str = "module") -> ModuleType:
@@ -216,18 +219,32 @@ class Registry:
     def __init__(self, packages: list[str] | tuple[str, ...] = (), *, use_entry_points: bool = True):
         self._refs: dict[str, str] = dict(BUILTIN)
         self._classes: dict[str, type[aiomisc.Service]] = {}
-        if use_entry_points:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                self._refs.setdefault(ep.name, ep.value)
+        # the entry points are read when a bare name is neither built in nor a package's: reading
+        # them means reading every installed distribution's metadata, which most configs never need
+        self._entry_points_unread = use_entry_points
         for package in packages:
             self.add_package(package)
+
+    def _read_entry_points(self) -> None:
+        """Add the names the `kaiju.services` entry points advertise (a built-in name wins)."""
+        if self._entry_points_unread:
+            self._entry_points_unread = False
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                self._refs.setdefault(ep.name, ep.value)
 
     def add_package(self, package: str) -> None:
         """Make the service classes of `package` (a module) addressable by name: those it
         defines or imports from its own top-level package, and, for a package with a
         `services` module (where kaiju-tools looked), those of `<package>.services` too.
 
-        Raises ClassNotFound when a module fails to import (naming the file and line)."""
+        Raises ClassNotFound when a module fails to import (naming the file and line), and for
+        kaiju-tools itself, which a kaiju-tools config lists."""
+        if package.split(".", 1)[0] == "kaiju_tools":
+            # never imported: kaiju-tools replaces the logger class and fills registries on import
+            raise ClassNotFound(
+                f'"{package}" is kaiju-tools: kaiju finds its own classes without a packages entry, '
+                "so remove it (docs/migration.rst)"
+            )
         module = import_module(package, "package")
         self._classes.update(_module_services(module))
         if hasattr(module, "__path__") and importlib.util.find_spec(f"{package}.services") is not None:
@@ -238,6 +255,7 @@ class Registry:
         self._classes[name or cls.__name__] = cls
 
     def names(self) -> list[str]:
+        self._read_entry_points()
         return sorted({*self._refs, *self._classes})
 
     def implementations(self, base: type) -> list[str]:
@@ -253,6 +271,8 @@ class Registry:
         """The class `name` refers to; raises ClassNotFound with close matches."""
         cls = self._classes.get(name)
         if cls is None:
+            if name not in self._refs and ":" not in name and "." not in name:
+                self._read_entry_points()
             if name in self._refs:
                 cls = import_object(self._refs[name])  # type: ignore[assignment]
             elif ":" in name or "." in name:
@@ -262,6 +282,8 @@ class Registry:
                     raise ClassNotFound(
                         f'"{name}" is kaiju-tools\' class: {KAIJU_TOOLS_NAMES[name]} (docs/migration.rst)'
                     )
+                import difflib  # only an unknown name needs suggestions
+
                 close = difflib.get_close_matches(name, self.names(), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ClassNotFound(

@@ -52,6 +52,8 @@ SCOPE_NAMES = ("system", "admin", "user", "guest")
 
 
 def _shown(value: Any) -> str:
+    if value is None:
+        return "null"  # as the config file spells it (and msgspec's own messages say)
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 

@@ -17,9 +17,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-__all__ = ["DEFAULT_ENDPOINT", "otlp_endpoint", "otlp_exporter", "tracer_provider"]
+__all__ = ["DEFAULT_ENDPOINT", "ENDPOINT_VARS", "otlp_endpoint", "otlp_exporter", "tracer_provider"]
 
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
+# the variables an endpoint comes from when the setting gives none, first found wins
+ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 def otlp_endpoint(endpoint: str | None) -> str:
@@ -28,10 +30,11 @@ def otlp_endpoint(endpoint: str | None) -> str:
     else a collector on this host."""
     if endpoint:
         return endpoint
-    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    traces_var, base_var = ENDPOINT_VARS
+    traces = os.environ.get(traces_var)
     if traces:
         return traces
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    base = os.environ.get(base_var)
     if base:
         return base.rstrip("/") + "/v1/traces"
     return DEFAULT_ENDPOINT

@@ -21,6 +21,7 @@ annotation does) costs nothing.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 from msgspec import Meta
@@ -99,7 +100,8 @@ class Telemetry(Service):
 
     def check(self) -> None:
         """The SDK and the exporter are installed (ValueError naming the extra to install);
-        `endpoint` is an http(s) URL (SettingError)."""
+        `endpoint` (or the OTEL_EXPORTER_OTLP_* variable it comes from) is an http(s) URL
+        (SettingError)."""
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise SettingError("endpoint", f"expected an http:// or https:// URL, got {self.endpoint!r}")
         wanted = {"otlp": ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")}.get(
@@ -113,6 +115,21 @@ class Telemetry(Service):
                     f'exporter "{self.exporter}" needs the OpenTelemetry SDK and exporter, and {exc.name or module} '
                     f"does not import: {OTEL_EXTRA}"
                 ) from None
+        if self.exporter == "otlp" and self.endpoint is None:
+            self._check_endpoint_variable()
+
+    @staticmethod
+    def _check_endpoint_variable() -> None:
+        """The environment's endpoint, when it gives the one used, is an http(s) URL: else every
+        export fails at run time, logged by the exporter only."""
+        from kaiju.telemetry.sdk import ENDPOINT_VARS  # the SDK imports: check() asked first
+
+        for name in ENDPOINT_VARS:
+            value = os.environ.get(name)
+            if value:
+                if not value.startswith(("http://", "https://")):
+                    raise SettingError("endpoint", f"expected an http:// or https:// URL, got {value!r} (from {name})")
+                return
 
     async def start(self) -> None:
         """Set up the tracer provider; raises ValueError when `check()` does."""
@@ -128,7 +145,9 @@ class Telemetry(Service):
             self.running = Running(Tracing(trace.get_tracer("kaiju", __version__), full), None)
             return
         provider, self._recorder = self._provider()
-        self.running = Running(Tracing(provider.get_tracer("kaiju", __version__), full), provider)
+        # its sampler is parent-based (kaiju.telemetry.sdk): nothing is made below a span sampled out
+        tracer = provider.get_tracer("kaiju", __version__)
+        self.running = Running(Tracing(tracer, full, follows_parent=True), provider)
         if self.global_provider:
             self._make_global(provider)
         self.logger.info("tracing", exporter=self.exporter, endpoint=self._endpoint(), sample_ratio=self.sample_ratio)

@@ -38,19 +38,32 @@ class Tracing:
     """kaiju's tracer (`tracer`, an API `Tracer`) and its helpers; `full` is true when the
     cache, locks and Redis calls get spans of their own (`Telemetry` setting `detail: full`)."""
 
-    __slots__ = ("tracer", "full")
+    __slots__ = ("tracer", "full", "follows_parent", "_textmap", "_fields")
 
-    def __init__(self, tracer: trace.Tracer, full: bool = False):
+    def __init__(self, tracer: trace.Tracer, full: bool = False, follows_parent: bool = False):
         self.tracer = tracer
         self.full = full
+        # the provider's sampler follows the parent's decision (the Telemetry service's): below a
+        # span sampled out, every span would be sampled out too, so none is made (`start`)
+        self.follows_parent = follows_parent
+        self._textmap: Any = None  # the global propagator last seen, and the headers it reads
+        self._fields: tuple[str, ...] = ()
 
     # -- context across processes -------------------------------------------------
 
-    @staticmethod
-    def extract(carrier: Mapping[str, Any] | None) -> otel_context.Context | None:
+    def extract(self, carrier: Mapping[str, Any] | None) -> otel_context.Context | None:
         """The context a request's headers (or a message's) carry (`traceparent`, ...), or
-        None when they carry none."""
+        None when they carry none (the propagator is asked only when one of the headers it
+        reads is there: most requests come with none)."""
         if not carrier:
+            return None
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            self._textmap, self._fields = textmap, tuple(textmap.fields)
+        for name in self._fields:
+            if name in carrier:
+                break
+        else:
             return None
         found = propagate.extract(carrier)
         return found if trace.get_current_span(found).get_span_context().is_valid else None
@@ -70,7 +83,17 @@ class Tracing:
         attributes: Mapping[str, Any] | None = None,
         links: list[trace.Link] | None = None,
     ) -> Span:
-        """Start a span (not made current), child of `parent` (None: of the current span)."""
+        """Start a span (not made current), child of `parent` (None: of the current span).
+
+        Below a parent sampled out, with a sampler that `follows_parent`, this is the parent
+        itself: a span of its own would record nothing and export nothing, and the context
+        passed on (the trace id, "not sampled") is the same; the SDK's making of it cost more
+        than a whole RPC call."""
+        if self.follows_parent:
+            above = trace.get_current_span(parent)
+            context = above.get_span_context()
+            if context.is_valid and not context.trace_flags.sampled and not above.is_recording():
+                return above
         return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
 
     def root(self, name: str, attributes: Mapping[str, Any] | None = None) -> Span:
@@ -97,7 +120,7 @@ class Tracing:
         self, name: str, kind: SpanKind = INTERNAL, attributes: Mapping[str, Any] | None = None
     ) -> Iterator[Span]:
         """A span of the current one, current for the block (see `current`)."""
-        with self.current(self.tracer.start_span(name, kind=kind, attributes=attributes)) as span:
+        with self.current(self.start(name, kind, attributes=attributes)) as span:
             yield span
 
 

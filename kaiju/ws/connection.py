@@ -171,18 +171,25 @@ class Connection:
             transport="ws",
             client=self.client,
         )
-        if answer.body is not None:
-            await self.send(answer.body)
-        if not own:
-            return  # the message named a session of its own: it binds nothing
+        if not own:  # the message named a session of its own: it binds nothing
+            if answer.body is not None:
+                await self.send(answer.body)
+            return
         named = answer.session_id
         if named is not None and named != creds.session_id:
-            await binder.bind(creds, named)  # a login over the socket, or a logout ("")
+            # a login over the socket, or a logout (""): bound before the answer goes out, so
+            # the message a client sends on reading it runs as the new session
+            try:
+                await binder.bind(creds, named)
+            except Exception as exc:  # the store failed: the socket stays a guest, the answer still goes
+                self.endpoint.logger.error("session not bound", exc_info=exc)
         elif session is not None and creds.session_id and creds.session is session:
             try:
                 await binder.finish(session)
             except Exception as exc:
                 self.endpoint.logger.error("session not saved", exc_info=exc)
+        if answer.body is not None:
+            await self.send(answer.body)
 
     def _own_headers(self, data: str) -> dict[str, str]:
         """The message's `headers` member (a batch: its first request's), or the upgrade request's."""

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from kaiju.events.base import EventListener
-from kaiju.http.limits import RateLimitedWarning
+from kaiju.logging import RateLimitedWarning
 from kaiju.rpc.access import Scope
 from kaiju.rpc.topics import compile_pattern
 from kaiju.ws.connection import GOING_AWAY, Connection

@@ -8,6 +8,7 @@ import pytest
 
 from kaiju.auth.throttle import Attempt, ClientLimit, LoginThrottle, Refused, Slot, normalise_username
 from kaiju.cache.memory import MemoryCache
+from kaiju.testing import eventually
 from kaiju.testing.services import started
 
 
@@ -15,7 +16,15 @@ async def test_parallel_guesses_cannot_share_a_slot_and_nobody_waits():
     cache = MemoryCache()
     async with started(cache):
         throttle = LoginThrottle(cache, max_failures=3, lockout=60)
-        results = await asyncio.gather(*(throttle.claim("alice") for _ in range(10)))
+        claims = asyncio.gather(*(throttle.claim("alice") for _ in range(10)))
+        # nobody waits: every claim is answered within a few loop turns (the cache is in memory)
+        # although the three slots stay taken; a claim that waited for one would hang here
+        for _ in range(100):
+            if claims.done():
+                break
+            await asyncio.sleep(0)
+        assert claims.done(), "a claim waited for a slot"
+        results = claims.result()
         slots = [r for r in results if isinstance(r, Slot)]
         assert len({s.key for s in slots}) == len(slots) == 3
         # the others are refused at once: busy, not locked (no failure was counted)
@@ -24,6 +33,41 @@ async def test_parallel_guesses_cannot_share_a_slot_and_nobody_waits():
             await throttle.failed(slot)
         refused = await throttle.claim("alice")
         assert isinstance(refused, Refused) and refused.locked and 59 < refused.retry_after <= 60
+
+
+class GatedCache(MemoryCache):
+    """A MemoryCache whose `add` waits at a gate (a slow store), saying when one has arrived."""
+
+    async def start(self) -> None:
+        await super().start()
+        self.gate, self.arrived = asyncio.Event(), asyncio.Event()
+        self.landed = 0
+
+    async def add(self, *args, **kwargs) -> bool:
+        self.arrived.set()
+        await self.gate.wait()
+        try:
+            return await super().add(*args, **kwargs)
+        finally:
+            self.landed += 1
+
+
+async def test_a_slot_claimed_for_a_caller_that_left_is_freed_when_the_claim_lands():
+    cache = GatedCache()
+    async with started(cache):
+        throttle = LoginThrottle(cache, max_failures=1, lockout=60)
+        caller = asyncio.ensure_future(Attempt(throttle).claim("alice"))
+        await cache.arrived.wait()
+        caller.cancel()  # its deadline, or the client went away, while the store was writing
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        cache.gate.set()  # the claim lands after its caller has gone: nobody will settle it
+        await eventually(lambda: cache.landed == 1, what="the orphaned claim written")
+
+        async def free() -> bool:  # the account's one slot (pending for 30 s unless freed)
+            return isinstance(await throttle.claim("alice"), Slot)
+
+        await eventually(free, what="the orphaned slot freed")
 
 
 async def test_a_freed_slot_can_be_claimed_again():

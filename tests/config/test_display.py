@@ -112,7 +112,7 @@ def test_auth_settings_and_headers_are_masked():
 
 
 def test_pem_blocks_are_masked_under_any_name_and_in_text():
-    from kaiju.config.display import mask_text
+    from kaiju.masking import mask_text
 
     pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
     masked = mask_secrets({"signing": pem, "cert_chain": ["-----BEGIN RSA PRIVATE KEY-----\nabc"], "name": "app"})

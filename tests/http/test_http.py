@@ -238,6 +238,20 @@ async def clients(server):
         yield client
 
 
+async def test_a_client_built_without_its_http_client_says_how_to_give_one(server):
+    with pytest.raises(TypeError, match=r"needs an HTTPClient to send through: HTTPRPCClient\(http=HTTPClient"):
+        await HTTPRPCClient(url=server.url).start()  # a WSRPCClient's url= is no HTTPRPCClient setting
+    http = HTTPClient(base_url=server.url.rsplit("/public/rpc", 1)[0])
+    client = HTTPRPCClient(http=http)  # as docs/http.rst shows, outside an app
+    await http.start()
+    try:
+        await client.start()
+        assert await client.call("shop.add", {"a": 2, "b": 3}) == 5
+    finally:
+        await client.stop()
+        await http.stop()
+
+
 async def test_client_call(clients):
     assert await clients.call("shop.add", {"a": 2, "b": 3}) == 5
     assert await clients.call("shop.add", [2, 3]) == 5

@@ -208,6 +208,28 @@ def test_same_method_and_path_twice_is_an_error():
         RouteTable([*routes_of(Shop(), "shop"), *routes])
 
 
+class SmallerShop(Shop):
+    """Inherits Shop's routes but one: an override without @route is no route."""
+
+    service_name = "smaller"
+
+    async def boom(self, request):
+        return web.Response(text="no boom here")
+
+    @property
+    def started_here(self) -> bool:  # a property is looked at without being read
+        raise AssertionError("routes_of read a property")
+
+
+def test_routes_are_inherited_and_an_unmarked_override_drops_one():
+    from kaiju.http.routes import routes_of
+
+    found = {(r.method, r.path): r for r in routes_of(SmallerShop(), "smaller")}
+    assert ("GET", "/items/{id}") in found and ("POST", "/items") in found
+    assert ("GET", "/boom") not in found
+    assert all(r.service == "smaller" for r in found.values())
+
+
 async def test_duplicate_route_fails_the_start():
     http = HTTPServer(port=free_port(), routes=[{"path": "/other", "handler": f"{HERE}:hello"}])
     with pytest.raises(ValueError, match="declared twice"):

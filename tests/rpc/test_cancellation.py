@@ -109,3 +109,24 @@ async def test_a_client_that_goes_away_gets_nothing_and_logs_no_error(server, ca
             call.cancel()  # the client closes its connection mid-request
         await eventually(lambda: shared.finished == 1, what="the method to be cancelled with its connection")
     assert not errors(caplog), caplog.text
+
+
+class StrayDispatcher(RPCServer):
+    """An RPCServer whose dispatch meets a cancellation outside any method (a dispatcher bug,
+    or a middleware awaiting shared work): the HTTP handler itself must answer it."""
+
+    async def handle(self, *args, **kwargs):
+        work = asyncio.get_running_loop().create_future()
+        work.cancel()
+        await work
+
+
+async def test_a_stray_cancellation_outside_the_executor_is_answered_by_the_http_server(caplog):
+    http = HTTPServer(port=free_port())
+    body = b'{"jsonrpc":"2.0","id":10,"method":"shared.hold"}'
+    async with started(StrayDispatcher(), http), aiohttp.ClientSession() as session:
+        with caplog.at_level(logging.INFO):
+            async with session.post(http.url, data=body, headers=JSON) as resp:
+                answer = msgspec.json.decode(await resp.read())
+    assert resp.status == 200 and answer["error"]["code"] == -32603, answer
+    assert [r.getMessage() for r in errors(caplog)] == ["RPC request cancelled before it was answered"], caplog.text

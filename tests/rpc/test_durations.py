@@ -36,3 +36,22 @@ def test_request_log_durations_have_sub_millisecond_resolution_on_uvloop(caplog)
     assert len(durations) == 20
     # the loop's clock would give whole milliseconds (mostly 0.0): a finer clock gives fractions
     assert any(d != round(d) for d in durations), durations
+
+
+def test_latency_histograms_have_sub_millisecond_resolution_on_uvloop():
+    from kaiju.rpc.stats import RPCStats
+
+    stats = RPCStats()  # the Metrics service's middleware, with its default clock
+
+    async def calls() -> None:
+        srv = RPCServer(middleware=[stats])
+        async with started(Echo(), srv):
+            for n in range(20):
+                await srv.call("echo.echo", {"data": n})
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(calls())
+    latency = stats.methods["echo.echo"].latency["internal"]
+    assert sum(latency.counts) == 20
+    # 20 fast calls on the loop's clock would sum to whole milliseconds (mostly 0)
+    assert latency.sum > 0 and latency.sum * 1000 != round(latency.sum * 1000), latency.sum

@@ -107,6 +107,25 @@ CASES = {
         'services[RedisConnection].settings.url: expected a Redis URL "redis://host:port/db" (or rediss://, unix:///path) '
         'with a port up to 65535 and a numeric db, got "redis://127.0.0.1:6379/x"',
     ),
+    "redis_url_option_value": (
+        '  - cls: RedisConnection\n    settings: {url: "redis://127.0.0.1:6379/0?socket_timeout=abc"}\n',
+        "services[RedisConnection].settings.url: expected a Redis URL redis-py can read, "
+        "got \"redis://127.0.0.1:6379/0?socket_timeout=abc\": Invalid value for 'socket_timeout' in connection URL.",
+    ),
+    "redis_url_unknown_option": (
+        '  - cls: RedisConnection\n    settings: {url: "unix:///tmp/redis.sock?db=1&dbb=2"}\n',
+        "services[RedisConnection].settings.url: expected a Redis URL redis-py can read, "
+        "got \"unix:///tmp/redis.sock?db=1&dbb=2\": redis-py knows no option dbb",
+    ),
+    "topic_scope_null": (
+        '  - cls: RPCServer\n    settings: {topics: {"orders.*": null}}\n',
+        'services[RPCServer].settings.topics["orders.*"]: expected one of system, admin, user, guest, got null',
+    ),
+    "topic_pattern_no_topic_matches": (
+        '  - cls: RPCServer\n    settings: {topics: {"orders *": user}}\n',
+        "services[RPCServer].settings.topics: expected patterns of a topic's characters "
+        "(letters, digits and _ . : / @ -) and * ? [ ] !, got 'orders *'",
+    ),
     "optional_but_needed": (
         "  - cls: RPCServer\n    required: false\n  - cls: HTTPServer\n    settings: {port: 0}\n",
         'services[RPCServer].required: expected true: the required service "http" needs "rpc" '
@@ -167,6 +186,19 @@ def test_an_env_value_no_template_uses_is_refused_with_the_near_miss(tmp_path):
             "kaiju-run: -e: expected a key a template of the config uses, got PROT; did you mean PORT?"
         ), proc.stderr
     assert run("-c", str(path), "-e", "PORT=0", "check").returncode == 0
+
+
+def test_a_bad_setting_names_where_its_value_came_from(tmp_path):
+    path = tmp_path / "app.yml"
+    path.write_text('main: {name: t}\nservices:\n  - cls: RPCServer\n  - cls: HTTPServer\n    settings: {port: "[PORT:0]"}\n')
+    env_file = tmp_path / "app.env"
+    env_file.write_text("PORT=eighty\n")
+    expected = 'services[HTTPServer].settings.port: expected int, got "eighty"'
+    for args, source in ((("-e", "PORT=eighty"), "-e"), (("-f", str(env_file)), str(env_file))):
+        for command in ("check", "run"):
+            proc = run("-c", str(path), *args, command)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+            assert proc.stderr.strip().splitlines()[-1] == f"kaiju-run: {path}: {expected} (PORT from {source})"
 
 
 def test_same_unix_socket(tmp_path):

@@ -487,6 +487,38 @@ def test_app_commands_from_entry_points_and_bad_references(tmp_path):
     assert bad.returncode == 2 and 'commands[0]: app command appcmds:nosuch: module "appcmds" has no attribute' in bad.stderr
 
 
+def test_installed_commands_are_read_only_for_a_command_kaiju_run_does_not_have(tmp_path):
+    (tmp_path / "appcmds.py").write_text(APP_COMMANDS)
+    dist = tmp_path / "appcmds-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: appcmds\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kaiju.commands]\nhello-cmd = appcmds:greet_twice\nbroken = appcmds:nosuch\n")
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    checked = run("-c", "bench/startup.yml", "check", env=env)  # a built-in command: no entry point is read
+    assert checked.returncode == 0, checked.stderr
+    for args in (["hello-cmd", "bo"], ["--help"]):  # one it does not have, or help: all of them are read
+        found = run("-c", "bench/startup.yml", *args, env=env)
+        assert found.returncode == 2
+        assert 'app command appcmds:nosuch: module "appcmds" has no attribute "nosuch"' in found.stderr
+
+
+def test_services_of_installed_distributions_are_found_by_bare_name(tmp_path):
+    (tmp_path / "plugsvc.py").write_text("import kaiju\n\n\nclass Greeter(kaiju.Service):\n    pass\n")
+    dist = tmp_path / "plugsvc-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugsvc\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kaiju.services]\nGreeter = plugsvc:Greeter\n")
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    cfg = tmp_path / "app.yml"
+    cfg.write_text("main: {name: t}\nservices: [RPCServer, Greeter]\n")
+    found = run("-c", str(cfg), "check", env=env)
+    assert found.returncode == 0, found.stderr
+    assert "Greeter [plugsvc:Greeter]" in found.stdout
+    cfg.write_text("main: {name: t}\nservices: [RPCServer, Greeterr]\n")
+    typo = run("-c", str(cfg), "check", env=env)  # the suggestions know the installed names too
+    assert typo.returncode == 2 and "did you mean Greeter" in typo.stderr, typo.stderr
+
+
 def test_the_console_script_finds_the_apps_modules_from_where_it_runs(tmp_path):
     (tmp_path / "cwdapp.py").write_text("import kaiju\n\n\nclass Here(kaiju.Service):\n    pass\n")
     (tmp_path / "app.yml").write_text("main: {name: t}\npackages: [cwdapp]\nservices: [Here]\n")

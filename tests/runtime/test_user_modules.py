@@ -67,6 +67,15 @@ def test_a_syntax_error_in_a_package(tmp_path):
     )
 
 
+def test_kaiju_tools_in_packages_is_told_to_go_without_being_imported(tmp_path):
+    user_module(tmp_path, "kaiju_tools", "raise RuntimeError('imported')\n")  # importing it would say so
+    assert_one_line(
+        tmp_path, "packages: [kaiju_tools]\nservices: []\n",
+        'packages[0]: "kaiju_tools" is kaiju-tools: kaiju finds its own classes without a packages entry, '
+        "so remove it (docs/migration.rst)",
+    )
+
+
 def test_an_import_error_in_a_module_named_by_cls(tmp_path):
     module = user_module(tmp_path, "needs_more", "import os\n\nimport no_such_dependency_xyz\n")
     assert_one_line(

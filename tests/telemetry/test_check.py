@@ -48,3 +48,15 @@ def test_check_refuses_an_endpoint_that_is_no_http_url(tmp_path: Path) -> None:
         f"kaiju-run: {path}: services[Telemetry].settings.endpoint: expected an http:// or https:// URL, "
         "got 'collector:4318'"
     )
+
+
+def test_check_refuses_an_endpoint_from_the_environment_that_is_no_http_url(tmp_path: Path) -> None:
+    path = config(tmp_path)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        proc = run("-c", str(path), "check", env={name: "collector:4318"})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"kaiju-run: {path}: services[Telemetry].settings.endpoint: expected an http:// or https:// URL, "
+            f"got 'collector:4318' (from {name})"
+        )
+    assert run("-c", str(path), "check", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}).returncode == 0

@@ -155,3 +155,43 @@ async def test_an_rpc_client_call_is_a_client_span_the_other_app_continues() -> 
     assert call.attributes["url.full"] == http.url
     assert server.parent.span_id == call.context.span_id and server.context.trace_id == quote.context.trace_id
     assert back_tel.recorder.parent_of(create) is server
+
+
+class Echoes(Service):
+    service_name = "echoes"
+
+    @rpc.method(permission=Scope.GUEST)
+    async def traceparent(self) -> str | None:
+        """The traceparent this call came with."""
+        headers = rpc.current().headers
+        return headers.get("traceparent") if headers else None
+
+
+class Relay(Service):
+    service_name = "relay"
+
+    client: HTTPRPCClient
+
+    @rpc.method(permission=Scope.GUEST)
+    async def ask(self) -> str | None:
+        return await self.client.call("echoes.traceparent")
+
+
+async def test_below_a_span_sampled_out_no_span_is_made_and_the_decision_travels_on() -> None:
+    back_tel, back_http = telemetry(), HTTPServer(port=free_port())
+    async with started(back_tel, RPCServer(), Echoes(), back_http, app=App(name="back", env="test")):
+        front_tel, front_http = telemetry(), HTTPServer(port=free_port())
+        client = HTTPClient(base_url=back_http.url.removesuffix(back_http.rpc_path))
+        front = (front_tel, client, HTTPRPCClient(), RPCServer(), Relay(), front_http)
+        async with started(*front, app=App(name="front", env="test")):
+            body = {"jsonrpc": "2.0", "id": 1, "method": "relay.ask"}
+            sampled_out = await post(front_http.url, body, {"traceparent": f"00-{TRACE}-{PARENT}-00"})
+            sampled = await post(front_http.url, body, {"traceparent": f"00-{TRACE}-{PARENT}-01"})
+        # the caller sampled the trace out: no span was made in front (not even one that records
+        # nothing), so the back app is handed the caller's own context, still "not sampled"
+        assert sampled_out["result"] == f"00-{TRACE}-{PARENT}-00"
+        # sampled: front's client span is the back app's parent
+        (call,) = [s for s in front_tel.spans("echoes.traceparent") if s.kind is SpanKind.CLIENT]
+        assert sampled["result"] == f"00-{TRACE}-{call.context.span_id:016x}-01"
+        assert {s.context.trace_id for s in front_tel.spans() + back_tel.spans()} == {int(TRACE, 16)}
+        assert len(back_tel.spans("POST /public/rpc")) == 1  # only the sampled request's

@@ -42,9 +42,12 @@ class CountingSessions(CacheSessions):
     """Counts the loads of the session store."""
 
     loads = 0
+    turns = 0  # loop turns a load takes, as a round trip to a store would
 
     async def load_session(self, session_id: str) -> Any:
         self.loads += 1
+        for _ in range(self.turns):
+            await asyncio.sleep(0)
         return await super().load_session(session_id)
 
 

@@ -54,6 +54,16 @@ async def test_the_call_sees_transport_ws_the_client_and_per_message_headers(con
     assert refused["error"]["data"]["type"] == "InvalidRequest"
 
 
+async def test_the_message_sent_on_a_logins_answer_runs_as_the_new_session(connect, app):
+    app.sessions.turns = 50  # the new session's load takes a while (Redis): the answer waits for it
+    sock = await connect()
+    login = await sock.call("auth.login", {"username": "alice", "password": PASSWORDS["alice"]})
+    assert login["result"]["user_id"] == "alice"
+    assert (await sock.call("shop.mine"))["result"] == "for alice"
+    assert (await sock.call("auth.logout"))["result"] is True
+    assert (await sock.call("shop.mine"))["error"]["data"]["type"] == "MethodNotFound"
+
+
 async def test_login_over_the_socket_binds_it_and_logout_unbinds(connect, app):
     sock = await connect()
     login = await sock.call("auth.login", {"username": "alice", "password": PASSWORDS["alice"]})

@@ -53,10 +53,11 @@ def traced_handler(handle: Handler, tracing: Tracing, rpc_path: str) -> Handler:
             failed(span, type(exc).__name__, str(exc) or type(exc).__name__)
             raise
         else:
-            _answered(span, response.status, server=True)
-            correlation_id = response.headers.get(CORRELATION_ID)
-            if correlation_id and span.is_recording():  # the request is found by either id
-                span.set_attribute("kaiju.correlation_id", correlation_id)
+            if span.is_recording():
+                _answered(span, response.status, server=True)
+                correlation_id = response.headers.get(CORRELATION_ID)
+                if correlation_id:  # the request is found by either id
+                    span.set_attribute("kaiju.correlation_id", correlation_id)
             return response
         finally:
             otel_context.detach(token)

@@ -37,12 +37,17 @@ class RPCSpans:
         self.tracing = tracing
 
     async def __call__(self, call: Any, call_next: Any) -> Any:
+        tracing = self.tracing
         parent = None
-        headers = call.headers
-        if headers and not trace.get_current_span().get_span_context().is_valid:
-            parent = self.tracing.extract(headers)  # a transport that traces nothing itself
+        current = trace.get_current_span().get_span_context()
+        if not current.is_valid:
+            headers = call.headers
+            if headers:
+                parent = tracing.extract(headers)  # a transport that traces nothing itself
+        elif tracing.follows_parent and not current.trace_flags.sampled:
+            return await call_next(call)  # below a span sampled out: no span (`Tracing.start`)
         ctx = call.context
-        span = self.tracing.start(call.method, INTERNAL if ctx.transport in _IN_PROCESS else SERVER, parent)
+        span = tracing.start(call.method, INTERNAL if ctx.transport in _IN_PROCESS else SERVER, parent)
         if span.is_recording():
             span.set_attributes(
                 {
