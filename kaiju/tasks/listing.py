@@ -57,6 +57,7 @@ class Tasks(Service):
         self._added: dict[str, ScheduledTask] = {}
         self.records: TaskRecords = MemoryRecords()
         self._control: asyncio.Task | None = None
+        self._following = False  # the control loop goes on while set
 
     async def start(self) -> None:
         """With a shared store, follow the app's pauses and run requests (unless the app runs
@@ -64,11 +65,13 @@ class Tasks(Service):
         if self.store is not None:
             self.records = RedisRecords(self.store, self.app.namespace)
             if self.app.transports:
+                self._following = True
                 self._control = self.loop.create_task(self._follow(), name=f"{self.name}.control")
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop following the store, and the tasks added at run time (configured ones stop with the app)."""
         if self._control is not None:
+            self._following = False  # ends the loop even if a Redis call swallows the cancellation
             self._control.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control
@@ -78,7 +81,7 @@ class Tasks(Service):
 
     async def _follow(self) -> None:
         """Apply what the store says every `control_interval`: pauses, resumes, runs asked for."""
-        while True:
+        while self._following:
             await asyncio.sleep(self.control_interval)
             try:
                 await self.apply_control()
