@@ -349,22 +349,44 @@ def _clients() -> Any:
     return commands
 
 
+def _fleet_call(args: argparse.Namespace, method: str, params: dict[str, Any], lines: bool = False) -> int:
+    """`kaiju-run tasks|streams ...` (`kaiju.fleet`): call `method` inside the app started
+    without its transports; print the result as JSON (each item on a line of its own with
+    `lines`). 1 when the method fails, 2 when the app has no service for it."""
+    import msgspec
+
+    from kaiju.rpc.errors import MethodNotFound, RPCError
+
+    async def call(ep: Any) -> int:
+        rpc = _rpc_servers(ep.app.services.values())[0]
+        try:
+            result = await rpc.call(method, params)
+        except MethodNotFound:
+            service = method.split(".")[0]
+            print(
+                f"kaiju-run: the app has no {service} service (add `cls: {service.title()}` to the config)",
+                file=sys.stderr,
+            )
+            return 2
+        except RPCError as exc:
+            print(msgspec.json.encode({"error": exc.to_dict()}).decode(), file=sys.stderr)
+            return 1
+        if lines:
+            for item in result:
+                print(rpc.encode(item).decode())
+        else:
+            print(msgspec.json.format(rpc.encode(result), indent=2).decode())
+        return 0
+
+    config = load(args)
+    return run_app(args, call, *_prepare_call(config), config=config, transports=False)
+
+
 def _fleet() -> Any:
     """The fleet control commands, imported when one runs."""
     from kaiju import fleet
 
     return fleet
-
-
-def _in_app(args: argparse.Namespace, call: Callable[[Any], Awaitable[int]]) -> int:
-    """Run `call(rpc)` inside the app started as `call` starts it, without its transports:
-    what the fleet commands do (`kaiju.fleet.InApp`); its exit status."""
-    config = load(args)
-
-    async def run(ep: Any) -> int:
-        return await call(_rpc_servers(ep.app.services.values())[0])
-
-    return run_app(args, run, *_prepare_call(config), config=config, transports=False)
 
 
 COMMANDS: dict[str, Command] = {
@@ -408,13 +430,13 @@ COMMANDS: dict[str, Command] = {
         Command(
             "tasks",
             "list the app's tasks and their last runs, or pause, resume or run one in every process",
-            lambda args: _fleet().cmd_tasks(args, _in_app),
+            lambda args: _fleet().cmd_tasks(args, _fleet_call),
             lambda p: _fleet().tasks_arguments(p),
         ),
         Command(
             "streams",
             "list, replay (each once) or purge the dead letters of a topic",
-            lambda args: _fleet().cmd_streams(args, _in_app),
+            lambda args: _fleet().cmd_streams(args, _fleet_call),
             lambda p: _fleet().streams_arguments(p),
         ),
         Command(

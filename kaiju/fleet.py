@@ -18,15 +18,14 @@ config needs the `Tasks` (resp. `Streams`) service; exit status 2 when it has no
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-# runs `call(rpc)` inside the app started without its transports, given the command's
-# arguments (kaiju.cli hands it over: the commands need not import the CLI); its exit status
-InApp = Callable[[argparse.Namespace, Callable[[Any], Awaitable[int]]], int]
+__all__ = ["Call", "cmd_streams", "cmd_tasks", "streams_arguments", "tasks_arguments"]
 
-__all__ = ["cmd_streams", "cmd_tasks", "streams_arguments", "tasks_arguments"]
+# How a command calls a method in the app started without its transports: (args, method,
+# params, lines) -> exit status; `kaiju.cli` gives it (it owns the app's start).
+Call = Callable[[argparse.Namespace, str, dict[str, Any], bool], int]
 
 
 def tasks_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,13 +42,13 @@ def tasks_arguments(p: argparse.ArgumentParser) -> None:
         actions.add_parser(action, help=text).add_argument("name", metavar="NAME")
 
 
-def cmd_tasks(args: argparse.Namespace, in_app: InApp) -> int:
+def cmd_tasks(args: argparse.Namespace, call: Call) -> int:
     if args.action == "list":
-        return _call(args, in_app, "tasks.list", {})
+        return call(args, "tasks.list", {}, False)
     if args.action == "history":
-        return _call(args, in_app, "tasks.history", {"name": args.name, "count": args.count})
+        return call(args, "tasks.history", {"name": args.name, "count": args.count}, False)
     method = {"pause": "tasks.pause", "resume": "tasks.resume", "run": "tasks.run_now"}[args.action]
-    return _call(args, in_app, method, {"name": args.name})
+    return call(args, method, {"name": args.name}, False)
 
 
 def streams_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,14 +68,14 @@ def streams_arguments(p: argparse.ArgumentParser) -> None:
         action.add_argument("--shared", action="store_true", help="the topic of the env's shared namespace")
 
 
-def cmd_streams(args: argparse.Namespace, in_app: InApp) -> int:
+def cmd_streams(args: argparse.Namespace, call: Call) -> int:
     common = {"topic": args.topic, "shared": args.shared}
     if args.action == "dead":
-        return _call(args, in_app, "streams.dead", {**common, "count": args.count}, lines=True)
+        return call(args, "streams.dead", {**common, "count": args.count}, True)
     if args.action == "replay":
         params = {**common, "ids": args.ids} if args.ids else {**common, "all": True}
-        return _call(args, in_app, "streams.replay", params)
-    return _call(args, in_app, "streams.purge", {**common, "before": _time(args.before)})
+        return call(args, "streams.replay", params, False)
+    return call(args, "streams.purge", {**common, "before": _time(args.before)}, False)
 
 
 def _time(text: str | None) -> str | float | None:
@@ -84,34 +83,3 @@ def _time(text: str | None) -> str | float | None:
         return float(text) if text is not None else None
     except ValueError:
         return text  # an ISO time: the method says when it is neither
-
-
-def _call(args: argparse.Namespace, in_app: InApp, method: str, params: dict[str, Any], lines: bool = False) -> int:
-    """Call `method` inside the app started without its transports; print the result as JSON
-    (each item on a line of its own with `lines`). 1 when the method fails, 2 when the app
-    has no service for it."""
-    import msgspec
-
-    from kaiju.rpc.errors import MethodNotFound, RPCError
-
-    async def call(rpc: Any) -> int:
-        try:
-            result = await rpc.call(method, params)
-        except MethodNotFound:
-            service = method.split(".")[0]
-            print(
-                f"kaiju-run: the app has no {service} service (add `cls: {service.title()}` to the config)",
-                file=sys.stderr,
-            )
-            return 2
-        except RPCError as exc:
-            print(msgspec.json.encode({"error": exc.to_dict()}).decode(), file=sys.stderr)
-            return 1
-        if lines:
-            for item in result:
-                print(rpc.encode(item).decode())
-        else:
-            print(msgspec.json.format(rpc.encode(result), indent=2).decode())
-        return 0
-
-    return in_app(args, call)
