@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # JSON-RPC over HTTP: kaiju's HTTPServer (plain, with metrics, with one no-op RPC middleware,
+# with one rate limit on the echo method (RPCServer.rate_limits, in memory, never reached),
 # traced by the Telemetry service at sample_ratio 0.1 and 1.0) vs kaiju-tools 2.4.26 vs the
 # aiohttp ceiling, one run. The traced servers export over OTLP/HTTP to bench/otlp_sink.py, a
 # local receiver that drops the data (started once, in a process of its own). Tracing's cost on a
@@ -67,6 +68,7 @@ start_server() {  # which port
     kaiju) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+metrics) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" metrics) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+mw) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" middleware) >"$RUN/$1.log" 2>&1 & PID=$! ;;
+    kaiju+limit) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" ratelimit) >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+trace0.1) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" trace:0.1 "$SINK") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju+trace1.0) (cd "$ROOT/bench" && exec "$PY" rpc_http_server.py "$2" trace:1.0 "$SINK") >"$RUN/$1.log" 2>&1 & PID=$! ;;
     kaiju-tools) (cd "$PEERS/kaiju_tools_app" && exec "$PEER_PY" run.py -e PEER_PORT="$2") >"$RUN/$1.log" 2>&1 & PID=$! ;;
@@ -96,7 +98,7 @@ measure() {  # which -> prints "rps=... bad=... errors=... p50_ms=... p99_ms=...
 }
 
 declare -A BEST LINE
-SERVERS=(ceiling kaiju kaiju+metrics kaiju+mw kaiju+trace0.1 kaiju+trace1.0 kaiju-tools)
+SERVERS=(ceiling kaiju kaiju+metrics kaiju+mw kaiju+limit kaiju+trace0.1 kaiju+trace1.0 kaiju-tools)
 for which in "${SERVERS[@]}"; do BEST[$which]=0; LINE[$which]=""; done
 for round in $(seq 1 "$ROUNDS"); do
   for which in "${SERVERS[@]}"; do
@@ -110,13 +112,15 @@ done
 echo
 echo "JSON-RPC echo over HTTP, wrk -t1 -c$CONNECTIONS -d${DURATION}s, best of $ROUNDS rounds"
 echo "loop: kaiju $LOOP, ceiling $LOOP, kaiju-tools its own (run.py)"
-for which in kaiju kaiju+metrics kaiju+mw kaiju+trace0.1 kaiju+trace1.0 kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
+for which in kaiju kaiju+metrics kaiju+mw kaiju+limit kaiju+trace0.1 kaiju+trace1.0 kaiju-tools ceiling; do printf '%-14s %s\n' "$which" "${LINE[$which]}"; done
 awk -v k="${BEST[kaiju]}" -v m="${BEST[kaiju+metrics]}" -v w="${BEST[kaiju+mw]}" -v t="${BEST[kaiju-tools]}" -v c="${BEST[ceiling]}" \
+    -v l="${BEST[kaiju+limit]}" \
     -v t1="${BEST[kaiju+trace0.1]}" -v t2="${BEST[kaiju+trace1.0]}" 'BEGIN {
   printf "kaiju/kaiju-tools = %.2fx (target >= 1.7x)\n", k / t
   printf "kaiju/ceiling     = %.0f%% (target >= 90%%)\n", 100 * k / c
   printf "metrics cost      = %.1f%% of kaiju'"'"'s rps (target < 5%%)\n", 100 * (k - m) / k
   printf "no-op middleware  = %.1f%% of kaiju'"'"'s rps\n", 100 * (k - w) / k
+  printf "one rate limit    = %.1f%% of kaiju'"'"'s rps (target <= 10%%)\n", 100 * (k - l) / k
   printf "tracing at 0.1    = %.1f%% of kaiju'"'"'s rps (target <= 5%%)\n", 100 * (k - t1) / k
   printf "tracing at 1.0    = %.1f%% of kaiju'"'"'s rps (two spans per request, exported)\n", 100 * (k - t2) / k
 }'

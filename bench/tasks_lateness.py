@@ -1,6 +1,6 @@
 """Lateness of scheduled fires: kaiju's CronTask and PeriodicTask beside plain aiomisc.
 
-    python bench/tasks_lateness.py [--fires 30] [--interval 0.1] [--rounds 1]
+    python bench/tasks_lateness.py [--fires 30] [--interval 0.1] [--rounds 1] [--redis URL]
 
 Lateness = the time the job starts - the time it was scheduled for (wall clock), over
 `--fires` consecutive fires of a `* * * * * *` cron task and of a periodic task, for:
@@ -11,7 +11,10 @@ Lateness = the time the job starts - the time it was scheduled for (wall clock),
   aiomisc's does) / PeriodicService (scheduled: the end of the previous run + interval,
   since aiomisc sleeps `interval` after each run);
 - a bare `loop.call_at` timer on whole seconds and one re-armed every interval: the
-  ceiling of this loop and machine.
+  ceiling of this loop and machine;
+- with `--redis URL`, kaiju's CronTask and PeriodicTask again with their runs recorded in
+  Redis (`store`: the shared last-run record and history every run writes, with
+  `misfire: once`), beside the rows without it: the record must not make fires later.
 
 aiomisc's PeriodicService counts each period from the end of the previous run, so its
 lateness against its own schedule is small, but that schedule slides by that much every
@@ -74,23 +77,37 @@ async def collect(fires: int, arm: Callable[[Callable[[float, float], None]], Aw
     return lateness, actual
 
 
-async def kaiju_cron(record):
-    async def job():
-        record(time.time(), task.last_fire)
+def store_services(redis_url: str | None) -> tuple[list, dict]:
+    """The services and settings recording a task's runs in Redis (none without a URL)."""
+    if redis_url is None:
+        return [], {}
+    from kaiju.redis import RedisConnection
 
-    task = CronTask(name="bench_cron", cron="* * * * * *", call=job)
-    ctx = started(task)
-    await ctx.__aenter__()
-    return lambda: ctx.__aexit__(None, None, None)
+    return [RedisConnection(url=redis_url)], {"misfire": "once"}
 
 
-def kaiju_periodic(interval):
+def kaiju_cron(redis_url: str | None = None):
     async def arm(record):
         async def job():
             record(time.time(), task.last_fire)
 
-        task = PeriodicTask(name="bench_periodic", interval=interval, call=job)
-        ctx = started(task)
+        extra, settings = store_services(redis_url)
+        task = CronTask(name="bench_cron", cron="* * * * * *", call=job, **settings)
+        ctx = started(*extra, task)
+        await ctx.__aenter__()
+        return lambda: ctx.__aexit__(None, None, None)
+
+    return arm
+
+
+def kaiju_periodic(interval, redis_url: str | None = None):
+    async def arm(record):
+        async def job():
+            record(time.time(), task.last_fire)
+
+        extra, settings = store_services(redis_url)
+        task = PeriodicTask(name="bench_periodic", interval=interval, call=job, **settings)
+        ctx = started(*extra, task)
         await ctx.__aenter__()
         return lambda: ctx.__aexit__(None, None, None)
 
@@ -169,16 +186,32 @@ async def main() -> None:
     parser.add_argument("--fires", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=1, help="split each row's fires into this many interleaved runs")
+    parser.add_argument("--redis", metavar="URL", help="also measure the tasks with their runs recorded in this Redis")
     args = parser.parse_args()
     n, interval, rounds = args.fires, args.interval, max(1, args.rounds)
+    recorded: list[list] = [[], []]
+    if args.redis:
+        recorded = [
+            [('kaiju CronTask "* * * * * *", runs recorded in Redis', 1.0, kaiju_cron(args.redis), False)],
+            [
+                (
+                    f"kaiju PeriodicTask {interval:g} s, runs recorded in Redis",
+                    interval,
+                    kaiju_periodic(interval, args.redis),
+                    False,
+                )
+            ],
+        ]
     groups = [
         [
-            ('kaiju CronTask "* * * * * *"', 1.0, kaiju_cron, False),
+            ('kaiju CronTask "* * * * * *"', 1.0, kaiju_cron(), False),
+            *recorded[0],
             ('aiomisc CronService "* * * * * *"', 1.0, aiomisc_cron, False),
             ("ceiling: bare loop.call_at on whole seconds", 1.0, bare_timer(1.0, whole_seconds=True), False),
         ],
         [
             (f"kaiju PeriodicTask {interval:g} s", interval, kaiju_periodic(interval), False),
+            *recorded[1],
             # aiomisc's schedule slides; also measure it against the fixed one kaiju keeps
             (f"aiomisc PeriodicService {interval:g} s, own schedule", interval, aiomisc_periodic(interval), True),
             (f"ceiling: bare loop.call_at {interval:g} s", interval, bare_timer(interval), False),
@@ -190,7 +223,9 @@ async def main() -> None:
         print(f"each row: {n} consecutive fires, the rows one after the other")
     else:
         runs = "/".join(map(str, per_round))
-        print(f"each row: {n} fires taken as {rounds} runs of {runs} consecutive fires, the rows of a group taking turns")
+        print(
+            f"each row: {n} fires taken as {rounds} runs of {runs} consecutive fires, the rows of a group taking turns"
+        )
     summed = "" if rounds == 1 else ", summed over the runs"
     print(f"drift, ms: how far the schedule itself slid: (last fire - first fire) - periods between{summed}")
     grid_title = f"aiomisc PeriodicService {interval:g} s, on kaiju's fixed schedule"

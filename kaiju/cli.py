@@ -349,6 +349,46 @@ def _clients() -> Any:
     return commands
 
 
+def _fleet_call(args: argparse.Namespace, method: str, params: dict[str, Any], lines: bool = False) -> int:
+    """`kaiju-run tasks|streams ...` (`kaiju.fleet`): call `method` inside the app started
+    without its transports; print the result as JSON (each item on a line of its own with
+    `lines`). 1 when the method fails, 2 when the app has no service for it."""
+    import msgspec
+
+    from kaiju.rpc.errors import MethodNotFound, RPCError
+
+    async def call(ep: Any) -> int:
+        rpc = _rpc_servers(ep.app.services.values())[0]
+        try:
+            result = await rpc.call(method, params)
+        except MethodNotFound:
+            service = method.split(".")[0]
+            print(
+                f"kaiju-run: the app has no {service} service (add `cls: {service.title()}` to the config)",
+                file=sys.stderr,
+            )
+            return 2
+        except RPCError as exc:
+            print(msgspec.json.encode({"error": exc.to_dict()}).decode(), file=sys.stderr)
+            return 1
+        if lines:
+            for item in result:
+                print(rpc.encode(item).decode())
+        else:
+            print(msgspec.json.format(rpc.encode(result), indent=2).decode())
+        return 0
+
+    config = load(args)
+    return run_app(args, call, *_prepare_call(config), config=config, transports=False)
+
+
+def _fleet() -> Any:
+    """The fleet control commands, imported when one runs."""
+    from kaiju import fleet
+
+    return fleet
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -386,6 +426,18 @@ COMMANDS: dict[str, Command] = {
             "write a typed client of the app's API (--lang python or typescript) from its OpenRPC document",
             lambda args: _clients().cmd_client(args, load(args)),
             lambda p: _clients().client_arguments(p),
+        ),
+        Command(
+            "tasks",
+            "list the app's tasks and their last runs, or pause, resume or run one in every process",
+            lambda args: _fleet().cmd_tasks(args, _fleet_call),
+            lambda p: _fleet().tasks_arguments(p),
+        ),
+        Command(
+            "streams",
+            "list, replay (each once) or purge the dead letters of a topic",
+            lambda args: _fleet().cmd_streams(args, _fleet_call),
+            lambda p: _fleet().streams_arguments(p),
         ),
         Command(
             "hash-password",

@@ -23,12 +23,18 @@ token family          `<ns>._cache._auth.family.{<family>}`       the family
 its spent markers     `<ns>._cache._auth.spent.{<family>}.<jti>`  the family
 and pairs in grace    `<ns>._cache._auth.pair.{<family>}.<jti>`   the family
 login throttle slots  `<ns>._cache._auth.fail.{<user hash>}.<n>`  the username
+rate limit            `{<ns>._rate.<limiter>.<subject>}`          the limiter and subject
+task's last run       `{<ns>._tasks}.last.<task>`                 the app's tasks
+task's recent runs    `{<ns>._tasks}.runs.<task>`                 the app's tasks
+paused tasks          `{<ns>._tasks}.paused`                      the app's tasks
+runs asked for        `{<ns>._tasks}.run_now`                     the app's tasks
 ====================  ==========================================  =======================
 
 A cache key that carries its own tag (`orders.{42}.lines`) keeps it, so an app can put
 keys it reads together (`m_get`) on one slot; any other key is tagged whole. All locks of
 a namespace share one slot, as the fencing counter they draw from must be in the same
-slot as each lock for the acquire script to run on a Cluster.
+slot as each lock for the acquire script to run on a Cluster. The task records of an app
+share one slot too, so that one script reads the control of every task at once.
 """
 
 CACHE = "_cache"  # a cached value: <ns>._cache.<key>
@@ -45,6 +51,8 @@ AUTH_FAMILY = "family"  # a login's token family, under AuthService's key_prefix
 AUTH_SPENT = "spent"  # a spent refresh token: _auth.spent.{<family>}.<jti>
 AUTH_PAIR = "pair"  # the pair a spent refresh token got, kept for refresh_grace: _auth.pair.{<family>}.<jti>
 AUTH_FAIL = "fail"  # a failed-login slot: _auth.fail.{<user hash>}.<n>
+RATE = "_rate"  # one limiter's count for one subject (a GCRA time): {<ns>._rate.<limiter>.<subject>}
+TASKS = "_tasks"  # the tasks' shared records: {<ns>._tasks}.<what>[.<task>]
 
 
 def hash_tag(key: str) -> str | None:

@@ -117,3 +117,89 @@ local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return id
 """
+
+# -- rate limits (kaiju.ratelimit.store) --------------------------------------------
+
+# KEYS: the limiter's key for one subject; ARGV: interval, tolerance (both microseconds).
+# One GCRA step on the server's clock (every process agrees on it): returns 0 when the call
+# is allowed (the theoretical arrival time moved one interval on, kept until it is past),
+# else the microseconds to wait (nothing written). TIME before a write needs effects
+# replication: the default from Redis 7, asked for on 6.2.
+RATE_TAKE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now - tolerance
+if wait > 0 then return wait end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return 0
+"""
+
+# KEYS: stream; ARGV: group, consumer, idle ms, ids... Sets the idle time of the ids the
+# consumer still holds to `idle ms` (no other consumer's entry is taken), so that the next
+# claim of any consumer takes them at once: a stopping listener hands back what it holds.
+# Returns the count handed back.
+STREAM_RELEASE = """
+local n = 0
+for i = 4, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: stream, its dead-letter stream (one hash tag); ARGV: count, then ids (none: the
+# oldest `count` dead letters). Each dead letter still there is added to the stream again
+# (its fields but the record `x`) and deleted from the dead letters in the same step, so
+# two replays of one letter put it back once. Returns the new entry ids.
+STREAM_REPLAY = """
+local ids = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[1])) do ids[#ids + 1] = e[1] end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local found = redis.call('XRANGE', KEYS[2], id, id)
+  if #found > 0 then
+    local f, fields = found[1][2], {}
+    for i = 1, #f, 2 do
+      if f[i] ~= 'x' then fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1] end
+    end
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    redis.call('XDEL', KEYS[2], id)
+  end
+end
+return out
+"""
+
+# -- tasks (kaiju.tasks.records) ----------------------------------------------------
+
+# KEYS: the task's latest run, its history; ARGV: mode, the run's fire time, the run (JSON),
+# the history's length. "begin" and "finish" write the run as the latest unless a later fire
+# is recorded ("finish" also pushes it onto the history); "claim" writes it only when the
+# latest fire recorded is earlier (a missed fire caught up by one process only). Returns 1
+# when written as the latest, else 0.
+TASK_RECORD = """
+local old = redis.call('GET', KEYS[1])
+local fire = tonumber(ARGV[2])
+local latest = true
+if old then
+  local last = tonumber(cjson.decode(old)['fire'])
+  if ARGV[1] == 'claim' then latest = last < fire else latest = last <= fire end
+end
+if latest then redis.call('SET', KEYS[1], ARGV[3]) end
+if ARGV[1] == 'finish' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+end
+if latest then return 1 end
+return 0
+"""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover -- the exports: `_front_door` imports each
         PermissionDenied,
         RequestTimeout,
         RPCError,
+        TooManyRequests,
     )
     from kaiju.rpc.methods import Method, method
     from kaiju.rpc.middleware import Call

@@ -25,6 +25,7 @@ __all__ = [
     "PermissionDenied",
     "RPCError",
     "RequestTimeout",
+    "TooManyRequests",
     "RETRYABLE",
     "error_from_dict",
 ]
@@ -119,6 +120,11 @@ class Overloaded(RPCError, code=-32004, message="Overloaded"):
     requests already wait for one; a client may try again later (-32004)."""
 
 
+class TooManyRequests(RPCError, code=-32005, message="Too many requests"):
+    """Refused without running: the caller is over a rate limit (`RPCServer.rate_limits`);
+    `data.retry_after` says in how many seconds it may call again (-32005)."""
+
+
 ERRORS: dict[str, type[RPCError]] = {
     cls.__name__: cls
     for cls in (
@@ -133,6 +139,7 @@ ERRORS: dict[str, type[RPCError]] = {
         RequestTimeout,
         PermissionDenied,
         Overloaded,
+        TooManyRequests,
     )
 }
 ERRORS["ParseError"] = JSONParseError

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import msgspec
 from msgspec import UNSET
 
+from kaiju.ratelimit.rate import RateLimit
+from kaiju.redis import RedisConnection
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
@@ -125,6 +127,14 @@ class RPCServer(Service):
     middleware: list[str | Callable[..., Any]] = []  # noqa: RUF012 -- a setting's default, never mutated
     """RPC middleware around every call, outermost first: "package.module:callable" names
     (or, from Python, the async callables themselves) of `async def mw(call, call_next)`."""
+    rate_limits: list[RateLimit] = []  # noqa: RUF012 -- a setting's default, never mutated
+    """Rate limits on calls: `{methods: PATTERN, per: user|session|ip|global, rate: "100/minute",
+    burst: N}` each (GCRA, a key per limit and subject); a call over one is refused with
+    TooManyRequests and `data.retry_after`. An app serving `auth.login` gets a per-address
+    limit on it (30/minute, burst 10) unless a rule here covers it."""
+    rate_limit_store: RedisConnection | None = None
+    """The Redis connection the rate limits count on, shared by every process of the app
+    (none: each process counts its own calls)."""
     topics: dict[str, ScopeName] = {}  # noqa: RUF012 -- a setting's default, never mutated
     """Event topics clients may subscribe to over a WebSocket (`rpc.subscribe`): `{PATTERN: SCOPE}`,
     shell-style patterns and the least privileged scope that may have them (none: nothing may be subscribed)."""
@@ -195,12 +205,18 @@ class RPCServer(Service):
             from kaiju.rpc.logs import RequestLog
 
             chain.append(RequestLog(self.logger, self.request_logs, self.response_logs))
-        self._chain = [*chain, *self._configured_middleware()]
         self._spans = self._span_middleware()
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)
+        self._chain = [*chain, *self._rate_limit_middleware(), *self._configured_middleware()]
         self._compile()
+
+    def _rate_limit_middleware(self) -> list[Middleware]:
+        """The middleware counting `rate_limits` (and the default one of `auth.login`), else none."""
+        from kaiju.rpc.limits import rate_limit_middleware
+
+        return rate_limit_middleware(self.rate_limits, self.table.methods, self.rate_limit_store, self)
 
     def _span_middleware(self) -> list[Middleware]:
         """The middleware making each call's span when the app traces (`kaiju.telemetry`), else none."""

@@ -21,9 +21,12 @@ from typing import Any, ClassVar
 import msgspec
 
 from kaiju import keys
+from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.runtime.service import Namespace, Service
 
 __all__ = [
+    "DeadLetter",
+    "dead_letter_fields",
     "decode_fields",
     "encode_fields",
     "GroupInfo",
@@ -33,6 +36,8 @@ __all__ = [
     "StreamMessage",
     "StreamUnavailable",
     "parse_id",
+    "read_dead_letter",
+    "time_id",
     "topic_key",
 ]
 
@@ -100,6 +105,11 @@ def format_id(ms: int, seq: int) -> str:
     return f"{ms}-{seq}"
 
 
+def _next_id(stream_id: str) -> str:
+    ms, seq = parse_id(stream_id)
+    return format_id(ms, seq + 1)
+
+
 _json_encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
@@ -134,10 +144,15 @@ def decode_fields(msg_id: str, fields: Mapping[bytes, bytes], deliveries: int = 
 
 
 def dead_letter_fields(
-    message: StreamMessage, group: str, consumer: str, error: Mapping[str, Any]
+    message: StreamMessage,
+    group: str,
+    consumer: str,
+    error: Mapping[str, Any],
+    details: Mapping[str, Any] | None = None,
 ) -> dict[bytes, bytes]:
     """A dead-letter entry: the message's own fields plus `x`, a JSON record of who gave up on
-    which message, after how many deliveries, and why."""
+    which message, after how many deliveries, and why (`details`: the listener, the error's
+    type and message, the correlation and trace ids; see `dead_letter_details`)."""
     fields = encode_fields(message.body, message.headers, message.key)
     fields[b"x"] = _json_encode(
         {
@@ -147,9 +162,50 @@ def dead_letter_fields(
             "deliveries": message.deliveries,
             "error": dict(error),
             "time": time.time(),
+            **(details or {}),
         }
     )
     return fields
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """One dead letter as `StreamBackend.dead_letters` lists it: its own `id` in the dead-letter
+    stream, the original message (`message_id`, `body`, `headers`, `key`) and the record of
+    why it died (`record`: group, consumer, listener, deliveries, time, error, error_type,
+    error_message, correlation_id, trace_id; what the listener that wrote it knew)."""
+
+    id: str
+    message_id: str | None
+    body: bytes
+    headers: dict[str, str]
+    key: str | None
+    record: dict[str, Any]
+
+
+_decode_record = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def read_dead_letter(entry_id: str, fields: Mapping[str, bytes]) -> DeadLetter:
+    """A `DeadLetter` from a raw dead-letter entry (`read_range`'s form: str field names)."""
+    message = decode_fields(entry_id, {k.encode(): v for k, v in fields.items()})
+    try:
+        record = _decode_record(fields["x"]) if "x" in fields else {}
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        record = {}
+    message_id = record.get("id")
+    return DeadLetter(
+        entry_id,
+        message_id if isinstance(message_id, str) else None,
+        message.body,
+        message.headers,
+        message.key,
+        record,
+    )
+
+
+def time_id(unix_seconds: float) -> str:
+    """The smallest stream id of a time: entries with lower ids were added before it."""
+    return format_id(max(int(unix_seconds * 1000), 0), 0)
 
 
 class StreamBackend(Service, abc.ABC):
@@ -225,11 +281,41 @@ class StreamBackend(Service, abc.ABC):
 
     @abc.abstractmethod
     async def dead_letter(
-        self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        message: StreamMessage,
+        error: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
     ) -> str:
-        """Copy `message` with `error` to the dead-letter stream `<stream>.dead`
-        (`kaiju.keys.DEAD_LETTER_SUFFIX`) and acknowledge
+        """Copy `message` with `error` (and `details`, see `dead_letter_fields`) to the
+        dead-letter stream `<stream>.dead` (`kaiju.keys.DEAD_LETTER_SUFFIX`) and acknowledge
         it in `group`, both or neither; returns the dead-letter entry id."""
+
+    async def release(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        """Hand `consumer`'s pending `ids` back: any consumer's next claim takes them at once,
+        without waiting for `claim_idle_ms` (a listener stopping with messages in hand).
+        The default does nothing: they are claimed once idle long enough."""
+
+    # -- dead letters -----------------------------------------------------------
+
+    async def dead_letters(self, stream: str, count: int = 100, after_id: str | None = None) -> list[DeadLetter]:
+        """Up to `count` dead letters of `stream`, oldest first, with ids above `after_id`."""
+        start = "0-0" if after_id is None else _next_id(after_id)
+        return [read_dead_letter(i, f) for i, f in await self.read_range(stream + DEAD_LETTER_SUFFIX, count, start)]
+
+    @abc.abstractmethod
+    async def replay(self, stream: str, ids: Sequence[str] | None = None, count: int = 1000) -> list[str]:
+        """Put dead letters back on `stream` as new messages (their body, headers and key),
+        each removed from the dead letters in the same step, so a letter is replayed once
+        however many replay it at once: those with `ids` (None: the oldest `count`). Returns
+        the new message ids; an id that is no (longer a) dead letter is passed over."""
+
+    @abc.abstractmethod
+    async def purge(self, stream: str, before_id: str | None = None) -> int:
+        """Drop the dead letters of `stream` with ids below `before_id` (None: all of them);
+        returns how many were dropped."""
 
     # -- upkeep and introspection -------------------------------------------
 

@@ -34,6 +34,7 @@ from kaiju.streams.dispatch import (
     error_object,
     outcome_of,
 )
+from kaiju.streams.retries import Failure, Retries, error_types, forget, retried, retry_delay
 from kaiju.streams.state import ListenerState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,7 @@ class BatchRunner:
         self, state: ListenerState, rpc: RPCServer, scope: Scope, use_sessions: bool, tracing: Tracing | None = None
     ):
         self.state = state
+        self.retries = Retries(state, self.start)  # messages waiting for a delayed retry (`retry_delays`)
         self.rpc = rpc
         self.scope = scope
         self.dropped = _NOT_PASSED if use_sessions else _NOT_PASSED_NO_SESSIONS
@@ -104,8 +106,10 @@ class BatchRunner:
                 if done:
                     await self._ack(done)
             finally:
+                waiting = self.retries.waiting
                 for msg in msgs:
-                    s.in_hand.pop(msg.id, None)
+                    if msg.id not in waiting:  # one waiting for its retry stays in hand
+                        s.in_hand.pop(msg.id, None)
                 if not released:
                     s.slots.release()
 
@@ -115,7 +119,7 @@ class BatchRunner:
         s = self.state
         if msg.defect is not None:
             return await self._dead_letter(msg, error_object(InvalidRequest, msg.defect))
-        if msg.deliveries > s.settings.max_deliveries:
+        if msg.deliveries > s.max_deliveries:
             given_up = f"not acknowledged after {msg.deliveries - 1} deliveries"
             return await self._dead_letter(msg, error_object(InternalError, given_up, type="MaxDeliveries"))
         headers, deadline = self._headers(msg)
@@ -127,15 +131,29 @@ class BatchRunner:
             if expired:
                 late = "deadline passed before the message was run"
                 return await self._dead_letter(msg, error_object(RequestTimeout, late, deadline=deadline))
-        outcome = await self._dispatch(msg, headers)
+        seen, token = error_types()
+        try:
+            outcome = await self._dispatch(msg, headers)
+        finally:
+            forget(token)
         if outcome.error is None:
             s.counters["processed"] += 1
             return _ACKED
         s.counters["failed"] += 1
-        if outcome.permanent or msg.deliveries >= s.settings.max_deliveries:
-            return await self._dead_letter(msg, outcome.error)
+        settings = s.settings
+        delay = retry_delay(settings.retry_delays, msg.deliveries) if settings.retry_delays is not None else None
+        if (
+            outcome.permanent
+            or msg.deliveries >= s.max_deliveries
+            or not retried(outcome.error, seen, s.retry_on)
+            or (settings.retry_delays is not None and delay is None)
+        ):
+            return await self._dead_letter(msg, outcome.error, seen)
+        if delay is not None:
+            self.retries.schedule(msg, delay)
         s.logger.info(
-            "message failed, left for redelivery",
+            "message failed, left for redelivery" if delay is None else "message failed, retried later",
+            retry_in=None if delay is None else round(delay, 3),
             message_id=msg.id,
             correlation_id=_correlation_id(msg),
             deliveries=msg.deliveries,
@@ -195,11 +213,12 @@ class BatchRunner:
             except GroupMissing:
                 return  # the group is gone with its pending list: nothing left to acknowledge
 
-    async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any]) -> Delivery:
+    async def _dead_letter(self, msg: StreamMessage, error: dict[str, Any], seen: Failure | None = None) -> Delivery:
         s = self.state
+        details = dead_letter_details(s.settings.name, msg, error, seen)
         while True:
             try:
-                await s.backend.dead_letter(s.stream_key, s.group, s.consumer, msg, error)
+                await s.backend.dead_letter(s.stream_key, s.group, s.consumer, msg, error, details)
                 break
             except StreamUnavailable as exc:
                 if not s.running:
@@ -220,6 +239,29 @@ class BatchRunner:
 
 
 _CORRELATION_ID = CORRELATION_ID.lower()
+
+
+_TRACEPARENT = "traceparent"
+
+
+def dead_letter_details(listener: str, msg: StreamMessage, error: dict[str, Any], seen: Failure | None) -> dict:
+    """What a dead letter records beside the message: the listener, the error's type and
+    message (the method's own exception's, when it raised one), the correlation and trace ids."""
+    data = error.get("data")
+    kind = seen.types[0] if seen and seen.types else data.get("type") if isinstance(data, dict) else None
+    message = seen.message if seen and seen.types else error.get("message")
+    trace_id = None
+    for key, value in msg.headers.items():
+        if key.lower() == _TRACEPARENT:
+            parts = value.split("-")
+            trace_id = parts[1] if len(parts) == 4 else None
+    return {
+        "listener": listener,
+        "error_type": kind,
+        "error_message": message,
+        "correlation_id": _correlation_id(msg),
+        "trace_id": trace_id,
+    }
 
 
 def _correlation_id(msg: StreamMessage) -> str | None:

@@ -31,6 +31,7 @@ from kaiju.runtime.types import NonNegative, PositiveInt, ScopeName
 from kaiju.streams.base import GroupInfo, StreamError, topic_key
 from kaiju.streams.batches import BatchRunner
 from kaiju.streams.reader import Reader
+from kaiju.streams.retries import ErrorTypes
 from kaiju.streams.service import Streams
 from kaiju.streams.state import ListenerState
 from kaiju.streams.upkeep import Upkeep
@@ -74,13 +75,26 @@ class StreamListener(Service):
     """Messages taken per read."""
     max_parallel_batches: PositiveInt = 2
     """Batches in flight at once (messages inside a batch run one after another, in order)."""
+    max_concurrency: PositiveInt | None = None
+    """Messages of this listener processed at once, retries included (each batch runs its
+    messages in order, so this many batches are in flight). None: `max_parallel_batches`."""
     block_ms: PositiveInt = 1000
     """How long one read waits for new messages (kept below the Redis socket timeout)."""
     claim_idle_ms: PositiveInt = 30_000
     """A message pending this long (its consumer died, or it failed) is claimed and run again.
     Must exceed the longest processing time of a message; in-hand messages are kept fresh."""
     max_deliveries: PositiveInt = 5
-    """Deliveries after which a message that keeps failing goes to the dead-letter stream."""
+    """Deliveries after which a message that keeps failing goes to the dead-letter stream
+    (without `retry_delays`; a failed message is delivered again after `claim_idle_ms`)."""
+    retry_delays: list[NonNegative] | None = None
+    """Seconds before each new delivery of a failed message, e.g. `[1, 5, 30]` (jittered up
+    to a quarter more); after the last one, the dead letters. The message stays in hand
+    meanwhile. None: redelivered after `claim_idle_ms`, up to `max_deliveries`."""
+    retry_on: list[str] | None = None
+    """The error types worth a retry: JSON-RPC types (`RequestTimeout`, `Overloaded`, an
+    app's `RPCError`) or the class names of a method's own exceptions (`ConnectionError`
+    covers its subclasses). Any other failure goes to the dead letters at once. None: every
+    failure but an invalid request is retried."""
     maxlen: PositiveInt | None = None
     """Trim the stream to about this many entries, never dropping one a group still needs
     (None: no trimming)."""
@@ -102,6 +116,8 @@ class StreamListener(Service):
         self.counters = {"processed": 0, "failed": 0, "dead_lettered": 0, "claimed": 0}
         self.active: ListenerState | None = None  # the run-time state, from start() to stop()
         self._tasks: tuple[asyncio.Task, asyncio.Task] | None = None  # the reader's and the upkeep's
+        self._runner: BatchRunner | None = None
+        self._error_types: ErrorTypes | None = None
 
     def check(self) -> None:
         """`use_sessions` needs a sessions or an auth service on the RPC server (SettingError)."""
@@ -137,6 +153,9 @@ class StreamListener(Service):
         state = ListenerState(self, backend, self.stream_key, self.group_name, self.consumer_name, self.counters)
         state.set_paused(await self.streams.topic_locked(state.stream_key))
         runner = BatchRunner(state, self.rpc, parse_scope(self.scope), self.use_sessions, tracing_of(self.telemetry))
+        self._runner = runner
+        self._error_types = ErrorTypes()
+        self.rpc.add_middleware(self._error_types)  # names a method's own exception, for retry_on and dead letters
         loop = asyncio.get_running_loop()
         self.active = state
         self._tasks = (
@@ -168,17 +187,35 @@ class StreamListener(Service):
             await asyncio.wait([reader], timeout=max(soft - loop.time(), 0))
         if not reader.done():
             reader.cancel()  # waiting for a slot, a batch or the topic lock: nothing lost
+        handed_back = self._runner.retries.cancel() if self._runner is not None else []
         if state.batches:
             _, late = await asyncio.wait(state.batches, timeout=max(soft - loop.time(), 0))
+            handed_back += [i for i in state.in_hand if i not in handed_back]
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=max(deadline - loop.time(), 0.01))
                 self.logger.warning("left messages pending at stop", batches=len(late))
+        await self._hand_back(handed_back, deadline)
         await asyncio.wait([reader, upkeeper], timeout=max(deadline - loop.time(), 0.01))
+        if self._error_types is not None:
+            self.rpc.remove_middleware(self._error_types)
         self.streams.detach(self)
         self.active = None
         self.logger.info("stopped", extra=self.counters)
+
+    async def _hand_back(self, ids: list[str], deadline: float) -> None:
+        """Make the messages this listener still holds claimable by any consumer at once."""
+        state = self.active
+        if not ids or state is None:
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await state.backend.release(state.stream_key, state.group, state.consumer, ids)
+        except (StreamError, TimeoutError) as exc:  # they stay pending: claimed after claim_idle_ms
+            self.logger.warning("messages not handed back at stop", count=len(ids), error=str(exc))
+        else:
+            self.logger.info("handed back messages at stop", count=len(ids))
 
     def recheck_lock(self) -> None:
         """Check the topic lock now rather than at the next `lock_check_ms` tick."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,6 +34,13 @@ _Id = tuple[int, int]
 # a stream is compacted (the entries every group is done with dropped) after this many
 # acknowledgements: one compaction costs about the stream's length, so this keeps it cheap
 _COMPACT_EVERY = 1024
+
+
+def _parse_or_none(stream_id: str) -> _Id | None:
+    try:
+        return parse_id(stream_id)
+    except ValueError:
+        return None
 
 
 def _now_ms() -> float:
@@ -235,15 +243,53 @@ class MemoryStream(StreamBackend):
         s.acked = 0
 
     async def dead_letter(
-        self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        message: StreamMessage,
+        error: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
     ) -> str:
         s, g = self._group(stream, group)
-        dead_id = self._stream(stream + DEAD_LETTER_SUFFIX).append(dead_letter_fields(message, group, consumer, error))
+        fields = dead_letter_fields(message, group, consumer, error, details)
+        dead_id = self._stream(stream + DEAD_LETTER_SUFFIX).append(fields)
         if g.pel.pop(parse_id(message.id), None) is not None:
             s.acked += 1
             if s.acked >= _COMPACT_EVERY:
                 self._compact(s)
         return format_id(*dead_id)
+
+    async def release(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        _, g = self._group(stream, group)
+        for msg_id in ids:
+            p = g.pel.get(parse_id(msg_id))
+            if p is not None and p.consumer == consumer:
+                p.delivered_at = -math.inf  # idle since forever: the next claim takes it
+
+    # -- dead letters -------------------------------------------------------------
+
+    async def replay(self, stream: str, ids: Sequence[str] | None = None, count: int = 1000) -> list[str]:
+        dead = self._streams.get(stream + DEAD_LETTER_SUFFIX)
+        if dead is None:
+            return []
+        wanted = dead.ids[:count] if ids is None else [i for i in map(_parse_or_none, ids) if i in dead.entries]
+        target, replayed = self._stream(stream), []
+        for entry_id in wanted:
+            fields = {k: v for k, v in dead.entries.pop(entry_id).items() if k != b"x"}
+            replayed.append(format_id(*target.append(fields)))
+        dead.ids = [i for i in dead.ids if i in dead.entries]
+        return replayed
+
+    async def purge(self, stream: str, before_id: str | None = None) -> int:
+        dead = self._streams.get(stream + DEAD_LETTER_SUFFIX)
+        if dead is None:
+            return 0
+        cut = len(dead.ids) if before_id is None else bisect.bisect_left(dead.ids, parse_id(before_id))
+        for entry_id in dead.ids[:cut]:
+            del dead.entries[entry_id]
+        del dead.ids[:cut]
+        return cut
 
     # -- upkeep and introspection ---------------------------------------------------
 

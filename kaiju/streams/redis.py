@@ -10,6 +10,9 @@
     XACK                                    ack, after processing
     XPENDING + XCLAIM JUSTID (script)       touch: only entries the consumer still holds
     XADD key.dead + XACK (script)           dead_letter, both or neither
+    XPENDING + XCLAIM IDLE (script)         release: what a stopping consumer holds, claimable at once
+    XRANGE + XADD + XDEL (script)           replay: a dead letter back on the stream, once
+    XTRIM key.dead MINID / MAXLEN 0         purge
     XADD key * (no MAXLEN)                  add; trimming is a separate, safe step (see trim);
                                             auto-pipelined with other callers' commands
     XADD + WAIT n ms                        add with `replicas: n`: confirmed once n replicas
@@ -33,6 +36,8 @@ from kaiju.keys import DEAD_LETTER_SUFFIX
 from kaiju.lua import (
     STREAM_DEAD_LETTER,
     STREAM_PRUNE_CONSUMERS,
+    STREAM_RELEASE,
+    STREAM_REPLAY,
     STREAM_TOUCH,
     STREAM_TRIM,
 )
@@ -48,11 +53,21 @@ from kaiju.streams.base import (
     dead_letter_fields,
     decode_fields,
     encode_fields,
+    parse_id,
 )
 
 __all__ = ["RedisStream"]
 
 _TRIM_STEP = 10_000  # most entries one trim call cuts, so that one call stays short
+_HANDED_BACK_IDLE_MS = 2**40  # an idle time longer than any claim_idle_ms: claimed at the next scan
+
+
+def _is_id(stream_id: str) -> bool:
+    try:
+        parse_id(stream_id)
+    except ValueError:
+        return False
+    return True
 
 
 def _unavailable(exc: Exception) -> StreamUnavailable:
@@ -129,6 +144,8 @@ class RedisStream(StreamBackend):
         self._prune_script = self._client.register_script(STREAM_PRUNE_CONSUMERS)
         self._touch_script = self._client.register_script(STREAM_TOUCH)
         self._dead_letter_script = self._client.register_script(STREAM_DEAD_LETTER)
+        self._release_script = self._client.register_script(STREAM_RELEASE)
+        self._replay_script = self._client.register_script(STREAM_REPLAY)
 
     # -- writing ----------------------------------------------------------------
 
@@ -269,10 +286,17 @@ class RedisStream(StreamBackend):
             raise _unavailable(exc) from exc
 
     async def dead_letter(
-        self, stream: str, group: str, consumer: str, message: StreamMessage, error: Mapping[str, Any]
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        message: StreamMessage,
+        error: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
     ) -> str:
         try:
-            fields = [part for pair in dead_letter_fields(message, group, consumer, error).items() for part in pair]
+            record = dead_letter_fields(message, group, consumer, error, details)
+            fields = [part for pair in record.items() for part in pair]
             dead_id = await self._dead_letter_script(
                 keys=[stream, stream + DEAD_LETTER_SUFFIX], args=[group, message.id, *fields]
             )
@@ -281,6 +305,42 @@ class RedisStream(StreamBackend):
         except self._net_errors as exc:
             raise _unavailable(exc) from exc
         return dead_id.decode()
+
+    async def release(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            await self._release_script(keys=[stream], args=[group, consumer, _HANDED_BACK_IDLE_MS, *ids])
+        except self._reply_error as exc:
+            raise _response_error(exc, stream, group) from exc
+        except self._net_errors as exc:
+            raise _unavailable(exc) from exc
+
+    # -- dead letters -------------------------------------------------------------
+
+    async def replay(self, stream: str, ids: Sequence[str] | None = None, count: int = 1000) -> list[str]:
+        if ids is not None:
+            ids = [i for i in ids if _is_id(i)]  # XRANGE refuses a malformed id: pass it over
+            if not ids:
+                return []
+        try:
+            added = await self._replay_script(keys=[stream, stream + DEAD_LETTER_SUFFIX], args=[count, *(ids or ())])
+        except self._reply_error as exc:
+            raise StreamError(f"{stream}: replay failed: {exc}") from exc
+        except self._net_errors as exc:
+            raise _unavailable(exc) from exc
+        return [i.decode() for i in added]
+
+    async def purge(self, stream: str, before_id: str | None = None) -> int:
+        dead = stream + DEAD_LETTER_SUFFIX
+        try:
+            if before_id is None:
+                return int(await self._client.xtrim(dead, maxlen=0, approximate=False))
+            return int(await self._client.xtrim(dead, minid=before_id, approximate=False))
+        except self._reply_error as exc:
+            raise StreamError(f"{stream}: purge failed: {exc}") from exc
+        except self._net_errors as exc:
+            raise _unavailable(exc) from exc
 
     # -- upkeep and introspection ---------------------------------------------------
 

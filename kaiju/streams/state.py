@@ -64,7 +64,12 @@ class ListenerState:
         self.unpaused = asyncio.Event()
         self.unpaused.set()
         self.lock_recheck = asyncio.Event()  # check the topic lock now
-        self.slots = asyncio.Semaphore(settings.max_parallel_batches)  # batches in flight, the read's included
+        # batches in flight, the read's included: as many messages run at once
+        self.slots = asyncio.Semaphore(settings.max_concurrency or settings.max_parallel_batches)
+        # deliveries a message gets: one more than the delays of `retry_delays`, else `max_deliveries`
+        delays = settings.retry_delays
+        self.max_deliveries = len(delays) + 1 if delays is not None else settings.max_deliveries
+        self.retry_on = frozenset(settings.retry_on) if settings.retry_on is not None else None
         self.in_hand: dict[str, float] = {}  # message id -> when it was taken or last kept fresh (monotonic)
         self.batches: set[asyncio.Task] = set()
         self.acks = AckHandover()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +29,7 @@ from kaiju.runtime.types import CRON_MACROS
 
 __all__ = [
     "CronSchedule",
+    "missed_fires",
     "with_jitter",
     "next_periodic_fire",
     "parse_timezone",
@@ -64,6 +66,28 @@ def next_periodic_fire(anchor: float, interval: float, after: float) -> float:
         k += 1
         fire = anchor + k * interval
     return fire
+
+
+def missed_fires(
+    next_fire: Callable[[float], float], last_fire: float, until: float, misfire: str, grace: float, limit: int
+) -> list[float]:
+    """The fires of a schedule (`next_fire(fire)`: the one after `fire`) after `last_fire` and
+    before `until` to run: those late by at most `grace` seconds, and before them none
+    (`misfire` "skip"), the latest ("once") or each of the latest `limit` ("all")."""
+    missed: list[float] = []
+    fire = next_fire(last_fire)
+    while fire < until:
+        missed.append(fire)
+        if len(missed) > 10 * limit:  # a long outage of a frequent task: keep the latest
+            del missed[:limit]
+        fire = next_fire(fire)
+    late = [f for f in missed if until - f <= grace]
+    older = missed[: len(missed) - len(late)]
+    if misfire == "once":
+        return older[-1:] + late
+    if misfire == "all":
+        return older[-limit:] + late
+    return late
 
 
 def with_jitter(fire: float, jitter: float, rng: random.Random | None = None) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,6 +20,7 @@ import msgspec
 
 from kaiju.histogram import LATENESS_BUCKETS, Histogram, histogram_family
 from kaiju.locks.base import LockExistsError, Locks
+from kaiju.redis import RedisConnection
 from kaiju.rpc.access import Scope
 from kaiju.rpc.context import new_correlation_id, request_context
 from kaiju.rpc.methods import class_methods
@@ -27,16 +29,20 @@ from kaiju.rpc.server import RPCServer
 from kaiju.runtime.registry import ClassNotFound, import_object, is_async_callable
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import CheckedStr, NonNegative, Positive, RPCMethodName
-from kaiju.tasks.schedule import with_jitter
+from kaiju.tasks.records import MemoryRecords, RedisRecords, RunRecord, TaskRecords, process_name
+from kaiju.tasks.schedule import missed_fires, with_jitter
 from kaiju.telemetry.provider import tracing_of
 from kaiju.telemetry.service import Telemetry
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.telemetry.tracing import Tracing
 
-__all__ = ["OverlapPolicy", "ScheduledTask", "exposed_methods"]
+__all__ = ["MisfirePolicy", "OverlapPolicy", "ScheduledTask", "exposed_methods"]
 
 POLICIES = ("skip", "wait", "cancel")
+MISFIRES = ("skip", "once", "all")
+# Most missed fires `misfire: all` runs (the latest ones); older ones are given up.
+MAX_MISFIRES = 100
 # Shares of the app's shutdown budget a task may spend on stop: waiting for a run, then for it to unwind.
 _GRACE_SHARE = 0.5
 _UNWIND_SHARE = 0.25
@@ -66,6 +72,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+async def _claimed(fire: float) -> None:
+    """The claim of a run that needs none (not a singleton, or a catch-up claimed already)."""
+    return None
+
+
 class OverlapPolicy(CheckedStr):
     """What a fire does while the previous run still goes: skip, wait or cancel."""
 
@@ -74,6 +85,17 @@ class OverlapPolicy(CheckedStr):
     @classmethod
     def valid(cls, value: str) -> bool:
         return value in POLICIES
+
+
+class MisfirePolicy(CheckedStr):
+    """What a start (or a singleton's takeover) does with fires missed while no process ran
+    the task: skip them, run once, or run all of them (the latest `MAX_MISFIRES`)."""
+
+    expected = "one of " + ", ".join(MISFIRES)
+
+    @classmethod
+    def valid(cls, value: str) -> bool:
+        return value in MISFIRES
 
 
 def exposed_methods(services: Any) -> set[str]:
@@ -91,7 +113,9 @@ class ScheduledTask(Service):
     Settings are checked by their annotations and by `check()` (before anything starts).
     """
 
-    transport = True  # `kaiju-run call` runs no schedules
+    # started under `kaiju-run call` too, where the fleet commands read and change it, but never
+    # armed there: start() looks at App.transports
+    transport = False
 
     kind: ClassVar[str] = "task"
 
@@ -113,6 +137,12 @@ class ScheduledTask(Service):
     """Run each fire in one process of the app only (needs a Locks service)."""
     shutdown_timeout: NonNegative | None = None
     """Seconds stop() waits for a running run before cancelling it (none: half the app's budget)."""
+    misfire: MisfirePolicy = MisfirePolicy("skip")
+    """Fires missed while no process ran the task (all were down, or a singleton's holder died
+    before its run), found from the last run recorded in `store`: "skip" runs none, "once"
+    one catch-up run, "all" each of them (the latest 100); never twice across processes."""
+    misfire_grace: NonNegative = 0.0
+    """Seconds a missed fire may be late and still run as itself, whatever `misfire` says."""
 
     rpc: RPCServer | None = None
     """The RPCServer a method task calls through."""
@@ -121,6 +151,10 @@ class ScheduledTask(Service):
     telemetry: Telemetry | None = None
     """The `Telemetry` whose tracer makes a trace of each run (none: the process's own
     tracer provider, when it set one; else no spans)."""
+    store: RedisConnection | None = None
+    """The Redis connection the task's run records and the app's pause and run-now requests
+    live in, for every process of the app (none: this process only, so nothing is caught up
+    after a restart and `tasks.pause` reaches this process only)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -151,6 +185,9 @@ class ScheduledTask(Service):
         self.last_success: float | None = None  # unix time a run last finished without error
         self.lateness = Histogram(LATENESS_BUCKETS)  # seconds from each fire's time to its timer
         self._tracing: Tracing | None = None  # from start() on, when the app traces
+        self.records: TaskRecords = MemoryRecords()  # the store's, from start() on
+        self.fleet_paused = False  # paused across the app (`Tasks.pause`), not by `pause()` alone
+        self._catching_up: asyncio.Task | None = None
 
     # -- settings -----------------------------------------------------
 
@@ -238,11 +275,84 @@ class ScheduledTask(Service):
             self.logger.info(f"task {self.name} disabled", task=self.name)
             return
         self._stopping = False
+        if self.store is not None and not self.records.shared:
+            self.records = RedisRecords(self.store, self.app.namespace)
         if not self.app.transports:  # added at run time under `kaiju-run call`: schedules do not fire there
             self.logger.info(f"task {self.name} not scheduled: the app runs without its transports", task=self.name)
             return
-        self._arm(self._first_fire(time.time()))
+        if self.records.shared and await self._paused_in_store():
+            self.fleet_paused = True
+            self.pause()
+            self.logger.info(f"task {self.name} paused across the app: not scheduled until resumed", task=self.name)
+            return
+        now = time.time()
+        self._arm(self._first_fire(now))
         self.logger.info(f"task {self.name} scheduled, next run {_iso(self._next_at)}", task=self.name)
+        if self._handles_misfires:
+            self._catching_up = self.loop.create_task(self._catch_up(now), name=f"task:{self.name}:catch-up")
+
+    async def _paused_in_store(self) -> bool:
+        try:
+            return self.name in await self.records.paused()
+        except Exception as exc:  # the store is down: run as configured rather than not at all
+            self.logger.warning(f"task {self.name}: cannot read whether it is paused: {exc!r}", task=self.name)
+            return False
+
+    # -- missed fires -------------------------------------------------------
+
+    @property
+    def _handles_misfires(self) -> bool:
+        return self.misfire != "skip" or self.misfire_grace > 0
+
+    def missed_fires(self, last_fire: float, until: float) -> list[float]:
+        """The fires after `last_fire` and before `until` that `misfire` and `misfire_grace`
+        run (`kaiju.tasks.schedule.missed_fires`)."""
+        return missed_fires(self._next_fire, last_fire, until, str(self.misfire), self.misfire_grace, MAX_MISFIRES)
+
+    async def _catch_up(self, until: float) -> None:
+        """At start: run the fires missed since the last run recorded, each once across the app."""
+        try:
+            last = await self.records.last(self.name)
+        except Exception as exc:
+            self.logger.warning(f"task {self.name}: cannot read its last run: {exc!r}", task=self.name)
+            return
+        if last is None:
+            return  # never ran: nothing was missed
+        if not self.missed_fires(last.fire, until):
+            self.logger.info(f"task {self.name}: nothing to catch up since {_iso(last.fire)}", task=self.name)
+            return
+        await self._run_missed(await self._claim_missed(last, until))
+
+    async def _claim_missed(self, last: RunRecord, until: float) -> list[float]:
+        """Claim the fires missed between `last` and `until`, oldest first; those claimed here.
+
+        All are claimed before any runs: a claim holds only while no later fire is recorded,
+        and the runs of the schedule record later fires meanwhile."""
+        fires = self.missed_fires(last.fire, until)
+        if fires:
+            self.logger.info(f"task {self.name}: {len(fires)} missed fires to catch up", task=self.name)
+        claimed = []
+        for fire in fires:
+            try:
+                won = await self.records.claim(self.name, RunRecord(fire, time.time(), "claimed"))
+            except Exception as exc:
+                self.logger.warning(f"task {self.name}: cannot claim a missed fire: {exc!r}", task=self.name)
+                break
+            if won:
+                claimed.append(fire)
+            else:
+                self.logger.info(f"task {self.name}: the fire at {_iso(fire)} was caught up elsewhere", task=self.name)
+        return claimed
+
+    async def _run_missed(self, fires: list[float]) -> None:
+        """Run the missed fires claimed here, one after another."""
+        for fire in fires:
+            if self._stopping:
+                return
+            self.logger.info(f"task {self.name}: catching up the fire at {_iso(fire)}", task=self.name)
+            self._launch(fire, catch_up=True)
+            if self._running is not None:
+                await asyncio.wait({self._running})
 
     async def stop(self, exception: Exception | None = None) -> None:
         """Stop firing; await a running run for a grace period (see `stop_limits`), then cancel it.
@@ -252,6 +362,9 @@ class ScheduledTask(Service):
         """
         self._stopping = True
         self._disarm()
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+            self._catching_up = None
         runs = {run for run in self._runs if not run.done()}
         if not runs:
             return
@@ -461,10 +574,10 @@ class ScheduledTask(Service):
         if self._running is not None:
             await asyncio.wait({self._running})
 
-    def _launch(self, fire: float) -> None:
+    def _launch(self, fire: float, catch_up: bool = False) -> None:
         # a run starts only once every earlier one has finished (unwinding after a cancel included)
         previous = {run for run in self._runs if not run.done()}
-        task = self.loop.create_task(self._run(fire, previous), name=f"task:{self.name}")
+        task = self.loop.create_task(self._run(fire, previous, catch_up), name=f"task:{self.name}")
         self._running = task
         self._runs.add(task)
         task.add_done_callback(self._on_run_done)
@@ -479,23 +592,60 @@ class ScheduledTask(Service):
             fire, self._pending = self._pending, None
             self._launch(fire)
 
-    async def _run(self, fire: float, previous: set[asyncio.Task]) -> None:
+    async def _run(self, fire: float, previous: set[asyncio.Task], catch_up: bool = False) -> None:
         if previous:
             await asyncio.wait(previous)  # cancelled runs finish unwinding first
+        claim = self._claim if self.singleton and not catch_up else _claimed  # a catch-up claimed its fire already
+        execute = functools.partial(self._execute, fire)
         if self._tracing is not None:
             from kaiju.telemetry.tasks import traced_run
 
-            await traced_run(self._tracing, self, fire, self._claim, self._execute)
+            await traced_run(self._tracing, self, fire, claim, execute)
             return
-        if self.singleton and await self._claim(fire) is not None:
+        if await claim(fire) is not None:
             return
-        await self._execute()
+        await execute()
 
-    async def _execute(self) -> str:
-        """Run the job once, counting it; its outcome: "ok", "failed" or "timeout"."""
+    async def _begin(self, run: RunRecord) -> None:
+        """Record that `run` began (beside the job, not before it: the record costs the run no
+        lateness); a singleton taking over first reads the run before it and claims the fires
+        between that nobody ran, run after this one."""
+        missed: list[float] = []
+        try:
+            before = await self.records.last(self.name) if self.singleton and self._handles_misfires else None
+            if before is not None and before.fire < run.fire:
+                missed = await self._claim_missed(before, run.fire)  # before this run is the latest
+            await self.records.begin(self.name, run)
+        except Exception as exc:  # a store that fails is logged, never fails the run
+            self.logger.warning(f"task {self.name}: run not recorded: {exc!r}", task=self.name)
+        if missed:
+            self._catching_up = self.loop.create_task(self._run_missed(missed), name=f"task:{self.name}:catch-up")
+
+    async def _finish(self, run: RunRecord, begun: asyncio.Task) -> None:
+        """Record how `run` ended, once its beginning is recorded."""
+        await asyncio.wait({begun})
+        try:
+            await self.records.finish(self.name, run)
+        except Exception as exc:
+            self.logger.warning(f"task {self.name}: run not recorded: {exc!r}", task=self.name)
+
+    async def _execute(self, fire: float) -> str:
+        """Run the job once for `fire`, counting and recording it; its outcome: "ok", "failed" or "timeout"."""
         self._started.add(asyncio.current_task())  # type: ignore[arg-type]
         self.runs += 1
         self.last_run = time.time()
+        run = RunRecord(fire, self.last_run, process=process_name())
+        begun = self.loop.create_task(self._begin(run))
+        outcome = "cancelled"
+        try:
+            outcome = await self._job_outcome()
+            return outcome
+        finally:
+            run = msgspec.structs.replace(run, outcome=outcome, duration=self.last_duration, error=self.last_error)
+            await asyncio.shield(self._finish(run, begun))
+
+    async def _job_outcome(self) -> str:
+        """Run the job, keeping its result or error: "ok", "failed" or "timeout"."""
         started = time.perf_counter()  # durations on a clock meant for them (the loop's is 1 ms on uvloop)
         correlation_id = new_correlation_id()
         try:
@@ -595,7 +745,9 @@ class ScheduledTask(Service):
             **self.describe(),
             "job": {"method": self.method} if self.method is not None else {"call": self._call_name()},
             "enabled": self.enabled,
+            "paused": self.fleet_paused or not self.enabled,
             "policy": str(self.policy),
+            "misfire": str(self.misfire),
             "singleton": self.singleton,
             "running": self.running,
             "next_run": _iso(self._next_at),

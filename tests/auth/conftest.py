@@ -12,6 +12,7 @@ from kaiju.cache.memory import MemoryCache
 from kaiju.events.base import Events
 from kaiju.http.server import HTTPServer
 from kaiju.locks.memory import MemoryLocks
+from kaiju.ratelimit.rate import Rate, RateLimit
 from kaiju.rpc import RPCServer
 from kaiju.auth.sessions import CacheSessions
 from kaiju.runtime.service import App
@@ -45,14 +46,19 @@ def shared(backend, request):
     return make
 
 
-def app_services(shared_services: list, users=None, http=None, **auth_settings) -> list:
+# These tests count the account's throttle and the address's failed attempts: the per-address
+# rate limit of auth.login (tests/rpc/test_rate_limits.py) is set out of their way.
+NO_LOGIN_RATE_LIMIT = [RateLimit(methods="auth.login", rate=Rate("100000/second"))]
+
+
+def app_services(shared_services: list, users=None, http=None, rate_limits=None, **auth_settings) -> list:
     return [
         *shared_services,
         users if users is not None else ConfigUsers(users=USERS),
         CacheSessions(ttl=60),
         AuthService(**{"secret": SECRET, **auth_settings}),
         Orders(),
-        RPCServer(),
+        RPCServer(rate_limits=NO_LOGIN_RATE_LIMIT if rate_limits is None else rate_limits),
         HTTPServer(**{"port": 0, "session_cookie": True, **(http or {})}),
     ]
 
@@ -63,8 +69,8 @@ async def make_app(shared):
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def make(users=None, http=None, env="test", **auth_settings):
-        services = app_services(shared(), users, http, **auth_settings)
+    async def make(users=None, http=None, env="test", rate_limits=None, **auth_settings):
+        services = app_services(shared(), users, http, rate_limits, **auth_settings)
         async with started(*services, app=App(name="authtest", env=env)):
             http = services[-1]
             # unsafe: keep cookies of an IP-address host (127.0.0.1)

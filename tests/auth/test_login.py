@@ -180,3 +180,14 @@ def _hash(password: str) -> str:
     import argon2
 
     return argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(password)
+
+
+@pytest.mark.parametrize("backend", ["memory"])  # the limit's stores: tests/rpc/test_rate_limits.py
+async def test_logins_of_one_address_are_rate_limited_by_default(make_app):
+    async with make_app(rate_limits=[]) as app:  # no rule of its own: the default one applies
+        answers = [
+            (await app.client.call("auth.login", {"username": "alice", "password": "wrong"}))[0] for _ in range(11)
+        ]
+    kinds = [a["error"]["data"]["type"] for a in answers]
+    assert kinds == ["NotAuthorized"] * 10 + ["TooManyRequests"], kinds  # a burst of 10, then 30 a minute
+    assert answers[-1]["error"]["data"]["retry_after"] > 0

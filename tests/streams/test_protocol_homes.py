@@ -75,5 +75,5 @@ def test_the_session_prefix_is_the_one_cache_sessions_use() -> None:
 
 def test_every_script_is_lua_for_redis() -> None:
     scripts = {name: getattr(lua, name) for name in dir(lua) if name.isupper()}
-    assert len(scripts) == 7
+    assert len(scripts) == 11
     assert all("redis.call(" in text for text in scripts.values())

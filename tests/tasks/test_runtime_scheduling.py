@@ -46,9 +46,9 @@ async def test_add_a_function_task_pause_resume_and_remove():
         await wait_for_call(counter)
         listed = await tasks.list_tasks("cleanup")
         assert listed[0]["name"] == "cleanup" and listed[0]["singleton"] and listed[0]["policy"] == "skip"
-        tasks.pause("cleanup")
+        await tasks.pause("cleanup")
         assert not task.enabled and task.status()["next_run"] is None
-        tasks.resume("cleanup")
+        await tasks.resume("cleanup")
         await wait_for_call(counter)
         await tasks.remove("cleanup")
         assert "cleanup" not in app.services and not await tasks.list_tasks("cleanup")
