@@ -120,10 +120,10 @@ class RedisConnection(Service):
     password: str | None = None
     """The servers' password; overrides the one in `url` (keeps it out of the URL in logs and configs)."""
     max_connections: PositiveInt = 32
-    """Pool size (per node on a Cluster): standalone, commands beyond this many in flight wait
-    `pool_timeout` for a free connection; Sentinel and Cluster fail them at once."""
+    """Pool size (per node on a Cluster): on one server and on Sentinel, commands beyond this many
+    in flight wait `pool_timeout` for a free connection; a Cluster fails them at once."""
     pool_timeout: float | None = 10.0
-    """Standalone: seconds a command waits for a free connection before raising ConnectionError (None: no limit)."""
+    """One server and Sentinel: seconds a command waits for a free connection before raising (None: no limit)."""
     socket_timeout: float | None = 10.0
     """Seconds to wait for a reply before raising a TimeoutError (None: no limit)."""
     connect_timeout: Positive = 5.0
@@ -268,7 +268,14 @@ class RedisConnection(Service):
             sentinel_options.update(ssl=True, **{k: v for k, v in options.items() if k.startswith("ssl_")})
         # retry_on_error stays with the master's connections: a sentinel that does not answer is skipped
         sentinel = Sentinel([parse_node(node) for node in self.sentinels or ()], sentinel_kwargs=sentinel_options)
-        return sentinel.master_for(str(self.master_name), db=self.db, ssl=tls, **options)  # check(): given
+        return sentinel.master_for(  # check(): master_name is given
+            str(self.master_name),
+            connection_pool_class=_blocking_sentinel_pool(),
+            timeout=self.pool_timeout,
+            db=self.db,
+            ssl=tls,
+            **options,
+        )
 
     def _cluster_client(self, options: dict[str, Any], tls: bool) -> Any:
         from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -323,3 +330,16 @@ class RedisConnection(Service):
         client = self.__dict__.pop("client", None)
         if client is not None:
             await client.aclose()
+
+
+def _blocking_sentinel_pool() -> type:
+    """The pool of a Sentinel master's connections that, like the standalone one, waits up to
+    `pool_timeout` for a free connection when all `max_connections` are in use; redis-py's
+    own raises MaxConnectionsError at once (a burst of callers got InternalError)."""
+    from redis.asyncio.connection import BlockingConnectionPool
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+        pass
+
+    return BlockingSentinelPool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -147,3 +148,14 @@ def test_ssl_cert_reqs_takes_one_of_three_words(tmp_path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         f'kaiju-run: {path}: services[RedisConnection].settings.ssl_cert_reqs: expected one of required, optional, none, got "strict"'
     )
+
+
+@pytest.mark.parametrize("mode", ["standalone", "sentinel"])
+async def test_commands_beyond_max_connections_wait_for_a_free_one(redis_settings, mode):
+    """One connection, three blocking reads at once: the second and third wait their turn
+    (pool_timeout) instead of failing with MaxConnectionsError, on one server and on Sentinel."""
+    connection = RedisConnection(**redis_settings(mode), max_connections=1, pool_timeout=10)
+    async with started(connection):
+        client = connection.client
+        reads = [client.execute_command("BLPOP", f"{{t}}.empty.{n}", "0.2") for n in range(3)]
+        assert await asyncio.gather(*reads) == [None, None, None]

@@ -33,7 +33,7 @@ from kaiju.runtime.service import Namespace
 if TYPE_CHECKING:  # pragma: no cover
     from kaiju.redis import RedisConnection
 
-__all__ = ["DEFAULT_LOGIN_LIMIT", "RateLimits", "rate_limit_middleware"]
+__all__ = ["DEFAULT_LOGIN_LIMIT", "RateLimits", "rate_limits"]
 
 # The per-address limit of `auth.login` an app serving it gets unless a rule of its own covers it.
 DEFAULT_LOGIN_LIMIT = RateLimit(methods="auth.login", per="ip", rate=Rate("30/minute"), burst=10)
@@ -99,16 +99,17 @@ class RateLimits:
             wait = await limiter.store_take(key)
 
 
-def rate_limit_middleware(
+def rate_limits(
     rules: Sequence[RateLimit], methods: Collection[str], store: RedisConnection | None, server: Any
-) -> list[Any]:
-    """`[RateLimits]` for the `rules`, with `DEFAULT_LOGIN_LIMIT` added when `methods` has
-    `auth.login` and no rule covers it; `[]` when there is nothing to limit (no cost)."""
+) -> RateLimits | None:
+    """The `RateLimits` middleware for the `rules`, with `DEFAULT_LOGIN_LIMIT` added when
+    `methods` has `auth.login` and no rule covers it; None when there is nothing to limit (no
+    cost). A server whose only middleware it is sends the calls of the methods no rule names
+    straight to the executor (`RPCServer`'s plain path)."""
     rules = list(rules)
     if "auth.login" in methods and not any(fnmatch.fnmatchcase("auth.login", r.methods) for r in rules):
         rules.append(DEFAULT_LOGIN_LIMIT)
     if not rules:
-        return []
+        return None
     counts: RateStore = RedisRates(store, server.logger) if store is not None else MemoryRates()
-    # the bound method: called per call, it skips the lookup of __call__ on the instance's type
-    return [RateLimits(rules, counts, server.app.namespace).__call__]
+    return RateLimits(rules, counts, server.app.namespace)

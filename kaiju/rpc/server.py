@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET
@@ -38,7 +38,7 @@ from kaiju.rpc.access import Scope, Session
 from kaiju.rpc.answer import Answer, AnswerEncoder, encode_value
 from kaiju.rpc.batches import run_batch
 from kaiju.rpc.context import RequestContext, current_var
-from kaiju.rpc.dispatch import Dispatcher
+from kaiju.rpc.dispatch import Dispatcher, Run
 from kaiju.rpc.executor import Executor
 from kaiju.rpc.introspection import Introspection
 from kaiju.rpc.methods import Method
@@ -67,6 +67,9 @@ from kaiju.rpc.topics import Subscriptions, TopicRules
 from kaiju.runtime.service import Service, SettingError
 from kaiju.runtime.types import NonNegative, NonNegativeInt, Positive, PositiveInt, ScopeName
 from kaiju.telemetry.service import Telemetry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaiju.rpc.limits import RateLimits
 
 __all__ = ["RPCServer"]
 
@@ -149,6 +152,8 @@ class RPCServer(Service):
         self._outer: list[Middleware] = []  # added from Python around them (add_middleware), outermost first
         self._inner: list[Middleware] = []  # added from Python inside them
         self._spans: list[Middleware] = []  # the calls' spans, when tracing: outside everything else
+        self._rates: RateLimits | None = None  # the rate limits (`rate_limits`, auth.login's default)
+        self._only_rates = False  # they are all the middleware there is: they wrap the methods they name only
         self.topic_rules = self._topic_rules()  # who may subscribe to what (the `topics` setting)
 
     # -- lifetime -----------------------------------------------------------
@@ -209,14 +214,16 @@ class RPCServer(Service):
         self._ready = not self.app.managed or self.app.started.is_set()  # nobody will set it otherwise
         for name, service in self.app.services.items():
             self.table.add(service, name)
-        self._chain = [*chain, *self._rate_limit_middleware(), *self._configured_middleware()]
+        self._rates = self._rate_limits()
+        rates = [self._rates.__call__] if self._rates is not None else []  # the bound method: no lookup per call
+        self._chain = [*chain, *rates, *self._configured_middleware()]
         self._compile()
 
-    def _rate_limit_middleware(self) -> list[Middleware]:
-        """The middleware counting `rate_limits` (and the default one of `auth.login`), else none."""
-        from kaiju.rpc.limits import rate_limit_middleware
+    def _rate_limits(self) -> RateLimits | None:
+        """The middleware counting `rate_limits` (and the default one of `auth.login`), else None."""
+        from kaiju.rpc.limits import rate_limits
 
-        return rate_limit_middleware(self.rate_limits, self.table.methods, self.rate_limit_store, self)
+        return rate_limits(self.rate_limits, self.table.methods, self.rate_limit_store, self)
 
     def _span_middleware(self) -> list[Middleware]:
         """The middleware making each call's span when the app traces (`kaiju.telemetry`), else none."""
@@ -300,6 +307,7 @@ class RPCServer(Service):
         if self.running is None:
             return
         wrapping = [*self._spans, *self._outer, *self._chain, *self._inner]
+        self._only_rates = self._rates is not None and wrapping == [self._rates.__call__]
         self.running.dispatcher.use(Chain(wrapping, self.running.executor.run, self.logger) if wrapping else None)
         self._build_hot_path()
 
@@ -340,10 +348,18 @@ class RPCServer(Service):
         Service passes through aiomisc's `__getattr__` hook, which CPython does not speed up)."""
         hot, running = self._hot, self.running
         plain = self.table.plain_decoder() if self._ready and running is not None else None
-        hot.decode, hot.methods = plain if plain is not None else (_no_hot_path, {})
+        decode, methods = plain if plain is not None else (_no_hot_path, {})
+        hot.decode, hot.methods = decode, {}
         if running is not None:
-            hot.executor, hot.encoder = running.executor, running.encoder
-            hot.run, hot.debug = running.dispatcher.run, running.executor.debug
+            hot.executor, hot.encoder, hot.debug = running.executor, running.encoder, running.executor.debug
+            chained, direct = running.dispatcher.run, running.executor.run
+            rates = self._rates if self._only_rates else None
+            # each method's own way: the chain, or, when the only middleware are the rate limits,
+            # the executor straight for a method no limit names (an app that serves auth.login gets
+            # its default limit: its other calls pay nothing for it)
+            hot.methods = {
+                t: (m, chained if rates is None or rates.limiters_of(m.name) else direct) for t, m in methods.items()
+            }
         hot.known_session = self.sessions.known if self.sessions is not None else None
         hot.known_token = self.auth.known if self.auth is not None else None
 
@@ -409,7 +425,7 @@ class RPCServer(Service):
             except (*UNREADABLE, TypeError):  # msgspec's errors, invalid UTF-8, deep nesting
                 pass  # not one plain request, or not yet: the general path says what it is
             else:
-                m = hot.methods[type(req)]
+                m, run = hot.methods[type(req)]
                 rid = req.id
                 if rid is UNSET and wait_notifications:
                     rid = None
@@ -417,12 +433,12 @@ class RPCServer(Service):
                     if session_id is None and authorization is None:
                         if m.permission >= scope:
                             ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
-                            return hot.answer(ctx, m, req.params)
+                            return hot.answer(ctx, m, req.params, run)
                     else:
                         found = hot.known(session_id, authorization)  # no I/O: remembered, or None
                         if found is not None or self._plain_credentials(session_id, authorization):
                             ctx = hot.executor.plain_context(scope, headers, rid, transport, cid, client)
-                            return self._answer_as(ctx, m, req.params, session_id, authorization, found)
+                            return self._answer_as(ctx, m, req.params, run, session_id, authorization, found)
         return self._handle(body, headers, scope, session, transport, wait_notifications, client)
 
     def _plain_credentials(self, session_id: str | None, authorization: str | None) -> bool:
@@ -438,6 +454,7 @@ class RPCServer(Service):
         ctx: RequestContext,
         m: Method,
         params: Any,
+        run: Run,
         session_id: str | None,
         authorization: str | None,
         found: Session | None = None,
@@ -468,7 +485,7 @@ class RPCServer(Service):
             response = await self._running.dispatcher.request(ctx, Request(method=m.name, id=ctx.request_id))
         else:
             try:
-                response = Response(ctx.request_id, await hot.run(ctx, m, params))
+                response = Response(ctx.request_id, await run(ctx, m, params, 0))
             except E.RPCError as exc:
                 response = ErrorResponse(id=ctx.request_id, error=exc.to_dict(hot.debug))
         if loaded is not None:
@@ -650,13 +667,12 @@ class _HotPath:
     """What `RPCServer.handle` reads per request, kept in slots (see `_build_hot_path`), and
     the answer to a plain request."""
 
-    __slots__ = ("decode", "methods", "executor", "run", "encoder", "debug", "known_session", "known_token")
+    __slots__ = ("decode", "methods", "executor", "encoder", "debug", "known_session", "known_token")
 
     def __init__(self) -> None:
         self.decode: Any = _no_hot_path
-        self.methods: dict[type, Method] = {}
+        self.methods: dict[type, tuple[Method, Run]] = {}  # a plain request's Struct: its method, and how it runs
         self.executor: Any = None
-        self.run: Any = None
         self.encoder: Any = None
         self.debug = False
         self.known_session: Callable[[str], Session | None] | None = None  # SessionStore.known
@@ -671,10 +687,10 @@ class _HotPath:
         known = self.known_token
         return None if known is None or authorization is None else known(authorization)
 
-    async def answer(self, ctx: RequestContext, m: Method, params: Any) -> Answer:
+    async def answer(self, ctx: RequestContext, m: Method, params: Any, run: Run) -> Answer:
         """Run a plain request (params validated) through the chain or the executor: its Answer."""
         try:
-            result = await self.run(ctx, m, params)
+            result = await run(ctx, m, params, 0)
         except E.RPCError as exc:
             response: Any = ErrorResponse(id=ctx.request_id, error=exc.to_dict(self.debug))
             out = {CORRELATION_ID: ctx.correlation_id}

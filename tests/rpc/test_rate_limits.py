@@ -19,7 +19,7 @@ from kaiju.ratelimit.rate import Rate, RateLimit, gcra, retry_after
 from kaiju.ratelimit.store import MemoryRates, RateLimiter, RedisRates, rate_key
 from kaiju.rpc import RPCServer, Scope
 from kaiju.rpc.access import Session
-from kaiju.rpc.limits import DEFAULT_LOGIN_LIMIT, RateLimits, rate_limit_middleware
+from kaiju.rpc.limits import DEFAULT_LOGIN_LIMIT, rate_limits
 from kaiju.runtime.plan import validate_settings
 from kaiju.runtime.service import App, Service
 from kaiju.testing import free_port
@@ -107,12 +107,12 @@ def test_a_bad_rule_is_refused_with_its_key_path():
 def test_auth_login_gets_a_limit_unless_a_rule_covers_it():
     server = RPCServer()
     server.bind(App(name="a", env="test"))
-    (mw,) = rate_limit_middleware([], {"auth.login", "echo.echo"}, None, server)
-    assert isinstance(mw.__self__, RateLimits) and [lim.rule for lim in mw.__self__.limiters] == [DEFAULT_LOGIN_LIMIT]
+    limits = rate_limits([], {"auth.login", "echo.echo"}, None, server)
+    assert limits is not None and [lim.rule for lim in limits.limiters] == [DEFAULT_LOGIN_LIMIT]
     own = RateLimit(methods="auth.*", rate=Rate("5/minute"))
-    (mw,) = rate_limit_middleware([own], {"auth.login"}, None, server)
-    assert [lim.rule for lim in mw.__self__.limiters] == [own]
-    assert rate_limit_middleware([], {"echo.echo"}, None, server) == []  # nothing to limit: no middleware
+    limits = rate_limits([own], {"auth.login"}, None, server)
+    assert limits is not None and [lim.rule for lim in limits.limiters] == [own]
+    assert rate_limits([], {"echo.echo"}, None, server) is None  # nothing to limit: no middleware
 
 
 # -- over HTTP, on each store ------------------------------------------------------------
@@ -194,6 +194,32 @@ async def test_a_stream_call_waits_its_turn_instead_of_being_refused():
         refused = await server.handle(body, scope=Scope.GUEST, transport="http", client="10.1.1.1")
     assert [msgspec.json.decode(a.body)["result"] for a in answers] == [7, 7, 7]
     assert msgspec.json.decode(refused.body)["error"]["data"]["type"] == "TooManyRequests"
+
+
+async def test_when_the_limits_are_the_only_middleware_they_wrap_only_the_methods_they_name(monkeypatch):
+    """An app serving a limited method (auth.login's default limit, or a rule of its own) and
+    no other middleware: a plain call of another method goes straight to the executor."""
+    from kaiju.rpc.limits import RateLimits
+
+    seen: list[str] = []
+    counting = RateLimits.__call__
+
+    async def spy(self, call, call_next):
+        seen.append(call.method)
+        return await counting(self, call, call_next)
+
+    monkeypatch.setattr(RateLimits, "__call__", spy)
+    rules = validate_settings(RPCServer, {"rate_limits": [{"methods": "echo.other", "rate": "100/second"}]})
+    server = RPCServer(rate_limits=rules["rate_limits"])
+    async with started(Echo(), server):
+        for body in (
+            b'[{"jsonrpc":"2.0","id":1,"method":"echo.echo"}]',  # a batch: the general path, the whole chain
+            b'{"jsonrpc":"2.0","id":2,"method":"echo.echo","params":{"value":1}}',  # plain, named by no rule
+            b'{"jsonrpc":"2.0","id":3,"method":"echo.other"}',  # plain, limited
+        ):
+            answer = await server.handle(body, scope=Scope.GUEST, transport="http", client="10.1.1.2")
+            assert b'"result"' in answer.body
+    assert seen == ["echo.echo", "echo.other"]
 
 
 async def test_a_guest_counts_by_address_under_a_per_user_limit():
