@@ -12,7 +12,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -22,6 +22,8 @@ import msgspec
 from kaiju.rpc.access import Scope
 
 __all__ = [
+    "failures",
+    "note_failure",
     "RequestContext",
     "correlation_ids",
     "current",
@@ -137,3 +139,17 @@ def request_context(
         yield ctx
     finally:
         _current.reset(token)
+
+
+# Where a method's own exception is told, in the task that runs it (`note_failure`): set by a
+# caller that wants to know what failed beneath the RPCError it will be answered (a stream
+# listener, for `retry_on` and its dead letters); None: nobody asks, and a failure costs one
+# lookup. Nothing is asked on success.
+failures: ContextVar[Callable[[BaseException], None] | None] = ContextVar("kaiju_rpc_failures", default=None)
+
+
+def note_failure(exc: BaseException) -> None:
+    """Tell whoever listens in this task (`failures`) that a method raised `exc`."""
+    hear = failures.get()
+    if hear is not None:
+        hear(exc)

@@ -29,7 +29,7 @@ from msgspec.structs import astuple
 
 from kaiju.rpc import errors as E
 from kaiju.rpc.access import Scope, Session
-from kaiju.rpc.context import RequestContext, correlation_ids, current_var, new_correlation_id
+from kaiju.rpc.context import RequestContext, correlation_ids, current_var, new_correlation_id, note_failure
 from kaiju.rpc.methods import Method
 from kaiju.rpc.protocol import NO_HEADERS, RequestHeaders
 from kaiju.rpc.slots import Slots
@@ -215,7 +215,10 @@ class Executor:
                     await self._wait_for_slot(ctx, coro)
             try:
                 result = await coro
-            except (E.RPCError, asyncio.CancelledError):
+            except asyncio.CancelledError:
+                raise
+            except E.RPCError as exc:
+                note_failure(exc)
                 raise
             except Exception as exc:
                 result = await self._recover(ctx, m, exc, params, retries)
@@ -315,11 +318,15 @@ class Executor:
             await asyncio.sleep(min(0.01 * 2**attempt, 1.0, max(0.0, ctx.loop_deadline - self.loop.time())))
             try:
                 return await m.invoke(params)
-            except (E.RPCError, asyncio.CancelledError):
+            except asyncio.CancelledError:
+                raise
+            except E.RPCError as failed:
+                note_failure(failed)
                 raise
             except Exception as again:
                 exc = again
         self.logger.error("RPC method failed", method=m.name, exc_info=exc)
+        note_failure(exc)
         raise E.InternalError(data={"method": m.name}, base_exc=exc) from exc
 
     def _stray_cancel(self, method: str | None) -> E.InternalError:

@@ -31,7 +31,6 @@ from kaiju.runtime.types import NonNegative, PositiveInt, ScopeName
 from kaiju.streams.base import GroupInfo, StreamError, topic_key
 from kaiju.streams.batches import BatchRunner
 from kaiju.streams.reader import Reader
-from kaiju.streams.retries import ErrorTypes
 from kaiju.streams.service import Streams
 from kaiju.streams.state import ListenerState
 from kaiju.streams.upkeep import Upkeep
@@ -117,7 +116,6 @@ class StreamListener(Service):
         self.active: ListenerState | None = None  # the run-time state, from start() to stop()
         self._tasks: tuple[asyncio.Task, asyncio.Task] | None = None  # the reader's and the upkeep's
         self._runner: BatchRunner | None = None
-        self._error_types: ErrorTypes | None = None
 
     def check(self) -> None:
         """`use_sessions` needs a sessions or an auth service on the RPC server (SettingError)."""
@@ -154,8 +152,6 @@ class StreamListener(Service):
         state.set_paused(await self.streams.topic_locked(state.stream_key))
         runner = BatchRunner(state, self.rpc, parse_scope(self.scope), self.use_sessions, tracing_of(self.telemetry))
         self._runner = runner
-        self._error_types = ErrorTypes()
-        self.rpc.add_middleware(self._error_types)  # names a method's own exception, for retry_on and dead letters
         loop = asyncio.get_running_loop()
         self.active = state
         self._tasks = (
@@ -198,8 +194,6 @@ class StreamListener(Service):
                 self.logger.warning("left messages pending at stop", batches=len(late))
         await self._hand_back(handed_back, deadline)
         await asyncio.wait([reader, upkeeper], timeout=max(deadline - loop.time(), 0.01))
-        if self._error_types is not None:
-            self.rpc.remove_middleware(self._error_types)
         self.streams.detach(self)
         self.active = None
         self.logger.info("stopped", extra=self.counters)

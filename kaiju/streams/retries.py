@@ -9,10 +9,10 @@ dead-lettered. Without it a failed message is left pending and claimed again aft
 `claim_idle_ms`, up to `max_deliveries`. `retry_on` names the error types worth a retry;
 any other failure is dead-lettered at once.
 
-A method's own exception reaches the listener as an `InternalError`: `ErrorTypes`, an RPC
-middleware the listener adds, records the exception's class names (its MRO: `ConnectionError`
-matches a `ConnectionRefusedError`) for the message being run, so `retry_on` and the dead
-letter can name it.
+A method's own exception reaches the listener as an `InternalError`: the executor tells it
+(`kaiju.rpc.context.failures`, set to the batch's `Failure`) the exception's class names (its
+MRO: `ConnectionError` matches a `ConnectionRefusedError`) for the message being run, so
+`retry_on` and the dead letter can name it. Nothing is asked of a call that succeeds.
 """
 
 from __future__ import annotations
@@ -20,24 +20,24 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kaiju.rpc.context import failures
 from kaiju.rpc.errors import RPCError
 from kaiju.streams.base import StreamMessage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kaiju.rpc.middleware import Call, CallNext
     from kaiju.streams.state import ListenerState
 
-__all__ = ["ErrorTypes", "Failure", "Retries", "recording", "retried", "retry_delay"]
+__all__ = ["Failure", "Retries", "recording", "retried", "retry_delay"]
 
 
 class Failure:
     """The exception behind the first error of the message being run: its class names (most
-    derived first) and its message; empty while nothing failed."""
+    derived first) and its message; empty while nothing failed. Called by the executor
+    (`kaiju.rpc.context.note_failure`) with each exception a method raises."""
 
     __slots__ = ("types", "message")
 
@@ -45,9 +45,12 @@ class Failure:
         self.types: list[str] = []
         self.message: str | None = None
 
-
-# the failure of the message being run in this task (None: not a listener's message)
-_seen: ContextVar[Failure | None] = ContextVar("kaiju_stream_failure", default=None)
+    def __call__(self, exc: BaseException) -> None:
+        if self.types:  # the first failure is the message's (a nested call's comes first)
+            return
+        cause = exc.base_exc if isinstance(exc, RPCError) and exc.base_exc is not None else exc
+        self.types = [cls.__name__ for cls in type(cause).__mro__[:-2]] or [type(cause).__name__]
+        self.message = str(cause) or (exc.message if isinstance(exc, RPCError) else type(cause).__name__)
 
 
 def retry_delay(delays: list[float], deliveries: int) -> float | None:
@@ -59,29 +62,13 @@ def retry_delay(delays: list[float], deliveries: int) -> float | None:
     return delay * random.uniform(1.0, 1.25)
 
 
-class ErrorTypes:
-    """RPC middleware: records the class names of a method's own exception (and of the RPC
-    error raised) while a listener runs a message; passes every other call straight on."""
-
-    async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        try:
-            return await call_next(call)
-        except RPCError as exc:
-            seen = _seen.get()
-            if seen is not None and not seen.types:
-                cause = exc.base_exc if exc.base_exc is not None else exc
-                seen.types = [cls.__name__ for cls in type(cause).__mro__[:-2]] or [type(cause).__name__]
-                seen.message = str(cause) or exc.message
-            raise
-
-
 def recording() -> Failure:
     """The `Failure` that records for the message about to run in this task (a batch's): the
     one already set while nothing has failed into it, else a new one, set for the task."""
-    seen = _seen.get()
-    if seen is None or seen.types:
+    seen = failures.get()
+    if not isinstance(seen, Failure) or seen.types:
         seen = Failure()
-        _seen.set(seen)  # left set: a batch's task has a context of its own, gone with it
+        failures.set(seen)  # left set: a batch's task has a context of its own, gone with it
     return seen
 
 
