@@ -89,7 +89,8 @@ def store_services(redis_url: str | None) -> tuple[list, dict]:
 def kaiju_cron(redis_url: str | None = None):
     async def arm(record):
         async def job():
-            record(time.time(), task.last_fire)
+            if task.last_fire is not None:  # else a catch-up of a fire an earlier round's run missed
+                record(time.time(), task.last_fire)
 
         extra, settings = store_services(redis_url)
         task = CronTask(name="bench_cron", cron="* * * * * *", call=job, **settings)
@@ -103,7 +104,8 @@ def kaiju_cron(redis_url: str | None = None):
 def kaiju_periodic(interval, redis_url: str | None = None):
     async def arm(record):
         async def job():
-            record(time.time(), task.last_fire)
+            if task.last_fire is not None:  # else a catch-up of a fire an earlier round's run missed
+                record(time.time(), task.last_fire)
 
         extra, settings = store_services(redis_url)
         task = PeriodicTask(name="bench_periodic", interval=interval, call=job, **settings)
