@@ -91,22 +91,26 @@ async def in_parallel(n: int, producers: int, write: Any) -> None:
     await asyncio.gather(*(producer(p) for p in range(min(producers, n))))
 
 
+async def echo_server(n: int) -> RPCServer:
+    """An RPCServer serving `Echo` (for `n` requests), started by hand as a raw loop would use it."""
+    echo = Echo()
+    echo.target = n + 1
+    server = RPCServer()
+    app = App(name="bench", env="bench")
+    for svc in (echo, server):
+        svc.bind(app)
+        app.services[svc.name] = svc
+        svc.set_loop(asyncio.get_running_loop())
+        await svc.start()
+    app.started.set()  # the dispatcher holds requests until the app has started
+    return server
+
+
 async def raw_loop(url: str, n: int, batch: int, prefill: bool, dispatch: bool = False, producers: int = 1) -> float:
     """The ceiling: redis-py straight, no framework; with `dispatch`, each request also goes
     through `RPCServer.handle` (the least any listener on this dispatcher must spend)."""
     client = aioredis.from_url(url)
-    server = None
-    if dispatch:
-        echo = Echo()
-        echo.target = n + 1
-        server = RPCServer()
-        app = App(name="bench", env="bench")
-        for svc in (echo, server):
-            svc.bind(app)
-            app.services[svc.name] = svc
-            svc.set_loop(asyncio.get_running_loop())
-            await svc.start()
-        app.started.set()  # the dispatcher holds requests until the app has started
+    server = await echo_server(n) if dispatch else None
     stream, group = f"raw.{time.monotonic_ns()}", "g"
     await client.xgroup_create(stream, group, id="0", mkstream=True)
     decode = msgspec.json.decode

@@ -102,26 +102,12 @@ async def consume_raw(url: str, stream: str, n: int, batch: int, dispatch: bool)
     sys.path.insert(0, str(_HERE.parent))
     import msgspec
     import redis.asyncio as aioredis
-    from streams import Echo, _echo
-
-    from kaiju.rpc.server import RPCServer
-    from kaiju.runtime.service import App
+    from streams import _echo, echo_server
 
     client = aioredis.from_url(url)
     group = "g"
     await client.xgroup_create(stream, group, id="0")
-    server = None
-    if dispatch:
-        echo = Echo()
-        echo.target = n + 1
-        server = RPCServer()
-        app = App(name="bench", env="bench")
-        for svc in (echo, server):
-            svc.bind(app)
-            app.services[svc.name] = svc
-            svc.set_loop(asyncio.get_running_loop())
-            await svc.start()
-        app.started.set()
+    server = await echo_server(n) if dispatch else None
     decode = msgspec.json.decode
     done = 0
     while done < n:
