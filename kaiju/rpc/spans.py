@@ -39,13 +39,13 @@ class RPCSpans:
     async def __call__(self, call: Any, call_next: Any) -> Any:
         tracing = self.tracing
         parent = None
-        current = trace.get_current_span().get_span_context()
-        if not current.is_valid:
+        current = trace.get_current_span()
+        if not current.get_span_context().is_valid:
             headers = call.headers
             if headers:
                 parent = tracing.extract(headers)  # a transport that traces nothing itself
-        elif tracing.follows_parent and not current.trace_flags.sampled:
-            return await call_next(call)  # below a span sampled out: no span (`Tracing.start`)
+        elif tracing.sampled_out(current):
+            return await call_next(call)  # no span below a span sampled out, nor its context to set
         ctx = call.context
         span = tracing.start(call.method, INTERNAL if ctx.transport in _IN_PROCESS else SERVER, parent)
         if span.is_recording():

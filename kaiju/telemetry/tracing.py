@@ -91,10 +91,15 @@ class Tracing:
         than a whole RPC call."""
         if self.follows_parent:
             above = trace.get_current_span(parent)
-            context = above.get_span_context()
-            if context.is_valid and not context.trace_flags.sampled and not above.is_recording():
+            if self.sampled_out(above):
                 return above
         return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
+
+    def sampled_out(self, span: Span) -> bool:
+        """Whether no span is made below `span`: it is sampled out and the sampler
+        `follows_parent`, so every span below it would be sampled out too."""
+        context = span.get_span_context()
+        return self.follows_parent and context.is_valid and not context.trace_flags.sampled and not span.is_recording()
 
     def root(self, name: str, attributes: Mapping[str, Any] | None = None) -> Span:
         """Start a span beginning a trace of its own, whatever is current (a task's run)."""
